@@ -1,0 +1,483 @@
+//! A streaming splitter: finds where each record's JSON text begins and ends without building
+//! a tree, so an object of any size costs one record's worth of memory.
+//!
+//! The scanner tracks strings, escapes and bracket depth only; it does not validate JSON. A
+//! record that is broken inside is passed on as it is and fails when the caller parses it;
+//! broken structure *between* records (truncation, a missing comma) rejects the object.
+
+use std::io::Read;
+
+use crate::{Limits, ObjectError, decode};
+
+/// How the object's records were laid out.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ObjectFormat {
+    /// `{"Records":[...]}`, a CloudTrail log file.
+    LogFile,
+    /// `{"Events":[{"CloudTrailEvent":"..."}]}` from `aws cloudtrail lookup-events`.
+    LookupEvents,
+    /// One or more top-level record objects (JSON Lines, or a single record).
+    RecordLines,
+}
+
+/// What reading one object found.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReadSummary {
+    pub format: ObjectFormat,
+    /// Records handed to the callback.
+    pub records: u64,
+    /// Decompressed bytes read.
+    pub bytes: u64,
+}
+
+/// Why the callback's caller stopped: the object's own problem, or the callback's.
+#[derive(Debug)]
+pub enum ScanError<E> {
+    Object(ObjectError),
+    Callback(E),
+}
+
+impl<E> From<ObjectError> for ScanError<E> {
+    fn from(e: ObjectError) -> Self {
+        ScanError::Object(e)
+    }
+}
+
+/// Reads one object (gzip or plain) and calls `on_record` with the JSON text of each record,
+/// in file order. Records of `lookup-events` output arrive unescaped, as the record itself.
+///
+/// A lookup-events entry whose `CloudTrailEvent` is missing or not a string is passed on as
+/// the entry's own text, so the caller sees it fail as a record rather than vanish.
+pub fn for_each_record<R, E, F>(
+    reader: R,
+    limits: &Limits,
+    mut on_record: F,
+) -> Result<ReadSummary, ScanError<E>>
+where
+    R: Read,
+    F: FnMut(&[u8]) -> Result<(), E>,
+{
+    let input = decode::open(reader, limits.max_object_bytes).map_err(decode::classify_io)?;
+    let mut scanner = Scanner::new(input, *limits);
+    let mut format = None;
+    let mut records = 0u64;
+    let mut unwrapped = Vec::new();
+    while let Some(first) = scanner.peek_value()? {
+        if first != b'{' {
+            return Err(if first == b'[' {
+                ObjectError::NotCloudTrail("a JSON array at top level").into()
+            } else {
+                scanner.not_json(first).into()
+            });
+        }
+        let seen = scanner.top_object(&mut |kind, bytes| {
+            records += 1;
+            match kind {
+                Element::Record => on_record(bytes),
+                Element::LookupEntry => {
+                    unwrapped.clear();
+                    match lookup_event_text(bytes) {
+                        Some(text) => unwrapped.extend_from_slice(text.as_bytes()),
+                        None => unwrapped.extend_from_slice(bytes),
+                    }
+                    on_record(&unwrapped)
+                }
+            }
+        })?;
+        let this = match seen {
+            TopObject::Records => ObjectFormat::LogFile,
+            TopObject::Events => ObjectFormat::LookupEvents,
+            TopObject::Other(shape) => {
+                match shape {
+                    Shape::Record => {}
+                    Shape::Digest => return Err(ObjectError::Digest.into()),
+                    Shape::Unknown => {
+                        return Err(ObjectError::NotCloudTrail(
+                            "a JSON object with neither \"Records\" nor CloudTrail record fields",
+                        )
+                        .into());
+                    }
+                }
+                records += 1;
+                on_record(scanner.pinned_bytes()).map_err(ScanError::Callback)?;
+                scanner.unpin();
+                ObjectFormat::RecordLines
+            }
+        };
+        // A log file or lookup output is one value; more values after it mean JSON Lines.
+        format = Some(match format {
+            None => this,
+            Some(_) => ObjectFormat::RecordLines,
+        });
+    }
+    let format = format.ok_or(ObjectError::Empty)?;
+    Ok(ReadSummary { format, records, bytes: scanner.consumed() })
+}
+
+fn lookup_event_text(entry: &[u8]) -> Option<String> {
+    #[derive(serde::Deserialize)]
+    struct Entry {
+        #[serde(rename = "CloudTrailEvent")]
+        cloud_trail_event: Option<serde_json::Value>,
+    }
+    match serde_json::from_slice::<Entry>(entry).ok()?.cloud_trail_event? {
+        serde_json::Value::String(s) => Some(s),
+        _ => None,
+    }
+}
+
+/// Receives each element of a streamed `Records`/`Events` array.
+type OnElement<'a, E> = dyn FnMut(Element, &[u8]) -> Result<(), E> + 'a;
+
+#[derive(Clone, Copy)]
+enum Element {
+    Record,
+    LookupEntry,
+}
+
+enum TopObject {
+    Records,
+    Events,
+    Other(Shape),
+}
+
+/// What a top-level object without `Records`/`Events` looks like, from its keys.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Shape {
+    Record,
+    Digest,
+    Unknown,
+}
+
+const READ_CHUNK: usize = 256 * 1024;
+
+struct Scanner<R> {
+    input: R,
+    buf: Vec<u8>,
+    /// Bytes of `buf` that hold data.
+    len: usize,
+    /// Scan position in `buf`.
+    pos: usize,
+    /// Start of the value being scanned; bytes before it may be dropped.
+    start: usize,
+    /// Start of a top-level object kept whole until we know it is a single record.
+    pin: Option<usize>,
+    /// Bytes dropped from the front of `buf` so far (for offsets in messages).
+    dropped: u64,
+    eof: bool,
+    limits: Limits,
+}
+
+impl<R: Read> Scanner<R> {
+    fn new(input: R, limits: Limits) -> Self {
+        Scanner {
+            input,
+            buf: vec![0; READ_CHUNK],
+            len: 0,
+            pos: 0,
+            start: 0,
+            pin: None,
+            dropped: 0,
+            eof: false,
+            limits,
+        }
+    }
+
+    fn offset(&self) -> u64 {
+        self.dropped + self.pos as u64
+    }
+
+    fn consumed(&self) -> u64 {
+        self.dropped + self.len as u64
+    }
+
+    fn not_json(&self, byte: u8) -> ObjectError {
+        ObjectError::NotJson { byte, offset: self.offset() }
+    }
+
+    fn malformed(&self, what: &'static str) -> ObjectError {
+        ObjectError::Malformed { offset: self.offset(), what }
+    }
+
+    /// Reads more input. Returns false at the end of input.
+    fn fill(&mut self) -> Result<bool, ObjectError> {
+        if self.eof {
+            return Ok(false);
+        }
+        let keep_from = self.pin.unwrap_or(self.start).min(self.start);
+        let held = self.len - keep_from;
+        let bound = self.limits.max_record_bytes.saturating_add(READ_CHUNK);
+        if held > bound {
+            return Err(ObjectError::RecordTooLarge {
+                offset: self.dropped + keep_from as u64,
+                limit: self.limits.max_record_bytes,
+            });
+        }
+        if keep_from > 0 {
+            self.buf.copy_within(keep_from..self.len, 0);
+            self.len -= keep_from;
+            self.pos -= keep_from;
+            self.start -= keep_from;
+            self.pin = self.pin.map(|p| p - keep_from);
+            self.dropped += keep_from as u64;
+        }
+        if self.buf.len() - self.len < READ_CHUNK / 2 {
+            self.buf.resize(self.buf.len() * 2, 0);
+        }
+        loop {
+            match self.input.read(&mut self.buf[self.len..]) {
+                Ok(0) => {
+                    self.eof = true;
+                    return Ok(false);
+                }
+                Ok(n) => {
+                    self.len += n;
+                    return Ok(true);
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) => return Err(decode::classify_io(e)),
+            }
+        }
+    }
+
+    /// The byte at `pos`, reading more input when needed; `None` at the end of input.
+    fn byte(&mut self) -> Result<Option<u8>, ObjectError> {
+        while self.pos >= self.len {
+            if !self.fill()? {
+                return Ok(None);
+            }
+        }
+        Ok(Some(self.buf[self.pos]))
+    }
+
+    fn byte_or_truncated(&mut self) -> Result<u8, ObjectError> {
+        self.byte()?.ok_or(ObjectError::Truncated { offset: self.offset() })
+    }
+
+    fn skip_ws(&mut self) -> Result<Option<u8>, ObjectError> {
+        loop {
+            match self.byte()? {
+                Some(b' ' | b'\n' | b'\r' | b'\t') => {
+                    self.pos += 1;
+                    if self.pin.is_none() {
+                        self.start = self.pos;
+                    }
+                }
+                // A UTF-8 byte-order mark before the first value is tolerated.
+                Some(0xEF) if self.offset() == 0 => {
+                    self.pos += 1;
+                    for expected in [0xBB, 0xBF] {
+                        if self.byte_or_truncated()? != expected {
+                            return Err(self.not_json(0xEF));
+                        }
+                        self.pos += 1;
+                    }
+                    self.start = self.pos;
+                }
+                other => return Ok(other),
+            }
+        }
+    }
+
+    /// Skips whitespace between top-level values and returns the next value's first byte.
+    fn peek_value(&mut self) -> Result<Option<u8>, ObjectError> {
+        self.start = self.pos;
+        self.skip_ws()
+    }
+
+    fn expect(&mut self, wanted: u8, what: &'static str) -> Result<(), ObjectError> {
+        match self.skip_ws()? {
+            Some(b) if b == wanted => {
+                self.pos += 1;
+                Ok(())
+            }
+            Some(_) => Err(self.malformed(what)),
+            None => Err(ObjectError::Truncated { offset: self.offset() }),
+        }
+    }
+
+    /// Scans the string starting at `pos` (on its opening quote).
+    fn scan_string(&mut self) -> Result<(), ObjectError> {
+        self.pos += 1;
+        loop {
+            if self.pos >= self.len && !self.fill()? {
+                return Err(ObjectError::Truncated { offset: self.offset() });
+            }
+            match memchr::memchr2(b'"', b'\\', &self.buf[self.pos..self.len]) {
+                None => self.pos = self.len,
+                Some(i) => {
+                    self.pos += i;
+                    if self.buf[self.pos] == b'"' {
+                        self.pos += 1;
+                        return Ok(());
+                    }
+                    // An escape: skip the backslash and the byte it escapes.
+                    self.pos += 1;
+                    self.byte_or_truncated()?;
+                    self.pos += 1;
+                }
+            }
+        }
+    }
+
+    /// Scans one JSON value starting at the next non-blank byte and returns its byte range in
+    /// `buf`, valid until the next call that reads input.
+    fn scan_value(&mut self) -> Result<(usize, usize), ObjectError> {
+        let first = self.skip_ws()?.ok_or(ObjectError::Truncated { offset: self.offset() })?;
+        self.start = self.pos;
+        match first {
+            b'"' => self.scan_string()?,
+            b'{' | b'[' => self.scan_nested()?,
+            b'}' | b']' | b',' | b':' => return Err(self.malformed("a value was expected")),
+            _ => loop {
+                match self.byte()? {
+                    None | Some(b',' | b'}' | b']' | b' ' | b'\n' | b'\r' | b'\t' | b':') => break,
+                    Some(b'"' | b'{' | b'[') => return Err(self.malformed("unexpected value")),
+                    Some(_) => self.pos += 1,
+                }
+            },
+        }
+        Ok((self.start, self.pos))
+    }
+
+    fn scan_nested(&mut self) -> Result<(), ObjectError> {
+        let mut depth = 0usize;
+        loop {
+            match self.byte_or_truncated()? {
+                b'{' | b'[' => {
+                    depth += 1;
+                    if depth > self.limits.max_depth {
+                        return Err(ObjectError::TooDeep {
+                            offset: self.offset(),
+                            limit: self.limits.max_depth,
+                        });
+                    }
+                    self.pos += 1;
+                }
+                b'}' | b']' => {
+                    depth -= 1;
+                    self.pos += 1;
+                    if depth == 0 {
+                        return Ok(());
+                    }
+                }
+                b'"' => self.scan_string()?,
+                _ => self.pos += 1,
+            }
+        }
+    }
+
+    /// Walks a top-level object key by key. Streams the elements of `Records` or `Events`;
+    /// otherwise keeps the whole object pinned so it can be handed on as one record.
+    fn top_object<E>(
+        &mut self,
+        on_element: &mut OnElement<'_, E>,
+    ) -> Result<TopObject, ScanError<E>> {
+        self.pin = Some(self.pos);
+        self.pos += 1;
+        let mut streamed = None;
+        let mut record_keys = false;
+        let mut digest_keys = false;
+        if self.skip_ws()? == Some(b'}') {
+            self.pos += 1;
+            return Ok(TopObject::Other(Shape::Unknown));
+        }
+        loop {
+            if self.skip_ws()? != Some(b'"') {
+                return Err(self.malformed("an object key was expected").into());
+            }
+            let (ks, ke) = self.scan_value()?;
+            let element = match &self.buf[ks..ke] {
+                b"\"Records\"" => Some(Element::Record),
+                b"\"Events\"" => Some(Element::LookupEntry),
+                b"\"eventVersion\"" | b"\"eventName\"" | b"\"eventSource\"" | b"\"eventID\"" => {
+                    record_keys = true;
+                    None
+                }
+                b"\"digestStartTime\"" | b"\"logFiles\"" | b"\"digestS3Object\"" => {
+                    digest_keys = true;
+                    None
+                }
+                _ => None,
+            };
+            self.expect(b':', "':' was expected after an object key")?;
+            match element {
+                Some(kind) if streamed.is_none() => {
+                    self.pin = None;
+                    self.stream_array(kind, on_element)?;
+                    streamed = Some(kind);
+                }
+                _ => {
+                    self.scan_value()?;
+                }
+            }
+            match self.skip_ws()? {
+                Some(b',') => self.pos += 1,
+                Some(b'}') => {
+                    self.pos += 1;
+                    break;
+                }
+                Some(_) => return Err(self.malformed("',' or '}' was expected in an object").into()),
+                None => return Err(ObjectError::Truncated { offset: self.offset() }.into()),
+            }
+        }
+        Ok(match streamed {
+            Some(Element::Record) => TopObject::Records,
+            Some(Element::LookupEntry) => TopObject::Events,
+            None if digest_keys && !record_keys => TopObject::Other(Shape::Digest),
+            None if record_keys => TopObject::Other(Shape::Record),
+            None => TopObject::Other(Shape::Unknown),
+        })
+    }
+
+    fn stream_array<E>(
+        &mut self,
+        kind: Element,
+        on_element: &mut OnElement<'_, E>,
+    ) -> Result<(), ScanError<E>> {
+        match self.skip_ws()? {
+            Some(b'[') => self.pos += 1,
+            Some(_) => {
+                return Err(ObjectError::NotCloudTrail(match kind {
+                    Element::Record => "\"Records\" is not an array",
+                    Element::LookupEntry => "\"Events\" is not an array",
+                })
+                .into());
+            }
+            None => return Err(ObjectError::Truncated { offset: self.offset() }.into()),
+        }
+        if self.skip_ws()? == Some(b']') {
+            self.pos += 1;
+            return Ok(());
+        }
+        loop {
+            let (s, e) = self.scan_value()?;
+            if e - s > self.limits.max_record_bytes {
+                return Err(ObjectError::RecordTooLarge {
+                    offset: self.dropped + s as u64,
+                    limit: self.limits.max_record_bytes,
+                }
+                .into());
+            }
+            on_element(kind, &self.buf[s..e]).map_err(ScanError::Callback)?;
+            match self.skip_ws()? {
+                Some(b',') => self.pos += 1,
+                Some(b']') => {
+                    self.pos += 1;
+                    return Ok(());
+                }
+                Some(_) => return Err(self.malformed("',' or ']' was expected in an array").into()),
+                None => return Err(ObjectError::Truncated { offset: self.offset() }.into()),
+            }
+        }
+    }
+
+    fn pinned_bytes(&self) -> &[u8] {
+        &self.buf[self.pin.unwrap_or(self.pos)..self.pos]
+    }
+
+    fn unpin(&mut self) {
+        self.pin = None;
+        self.start = self.pos;
+    }
+}

@@ -1,0 +1,17 @@
+//! The KMS grant domain: pure functions from CloudTrail records to grant histories.
+//!
+//! - [`normalise`] turns one record's JSON text into a [`KmsEvent`] (or says it is not KMS),
+//!   tolerating every missing, null or oddly cased field CloudTrail is known to produce.
+//! - [`lifecycle::fold_grant`] rebuilds one grant's state from the set of events that touch it.
+//!   The result depends only on that set: not on the order events arrive in, not on duplicate
+//!   deliveries, not on which account's copy of a cross-account event was read.
+//!
+//! Nothing here does I/O or reads a clock, so every rule can be tested with plain values.
+#![forbid(unsafe_code)]
+
+pub mod event;
+pub mod lifecycle;
+pub mod timestamp;
+
+pub use event::{Caller, Constraints, GrantSpec, KmsEvent, RecordError, normalise};
+pub use lifecycle::{Actor, Anomaly, Grant, GrantState, fold_all, fold_grant, logical_events};
