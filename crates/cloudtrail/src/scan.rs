@@ -369,10 +369,7 @@ impl<R: Read> Scanner<R> {
 
     /// Walks a top-level object key by key. Streams the elements of `Records` or `Events`;
     /// otherwise keeps the whole object pinned so it can be handed on as one record.
-    fn top_object<E>(
-        &mut self,
-        on_element: &mut OnElement<'_, E>,
-    ) -> Result<TopObject, ScanError<E>> {
+    fn top_object<E>(&mut self, on_element: &mut OnElement<'_, E>) -> Result<TopObject, ScanError<E>> {
         self.pin = Some(self.pos);
         self.pos += 1;
         let mut streamed = None;

@@ -11,7 +11,9 @@
 
 pub mod event;
 pub mod lifecycle;
+pub mod matching;
 pub mod timestamp;
 
 pub use event::{Caller, Constraints, GrantSpec, KmsEvent, RecordError, normalise};
 pub use lifecycle::{Actor, Anomaly, Grant, GrantState, fold_all, fold_grant, logical_events};
+pub use matching::grantee_is;

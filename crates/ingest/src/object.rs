@@ -1,0 +1,80 @@
+use std::io::Read;
+
+use granttrail_cloudtrail::{Limits, ObjectError, ScanError, for_each_record, may_be_kms};
+use granttrail_grants::{RecordError, normalise};
+use granttrail_store::{ObjectCounts, Store, StoreError};
+
+/// A failure that stops one object. The object's name is added by whoever reports it.
+#[derive(Debug, thiserror::Error)]
+pub enum IngestError {
+    #[error("{0}")]
+    Object(#[from] ObjectError),
+    #[error("{0}")]
+    Store(#[from] StoreError),
+    #[error("cannot open: {0}")]
+    Open(std::io::Error),
+}
+
+/// What happened to one object.
+#[derive(Debug)]
+pub enum Outcome {
+    /// Committed. `skipped` tells how many KMS records were malformed, with the first reason.
+    Ingested { counts: ObjectCounts, first_skip: Option<RecordError> },
+    /// The same object was committed before; nothing was read.
+    AlreadyIngested,
+    /// Rejected whole; nothing of it was stored.
+    Rejected(IngestError),
+}
+
+/// Reads one object and commits its KMS events in one transaction.
+///
+/// Store failures (the database itself) are returned as `Err`: they are not the object's
+/// fault and the caller should stop. Everything wrong with the object is an
+/// [`Outcome::Rejected`] and is also recorded in the `rejected_objects` table.
+pub fn ingest_object<R: Read>(
+    store: &mut Store,
+    source: &str,
+    reader: R,
+    limits: &Limits,
+    now: i64,
+) -> Result<Outcome, StoreError> {
+    if store.is_ingested(source)? {
+        return Ok(Outcome::AlreadyIngested);
+    }
+    // None: another process committed the same object between the check and now.
+    let Some(mut writer) = store.begin_object(source)? else {
+        return Ok(Outcome::AlreadyIngested);
+    };
+    let mut first_skip = None;
+    let read = for_each_record(reader, limits, |record| {
+        if !may_be_kms(record) {
+            return Ok(());
+        }
+        match normalise(record) {
+            Ok(Some(event)) => {
+                // normalise() parsed the bytes as JSON, so they are valid UTF-8.
+                let raw = String::from_utf8_lossy(record);
+                writer.add(&event, &raw)?;
+            }
+            Ok(None) => {}
+            Err(e) => {
+                writer.skip_record();
+                first_skip.get_or_insert(e);
+            }
+        }
+        Ok::<(), StoreError>(())
+    });
+    match read {
+        Ok(summary) => {
+            let format = format!("{:?}", summary.format);
+            let counts = writer.commit(&format, summary.bytes, summary.records, now)?;
+            Ok(Outcome::Ingested { counts, first_skip })
+        }
+        Err(ScanError::Callback(store_error)) => Err(store_error),
+        Err(ScanError::Object(object_error)) => {
+            drop(writer);
+            store.record_rejection(source, &object_error.to_string(), now)?;
+            Ok(Outcome::Rejected(IngestError::Object(object_error)))
+        }
+    }
+}

@@ -1,0 +1,193 @@
+//! Read queries for the front ends.
+
+use granttrail_grants::{Actor, Grant, GrantSpec, GrantState, KmsEvent};
+use rusqlite::{Row, params_from_iter, types::Value};
+
+use crate::write::{EVENT_COLUMNS, event_from_row};
+use crate::{Result, Store, StoreError};
+
+/// Which grants to list. Every field narrows the list; `None` means "any".
+#[derive(Debug, Clone, Default)]
+pub struct GrantFilter {
+    pub key_arn: Option<String>,
+    /// Matches the grantee principal exactly.
+    pub grantee: Option<String>,
+    pub state: Option<GrantState>,
+    /// Grants alive at this time (seconds since the epoch): created at or before it (or
+    /// created before the logs) and not ended by then.
+    pub active_at: Option<i64>,
+}
+
+/// An event as stored, with the object it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredEvent {
+    pub event: KmsEvent,
+    pub object: String,
+}
+
+const GRANT_COLUMNS: &str = "key_arn, grant_id, state, creation_seen, grantee_principal, retiring_principal,
+    operations, constraints, name, issuing_account, created_at, created_by, created_by_service, created_from_ip,
+    created_event_id, ended_at, ended_by, ended_by_service, ended_from_ip, end_event_id, create_event_ids,
+    end_event_ids, anomalies";
+
+impl Store {
+    /// Grants matching `filter`, ordered by key, creation time and grant id.
+    pub fn grants(&self, filter: &GrantFilter) -> Result<Vec<Grant>> {
+        let mut clauses = Vec::new();
+        let mut args: Vec<Value> = Vec::new();
+        if let Some(key) = &filter.key_arn {
+            args.push(Value::Text(key.clone()));
+            clauses.push(format!("key_arn = ?{}", args.len()));
+        }
+        if let Some(grantee) = &filter.grantee {
+            args.push(Value::Text(grantee.clone()));
+            clauses.push(format!("grantee_principal = ?{}", args.len()));
+        }
+        if let Some(state) = filter.state {
+            args.push(Value::Text(state.as_str().to_string()));
+            clauses.push(format!("state = ?{}", args.len()));
+        }
+        if let Some(t) = filter.active_at {
+            args.push(Value::Integer(t));
+            let n = args.len();
+            clauses.push(format!(
+                "(created_at IS NULL OR created_at <= ?{n}) AND (ended_at IS NULL OR ended_at > ?{n})"
+            ));
+        }
+        let filter_sql =
+            if clauses.is_empty() { String::new() } else { format!("WHERE {}", clauses.join(" AND ")) };
+        let sql = format!(
+            "SELECT {GRANT_COLUMNS} FROM grants {filter_sql} ORDER BY key_arn, created_at IS NOT NULL, created_at, grant_id"
+        );
+        let mut stmt = self.conn().prepare(&sql)?;
+        let rows = stmt.query_map(params_from_iter(args), grant_from_row)?;
+        rows.map(|r| r?).collect()
+    }
+
+    /// Grants whose id is `grant_id` or starts with it (a grant id can, in theory, exist on
+    /// several keys).
+    pub fn grants_by_id(&self, grant_id: &str) -> Result<Vec<Grant>> {
+        let sql = format!(
+            "SELECT {GRANT_COLUMNS} FROM grants WHERE substr(grant_id, 1, length(?1)) = ?1 ORDER BY key_arn, grant_id"
+        );
+        let mut stmt = self.conn().prepare(&sql)?;
+        let rows = stmt.query_map([grant_id], grant_from_row)?;
+        rows.map(|r| r?).collect()
+    }
+
+    /// Every stored event that names the grant (failed attempts included) and every deletion
+    /// of its key, in time order.
+    pub fn grant_events(&self, key_arn: &str, grant_id: &str) -> Result<Vec<StoredEvent>> {
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS}, o.source FROM events e JOIN objects o ON o.id = e.object_id
+             WHERE (e.grant_id = ?2 AND (e.key_arn = ?1 OR e.key_arn IS NULL OR ?1 = ''))
+                OR (e.key_arn = ?1 AND e.event_name = 'DeleteKey')
+             ORDER BY e.event_time, e.event_id"
+        );
+        self.stored_events(&sql, &[key_arn, grant_id])
+    }
+
+    /// One stored event by its `eventID`.
+    pub fn event(&self, event_id: &str) -> Result<Option<StoredEvent>> {
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS}, o.source FROM events e JOIN objects o ON o.id = e.object_id WHERE e.event_id = ?1"
+        );
+        Ok(self.stored_events(&sql, &[event_id])?.into_iter().next())
+    }
+
+    fn stored_events(&self, sql: &str, args: &[&str]) -> Result<Vec<StoredEvent>> {
+        let mut stmt = self.conn().prepare(sql)?;
+        let rows = stmt.query_map(params_from_iter(args), |r| {
+            let object: String = r.get(23)?;
+            Ok(event_from_row(r)?.map(|event| StoredEvent { event, object }))
+        })?;
+        rows.map(|r| r?).collect()
+    }
+
+    /// Grants on the same key that include `CreateGrant`, were active when `grant` was created,
+    /// and whose grantee is the principal that created it: the grants it may have been
+    /// created through.
+    pub fn parent_candidates(&self, grant: &Grant) -> Result<Vec<String>> {
+        let (Some(created_at), Some(creator)) = (grant.created_at, &grant.created_by) else {
+            return Ok(Vec::new());
+        };
+        let Some(create) = self.event(&creator.event_id)? else {
+            return Ok(Vec::new());
+        };
+        let filter = GrantFilter {
+            key_arn: Some(grant.key_arn.clone()),
+            active_at: Some(created_at),
+            ..Default::default()
+        };
+        Ok(self
+            .grants(&filter)?
+            .into_iter()
+            .filter(|p| p.grant_id != grant.grant_id)
+            .filter(|p| p.spec.operations.as_ref().is_some_and(|ops| ops.iter().any(|o| o == "CreateGrant")))
+            .filter(|p| {
+                p.spec
+                    .grantee_principal
+                    .as_deref()
+                    .is_some_and(|g| granttrail_grants::grantee_is(g, &create.event.caller))
+            })
+            .map(|p| p.grant_id)
+            .collect())
+    }
+
+    /// Row counts of the main tables: (objects, events, grants).
+    pub fn totals(&self) -> Result<(u64, u64, u64)> {
+        let count = |table: &str| -> Result<u64> {
+            let n: i64 = self.conn().query_row(&format!("SELECT count(*) FROM {table}"), [], |r| r.get(0))?;
+            Ok(n as u64)
+        };
+        Ok((count("objects")?, count("events")?, count("grants")?))
+    }
+}
+
+fn json_column<T: serde::de::DeserializeOwned>(text: Option<String>) -> Result<Option<T>> {
+    text.map(|t| serde_json::from_str(&t).map_err(|e| StoreError::Corrupt(e.to_string()))).transpose()
+}
+
+fn grant_from_row(r: &Row<'_>) -> rusqlite::Result<Result<Grant>> {
+    let state: String = r.get(2)?;
+    let actor = |principal: usize| -> rusqlite::Result<Option<Actor>> {
+        let event_id: Option<String> = r.get(principal + 3)?;
+        Ok(match event_id {
+            Some(event_id) => Some(Actor {
+                principal: r.get(principal)?,
+                service: r.get(principal + 1)?,
+                source_ip: r.get(principal + 2)?,
+                event_id,
+            }),
+            None => None,
+        })
+    };
+    let (created_by, ended_by) = (actor(11)?, actor(16)?);
+    let columns: [Option<String>; 5] = [r.get(6)?, r.get(7)?, r.get(20)?, r.get(21)?, r.get(22)?];
+    let built = (|| -> Result<Grant> {
+        let [operations, constraints, creates, ends, anomalies] = columns;
+        Ok(Grant {
+            key_arn: r.get(0)?,
+            grant_id: r.get(1)?,
+            state: GrantState::parse(&state)
+                .ok_or_else(|| StoreError::Corrupt(format!("grant state {state:?}")))?,
+            creation_seen: r.get(3)?,
+            spec: GrantSpec {
+                grantee_principal: r.get(4)?,
+                retiring_principal: r.get(5)?,
+                operations: json_column(operations)?,
+                constraints: json_column(constraints)?,
+                name: r.get(8)?,
+            },
+            issuing_account: r.get(9)?,
+            created_at: r.get(10)?,
+            created_by,
+            ended_at: r.get(15)?,
+            ended_by,
+            create_event_ids: json_column(creates)?.unwrap_or_default(),
+            end_event_ids: json_column(ends)?.unwrap_or_default(),
+            anomalies: json_column(anomalies)?.unwrap_or_default(),
+        })
+    })();
+    Ok(built)
+}

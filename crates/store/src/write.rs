@@ -1,0 +1,335 @@
+//! Writing one object's events and recomputing the grants they touch.
+
+use std::collections::BTreeSet;
+
+use granttrail_grants::{Caller, Grant, GrantSpec, KmsEvent, fold_grant};
+use rusqlite::{Connection, Transaction, TransactionBehavior, params};
+
+use crate::{Result, StoreError};
+
+/// What one object contributed, for the object's row and the ingest summary.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct ObjectCounts {
+    pub bytes: u64,
+    pub records: u64,
+    pub kms_events: u64,
+    /// KMS events not seen before (the rest were duplicates by `eventID`).
+    pub new_events: u64,
+    /// New events that create, end or name a grant, or delete a key.
+    pub grant_events: u64,
+    /// KMS records that could not be used (malformed), skipped with a count.
+    pub skipped_records: u64,
+}
+
+/// The `(key ARN, grant id)` pairs whose derived row may change. An unknown key is `None`.
+type Touched = BTreeSet<(Option<String>, String)>;
+
+/// One object's transaction. Dropping it without [`ObjectWriter::commit`] rolls back.
+pub struct ObjectWriter<'c> {
+    tx: Transaction<'c>,
+    object_id: i64,
+    touched: Touched,
+    deleted_keys: BTreeSet<String>,
+    counts: ObjectCounts,
+}
+
+impl<'c> ObjectWriter<'c> {
+    pub(crate) fn begin(conn: &'c mut Connection, source: &str) -> Result<Option<ObjectWriter<'c>>> {
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        // The row is completed at commit; inserting it first gives events their object id
+        // and makes a concurrent writer of the same object wait, then see it as done.
+        let inserted = tx.execute(
+            "INSERT INTO objects (source, ingested_at, format, bytes, records, kms_events, new_events,
+                                  grant_events, skipped_records)
+             VALUES (?1, 0, '', 0, 0, 0, 0, 0, 0)
+             ON CONFLICT (source) DO NOTHING",
+            [source],
+        )?;
+        if inserted == 0 {
+            return Ok(None);
+        }
+        let object_id = tx.last_insert_rowid();
+        Ok(Some(ObjectWriter {
+            tx,
+            object_id,
+            touched: Touched::new(),
+            deleted_keys: BTreeSet::new(),
+            counts: ObjectCounts::default(),
+        }))
+    }
+
+    /// Stores one KMS event with its raw record. Returns false when its `eventID` was
+    /// already stored (a duplicate delivery: nothing changes).
+    pub fn add(&mut self, event: &KmsEvent, raw: &str) -> Result<bool> {
+        self.counts.kms_events += 1;
+        let spec = event.grant_spec.as_ref().map(serde_json::to_string).transpose().map_err(json_error)?;
+        let c = &event.caller;
+        let inserted = self
+            .tx
+            .prepare_cached(
+                "INSERT OR IGNORE INTO events (event_id, shared_event_id, event_time, event_name, event_type,
+                 aws_region, recipient_account_id, error_code, error_message, caller_type, caller_arn,
+                 caller_principal_id, caller_account_id, session_issuer_arn, invoked_by, source_ip,
+                 user_agent, key_arn, destination_key_arn, request_key_id, grant_id, grant_spec, dry_run,
+                 object_id, raw)
+             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19,
+                     ?20, ?21, ?22, ?23, ?24, ?25)",
+            )?
+            .execute(params![
+                event.event_id,
+                event.shared_event_id,
+                event.event_time,
+                event.event_name,
+                event.event_type,
+                event.aws_region,
+                event.recipient_account_id,
+                event.error_code,
+                event.error_message,
+                c.kind,
+                c.arn,
+                c.principal_id,
+                c.account_id,
+                c.session_issuer_arn,
+                c.invoked_by,
+                event.source_ip,
+                event.user_agent,
+                event.key_arn,
+                event.destination_key_arn,
+                event.request_key_id,
+                event.grant_id,
+                spec,
+                event.dry_run,
+                self.object_id,
+                raw,
+            ])?
+            == 1;
+        if !inserted {
+            return Ok(false);
+        }
+        self.counts.new_events += 1;
+        if event.is_grant_event() {
+            self.counts.grant_events += 1;
+            if event.succeeded() {
+                if let Some(grant_id) = &event.grant_id {
+                    self.touched.insert((event.key_arn.clone(), grant_id.clone()));
+                }
+                if event.event_name == "DeleteKey"
+                    && let Some(key) = &event.key_arn
+                {
+                    self.deleted_keys.insert(key.clone());
+                }
+            }
+        }
+        Ok(true)
+    }
+
+    /// Counts a KMS record that was skipped as malformed.
+    pub fn skip_record(&mut self) {
+        self.counts.skipped_records += 1;
+    }
+
+    /// Recomputes the touched grants, completes the object's row and commits. Returns what
+    /// the object contributed.
+    pub fn commit(mut self, format: &str, bytes: u64, records: u64, now: i64) -> Result<ObjectCounts> {
+        self.counts.bytes = bytes;
+        self.counts.records = records;
+        let mut pairs = BTreeSet::new();
+        for (key, grant) in &self.touched {
+            match key {
+                Some(key) => {
+                    pairs.insert((key.clone(), grant.clone()));
+                }
+                None => pairs.extend(keys_of_grant(&self.tx, grant)?.into_iter().map(|k| (k, grant.clone()))),
+            }
+        }
+        for key in &self.deleted_keys {
+            pairs.extend(grants_on_key(&self.tx, key)?.into_iter().map(|g| (key.clone(), g)));
+        }
+        recompute(&self.tx, &pairs)?;
+        let c = self.counts;
+        self.tx.execute(
+            "UPDATE objects SET ingested_at = ?2, format = ?3, bytes = ?4, records = ?5, kms_events = ?6,
+                 new_events = ?7, grant_events = ?8, skipped_records = ?9
+             WHERE id = ?1",
+            params![
+                self.object_id,
+                now,
+                format,
+                c.bytes as i64,
+                c.records as i64,
+                c.kms_events as i64,
+                c.new_events as i64,
+                c.grant_events as i64,
+                c.skipped_records as i64
+            ],
+        )?;
+        self.tx.commit()?;
+        Ok(c)
+    }
+}
+
+fn json_error(e: serde_json::Error) -> StoreError {
+    StoreError::Corrupt(e.to_string())
+}
+
+/// The keys a grant id is known on; the empty key when none is known yet.
+fn keys_of_grant(tx: &Connection, grant_id: &str) -> Result<Vec<String>> {
+    let mut stmt = tx.prepare_cached(
+        "SELECT DISTINCT key_arn FROM events WHERE grant_id = ?1 AND key_arn IS NOT NULL AND error_code IS NULL
+           AND event_name IN ('CreateGrant', 'RetireGrant', 'RevokeGrant')",
+    )?;
+    let keys: Vec<String> = stmt.query_map([grant_id], |r| r.get(0))?.collect::<Result<_, _>>()?;
+    Ok(if keys.is_empty() { vec![String::new()] } else { keys })
+}
+
+fn grants_on_key(tx: &Connection, key_arn: &str) -> Result<Vec<String>> {
+    let mut stmt = tx.prepare_cached(
+        "SELECT DISTINCT grant_id FROM events WHERE key_arn = ?1 AND grant_id IS NOT NULL AND error_code IS NULL
+           AND event_name IN ('CreateGrant', 'RetireGrant', 'RevokeGrant')",
+    )?;
+    let grants = stmt.query_map([key_arn], |r| r.get(0))?.collect::<Result<_, _>>()?;
+    Ok(grants)
+}
+
+/// Every `(key, grant)` pair the stored events describe, as [`keys_of_grant`] resolves them.
+pub(crate) fn all_grant_pairs(tx: &Connection) -> Result<BTreeSet<(String, String)>> {
+    let mut stmt = tx.prepare(
+        "SELECT DISTINCT key_arn, grant_id FROM events WHERE grant_id IS NOT NULL AND error_code IS NULL
+           AND event_name IN ('CreateGrant', 'RetireGrant', 'RevokeGrant')",
+    )?;
+    let rows: Vec<(Option<String>, String)> =
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
+    let mut pairs = BTreeSet::new();
+    for (key, grant) in rows {
+        match key {
+            Some(key) => {
+                pairs.insert((key, grant));
+            }
+            None => pairs.extend(keys_of_grant(tx, &grant)?.into_iter().map(|k| (k, grant.clone()))),
+        }
+    }
+    Ok(pairs)
+}
+
+/// Re-derives each grant from its stored events and replaces its row. A grant once known on
+/// no key (`""`) moves to its key as soon as one is known.
+pub(crate) fn recompute(tx: &Connection, pairs: &BTreeSet<(String, String)>) -> Result<usize> {
+    let mut written = 0;
+    for (key, grant_id) in pairs {
+        let events = grant_events(tx, key, grant_id)?;
+        tx.prepare_cached("DELETE FROM grants WHERE key_arn = ?1 AND grant_id = ?2")?
+            .execute(params![key, grant_id])?;
+        if !key.is_empty() {
+            tx.prepare_cached("DELETE FROM grants WHERE key_arn = '' AND grant_id = ?1")?
+                .execute([grant_id])?;
+        }
+        if let Some(grant) = fold_grant(key, grant_id, &events) {
+            insert_grant(tx, &grant)?;
+            written += 1;
+        }
+    }
+    Ok(written)
+}
+
+pub(crate) const EVENT_COLUMNS: &str =
+    "event_id, shared_event_id, event_time, event_name, event_type, aws_region,
+    recipient_account_id, error_code, error_message, caller_type, caller_arn, caller_principal_id,
+    caller_account_id, session_issuer_arn, invoked_by, source_ip, user_agent, key_arn, destination_key_arn,
+    request_key_id, grant_id, grant_spec, dry_run";
+
+/// The successful events that decide one grant: its creates and ends, and its key's deletions.
+fn grant_events(tx: &Connection, key: &str, grant_id: &str) -> Result<Vec<KmsEvent>> {
+    let sql = format!(
+        "SELECT {EVENT_COLUMNS} FROM events
+         WHERE grant_id = ?2 AND error_code IS NULL AND (key_arn = ?1 OR key_arn IS NULL)
+           AND event_name IN ('CreateGrant', 'RetireGrant', 'RevokeGrant')
+         UNION ALL
+         SELECT {EVENT_COLUMNS} FROM events
+         WHERE key_arn = ?1 AND event_name = 'DeleteKey' AND error_code IS NULL"
+    );
+    let mut stmt = tx.prepare_cached(&sql)?;
+    let rows = stmt.query_map(params![key, grant_id], event_from_row)?;
+    let mut events = Vec::new();
+    for row in rows {
+        events.push(row??);
+    }
+    Ok(events)
+}
+
+/// Reads a row of [`EVENT_COLUMNS`] back into a [`KmsEvent`].
+pub(crate) fn event_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<KmsEvent>> {
+    let spec: Option<String> = r.get(21)?;
+    let grant_spec = match spec.map(|s| serde_json::from_str::<GrantSpec>(&s)).transpose() {
+        Ok(spec) => spec,
+        Err(e) => return Ok(Err(json_error(e))),
+    };
+    Ok(Ok(KmsEvent {
+        event_id: r.get(0)?,
+        shared_event_id: r.get(1)?,
+        event_time: r.get(2)?,
+        event_name: r.get(3)?,
+        event_type: r.get(4)?,
+        aws_region: r.get(5)?,
+        recipient_account_id: r.get(6)?,
+        error_code: r.get(7)?,
+        error_message: r.get(8)?,
+        caller: Caller {
+            kind: r.get(9)?,
+            arn: r.get(10)?,
+            principal_id: r.get(11)?,
+            account_id: r.get(12)?,
+            session_issuer_arn: r.get(13)?,
+            invoked_by: r.get(14)?,
+        },
+        source_ip: r.get(15)?,
+        user_agent: r.get(16)?,
+        key_arn: r.get(17)?,
+        destination_key_arn: r.get(18)?,
+        request_key_id: r.get(19)?,
+        grant_id: r.get(20)?,
+        grant_spec,
+        dry_run: r.get(22)?,
+    }))
+}
+
+fn insert_grant(tx: &Connection, g: &Grant) -> Result<()> {
+    let spec = &g.spec;
+    tx.prepare_cached(
+        "INSERT INTO grants (key_arn, grant_id, state, creation_seen, grantee_principal, retiring_principal,
+             operations, constraints, name, issuing_account, created_at, created_by, created_by_service,
+             created_from_ip, created_event_id, ended_at, ended_by, ended_by_service, ended_from_ip,
+             end_event_id, create_event_ids, end_event_ids, anomalies)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20,
+                 ?21, ?22, ?23)",
+    )?
+    .execute(params![
+        g.key_arn,
+        g.grant_id,
+        g.state.as_str(),
+        g.creation_seen,
+        spec.grantee_principal,
+        spec.retiring_principal,
+        spec.operations.as_deref().map(to_json).transpose()?,
+        spec.constraints.as_ref().map(to_json).transpose()?,
+        spec.name,
+        g.issuing_account,
+        g.created_at,
+        g.created_by.as_ref().and_then(|a| a.principal.clone()),
+        g.created_by.as_ref().and_then(|a| a.service.clone()),
+        g.created_by.as_ref().and_then(|a| a.source_ip.clone()),
+        g.created_by.as_ref().map(|a| a.event_id.clone()),
+        g.ended_at,
+        g.ended_by.as_ref().and_then(|a| a.principal.clone()),
+        g.ended_by.as_ref().and_then(|a| a.service.clone()),
+        g.ended_by.as_ref().and_then(|a| a.source_ip.clone()),
+        g.ended_by.as_ref().map(|a| a.event_id.clone()),
+        to_json(&g.create_event_ids)?,
+        to_json(&g.end_event_ids)?,
+        to_json(&g.anomalies)?,
+    ])?;
+    Ok(())
+}
+
+fn to_json<T: serde::Serialize + ?Sized>(value: &T) -> Result<String> {
+    serde_json::to_string(value).map_err(json_error)
+}
