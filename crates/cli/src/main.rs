@@ -1,1 +1,79 @@
-fn main() {}
+//! `granttrail`: rebuild the history of every AWS KMS grant from CloudTrail logs.
+#![forbid(unsafe_code)]
+
+mod grants_cmd;
+mod ingest_cmd;
+mod output;
+mod views;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Rebuild the history of every AWS KMS grant from CloudTrail logs.
+///
+/// granttrail reads CloudTrail log files (gzip or JSON, as delivered to S3, as printed by
+/// `aws cloudtrail lookup-events`, or one record per line), keeps every KMS event in a SQLite
+/// database, and derives each grant's lifecycle: who created it, for whom, what it allows,
+/// and when and by whom it was retired, revoked or ended by key deletion.
+#[derive(Debug, Parser)]
+#[command(name = "granttrail", version, max_term_width = 100)]
+struct Cli {
+    /// SQLite database to use (created if missing).
+    #[arg(long, global = true, env = "GRANTTRAIL_DB", default_value = "granttrail.db")]
+    db: PathBuf,
+
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Read CloudTrail objects and store their KMS events and grants.
+    ///
+    /// Takes files, directories (walked recursively; CloudTrail digest and Insights files are
+    /// recognised and skipped) and `-` for standard input. Each object is committed whole or
+    /// not at all; objects already ingested are skipped. Exits non-zero if any object was
+    /// rejected.
+    Ingest(ingest_cmd::IngestArgs),
+    /// List grants.
+    Grants(grants_cmd::GrantsArgs),
+    /// Show one grant's whole story: its attributes and every event that touched it.
+    Grant(grants_cmd::GrantArgs),
+    /// Recompute all derived tables from the stored events.
+    Rebuild,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Ingest(args) => ingest_cmd::run(&cli.db, &args),
+        Command::Grants(args) => grants_cmd::list(&cli.db, &args),
+        Command::Grant(args) => grants_cmd::story(&cli.db, &args),
+        Command::Rebuild => grants_cmd::rebuild(&cli.db),
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            if is_broken_pipe(&e) {
+                return ExitCode::SUCCESS;
+            }
+            eprintln!("granttrail: error: {}", output::terminal_safe(&format!("{e:#}")));
+            ExitCode::FAILURE
+        }
+    }
+}
+
+/// `granttrail grants | head` closes the pipe early; that is not an error.
+fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    e.chain().any(|c| {
+        c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+    })
+}
+
+/// Parses an RFC 3339 time given on the command line.
+fn parse_time(text: &str) -> Result<i64, String> {
+    granttrail_grants::timestamp::parse(text)
+        .ok_or_else(|| format!("{text:?} is not an RFC 3339 time such as 2024-05-01T12:00:00Z"))
+}

@@ -1,0 +1,316 @@
+//! `granttrail grants`, `granttrail grant` and `granttrail rebuild`.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::bail;
+use clap::{Args, ValueEnum};
+use granttrail_grants::{Grant, GrantState, timestamp};
+use granttrail_store::{GrantFilter, Store};
+
+use crate::output::{Format, Table, print_csv, print_json, terminal_safe};
+use crate::parse_time;
+use crate::views::{EventView, GrantView, StoryView};
+
+#[derive(Debug, Clone, Copy, ValueEnum)]
+enum StateArg {
+    Active,
+    Retired,
+    Revoked,
+    KeyDeleted,
+}
+
+impl From<StateArg> for GrantState {
+    fn from(s: StateArg) -> GrantState {
+        match s {
+            StateArg::Active => GrantState::Active,
+            StateArg::Retired => GrantState::Retired,
+            StateArg::Revoked => GrantState::Revoked,
+            StateArg::KeyDeleted => GrantState::KeyDeleted,
+        }
+    }
+}
+
+#[derive(Debug, Args)]
+pub struct GrantsArgs {
+    /// Only grants on this key (full key ARN).
+    #[arg(long, value_name = "ARN")]
+    key: Option<String>,
+    /// Only grants whose grantee principal is exactly this.
+    #[arg(long, value_name = "PRINCIPAL")]
+    grantee: Option<String>,
+    /// Only grants in this state.
+    #[arg(long, value_enum)]
+    state: Option<StateArg>,
+    /// Only grants alive at this time (RFC 3339), including grants created before the logs.
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    active_at: Option<i64>,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
+}
+
+#[derive(Debug, Args)]
+pub struct GrantArgs {
+    /// The grant id (or a unique prefix of it).
+    grant_id: String,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
+}
+
+pub fn list(db: &Path, args: &GrantsArgs) -> anyhow::Result<ExitCode> {
+    let store = open_existing(db)?;
+    let filter = GrantFilter {
+        key_arn: args.key.clone(),
+        grantee: args.grantee.clone(),
+        state: args.state.map(GrantState::from),
+        active_at: args.active_at,
+    };
+    let grants = store.grants(&filter)?;
+    let mut out = std::io::stdout().lock();
+    match args.format {
+        Format::Json | Format::Jsonl => {
+            let views: Vec<GrantView> = grants.iter().map(GrantView::new).collect();
+            print_json(&views, args.format == Format::Jsonl, &mut out)?;
+        }
+        Format::Csv => {
+            let rows: Vec<Vec<String>> = grants.iter().map(csv_row).collect();
+            print_csv(&CSV_HEADER, &rows, &mut out)?;
+        }
+        Format::Table => {
+            let mut table = Table::new(vec![
+                "KEY",
+                "GRANT",
+                "STATE",
+                "GRANTEE",
+                "OPERATIONS",
+                "CREATED",
+                "ENDED",
+                "NAME",
+            ]);
+            for g in &grants {
+                table.row(vec![
+                    short_key(&g.key_arn),
+                    short_grant(&g.grant_id),
+                    state_text(g),
+                    g.spec.grantee_principal.clone().unwrap_or_else(|| unknown(g)),
+                    g.spec.operations.as_ref().map(|o| o.join(",")).unwrap_or_else(|| unknown(g)),
+                    g.created_at.map(timestamp::format).unwrap_or_else(|| "before logs".into()),
+                    g.ended_at.map(timestamp::format).unwrap_or_else(|| "-".into()),
+                    g.spec.name.clone().unwrap_or_default(),
+                ]);
+            }
+            table.print(&mut out)?;
+            writeln!(out, "{} grant(s)", grants.len())?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+const CSV_HEADER: [&str; 14] = [
+    "key_arn",
+    "grant_id",
+    "state",
+    "creation_seen",
+    "grantee_principal",
+    "retiring_principal",
+    "operations",
+    "constraints",
+    "name",
+    "created_at",
+    "created_by",
+    "ended_at",
+    "ended_by",
+    "anomalies",
+];
+
+fn csv_row(g: &Grant) -> Vec<String> {
+    let text = |v: &Option<String>| v.clone().unwrap_or_default();
+    vec![
+        g.key_arn.clone(),
+        g.grant_id.clone(),
+        g.state.as_str().into(),
+        g.creation_seen.to_string(),
+        text(&g.spec.grantee_principal),
+        text(&g.spec.retiring_principal),
+        g.spec.operations.as_ref().map(|o| o.join(" ")).unwrap_or_default(),
+        g.spec.constraints.as_ref().and_then(|c| serde_json::to_string(c).ok()).unwrap_or_default(),
+        text(&g.spec.name),
+        g.created_at.map(timestamp::format).unwrap_or_default(),
+        g.created_by.as_ref().and_then(|a| a.principal.clone()).unwrap_or_default(),
+        g.ended_at.map(timestamp::format).unwrap_or_default(),
+        g.ended_by.as_ref().and_then(|a| a.principal.clone()).unwrap_or_default(),
+        if g.anomalies.is_empty() {
+            String::new()
+        } else {
+            serde_json::to_string(&g.anomalies).unwrap_or_default()
+        },
+    ]
+}
+
+pub fn story(db: &Path, args: &GrantArgs) -> anyhow::Result<ExitCode> {
+    let store = open_existing(db)?;
+    let grants = store.grants_by_id(&args.grant_id)?;
+    if grants.is_empty() {
+        bail!("no grant with id {:?} in {}", args.grant_id, db.display());
+    }
+    let ids: std::collections::BTreeSet<&str> = grants.iter().map(|g| g.grant_id.as_str()).collect();
+    if ids.len() > 1 {
+        bail!("{:?} is the start of {} grant ids; give more of it", args.grant_id, ids.len());
+    }
+    let mut stories = Vec::new();
+    for g in &grants {
+        stories.push((g, store.parent_candidates(g)?, store.grant_events(&g.key_arn, &g.grant_id)?));
+    }
+    let mut out = std::io::stdout().lock();
+    match args.format {
+        Format::Json | Format::Jsonl => {
+            let views: Vec<StoryView> = stories
+                .iter()
+                .map(|(g, parents, events)| StoryView {
+                    grant: GrantView::new(g),
+                    created_through_grants: parents.clone(),
+                    events: events.iter().map(EventView::new).collect(),
+                })
+                .collect();
+            print_json(&views, args.format == Format::Jsonl, &mut out)?;
+        }
+        Format::Csv => {
+            let header = [
+                "event_time",
+                "event_name",
+                "error_code",
+                "caller",
+                "invoked_by",
+                "source_ip",
+                "event_id",
+                "object",
+            ];
+            let rows: Vec<Vec<String>> = stories
+                .iter()
+                .flat_map(|(_, _, events)| events.iter().map(EventView::new))
+                .map(|e| {
+                    vec![
+                        e.event_time,
+                        e.event_name.into(),
+                        e.error_code.unwrap_or_default().into(),
+                        e.caller.unwrap_or_default().into(),
+                        e.invoked_by.unwrap_or_default().into(),
+                        e.source_ip.unwrap_or_default().into(),
+                        e.event_id.into(),
+                        e.object.into(),
+                    ]
+                })
+                .collect();
+            print_csv(&header, &rows, &mut out)?;
+        }
+        Format::Table => {
+            for (g, parents, events) in &stories {
+                print_story(g, parents, events, &mut out)?;
+            }
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_story(
+    g: &Grant,
+    parents: &[String],
+    events: &[granttrail_store::StoredEvent],
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let v = GrantView::new(g);
+    let field =
+        |out: &mut dyn Write, name: &str, value: &str| writeln!(out, "{name:<20}{}", terminal_safe(value));
+    field(out, "grant", v.grant_id)?;
+    field(out, "key", v.key_arn)?;
+    field(out, "state", &state_text(g))?;
+    field(out, "grantee", v.grantee_principal.unwrap_or("unknown"))?;
+    field(out, "retiring principal", v.retiring_principal.unwrap_or("-"))?;
+    field(out, "operations", &v.operations.map(|o| o.join(", ")).unwrap_or_else(|| "unknown".into()))?;
+    let constraints =
+        v.constraints.and_then(|c| serde_json::to_string(c).ok()).unwrap_or_else(|| "none".into());
+    field(out, "constraints", if g.creation_seen { &constraints } else { "unknown" })?;
+    field(out, "name", v.name.unwrap_or("-"))?;
+    let actor = |at: &Option<String>, by: Option<&str>, via: Option<&str>, ip: Option<&str>| match at {
+        None => "-".to_string(),
+        Some(at) => {
+            let via = via.map(|s| format!(" via {s}")).unwrap_or_default();
+            let ip = ip.map(|s| format!(" from {s}")).unwrap_or_default();
+            format!("{at} by {}{via}{ip}", by.unwrap_or("unknown"))
+        }
+    };
+    let created = if g.creation_seen {
+        actor(&v.created_at, v.created_by, v.created_by_service, v.created_from_ip)
+    } else {
+        "before the logs begin (CreateGrant not seen)".into()
+    };
+    field(out, "created", &created)?;
+    field(out, "ended", &actor(&v.ended_at, v.ended_by, v.ended_by_service, v.ended_from_ip))?;
+    if !parents.is_empty() {
+        field(out, "created through", &parents.join(", "))?;
+    }
+    for anomaly in &g.anomalies {
+        field(out, "anomaly", &serde_json::to_string(anomaly).unwrap_or_default())?;
+    }
+    writeln!(out)?;
+    let mut table =
+        Table::new(vec!["TIME", "EVENT", "RESULT", "CALLER", "VIA", "SOURCE IP", "EVENT ID", "OBJECT"]);
+    for e in events.iter().map(EventView::new) {
+        table.row(vec![
+            e.event_time,
+            e.event_name.into(),
+            e.error_code.unwrap_or("ok").into(),
+            e.caller.unwrap_or("-").into(),
+            e.invoked_by.unwrap_or("-").into(),
+            e.source_ip.unwrap_or("-").into(),
+            e.event_id.into(),
+            e.object.into(),
+        ]);
+    }
+    table.print(out)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+pub fn rebuild(db: &Path) -> anyhow::Result<ExitCode> {
+    let mut store = open_existing(db)?;
+    let grants = store.rebuild()?;
+    let (objects, events, _) = store.totals()?;
+    println!("rebuilt {grants} grant(s) from {events} event(s) in {objects} object(s)");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Opens a database that must already exist: a query against a typo'd path should say so,
+/// not answer from a new empty database.
+fn open_existing(db: &Path) -> anyhow::Result<Store> {
+    if !db.exists() {
+        bail!("database {} does not exist; run `granttrail ingest` first", db.display());
+    }
+    Ok(Store::open(db)?)
+}
+
+fn state_text(g: &Grant) -> String {
+    let state = g.state.as_str();
+    if g.creation_seen { state.into() } else { format!("{state} (created before logs)") }
+}
+
+fn unknown(g: &Grant) -> String {
+    if g.creation_seen { "-".into() } else { "unknown".into() }
+}
+
+/// `111122223333/1234abcd` for `arn:aws:kms:region:111122223333:key/1234abcd-...`.
+fn short_key(arn: &str) -> String {
+    let account = granttrail_grants::event::arn_account(arn).unwrap_or("?");
+    let id = arn.rsplit('/').next().unwrap_or(arn);
+    let region = arn.split(':').nth(3).unwrap_or("?");
+    format!("{account}/{region}/{}", id.chars().take(8).collect::<String>())
+}
+
+fn short_grant(id: &str) -> String {
+    if id.chars().count() > 12 {
+        format!("{}…", id.chars().take(12).collect::<String>())
+    } else {
+        id.into()
+    }
+}

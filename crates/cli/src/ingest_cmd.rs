@@ -1,0 +1,184 @@
+//! `granttrail ingest`.
+
+use std::io::IsTerminal;
+use std::path::{Path, PathBuf};
+use std::process::ExitCode;
+use std::time::{Duration, Instant};
+
+use anyhow::Context;
+use clap::Args;
+use granttrail_ingest::{Limits, ObjectCounts, Outcome, Source, collect_sources, ingest_object, now};
+use granttrail_store::Store;
+use indicatif::{ProgressBar, ProgressStyle};
+
+use crate::output::terminal_safe;
+
+#[derive(Debug, Args)]
+pub struct IngestArgs {
+    /// Files, directories, or `-` for standard input.
+    #[arg(required = true, value_name = "PATH")]
+    paths: Vec<PathBuf>,
+
+    /// Reject an object once it inflates past this many bytes (decompression bombs).
+    #[arg(long, value_name = "BYTES", default_value_t = Limits::DEFAULT_MAX_OBJECT_BYTES)]
+    max_object_bytes: u64,
+
+    /// Reject an object holding a record larger than this many bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = Limits::DEFAULT_MAX_RECORD_BYTES)]
+    max_record_bytes: usize,
+
+    /// Reject an object whose JSON nests deeper than this.
+    #[arg(long, value_name = "LEVELS", default_value_t = Limits::DEFAULT_MAX_DEPTH)]
+    max_depth: usize,
+
+    /// Print only errors and the summary line, no progress bar.
+    #[arg(long, short)]
+    quiet: bool,
+}
+
+/// Totals over one run, for the closing summary.
+#[derive(Debug, Default)]
+struct Totals {
+    objects: u64,
+    already: u64,
+    skipped_files: u64,
+    rejected: u64,
+    counts: ObjectCounts,
+}
+
+impl Totals {
+    fn add(&mut self, c: &ObjectCounts) {
+        let t = &mut self.counts;
+        t.bytes += c.bytes;
+        t.records += c.records;
+        t.kms_events += c.kms_events;
+        t.new_events += c.new_events;
+        t.grant_events += c.grant_events;
+        t.skipped_records += c.skipped_records;
+    }
+}
+
+pub fn run(db: &Path, args: &IngestArgs) -> anyhow::Result<ExitCode> {
+    let started = Instant::now();
+    let limits = Limits {
+        max_object_bytes: args.max_object_bytes,
+        max_record_bytes: args.max_record_bytes,
+        max_depth: args.max_depth,
+    };
+    let list = collect_sources(&args.paths);
+    let mut store = Store::open(db)?;
+    let mut totals = Totals::default();
+    let mut failed = false;
+
+    for (path, error) in &list.errors {
+        eprintln!("granttrail: {}: {}", path.display(), terminal_safe(error));
+        failed = true;
+    }
+    for skip in &list.skipped {
+        totals.skipped_files += 1;
+        if !args.quiet {
+            eprintln!("granttrail: skipped {}: {}", path_text(&skip.path), skip.reason);
+        }
+    }
+
+    let bar = progress_bar(list.sources.len() as u64, args.quiet);
+    for source in &list.sources {
+        let name = source.name();
+        bar.set_message(short_name(&name));
+        let outcome = match source {
+            Source::Stdin => {
+                let stdin_name = format!("stdin:{}", unique_suffix());
+                ingest_object(&mut store, &stdin_name, std::io::stdin().lock(), &limits, now())
+            }
+            Source::File(path) => match std::fs::File::open(path) {
+                Ok(file) => ingest_object(&mut store, &name, file, &limits, now()),
+                Err(e) => {
+                    bar.suspend(|| eprintln!("granttrail: {}: cannot open: {e}", path_text(path)));
+                    failed = true;
+                    totals.rejected += 1;
+                    bar.inc(1);
+                    continue;
+                }
+            },
+        }
+        .with_context(|| format!("while storing {name}"))?;
+        match outcome {
+            Outcome::Ingested { counts, first_skip } => {
+                totals.objects += 1;
+                totals.add(&counts);
+                if let Some(reason) = first_skip {
+                    bar.suspend(|| {
+                        eprintln!(
+                            "granttrail: {}: skipped {} malformed KMS record(s); first: {}",
+                            terminal_safe(&name),
+                            counts.skipped_records,
+                            terminal_safe(&reason.to_string())
+                        )
+                    });
+                }
+            }
+            Outcome::AlreadyIngested => totals.already += 1,
+            Outcome::Rejected(error) => {
+                failed = true;
+                totals.rejected += 1;
+                bar.suspend(|| {
+                    eprintln!(
+                        "granttrail: rejected {}: {}",
+                        terminal_safe(&name),
+                        terminal_safe(&error.to_string())
+                    )
+                });
+            }
+        }
+        bar.inc(1);
+    }
+    bar.finish_and_clear();
+    print_summary(&totals, started.elapsed());
+    Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+fn progress_bar(len: u64, quiet: bool) -> ProgressBar {
+    if quiet || !std::io::stderr().is_terminal() {
+        return ProgressBar::hidden();
+    }
+    let bar = ProgressBar::new(len);
+    if let Ok(style) = ProgressStyle::with_template("{bar:30} {pos}/{len} objects  {elapsed}  {wide_msg}") {
+        bar.set_style(style);
+    }
+    bar.enable_steady_tick(Duration::from_millis(200));
+    bar
+}
+
+fn print_summary(t: &Totals, elapsed: Duration) {
+    let c = &t.counts;
+    let secs = elapsed.as_secs_f64().max(1e-6);
+    println!(
+        "ingested {} object(s) ({} already ingested, {} skipped, {} rejected): {} records, {} KMS events \
+         ({} new, {} grant events), {} malformed KMS records skipped; {:.2}s, {:.0} records/s",
+        t.objects,
+        t.already,
+        t.skipped_files,
+        t.rejected,
+        c.records,
+        c.kms_events,
+        c.new_events,
+        c.grant_events,
+        c.skipped_records,
+        secs,
+        c.records as f64 / secs
+    );
+}
+
+fn path_text(path: &Path) -> String {
+    terminal_safe(&path.display().to_string()).into_owned()
+}
+
+fn short_name(name: &str) -> String {
+    let name = terminal_safe(name);
+    name.rsplit('/').next().unwrap_or(&name).to_string()
+}
+
+/// Standard input has no name; each read of it is a new object.
+fn unique_suffix() -> u128 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map(|d| d.as_nanos()).unwrap_or(0)
+}

@@ -1,0 +1,157 @@
+//! Output formats. Every string shown here may come from a log an attacker could write to, so
+//! terminal output drops control characters and escape sequences, and CSV cells that a
+//! spreadsheet would run as a formula are defused.
+
+use std::borrow::Cow;
+use std::io::{self, Write};
+
+use clap::ValueEnum;
+use serde::Serialize;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Format {
+    /// Aligned columns for people.
+    Table,
+    /// One JSON array.
+    Json,
+    /// One JSON object per line.
+    Jsonl,
+    /// Comma-separated values with a header row.
+    Csv,
+}
+
+/// Removes ANSI escape sequences and every other control character, so a log-derived string
+/// cannot move the cursor, recolour or rewrite the terminal.
+pub fn terminal_safe(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(char::is_control) {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars().peekable();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            // CSI: ESC [ parameters final-byte; OSC: ESC ] ... BEL or ESC \ ; else one char.
+            match chars.peek() {
+                Some('[') => {
+                    chars.next();
+                    for c in chars.by_ref() {
+                        if ('\u{40}'..='\u{7e}').contains(&c) {
+                            break;
+                        }
+                    }
+                }
+                Some(']') => {
+                    chars.next();
+                    while let Some(c) = chars.next() {
+                        if c == '\u{7}' || (c == '\u{1b}' && chars.next_if_eq(&'\\').is_some()) {
+                            break;
+                        }
+                    }
+                }
+                _ => {
+                    chars.next();
+                }
+            }
+        } else if !c.is_control() {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
+/// Prefixes a CSV cell that a spreadsheet would evaluate (`=`, `+`, `-`, `@`, tab, CR) with
+/// a quote so it stays text.
+pub fn csv_safe(cell: &str) -> Cow<'_, str> {
+    match cell.chars().next() {
+        Some('=' | '+' | '-' | '@' | '\t' | '\r') => Cow::Owned(format!("'{cell}")),
+        _ => Cow::Borrowed(cell),
+    }
+}
+
+/// A table: a header and rows of cells, printed with aligned columns.
+pub struct Table {
+    header: Vec<&'static str>,
+    rows: Vec<Vec<String>>,
+}
+
+impl Table {
+    pub fn new(header: Vec<&'static str>) -> Table {
+        Table { header, rows: Vec::new() }
+    }
+
+    pub fn row(&mut self, cells: Vec<String>) {
+        self.rows.push(cells.iter().map(|c| terminal_safe(c).into_owned()).collect());
+    }
+
+    pub fn print(&self, out: &mut dyn Write) -> io::Result<()> {
+        let mut widths: Vec<usize> = self.header.iter().map(|h| h.chars().count()).collect();
+        for row in &self.rows {
+            for (w, cell) in widths.iter_mut().zip(row) {
+                *w = (*w).max(cell.chars().count());
+            }
+        }
+        let line = |cells: &mut dyn Iterator<Item = &str>, out: &mut dyn Write| -> io::Result<()> {
+            let mut text = String::new();
+            for (i, (cell, width)) in cells.zip(&widths).enumerate() {
+                if i > 0 {
+                    text.push_str("  ");
+                }
+                text.push_str(cell);
+                text.extend(std::iter::repeat_n(' ', width.saturating_sub(cell.chars().count())));
+            }
+            writeln!(out, "{}", text.trim_end())
+        };
+        line(&mut self.header.iter().copied(), out)?;
+        for row in &self.rows {
+            line(&mut row.iter().map(String::as_str), out)?;
+        }
+        Ok(())
+    }
+}
+
+/// Prints items as one JSON array (pretty) or one object per line.
+pub fn print_json<T: Serialize>(items: &[T], lines: bool, out: &mut dyn Write) -> anyhow::Result<()> {
+    if lines {
+        for item in items {
+            serde_json::to_writer(&mut *out, item)?;
+            writeln!(out)?;
+        }
+    } else {
+        serde_json::to_writer_pretty(&mut *out, items)?;
+        writeln!(out)?;
+    }
+    Ok(())
+}
+
+/// Prints rows as CSV with a header, every cell defused.
+pub fn print_csv(header: &[&str], rows: &[Vec<String>], out: &mut dyn Write) -> anyhow::Result<()> {
+    let mut writer = csv::Writer::from_writer(out);
+    writer.write_record(header)?;
+    for row in rows {
+        writer.write_record(row.iter().map(|c| csv_safe(c).into_owned()))?;
+    }
+    writer.flush()?;
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn escapes_and_controls_are_removed() {
+        assert_eq!(terminal_safe("plain"), "plain");
+        assert_eq!(terminal_safe("red\u{1b}[31mtext\u{1b}[0m"), "redtext");
+        assert_eq!(terminal_safe("a\u{1b}]0;title\u{7}b"), "ab");
+        assert_eq!(terminal_safe("line\nbreak\r\tx\u{0}"), "linebreakx");
+    }
+
+    #[test]
+    fn formulas_are_defused() {
+        assert_eq!(csv_safe("=HYPERLINK(\"x\")"), "'=HYPERLINK(\"x\")");
+        for cell in ["+1", "-1", "@SUM(A1)"] {
+            assert!(csv_safe(cell).starts_with('\''), "{cell}");
+        }
+        assert_eq!(csv_safe("arn:aws:iam::1:role/x"), "arn:aws:iam::1:role/x");
+    }
+}
