@@ -1,0 +1,206 @@
+//! The real binary on the bundled example and on bad input.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::io::Write;
+
+use common::{Workspace, fixtures, stderr, stdout};
+use serde_json::Value;
+
+fn example() -> String {
+    fixtures().join("example").to_str().unwrap().to_string()
+}
+
+fn grant<'a>(grants: &'a Value, grantee: &str) -> &'a Value {
+    grants
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|g| g["grantee_principal"] == grantee)
+        .unwrap_or_else(|| panic!("no grant for {grantee}"))
+}
+
+#[test]
+fn example_corpus_gives_the_expected_lifecycles() {
+    let ws = Workspace::new();
+    let out = ws.run(&["ingest", &example()]);
+    assert!(out.status.success(), "{}", stderr(&out));
+    let summary = stdout(&out);
+    assert!(summary.contains("ingested 10 object(s)"), "{summary}");
+    assert!(summary.contains("1 skipped, 0 rejected"), "the digest file is skipped: {summary}");
+    assert!(stderr(&out).contains("CloudTrail digest file"));
+
+    let grants = ws.grants_json();
+    assert_eq!(grants.as_array().unwrap().len(), 5, "{grants:#}");
+
+    let bob = grant(&grants, "arn:aws:iam::111122223333:user/bob");
+    assert_eq!(bob["state"], "revoked");
+    assert_eq!(bob["operations"], serde_json::json!(["Encrypt"]));
+    assert_eq!(bob["created_at"], "2024-05-01T09:05:00Z");
+    assert_eq!(bob["ended_at"], "2024-05-01T09:16:00Z");
+    assert_eq!(bob["ended_by"], "arn:aws:sts::111122223333:assumed-role/KeyAdmin/alice");
+
+    let batch = grant(&grants, "arn:aws:iam::111122223333:role/app/BatchJob");
+    assert_eq!(batch["name"], "batch-job-expires-2024-06-30");
+    assert_eq!(batch["create_event_ids"].as_array().unwrap().len(), 2, "the Name retry is the same grant");
+    assert_eq!(batch["state"], "revoked");
+    assert_eq!(batch["constraints"], serde_json::json!({"encryption_context_subset": {"app": "batch"}}));
+
+    let partner = grant(&grants, "arn:aws:iam::444455556666:role/PartnerReader");
+    assert_eq!(partner["state"], "active");
+    assert_eq!(partner["ended_at"], Value::Null);
+
+    let ebs = grant(&grants, "111122223333:aws:ec2-infrastructure:i-0a1b2c3d4e5f60718");
+    assert_eq!(ebs["state"], "retired");
+    assert_eq!(ebs["created_by_service"], "ec2.amazonaws.com");
+    assert_eq!(ebs["ended_by"], "ec2.amazonaws.com");
+
+    let old: Vec<_> = grants.as_array().unwrap().iter().filter(|g| g["creation_seen"] == false).collect();
+    assert_eq!(old.len(), 1);
+    assert_eq!(old[0]["state"], "retired");
+    assert_eq!(old[0]["created_at"], Value::Null);
+
+    // Re-ingesting is a no-op.
+    let again = ws.ok(&["ingest", &example()]);
+    assert!(again.contains("ingested 0 object(s) (10 already ingested"), "{again}");
+    assert_eq!(ws.grants_json(), grants);
+    ws.ok(&["rebuild"]);
+    assert_eq!(ws.grants_json(), grants);
+}
+
+#[test]
+fn grants_filters_and_formats() {
+    let ws = Workspace::new();
+    ws.ok(&["ingest", "-q", &example()]);
+    let active_at = |t: &str| -> usize {
+        let out = ws.ok(&["grants", "--active-at", t, "--format", "json"]);
+        serde_json::from_str::<Value>(&out).unwrap().as_array().unwrap().len()
+    };
+    // 09:10: bob's grant (09:05-09:16) and the grant created before the logs (ended 09:44).
+    assert_eq!(active_at("2024-05-01T09:10:00Z"), 2);
+    // 10:15: batch (until 10:38), partner, EBS (10:00:01-10:30).
+    assert_eq!(active_at("2024-05-01T10:15:00Z"), 3);
+    assert_eq!(active_at("2024-05-01T12:00:00Z"), 1);
+
+    let revoked = ws.ok(&["grants", "--state", "revoked", "--format", "jsonl"]);
+    assert_eq!(revoked.lines().count(), 2);
+    for line in revoked.lines() {
+        assert_eq!(serde_json::from_str::<Value>(line).unwrap()["state"], "revoked");
+    }
+    let key = "arn:aws:kms:us-east-1:111122223333:key/5e4d3c2b-1a09-8f7e-6d5c-4b3a29180706";
+    let csv = ws.ok(&["grants", "--key", key, "--format", "csv"]);
+    let mut lines = csv.lines();
+    assert!(lines.next().unwrap().starts_with("key_arn,grant_id,state"));
+    assert!(lines.next().unwrap().contains("PartnerReader"));
+    assert_eq!(lines.next(), None);
+
+    let table = ws.ok(&["grants", "--grantee", "arn:aws:iam::111122223333:user/bob"]);
+    assert!(table.contains("revoked") && table.contains("1 grant(s)"), "{table}");
+
+    let bad = ws.run(&["grants", "--active-at", "yesterday"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(stderr(&bad).contains("not an RFC 3339 time"));
+}
+
+#[test]
+fn grant_story_lists_every_event_in_time_order() {
+    let ws = Workspace::new();
+    ws.ok(&["ingest", "-q", &example()]);
+    let grants = ws.grants_json();
+    let bob = grant(&grants, "arn:aws:iam::111122223333:user/bob");
+    let id = bob["grant_id"].as_str().unwrap();
+
+    let story: Value = serde_json::from_str(&ws.ok(&["grant", id, "--format", "json"])).unwrap();
+    let events = story[0]["events"].as_array().unwrap();
+    let names: Vec<&str> = events.iter().map(|e| e["event_name"].as_str().unwrap()).collect();
+    assert_eq!(names, vec!["CreateGrant", "RevokeGrant"]);
+    assert!(events[0]["object"].as_str().unwrap().ends_with(".json.gz"));
+    assert_eq!(events[1]["caller"], "arn:aws:sts::111122223333:assumed-role/KeyAdmin/alice");
+
+    let table = ws.ok(&["grant", &id[..10]]);
+    assert!(table.contains("RevokeGrant") && table.contains("203.0.113.10"), "{table}");
+
+    let missing = ws.run(&["grant", "ffffffffffff"]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(stderr(&missing).contains("no grant with id"));
+}
+
+#[test]
+fn a_bad_object_among_good_ones_is_named_and_the_rest_go_in() {
+    let ws = Workspace::new();
+    let dir = ws.path("logs");
+    std::fs::create_dir(&dir).unwrap();
+    let good = fixtures().join("lifecycle/out_of_order_end_before_create/logs/2-create.json");
+    std::fs::copy(&good, dir.join("a-good.json")).unwrap();
+    // A gzip file cut in half.
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::default());
+    gz.write_all(std::fs::read(&good).unwrap().repeat(50).as_slice()).unwrap();
+    let full = gz.finish().unwrap();
+    std::fs::write(dir.join("b-truncated.json.gz"), &full[..full.len() / 2]).unwrap();
+    std::fs::write(dir.join("c-not-json.json"), "this is not json").unwrap();
+    std::fs::write(dir.join("d-not-cloudtrail.json"), r#"{"Records": 5}"#).unwrap();
+
+    let out = ws.run(&["ingest", dir.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1), "any rejected object makes the exit status non-zero");
+    let err = stderr(&out);
+    assert!(err.contains("b-truncated.json.gz: gzip stream is corrupt or truncated"), "{err}");
+    assert!(err.contains("c-not-json.json: not JSON"), "{err}");
+    assert!(
+        err.contains("d-not-cloudtrail.json: not a CloudTrail log: \"Records\" is not an array"),
+        "{err}"
+    );
+    assert!(stdout(&out).contains("ingested 1 object(s) (0 already ingested, 0 skipped, 3 rejected)"));
+    assert_eq!(ws.grants_json().as_array().unwrap().len(), 1, "the good object's grant is stored");
+
+    let missing = ws.run(&["ingest", ws.path("nope.json").to_str().unwrap()]);
+    assert_eq!(missing.status.code(), Some(1));
+    assert!(stderr(&missing).contains("nope.json"));
+}
+
+#[test]
+fn stdin_lookup_events_and_json_lines() {
+    let ws = Workspace::new();
+    let record =
+        std::fs::read_to_string(fixtures().join("lifecycle/create_predates_logs/logs/1.json")).unwrap();
+    let parsed: Value = serde_json::from_str(&record).unwrap();
+    let revoke = &parsed["Records"][0];
+    let lookup = serde_json::json!({"Events": [{
+        "EventId": revoke["eventID"], "EventName": "RevokeGrant", "ReadOnly": "false",
+        "EventTime": 1714557000.0, "EventSource": "kms.amazonaws.com",
+        "CloudTrailEvent": revoke.to_string(),
+    }]});
+    let out = ws.run_with_stdin(&["ingest", "-"], Some(lookup.to_string().as_bytes()));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(ws.grants_json()[0]["state"], "revoked");
+
+    let ws = Workspace::new();
+    let lines = format!("{}\n", revoke);
+    let out = ws.run_with_stdin(&["ingest", "-"], Some(lines.as_bytes()));
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert_eq!(ws.grants_json()[0]["state"], "revoked");
+}
+
+#[test]
+fn queries_need_an_existing_database() {
+    let ws = Workspace::new();
+    let out = ws.run(&["grants"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("does not exist"));
+    assert!(!ws.db().exists());
+}
+
+#[test]
+fn sql_and_terminal_injection_in_names_is_inert() {
+    let ws = Workspace::new();
+    let text =
+        std::fs::read_to_string(fixtures().join("lifecycle/name_retry_collapses/logs/1.json")).unwrap();
+    let evil = text.replace("\"n1\"", r#""'); DROP TABLE grants;--\u001b[31m""#);
+    let file = ws.path("evil.json");
+    std::fs::write(&file, evil).unwrap();
+    ws.ok(&["ingest", "-q", file.to_str().unwrap()]);
+    let grants = ws.grants_json();
+    assert_eq!(grants[0]["name"], "'); DROP TABLE grants;--\u{1b}[31m", "stored and shown verbatim in JSON");
+    let table = ws.ok(&["grants"]);
+    assert!(table.contains("'); DROP TABLE grants;--") && !table.contains('\u{1b}'), "{table}");
+}
