@@ -118,7 +118,7 @@ mod tests {
             vec![Source::File(logs.join("a.json")), Source::File(logs.join("b.json.gz")), Source::Stdin]
         );
         let reasons: Vec<_> = list.skipped.iter().map(|s| s.reason).collect();
-        assert_eq!(reasons, vec!["CloudTrail digest file", "not a .json, .jsonl, .ndjson or .gz file"]);
+        assert_eq!(reasons, vec!["not a .json, .jsonl, .ndjson or .gz file", "CloudTrail digest file"]);
         assert_eq!(list.errors.len(), 1);
     }
 }

@@ -1,0 +1,66 @@
+//! docs/schema.md is the schema's public description: it must name every table, view and
+//! column the database has, and its example queries must run.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use granttrail_store::Store;
+
+fn doc() -> String {
+    std::fs::read_to_string(concat!(env!("CARGO_MANIFEST_DIR"), "/../../docs/schema.md")).unwrap()
+}
+
+fn database() -> (tempfile::TempDir, rusqlite::Connection) {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("schema.db");
+    drop(Store::open(&path).unwrap());
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    (dir, conn)
+}
+
+#[test]
+fn every_table_view_and_column_is_documented() {
+    let doc = doc();
+    let (_dir, conn) = database();
+    let mut stmt =
+        conn.prepare("SELECT name, type FROM sqlite_master WHERE type IN ('table', 'view')").unwrap();
+    let objects: Vec<(String, String)> =
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(Result::unwrap).collect();
+    assert!(objects.len() >= 6);
+    for (name, kind) in &objects {
+        assert!(doc.contains(&format!("`{name}`")), "{kind} {name} is not in docs/schema.md");
+        if kind != "table" {
+            continue;
+        }
+        let mut cols = conn.prepare(&format!("PRAGMA table_info({name})")).unwrap();
+        let columns: Vec<String> = cols.query_map([], |r| r.get(1)).unwrap().map(Result::unwrap).collect();
+        for column in columns {
+            assert!(doc.contains(&format!("`{column}`")), "column {name}.{column} is not in docs/schema.md");
+        }
+    }
+}
+
+#[test]
+fn documented_schema_version_is_current() {
+    let (_dir, conn) = database();
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+    assert!(doc().contains(&format!("currently **{version}**")));
+}
+
+#[test]
+fn example_queries_run() {
+    let doc = doc();
+    let (_dir, conn) = database();
+    let start = doc.find("```sql\n").expect("an sql block") + "```sql\n".len();
+    let block = &doc[start..start + doc[start..].find("```").unwrap()];
+    let mut ran = 0;
+    for statement in block.split(';') {
+        let code: String =
+            statement.lines().filter(|l| !l.trim_start().starts_with("--")).collect::<Vec<_>>().join("\n");
+        if code.trim().is_empty() {
+            continue;
+        }
+        let mut stmt = conn.prepare(&code).unwrap_or_else(|e| panic!("{e}\n{code}"));
+        stmt.query([]).unwrap().next().unwrap();
+        ran += 1;
+    }
+    assert!(ran >= 6, "only {ran} example queries found");
+}
