@@ -26,12 +26,17 @@ pub use key::{KeyClass, ObjectKey};
 pub use limits::Limits;
 pub use scan::{ObjectFormat, ReadSummary, ScanError, for_each_record};
 
-/// The text every KMS record carries in `eventSource`. Records whose bytes do not contain it
-/// are skipped without being parsed.
-pub const KMS_EVENT_SOURCE: &str = "kms.amazonaws.com";
+/// The `eventSource` values granttrail keeps: KMS, and IAM and Organizations for their
+/// policy changes. Records whose bytes contain none of them are skipped without being parsed.
+pub const RELEVANT_EVENT_SOURCES: [&str; 3] =
+    ["kms.amazonaws.com", "iam.amazonaws.com", "organizations.amazonaws.com"];
 
-/// Cheap pre-filter: can these record bytes be a KMS record? A `false` is certain; a `true`
-/// must be confirmed by parsing `eventSource`.
-pub fn may_be_kms(record: &[u8]) -> bool {
-    memchr::memmem::find(record, KMS_EVENT_SOURCE.as_bytes()).is_some()
+/// Cheap pre-filter: can these record bytes be a record granttrail keeps? A `false` is
+/// certain; a `true` must be confirmed by parsing `eventSource`.
+pub fn may_be_relevant(record: &[u8]) -> bool {
+    static FINDERS: std::sync::LazyLock<Vec<memchr::memmem::Finder<'static>>> =
+        std::sync::LazyLock::new(|| {
+            RELEVANT_EVENT_SOURCES.iter().map(|s| memchr::memmem::Finder::new(s.as_bytes())).collect()
+        });
+    FINDERS.iter().any(|finder| finder.find(record).is_some())
 }

@@ -10,6 +10,42 @@ use crate::timestamp;
 
 /// `eventSource` of every KMS record.
 pub const KMS_SOURCE: &str = "kms.amazonaws.com";
+/// IAM and Organizations events are kept only when they can change who is allowed what: they
+/// break behavioural evidence chains and mark principals deleted and recreated.
+pub const IAM_SOURCE: &str = "iam.amazonaws.com";
+pub const ORGANIZATIONS_SOURCE: &str = "organizations.amazonaws.com";
+
+/// IAM events that change a principal's permissions, or the principal itself.
+pub const IAM_POLICY_EVENTS: &[&str] = &[
+    "PutUserPolicy",
+    "PutRolePolicy",
+    "PutGroupPolicy",
+    "AttachUserPolicy",
+    "AttachRolePolicy",
+    "AttachGroupPolicy",
+    "DetachUserPolicy",
+    "DetachRolePolicy",
+    "DetachGroupPolicy",
+    "DeleteUserPolicy",
+    "DeleteRolePolicy",
+    "DeleteGroupPolicy",
+    "CreatePolicyVersion",
+    "SetDefaultPolicyVersion",
+    "DeletePolicyVersion",
+    "AddUserToGroup",
+    "RemoveUserFromGroup",
+    "PutUserPermissionsBoundary",
+    "PutRolePermissionsBoundary",
+    "DeleteUserPermissionsBoundary",
+    "DeleteRolePermissionsBoundary",
+    "CreateRole",
+    "DeleteRole",
+    "CreateUser",
+    "DeleteUser",
+];
+
+/// Organizations events that change service or resource control policies.
+pub const ORGANIZATIONS_POLICY_EVENTS: &[&str] = &["AttachPolicy", "DetachPolicy", "UpdatePolicy"];
 
 /// Why a record that looked like KMS could not be used.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -75,10 +111,54 @@ pub struct GrantSpec {
     pub name: Option<String>,
 }
 
-/// A KMS record reduced to what granttrail needs, plus enough to show it to a person.
+/// Request details that matter for matching calls to grants and policies. Stored as JSON;
+/// empty fields are left out.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Details {
+    /// `encryptionContext` (for ReEncrypt: `sourceEncryptionContext`). `None`: not logged.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub encryption_context: Option<BTreeMap<String, String>>,
+    /// ReEncrypt's `destinationEncryptionContext`.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub destination_encryption_context: Option<BTreeMap<String, String>>,
+    /// `encryptionAlgorithm` (ReEncrypt: `sourceEncryptionAlgorithm`).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub encryption_algorithm: Option<String>,
+    /// True when the record has no `requestParameters` object (omitted by CloudTrail, or none).
+    #[serde(skip_serializing_if = "is_false", default)]
+    pub request_omitted: bool,
+    /// The request carried grant tokens (`requestParameters.grantTokens`).
+    #[serde(skip_serializing_if = "is_false", default)]
+    pub token_presented: bool,
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub vpc_endpoint_id: Option<String>,
+    /// PutKeyPolicy / CreateKey: the key policy document as logged (a JSON string).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub policy: Option<String>,
+    /// CreateKey: the key spec (`SYMMETRIC_DEFAULT`, `RSA_2048`, ...).
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub key_spec: Option<String>,
+    /// IAM events: what they change, `role/NAME`, `user/NAME`, `group/NAME` or `policy/ARN`.
+    #[serde(skip_serializing_if = "Option::is_none", default)]
+    pub target: Option<String>,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+impl Details {
+    pub fn is_empty(&self) -> bool {
+        *self == Details::default()
+    }
+}
+
+/// A CloudTrail record reduced to what granttrail needs, plus enough to show it to a person.
+/// Most are KMS events; a few IAM and Organizations events are kept as policy-change evidence.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct KmsEvent {
     pub event_id: String,
+    pub event_source: String,
     /// Same value on the copies of one cross-account call delivered to several accounts.
     pub shared_event_id: Option<String>,
     /// Seconds since the epoch (UTC).
@@ -103,6 +183,7 @@ pub struct KmsEvent {
     /// The grant a successful `CreateGrant` asked for.
     pub grant_spec: Option<GrantSpec>,
     pub dry_run: bool,
+    pub details: Details,
 }
 
 impl KmsEvent {
@@ -112,7 +193,12 @@ impl KmsEvent {
 
     /// Does this event create, end or name a grant, or delete a key (which ends grants)?
     pub fn is_grant_event(&self) -> bool {
-        matches!(self.event_name.as_str(), "CreateGrant" | "RetireGrant" | "RevokeGrant" | "DeleteKey")
+        self.event_source == KMS_SOURCE
+            && matches!(self.event_name.as_str(), "CreateGrant" | "RetireGrant" | "RevokeGrant" | "DeleteKey")
+    }
+
+    pub fn is_kms(&self) -> bool {
+        self.event_source == KMS_SOURCE
     }
 
     /// The account that owns the key, from its ARN.
@@ -126,13 +212,21 @@ pub fn arn_account(arn: &str) -> Option<&str> {
     arn.split(':').nth(4).filter(|a| !a.is_empty())
 }
 
-/// Parses one record. `Ok(None)`: valid JSON but not a KMS record (skipped, not an error).
+/// Parses one record. `Ok(None)`: valid JSON but neither a KMS record nor an IAM or
+/// Organizations policy change (skipped, not an error).
 pub fn normalise(record: &[u8]) -> Result<Option<KmsEvent>, RecordError> {
     let value: Value = serde_json::from_slice(record).map_err(|e| RecordError::Json(e.to_string()))?;
     let Value::Object(map) = &value else {
         return Err(RecordError::NotObject);
     };
-    if str_field(map.get("eventSource")) != Some(KMS_SOURCE) {
+    let name = str_field(map.get("eventName")).unwrap_or_default();
+    let relevant = match str_field(map.get("eventSource")) {
+        Some(KMS_SOURCE) => true,
+        Some(IAM_SOURCE) => IAM_POLICY_EVENTS.contains(&name),
+        Some(ORGANIZATIONS_SOURCE) => ORGANIZATIONS_POLICY_EVENTS.contains(&name),
+        _ => false,
+    };
+    if !relevant {
         return Ok(None);
     }
     normalise_value(&value).map(Some)
@@ -182,9 +276,11 @@ fn normalise_value(v: &Value) -> Result<KmsEvent, RecordError> {
     let dry_run = request
         .and_then(|r| r.get("dryRun"))
         .is_some_and(|d| d.as_bool() == Some(true) || d.as_str() == Some("true"));
+    let details = details(&event_name, request, response, v);
 
     Ok(KmsEvent {
         event_id,
+        event_source: string(v, "eventSource").unwrap_or_default(),
         shared_event_id: string(v, "sharedEventID"),
         event_time,
         event_name,
@@ -202,7 +298,43 @@ fn normalise_value(v: &Value) -> Result<KmsEvent, RecordError> {
         grant_id,
         grant_spec,
         dry_run,
+        details,
     })
+}
+
+fn details(event_name: &str, request: Option<&Map>, response: Option<&Map>, v: &Value) -> Details {
+    let req = |key: &str| request.and_then(|r| r.get(key));
+    let (context, algorithm) = if event_name == "ReEncrypt" {
+        (req("sourceEncryptionContext"), req("sourceEncryptionAlgorithm"))
+    } else {
+        (req("encryptionContext"), req("encryptionAlgorithm"))
+    };
+    let metadata = response.and_then(|r| object(r.get("keyMetadata")));
+    let key_spec = str_field(req("keySpec")).or(str_field(req("customerMasterKeySpec"))).or_else(|| {
+        metadata.and_then(|m| str_field(m.get("keySpec")).or(str_field(m.get("customerMasterKeySpec"))))
+    });
+    let target = ["roleName", "userName", "groupName"]
+        .iter()
+        .zip(["role", "user", "group"])
+        .find_map(|(field, kind)| str_field(req(field)).map(|name| format!("{kind}/{name}")))
+        .or_else(|| str_field(req("policyArn")).map(|arn| format!("policy/{arn}")))
+        .or_else(|| str_field(req("policyId")).map(|id| format!("policy/{id}")));
+    let tokens = req("grantTokens").is_some_and(|t| t.as_array().is_some_and(|a| !a.is_empty()));
+    Details {
+        encryption_context: string_map(context),
+        destination_encryption_context: if event_name == "ReEncrypt" {
+            string_map(req("destinationEncryptionContext"))
+        } else {
+            None
+        },
+        encryption_algorithm: str_field(algorithm).map(str::to_string),
+        request_omitted: request.is_none(),
+        token_presented: tokens,
+        vpc_endpoint_id: string(v, "vpcEndpointId"),
+        policy: str_field(req("policy")).map(str::to_string),
+        key_spec: key_spec.map(str::to_string),
+        target,
+    }
 }
 
 type Map = serde_json::Map<String, Value>;

@@ -14,6 +14,6 @@ pub mod lifecycle;
 pub mod matching;
 pub mod timestamp;
 
-pub use event::{Caller, Constraints, GrantSpec, KmsEvent, RecordError, normalise};
+pub use event::{Caller, Constraints, Details, GrantSpec, KmsEvent, RecordError, normalise};
 pub use lifecycle::{Actor, Anomaly, Grant, GrantState, fold_all, fold_grant, logical_events};
 pub use matching::grantee_is;

@@ -254,6 +254,7 @@ mod tests {
     fn base(id: &str, name: &str, t: i64) -> KmsEvent {
         KmsEvent {
             event_id: id.into(),
+            event_source: crate::event::KMS_SOURCE.into(),
             shared_event_id: None,
             event_time: t,
             event_name: name.into(),
@@ -276,6 +277,7 @@ mod tests {
             grant_id: None,
             grant_spec: None,
             dry_run: false,
+            details: Default::default(),
         }
     }
 

@@ -8,7 +8,7 @@
 use std::convert::Infallible;
 use std::path::PathBuf;
 
-use granttrail_cloudtrail::{Limits, for_each_record, may_be_kms};
+use granttrail_cloudtrail::{Limits, for_each_record, may_be_relevant};
 use granttrail_grants::{KmsEvent, normalise};
 
 fn samples() -> Option<PathBuf> {
@@ -34,7 +34,7 @@ fn kms_events(name: &str) -> Vec<KmsEvent> {
     let bytes = std::fs::read(dir.join(name)).unwrap();
     let mut events = Vec::new();
     for_each_record(bytes.as_slice(), &Limits::default(), |record| {
-        if may_be_kms(record)
+        if may_be_relevant(record)
             && let Some(e) = normalise(record).unwrap_or_else(|e| panic!("{name}: {e}"))
         {
             events.push(e);

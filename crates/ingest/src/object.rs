@@ -1,6 +1,6 @@
 use std::io::Read;
 
-use granttrail_cloudtrail::{Limits, ObjectError, ScanError, for_each_record, may_be_kms};
+use granttrail_cloudtrail::{Limits, ObjectError, ScanError, for_each_record, may_be_relevant};
 use granttrail_grants::{RecordError, normalise};
 use granttrail_store::{ObjectCounts, Store, StoreError};
 
@@ -47,7 +47,7 @@ pub fn ingest_object<R: Read>(
     };
     let mut first_skip = None;
     let read = for_each_record(reader, limits, |record| {
-        if !may_be_kms(record) {
+        if !may_be_relevant(record) {
             return Ok(());
         }
         match normalise(record) {

@@ -98,7 +98,7 @@ impl Store {
     fn stored_events(&self, sql: &str, args: &[&str]) -> Result<Vec<StoredEvent>> {
         let mut stmt = self.conn().prepare(sql)?;
         let rows = stmt.query_map(params_from_iter(args), |r| {
-            let object: String = r.get(23)?;
+            let object: String = r.get(25)?;
             Ok(event_from_row(r)?.map(|event| StoredEvent { event, object }))
         })?;
         rows.map(|r| r?).collect()

@@ -22,10 +22,12 @@ CREATE TABLE rejected_objects (
     reason      TEXT NOT NULL
 );
 
--- One row per KMS CloudTrail record (unique eventID), normalised, with the raw record.
+-- One row per KMS CloudTrail record (unique eventID), normalised, with the raw record; plus the
+-- IAM and Organizations events that change permissions.
 CREATE TABLE events (
     id                   INTEGER PRIMARY KEY,
     event_id             TEXT NOT NULL UNIQUE,
+    event_source         TEXT NOT NULL,
     shared_event_id      TEXT,
     event_time           INTEGER NOT NULL,
     event_name           TEXT NOT NULL,
@@ -48,6 +50,7 @@ CREATE TABLE events (
     grant_id             TEXT,
     grant_spec           TEXT,
     dry_run              INTEGER NOT NULL,
+    details              TEXT,
     object_id            INTEGER NOT NULL REFERENCES objects(id),
     raw                  TEXT NOT NULL
 );

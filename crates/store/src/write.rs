@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 
-use granttrail_grants::{Caller, Grant, GrantSpec, KmsEvent, fold_grant};
+use granttrail_grants::{Caller, Details, Grant, GrantSpec, KmsEvent, fold_grant};
 use rusqlite::{Connection, Transaction, TransactionBehavior, params};
 
 use crate::{Result, StoreError};
@@ -61,8 +61,11 @@ impl<'c> ObjectWriter<'c> {
     /// Stores one KMS event with its raw record. Returns false when its `eventID` was
     /// already stored (a duplicate delivery: nothing changes).
     pub fn add(&mut self, event: &KmsEvent, raw: &str) -> Result<bool> {
-        self.counts.kms_events += 1;
+        if event.is_kms() {
+            self.counts.kms_events += 1;
+        }
         let spec = event.grant_spec.as_ref().map(serde_json::to_string).transpose().map_err(json_error)?;
+        let details = if event.details.is_empty() { None } else { Some(to_json(&event.details)?) };
         let c = &event.caller;
         let inserted = self
             .tx
@@ -71,9 +74,9 @@ impl<'c> ObjectWriter<'c> {
                  aws_region, recipient_account_id, error_code, error_message, caller_type, caller_arn,
                  caller_principal_id, caller_account_id, session_issuer_arn, invoked_by, source_ip,
                  user_agent, key_arn, destination_key_arn, request_key_id, grant_id, grant_spec, dry_run,
-                 object_id, raw)
+                 object_id, raw, event_source, details)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19,
-                     ?20, ?21, ?22, ?23, ?24, ?25)",
+                     ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27)",
             )?
             .execute(params![
                 event.event_id,
@@ -101,6 +104,8 @@ impl<'c> ObjectWriter<'c> {
                 event.dry_run,
                 self.object_id,
                 raw,
+                event.event_source,
+                details,
             ])?
             == 1;
         if !inserted {
@@ -235,7 +240,7 @@ pub(crate) const EVENT_COLUMNS: &str =
     "event_id, shared_event_id, event_time, event_name, event_type, aws_region,
     recipient_account_id, error_code, error_message, caller_type, caller_arn, caller_principal_id,
     caller_account_id, session_issuer_arn, invoked_by, source_ip, user_agent, key_arn, destination_key_arn,
-    request_key_id, grant_id, grant_spec, dry_run";
+    request_key_id, grant_id, grant_spec, dry_run, event_source, details";
 
 /// The successful events that decide one grant: its creates and ends, and its key's deletions.
 fn grant_events(tx: &Connection, key: &str, grant_id: &str) -> Result<Vec<KmsEvent>> {
@@ -261,6 +266,11 @@ pub(crate) fn event_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<K
     let spec: Option<String> = r.get(21)?;
     let grant_spec = match spec.map(|s| serde_json::from_str::<GrantSpec>(&s)).transpose() {
         Ok(spec) => spec,
+        Err(e) => return Ok(Err(json_error(e))),
+    };
+    let details: Option<String> = r.get(24)?;
+    let details = match details.map(|d| serde_json::from_str::<Details>(&d)).transpose() {
+        Ok(details) => details.unwrap_or_default(),
         Err(e) => return Ok(Err(json_error(e))),
     };
     Ok(Ok(KmsEvent {
@@ -289,6 +299,8 @@ pub(crate) fn event_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<K
         grant_id: r.get(20)?,
         grant_spec,
         dry_run: r.get(22)?,
+        event_source: r.get(23)?,
+        details,
     }))
 }
 
