@@ -5,15 +5,29 @@
 //! - [`lifecycle::fold_grant`] rebuilds one grant's state from the set of events that touch it.
 //!   The result depends only on that set: not on the order events arrive in, not on duplicate
 //!   deliveries, not on which account's copy of a cross-account event was read.
+//! - [`matching::covers`] decides whether a grant could have authorised a call, and
+//!   [`classify::classify_key`] labels every successful call on a key with how strongly the
+//!   logs (plus any imported key and IAM policies) show it depended on a grant.
 //!
 //! Nothing here does I/O or reads a clock, so every rule can be tested with plain values.
 #![forbid(unsafe_code)]
 
+pub mod classify;
 pub mod event;
+pub mod iam;
 pub mod lifecycle;
 pub mod matching;
+pub mod policy;
+pub mod settings;
 pub mod timestamp;
 
+pub use classify::{
+    CallLabel, Evidence, ImportedIam, ImportedKeyPolicy, KeyInputs, Label, Reason, classify_key,
+    classify_keyless,
+};
 pub use event::{Caller, Constraints, Details, GrantSpec, KmsEvent, RecordError, normalise};
+pub use iam::IamSnapshot;
 pub use lifecycle::{Actor, Anomaly, Grant, GrantState, fold_all, fold_grant, logical_events};
-pub use matching::grantee_is;
+pub use matching::{Tri, grantee_is};
+pub use policy::Policy;
+pub use settings::Settings;

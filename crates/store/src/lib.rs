@@ -7,13 +7,15 @@
 //! incremental ingest and a rebuild cannot disagree.
 #![forbid(unsafe_code)]
 
+mod labels;
 mod read;
 mod write;
 
 use std::path::Path;
 use std::time::Duration;
 
-use rusqlite::Connection;
+use granttrail_grants::{IamSnapshot, Policy, Settings};
+use rusqlite::{Connection, OptionalExtension};
 
 pub use read::{GrantFilter, StoredEvent};
 pub use write::{ObjectCounts, ObjectWriter};
@@ -36,6 +38,12 @@ pub enum StoreError {
     TooNew { found: i64 },
     #[error("stored value is corrupt: {0}")]
     Corrupt(String),
+    #[error("{0}")]
+    Invalid(String),
+    #[error(
+        "the settings differ from those this database was labelled with; run `granttrail rebuild` with the new settings first"
+    )]
+    SettingsChanged,
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -43,6 +51,8 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 /// A granttrail database.
 pub struct Store {
     conn: Connection,
+    /// The settings the derived tables are computed with.
+    settings: Settings,
 }
 
 impl Store {
@@ -76,8 +86,37 @@ impl Store {
             tx.execute_batch(migration)?;
             tx.pragma_update(None, "user_version", i as i64 + 1)?;
         }
+        let stored: Option<String> =
+            tx.query_row("SELECT value FROM settings WHERE id = 1", [], |r| r.get(0)).optional()?;
+        let settings = match stored {
+            Some(text) => {
+                serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("settings: {e}")))?
+            }
+            None => Settings::default(),
+        };
         tx.commit()?;
-        Ok(Store { conn })
+        Ok(Store { conn, settings })
+    }
+
+    /// The settings the derived tables were computed with.
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// Uses `settings` from now on. Changing the settings of a database that holds events
+    /// needs a rebuild (labels depend on them), so that is refused unless `rebuilding`.
+    pub fn use_settings(&mut self, settings: &Settings, rebuilding: bool) -> Result<()> {
+        if *settings == self.settings {
+            return Ok(());
+        }
+        let (_, events, _) = self.totals()?;
+        if events > 0 && !rebuilding {
+            return Err(StoreError::SettingsChanged);
+        }
+        let text = serde_json::to_string(settings).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.conn.execute("INSERT OR REPLACE INTO settings (id, value) VALUES (1, ?1)", [text])?;
+        self.settings = settings.clone();
+        Ok(())
     }
 
     /// Has an object with this source already been committed?
@@ -94,7 +133,7 @@ impl Store {
     /// committed. Nothing is visible to others until [`ObjectWriter::commit`]; dropping the
     /// writer rolls everything back.
     pub fn begin_object(&mut self, source: &str) -> Result<Option<ObjectWriter<'_>>> {
-        ObjectWriter::begin(&mut self.conn, source)
+        ObjectWriter::begin(&mut self.conn, &self.settings, source)
     }
 
     /// Records an object that was rejected whole, with the reason.
@@ -106,14 +145,47 @@ impl Store {
         Ok(())
     }
 
-    /// Recomputes every derived grant from the stored events, in one transaction.
+    /// Recomputes every derived grant and call label from the stored events and imports, in
+    /// one transaction. Returns the number of grants.
     pub fn rebuild(&mut self) -> Result<usize> {
         let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        tx.execute("DELETE FROM grants", [])?;
+        tx.execute_batch("DELETE FROM grants; DELETE FROM call_labels; DELETE FROM call_label_grants;")?;
         let pairs = write::all_grant_pairs(&tx)?;
         let count = write::recompute(&tx, &pairs)?;
+        let everything = labels::Dirty { everything: true, ..labels::Dirty::default() };
+        labels::recompute(&tx, &everything, &self.settings)?;
         tx.commit()?;
         Ok(count)
+    }
+
+    /// Stores a key policy document known from outside the logs (for example the output of
+    /// `aws kms get-key-policy`) as in force at `at`, and relabels the key's calls.
+    pub fn import_key_policy(&mut self, key_arn: &str, at: i64, policy: &str, source: &str) -> Result<()> {
+        Policy::parse(policy).map_err(StoreError::Invalid)?;
+        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        tx.execute(
+            "INSERT INTO imported_key_policies (key_arn, at, policy, source) VALUES (?1, ?2, ?3, ?4)",
+            rusqlite::params![key_arn, at, policy, source],
+        )?;
+        let dirty = labels::Dirty { keys: [key_arn.to_string()].into(), ..labels::Dirty::default() };
+        labels::recompute(&tx, &dirty, &self.settings)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Stores an IAM snapshot (`aws iam get-account-authorization-details` output) of
+    /// `account` as of `at`, and relabels the calls of that account's principals.
+    pub fn import_iam(&mut self, account: &str, at: i64, document: &str, source: &str) -> Result<usize> {
+        let snapshot = IamSnapshot::parse(document).map_err(StoreError::Invalid)?;
+        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        tx.execute(
+            "INSERT INTO imported_iam (account, at, document, source) VALUES (?1, ?2, ?3, ?4)",
+            rusqlite::params![account, at, document, source],
+        )?;
+        let dirty = labels::Dirty { accounts: [account.to_string()].into(), ..labels::Dirty::default() };
+        labels::recompute(&tx, &dirty, &self.settings)?;
+        tx.commit()?;
+        Ok(snapshot.principals.len())
     }
 
     pub(crate) fn conn(&self) -> &Connection {

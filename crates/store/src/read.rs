@@ -33,35 +33,7 @@ const GRANT_COLUMNS: &str = "key_arn, grant_id, state, creation_seen, grantee_pr
 impl Store {
     /// Grants matching `filter`, ordered by key, creation time and grant id.
     pub fn grants(&self, filter: &GrantFilter) -> Result<Vec<Grant>> {
-        let mut clauses = Vec::new();
-        let mut args: Vec<Value> = Vec::new();
-        if let Some(key) = &filter.key_arn {
-            args.push(Value::Text(key.clone()));
-            clauses.push(format!("key_arn = ?{}", args.len()));
-        }
-        if let Some(grantee) = &filter.grantee {
-            args.push(Value::Text(grantee.clone()));
-            clauses.push(format!("grantee_principal = ?{}", args.len()));
-        }
-        if let Some(state) = filter.state {
-            args.push(Value::Text(state.as_str().to_string()));
-            clauses.push(format!("state = ?{}", args.len()));
-        }
-        if let Some(t) = filter.active_at {
-            args.push(Value::Integer(t));
-            let n = args.len();
-            clauses.push(format!(
-                "(created_at IS NULL OR created_at <= ?{n}) AND (ended_at IS NULL OR ended_at > ?{n})"
-            ));
-        }
-        let filter_sql =
-            if clauses.is_empty() { String::new() } else { format!("WHERE {}", clauses.join(" AND ")) };
-        let sql = format!(
-            "SELECT {GRANT_COLUMNS} FROM grants {filter_sql} ORDER BY key_arn, created_at IS NOT NULL, created_at, grant_id"
-        );
-        let mut stmt = self.conn().prepare(&sql)?;
-        let rows = stmt.query_map(params_from_iter(args), grant_from_row)?;
-        rows.map(|r| r?).collect()
+        query_grants(self.conn(), filter)
     }
 
     /// Grants whose id is `grant_id` or starts with it (a grant id can, in theory, exist on
@@ -142,6 +114,39 @@ impl Store {
         };
         Ok((count("objects")?, count("events")?, count("grants")?))
     }
+}
+
+/// Grants matching `filter`, ordered by key, creation time and grant id.
+pub(crate) fn query_grants(conn: &rusqlite::Connection, filter: &GrantFilter) -> Result<Vec<Grant>> {
+    let mut clauses = Vec::new();
+    let mut args: Vec<Value> = Vec::new();
+    if let Some(key) = &filter.key_arn {
+        args.push(Value::Text(key.clone()));
+        clauses.push(format!("key_arn = ?{}", args.len()));
+    }
+    if let Some(grantee) = &filter.grantee {
+        args.push(Value::Text(grantee.clone()));
+        clauses.push(format!("grantee_principal = ?{}", args.len()));
+    }
+    if let Some(state) = filter.state {
+        args.push(Value::Text(state.as_str().to_string()));
+        clauses.push(format!("state = ?{}", args.len()));
+    }
+    if let Some(t) = filter.active_at {
+        args.push(Value::Integer(t));
+        let n = args.len();
+        clauses.push(format!(
+            "(created_at IS NULL OR created_at <= ?{n}) AND (ended_at IS NULL OR ended_at > ?{n})"
+        ));
+    }
+    let filter_sql =
+        if clauses.is_empty() { String::new() } else { format!("WHERE {}", clauses.join(" AND ")) };
+    let sql = format!(
+        "SELECT {GRANT_COLUMNS} FROM grants {filter_sql} ORDER BY key_arn, created_at IS NOT NULL, created_at, grant_id"
+    );
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt.query_map(params_from_iter(args), grant_from_row)?;
+    rows.map(|r| r?).collect()
 }
 
 fn json_column<T: serde::de::DeserializeOwned>(text: Option<String>) -> Result<Option<T>> {

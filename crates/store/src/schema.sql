@@ -104,3 +104,62 @@ SELECT e.event_id, e.shared_event_id, strftime('%Y-%m-%dT%H:%M:%SZ', e.event_tim
        e.event_name, e.error_code, COALESCE(e.caller_arn, e.caller_principal_id, e.invoked_by) AS caller,
        e.invoked_by, e.source_ip, e.key_arn, e.grant_id, o.source AS object
 FROM events e JOIN objects o ON o.id = e.object_id;
+
+-- The label of every side of every successful KMS call (grant-semantics §4.4), derived.
+CREATE TABLE call_labels (
+    event_id        TEXT NOT NULL,
+    side            TEXT NOT NULL CHECK (side IN ('key', 'source', 'destination')),
+    shared_event_id TEXT,
+    event_time      INTEGER NOT NULL,
+    event_name      TEXT NOT NULL,
+    key_arn         TEXT NOT NULL,
+    operation       TEXT,
+    principal       TEXT,
+    label           TEXT NOT NULL,
+    evidence        TEXT NOT NULL,
+    grant_ids       TEXT NOT NULL,
+    reasons         TEXT NOT NULL,
+    flags           TEXT NOT NULL,
+    PRIMARY KEY (event_id, side)
+);
+CREATE INDEX call_labels_by_key ON call_labels (key_arn, event_time);
+CREATE INDEX call_labels_by_label ON call_labels (label, key_arn, event_time);
+CREATE INDEX call_labels_by_principal ON call_labels (principal);
+
+-- Which grants each labelled call side names (for `calls --grant` and grant stories).
+CREATE TABLE call_label_grants (
+    grant_id TEXT NOT NULL,
+    event_id TEXT NOT NULL,
+    side     TEXT NOT NULL,
+    PRIMARY KEY (grant_id, event_id, side)
+) WITHOUT ROWID;
+
+-- Key policies and IAM snapshots imported from outside the logs.
+CREATE TABLE imported_key_policies (
+    id       INTEGER PRIMARY KEY,
+    key_arn  TEXT NOT NULL,
+    at       INTEGER NOT NULL,
+    policy   TEXT NOT NULL,
+    source   TEXT NOT NULL
+);
+CREATE INDEX imported_key_policies_by_key ON imported_key_policies (key_arn);
+
+CREATE TABLE imported_iam (
+    id       INTEGER PRIMARY KEY,
+    account  TEXT NOT NULL,
+    at       INTEGER NOT NULL,
+    document TEXT NOT NULL,
+    source   TEXT NOT NULL
+);
+
+-- The settings the derived tables were computed with (one row, JSON).
+CREATE TABLE settings (
+    id    INTEGER PRIMARY KEY CHECK (id = 1),
+    value TEXT NOT NULL
+);
+
+-- Labelled calls with readable times.
+CREATE VIEW calls_readable AS
+SELECT event_id, side, shared_event_id, strftime('%Y-%m-%dT%H:%M:%SZ', event_time, 'unixepoch') AS event_time,
+       event_name, key_arn, operation, principal, label, evidence, grant_ids, reasons, flags
+FROM call_labels;

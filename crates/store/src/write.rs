@@ -2,9 +2,10 @@
 
 use std::collections::BTreeSet;
 
-use granttrail_grants::{Caller, Details, Grant, GrantSpec, KmsEvent, fold_grant};
+use granttrail_grants::{Caller, Details, Grant, GrantSpec, KmsEvent, Settings, fold_grant};
 use rusqlite::{Connection, Transaction, TransactionBehavior, params};
 
+use crate::labels::{self, Dirty};
 use crate::{Result, StoreError};
 
 /// What one object contributed, for the object's row and the ingest summary.
@@ -27,14 +28,20 @@ type Touched = BTreeSet<(Option<String>, String)>;
 /// One object's transaction. Dropping it without [`ObjectWriter::commit`] rolls back.
 pub struct ObjectWriter<'c> {
     tx: Transaction<'c>,
+    settings: &'c Settings,
     object_id: i64,
     touched: Touched,
     deleted_keys: BTreeSet<String>,
+    dirty: Dirty,
     counts: ObjectCounts,
 }
 
 impl<'c> ObjectWriter<'c> {
-    pub(crate) fn begin(conn: &'c mut Connection, source: &str) -> Result<Option<ObjectWriter<'c>>> {
+    pub(crate) fn begin(
+        conn: &'c mut Connection,
+        settings: &'c Settings,
+        source: &str,
+    ) -> Result<Option<ObjectWriter<'c>>> {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         // The row is completed at commit; inserting it first gives events their object id
         // and makes a concurrent writer of the same object wait, then see it as done.
@@ -51,9 +58,11 @@ impl<'c> ObjectWriter<'c> {
         let object_id = tx.last_insert_rowid();
         Ok(Some(ObjectWriter {
             tx,
+            settings,
             object_id,
             touched: Touched::new(),
             deleted_keys: BTreeSet::new(),
+            dirty: Dirty::default(),
             counts: ObjectCounts::default(),
         }))
     }
@@ -112,6 +121,7 @@ impl<'c> ObjectWriter<'c> {
             return Ok(false);
         }
         self.counts.new_events += 1;
+        self.dirty.add_event(event);
         if event.is_grant_event() {
             self.counts.grant_events += 1;
             if event.succeeded() {
@@ -151,6 +161,10 @@ impl<'c> ObjectWriter<'c> {
             pairs.extend(grants_on_key(&self.tx, key)?.into_iter().map(|g| (key.clone(), g)));
         }
         recompute(&self.tx, &pairs)?;
+        // A grant that changed relabels its key's calls (its key is dirty through its events
+        // already, except for a retire that named no key).
+        self.dirty.keys.extend(pairs.iter().map(|(key, _)| key.clone()).filter(|k| !k.is_empty()));
+        labels::recompute(&self.tx, &self.dirty, self.settings)?;
         let c = self.counts;
         self.tx.execute(
             "UPDATE objects SET ingested_at = ?2, format = ?3, bytes = ?4, records = ?5, kms_events = ?6,
@@ -342,6 +356,6 @@ fn insert_grant(tx: &Connection, g: &Grant) -> Result<()> {
     Ok(())
 }
 
-fn to_json<T: serde::Serialize + ?Sized>(value: &T) -> Result<String> {
+pub(crate) fn to_json<T: serde::Serialize + ?Sized>(value: &T) -> Result<String> {
     serde_json::to_string(value).map_err(json_error)
 }

@@ -1,0 +1,186 @@
+//! Recomputing call labels for the keys an object (or an import) touched.
+//!
+//! A label depends on the grants of its key, the other events on its key (denials,
+//! grant-less successes, key-policy changes), the principal's IAM changes and the imports.
+//! Recomputing every label of each touched key keeps incremental ingest equal to a rebuild.
+
+use std::collections::BTreeSet;
+
+use granttrail_grants::{
+    CallLabel, IamSnapshot, ImportedIam, ImportedKeyPolicy, KeyInputs, KmsEvent, Policy, Settings,
+    classify_key, classify_keyless,
+};
+use rusqlite::{Connection, params};
+
+use crate::read::{GrantFilter, query_grants};
+use crate::write::{EVENT_COLUMNS, event_from_row, to_json};
+use crate::{Result, StoreError};
+
+/// What must be relabelled.
+#[derive(Debug, Default)]
+pub(crate) struct Dirty {
+    pub keys: BTreeSet<String>,
+    /// Accounts whose principals' permissions changed (IAM events or IAM imports).
+    pub accounts: BTreeSet<String>,
+    /// An Organizations policy changed: every key.
+    pub everything: bool,
+    /// A call with no identifiable key arrived.
+    pub keyless: bool,
+}
+
+impl Dirty {
+    pub fn is_empty(&self) -> bool {
+        self.keys.is_empty() && self.accounts.is_empty() && !self.everything && !self.keyless
+    }
+
+    /// Records what a new event can change.
+    pub fn add_event(&mut self, e: &KmsEvent) {
+        if e.is_kms() {
+            match (&e.key_arn, &e.destination_key_arn) {
+                (None, None) => self.keyless = true,
+                (k, d) => self.keys.extend(k.iter().chain(d.iter()).cloned()),
+            }
+        } else if e.event_source == granttrail_grants::event::ORGANIZATIONS_SOURCE {
+            self.everything = true;
+        } else {
+            self.accounts.extend(e.recipient_account_id.iter().chain(e.caller.account_id.iter()).cloned());
+        }
+    }
+}
+
+fn load_events(conn: &Connection, sql: &str, args: &[&str]) -> Result<Vec<KmsEvent>> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let rows = stmt.query_map(rusqlite::params_from_iter(args), event_from_row)?;
+    rows.map(|r| r?).collect()
+}
+
+fn all_keys(conn: &Connection) -> Result<BTreeSet<String>> {
+    let mut stmt = conn.prepare(
+        "SELECT key_arn FROM events WHERE key_arn IS NOT NULL
+         UNION SELECT destination_key_arn FROM events WHERE destination_key_arn IS NOT NULL",
+    )?;
+    let keys = stmt.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
+    Ok(keys)
+}
+
+fn keys_used_by_account(conn: &Connection, account: &str) -> Result<BTreeSet<String>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT DISTINCT key_arn FROM events WHERE caller_account_id = ?1 AND key_arn IS NOT NULL
+         UNION SELECT DISTINCT destination_key_arn FROM events WHERE caller_account_id = ?1 AND destination_key_arn IS NOT NULL",
+    )?;
+    let keys = stmt.query_map([account], |r| r.get(0))?.collect::<Result<_, _>>()?;
+    Ok(keys)
+}
+
+fn imported_key_policies(conn: &Connection, key: &str) -> Result<Vec<ImportedKeyPolicy>> {
+    let mut stmt =
+        conn.prepare_cached("SELECT at, policy, source FROM imported_key_policies WHERE key_arn = ?1")?;
+    let rows: Vec<(i64, String, String)> =
+        stmt.query_map([key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<Result<_, _>>()?;
+    rows.into_iter()
+        .map(|(at, text, source)| {
+            let policy =
+                Policy::parse(&text).map_err(|e| StoreError::Corrupt(format!("imported key policy: {e}")))?;
+            Ok(ImportedKeyPolicy { at, policy, source })
+        })
+        .collect()
+}
+
+fn imported_iam(conn: &Connection) -> Result<Vec<ImportedIam>> {
+    let mut stmt = conn.prepare_cached("SELECT account, at, document, source FROM imported_iam")?;
+    let rows: Vec<(String, i64, String, String)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+        .collect::<Result<_, _>>()?;
+    rows.into_iter()
+        .map(|(account, at, document, source)| {
+            let snapshot = IamSnapshot::parse(&document)
+                .map_err(|e| StoreError::Corrupt(format!("imported IAM: {e}")))?;
+            Ok(ImportedIam { account, at, snapshot, source })
+        })
+        .collect()
+}
+
+/// Relabels every call on the dirty keys (and the keyless calls when asked).
+pub(crate) fn recompute(conn: &Connection, dirty: &Dirty, settings: &Settings) -> Result<()> {
+    if dirty.is_empty() {
+        return Ok(());
+    }
+    let mut keys = if dirty.everything { all_keys(conn)? } else { dirty.keys.clone() };
+    for account in &dirty.accounts {
+        keys.extend(keys_used_by_account(conn, account)?);
+    }
+    let policy_changes = load_events(
+        conn,
+        &format!("SELECT {EVENT_COLUMNS} FROM events WHERE event_source <> 'kms.amazonaws.com'"),
+        &[],
+    )?;
+    let iam = imported_iam(conn)?;
+    let key_events_sql = format!(
+        "SELECT {EVENT_COLUMNS} FROM events WHERE key_arn = ?1 UNION SELECT {EVENT_COLUMNS} FROM events WHERE destination_key_arn = ?1"
+    );
+    for key in &keys {
+        let grants =
+            query_grants(conn, &GrantFilter { key_arn: Some(key.clone()), ..GrantFilter::default() })?;
+        let events = load_events(conn, &key_events_sql, &[key])?;
+        let policies = imported_key_policies(conn, key)?;
+        let inputs = KeyInputs {
+            key_arn: key,
+            grants: &grants,
+            events: &events,
+            policy_changes: &policy_changes,
+            imported_key_policies: &policies,
+            imported_iam: &iam,
+            settings,
+        };
+        replace_labels(conn, key, &classify_key(&inputs))?;
+    }
+    if dirty.keyless || dirty.everything {
+        let events = load_events(
+            conn,
+            &format!(
+                "SELECT {EVENT_COLUMNS} FROM events WHERE key_arn IS NULL AND destination_key_arn IS NULL
+                   AND event_source = 'kms.amazonaws.com'"
+            ),
+            &[],
+        )?;
+        replace_labels(conn, "", &classify_keyless(&events))?;
+    }
+    Ok(())
+}
+
+fn replace_labels(conn: &Connection, key: &str, labels: &[CallLabel]) -> Result<()> {
+    conn.prepare_cached(
+        "DELETE FROM call_label_grants WHERE (event_id, side) IN (SELECT event_id, side FROM call_labels WHERE key_arn = ?1)",
+    )?
+    .execute([key])?;
+    conn.prepare_cached("DELETE FROM call_labels WHERE key_arn = ?1")?.execute([key])?;
+    let mut insert = conn.prepare_cached(
+        "INSERT OR REPLACE INTO call_labels (event_id, side, shared_event_id, event_time, event_name, key_arn, operation,
+             principal, label, evidence, grant_ids, reasons, flags)
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+    )?;
+    let mut link = conn.prepare_cached(
+        "INSERT OR IGNORE INTO call_label_grants (grant_id, event_id, side) VALUES (?1, ?2, ?3)",
+    )?;
+    for l in labels {
+        insert.execute(params![
+            l.event_id,
+            l.side,
+            l.shared_event_id,
+            l.event_time,
+            l.event_name,
+            l.key_arn,
+            l.operation,
+            l.principal,
+            l.label.as_str(),
+            l.evidence.as_str(),
+            to_json(&l.grant_ids)?,
+            to_json(&l.reasons)?,
+            to_json(&l.flags)?,
+        ])?;
+        for g in &l.grant_ids {
+            link.execute(params![g, l.event_id, l.side])?;
+        }
+    }
+    Ok(())
+}
