@@ -6,12 +6,14 @@ use std::process::ExitCode;
 
 use anyhow::bail;
 use clap::{Args, ValueEnum};
-use granttrail_grants::{Grant, GrantState, timestamp};
-use granttrail_store::{GrantFilter, Store};
+use granttrail_grants::{Grant, GrantState, Label, timestamp};
+use granttrail_store::{CallFilter, GrantFilter, Store, StoredCall};
 
+use crate::calls_cmd::CallView;
+use crate::config::Config;
 use crate::output::{Format, Table, print_csv, print_json, terminal_safe};
 use crate::parse_time;
-use crate::views::{EventView, GrantView, StoryView};
+use crate::views::{CoveredCallView, EventView, GrantView, StoryView};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
 enum StateArg {
@@ -159,18 +161,25 @@ pub fn story(db: &Path, args: &GrantArgs) -> anyhow::Result<ExitCode> {
         bail!("{:?} is the start of {} grant ids; give more of it", args.grant_id, ids.len());
     }
     let mut stories = Vec::new();
+    let mut calls = Vec::new();
     for g in &grants {
         stories.push((g, store.parent_candidates(g)?, store.grant_events(&g.key_arn, &g.grant_id)?));
+        calls.push(store.calls(&CallFilter { grant_id: Some(g.grant_id.clone()), ..CallFilter::default() })?);
     }
     let mut out = std::io::stdout().lock();
     match args.format {
         Format::Json | Format::Jsonl => {
             let views: Vec<StoryView> = stories
                 .iter()
-                .map(|(g, parents, events)| StoryView {
+                .zip(&calls)
+                .map(|((g, parents, events), calls)| StoryView {
                     grant: GrantView::new(g),
                     created_through_grants: parents.clone(),
                     events: events.iter().map(EventView::new).collect(),
+                    calls: calls
+                        .iter()
+                        .map(|c| CoveredCallView { depended_on_grant: depended(c), call: CallView::new(c) })
+                        .collect(),
                 })
                 .collect();
             print_json(&views, args.format == Format::Jsonl, &mut out)?;
@@ -205,8 +214,9 @@ pub fn story(db: &Path, args: &GrantArgs) -> anyhow::Result<ExitCode> {
             print_csv(&header, &rows, &mut out)?;
         }
         Format::Table => {
-            for (g, parents, events) in &stories {
+            for ((g, parents, events), calls) in stories.iter().zip(&calls) {
                 print_story(g, parents, events, &mut out)?;
+                print_covered_calls(calls, &mut out)?;
             }
         }
     }
@@ -273,17 +283,61 @@ fn print_story(
     Ok(())
 }
 
-pub fn rebuild(db: &Path) -> anyhow::Result<ExitCode> {
+/// Did this call succeed only through a grant (as far as the evidence shows)?
+fn depended(c: &StoredCall) -> bool {
+    c.label == Label::GrantOnly.as_str() || c.label == Label::GrantOnlyLikely.as_str()
+}
+
+fn print_covered_calls(calls: &[StoredCall], out: &mut dyn Write) -> anyhow::Result<()> {
+    let depended_count = calls.iter().filter(|c| depended(c)).count();
+    writeln!(
+        out,
+        "calls this grant covered or may have covered: {} ({} depended on it)",
+        calls.len(),
+        depended_count
+    )?;
+    if calls.is_empty() {
+        writeln!(out)?;
+        return Ok(());
+    }
+    let mut table =
+        Table::new(vec!["TIME", "EVENT", "PRINCIPAL", "LABEL", "EVIDENCE", "DEPENDED", "EVENT ID"]);
+    for c in calls {
+        table.row(vec![
+            timestamp::format(c.event_time),
+            c.event_name.clone(),
+            c.principal.clone().unwrap_or_else(|| "-".into()),
+            c.label.clone(),
+            c.evidence.clone(),
+            if depended(c) { "yes".into() } else { "-".into() },
+            c.event_id.clone(),
+        ]);
+    }
+    table.print(out)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+pub fn rebuild(db: &Path, config: &Config) -> anyhow::Result<ExitCode> {
     let mut store = open_existing(db)?;
+    store.use_settings(&config.labels, true)?;
     let grants = store.rebuild()?;
     let (objects, events, _) = store.totals()?;
     println!("rebuilt {grants} grant(s) from {events} event(s) in {objects} object(s)");
     Ok(ExitCode::SUCCESS)
 }
 
+/// Opens (creating if needed) a database to write to with the configured settings, which must
+/// be those its labels were computed with.
+pub fn open_configured(db: &Path, config: &Config) -> anyhow::Result<Store> {
+    let mut store = Store::open(db)?;
+    store.use_settings(&config.labels, false)?;
+    Ok(store)
+}
+
 /// Opens a database that must already exist: a query against a typo'd path should say so,
 /// not answer from a new empty database.
-fn open_existing(db: &Path) -> anyhow::Result<Store> {
+pub fn open_existing(db: &Path) -> anyhow::Result<Store> {
     if !db.exists() {
         bail!("database {} does not exist; run `granttrail ingest` first", db.display());
     }

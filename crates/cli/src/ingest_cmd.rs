@@ -7,10 +7,11 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Args;
+use granttrail_grants::Label;
 use granttrail_ingest::{Limits, ObjectCounts, Outcome, Source, collect_sources, ingest_object, now};
-use granttrail_store::Store;
 use indicatif::{ProgressBar, ProgressStyle};
 
+use crate::config::Config;
 use crate::output::terminal_safe;
 
 #[derive(Debug, Args)]
@@ -58,7 +59,7 @@ impl Totals {
     }
 }
 
-pub fn run(db: &Path, args: &IngestArgs) -> anyhow::Result<ExitCode> {
+pub fn run(db: &Path, config: &Config, args: &IngestArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let limits = Limits {
         max_object_bytes: args.max_object_bytes,
@@ -66,7 +67,7 @@ pub fn run(db: &Path, args: &IngestArgs) -> anyhow::Result<ExitCode> {
         max_depth: args.max_depth,
     };
     let list = collect_sources(&args.paths);
-    let mut store = Store::open(db)?;
+    let mut store = crate::grants_cmd::open_configured(db, config)?;
     let mut totals = Totals::default();
     let mut failed = false;
 
@@ -134,6 +135,10 @@ pub fn run(db: &Path, args: &IngestArgs) -> anyhow::Result<ExitCode> {
     }
     bar.finish_and_clear();
     print_summary(&totals, started.elapsed());
+    let grant_only = store.count_labels(&[Label::GrantOnly.as_str(), Label::GrantOnlyLikely.as_str()])?;
+    println!(
+        "{grant_only} call(s) in the database succeeded only through a grant (granttrail calls --grant-only)"
+    );
     Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 

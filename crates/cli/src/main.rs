@@ -1,7 +1,10 @@
 //! `granttrail`: rebuild the history of every AWS KMS grant from CloudTrail logs.
 #![forbid(unsafe_code)]
 
+mod calls_cmd;
+mod config;
 mod grants_cmd;
+mod import_cmd;
 mod ingest_cmd;
 mod output;
 mod views;
@@ -24,6 +27,10 @@ struct Cli {
     #[arg(long, global = true, env = "GRANTTRAIL_DB", default_value = "granttrail.db")]
     db: PathBuf,
 
+    /// Settings file (default: granttrail.toml in the working directory, if present).
+    #[arg(long, global = true, value_name = "PATH")]
+    config: Option<PathBuf>,
+
     #[command(subcommand)]
     command: Command,
 }
@@ -39,20 +46,31 @@ enum Command {
     Ingest(ingest_cmd::IngestArgs),
     /// List grants.
     Grants(grants_cmd::GrantsArgs),
-    /// Show one grant's whole story: its attributes and every event that touched it.
+    /// Show one grant's whole story: its attributes, every event that touched it, and the
+    /// calls it covered.
     Grant(grants_cmd::GrantArgs),
-    /// Recompute all derived tables from the stored events.
+    /// List successful KMS calls with the grants that could have authorised them and a label
+    /// saying how strongly the logs show the call depended on a grant.
+    Calls(calls_cmd::CallsArgs),
+    /// Import a key policy or IAM snapshot for stronger evidence.
+    #[command(subcommand)]
+    Import(import_cmd::ImportCommand),
+    /// Recompute all derived tables (grants, call labels) from the stored events, with the
+    /// current settings.
     Rebuild,
 }
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let result = match cli.command {
-        Command::Ingest(args) => ingest_cmd::run(&cli.db, &args),
+    let result = config::load(cli.config.as_deref()).and_then(|config| match cli.command {
+        Command::Ingest(args) => ingest_cmd::run(&cli.db, &config, &args),
         Command::Grants(args) => grants_cmd::list(&cli.db, &args),
         Command::Grant(args) => grants_cmd::story(&cli.db, &args),
-        Command::Rebuild => grants_cmd::rebuild(&cli.db),
-    };
+        Command::Calls(args) => calls_cmd::run(&cli.db, &args),
+        Command::Import(command) => grants_cmd::open_configured(&cli.db, &config)
+            .and_then(|mut store| import_cmd::run(&mut store, &command)),
+        Command::Rebuild => grants_cmd::rebuild(&cli.db, &config),
+    });
     match result {
         Ok(code) => code,
         Err(e) => {

@@ -103,4 +103,15 @@ pub struct StoryView<'a> {
     pub grant: GrantView<'a>,
     pub created_through_grants: Vec<String>,
     pub events: Vec<EventView<'a>>,
+    /// The calls the grant covered or may have covered, each with its label.
+    pub calls: Vec<CoveredCallView<'a>>,
+}
+
+/// A call in a grant's story: the call and whether it depended on a grant (labels
+/// `grant_only` and `grant_only_likely`).
+#[derive(Debug, Serialize)]
+pub struct CoveredCallView<'a> {
+    #[serde(flatten)]
+    pub call: crate::calls_cmd::CallView<'a>,
+    pub depended_on_grant: bool,
 }

@@ -627,8 +627,11 @@ fn classify_side(ctx: &Context<'_>, side_name: &'static str, side: &CallSide<'_>
             && uncovered(e)
             && ctx.policy_changed_between(&call.caller, e.event_time, call.event_time).is_none()
     });
+    // Conditions can decide a policy either way, so a grant-less success counts only when it
+    // was made the same way (same service, address, endpoint and encryption context), too.
     let success = ctx.calls.iter().filter(same_group).find(|e| {
         e.succeeded()
+            && same_conditions(e)
             && uncovered(e)
             && ctx.policy_changed_between(&call.caller, e.event_time, call.event_time).is_none()
     });

@@ -1,11 +1,12 @@
 //! The grant state is a function of the set of events: any split of a generated event set into
 //! objects, ingested in any order, with duplicate deliveries and cross-account twins, gives the
-//! same grants as one clean ingest, as a rebuild, and as the pure fold over the events.
+//! same grants and call labels as one clean ingest, as a rebuild, and (for grants) as the pure
+//! fold over the events.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use granttrail_grants::{Grant, KmsEvent, fold_all, normalise};
 use granttrail_ingest::{Limits, Outcome, ingest_object};
-use granttrail_store::{GrantFilter, Store};
+use granttrail_store::{CallFilter, GrantFilter, Store, StoredCall};
 use proptest::prelude::*;
 use serde_json::{Value, json};
 
@@ -21,7 +22,8 @@ enum Kind {
     Retire { key_known: bool },
     Revoke,
     DeleteKey,
-    Decrypt,
+    Decrypt { denied: bool },
+    PutKeyPolicy { admin_only: bool },
 }
 
 #[derive(Debug, Clone)]
@@ -31,6 +33,8 @@ struct Spec {
     grant: usize,
     time: i64,
     twin: bool,
+    /// Which of two roles makes a call or is a grant's grantee.
+    who: usize,
 }
 
 fn spec() -> impl Strategy<Value = Spec> {
@@ -40,10 +44,11 @@ fn spec() -> impl Strategy<Value = Spec> {
         2 => any::<bool>().prop_map(|key_known| Kind::Retire { key_known }),
         2 => Just(Kind::Revoke),
         1 => Just(Kind::DeleteKey),
-        2 => Just(Kind::Decrypt),
+        3 => any::<bool>().prop_map(|denied| Kind::Decrypt { denied }),
+        1 => any::<bool>().prop_map(|admin_only| Kind::PutKeyPolicy { admin_only }),
     ];
-    (kind, 0..KEYS.len(), 0..4usize, 0..2000i64, prop::bool::weighted(0.2))
-        .prop_map(|(kind, key, grant, time, twin)| Spec { kind, key, grant, time, twin })
+    (kind, 0..KEYS.len(), 0..4usize, 0..2000i64, prop::bool::weighted(0.2), 0..2usize)
+        .prop_map(|(kind, key, grant, time, twin, who)| Spec { kind, key, grant, time, twin, who })
 }
 
 fn time(t: i64) -> String {
@@ -54,6 +59,10 @@ fn time(t: i64) -> String {
 fn records(i: usize, s: &Spec) -> Vec<Value> {
     let key = KEYS[s.key];
     let grant = format!("{:064x}", s.grant + 1);
+    let role = format!("arn:aws:iam::111122223333:role/app/R{}", s.who);
+    let session = json!({"type": "AssumedRole", "arn": format!("arn:aws:sts::111122223333:assumed-role/R{}/s", s.who),
+        "principalId": format!("AROAEXAMPLE{}:s", s.who), "accountId": "111122223333",
+        "sessionContext": {"sessionIssuer": {"type": "Role", "arn": role, "accountId": "111122223333"}}});
     let caller = json!({"type": "IAMUser", "arn": "arn:aws:iam::111122223333:user/admin", "accountId": "111122223333"});
     let mut r = json!({
         "eventVersion": "1.09", "eventSource": "kms.amazonaws.com", "eventTime": time(s.time),
@@ -62,7 +71,7 @@ fn records(i: usize, s: &Spec) -> Vec<Value> {
     });
     let (name, request, response) = match &s.kind {
         Kind::Create { named } => {
-            let mut req = json!({"keyId": key, "granteePrincipal": "arn:aws:iam::111122223333:role/app", "operations": ["Decrypt"]});
+            let mut req = json!({"keyId": key, "granteePrincipal": role, "operations": ["Decrypt"]});
             if *named {
                 req["name"] = json!("nightly");
             }
@@ -89,7 +98,26 @@ fn records(i: usize, s: &Spec) -> Vec<Value> {
             r["userIdentity"] = json!({"accountId": "111122223333", "invokedBy": "AWS Internal"});
             ("DeleteKey", Value::Null, Value::Null)
         }
-        Kind::Decrypt => ("Decrypt", json!({"encryptionAlgorithm": "SYMMETRIC_DEFAULT"}), Value::Null),
+        Kind::Decrypt { denied } => {
+            r["userIdentity"] = session;
+            if *denied {
+                r["errorCode"] = json!("AccessDenied");
+            }
+            ("Decrypt", json!({"encryptionAlgorithm": "SYMMETRIC_DEFAULT"}), Value::Null)
+        }
+        Kind::PutKeyPolicy { admin_only } => {
+            let principal = if *admin_only {
+                "arn:aws:iam::111122223333:role/Admin"
+            } else {
+                "arn:aws:iam::111122223333:root"
+            };
+            let policy = json!({"Statement": [{"Effect": "Allow", "Principal": {"AWS": principal}, "Action": "kms:*", "Resource": "*"}]});
+            (
+                "PutKeyPolicy",
+                json!({"keyId": key, "policyName": "default", "policy": policy.to_string()}),
+                Value::Null,
+            )
+        }
     };
     r["eventName"] = json!(name);
     r["requestParameters"] = request;
@@ -119,6 +147,10 @@ fn grants(store: &Store) -> Vec<Grant> {
     store.grants(&GrantFilter::default()).unwrap()
 }
 
+fn calls(store: &Store) -> Vec<StoredCall> {
+    store.calls(&CallFilter::default()).unwrap()
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(200))]
 
@@ -134,6 +166,9 @@ proptest! {
         let mut clean = Store::open_in_memory().unwrap();
         ingest(&mut clean, "all", &log_file(&all.iter().collect::<Vec<_>>()));
         let expected = grants(&clean);
+        let expected_calls = calls(&clean);
+        let labelled: usize = specs.iter().map(|s| usize::from(!matches!(s.kind, Kind::FailedCreate | Kind::Decrypt { denied: true }))).sum();
+        prop_assert_eq!(expected_calls.len(), labelled, "every successful call is labelled once, twins included");
 
         // The pure fold over the normalised events agrees with the store.
         let events: Vec<KmsEvent> = all.iter().map(|r| normalise(r.to_string().as_bytes()).unwrap().unwrap()).collect();
@@ -160,9 +195,11 @@ proptest! {
             serde_json::to_string(&got).unwrap(),
             serde_json::to_string(&expected).unwrap()
         );
+        prop_assert_eq!(&calls(&split), &expected_calls);
 
         // A full rebuild agrees with the incremental result.
         split.rebuild().unwrap();
         prop_assert_eq!(grants(&split), expected);
+        prop_assert_eq!(calls(&split), expected_calls);
     }
 }

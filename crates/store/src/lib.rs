@@ -17,7 +17,7 @@ use std::time::Duration;
 use granttrail_grants::{IamSnapshot, Policy, Settings};
 use rusqlite::{Connection, OptionalExtension};
 
-pub use read::{GrantFilter, StoredEvent};
+pub use read::{CallFilter, GrantFilter, StoredCall, StoredEvent};
 pub use write::{ObjectCounts, ObjectWriter};
 
 const SCHEMA_VERSION: i64 = 1;

@@ -196,3 +196,107 @@ fn grant_from_row(r: &Row<'_>) -> rusqlite::Result<Result<Grant>> {
     })();
     Ok(built)
 }
+
+/// Which labelled calls to list. Every field narrows the list.
+#[derive(Debug, Clone, Default)]
+pub struct CallFilter {
+    /// Any of these labels (empty: all).
+    pub labels: Vec<String>,
+    pub key_arn: Option<String>,
+    /// Matches the caller's principal exactly.
+    pub principal: Option<String>,
+    pub grant_id: Option<String>,
+    pub since: Option<i64>,
+    pub until: Option<i64>,
+}
+
+/// One labelled call side, as stored.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+pub struct StoredCall {
+    pub event_id: String,
+    pub shared_event_id: Option<String>,
+    pub event_time: i64,
+    pub event_name: String,
+    pub side: String,
+    pub key_arn: String,
+    pub operation: Option<String>,
+    pub principal: Option<String>,
+    pub label: String,
+    pub evidence: String,
+    pub grant_ids: Vec<String>,
+    pub reasons: Vec<granttrail_grants::Reason>,
+    pub flags: Vec<String>,
+}
+
+impl Store {
+    /// Labelled call sides matching `filter`, in time order.
+    pub fn calls(&self, filter: &CallFilter) -> Result<Vec<StoredCall>> {
+        let mut clauses = Vec::new();
+        let mut args: Vec<Value> = Vec::new();
+        let mut arg = |v: Value| {
+            args.push(v);
+            format!("?{}", args.len())
+        };
+        if !filter.labels.is_empty() {
+            let list: Vec<String> = filter.labels.iter().map(|l| arg(Value::Text(l.clone()))).collect();
+            clauses.push(format!("c.label IN ({})", list.join(", ")));
+        }
+        if let Some(key) = &filter.key_arn {
+            clauses.push(format!("c.key_arn = {}", arg(Value::Text(key.clone()))));
+        }
+        if let Some(p) = &filter.principal {
+            clauses.push(format!("c.principal = {}", arg(Value::Text(p.clone()))));
+        }
+        if let Some(g) = &filter.grant_id {
+            let g = arg(Value::Text(g.clone()));
+            clauses.push(format!(
+                "EXISTS (SELECT 1 FROM call_label_grants l WHERE l.grant_id = {g} AND l.event_id = c.event_id AND l.side = c.side)"
+            ));
+        }
+        if let Some(t) = filter.since {
+            clauses.push(format!("c.event_time >= {}", arg(Value::Integer(t))));
+        }
+        if let Some(t) = filter.until {
+            clauses.push(format!("c.event_time < {}", arg(Value::Integer(t))));
+        }
+        let where_sql =
+            if clauses.is_empty() { String::new() } else { format!("WHERE {}", clauses.join(" AND ")) };
+        let sql = format!(
+            "SELECT c.event_id, c.shared_event_id, c.event_time, c.event_name, c.side, c.key_arn, c.operation, c.principal,
+                    c.label, c.evidence, c.grant_ids, c.reasons, c.flags
+             FROM call_labels c {where_sql} ORDER BY c.event_time, c.event_id, c.side"
+        );
+        let mut stmt = self.conn().prepare(&sql)?;
+        let rows = stmt.query_map(params_from_iter(args), |r| {
+            let json: [String; 3] = [r.get(10)?, r.get(11)?, r.get(12)?];
+            let call = (|| -> Result<StoredCall> {
+                let [grant_ids, reasons, flags] = json;
+                Ok(StoredCall {
+                    event_id: r.get(0)?,
+                    shared_event_id: r.get(1)?,
+                    event_time: r.get(2)?,
+                    event_name: r.get(3)?,
+                    side: r.get(4)?,
+                    key_arn: r.get(5)?,
+                    operation: r.get(6)?,
+                    principal: r.get(7)?,
+                    label: r.get(8)?,
+                    evidence: r.get(9)?,
+                    grant_ids: json_column(Some(grant_ids))?.unwrap_or_default(),
+                    reasons: json_column(Some(reasons))?.unwrap_or_default(),
+                    flags: json_column(Some(flags))?.unwrap_or_default(),
+                })
+            })();
+            Ok(call)
+        })?;
+        rows.map(|r| r?).collect()
+    }
+
+    /// How many call sides carry each of these labels.
+    pub fn count_labels(&self, labels: &[&str]) -> Result<u64> {
+        let placeholders: Vec<String> = (1..=labels.len()).map(|i| format!("?{i}")).collect();
+        let sql = format!("SELECT count(*) FROM call_labels WHERE label IN ({})", placeholders.join(", "));
+        let n: i64 = self.conn().query_row(&sql, params_from_iter(labels), |r| r.get(0))?;
+        Ok(n as u64)
+    }
+}

@@ -1,0 +1,176 @@
+//! `granttrail calls`.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+
+use clap::Args;
+use granttrail_grants::{Label, timestamp};
+use granttrail_store::{CallFilter, StoredCall};
+
+use crate::grants_cmd::open_existing;
+use crate::output::{Format, Table, print_csv, print_json};
+use crate::parse_time;
+
+fn parse_label(text: &str) -> Result<String, String> {
+    Label::parse(text).map(|l| l.as_str().to_string()).ok_or_else(|| {
+        let all: Vec<&str> = Label::ALL.iter().map(|l| l.as_str()).collect();
+        format!("{text:?} is not a label; labels are {}", all.join(", "))
+    })
+}
+
+#[derive(Debug, Args)]
+pub struct CallsArgs {
+    /// Only calls with this label (repeatable).
+    #[arg(long = "label", value_name = "LABEL", value_parser = parse_label)]
+    labels: Vec<String>,
+    /// Only calls that succeeded only through a grant: labels grant_only and grant_only_likely.
+    #[arg(long)]
+    grant_only: bool,
+    /// Only calls on this key (full key ARN).
+    #[arg(long, value_name = "ARN")]
+    key: Option<String>,
+    /// Only calls by this principal (as shown in the principal column).
+    #[arg(long, value_name = "PRINCIPAL")]
+    principal: Option<String>,
+    /// Only calls this grant covered or may have covered.
+    #[arg(long, value_name = "GRANT_ID")]
+    grant: Option<String>,
+    /// Only calls at or after this time (RFC 3339).
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    since: Option<i64>,
+    /// Only calls before this time (RFC 3339).
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    until: Option<i64>,
+    #[arg(long, value_enum, default_value_t = Format::Table)]
+    format: Format,
+}
+
+/// One call side as `calls --format json` prints it: a stable interface.
+#[derive(Debug, serde::Serialize)]
+pub struct CallView<'a> {
+    pub event_id: &'a str,
+    pub shared_event_id: Option<&'a str>,
+    pub event_time: String,
+    pub event_name: &'a str,
+    pub side: &'a str,
+    pub key_arn: &'a str,
+    pub operation: Option<&'a str>,
+    pub principal: Option<&'a str>,
+    pub label: &'a str,
+    pub evidence: &'a str,
+    pub grant_ids: &'a [String],
+    pub reasons: &'a [granttrail_grants::Reason],
+    pub flags: &'a [String],
+}
+
+impl<'a> CallView<'a> {
+    pub fn new(c: &'a StoredCall) -> CallView<'a> {
+        CallView {
+            event_id: &c.event_id,
+            shared_event_id: c.shared_event_id.as_deref(),
+            event_time: timestamp::format(c.event_time),
+            event_name: &c.event_name,
+            side: &c.side,
+            key_arn: &c.key_arn,
+            operation: c.operation.as_deref(),
+            principal: c.principal.as_deref(),
+            label: &c.label,
+            evidence: &c.evidence,
+            grant_ids: &c.grant_ids,
+            reasons: &c.reasons,
+            flags: &c.flags,
+        }
+    }
+}
+
+pub fn run(db: &Path, args: &CallsArgs) -> anyhow::Result<ExitCode> {
+    let store = open_existing(db)?;
+    let mut labels = args.labels.clone();
+    if args.grant_only {
+        labels.extend([Label::GrantOnly.as_str().to_string(), Label::GrantOnlyLikely.as_str().to_string()]);
+    }
+    let filter = CallFilter {
+        labels,
+        key_arn: args.key.clone(),
+        principal: args.principal.clone(),
+        grant_id: args.grant.clone(),
+        since: args.since,
+        until: args.until,
+    };
+    let calls = store.calls(&filter)?;
+    let mut out = std::io::stdout().lock();
+    print_calls(&calls, args.format, &mut out)?;
+    Ok(ExitCode::SUCCESS)
+}
+
+pub fn print_calls(calls: &[StoredCall], format: Format, out: &mut dyn Write) -> anyhow::Result<()> {
+    match format {
+        Format::Json | Format::Jsonl => {
+            let views: Vec<CallView> = calls.iter().map(CallView::new).collect();
+            print_json(&views, format == Format::Jsonl, out)?;
+        }
+        Format::Csv => {
+            let header = [
+                "event_time",
+                "event_name",
+                "side",
+                "key_arn",
+                "principal",
+                "label",
+                "evidence",
+                "grant_ids",
+                "event_id",
+                "shared_event_id",
+                "reasons",
+            ];
+            let rows: Vec<Vec<String>> = calls
+                .iter()
+                .map(|c| {
+                    vec![
+                        timestamp::format(c.event_time),
+                        c.event_name.clone(),
+                        c.side.clone(),
+                        c.key_arn.clone(),
+                        c.principal.clone().unwrap_or_default(),
+                        c.label.clone(),
+                        c.evidence.clone(),
+                        c.grant_ids.join(" "),
+                        c.event_id.clone(),
+                        c.shared_event_id.clone().unwrap_or_default(),
+                        c.reasons.iter().map(|r| r.text.as_str()).collect::<Vec<_>>().join("; "),
+                    ]
+                })
+                .collect();
+            print_csv(&header, &rows, out)?;
+        }
+        Format::Table => {
+            let mut table = Table::new(vec![
+                "TIME",
+                "EVENT",
+                "SIDE",
+                "PRINCIPAL",
+                "LABEL",
+                "EVIDENCE",
+                "GRANTS",
+                "EVENT ID",
+            ]);
+            for c in calls {
+                let grants: Vec<String> = c.grant_ids.iter().map(|g| g.chars().take(12).collect()).collect();
+                table.row(vec![
+                    timestamp::format(c.event_time),
+                    c.event_name.clone(),
+                    c.side.clone(),
+                    c.principal.clone().unwrap_or_else(|| "-".into()),
+                    c.label.clone(),
+                    c.evidence.clone(),
+                    if grants.is_empty() { "-".into() } else { grants.join(",") },
+                    c.event_id.clone(),
+                ]);
+            }
+            table.print(out)?;
+            writeln!(out, "{} call(s)", calls.len())?;
+        }
+    }
+    Ok(())
+}

@@ -1,0 +1,185 @@
+//! The classification scenarios of grant-semantics.md §6 (fixtures/scenarios/*), through the
+//! real binary: the labels, evidence and grants each expects, the same result whatever the
+//! order files and imports arrive in, and the same after a rebuild.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::path::Path;
+
+use common::{Workspace, fixtures};
+use serde_json::Value;
+
+fn read_json(path: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// `granttrail [--config dir/config.toml] args...`
+fn run(ws: &Workspace, dir: &Path, args: &[&str]) -> String {
+    let config = dir.join("config.toml");
+    let mut full: Vec<&str> = Vec::new();
+    let config_text = config.to_str().unwrap().to_string();
+    if config.exists() {
+        full.extend(["--config", &config_text]);
+    }
+    full.extend(args);
+    ws.ok(&full)
+}
+
+fn imports(ws: &Workspace, dir: &Path) {
+    let path = dir.join("imports.json");
+    if !path.exists() {
+        return;
+    }
+    for step in read_json(&path).as_array().unwrap() {
+        let file = dir.join(step["file"].as_str().unwrap());
+        let file = file.to_str().unwrap();
+        let at = step["at"].as_str().unwrap();
+        match step["kind"].as_str().unwrap() {
+            "key-policy" => run(
+                ws,
+                dir,
+                &["import", "key-policy", file, "--key", step["key"].as_str().unwrap(), "--at", at],
+            ),
+            "iam" => run(ws, dir, &["import", "iam", file, "--at", at]),
+            other => panic!("unknown import {other}"),
+        };
+    }
+}
+
+fn state(ws: &Workspace, dir: &Path) -> (Value, Value) {
+    let calls = serde_json::from_str(&run(ws, dir, &["calls", "--format", "json"])).unwrap();
+    let grants = serde_json::from_str(&run(ws, dir, &["grants", "--format", "json"])).unwrap();
+    (calls, grants)
+}
+
+fn check(name: &str) {
+    let dir = fixtures().join("scenarios").join(name);
+    let expected = read_json(&dir.join("expected.json"));
+    let logs = dir.join("logs");
+
+    let ws = Workspace::new();
+    run(&ws, &dir, &["ingest", "-q", logs.to_str().unwrap()]);
+    imports(&ws, &dir);
+    let (calls, grants) = state(&ws, &dir);
+
+    for want in expected["calls"].as_array().unwrap() {
+        let got = calls
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|c| c["event_id"] == want["event_id"] && c["side"] == want["side"])
+            .unwrap_or_else(|| {
+                panic!("{name}: no labelled call {} ({}); calls: {calls:#}", want["event_id"], want["side"])
+            });
+        for (field, value) in want.as_object().unwrap() {
+            if field == "flags" {
+                for flag in value.as_array().unwrap() {
+                    assert!(
+                        got["flags"].as_array().unwrap().contains(flag),
+                        "{name}: flag {flag} missing in {got:#}"
+                    );
+                }
+            } else {
+                assert_eq!(
+                    &got[field], value,
+                    "{name}: {field} of {} {}: {got:#}",
+                    got["event_name"], got["event_id"]
+                );
+            }
+        }
+    }
+    for absent in expected["absent"].as_array().unwrap() {
+        assert!(
+            !calls.as_array().unwrap().iter().any(|c| &c["event_id"] == absent),
+            "{name}: {absent} must not be a labelled call"
+        );
+    }
+    for want in expected["grants"].as_array().unwrap() {
+        let got = grants
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|g| g["grant_id"] == want["grant_id"])
+            .unwrap_or_else(|| panic!("{name}: no grant {}", want["grant_id"]));
+        for (field, value) in want.as_object().unwrap() {
+            assert_eq!(&got[field], value, "{name}: {field} of grant {}", got["grant_id"]);
+        }
+    }
+
+    // Imports first, then the files one at a time in reverse order: the same result.
+    let reverse = Workspace::new();
+    imports(&reverse, &dir);
+    let mut files: Vec<_> = std::fs::read_dir(&logs).unwrap().map(|e| e.unwrap().path()).collect();
+    files.sort();
+    files.reverse();
+    for file in &files {
+        run(&reverse, &dir, &["ingest", "-q", file.to_str().unwrap()]);
+    }
+    assert_eq!(state(&reverse, &dir), (calls.clone(), grants.clone()), "{name}: order changed the result");
+
+    run(&ws, &dir, &["rebuild"]);
+    assert_eq!(state(&ws, &dir), (calls, grants), "{name}: rebuild differs from incremental ingest");
+}
+
+macro_rules! scenarios {
+    ($($name:ident),* $(,)?) => { $( #[test] #[allow(non_snake_case)] fn $name() { check(stringify!($name)); } )* };
+}
+
+scenarios!(
+    T01_role_session_covered_but_not_grant_only,
+    T02_out_of_order_files,
+    T03_duplicate_event_id,
+    T04_cross_account_twins_are_one_call,
+    T05_name_retry_and_draining,
+    T06_retry_without_name_leaves_a_duplicate,
+    T07_retire_by_token,
+    T08_failed_creates_make_no_grant,
+    T09_key_by_bare_id_alias_and_arn,
+    T10_alias_repointed,
+    T11_cross_account_grantee_needs_no_iam,
+    T12_ebs_principal_id_grantee,
+    T13_delegation_chain,
+    T14_delegation_beyond_the_parent_proves_a_policy,
+    T15_self_grant_escalation,
+    T16_policy_change_breaks_the_chain,
+    T17_key_state_cycle_keeps_the_grant,
+    T18_role_path_matters,
+    T19_grant_to_one_session,
+    T20_account_root_grantee,
+    T21_encryption_context_constraints,
+    T21_encryption_context_case_sensitive_setting,
+    T22_no_wildcards_in_grant_operations,
+    T23_reencrypt_sides,
+    T24_grant_token_in_the_propagation_window,
+    T25_after_revocation,
+    T26_describe_key_ignores_constraints,
+    T27_grantee_retires_its_own_grant,
+    T28_grant_from_before_the_logs,
+    T29_multi_region_replica_is_another_key,
+    T30_role_deleted_and_recreated,
+    T31_imported_key_material_cycle,
+    T32_both_constraint_types_fail,
+    T33_same_second_tie,
+    T34_service_grantee,
+    T35_service_principal_grant_with_source_arn,
+    T36_delete_key_ends_every_grant,
+    T37_dry_run_decrypt_is_not_a_use,
+    T38_create_after_end,
+    T39_key_policy_proves_grant_only,
+    T40_key_policy_names_the_caller,
+    T40b_default_key_policy_leaves_iam_open,
+    T41_cross_account_denials_are_in_the_other_trail,
+    T42_operations_not_logged,
+    L4_imported_key_policy,
+    L5_iam_snapshot_decides,
+);
+
+#[test]
+fn every_scenario_folder_has_a_test() {
+    let listed = include_str!("scenarios.rs");
+    for entry in std::fs::read_dir(fixtures().join("scenarios")).unwrap() {
+        let name = entry.unwrap().file_name().into_string().unwrap();
+        assert!(listed.contains(&format!("    {name},")), "fixtures/scenarios/{name} has no test");
+    }
+}
