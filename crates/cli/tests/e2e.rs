@@ -204,3 +204,99 @@ fn sql_and_terminal_injection_in_names_is_inert() {
     let table = ws.ok(&["grants"]);
     assert!(table.contains("'); DROP TABLE grants;--") && !table.contains('\u{1b}'), "{table}");
 }
+
+#[test]
+fn grant_only_calls_of_the_example_carry_their_evidence() {
+    let ws = Workspace::new();
+    let summary = ws.ok(&["ingest", &example()]);
+    assert!(summary.contains("2 call(s) in the database succeeded only through a grant"), "{summary}");
+    let calls: Value = serde_json::from_str(&ws.ok(&["calls", "--grant-only", "--format", "json"])).unwrap();
+    let calls = calls.as_array().unwrap();
+    let summary: Vec<(&str, &str, &str)> = calls
+        .iter()
+        .map(|c| {
+            (c["event_name"].as_str().unwrap(), c["label"].as_str().unwrap(), c["evidence"].as_str().unwrap())
+        })
+        .collect();
+    assert_eq!(summary, vec![("Encrypt", "grant_only_likely", "L3"), ("Decrypt", "grant_only", "L4")]);
+    for c in calls {
+        assert_eq!(c["grant_ids"].as_array().unwrap().len(), 1);
+        let reasons = c["reasons"].as_array().unwrap();
+        assert!(
+            reasons.len() >= 2
+                && reasons.iter().all(|r| !r["event_ids"].as_array().unwrap().is_empty()
+                    || r["text"].as_str().unwrap().contains("imported"))
+        );
+    }
+    let partner = &calls[1];
+    assert_eq!(
+        partner["principal"], "arn:aws:sts::444455556666:assumed-role/PartnerReader/etl",
+        "identity from the partner's copy"
+    );
+    assert!(partner["shared_event_id"].is_string());
+
+    // Nothing weaker than L3 is called grant-only.
+    let all: Value = serde_json::from_str(&ws.ok(&["calls", "--format", "json"])).unwrap();
+    for c in all.as_array().unwrap() {
+        if c["label"].as_str().unwrap().starts_with("grant_only") {
+            assert!(["L3", "L4", "L5"].contains(&c["evidence"].as_str().unwrap()), "{c}");
+        }
+    }
+    let uncertain = ws.ok(&["calls", "--label", "grant_covered_uncertain", "--format", "jsonl"]);
+    assert_eq!(uncertain.lines().count(), 1, "the EBS decrypt two seconds after its grant: {uncertain}");
+
+    // The grant story marks the call that depended on the grant.
+    let grant = partner["grant_ids"][0].as_str().unwrap();
+    let story: Value = serde_json::from_str(&ws.ok(&["grant", grant, "--format", "json"])).unwrap();
+    let covered = story[0]["calls"].as_array().unwrap();
+    assert_eq!(covered.len(), 1);
+    assert_eq!(covered[0]["depended_on_grant"], true);
+    let by_grant: Value =
+        serde_json::from_str(&ws.ok(&["calls", "--grant", grant, "--format", "json"])).unwrap();
+    assert_eq!(by_grant.as_array().unwrap().len(), 1);
+
+    let bad = ws.run(&["calls", "--label", "grant_onyl"]);
+    assert_eq!(bad.status.code(), Some(2));
+    assert!(stderr(&bad).contains("is not a label"));
+}
+
+#[test]
+fn changed_settings_need_a_rebuild() {
+    let ws = Workspace::new();
+    ws.ok(&["ingest", "-q", &example()]);
+    let config = ws.path("granttrail.toml");
+    std::fs::write(&config, "[labels]\nconsistency_window_seconds = 1\n").unwrap();
+    let config = config.to_str().unwrap();
+    let refused = ws.run(&["--config", config, "ingest", &example()]);
+    assert_eq!(refused.status.code(), Some(1));
+    assert!(stderr(&refused).contains("run `granttrail rebuild`"), "{}", stderr(&refused));
+    ws.ok(&["--config", config, "rebuild"]);
+    // With a 1-second window the EBS decrypt two seconds after its grant is certain.
+    let uncertain =
+        ws.ok(&["--config", config, "calls", "--label", "grant_covered_uncertain", "--format", "jsonl"]);
+    assert_eq!(uncertain.lines().count(), 0, "{uncertain}");
+    ws.ok(&["--config", config, "ingest", "-q", &example()]);
+
+    std::fs::write(ws.path("bad.toml"), "[labels]\nconsistency_window = 1\n").unwrap();
+    let bad = ws.run(&["--config", ws.path("bad.toml").to_str().unwrap(), "grants"]);
+    assert_eq!(bad.status.code(), Some(1));
+    assert!(stderr(&bad).contains("bad.toml"), "{}", stderr(&bad));
+}
+
+#[test]
+fn imports_name_the_file_when_they_fail() {
+    let ws = Workspace::new();
+    ws.ok(&["ingest", "-q", &example()]);
+    let file = ws.path("policy.json");
+    std::fs::write(&file, r#"{"PolicyName": "default"}"#).unwrap();
+    let key = "arn:aws:kms:us-east-1:111122223333:key/0f1e2d3c-4b5a-6978-8796-a5b4c3d2e1f0";
+    let out = ws.run(&["import", "key-policy", file.to_str().unwrap(), "--key", key]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("policy.json") && stderr(&out).contains("neither get-key-policy output"));
+    let out = ws.run(&["import", "key-policy", file.to_str().unwrap(), "--key", "alias/app"]);
+    assert!(stderr(&out).contains("full key ARN"));
+    std::fs::write(&file, "{}").unwrap();
+    let out = ws.run(&["import", "iam", file.to_str().unwrap()]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(stderr(&out).contains("policy.json"), "{}", stderr(&out));
+}
