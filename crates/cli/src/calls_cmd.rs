@@ -85,7 +85,8 @@ impl<'a> CallView<'a> {
 }
 
 pub fn run(db: &Path, args: &CallsArgs) -> anyhow::Result<ExitCode> {
-    let store = open_existing(db)?;
+    let mut store = open_existing(db)?;
+    store.refresh_labels()?;
     let mut labels = args.labels.clone();
     if args.grant_only {
         labels.extend([Label::GrantOnly.as_str().to_string(), Label::GrantOnlyLikely.as_str().to_string()]);

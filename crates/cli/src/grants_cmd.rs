@@ -151,7 +151,8 @@ fn csv_row(g: &Grant) -> Vec<String> {
 }
 
 pub fn story(db: &Path, args: &GrantArgs) -> anyhow::Result<ExitCode> {
-    let store = open_existing(db)?;
+    let mut store = open_existing(db)?;
+    store.refresh_labels()?;
     let grants = store.grants_by_id(&args.grant_id)?;
     if grants.is_empty() {
         bail!("no grant with id {:?} in {}", args.grant_id, db.display());

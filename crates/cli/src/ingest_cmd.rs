@@ -133,6 +133,8 @@ pub fn run(db: &Path, config: &Config, args: &IngestArgs) -> anyhow::Result<Exit
         }
         bar.inc(1);
     }
+    bar.set_message("labelling calls");
+    store.refresh_labels().context("while labelling calls")?;
     bar.finish_and_clear();
     print_summary(&totals, started.elapsed());
     let grant_only = store.count_labels(&[Label::GrantOnly.as_str(), Label::GrantOnlyLikely.as_str()])?;

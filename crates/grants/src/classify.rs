@@ -6,7 +6,8 @@
 //! denial with no policy change in between (L3). An active matching grant alone (L1) is only
 //! `grant_covered`, because most grants sit on keys whose policies also allow the grantee.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::cell::RefCell;
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use serde::Serialize;
 
@@ -202,19 +203,111 @@ fn iam_target(c: &Caller) -> Option<String> {
     }
 }
 
+/// Grants of one key, indexed by the grantee forms a caller can match, so a call is compared
+/// with a handful of candidates instead of every grant on the key.
+struct GrantIndex<'a> {
+    /// Lower-cased grantee (ARN, principal id or unique id) to grants.
+    by_grantee: HashMap<String, Vec<&'a Grant>>,
+    /// Account-root grantees by account.
+    roots: HashMap<String, Vec<&'a Grant>>,
+    /// Service-principal grantees by service name.
+    services: HashMap<String, Vec<&'a Grant>>,
+    /// ARN grantees by account, for callers whose copy carries no ARN.
+    by_account: HashMap<String, Vec<&'a Grant>>,
+    /// Grants whose grantee was not logged: they may match anyone.
+    any: Vec<&'a Grant>,
+    /// Grants known only from their end (attributes unknown).
+    unknown: Vec<&'a Grant>,
+}
+
+impl<'a> GrantIndex<'a> {
+    fn new(grants: &'a [Grant]) -> GrantIndex<'a> {
+        let mut index = GrantIndex {
+            by_grantee: HashMap::new(),
+            roots: HashMap::new(),
+            services: HashMap::new(),
+            by_account: HashMap::new(),
+            any: Vec::new(),
+            unknown: Vec::new(),
+        };
+        for g in grants {
+            if !g.creation_seen {
+                index.unknown.push(g);
+                continue;
+            }
+            let Some(grantee) = g.spec.grantee_principal.as_deref() else {
+                index.any.push(g);
+                continue;
+            };
+            index.by_grantee.entry(grantee.to_lowercase()).or_default().push(g);
+            if grantee.starts_with("arn:") {
+                if let Some(account) = arn_account(grantee) {
+                    index.by_account.entry(account.to_string()).or_default().push(g);
+                    if grantee.ends_with(":root") {
+                        index.roots.entry(account.to_string()).or_default().push(g);
+                    }
+                }
+            } else if grantee.contains(".amazonaws.com") {
+                let service = grantee.split('.').next().unwrap_or(grantee);
+                index.services.entry(service.to_string()).or_default().push(g);
+            }
+        }
+        index
+    }
+
+    /// Grants that could match this caller in any of the forms `matching` accepts.
+    fn candidates(&self, c: &Caller) -> Vec<&'a Grant> {
+        let mut out: Vec<&'a Grant> = Vec::new();
+        let unique_id = c.principal_id.as_deref().and_then(|p| p.split_once(':')).map(|(u, _)| u);
+        for name in [c.arn.as_deref(), c.session_issuer_arn.as_deref(), c.principal_id.as_deref(), unique_id]
+            .into_iter()
+            .flatten()
+        {
+            out.extend(self.by_grantee.get(&name.to_lowercase()).into_iter().flatten());
+        }
+        if let Some(account) = c.account_id.as_deref() {
+            out.extend(self.roots.get(account).into_iter().flatten());
+            if c.arn.is_none() && c.session_issuer_arn.is_none() {
+                out.extend(self.by_account.get(account).into_iter().flatten());
+            }
+        }
+        if c.kind.as_deref() == Some("AWSService")
+            && let Some(service) = c.invoked_by.as_deref()
+        {
+            out.extend(self.services.get(service.split('.').next().unwrap_or(service)).into_iter().flatten());
+        }
+        out.extend(self.any.iter().copied());
+        out.sort_by(|a, b| (&a.grant_id, &a.key_arn).cmp(&(&b.grant_id, &b.key_arn)));
+        out.dedup_by(|a, b| std::ptr::eq(*a, *b));
+        out
+    }
+}
+
+/// A key policy that took effect at a time, parsed once.
+struct PolicyChange {
+    time: i64,
+    event_id: String,
+    put: bool,
+    policy: Option<Policy>,
+    text: String,
+}
+
 struct Context<'a> {
     inputs: &'a KeyInputs<'a>,
     calls: Vec<KmsEvent>,
+    grants: GrantIndex<'a>,
+    non_symmetric: bool,
+    /// PutKeyPolicy / CreateKey on this key, in time order.
+    key_policies: Vec<PolicyChange>,
+    /// Times of events on this key that can change any policy outcome (§4.4 L3 (b)).
+    key_change_times: Vec<i64>,
+    /// Sorted change times relevant to each caller identity, computed on first use.
+    change_times: RefCell<HashMap<String, std::rc::Rc<Vec<i64>>>>,
 }
 
 impl World for Context<'_> {
-    fn key_is_non_symmetric(&self, key_arn: &str) -> bool {
-        self.calls.iter().any(|e| {
-            e.event_name == "CreateKey"
-                && e.succeeded()
-                && e.key_arn.as_deref() == Some(key_arn)
-                && e.details.key_spec.as_deref().is_some_and(|s| s != "SYMMETRIC_DEFAULT")
-        })
+    fn key_is_non_symmetric(&self, _key_arn: &str) -> bool {
+        self.non_symmetric
     }
 
     fn principal_deleted_between(&self, principal_arn: &str, from: i64, to: i64) -> bool {
@@ -237,68 +330,129 @@ impl World for Context<'_> {
     }
 }
 
-impl Context<'_> {
-    fn coverages(&self, side: &CallSide<'_>) -> Vec<(&Grant, Coverage)> {
-        self.inputs.grants.iter().map(|g| (g, covers(g, side, self, self.inputs.settings))).collect()
+/// Is there a time in `times` (sorted) between `a` and `b`, both included?
+fn any_between(times: &[i64], a: i64, b: i64) -> bool {
+    let (from, to) = (a.min(b), a.max(b));
+    let i = times.partition_point(|t| *t < from);
+    i < times.len() && times[i] <= to
+}
+
+impl<'a> Context<'a> {
+    fn new(inputs: &'a KeyInputs<'a>) -> Context<'a> {
+        let calls = logical_events(inputs.events.iter().filter(|e| e.is_kms()));
+        let key = inputs.key_arn;
+        let on_key = |e: &&KmsEvent| e.succeeded() && e.key_arn.as_deref() == Some(key);
+        let non_symmetric = calls.iter().filter(on_key).any(|e| {
+            e.event_name == "CreateKey"
+                && e.details.key_spec.as_deref().is_some_and(|s| s != "SYMMETRIC_DEFAULT")
+        });
+        let mut key_policies: Vec<PolicyChange> = calls
+            .iter()
+            .filter(on_key)
+            .filter(|e| e.event_name == "PutKeyPolicy" || e.event_name == "CreateKey")
+            .map(|e| {
+                let policy = match &e.details.policy {
+                    Some(text) => Policy::parse(text).ok(),
+                    None if e.event_name == "CreateKey" => arn_account(key).map(|account| {
+                        Policy::default_key_policy(account, key.split(':').nth(1).unwrap_or("aws"))
+                    }),
+                    None => None,
+                };
+                let text = if e.details.policy.is_some() {
+                    format!("key policy set by {} at {}", e.event_name, timestamp::format(e.event_time))
+                } else {
+                    format!("default key policy of the key created at {}", timestamp::format(e.event_time))
+                };
+                PolicyChange {
+                    time: e.event_time,
+                    event_id: e.event_id.clone(),
+                    put: e.event_name == "PutKeyPolicy",
+                    policy,
+                    text,
+                }
+            })
+            .collect();
+        key_policies.sort_by(|a, b| (a.time, &a.event_id).cmp(&(b.time, &b.event_id)));
+        let mut key_change_times: Vec<i64> = calls
+            .iter()
+            .filter(on_key)
+            .filter(|e| KEY_POLICY_CHANGES.contains(&e.event_name.as_str()))
+            .map(|e| e.event_time)
+            .collect();
+        key_change_times.sort_unstable();
+        Context {
+            inputs,
+            grants: GrantIndex::new(inputs.grants),
+            calls,
+            non_symmetric,
+            key_policies,
+            key_change_times,
+            change_times: RefCell::new(HashMap::new()),
+        }
     }
 
-    /// Grants known only from their end that may have been alive at `t`.
-    fn unknown_grants_alive(&self, t: i64) -> Vec<&Grant> {
-        let delta = self.inputs.settings.consistency_window_seconds;
-        self.inputs
-            .grants
-            .iter()
-            .filter(|g| !g.creation_seen && g.ended_at.is_none_or(|end| t < end + delta))
+    fn coverages(&self, side: &CallSide<'_>) -> Vec<(&'a Grant, Coverage)> {
+        self.grants
+            .candidates(&side.event.caller)
+            .into_iter()
+            .map(|g| (g, covers(g, side, self, self.inputs.settings)))
             .collect()
     }
 
-    /// Did anything that can change the policy outcome for this caller on this key happen
-    /// between the two times (inclusive)? (§4.4 L3 (b))
-    fn policy_changed_between(&self, caller: &Caller, a: i64, b: i64) -> Option<&KmsEvent> {
-        let (from, to) = (a.min(b), a.max(b));
-        let within = |e: &&KmsEvent| e.succeeded() && e.event_time >= from && e.event_time <= to;
-        let on_key = self.calls.iter().filter(within).find(|e| {
-            e.is_kms()
-                && KEY_POLICY_CHANGES.contains(&e.event_name.as_str())
-                && e.key_arn.as_deref() == Some(self.inputs.key_arn)
-        });
-        if on_key.is_some() {
-            return on_key;
+    /// Grants known only from their end that may have been alive at `t`.
+    fn unknown_grants_alive(&self, t: i64) -> Vec<&'a Grant> {
+        let delta = self.inputs.settings.consistency_window_seconds;
+        self.grants.unknown.iter().copied().filter(|g| g.ended_at.is_none_or(|end| t < end + delta)).collect()
+    }
+
+    /// Times of every event that can change the policy outcome for this caller on this key:
+    /// policy, tag and alias changes of the key, IAM changes of the caller (or of policies and
+    /// groups it may hold) in its account, and Organizations policy changes.
+    fn change_times_for(&self, caller: &Caller) -> std::rc::Rc<Vec<i64>> {
+        let id = identity(caller).unwrap_or_default().to_string();
+        if let Some(times) = self.change_times.borrow().get(&id) {
+            return times.clone();
         }
         let target = iam_target(caller);
         let account = caller.account_id.as_deref();
         let is_user = target.as_deref().is_some_and(|t| t.starts_with("user/"));
-        self.inputs.policy_changes.iter().filter(within).find(|e| {
-            if e.event_source == crate::event::ORGANIZATIONS_SOURCE {
-                return true;
-            }
-            let same_account =
-                e.recipient_account_id.as_deref() == account || e.caller.account_id.as_deref() == account;
-            same_account
-                && match e.details.target.as_deref() {
-                    Some(t) if t.starts_with("policy/") => true,
-                    Some(t) if t.starts_with("group/") => is_user,
-                    Some(t) => Some(t) == target.as_deref(),
-                    None => true,
-                }
-        })
+        let mut times = self.key_change_times.clone();
+        times.extend(
+            self.inputs
+                .policy_changes
+                .iter()
+                .filter(|e| e.succeeded())
+                .filter(|e| {
+                    if e.event_source == crate::event::ORGANIZATIONS_SOURCE {
+                        return true;
+                    }
+                    let same_account = e.recipient_account_id.as_deref() == account
+                        || e.caller.account_id.as_deref() == account;
+                    same_account
+                        && match e.details.target.as_deref() {
+                            Some(t) if t.starts_with("policy/") => true,
+                            Some(t) if t.starts_with("group/") => is_user,
+                            Some(t) => Some(t) == target.as_deref(),
+                            None => true,
+                        }
+                })
+                .map(|e| e.event_time),
+        );
+        times.sort_unstable();
+        let times = std::rc::Rc::new(times);
+        self.change_times.borrow_mut().insert(id, times.clone());
+        times
+    }
+
+    fn policy_changed_between(&self, caller: &Caller, a: i64, b: i64) -> bool {
+        any_between(&self.change_times_for(caller), a, b)
     }
 
     /// The key policy in force at `t`, and the evidence it comes from (§4.4 L4).
     fn key_policy_at(&self, t: i64) -> Option<(Policy, Reason)> {
         let delta = self.inputs.settings.consistency_window_seconds;
-        let key = self.inputs.key_arn;
-        let changes: Vec<&KmsEvent> = self
-            .calls
-            .iter()
-            .filter(|e| e.succeeded() && e.key_arn.as_deref() == Some(key))
-            .filter(|e| e.event_name == "PutKeyPolicy" || e.event_name == "CreateKey")
-            .collect();
-        let changed_between = |a: i64, b: i64| {
-            changes.iter().any(|e| {
-                e.event_name == "PutKeyPolicy" && e.event_time > a.min(b) - delta && e.event_time <= a.max(b)
-            })
-        };
+        let puts: Vec<i64> = self.key_policies.iter().filter(|p| p.put).map(|p| p.time).collect();
+        let changed_between = |a: i64, b: i64| any_between(&puts, a.min(b) - delta + 1, a.max(b));
         let imported = self
             .inputs
             .imported_key_policies
@@ -309,50 +463,101 @@ impl Context<'_> {
             let text = format!("key policy imported from {} (as of {})", p.source, timestamp::format(p.at));
             return Some((p.policy.clone(), Reason { text, event_ids: Vec::new() }));
         }
-        if changes
-            .iter()
-            .any(|e| e.event_name == "PutKeyPolicy" && e.event_time > t - delta && e.event_time <= t)
-        {
+        if any_between(&puts, t - delta + 1, t) {
             return None;
         }
-        let latest = changes
-            .iter()
-            .filter(|e| e.event_time <= t - delta)
-            .max_by_key(|e| (e.event_time, &e.event_id))?;
-        let policy = match &latest.details.policy {
-            Some(text) => Policy::parse(text).ok()?,
-            None if latest.event_name == "CreateKey" => {
-                let account = arn_account(key)?;
-                let partition = key.split(':').nth(1).unwrap_or("aws");
-                Policy::default_key_policy(account, partition)
-            }
-            None => return None,
-        };
-        let text = if latest.details.policy.is_some() {
-            format!("key policy set by {} at {}", latest.event_name, timestamp::format(latest.event_time))
-        } else {
-            format!("default key policy of the key created at {}", timestamp::format(latest.event_time))
-        };
-        Some((policy, Reason { text, event_ids: vec![latest.event_id.clone()] }))
+        let i = self.key_policies.partition_point(|p| p.time <= t - delta);
+        let latest = self.key_policies[..i].last()?;
+        let policy = latest.policy.clone()?;
+        Some((policy, Reason { text: latest.text.clone(), event_ids: vec![latest.event_id.clone()] }))
     }
 
     /// The IAM snapshot valid for this caller at `t`, if one was imported.
-    fn iam_at(&self, caller: &Caller, t: i64) -> Option<&ImportedIam> {
+    fn iam_at(&self, caller: &Caller, t: i64) -> Option<&'a ImportedIam> {
         let account = caller.account_id.as_deref()?;
         self.inputs
             .imported_iam
             .iter()
             .filter(|s| s.account == account && s.snapshot.for_caller(caller).is_some())
-            .filter(|s| self.policy_changed_between(caller, s.at, t).is_none())
+            .filter(|s| !self.policy_changed_between(caller, s.at, t))
             .min_by_key(|s| (s.at - t).abs())
     }
+}
+
+/// What the other calls of one principal, operation and way of calling show (§4.4 L3, L3'):
+/// the times of grant-less successes and of denials while no grant covered the call.
+#[derive(Default)]
+struct Behaviour<'e> {
+    successes: Vec<(i64, &'e str)>,
+    denials: Vec<(i64, &'e str)>,
+}
+
+/// Groups calls by caller identity, operation and the conditions that can decide a policy
+/// (service, source address, VPC endpoint, encryption context).
+type BehaviourKey = (String, String, String);
+
+fn behaviour_key(e: &KmsEvent) -> Option<BehaviourKey> {
+    let who = identity(&e.caller)?;
+    let conditions = serde_json::json!([
+        e.caller.invoked_by,
+        e.source_ip,
+        e.details.vpc_endpoint_id,
+        e.details.encryption_context
+    ])
+    .to_string();
+    Some((who.to_string(), e.event_name.clone(), conditions))
+}
+
+fn behaviour<'e>(ctx: &Context<'_>, calls: &'e [KmsEvent]) -> HashMap<BehaviourKey, Behaviour<'e>> {
+    let mut out: HashMap<BehaviourKey, Behaviour<'e>> = HashMap::new();
+    for e in calls {
+        if e.event_name == "ReEncrypt" || e.key_arn.as_deref() != Some(ctx.inputs.key_arn) {
+            continue;
+        }
+        let success = e.succeeded();
+        if !success && !is_access_denied(e.error_code.as_deref()) {
+            continue;
+        }
+        let Some(key) = behaviour_key(e) else { continue };
+        let sides: Vec<CallSide<'_>> = call_sides(e).into_iter().filter_map(|(_, s)| s).collect();
+        if sides.is_empty() {
+            continue;
+        }
+        // No known grant could have allowed it. A success also needs no grant of unknown
+        // attributes alive (it may have come from one); a denial shows that none applied.
+        let uncovered = sides.iter().all(|s| {
+            ctx.coverages(s).iter().all(|(_, c)| c.tri() != Some(Tri::Yes) && c.tri() != Some(Tri::Maybe))
+        }) && (!success || ctx.unknown_grants_alive(e.event_time).is_empty());
+        if !uncovered {
+            continue;
+        }
+        let entry = out.entry(key).or_default();
+        if success {
+            entry.successes.push((e.event_time, &e.event_id));
+        } else {
+            entry.denials.push((e.event_time, &e.event_id));
+        }
+    }
+    for b in out.values_mut() {
+        b.successes.sort_unstable();
+        b.denials.sort_unstable();
+    }
+    out
+}
+
+/// The event nearest in time to `t` (before or after) with no policy change in between.
+fn nearest_unbroken<'e>(times: &[(i64, &'e str)], t: i64, changes: &[i64]) -> Option<(i64, &'e str)> {
+    let i = times.partition_point(|(time, _)| *time <= t);
+    let before = i.checked_sub(1).map(|j| times[j]);
+    let after = times.get(i).copied();
+    [before, after].into_iter().flatten().find(|(time, _)| !any_between(changes, *time, t))
 }
 
 /// Classifies every successful call on one key (each side whose key it is). Calls with an
 /// unknown key are classified by [`classify_keyless`].
 pub fn classify_key(inputs: &KeyInputs<'_>) -> Vec<CallLabel> {
-    let calls = logical_events(inputs.events.iter().filter(|e| e.is_kms()));
-    let ctx = Context { inputs, calls };
+    let ctx = Context::new(inputs);
+    let behaviour = behaviour(&ctx, &ctx.calls);
     let mut labels = Vec::new();
     for call in ctx.calls.iter().filter(|e| e.succeeded()) {
         for (side_name, side) in call_sides(call) {
@@ -364,7 +569,7 @@ pub fn classify_key(inputs: &KeyInputs<'_>) -> Vec<CallLabel> {
                 continue;
             }
             labels.push(match side {
-                Some(side) => classify_side(&ctx, side_name, &side),
+                Some(side) => classify_side(&ctx, &behaviour, side_name, &side),
                 None => {
                     base_label(call, side_name, inputs.key_arn, None, Label::NotGrantEligible, Evidence::L0)
                 }
@@ -455,7 +660,12 @@ fn delegation_allowed(parent: &GrantSpec, child: &GrantSpec) -> Tri {
     ops.and(Tri::from_bool(constraints))
 }
 
-fn classify_side(ctx: &Context<'_>, side_name: &'static str, side: &CallSide<'_>) -> CallLabel {
+fn classify_side(
+    ctx: &Context<'_>,
+    behaviour: &HashMap<BehaviourKey, Behaviour<'_>>,
+    side_name: &'static str,
+    side: &CallSide<'_>,
+) -> CallLabel {
     let call = side.event;
     let mut out =
         base_label(call, side_name, side.key_arn, Some(side.operation), Label::NoGrant, Evidence::L0);
@@ -597,66 +807,37 @@ fn classify_side(ctx: &Context<'_>, side_name: &'static str, side: &CallSide<'_>
         }
     }
 
-    // L3 and L3': behaviour of the same principal on the same key and operation.
-    let me = identity(&call.caller);
-    let same_group = |e: &&KmsEvent| {
-        e.event_id != call.event_id
-            && e.event_name == call.event_name
-            && e.event_name != "ReEncrypt"
-            && me.is_some()
-            && identity(&e.caller) == me
-            && e.key_arn.as_deref() == Some(side.key_arn)
+    // L3 and L3': what the same principal got when calling the same way with no grant.
+    let observed = if call.event_name == "ReEncrypt" {
+        None
+    } else {
+        behaviour_key(call).and_then(|k| behaviour.get(&k))
     };
-    // No known grant could have allowed the other call. A success also needs no grant of
-    // unknown attributes alive (it may have come from one); a denial shows that none applied.
-    let uncovered = |e: &KmsEvent| -> bool {
-        call_sides(e).into_iter().filter_map(|(_, s)| s).all(|s| {
-            ctx.coverages(&s).iter().all(|(_, c)| c.tri() != Some(Tri::Yes) && c.tri() != Some(Tri::Maybe))
-                && (!e.succeeded() || ctx.unknown_grants_alive(e.event_time).is_empty())
-        })
-    };
-    let same_conditions = |e: &KmsEvent| {
-        e.caller.invoked_by == call.caller.invoked_by
-            && e.source_ip == call.source_ip
-            && e.details.vpc_endpoint_id == call.details.vpc_endpoint_id
-            && e.details.encryption_context == call.details.encryption_context
-    };
-    let denial = ctx.calls.iter().filter(same_group).find(|e| {
-        is_access_denied(e.error_code.as_deref())
-            && same_conditions(e)
-            && uncovered(e)
-            && ctx.policy_changed_between(&call.caller, e.event_time, call.event_time).is_none()
-    });
-    // Conditions can decide a policy either way, so a grant-less success counts only when it
-    // was made the same way (same service, address, endpoint and encryption context), too.
-    let success = ctx.calls.iter().filter(same_group).find(|e| {
-        e.succeeded()
-            && same_conditions(e)
-            && uncovered(e)
-            && ctx.policy_changed_between(&call.caller, e.event_time, call.event_time).is_none()
-    });
+    let changes = ctx.change_times_for(&call.caller);
+    let success = observed.and_then(|b| nearest_unbroken(&b.successes, call.event_time, &changes));
+    let denial = observed.and_then(|b| nearest_unbroken(&b.denials, call.event_time, &changes));
     match (success, denial) {
         (Some(_), Some(_)) => out.flags.push("conflicting_evidence".into()),
-        (Some(s), None) => {
+        (Some((time, event_id)), None) => {
             out.label = Label::GrantAndPolicy;
             out.evidence = Evidence::L3Prime;
             out.reasons.push(Reason {
                 text: format!(
-                    "the same principal succeeded at {} on this key with no grant covering it, and no policy changed since",
-                    timestamp::format(s.event_time)
+                    "the same principal succeeded the same way at {} on this key with no grant covering it, and no policy changed since",
+                    timestamp::format(time)
                 ),
-                event_ids: vec![s.event_id.clone()],
+                event_ids: vec![event_id.to_string()],
             });
         }
-        (None, Some(d)) => {
+        (None, Some((time, event_id))) => {
             out.label = Label::GrantOnlyLikely;
             out.evidence = Evidence::L3;
             out.reasons.push(Reason {
                 text: format!(
                     "the same principal was denied this operation on this key at {} while no grant covered it, and no policy changed since",
-                    timestamp::format(d.event_time)
+                    timestamp::format(time)
                 ),
-                event_ids: vec![d.event_id.clone()],
+                event_ids: vec![event_id.to_string()],
             });
         }
         (None, None) => {}

@@ -48,6 +48,46 @@ impl Dirty {
     }
 }
 
+/// Remembers what must be relabelled, inside the caller's transaction.
+pub(crate) fn mark_stale(conn: &Connection, dirty: &Dirty) -> Result<()> {
+    let mut insert =
+        conn.prepare_cached("INSERT OR IGNORE INTO stale_labels (kind, value) VALUES (?1, ?2)")?;
+    for key in &dirty.keys {
+        insert.execute(params!["key", key])?;
+    }
+    for account in &dirty.accounts {
+        insert.execute(params!["account", account])?;
+    }
+    if dirty.everything {
+        insert.execute(params!["all", ""])?;
+    }
+    if dirty.keyless {
+        insert.execute(params!["keyless", ""])?;
+    }
+    Ok(())
+}
+
+/// What is waiting to be relabelled.
+pub(crate) fn stale(conn: &Connection) -> Result<Dirty> {
+    let mut stmt = conn.prepare_cached("SELECT kind, value FROM stale_labels")?;
+    let rows: Vec<(String, String)> =
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
+    let mut dirty = Dirty::default();
+    for (kind, value) in rows {
+        match kind.as_str() {
+            "key" => {
+                dirty.keys.insert(value);
+            }
+            "account" => {
+                dirty.accounts.insert(value);
+            }
+            "all" => dirty.everything = true,
+            _ => dirty.keyless = true,
+        }
+    }
+    Ok(dirty)
+}
+
 fn load_events(conn: &Connection, sql: &str, args: &[&str]) -> Result<Vec<KmsEvent>> {
     let mut stmt = conn.prepare_cached(sql)?;
     let rows = stmt.query_map(rusqlite::params_from_iter(args), event_from_row)?;

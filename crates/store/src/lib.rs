@@ -24,6 +24,9 @@ const SCHEMA_VERSION: i64 = 1;
 /// Forward-only migrations; entry `n` takes the schema from version `n` to `n + 1`.
 const MIGRATIONS: &[&str] = &[include_str!("schema.sql")];
 
+/// SQLite page cache per connection, in KiB.
+pub const CACHE_KIB: i64 = 32 * 1024;
+
 /// How long a writer waits for another process's transaction before giving up. Ingest holds
 /// its transaction while one object is decoded, which can take seconds for a 50 MB object.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(600);
@@ -77,6 +80,10 @@ impl Store {
         conn.pragma_update(None, "journal_mode", "WAL")?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
+        // A page cache large enough for the indexes ingest touches; the default (2 MB) turns
+        // ingest into millions of small reads. Bounded, so memory stays flat.
+        conn.pragma_update(None, "cache_size", -CACHE_KIB)?;
+        conn.pragma_update(None, "temp_store", "MEMORY")?;
         let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         let version: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
         if version > SCHEMA_VERSION {
@@ -133,7 +140,7 @@ impl Store {
     /// committed. Nothing is visible to others until [`ObjectWriter::commit`]; dropping the
     /// writer rolls everything back.
     pub fn begin_object(&mut self, source: &str) -> Result<Option<ObjectWriter<'_>>> {
-        ObjectWriter::begin(&mut self.conn, &self.settings, source)
+        ObjectWriter::begin(&mut self.conn, source)
     }
 
     /// Records an object that was rejected whole, with the reason.
@@ -149,13 +156,31 @@ impl Store {
     /// one transaction. Returns the number of grants.
     pub fn rebuild(&mut self) -> Result<usize> {
         let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        tx.execute_batch("DELETE FROM grants; DELETE FROM call_labels; DELETE FROM call_label_grants;")?;
+        tx.execute_batch(
+            "DELETE FROM grants; DELETE FROM call_labels; DELETE FROM call_label_grants; DELETE FROM stale_labels;",
+        )?;
         let pairs = write::all_grant_pairs(&tx)?;
         let count = write::recompute(&tx, &pairs)?;
         let everything = labels::Dirty { everything: true, ..labels::Dirty::default() };
         labels::recompute(&tx, &everything, &self.settings)?;
         tx.commit()?;
         Ok(count)
+    }
+
+    /// Recomputes the labels that ingested objects left stale, in one transaction. Ingest
+    /// calls this once at the end of a run; queries call it first, so they never show stale
+    /// labels. Returns whether anything was stale.
+    pub fn refresh_labels(&mut self) -> Result<bool> {
+        if labels::stale(&self.conn)?.is_empty() {
+            return Ok(false);
+        }
+        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        // Read again inside the write lock: another process may have refreshed meanwhile.
+        let dirty = labels::stale(&tx)?;
+        labels::recompute(&tx, &dirty, &self.settings)?;
+        tx.execute("DELETE FROM stale_labels", [])?;
+        tx.commit()?;
+        Ok(true)
     }
 
     /// Stores a key policy document known from outside the logs (for example the output of

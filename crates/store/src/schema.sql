@@ -52,11 +52,14 @@ CREATE TABLE events (
     dry_run              INTEGER NOT NULL,
     details              TEXT,
     object_id            INTEGER NOT NULL REFERENCES objects(id),
+    -- Last: the record is long, and SQLite reads past a column only to reach later ones.
     raw                  TEXT NOT NULL
 );
 CREATE INDEX events_by_key ON events (key_arn, event_time);
 CREATE INDEX events_by_grant ON events (grant_id) WHERE grant_id IS NOT NULL;
 CREATE INDEX events_by_shared_id ON events (shared_event_id) WHERE shared_event_id IS NOT NULL;
+CREATE INDEX events_key_deletions ON events (key_arn) WHERE event_name = 'DeleteKey';
+CREATE INDEX events_by_destination_key ON events (destination_key_arn) WHERE destination_key_arn IS NOT NULL;
 
 -- Grants derived from `events` (see crates/grants lifecycle); rebuilt by `granttrail rebuild`.
 CREATE TABLE grants (
@@ -151,6 +154,15 @@ CREATE TABLE imported_iam (
     document TEXT NOT NULL,
     source   TEXT NOT NULL
 );
+
+-- Labels waiting to be recomputed: keys (`key`), accounts whose principals' permissions
+-- changed (`account`), every key (`all`) or the calls with no known key (`keyless`). Written
+-- with each object's events, cleared when the labels are recomputed.
+CREATE TABLE stale_labels (
+    kind  TEXT NOT NULL CHECK (kind IN ('key', 'account', 'all', 'keyless')),
+    value TEXT NOT NULL,
+    PRIMARY KEY (kind, value)
+) WITHOUT ROWID;
 
 -- The settings the derived tables were computed with (one row, JSON).
 CREATE TABLE settings (

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 
-use granttrail_grants::{Caller, Details, Grant, GrantSpec, KmsEvent, Settings, fold_grant};
+use granttrail_grants::{Caller, Details, Grant, GrantSpec, KmsEvent, fold_grant};
 use rusqlite::{Connection, Transaction, TransactionBehavior, params};
 
 use crate::labels::{self, Dirty};
@@ -28,7 +28,6 @@ type Touched = BTreeSet<(Option<String>, String)>;
 /// One object's transaction. Dropping it without [`ObjectWriter::commit`] rolls back.
 pub struct ObjectWriter<'c> {
     tx: Transaction<'c>,
-    settings: &'c Settings,
     object_id: i64,
     touched: Touched,
     deleted_keys: BTreeSet<String>,
@@ -37,11 +36,7 @@ pub struct ObjectWriter<'c> {
 }
 
 impl<'c> ObjectWriter<'c> {
-    pub(crate) fn begin(
-        conn: &'c mut Connection,
-        settings: &'c Settings,
-        source: &str,
-    ) -> Result<Option<ObjectWriter<'c>>> {
+    pub(crate) fn begin(conn: &'c mut Connection, source: &str) -> Result<Option<ObjectWriter<'c>>> {
         let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         // The row is completed at commit; inserting it first gives events their object id
         // and makes a concurrent writer of the same object wait, then see it as done.
@@ -58,7 +53,6 @@ impl<'c> ObjectWriter<'c> {
         let object_id = tx.last_insert_rowid();
         Ok(Some(ObjectWriter {
             tx,
-            settings,
             object_id,
             touched: Touched::new(),
             deleted_keys: BTreeSet::new(),
@@ -164,7 +158,9 @@ impl<'c> ObjectWriter<'c> {
         // A grant that changed relabels its key's calls (its key is dirty through its events
         // already, except for a retire that named no key).
         self.dirty.keys.extend(pairs.iter().map(|(key, _)| key.clone()).filter(|k| !k.is_empty()));
-        labels::recompute(&self.tx, &self.dirty, self.settings)?;
+        // Labels are recomputed once per run, not once per object ([`crate::Store::refresh_labels`]);
+        // what they owe is recorded here, atomically with the events.
+        labels::mark_stale(&self.tx, &self.dirty)?;
         let c = self.counts;
         self.tx.execute(
             "UPDATE objects SET ingested_at = ?2, format = ?3, bytes = ?4, records = ?5, kms_events = ?6,
