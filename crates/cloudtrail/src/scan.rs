@@ -256,26 +256,32 @@ impl<R: Read> Scanner<R> {
 
     fn skip_ws(&mut self) -> Result<Option<u8>, ObjectError> {
         loop {
-            match self.byte()? {
-                Some(b' ' | b'\n' | b'\r' | b'\t') => {
-                    self.pos += 1;
-                    if self.pin.is_none() {
-                        self.start = self.pos;
-                    }
-                }
-                // A UTF-8 byte-order mark before the first value is tolerated.
-                Some(0xEF) if self.offset() == 0 => {
-                    self.pos += 1;
-                    for expected in [0xBB, 0xBF] {
-                        if self.byte_or_truncated()? != expected {
-                            return Err(self.not_json(0xEF));
-                        }
-                        self.pos += 1;
-                    }
-                    self.start = self.pos;
-                }
-                other => return Ok(other),
+            if self.pos >= self.len && !self.fill()? {
+                return Ok(None);
             }
+            let rest = &self.buf[self.pos..self.len];
+            let blank = rest.iter().position(|b| !matches!(b, b' ' | b'\n' | b'\r' | b'\t'));
+            self.pos += blank.unwrap_or(rest.len());
+            if self.pin.is_none() {
+                self.start = self.pos;
+            }
+            if blank.is_none() {
+                continue;
+            }
+            let byte = self.buf[self.pos];
+            // A UTF-8 byte-order mark before the first value is tolerated.
+            if byte == 0xEF && self.offset() == 0 {
+                self.pos += 1;
+                for expected in [0xBB, 0xBF] {
+                    if self.byte_or_truncated()? != expected {
+                        return Err(self.not_json(0xEF));
+                    }
+                    self.pos += 1;
+                }
+                self.start = self.pos;
+                continue;
+            }
+            return Ok(Some(byte));
         }
     }
 
