@@ -300,3 +300,17 @@ fn imports_name_the_file_when_they_fail() {
     assert_eq!(out.status.code(), Some(1));
     assert!(stderr(&out).contains("policy.json"), "{}", stderr(&out));
 }
+
+#[test]
+fn csv_cells_cannot_become_formulas() {
+    let ws = Workspace::new();
+    let text =
+        std::fs::read_to_string(fixtures().join("lifecycle/name_retry_collapses/logs/1.json")).unwrap();
+    let evil = text.replace("\"n1\"", r#""=HYPERLINK(\"http://x\")""#);
+    let file = ws.path("evil.json");
+    std::fs::write(&file, evil).unwrap();
+    ws.ok(&["ingest", "-q", file.to_str().unwrap()]);
+    let csv = ws.ok(&["grants", "--format", "csv"]);
+    assert!(csv.contains(r#"'=HYPERLINK(""http://x"")"#), "{csv}");
+    assert!(!csv.contains(",=HYPERLINK"), "{csv}");
+}

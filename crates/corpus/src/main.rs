@@ -4,8 +4,6 @@
 //! lifecycles (CreateGrant, uses, RetireGrant, RevokeGrant) and their uses.
 #![forbid(unsafe_code)]
 
-mod generate;
-
 use std::path::PathBuf;
 
 use clap::Parser;
@@ -43,7 +41,7 @@ fn main() -> anyhow::Result<()> {
     if !(0.0..=1.0).contains(&args.kms_share) {
         anyhow::bail!("--kms-share must be between 0 and 1");
     }
-    let summary = generate::write_corpus(&generate::Options {
+    let summary = granttrail_corpus::write_corpus(&granttrail_corpus::Options {
         out: args.out,
         records: args.records,
         kms_share: args.kms_share,

@@ -1,4 +1,6 @@
-//! The corpus generator: a seeded random walk through a small AWS organisation.
+//! Deterministic CloudTrail corpora for benchmarks and scale tests: a seeded random walk
+//! through a small AWS organisation, written as a bucket in the S3 key layout.
+#![forbid(unsafe_code)]
 
 use std::fs::File;
 use std::io::{BufWriter, Write};
