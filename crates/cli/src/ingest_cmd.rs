@@ -8,7 +8,7 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::Args;
 use granttrail_grants::Label;
-use granttrail_ingest::{Limits, ObjectCounts, Outcome, Source, collect_sources, ingest_object, now};
+use granttrail_ingest::{Limits, ObjectCounts, Outcome, Plan, Source, collect_sources, ingest_parallel, now};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::config::Config;
@@ -35,6 +35,10 @@ pub struct IngestArgs {
     /// Print only errors and the summary line, no progress bar.
     #[arg(long, short)]
     quiet: bool,
+
+    /// Threads decoding objects (default: one per core). The database has one writer.
+    #[arg(long, short, value_name = "N")]
+    jobs: Option<usize>,
 }
 
 /// Totals over one run, for the closing summary.
@@ -83,26 +87,21 @@ pub fn run(db: &Path, config: &Config, args: &IngestArgs) -> anyhow::Result<Exit
     }
 
     let bar = progress_bar(list.sources.len() as u64, args.quiet);
-    for source in &list.sources {
-        let name = source.name();
-        bar.set_message(short_name(&name));
-        let outcome = match source {
-            Source::Stdin => {
-                let stdin_name = format!("stdin:{}", unique_suffix());
-                ingest_object(&mut store, &stdin_name, std::io::stdin().lock(), &limits, now())
-            }
-            Source::File(path) => match std::fs::File::open(path) {
-                Ok(file) => ingest_object(&mut store, &name, file, &limits, now()),
-                Err(e) => {
-                    bar.suspend(|| eprintln!("granttrail: {}: cannot open: {e}", path_text(path)));
-                    failed = true;
-                    totals.rejected += 1;
-                    bar.inc(1);
-                    continue;
-                }
-            },
+    let stdin_name = format!("stdin:{}", unique_suffix());
+    let name = |source: &Source| match source {
+        Source::Stdin => stdin_name.clone(),
+        Source::File(_) => source.name(),
+    };
+    let open = |source: &Source| -> std::io::Result<Box<dyn std::io::Read + Send>> {
+        match source {
+            Source::Stdin => Ok(Box::new(std::io::stdin())),
+            Source::File(path) => Ok(Box::new(std::fs::File::open(path)?)),
         }
-        .with_context(|| format!("while storing {name}"))?;
+    };
+    let jobs = args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
+    let plan = Plan { limits, jobs, now: now() };
+    ingest_parallel(&mut store, &list.sources, &name, &open, &plan, &mut |_, name, outcome| {
+        bar.set_message(short_name(name));
         match outcome {
             Outcome::Ingested { counts, first_skip } => {
                 totals.objects += 1;
@@ -111,7 +110,7 @@ pub fn run(db: &Path, config: &Config, args: &IngestArgs) -> anyhow::Result<Exit
                     bar.suspend(|| {
                         eprintln!(
                             "granttrail: {}: skipped {} malformed KMS record(s); first: {}",
-                            terminal_safe(&name),
+                            terminal_safe(name),
                             counts.skipped_records,
                             terminal_safe(&reason.to_string())
                         )
@@ -125,14 +124,15 @@ pub fn run(db: &Path, config: &Config, args: &IngestArgs) -> anyhow::Result<Exit
                 bar.suspend(|| {
                     eprintln!(
                         "granttrail: rejected {}: {}",
-                        terminal_safe(&name),
+                        terminal_safe(name),
                         terminal_safe(&error.to_string())
                     )
                 });
             }
         }
         bar.inc(1);
-    }
+    })
+    .context("while storing")?;
     bar.set_message("labelling calls");
     store.refresh_labels().context("while labelling calls")?;
     bar.finish_and_clear();

@@ -81,7 +81,7 @@ fn killing_ingest_or_rebuild_anywhere_loses_and_corrupts_nothing() {
     reference.ok(&["ingest", "-q", logs]);
     let full = started.elapsed();
     let expected = state(&reference);
-    assert!(expected.0.as_array().unwrap().len() > 50, "the corpus has grants");
+    assert!(expected.0.as_array().unwrap().len() > 20, "the corpus has grants");
 
     for (i, delay) in delays(iterations(), full).into_iter().enumerate() {
         let ws = Workspace::new();

@@ -9,9 +9,11 @@
 #![forbid(unsafe_code)]
 
 mod object;
+mod parallel;
 mod sources;
 
 pub use object::{IngestError, Outcome, ingest_object};
+pub use parallel::{Opener, Plan, ingest_parallel};
 pub use sources::{Skip, Source, SourceList, collect_sources};
 
 pub use granttrail_cloudtrail::Limits;

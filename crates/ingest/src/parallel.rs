@@ -1,0 +1,193 @@
+//! Ingesting many objects with every core: worker threads decompress, split and normalise
+//! objects (several at once), while one writer stores them, object by object, in the order
+//! given. A single large object is pipelined too: its worker keeps decoding while the writer
+//! inserts the events already parsed.
+//!
+//! The writer is the only thread that touches the database, and objects are committed exactly
+//! as [`crate::ingest_object`] would commit them, so the result equals a single-threaded run.
+//! Memory is bounded: each object in flight holds at most [`BATCHES_IN_FLIGHT`] batches.
+
+use std::io::Read;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
+
+use granttrail_cloudtrail::{Limits, ObjectError, ReadSummary, ScanError, for_each_record, may_be_relevant};
+use granttrail_grants::{KmsEvent, RecordError, normalise};
+use granttrail_store::{Store, StoreError};
+
+use crate::{IngestError, Outcome};
+
+/// Events handed from a worker to the writer at a time.
+pub const BATCH: usize = 512;
+/// Batches one object may have waiting for the writer.
+pub const BATCHES_IN_FLIGHT: usize = 4;
+
+enum Item {
+    Events { events: Vec<(KmsEvent, String)>, skipped: u64, first_skip: Option<RecordError> },
+    Done(ReadSummary),
+    Failed(IngestError),
+}
+
+/// Opens an object for reading; an error rejects the object.
+pub type Opener<'a, S> = dyn Fn(&S) -> std::io::Result<Box<dyn Read + Send>> + Sync + 'a;
+
+/// How a parallel ingest runs.
+#[derive(Debug, Clone, Copy)]
+pub struct Plan {
+    pub limits: Limits,
+    /// Decoding threads.
+    pub jobs: usize,
+    /// The time recorded for each committed object.
+    pub now: i64,
+}
+
+/// Ingests `sources` as `plan` says. `name` gives each source's stored name, `open` its
+/// bytes; `report` hears about each object as it is finished, in order.
+pub fn ingest_parallel<S: Sync>(
+    store: &mut Store,
+    sources: &[S],
+    name: &(dyn Fn(&S) -> String + Sync),
+    open: &Opener<'_, S>,
+    plan: &Plan,
+    report: &mut dyn FnMut(&S, &str, Outcome),
+) -> Result<(), StoreError> {
+    let (limits, now) = (&plan.limits, plan.now);
+    let names: Vec<String> = sources.iter().map(name).collect();
+    // Objects already committed are skipped before anything is read.
+    let mut todo = Vec::new();
+    for (i, n) in names.iter().enumerate() {
+        if store.is_ingested(n)? {
+            report(&sources[i], n, Outcome::AlreadyIngested);
+        } else {
+            todo.push(i);
+        }
+    }
+    let (senders, receivers): (Vec<_>, Vec<_>) =
+        todo.iter().map(|_| sync_channel::<Item>(BATCHES_IN_FLIGHT)).unzip();
+    let senders: Mutex<Vec<Option<SyncSender<Item>>>> = Mutex::new(senders.into_iter().map(Some).collect());
+    let next = AtomicUsize::new(0);
+    let jobs = plan.jobs.clamp(1, 64);
+
+    std::thread::scope(|scope| {
+        for _ in 0..jobs {
+            scope.spawn(|| {
+                loop {
+                    let slot = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(&index) = todo.get(slot) else { break };
+                    let sender = senders.lock().ok().and_then(|mut s| s.get_mut(slot).and_then(Option::take));
+                    if let Some(tx) = sender {
+                        decode(&sources[index], open, limits, &tx);
+                    }
+                }
+            });
+        }
+        // On a store error the remaining receivers are dropped, so workers blocked on them
+        // stop instead of waiting forever.
+        write_in_order(store, &todo, &names, receivers, now, &mut |i, n, outcome| {
+            report(&sources[i], n, outcome)
+        })
+    })
+}
+
+fn decode<S>(source: &S, open: &Opener<'_, S>, limits: &Limits, tx: &SyncSender<Item>) {
+    let reader = match open(source) {
+        Ok(r) => r,
+        Err(e) => {
+            let _ = tx.send(Item::Failed(IngestError::Open(e)));
+            return;
+        }
+    };
+    let mut batch = Vec::with_capacity(BATCH);
+    let mut skipped = 0u64;
+    let mut first_skip = None;
+    let flush = |batch: &mut Vec<(KmsEvent, String)>,
+                 skipped: &mut u64,
+                 first_skip: &mut Option<RecordError>| {
+        let item =
+            Item::Events { events: std::mem::take(batch), skipped: *skipped, first_skip: first_skip.take() };
+        *skipped = 0;
+        tx.send(item).map_err(|_| ())
+    };
+    let read = for_each_record(reader, limits, |record| {
+        if !may_be_relevant(record) {
+            return Ok(());
+        }
+        match normalise(record) {
+            Ok(Some(event)) => batch.push((event, String::from_utf8_lossy(record).into_owned())),
+            Ok(None) => {}
+            Err(e) => {
+                skipped += 1;
+                first_skip.get_or_insert(e);
+            }
+        }
+        if batch.len() >= BATCH {
+            flush(&mut batch, &mut skipped, &mut first_skip)?;
+        }
+        Ok(())
+    });
+    let last = match read {
+        Ok(summary) => flush(&mut batch, &mut skipped, &mut first_skip).map(|()| Item::Done(summary)),
+        Err(ScanError::Object(e)) => Ok(Item::Failed(IngestError::Object(e))),
+        // The writer stopped listening: nothing more to do.
+        Err(ScanError::Callback(())) => Err(()),
+    };
+    if let Ok(item) = last {
+        let _ = tx.send(item);
+    }
+}
+
+fn write_in_order(
+    store: &mut Store,
+    todo: &[usize],
+    names: &[String],
+    receivers: Vec<Receiver<Item>>,
+    now: i64,
+    report: &mut dyn FnMut(usize, &str, Outcome),
+) -> Result<(), StoreError> {
+    for (slot, rx) in receivers.into_iter().enumerate() {
+        let index = todo[slot];
+        let name = &names[index];
+        let Some(mut writer) = store.begin_object(name)? else {
+            report(index, name, Outcome::AlreadyIngested);
+            continue;
+        };
+        let mut first_skip = None;
+        let outcome = loop {
+            match rx.recv() {
+                Ok(Item::Events { events, skipped, first_skip: skip }) => {
+                    for (event, raw) in &events {
+                        writer.add(event, raw)?;
+                    }
+                    for _ in 0..skipped {
+                        writer.skip_record();
+                    }
+                    if first_skip.is_none() {
+                        first_skip = skip;
+                    }
+                }
+                Ok(Item::Done(summary)) => {
+                    let format = format!("{:?}", summary.format);
+                    let counts = writer.commit(&format, summary.bytes, summary.records, now)?;
+                    break Outcome::Ingested { counts, first_skip };
+                }
+                Ok(Item::Failed(error)) => {
+                    drop(writer);
+                    store.record_rejection(name, &error.to_string(), now)?;
+                    break Outcome::Rejected(error);
+                }
+                Err(_) => {
+                    // The worker vanished without a verdict (it cannot, short of a bug): treat
+                    // the object as unreadable rather than commit part of it.
+                    drop(writer);
+                    let error =
+                        IngestError::Object(ObjectError::Io(std::io::Error::other("decoder stopped")));
+                    store.record_rejection(name, &error.to_string(), now)?;
+                    break Outcome::Rejected(error);
+                }
+            }
+        };
+        report(index, name, outcome);
+    }
+    Ok(())
+}
