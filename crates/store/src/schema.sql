@@ -57,7 +57,6 @@ CREATE TABLE events (
 );
 CREATE INDEX events_by_key ON events (key_arn, event_time);
 CREATE INDEX events_by_grant ON events (grant_id) WHERE grant_id IS NOT NULL;
-CREATE INDEX events_by_shared_id ON events (shared_event_id) WHERE shared_event_id IS NOT NULL;
 CREATE INDEX events_key_deletions ON events (key_arn) WHERE event_name = 'DeleteKey';
 CREATE INDEX events_by_destination_key ON events (destination_key_arn) WHERE destination_key_arn IS NOT NULL;
 
