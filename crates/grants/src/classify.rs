@@ -816,31 +816,23 @@ fn classify_side(
     let changes = ctx.change_times_for(&call.caller);
     let success = observed.and_then(|b| nearest_unbroken(&b.successes, call.event_time, &changes));
     let denial = observed.and_then(|b| nearest_unbroken(&b.denials, call.event_time, &changes));
-    match (success, denial) {
-        (Some(_), Some(_)) => out.flags.push("conflicting_evidence".into()),
-        (Some((time, event_id)), None) => {
-            out.label = Label::GrantAndPolicy;
-            out.evidence = Evidence::L3Prime;
-            out.reasons.push(Reason {
-                text: format!(
-                    "the same principal succeeded the same way at {} on this key with no grant covering it, and no policy changed since",
-                    timestamp::format(time)
-                ),
-                event_ids: vec![event_id.to_string()],
-            });
+    let (label, evidence, what, (time, event_id)) = match (success, denial) {
+        (Some(_), Some(_)) => {
+            out.flags.push("conflicting_evidence".into());
+            return out;
         }
-        (None, Some((time, event_id))) => {
-            out.label = Label::GrantOnlyLikely;
-            out.evidence = Evidence::L3;
-            out.reasons.push(Reason {
-                text: format!(
-                    "the same principal was denied this operation on this key at {} while no grant covered it, and no policy changed since",
-                    timestamp::format(time)
-                ),
-                event_ids: vec![event_id.to_string()],
-            });
-        }
-        (None, None) => {}
-    }
+        (Some(s), None) => (Label::GrantAndPolicy, Evidence::L3Prime, "succeeded the same way", s),
+        (None, Some(d)) => (Label::GrantOnlyLikely, Evidence::L3, "was denied this operation", d),
+        (None, None) => return out,
+    };
+    out.label = label;
+    out.evidence = evidence;
+    out.reasons.push(Reason {
+        text: format!(
+            "the same principal {what} on this key at {} while no grant covered it, and no policy changed since",
+            timestamp::format(time)
+        ),
+        event_ids: vec![event_id.to_string()],
+    });
     out
 }
