@@ -299,6 +299,8 @@ struct Context<'a> {
     non_symmetric: bool,
     /// PutKeyPolicy / CreateKey on this key, in time order.
     key_policies: Vec<PolicyChange>,
+    /// Times of the PutKeyPolicy events among them.
+    put_times: Vec<i64>,
     /// Times of events on this key that can change any policy outcome (§4.4 L3 (b)).
     key_change_times: Vec<i64>,
     /// Sorted change times relevant to each caller identity, computed on first use.
@@ -380,7 +382,9 @@ impl<'a> Context<'a> {
             .map(|e| e.event_time)
             .collect();
         key_change_times.sort_unstable();
+        let put_times = key_policies.iter().filter(|p| p.put).map(|p| p.time).collect();
         Context {
+            put_times,
             inputs,
             grants: GrantIndex::new(inputs.grants),
             calls,
@@ -409,10 +413,11 @@ impl<'a> Context<'a> {
     /// policy, tag and alias changes of the key, IAM changes of the caller (or of policies and
     /// groups it may hold) in its account, and Organizations policy changes.
     fn change_times_for(&self, caller: &Caller) -> std::rc::Rc<Vec<i64>> {
-        let id = identity(caller).unwrap_or_default().to_string();
-        if let Some(times) = self.change_times.borrow().get(&id) {
+        let id = identity(caller).unwrap_or_default();
+        if let Some(times) = self.change_times.borrow().get(id) {
             return times.clone();
         }
+        let id = id.to_string();
         let target = iam_target(caller);
         let account = caller.account_id.as_deref();
         let is_user = target.as_deref().is_some_and(|t| t.starts_with("user/"));
@@ -449,10 +454,10 @@ impl<'a> Context<'a> {
     }
 
     /// The key policy in force at `t`, and the evidence it comes from (§4.4 L4).
-    fn key_policy_at(&self, t: i64) -> Option<(Policy, Reason)> {
+    fn key_policy_at(&self, t: i64) -> Option<(&Policy, Reason)> {
         let delta = self.inputs.settings.consistency_window_seconds;
-        let puts: Vec<i64> = self.key_policies.iter().filter(|p| p.put).map(|p| p.time).collect();
-        let changed_between = |a: i64, b: i64| any_between(&puts, a.min(b) - delta + 1, a.max(b));
+        let puts = &self.put_times;
+        let changed_between = |a: i64, b: i64| any_between(puts, a.min(b) - delta + 1, a.max(b));
         let imported = self
             .inputs
             .imported_key_policies
@@ -461,14 +466,14 @@ impl<'a> Context<'a> {
             .min_by_key(|p| (p.at - t).abs());
         if let Some(p) = imported {
             let text = format!("key policy imported from {} (as of {})", p.source, timestamp::format(p.at));
-            return Some((p.policy.clone(), Reason { text, event_ids: Vec::new() }));
+            return Some((&p.policy, Reason { text, event_ids: Vec::new() }));
         }
-        if any_between(&puts, t - delta + 1, t) {
+        if any_between(puts, t - delta + 1, t) {
             return None;
         }
         let i = self.key_policies.partition_point(|p| p.time <= t - delta);
         let latest = self.key_policies[..i].last()?;
-        let policy = latest.policy.clone()?;
+        let policy = latest.policy.as_ref()?;
         Some((policy, Reason { text: latest.text.clone(), event_ids: vec![latest.event_id.clone()] }))
     }
 
@@ -494,22 +499,28 @@ struct Behaviour<'e> {
 
 /// Groups calls by caller identity, operation and the conditions that can decide a policy
 /// (service, source address, VPC endpoint, encryption context).
-type BehaviourKey = (String, String, String);
+type BehaviourKey<'e> = (
+    &'e str,
+    &'e str,
+    Option<&'e str>,
+    Option<&'e str>,
+    Option<&'e str>,
+    Option<&'e BTreeMap<String, String>>,
+);
 
-fn behaviour_key(e: &KmsEvent) -> Option<BehaviourKey> {
-    let who = identity(&e.caller)?;
-    let conditions = serde_json::json!([
-        e.caller.invoked_by,
-        e.source_ip,
-        e.details.vpc_endpoint_id,
-        e.details.encryption_context
-    ])
-    .to_string();
-    Some((who.to_string(), e.event_name.clone(), conditions))
+fn behaviour_key(e: &KmsEvent) -> Option<BehaviourKey<'_>> {
+    Some((
+        identity(&e.caller)?,
+        e.event_name.as_str(),
+        e.caller.invoked_by.as_deref(),
+        e.source_ip.as_deref(),
+        e.details.vpc_endpoint_id.as_deref(),
+        e.details.encryption_context.as_ref(),
+    ))
 }
 
-fn behaviour<'e>(ctx: &Context<'_>, calls: &'e [KmsEvent]) -> HashMap<BehaviourKey, Behaviour<'e>> {
-    let mut out: HashMap<BehaviourKey, Behaviour<'e>> = HashMap::new();
+fn behaviour<'e>(ctx: &Context<'_>, calls: &'e [KmsEvent]) -> HashMap<BehaviourKey<'e>, Behaviour<'e>> {
+    let mut out: HashMap<BehaviourKey<'e>, Behaviour<'e>> = HashMap::new();
     for e in calls {
         if e.event_name == "ReEncrypt" || e.key_arn.as_deref() != Some(ctx.inputs.key_arn) {
             continue;
@@ -662,7 +673,7 @@ fn delegation_allowed(parent: &GrantSpec, child: &GrantSpec) -> Tri {
 
 fn classify_side(
     ctx: &Context<'_>,
-    behaviour: &HashMap<BehaviourKey, Behaviour<'_>>,
+    behaviour: &HashMap<BehaviourKey<'_>, Behaviour<'_>>,
     side_name: &'static str,
     side: &CallSide<'_>,
 ) -> CallLabel {

@@ -22,8 +22,8 @@ CREATE TABLE rejected_objects (
     reason      TEXT NOT NULL
 );
 
--- One row per KMS CloudTrail record (unique eventID), normalised, with the raw record; plus the
--- IAM and Organizations events that change permissions.
+-- One row per KMS CloudTrail record (unique eventID), normalised; plus the IAM and
+-- Organizations events that change permissions. The records themselves are in `event_records`.
 CREATE TABLE events (
     id                   INTEGER PRIMARY KEY,
     event_id             TEXT NOT NULL UNIQUE,
@@ -51,9 +51,14 @@ CREATE TABLE events (
     grant_spec           TEXT,
     dry_run              INTEGER NOT NULL,
     details              TEXT,
-    object_id            INTEGER NOT NULL REFERENCES objects(id),
-    -- Last: the record is long, and SQLite reads past a column only to reach later ones.
-    raw                  TEXT NOT NULL
+    object_id            INTEGER NOT NULL REFERENCES objects(id)
+);
+
+-- The CloudTrail record of each event, exactly as delivered. Kept apart from `events` so that
+-- the rows queries scan stay small.
+CREATE TABLE event_records (
+    event_rowid INTEGER PRIMARY KEY REFERENCES events(id),
+    raw         TEXT NOT NULL
 );
 CREATE INDEX events_by_key ON events (key_arn, event_time);
 CREATE INDEX events_by_grant ON events (grant_id) WHERE grant_id IS NOT NULL;

@@ -77,9 +77,9 @@ impl<'c> ObjectWriter<'c> {
                  aws_region, recipient_account_id, error_code, error_message, caller_type, caller_arn,
                  caller_principal_id, caller_account_id, session_issuer_arn, invoked_by, source_ip,
                  user_agent, key_arn, destination_key_arn, request_key_id, grant_id, grant_spec, dry_run,
-                 object_id, raw, event_source, details)
+                 object_id, event_source, details)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19,
-                     ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27)",
+                     ?20, ?21, ?22, ?23, ?24, ?25, ?26)",
             )?
             .execute(params![
                 event.event_id,
@@ -106,7 +106,6 @@ impl<'c> ObjectWriter<'c> {
                 spec,
                 event.dry_run,
                 self.object_id,
-                raw,
                 event.event_source,
                 details,
             ])?
@@ -114,6 +113,10 @@ impl<'c> ObjectWriter<'c> {
         if !inserted {
             return Ok(false);
         }
+        let rowid = self.tx.last_insert_rowid();
+        self.tx
+            .prepare_cached("INSERT INTO event_records (event_rowid, raw) VALUES (?1, ?2)")?
+            .execute(params![rowid, raw])?;
         self.counts.new_events += 1;
         self.dirty.add_event(event);
         if event.is_grant_event() {
