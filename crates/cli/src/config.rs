@@ -14,6 +14,8 @@ pub const DEFAULT_CONFIG: &str = "granttrail.toml";
 pub struct Config {
     /// How calls are matched to grants and labelled.
     pub labels: Settings,
+    /// Which findings are raised, and allowlists.
+    pub findings: granttrail_grants::findings::RulesConfig,
 }
 
 /// Loads `--config PATH`, or `granttrail.toml` in the working directory if present, or the

@@ -3,6 +3,7 @@
 
 mod calls_cmd;
 mod config;
+mod findings_cmd;
 mod grants_cmd;
 mod import_cmd;
 mod ingest_cmd;
@@ -52,6 +53,10 @@ enum Command {
     /// List successful KMS calls with the grants that could have authorised them and a label
     /// saying how strongly the logs show the call depended on a grant.
     Calls(calls_cmd::CallsArgs),
+    /// List grants that deserve a look: cross-account grantees, re-delegation, grants made by
+    /// hand, grants left active, self-granted access, and more. Exit status 3 with --fail-on
+    /// when a finding is at least that severe.
+    Findings(findings_cmd::FindingsArgs),
     /// Import a key policy or IAM snapshot for stronger evidence.
     #[command(subcommand)]
     Import(import_cmd::ImportCommand),
@@ -67,6 +72,7 @@ fn main() -> ExitCode {
         Command::Grants(args) => grants_cmd::list(&cli.db, &args),
         Command::Grant(args) => grants_cmd::story(&cli.db, &args),
         Command::Calls(args) => calls_cmd::run(&cli.db, &args),
+        Command::Findings(args) => findings_cmd::run(&cli.db, &config, &args),
         Command::Import(command) => grants_cmd::open_configured(&cli.db, &config)
             .and_then(|mut store| import_cmd::run(&mut store, &command)),
         Command::Rebuild => grants_cmd::rebuild(&cli.db, &config),

@@ -314,3 +314,42 @@ fn csv_cells_cannot_become_formulas() {
     assert!(csv.contains(r#"'=HYPERLINK(""http://x"")"#), "{csv}");
     assert!(!csv.contains(",=HYPERLINK"), "{csv}");
 }
+
+#[test]
+fn findings_flag_what_a_security_engineer_should_see() {
+    let ws = Workspace::new();
+    ws.ok(&["ingest", "-q", &example()]);
+    let out = ws.ok(&["findings", "--as-of", "2024-05-02T00:00:00Z", "--format", "json"]);
+    let findings: Value = serde_json::from_str(&out).unwrap();
+    let rules: Vec<(&str, &str)> = findings
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|f| (f["rule_id"].as_str().unwrap(), f["grantee_principal"].as_str().unwrap_or("")))
+        .collect();
+    assert!(rules.contains(&("GT001", "arn:aws:iam::444455556666:role/PartnerReader")), "{rules:?}");
+    assert!(rules.contains(&("GT005", "arn:aws:iam::111122223333:user/bob")), "hand-made grant: {rules:?}");
+    assert!(
+        !rules.iter().any(|(rule, grantee)| *rule == "GT005" && grantee.contains("ec2-infrastructure")),
+        "the EBS grant EC2 made is not hand-made: {rules:?}"
+    );
+    let first = &findings[0];
+    assert_eq!(first["severity"], "high");
+    assert!(first["remediation"].as_str().unwrap().starts_with("aws kms revoke-grant --key-id arn:aws:kms:"));
+    assert!(first["evidence"][0]["object"].as_str().unwrap().ends_with(".json.gz"));
+    let again: Value =
+        serde_json::from_str(&ws.ok(&["findings", "--as-of", "2024-05-02T00:00:00Z", "--format", "json"]))
+            .unwrap();
+    assert_eq!(again, findings, "finding ids are stable");
+
+    let gated = ws.run(&["findings", "--fail-on", "high"]);
+    assert_eq!(gated.status.code(), Some(3));
+    let only_low = ws.run(&["findings", "--severity", "high", "--fail-on", "high", "--format", "jsonl"]);
+    assert_eq!(stdout(&only_low).lines().count(), 1);
+
+    let deleted = Workspace::new();
+    let logs = fixtures().join("scenarios/T30_role_deleted_and_recreated/logs");
+    deleted.ok(&["ingest", "-q", logs.to_str().unwrap()]);
+    let out = deleted.ok(&["findings", "--format", "json"]);
+    assert!(out.contains("\"GT011\""), "grantee deleted while the grant stays: {out}");
+}

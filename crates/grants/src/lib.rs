@@ -14,6 +14,7 @@
 
 pub mod classify;
 pub mod event;
+pub mod findings;
 pub mod iam;
 pub mod lifecycle;
 pub mod matching;

@@ -300,3 +300,34 @@ impl Store {
         Ok(n as u64)
     }
 }
+
+impl Store {
+    /// Every labelled call side each grant covered, for the findings rules.
+    pub fn covered_calls(&self) -> Result<Vec<granttrail_grants::findings::CoveredCall>> {
+        let mut stmt = self.conn().prepare(
+            "SELECT c.key_arn, l.grant_id, c.operation, c.label, c.principal, c.event_id
+             FROM call_label_grants l JOIN call_labels c ON c.event_id = l.event_id AND c.side = l.side
+             ORDER BY l.grant_id, c.event_time",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok(granttrail_grants::findings::CoveredCall {
+                key_arn: r.get(0)?,
+                grant_id: r.get(1)?,
+                operation: r.get(2)?,
+                label: r.get(3)?,
+                principal: r.get(4)?,
+                event_id: r.get(5)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// IAM `DeleteRole` and `DeleteUser` events.
+    pub fn principal_deletions(&self) -> Result<Vec<KmsEvent>> {
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS}, o.source FROM events e JOIN objects o ON o.id = e.object_id
+             WHERE e.event_name IN ('DeleteRole', 'DeleteUser') AND e.event_source = 'iam.amazonaws.com'"
+        );
+        Ok(self.stored_events(&sql, &[])?.into_iter().map(|s| s.event).collect())
+    }
+}

@@ -1,0 +1,137 @@
+//! `granttrail findings`.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+
+use clap::{Args, ValueEnum};
+use granttrail_grants::findings::{Finding, FindingInputs, Severity, evaluate, grant_uses};
+use granttrail_grants::timestamp;
+use granttrail_store::{GrantFilter, Store};
+use serde::Serialize;
+
+use crate::config::Config;
+use crate::grants_cmd::open_existing;
+use crate::output::{Table, print_json};
+use crate::parse_time;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum FindingsFormat {
+    Table,
+    Json,
+    Jsonl,
+}
+
+fn parse_severity(text: &str) -> Result<Severity, String> {
+    Severity::parse(text).ok_or_else(|| format!("{text:?} is not a severity (info, low, medium, high)"))
+}
+
+#[derive(Debug, Args)]
+pub struct FindingsArgs {
+    /// Only findings observed at or after this time (RFC 3339).
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    since: Option<i64>,
+    /// Only findings of at least this severity (info, low, medium, high).
+    #[arg(long, value_name = "SEVERITY", value_parser = parse_severity)]
+    severity: Option<Severity>,
+    /// Exit with status 3 when any finding listed is at least this severe.
+    #[arg(long, value_name = "SEVERITY", value_parser = parse_severity)]
+    fail_on: Option<Severity>,
+    /// The time age-based rules measure against (default: now).
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    as_of: Option<i64>,
+    #[arg(long, value_enum, default_value_t = FindingsFormat::Table)]
+    format: FindingsFormat,
+}
+
+/// A finding as `--format json` prints it: a stable interface.
+#[derive(Debug, Serialize)]
+struct FindingView<'a> {
+    id: &'a str,
+    rule_id: &'a str,
+    severity: &'a str,
+    title: &'a str,
+    why: &'a str,
+    detail: &'a str,
+    remediation: &'a str,
+    key_arn: &'a str,
+    grant_id: &'a str,
+    grantee_principal: Option<&'a str>,
+    observed_at: Option<String>,
+    evidence: Vec<Evidence>,
+}
+
+#[derive(Debug, Serialize)]
+struct Evidence {
+    event_id: String,
+    object: Option<String>,
+}
+
+pub fn run(db: &Path, config: &Config, args: &FindingsArgs) -> anyhow::Result<ExitCode> {
+    let mut store = open_existing(db)?;
+    store.refresh_labels()?;
+    let findings = findings(&store, config, args.as_of.unwrap_or_else(granttrail_ingest::now))?;
+    let listed: Vec<&Finding> = findings
+        .iter()
+        .filter(|f| args.severity.is_none_or(|s| f.rule.severity >= s))
+        .filter(|f| args.since.is_none_or(|t| f.observed_at.is_some_and(|o| o >= t)))
+        .collect();
+    let mut out = std::io::stdout().lock();
+    match args.format {
+        FindingsFormat::Json | FindingsFormat::Jsonl => {
+            let mut views = Vec::new();
+            for f in &listed {
+                let mut evidence = Vec::new();
+                for id in &f.event_ids {
+                    evidence
+                        .push(Evidence { event_id: id.clone(), object: store.event(id)?.map(|e| e.object) });
+                }
+                views.push(FindingView {
+                    id: &f.id,
+                    rule_id: f.rule.id,
+                    severity: f.rule.severity.as_str(),
+                    title: f.rule.title,
+                    why: f.rule.why,
+                    detail: &f.detail,
+                    remediation: &f.remediation,
+                    key_arn: &f.key_arn,
+                    grant_id: &f.grant_id,
+                    grantee_principal: f.grantee_principal.as_deref(),
+                    observed_at: f.observed_at.map(timestamp::format),
+                    evidence,
+                });
+            }
+            print_json(&views, args.format == FindingsFormat::Jsonl, &mut out)?;
+        }
+        FindingsFormat::Table => {
+            let mut table = Table::new(vec!["SEVERITY", "RULE", "TITLE", "GRANT", "DETAIL"]);
+            for f in &listed {
+                table.row(vec![
+                    f.rule.severity.as_str().into(),
+                    f.rule.id.into(),
+                    f.rule.title.into(),
+                    f.grant_id.chars().take(12).collect(),
+                    f.detail.clone(),
+                ]);
+            }
+            table.print(&mut out)?;
+            writeln!(out, "{} finding(s)", listed.len())?;
+        }
+    }
+    let fail = args.fail_on.is_some_and(|s| listed.iter().any(|f| f.rule.severity >= s));
+    Ok(if fail { ExitCode::from(3) } else { ExitCode::SUCCESS })
+}
+
+/// Every finding the database shows, as of `now`.
+pub fn findings(store: &Store, config: &Config, now: i64) -> anyhow::Result<Vec<Finding>> {
+    let grants = store.grants(&GrantFilter::default())?;
+    let uses = grant_uses(&grants, &store.covered_calls()?);
+    let deletions = store.principal_deletions()?;
+    Ok(evaluate(&FindingInputs {
+        grants: &grants,
+        uses: &uses,
+        principal_deletions: &deletions,
+        config: &config.findings,
+        now,
+    }))
+}
