@@ -11,10 +11,13 @@
 //! - the output of `aws cloudtrail lookup-events`, `{"Events":[{"CloudTrailEvent":"<record>"}]}`;
 //! - one record per line (JSON Lines), or a file holding a single record object.
 //!
-//! [`ObjectKey`] classifies S3 keys and file names (log, digest, insight, other).
+//! [`ObjectKey`] classifies S3 keys and file names (log, digest, insight, other), and
+//! [`envelope::unwrap_event`] turns a function event (S3, SQS, SNS, EventBridge, CloudWatch
+//! Logs) into the objects or records it announces.
 #![forbid(unsafe_code)]
 
 mod decode;
+pub mod envelope;
 mod error;
 mod key;
 mod limits;

@@ -82,3 +82,10 @@ fn classify_events() {
         }
     }
 }
+
+#[test]
+fn unwrap_envelope() {
+    for data in inputs("unwrap_envelope") {
+        let _ = granttrail_cloudtrail::envelope::unwrap_event(&data);
+    }
+}
