@@ -268,9 +268,9 @@ const CRYPTO_OPS: [&str; 8] = [
     "GenerateDataKeyPairWithoutPlaintext",
 ];
 
+/// A service principal, or the redacted `AWS Internal` services log in its place.
 fn is_service_principal(p: &str) -> bool {
-    !p.starts_with("arn:")
-        && (p.ends_with(".amazonaws.com") || p.ends_with(".amazonaws.com.cn") || p == "AWS Internal")
+    p == "AWS Internal" || crate::matching::is_service_principal(p)
 }
 
 /// An AWS service acted: the creation was made through a service (`invokedBy`), by a service

@@ -259,7 +259,7 @@ fn time_match(grant: &Grant, call: &KmsEvent, s: &Settings, flags: &mut BTreeSet
 }
 
 /// Is this grantee string an AWS service principal (`svc.amazonaws.com`, `svc.region.amazonaws.com`)?
-fn is_service_principal(p: &str) -> bool {
+pub(crate) fn is_service_principal(p: &str) -> bool {
     !p.starts_with("arn:") && (p.ends_with(".amazonaws.com") || p.ends_with(".amazonaws.com.cn"))
 }
 

@@ -92,7 +92,7 @@ impl Policy {
     pub fn parse(text: &str) -> Result<Policy, String> {
         let value: Value = match serde_json::from_str(text) {
             Ok(v) => v,
-            Err(first) => serde_json::from_str(&percent_decode(text))
+            Err(first) => serde_json::from_str(&granttrail_cloudtrail::envelope::url_decode(text))
                 .map_err(|_| format!("not a policy document: {first}"))?,
         };
         Policy::from_value(&value)
@@ -303,40 +303,6 @@ impl Policy {
         }
         (allow, deny)
     }
-}
-
-fn hex(b: u8) -> Option<u8> {
-    (b as char).to_digit(16).and_then(|d| u8::try_from(d).ok())
-}
-
-/// Decodes `%XX` escapes and `+` (IAM API responses URL-encode policy documents).
-fn percent_decode(text: &str) -> String {
-    let bytes = text.as_bytes();
-    let mut out = Vec::with_capacity(bytes.len());
-    let mut i = 0;
-    while i < bytes.len() {
-        match bytes[i] {
-            b'%' if i + 2 < bytes.len() => match (hex(bytes[i + 1]), hex(bytes[i + 2])) {
-                (Some(high), Some(low)) => {
-                    out.push(high * 16 + low);
-                    i += 3;
-                }
-                _ => {
-                    out.push(b'%');
-                    i += 1;
-                }
-            },
-            b'+' => {
-                out.push(b' ');
-                i += 1;
-            }
-            b => {
-                out.push(b);
-                i += 1;
-            }
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 #[cfg(test)]

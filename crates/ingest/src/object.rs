@@ -1,7 +1,7 @@
 use std::io::Read;
 
 use granttrail_cloudtrail::{Limits, ObjectError, ScanError, for_each_record, may_be_relevant};
-use granttrail_grants::{RecordError, normalise};
+use granttrail_grants::{KmsEvent, RecordError, normalise};
 use granttrail_store::{ObjectCounts, Store, StoreError};
 
 /// A failure that stops one object. The object's name is added by whoever reports it.
@@ -26,6 +26,16 @@ pub enum Outcome {
     Rejected(IngestError),
 }
 
+/// The one decision both ingest paths make for each record: `Ok(None)` for a record that is
+/// neither KMS nor a permission change (most are dropped by a byte search alone), `Err` for one
+/// that could be relevant but cannot be used (skipped with a count).
+pub(crate) fn parse_record(record: &[u8]) -> Result<Option<KmsEvent>, RecordError> {
+    if !may_be_relevant(record) {
+        return Ok(None);
+    }
+    normalise(record)
+}
+
 /// Reads one object and commits its KMS events in one transaction.
 ///
 /// Store failures (the database itself) are returned as `Err`: they are not the object's
@@ -47,14 +57,9 @@ pub fn ingest_object<R: Read>(
     };
     let mut first_skip = None;
     let read = for_each_record(reader, limits, |record| {
-        if !may_be_relevant(record) {
-            return Ok(());
-        }
-        match normalise(record) {
+        match parse_record(record) {
             Ok(Some(event)) => {
-                // normalise() parsed the bytes as JSON, so they are valid UTF-8.
-                let raw = String::from_utf8_lossy(record);
-                writer.add(&event, &raw)?;
+                writer.add(&event, &String::from_utf8_lossy(record))?;
             }
             Ok(None) => {}
             Err(e) => {

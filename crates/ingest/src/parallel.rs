@@ -12,10 +12,11 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
-use granttrail_cloudtrail::{Limits, ObjectError, ReadSummary, ScanError, for_each_record, may_be_relevant};
-use granttrail_grants::{KmsEvent, RecordError, normalise};
+use granttrail_cloudtrail::{Limits, ObjectError, ReadSummary, ScanError, for_each_record};
+use granttrail_grants::{KmsEvent, RecordError};
 use granttrail_store::{Store, StoreError};
 
+use crate::object::parse_record;
 use crate::{IngestError, Outcome};
 
 /// Events handed from a worker to the writer at a time.
@@ -110,10 +111,7 @@ fn decode<S>(source: &S, open: &Opener<'_, S>, limits: &Limits, tx: &SyncSender<
         tx.send(item).map_err(|_| ())
     };
     let read = for_each_record(reader, limits, |record| {
-        if !may_be_relevant(record) {
-            return Ok(());
-        }
-        match normalise(record) {
+        match parse_record(record) {
             Ok(Some(event)) => batch.push((event, String::from_utf8_lossy(record).into_owned())),
             Ok(None) => {}
             Err(e) => {

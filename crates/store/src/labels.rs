@@ -36,9 +36,14 @@ impl Dirty {
     /// Records what a new event can change.
     pub fn add_event(&mut self, e: &KmsEvent) {
         if e.is_kms() {
-            match (&e.key_arn, &e.destination_key_arn) {
-                (None, None) => self.keyless = true,
-                (k, d) => self.keys.extend(k.iter().chain(d.iter()).cloned()),
+            if e.key_arn.is_none() && e.destination_key_arn.is_none() {
+                self.keyless = true;
+            }
+            // Called for every new event: clone a key only the first time it is seen.
+            for key in e.key_arn.iter().chain(&e.destination_key_arn) {
+                if !self.keys.contains(key) {
+                    self.keys.insert(key.clone());
+                }
             }
         } else if e.event_source == granttrail_grants::event::ORGANIZATIONS_SOURCE {
             self.everything = true;
