@@ -1,22 +1,12 @@
-//! `granttrail.toml`: optional settings, documented in the README.
+//! Finding `granttrail.toml` (see [`Config`] for what it holds).
 
 use std::path::{Path, PathBuf};
 
 use anyhow::Context;
-use granttrail_grants::Settings;
-use serde::Deserialize;
+pub use granttrail_ingest::Config;
 
 /// The name looked for in the working directory when `--config` is not given.
 pub const DEFAULT_CONFIG: &str = "granttrail.toml";
-
-#[derive(Debug, Default, Deserialize)]
-#[serde(default, deny_unknown_fields)]
-pub struct Config {
-    /// How calls are matched to grants and labelled.
-    pub labels: Settings,
-    /// Which findings are raised, and allowlists.
-    pub findings: granttrail_grants::findings::RulesConfig,
-}
 
 /// Loads `--config PATH`, or `granttrail.toml` in the working directory if present, or the
 /// defaults.
@@ -28,28 +18,5 @@ pub fn load(explicit: Option<&Path>) -> anyhow::Result<Config> {
     };
     let text =
         std::fs::read_to_string(&path).with_context(|| format!("cannot read config {}", path.display()))?;
-    let config: Config = toml::from_str(&text).with_context(|| format!("config {}", path.display()))?;
-    let labels = &config.labels;
-    if labels.consistency_window_seconds < 0 || labels.clock_tolerance_seconds < 0 {
-        anyhow::bail!("config {}: time windows cannot be negative", path.display());
-    }
-    Ok(config)
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use granttrail_grants::settings::KeyCase;
-
-    #[test]
-    fn partial_config_keeps_defaults() {
-        let c: Config = toml::from_str(
-            "[labels]\nconsistency_window_seconds = 60\nconstraint_key_case = \"sensitive\"\n",
-        )
-        .unwrap();
-        assert_eq!(c.labels.consistency_window_seconds, 60);
-        assert_eq!(c.labels.constraint_key_case, KeyCase::Sensitive);
-        assert_eq!(c.labels.clock_tolerance_seconds, Settings::DEFAULT_CLOCK_TOLERANCE_SECONDS);
-        assert!(toml::from_str::<Config>("[labels]\nwindow = 1\n").is_err(), "typos are errors");
-    }
+    Config::from_toml(&text).map_err(|e| anyhow::anyhow!("config {}: {e}", path.display()))
 }

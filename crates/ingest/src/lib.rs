@@ -8,10 +8,12 @@
 //! object. Either way the error names the object.
 #![forbid(unsafe_code)]
 
+mod config;
 mod object;
 mod parallel;
 mod sources;
 
+pub use config::Config;
 pub use object::{IngestError, Outcome, ingest_object};
 pub use parallel::{Opener, Plan, ingest_parallel};
 pub use sources::{Skip, Source, SourceList, collect_sources};
