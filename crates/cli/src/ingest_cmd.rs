@@ -16,7 +16,7 @@ use crate::output::terminal_safe;
 
 #[derive(Debug, Args)]
 pub struct IngestArgs {
-    /// Files, directories, or `-` for standard input.
+    /// Files, directories, `-` for standard input, or `s3://bucket[/prefix]`.
     #[arg(required = true, value_name = "PATH")]
     paths: Vec<PathBuf>,
 
@@ -36,9 +36,13 @@ pub struct IngestArgs {
     #[arg(long, short)]
     quiet: bool,
 
-    /// Threads decoding objects (default: one per core). The database has one writer.
+    /// Threads decoding objects (default: one per core; for S3, 8 downloads at a time). The
+    /// database has one writer.
     #[arg(long, short, value_name = "N")]
     jobs: Option<usize>,
+
+    #[command(flatten)]
+    s3: crate::ingest_s3::S3Args,
 }
 
 /// Totals over one run, for the closing summary.
@@ -63,44 +67,16 @@ impl Totals {
     }
 }
 
-pub fn run(db: &Path, config: &Config, args: &IngestArgs) -> anyhow::Result<ExitCode> {
-    let started = Instant::now();
-    let limits = Limits {
-        max_object_bytes: args.max_object_bytes,
-        max_record_bytes: args.max_record_bytes,
-        max_depth: args.max_depth,
-    };
-    let list = collect_sources(&args.paths);
-    let mut store = crate::grants_cmd::open_configured(db, config)?;
-    let mut totals = Totals::default();
-    let mut failed = false;
+/// Hears about each finished object: keeps the totals, reports problems, moves the bar.
+pub(crate) struct Reporter {
+    totals: Totals,
+    pub failed: bool,
+    pub bar: ProgressBar,
+}
 
-    for (path, error) in &list.errors {
-        eprintln!("granttrail: {}: {}", path.display(), terminal_safe(error));
-        failed = true;
-    }
-    for skip in &list.skipped {
-        totals.skipped_files += 1;
-        if !args.quiet {
-            eprintln!("granttrail: skipped {}: {}", path_text(&skip.path), skip.reason);
-        }
-    }
-
-    let bar = progress_bar(list.sources.len() as u64, args.quiet);
-    let stdin_name = format!("stdin:{}", unique_suffix());
-    let name = |source: &Source| match source {
-        Source::Stdin => stdin_name.clone(),
-        Source::File(_) => source.name(),
-    };
-    let open = |source: &Source| -> std::io::Result<Box<dyn std::io::Read + Send>> {
-        match source {
-            Source::Stdin => Ok(Box::new(std::io::stdin())),
-            Source::File(path) => Ok(Box::new(std::fs::File::open(path)?)),
-        }
-    };
-    let jobs = args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
-    let plan = Plan { limits, jobs, now: now() };
-    ingest_parallel(&mut store, &list.sources, &name, &open, &plan, &mut |_, name, outcome| {
+impl Reporter {
+    pub fn outcome(&mut self, name: &str, outcome: Outcome) {
+        let (bar, totals) = (&self.bar, &mut self.totals);
         bar.set_message(short_name(name));
         match outcome {
             Outcome::Ingested { counts, first_skip } => {
@@ -119,7 +95,7 @@ pub fn run(db: &Path, config: &Config, args: &IngestArgs) -> anyhow::Result<Exit
             }
             Outcome::AlreadyIngested => totals.already += 1,
             Outcome::Rejected(error) => {
-                failed = true;
+                self.failed = true;
                 totals.rejected += 1;
                 bar.suspend(|| {
                     eprintln!(
@@ -131,8 +107,71 @@ pub fn run(db: &Path, config: &Config, args: &IngestArgs) -> anyhow::Result<Exit
             }
         }
         bar.inc(1);
+    }
+
+    pub fn skipped(&mut self, what: &str, reason: &str, quiet: bool) {
+        self.totals.skipped_files += 1;
+        if !quiet {
+            self.bar.suspend(|| eprintln!("granttrail: skipped {}: {reason}", terminal_safe(what)));
+        }
+    }
+}
+
+pub fn run(db: &Path, config: &Config, args: &IngestArgs) -> anyhow::Result<ExitCode> {
+    let started = Instant::now();
+    let limits = Limits {
+        max_object_bytes: args.max_object_bytes,
+        max_record_bytes: args.max_record_bytes,
+        max_depth: args.max_depth,
+    };
+    let (urls, paths): (Vec<&PathBuf>, Vec<&PathBuf>) =
+        args.paths.iter().partition(|p| p.to_str().is_some_and(|t| t.starts_with("s3://")));
+    let paths: Vec<PathBuf> = paths.into_iter().cloned().collect();
+    let list = collect_sources(&paths);
+    let mut store = crate::grants_cmd::open_configured(db, config)?;
+    let mut reporter = Reporter {
+        totals: Totals::default(),
+        failed: false,
+        bar: progress_bar(list.sources.len() as u64, args.quiet),
+    };
+
+    for (path, error) in &list.errors {
+        reporter.bar.suspend(|| eprintln!("granttrail: {}: {}", path.display(), terminal_safe(error)));
+        reporter.failed = true;
+    }
+    for skip in &list.skipped {
+        reporter.skipped(&skip.path.display().to_string(), skip.reason, args.quiet);
+    }
+
+    let stdin_name = format!("stdin:{}", unique_suffix());
+    let name = |source: &Source| match source {
+        Source::Stdin => stdin_name.clone(),
+        Source::File(_) => source.name(),
+    };
+    let open = |source: &Source| -> std::io::Result<Box<dyn std::io::Read + Send>> {
+        match source {
+            Source::Stdin => Ok(Box::new(std::io::stdin())),
+            Source::File(path) => Ok(Box::new(std::fs::File::open(path)?)),
+        }
+    };
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let plan = Plan { limits, jobs: args.jobs.unwrap_or(cores), now: now() };
+    ingest_parallel(&mut store, &list.sources, &name, &open, &plan, &mut |_, name, outcome| {
+        reporter.outcome(name, outcome)
     })
     .context("while storing")?;
+    for url in urls {
+        let plan = Plan { jobs: args.jobs.unwrap_or(crate::ingest_s3::DEFAULT_JOBS), ..plan };
+        crate::ingest_s3::ingest(
+            &mut store,
+            &url.to_string_lossy(),
+            &args.s3,
+            &plan,
+            &mut reporter,
+            args.quiet,
+        )?;
+    }
+    let Reporter { totals, failed, bar } = reporter;
     bar.set_message("labelling calls");
     store.refresh_labels().context("while labelling calls")?;
     bar.finish_and_clear();
@@ -144,12 +183,14 @@ pub fn run(db: &Path, config: &Config, args: &IngestArgs) -> anyhow::Result<Exit
     Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 
-fn progress_bar(len: u64, quiet: bool) -> ProgressBar {
+pub(crate) fn progress_bar(len: u64, quiet: bool) -> ProgressBar {
     if quiet || !std::io::stderr().is_terminal() {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::new(len);
-    if let Ok(style) = ProgressStyle::with_template("{bar:30} {pos}/{len} objects  {elapsed}  {wide_msg}") {
+    if let Ok(style) =
+        ProgressStyle::with_template("{bar:30} {pos}/{len} objects {prefix}  {elapsed}  {wide_msg}")
+    {
         bar.set_style(style);
     }
     bar.enable_steady_tick(Duration::from_millis(200));
@@ -174,10 +215,6 @@ fn print_summary(t: &Totals, elapsed: Duration) {
         secs,
         c.records as f64 / secs
     );
-}
-
-fn path_text(path: &Path) -> String {
-    terminal_safe(&path.display().to_string()).into_owned()
 }
 
 fn short_name(name: &str) -> String {

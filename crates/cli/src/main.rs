@@ -7,6 +7,7 @@ mod findings_cmd;
 mod grants_cmd;
 mod import_cmd;
 mod ingest_cmd;
+mod ingest_s3;
 mod output;
 mod views;
 
