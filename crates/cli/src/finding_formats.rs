@@ -53,7 +53,7 @@ fn all_rules(reported: &[Reported<'_>]) -> Vec<Rule> {
 /// What to do about a rule's findings in general; each finding carries its exact command.
 fn rule_help(rule: &Rule) -> String {
     let action = match rule.id {
-        "GT101" => {
+        "GT101" | "GT104" => {
             "Find out who needs the grant; older logs, or the logs of other trails, regions or accounts, show who created it. If nobody needs it, revoke it."
         }
         "GT102" => {

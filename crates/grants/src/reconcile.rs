@@ -1,7 +1,7 @@
 //! Reconciliation: the grants `aws kms list-grants` shows on a key, compared with the grants
 //! rebuilt from the logs. Differences are findings (rules GT1xx): a grant that exists but was
-//! never seen created, a grant the history says is active that no longer exists, and a grant
-//! whose attributes differ from its logged creation.
+//! never seen created (GT101, or GT104 for AWS service grants), a grant the history says is
+//! active that no longer exists (GT102), and a grant whose attributes or state differ (GT103).
 //!
 //! Pure functions: the listing is parsed from its JSON text, the comparison takes the listing,
 //! the rebuilt grants of the key and the rules configuration.
@@ -22,6 +22,12 @@ pub const UNSEEN_CREATION: Rule = Rule {
     title: "Grant exists but its creation is not in the logs",
     why: "The key's list of grants shows a grant no logged CreateGrant made: it predates the logs or was created where no trail records, so nobody here knows who made it or why.",
 };
+pub const UNSEEN_SERVICE_CREATION: Rule = Rule {
+    id: "GT104",
+    severity: Severity::Info,
+    title: "AWS service grant exists but its creation is not in the logs",
+    why: "A grant to an AWS service or its infrastructure that predates the logs is usually the service's own, for a resource made earlier; it is listed so that the inventory is complete.",
+};
 pub const MISSING_END: Rule = Rule {
     id: "GT102",
     severity: Severity::Low,
@@ -36,7 +42,13 @@ pub const MISMATCH: Rule = Rule {
 };
 
 /// The reconciliation rules.
-pub const RULES: [Rule; 3] = [UNSEEN_CREATION, MISSING_END, MISMATCH];
+pub const RULES: [Rule; 4] = [UNSEEN_CREATION, MISSING_END, MISMATCH, UNSEEN_SERVICE_CREATION];
+
+/// A grantee AWS services use for themselves: a service principal, or an infrastructure
+/// principal such as `111122223333:aws:ec2-infrastructure:i-...`.
+fn service_grantee(p: &str) -> bool {
+    crate::matching::is_service_principal(p) || (!p.starts_with("arn:") && p.contains(":aws:"))
+}
 
 /// Is this rule one of the reconciliation rules (whose evidence includes a list-grants snapshot)?
 pub fn is_reconciliation_rule(rule_id: &str) -> bool {
@@ -308,8 +320,13 @@ pub fn reconcile(snapshot: &Snapshot, grants: &[Grant], config: &RulesConfig, wi
                 let created =
                     l.creation_date.map_or_else(|| "at an unknown time".to_string(), timestamp::format);
                 let grantee = show(l.grantee_principal.as_deref());
+                let rule = if l.grantee_principal.as_deref().is_some_and(service_grantee) {
+                    UNSEEN_SERVICE_CREATION
+                } else {
+                    UNSEEN_CREATION
+                };
                 push(
-                    UNSEEN_CREATION,
+                    rule,
                     &listed_grant,
                     format!(
                         "list-grants at {taken} shows a grant for {grantee} ({}) created {created}, and no CreateGrant for it is in the logs",
@@ -485,6 +502,15 @@ mod tests {
         let mut other = rebuilt("old", 0, None);
         other.key_arn = "arn:aws:kms:us-east-1:111122223333:key/other".into();
         assert_eq!(run(&page(&[listed("old")]), &[other], HOUR), vec![("GT101", "old".to_string())]);
+    }
+
+    #[test]
+    fn a_service_grant_never_seen_created_is_only_information() {
+        for grantee in ["rds.us-east-1.amazonaws.com", "111122223333:aws:ec2-infrastructure:i-0abc"] {
+            let mut l = listed("svc");
+            l["GranteePrincipal"] = serde_json::json!(grantee);
+            assert_eq!(run(&page(&[l]), &[], HOUR), vec![("GT104", "svc".to_string())], "{grantee}");
+        }
     }
 
     #[test]
