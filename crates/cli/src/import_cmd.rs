@@ -29,9 +29,10 @@ pub enum ImportCommand {
     /// pages one after another, or a JSON list of pages).
     ///
     /// `granttrail findings` then compares them with the grants rebuilt from the logs: grants
-    /// that exist but were never seen created (GT101), grants the history says are active but
-    /// that no longer exist (GT102), and grants whose attributes or state differ (GT103). The
-    /// listing is taken as of --at (default: now); the latest listing of each key counts.
+    /// that exist but were never seen created (GT101; GT104, information only, for AWS service
+    /// grants), grants the history says are active but that no longer exist (GT102), and grants
+    /// whose attributes or state differ (GT103). The listing is taken as of --at (default: now);
+    /// the latest listing of each key counts.
     ListGrants(ListGrantsArgs),
 }
 
@@ -92,7 +93,9 @@ pub fn run(store: &mut Store, command: &ImportCommand) -> anyhow::Result<ExitCod
         ImportCommand::ListGrants(args) => {
             check_key_arn(&args.key)?;
             let text = read(&args.file)?;
-            let source = args.file.display().to_string();
+            // The evidence names the file as ingest names objects: by its absolute path.
+            let source =
+                std::fs::canonicalize(&args.file).unwrap_or_else(|_| args.file.clone()).display().to_string();
             let listing =
                 reconcile::parse_list_grants(&text).map_err(anyhow::Error::msg).context(source.clone())?;
             if let Some(other) =
