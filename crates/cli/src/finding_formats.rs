@@ -53,7 +53,10 @@ fn all_rules(reported: &[Reported<'_>]) -> Vec<Rule> {
 /// What to do about a rule's findings in general; each finding carries its exact command.
 fn rule_help(rule: &Rule) -> String {
     let action = match rule.id {
-        "GT101" | "GT104" => {
+        "GT104" => {
+            "Usually none: the service retires its grant when the resource goes. If the resource the grant was made for (see its constraints) no longer exists, revoke the grant."
+        }
+        "GT101" => {
             "Find out who needs the grant; older logs, or the logs of other trails, regions or accounts, show who created it. If nobody needs it, revoke it."
         }
         "GT102" => {

@@ -332,10 +332,17 @@ pub fn reconcile(snapshot: &Snapshot, grants: &[Grant], config: &RulesConfig, wi
                         "list-grants at {taken} shows a grant for {grantee} ({}) created {created}, and no CreateGrant for it is in the logs",
                         sorted(&l.operations).join(",")
                     ),
-                    format!(
-                        "find out who needs it (older or other trails' logs show who created it); if nobody does: {}",
-                        revoke(&l.grant_id)
-                    ),
+                    if rule == UNSEEN_SERVICE_CREATION {
+                        format!(
+                            "usually none: the service retires it with its resource; if that resource is gone: {}",
+                            revoke(&l.grant_id)
+                        )
+                    } else {
+                        format!(
+                            "find out who needs it (older or other trails' logs show who created it); if nobody does: {}",
+                            revoke(&l.grant_id)
+                        )
+                    },
                     l.creation_date.or(Some(at)),
                 );
             }
