@@ -6,20 +6,31 @@ use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
 use granttrail_grants::findings::{Finding, FindingInputs, Severity, evaluate, grant_uses};
+use granttrail_grants::reconcile::{self, Snapshot};
 use granttrail_grants::timestamp;
 use granttrail_store::{GrantFilter, Store};
 use serde::Serialize;
 
 use crate::config::Config;
+use crate::finding_formats::{self, Evidence, Reported};
 use crate::grants_cmd::open_existing;
 use crate::output::{Table, print_json};
 use crate::parse_time;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum FindingsFormat {
+    /// Aligned columns for people.
     Table,
+    /// One JSON array.
     Json,
+    /// One JSON object per line.
     Jsonl,
+    /// SARIF 2.1.0, one run.
+    Sarif,
+    /// AWS Security Finding Format: input for `aws securityhub batch-import-findings`.
+    Asff,
+    /// OCSF Detection Finding events (class 2004), one JSON array.
+    Ocsf,
 }
 
 fn parse_severity(text: &str) -> Result<Severity, String> {
@@ -58,51 +69,54 @@ struct FindingView<'a> {
     grant_id: &'a str,
     grantee_principal: Option<&'a str>,
     observed_at: Option<String>,
-    evidence: Vec<Evidence>,
-}
-
-#[derive(Debug, Serialize)]
-struct Evidence {
-    event_id: String,
-    object: Option<String>,
+    evidence: &'a [Evidence],
 }
 
 pub fn run(db: &Path, config: &Config, args: &FindingsArgs) -> anyhow::Result<ExitCode> {
     let mut store = open_existing(db)?;
     store.refresh_labels()?;
-    let findings = findings(&store, config, args.as_of.unwrap_or_else(granttrail_ingest::now))?;
+    let now = args.as_of.unwrap_or_else(granttrail_ingest::now);
+    let findings = findings(&store, config, now)?;
     let listed: Vec<&Finding> = findings
         .iter()
         .filter(|f| args.severity.is_none_or(|s| f.rule.severity >= s))
         .filter(|f| args.since.is_none_or(|t| f.observed_at.is_some_and(|o| o >= t)))
         .collect();
+    let snapshots = store.grant_lists()?;
+    let mut reported = Vec::new();
+    if args.format != FindingsFormat::Table {
+        for f in &listed {
+            reported.push(Reported { finding: f, evidence: evidence(&store, &snapshots, f)? });
+        }
+    }
     let mut out = std::io::stdout().lock();
     match args.format {
         FindingsFormat::Json | FindingsFormat::Jsonl => {
-            let mut views = Vec::new();
-            for f in &listed {
-                let mut evidence = Vec::new();
-                for id in &f.event_ids {
-                    evidence
-                        .push(Evidence { event_id: id.clone(), object: store.event(id)?.map(|e| e.object) });
-                }
-                views.push(FindingView {
-                    id: &f.id,
-                    rule_id: f.rule.id,
-                    severity: f.rule.severity.as_str(),
-                    title: f.rule.title,
-                    why: f.rule.why,
-                    detail: &f.detail,
-                    remediation: &f.remediation,
-                    key_arn: &f.key_arn,
-                    grant_id: &f.grant_id,
-                    grantee_principal: f.grantee_principal.as_deref(),
-                    observed_at: f.observed_at.map(timestamp::format),
-                    evidence,
-                });
-            }
+            let views: Vec<FindingView<'_>> = reported
+                .iter()
+                .map(|r| {
+                    let f = r.finding;
+                    FindingView {
+                        id: &f.id,
+                        rule_id: f.rule.id,
+                        severity: f.rule.severity.as_str(),
+                        title: f.rule.title,
+                        why: f.rule.why,
+                        detail: &f.detail,
+                        remediation: &f.remediation,
+                        key_arn: &f.key_arn,
+                        grant_id: &f.grant_id,
+                        grantee_principal: f.grantee_principal.as_deref(),
+                        observed_at: f.observed_at.map(timestamp::format),
+                        evidence: &r.evidence,
+                    }
+                })
+                .collect();
             print_json(&views, args.format == FindingsFormat::Jsonl, &mut out)?;
         }
+        FindingsFormat::Sarif => write_document(&finding_formats::sarif(&reported), &mut out)?,
+        FindingsFormat::Asff => write_document(&finding_formats::asff(&reported, now)?, &mut out)?,
+        FindingsFormat::Ocsf => write_document(&finding_formats::ocsf(&reported, now), &mut out)?,
         FindingsFormat::Table => {
             let mut table = Table::new(vec!["SEVERITY", "RULE", "TITLE", "GRANT", "DETAIL"]);
             for f in &listed {
@@ -122,16 +136,64 @@ pub fn run(db: &Path, config: &Config, args: &FindingsArgs) -> anyhow::Result<Ex
     Ok(if fail { ExitCode::from(3) } else { ExitCode::SUCCESS })
 }
 
+fn write_document(doc: &serde_json::Value, out: &mut impl Write) -> anyhow::Result<()> {
+    serde_json::to_writer_pretty(&mut *out, doc)?;
+    writeln!(out)?;
+    Ok(())
+}
+
+/// The evidence of a finding: each event with the object it came from, and for the
+/// reconciliation rules the list-grants snapshot compared with.
+pub fn evidence(store: &Store, snapshots: &[Snapshot], f: &Finding) -> anyhow::Result<Vec<Evidence>> {
+    let mut out = Vec::new();
+    for id in &f.event_ids {
+        let stored = store.event(id)?;
+        out.push(Evidence {
+            event_id: Some(id.clone()),
+            event_name: stored.as_ref().map(|s| s.event.event_name.clone()),
+            event_time: stored.as_ref().map(|s| timestamp::format(s.event.event_time)),
+            object: stored.map(|s| s.object),
+            listed_at: None,
+        });
+    }
+    if reconcile::is_reconciliation_rule(f.rule.id)
+        && let Some(s) = snapshots.iter().find(|s| s.key_arn == f.key_arn)
+    {
+        out.push(Evidence {
+            event_id: None,
+            event_name: None,
+            event_time: None,
+            object: Some(s.source.clone()),
+            listed_at: Some(timestamp::format(s.at)),
+        });
+    }
+    Ok(out)
+}
+
 /// Every finding the database shows, as of `now`.
 pub fn findings(store: &Store, config: &Config, now: i64) -> anyhow::Result<Vec<Finding>> {
     let grants = store.grants(&GrantFilter::default())?;
     let uses = grant_uses(&grants, &store.covered_calls()?);
     let deletions = store.principal_deletions()?;
-    Ok(evaluate(&FindingInputs {
+    let mut found = evaluate(&FindingInputs {
         grants: &grants,
         uses: &uses,
         principal_deletions: &deletions,
         config: &config.findings,
         now,
-    }))
+    });
+    let window = store.settings().consistency_window_seconds;
+    for snapshot in store.grant_lists()? {
+        found.extend(reconcile::reconcile(&snapshot, &grants, &config.findings, window));
+    }
+    // Most severe first, then by rule, key and grant: the order `evaluate` gives.
+    found.sort_by(|a, b| {
+        (b.rule.severity, a.rule.id, &a.key_arn, &a.grant_id).cmp(&(
+            a.rule.severity,
+            b.rule.id,
+            &b.key_arn,
+            &b.grant_id,
+        ))
+    });
+    Ok(found)
 }

@@ -5,6 +5,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
+use granttrail_grants::reconcile;
 use granttrail_store::Store;
 use serde_json::Value;
 
@@ -24,6 +25,26 @@ pub enum ImportCommand {
     /// L5) for principals of that account, as of --at (default: now) and until an IAM change
     /// event for the principal.
     Iam(IamArgs),
+    /// The grants of a key, as printed by `aws kms list-grants --key-id ARN` (one page, several
+    /// pages one after another, or a JSON list of pages).
+    ///
+    /// `granttrail findings` then compares them with the grants rebuilt from the logs: grants
+    /// that exist but were never seen created (GT101; GT104, information only, for AWS service
+    /// grants), grants the history says are active but that no longer exist (GT102), and grants
+    /// whose attributes or state differ (GT103). The listing is taken as of --at (default: now);
+    /// the latest listing of each key counts.
+    ListGrants(ListGrantsArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct ListGrantsArgs {
+    file: PathBuf,
+    /// The key that was listed (full key ARN).
+    #[arg(long, value_name = "ARN")]
+    key: String,
+    /// When the listing was taken (RFC 3339).
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    at: Option<i64>,
 }
 
 #[derive(Debug, Args)]
@@ -48,9 +69,7 @@ pub struct IamArgs {
 pub fn run(store: &mut Store, command: &ImportCommand) -> anyhow::Result<ExitCode> {
     match command {
         ImportCommand::KeyPolicy(args) => {
-            if !args.key.starts_with("arn:") || !args.key.contains(":key/") {
-                bail!("--key must be a full key ARN (arn:aws:kms:REGION:ACCOUNT:key/ID), not {:?}", args.key);
-            }
+            check_key_arn(&args.key)?;
             let text = read(&args.file)?;
             let policy = policy_text(&text).with_context(|| format!("{}", args.file.display()))?;
             let at = args.at.unwrap_or_else(granttrail_ingest::now);
@@ -71,8 +90,42 @@ pub fn run(store: &mut Store, command: &ImportCommand) -> anyhow::Result<ExitCod
                 args.file.display()
             );
         }
+        ImportCommand::ListGrants(args) => {
+            check_key_arn(&args.key)?;
+            let text = read(&args.file)?;
+            // The evidence names the file as ingest names objects: by its absolute path.
+            let source =
+                std::fs::canonicalize(&args.file).unwrap_or_else(|_| args.file.clone()).display().to_string();
+            let listing =
+                reconcile::parse_list_grants(&text).map_err(anyhow::Error::msg).context(source.clone())?;
+            if let Some(other) =
+                listing.grants.iter().find(|g| g.key_id.as_deref().is_some_and(|k| k != args.key))
+            {
+                bail!(
+                    "{source}: grant {} is on key {}, not on --key {}",
+                    other.grant_id,
+                    other.key_id.as_deref().unwrap_or_default(),
+                    args.key
+                );
+            }
+            let at = args.at.unwrap_or_else(granttrail_ingest::now);
+            store.import_grant_list(&args.key, at, &listing, &source).context(source.clone())?;
+            println!("imported {} grant(s) of {} from {source}", listing.grants.len(), args.key);
+            if !listing.complete {
+                eprintln!(
+                    "granttrail: warning: {source} is a truncated listing (\"Truncated\": true); grants it does not show are not reported as gone"
+                );
+            }
+        }
     }
     Ok(ExitCode::SUCCESS)
+}
+
+fn check_key_arn(key: &str) -> anyhow::Result<()> {
+    if !key.starts_with("arn:") || !key.contains(":key/") {
+        bail!("--key must be a full key ARN (arn:aws:kms:REGION:ACCOUNT:key/ID), not {key:?}");
+    }
+    Ok(())
 }
 
 fn read(path: &Path) -> anyhow::Result<String> {

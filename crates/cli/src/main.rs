@@ -3,6 +3,7 @@
 
 mod calls_cmd;
 mod config;
+mod finding_formats;
 mod findings_cmd;
 mod grants_cmd;
 mod import_cmd;
@@ -58,7 +59,8 @@ enum Command {
     /// hand, grants left active, self-granted access, and more. Exit status 3 with --fail-on
     /// when a finding is at least that severe.
     Findings(findings_cmd::FindingsArgs),
-    /// Import a key policy or IAM snapshot for stronger evidence.
+    /// Import a key policy or IAM snapshot for stronger evidence, or a list-grants output to
+    /// reconcile with.
     #[command(subcommand)]
     Import(import_cmd::ImportCommand),
     /// Recompute all derived tables (grants, call labels) from the stored events, with the

@@ -245,7 +245,7 @@ pub struct Finding {
     pub observed_at: Option<i64>,
 }
 
-fn stable_id(parts: &[&str]) -> String {
+pub(crate) fn stable_id(parts: &[&str]) -> String {
     // FNV-1a, 64 bit: stable across runs and platforms, unlike the std hasher.
     let mut h: u64 = 0xcbf2_9ce4_8422_2325;
     for part in parts {
@@ -313,7 +313,7 @@ fn date_in_name(name: &str) -> Option<i64> {
 }
 
 impl RulesConfig {
-    fn allowed(&self, g: &Grant) -> bool {
+    pub(crate) fn allowed(&self, g: &Grant) -> bool {
         let grantee = g.spec.grantee_principal.as_deref();
         let name_allowed = g.spec.name.as_deref().is_some_and(|n| {
             self.allow_grant_names.iter().any(|p| match p.strip_suffix('*') {

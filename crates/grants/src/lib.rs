@@ -19,6 +19,7 @@ pub mod iam;
 pub mod lifecycle;
 pub mod matching;
 pub mod policy;
+pub mod reconcile;
 pub mod settings;
 pub mod timestamp;
 

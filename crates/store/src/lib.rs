@@ -14,15 +14,16 @@ mod write;
 use std::path::Path;
 use std::time::Duration;
 
+use granttrail_grants::reconcile::{Listing, Snapshot};
 use granttrail_grants::{IamSnapshot, Policy, Settings};
 use rusqlite::{Connection, OptionalExtension};
 
 pub use read::{CallFilter, GrantFilter, StoredCall, StoredEvent};
 pub use write::{ObjectCounts, ObjectWriter};
 
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 /// Forward-only migrations; entry `n` takes the schema from version `n` to `n + 1`.
-const MIGRATIONS: &[&str] = &[include_str!("schema.sql")];
+const MIGRATIONS: &[&str] = &[include_str!("schema.sql"), include_str!("schema_2.sql")];
 
 /// SQLite page size of new databases, in bytes.
 pub const PAGE_SIZE: i64 = 16 * 1024;
@@ -223,6 +224,50 @@ impl Store {
         labels::recompute(&tx, &dirty, &self.settings)?;
         tx.commit()?;
         Ok(snapshot.principals.len())
+    }
+
+    /// Stores a list-grants snapshot of `key_arn` taken at `at`. Findings compare the latest
+    /// snapshot of each key with its rebuilt grants; nothing derived changes.
+    pub fn import_grant_list(
+        &mut self,
+        key_arn: &str,
+        at: i64,
+        listing: &Listing,
+        source: &str,
+    ) -> Result<()> {
+        let grants =
+            serde_json::to_string(&listing.grants).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        self.conn.execute(
+            "INSERT INTO imported_grant_lists (key_arn, at, complete, grants, source) VALUES (?1, ?2, ?3, ?4, ?5)",
+            rusqlite::params![key_arn, at, listing.complete, grants, source],
+        )?;
+        Ok(())
+    }
+
+    /// The latest list-grants snapshot of each key (by time, then by import order).
+    pub fn grant_lists(&self) -> Result<Vec<Snapshot>> {
+        let mut stmt = self.conn.prepare(
+            "SELECT key_arn, at, complete, grants, source FROM imported_grant_lists l
+             WHERE id = (SELECT id FROM imported_grant_lists m WHERE m.key_arn = l.key_arn ORDER BY at DESC, id DESC LIMIT 1)
+             ORDER BY key_arn",
+        )?;
+        let rows = stmt.query_map([], |r| {
+            Ok((
+                r.get::<_, String>(0)?,
+                r.get::<_, i64>(1)?,
+                r.get::<_, bool>(2)?,
+                r.get::<_, String>(3)?,
+                r.get::<_, String>(4)?,
+            ))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (key_arn, at, complete, grants, source) = row?;
+            let grants = serde_json::from_str(&grants)
+                .map_err(|e| StoreError::Corrupt(format!("imported grant list: {e}")))?;
+            out.push(Snapshot { key_arn, at, source, listing: Listing { grants, complete } });
+        }
+        Ok(out)
     }
 
     pub(crate) fn conn(&self) -> &Connection {

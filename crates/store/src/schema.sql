@@ -1,4 +1,4 @@
--- granttrail schema, version 1. Documented in docs/schema.md; keep the two in step.
+-- granttrail schema, version 1 (version 2 is in schema_2.sql). Documented in docs/schema.md; keep the two in step.
 
 -- Every object (file, s3://bucket/key, stdin) whose events were committed.
 CREATE TABLE objects (

@@ -64,3 +64,33 @@ fn example_queries_run() {
     }
     assert!(ran >= 6, "only {ran} example queries found");
 }
+
+#[test]
+fn a_version_1_database_is_brought_up_to_date_and_keeps_its_data() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v1.db");
+    {
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        conn.execute_batch(include_str!("../src/schema.sql")).unwrap();
+        conn.pragma_update(None, "user_version", 1).unwrap();
+        conn.execute(
+            "INSERT INTO imported_iam (account, at, document, source) VALUES ('111122223333', 1, '{}', 'x')",
+            [],
+        )
+        .unwrap();
+    }
+    let mut store = Store::open(&path).unwrap();
+    let listing =
+        granttrail_grants::reconcile::parse_list_grants(r#"{"Grants": [{"GrantId": "g"}]}"#).unwrap();
+    store.import_grant_list("arn:aws:kms:us-east-1:111122223333:key/k", 5, &listing, "l.json").unwrap();
+    store.import_grant_list("arn:aws:kms:us-east-1:111122223333:key/k", 4, &listing, "older.json").unwrap();
+    let lists = store.grant_lists().unwrap();
+    assert_eq!(lists.len(), 1);
+    assert_eq!((lists[0].at, lists[0].source.as_str()), (5, "l.json"), "the latest snapshot counts");
+    drop(store);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+    assert_eq!(version, 2);
+    let kept: i64 = conn.query_row("SELECT count(*) FROM imported_iam", [], |r| r.get(0)).unwrap();
+    assert_eq!(kept, 1);
+}

@@ -74,3 +74,19 @@ pub fn stderr(out: &Output) -> String {
 pub fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
+
+/// A test tool installed by `scripts/test-tools` (a path under `$GRANTTRAIL_TOOLS`, default
+/// `.tools` in the repository). `None`, after saying so, when it is missing; under CI a missing
+/// tool fails the test instead.
+pub fn tool(relative: &str) -> Option<PathBuf> {
+    let root = std::env::var_os("GRANTTRAIL_TOOLS")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../../.tools"));
+    let path = root.join(relative);
+    if path.exists() {
+        return Some(path);
+    }
+    assert!(std::env::var_os("CI").is_none(), "{} is missing: run scripts/test-tools", path.display());
+    eprintln!("skipping: {} is missing (run scripts/test-tools)", path.display());
+    None
+}
