@@ -7,6 +7,7 @@
 //! incremental ingest and a rebuild cannot disagree.
 #![forbid(unsafe_code)]
 
+mod coverage;
 mod labels;
 mod read;
 mod write;
@@ -17,6 +18,7 @@ use std::time::Duration;
 use granttrail_grants::{IamSnapshot, Policy, Settings};
 use rusqlite::{Connection, OptionalExtension};
 
+pub use coverage::{DayCount, Silence, Window};
 pub use read::{CallFilter, GrantFilter, StoredCall, StoredEvent};
 pub use write::{ObjectCounts, ObjectWriter};
 
