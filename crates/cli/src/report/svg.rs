@@ -149,14 +149,14 @@ pub fn timeline(key: &KeyEntry, grants: &[&GrantEntry], index: usize) -> String 
                 bar_y + bar_h + 1.0
             );
         }
-        // Uses: one mark per pixel column, grant-only calls drawn over the others.
+        // Uses (in time order): one mark per pixel column, coloured grant-only if any call
+        // there depended on a grant.
         let mut drawn: Vec<(i64, bool)> = Vec::new();
         for &(t, only) in &g.use_times {
             let px = x(t).round() as i64;
-            if let Some(last) = drawn.iter_mut().find(|(p, _)| *p == px) {
-                last.1 |= only;
-            } else {
-                drawn.push((px, only));
+            match drawn.last_mut() {
+                Some(last) if last.0 == px => last.1 |= only,
+                _ => drawn.push((px, only)),
             }
         }
         for (px, only) in drawn {
@@ -216,4 +216,102 @@ pub fn timeline(key: &KeyEntry, grants: &[&GrantEntry], index: usize) -> String 
     );
     s.push_str("</svg>");
     s
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn grant(i: usize, created: Option<i64>, ended: Option<i64>, uses: Vec<(i64, bool)>) -> GrantEntry {
+        GrantEntry {
+            key_arn: "arn:aws:kms:us-east-1:111122223333:key/k".into(),
+            grant_id: format!("{i:064}"),
+            name: (i == 0).then(|| "<b>name</b>".to_string()),
+            state: if ended.is_some() { "retired" } else { "active" },
+            active_at_as_of: ended.is_none(),
+            creation_seen: created.is_some(),
+            grantee_principal: None,
+            retiring_principal: None,
+            operations: None,
+            constraints: None,
+            created_at: created.map(timestamp::format),
+            created_by: None,
+            created_via: None,
+            created_from_ip: None,
+            created_user_agent: None,
+            created_through_grants: Vec::new(),
+            ended_at: ended.map(timestamp::format),
+            ended_by: None,
+            ended_via: None,
+            ended_how: None,
+            uses: uses.len() as u64,
+            grant_only_calls: uses.iter().filter(|(_, o)| *o).count() as u64,
+            first_use: None,
+            last_use: None,
+            findings: Vec::new(),
+            anomalies: 0,
+            created_seconds: created,
+            ended_seconds: ended,
+            use_times: uses,
+        }
+    }
+
+    fn key(span: (i64, i64)) -> KeyEntry {
+        KeyEntry {
+            key_arn: "arn:aws:kms:us-east-1:111122223333:key/k".into(),
+            account: None,
+            region: None,
+            grants: 0,
+            active: 0,
+            calls_through_grants: 0,
+            grant_only_calls: 0,
+            timeline_start: String::new(),
+            timeline_end: String::new(),
+            span,
+        }
+    }
+
+    fn height(svg: &str) -> f64 {
+        let view = svg.split("viewBox=\"0 0 1000 ").nth(1).unwrap_or_default();
+        view.split('"').next().unwrap_or_default().parse().unwrap_or_default()
+    }
+
+    const T: i64 = 1_714_554_000; // 2024-05-01T09:00:00Z
+
+    #[test]
+    fn one_grant_is_labelled_escaped_and_has_axis_dates() {
+        let g = grant(0, Some(T + 600), None, vec![(T + 1200, true), (T + 1260, false)]);
+        let svg = timeline(&key((T, T + 3600)), &[&g], 0);
+        assert!(svg.contains("&lt;b&gt;name&lt;/b&gt;") && !svg.contains("<b>"));
+        assert_eq!(svg.matches("class=\"grant-bar\"").count(), 1);
+        assert_eq!(svg.matches("class=\"use-mark\"").count(), 2);
+        assert!(svg.contains(">05-01 09:00<"), "the first tick carries the date: {svg}");
+        assert!(svg.contains("<path"), "an active grant ends in an arrow");
+    }
+
+    #[test]
+    fn hundreds_of_grants_stay_a_readable_size() {
+        let grants: Vec<GrantEntry> = (0..300)
+            .map(|i| {
+                let start = T + i as i64 * 86_400;
+                grant(
+                    i,
+                    Some(start),
+                    Some(start + 40 * 86_400),
+                    (0..50).map(|u| (start + u * 3600, false)).collect(),
+                )
+            })
+            .collect();
+        let refs: Vec<&GrantEntry> = grants.iter().collect();
+        let svg = timeline(&key((T, T + 400 * 86_400)), &refs, 1);
+        assert_eq!(svg.matches("class=\"grant-bar\"").count(), 300);
+        let h = height(&svg);
+        assert!((1200.0..=1400.0).contains(&h), "4 px a row: {h}");
+        assert!(svg.contains("300 grants, oldest first"), "no unreadable labels");
+        // Uses close together share a mark: far fewer marks than the 15,000 uses.
+        assert!(svg.matches("class=\"use-mark\"").count() < 15_000);
+        assert!(svg.contains(">2024-06-"), "day ticks carry full dates");
+        let one = timeline(&key((T, T + 3600)), &refs[..1], 2);
+        assert!(height(&one) < 200.0, "one grant, one short chart: {}", height(&one));
+    }
 }
