@@ -131,3 +131,45 @@ impl Store {
         rows.map(|r| r?).collect()
     }
 }
+
+/// One use of one grant: a labelled call side that named it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrantUseRow {
+    pub key_arn: String,
+    pub grant_id: String,
+    pub event_id: String,
+    pub side: String,
+    pub event_time: i64,
+    pub label: String,
+}
+
+impl Store {
+    /// Every labelled call side that named a grant, within `window` and (when given) on one
+    /// key, in time order. Calls that named no grant are left out, so this stays small where
+    /// [`Store::calls`] would read every call.
+    pub fn grant_uses_in(&self, window: Window, key_arn: Option<&str>) -> Result<Vec<GrantUseRow>> {
+        let mut args = Vec::new();
+        let mut filter = window.clauses("c.event_time", &mut args);
+        if let Some(key) = key_arn {
+            args.push(Value::Text(key.to_string()));
+            filter.push_str(&format!(" AND c.key_arn = ?{}", args.len()));
+        }
+        let sql = format!(
+            "SELECT c.key_arn, l.grant_id, c.event_id, c.side, c.event_time, c.label
+             FROM call_label_grants l JOIN call_labels c ON c.event_id = l.event_id AND c.side = l.side
+             WHERE 1 = 1{filter} ORDER BY c.event_time, c.event_id, c.side, l.grant_id"
+        );
+        let mut stmt = self.conn().prepare(&sql)?;
+        let rows = stmt.query_map(params_from_iter(args), |r| {
+            Ok(GrantUseRow {
+                key_arn: r.get(0)?,
+                grant_id: r.get(1)?,
+                event_id: r.get(2)?,
+                side: r.get(3)?,
+                event_time: r.get(4)?,
+                label: r.get(5)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}

@@ -18,7 +18,7 @@ use std::time::Duration;
 use granttrail_grants::{IamSnapshot, Policy, Settings};
 use rusqlite::{Connection, OptionalExtension};
 
-pub use coverage::{DayCount, Silence, Window};
+pub use coverage::{DayCount, GrantUseRow, Silence, Window};
 pub use read::{CallFilter, GrantFilter, StoredCall, StoredEvent};
 pub use write::{ObjectCounts, ObjectWriter};
 

@@ -5,7 +5,7 @@
 use std::borrow::Cow;
 use std::io::{self, Write};
 
-use super::{GrantEntry, Report, constraints_text, short_time, svg};
+use super::{GrantEntry, Report, constraints_text, scope_sentence, short_time, svg};
 
 /// Escapes text for HTML element content and quoted attribute values, and drops control
 /// characters other than tab and newline.
@@ -85,17 +85,7 @@ pub fn write(r: &Report, out: &mut dyn Write) -> io::Result<()> {
     writeln!(out, "<meta name=\"viewport\" content=\"width=device-width, initial-scale=1\">")?;
     writeln!(out, "<title>KMS grant report</title>\n<style>{STYLE}</style>\n</head>\n<body>")?;
     writeln!(out, "<h1>KMS grant report</h1>")?;
-    let key =
-        scope.key_arn.as_deref().map(|k| format!("key {}", escape(k))).unwrap_or_else(|| "all keys".into());
-    writeln!(
-        out,
-        "<p class=\"meta\">{key}; period {} to {}; grants described as of {} UTC; KMS events in the period: {} to {}.</p>",
-        scope.since.as_deref().map_or("the first event".into(), short_time),
-        scope.until.as_deref().map_or("the last event".into(), short_time),
-        short_time(&scope.as_of),
-        scope.first_event.as_deref().map_or("none".into(), short_time),
-        scope.last_event.as_deref().map_or("none".into(), short_time),
-    )?;
+    writeln!(out, "<p class=\"meta\">{}</p>", escape(&scope_sentence(scope)))?;
 
     writeln!(out, "<section id=\"summary\">\n<h2>Summary</h2>\n<div class=\"cards\">")?;
     let card = |out: &mut dyn Write, n: String, label: &str| {

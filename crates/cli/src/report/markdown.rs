@@ -4,7 +4,7 @@
 
 use std::io::{self, Write};
 
-use super::{Report, constraints_text, short_time};
+use super::{Report, constraints_text, scope_sentence, short_time};
 
 /// Escapes text for a Markdown table cell or a line of prose.
 pub fn escape(text: &str) -> String {
@@ -40,17 +40,7 @@ pub fn write(r: &Report, out: &mut dyn Write) -> io::Result<()> {
     let s = &r.summary;
     let scope = &r.scope;
     writeln!(out, "# KMS grant report\n")?;
-    let key =
-        scope.key_arn.as_deref().map(|k| format!("key {}", escape(k))).unwrap_or_else(|| "all keys".into());
-    writeln!(
-        out,
-        "Scope: {key}; period {} to {}; grants described as of {} UTC; KMS events in the period: {} to {}.\n",
-        scope.since.as_deref().map_or("the first event".into(), short_time),
-        scope.until.as_deref().map_or("the last event".into(), short_time),
-        short_time(&scope.as_of),
-        scope.first_event.as_deref().map_or("none".into(), short_time),
-        scope.last_event.as_deref().map_or("none".into(), short_time),
-    )?;
+    writeln!(out, "{}\n", escape(&scope_sentence(scope)))?;
 
     writeln!(out, "## Summary\n")?;
     header(out, &["", "count"])?;

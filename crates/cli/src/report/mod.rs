@@ -19,7 +19,7 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 use granttrail_grants::findings::Severity;
 use granttrail_grants::{Constraints, Grant, GrantState, Label, timestamp};
-use granttrail_store::{CallFilter, GrantFilter, Store, Window};
+use granttrail_store::{GrantFilter, Store, Window};
 use serde::Serialize;
 
 use crate::config::Config;
@@ -92,7 +92,8 @@ pub struct Scope {
     pub until: Option<String>,
     /// The time grants are described at ("active" means not ended by then).
     pub as_of: String,
-    /// Where `as_of` came from: `option`, `until` or `latest_event`.
+    /// Where `as_of` came from: `option`, `until`, `latest_event`, or `no_events` when the
+    /// database holds no KMS event (then `as_of` means nothing).
     pub as_of_from: &'static str,
     /// The first and last KMS events in the period.
     pub first_event: Option<String>,
@@ -271,6 +272,33 @@ fn is_grant_only(label: &str) -> bool {
     label == Label::GrantOnly.as_str() || label == Label::GrantOnlyLikely.as_str()
 }
 
+/// The grants on the key, allowing CreateGrant, alive when `g` was created, whose grantee is
+/// the principal that created it (as `Store::parent_candidates` finds them, without a query
+/// per grant).
+fn created_through(
+    g: &Grant,
+    create: Option<&granttrail_store::StoredEvent>,
+    delegators: &BTreeMap<&str, Vec<&Grant>>,
+) -> Vec<String> {
+    let (Some(t), Some(create)) = (g.created_at, create) else {
+        return Vec::new();
+    };
+    delegators
+        .get(g.key_arn.as_str())
+        .into_iter()
+        .flatten()
+        .filter(|p| p.grant_id != g.grant_id)
+        .filter(|p| p.created_at.is_none_or(|c| c <= t) && p.ended_at.is_none_or(|e| e > t))
+        .filter(|p| {
+            p.spec
+                .grantee_principal
+                .as_deref()
+                .is_some_and(|grantee| granttrail_grants::grantee_is(grantee, &create.event.caller))
+        })
+        .map(|p| p.grant_id.clone())
+        .collect()
+}
+
 /// Does the grant's lifetime meet the period?
 fn in_period(g: &Grant, since: Option<i64>, until: Option<i64>) -> bool {
     let created_in_time = match (g.created_at, until) {
@@ -292,39 +320,41 @@ pub fn build(store: &Store, config: &Config, options: &Options) -> anyhow::Resul
         (Some(t), _, _) => (t, "option"),
         (None, Some(u), _) => (u, "until"),
         (None, None, Some(t)) => (t, "latest_event"),
-        (None, None, None) => (0, "latest_event"),
+        (None, None, None) => (0, "no_events"),
     };
 
     let filter = GrantFilter { key_arn: options.key.clone(), ..GrantFilter::default() };
-    let grants: Vec<Grant> =
-        store.grants(&filter)?.into_iter().filter(|g| in_period(g, options.since, options.until)).collect();
+    let all_grants = store.grants(&filter)?;
+    let grants: Vec<&Grant> =
+        all_grants.iter().filter(|g| in_period(g, options.since, options.until)).collect();
+    // Grants that allow CreateGrant, by key: the only possible links of a delegation chain.
+    let mut delegators: BTreeMap<&str, Vec<&Grant>> = BTreeMap::new();
+    for g in &all_grants {
+        if g.spec.operations.as_ref().is_some_and(|ops| ops.iter().any(|o| o == "CreateGrant")) {
+            delegators.entry(g.key_arn.as_str()).or_default().push(g);
+        }
+    }
     let in_scope: BTreeSet<(&str, &str)> =
         grants.iter().map(|g| (g.key_arn.as_str(), g.grant_id.as_str())).collect();
 
-    // Uses in the period, by grant.
-    let calls = store.calls(&CallFilter {
-        key_arn: options.key.clone(),
-        since: options.since,
-        until: options.until,
-        ..CallFilter::default()
-    })?;
+    // Uses in the period, by grant; each call side counted once however many grants it named.
     let mut uses: BTreeMap<(String, String), Vec<(i64, bool)>> = BTreeMap::new();
     let mut calls_through_grants = 0;
     let mut grant_only_calls = 0;
-    let mut key_calls: BTreeMap<&str, (u64, u64)> = BTreeMap::new();
-    for c in &calls {
-        if c.grant_ids.is_empty() {
-            continue;
+    let mut key_calls: BTreeMap<String, (u64, u64)> = BTreeMap::new();
+    let mut previous: Option<(String, String)> = None;
+    for u in store.grant_uses_in(window, options.key.as_deref())? {
+        let only = is_grant_only(&u.label);
+        let call = (u.event_id, u.side);
+        if previous.as_ref() != Some(&call) {
+            calls_through_grants += 1;
+            grant_only_calls += u64::from(only);
+            let k = key_calls.entry(u.key_arn.clone()).or_default();
+            k.0 += 1;
+            k.1 += u64::from(only);
+            previous = Some(call);
         }
-        let only = is_grant_only(&c.label);
-        calls_through_grants += 1;
-        grant_only_calls += u64::from(only);
-        let k = key_calls.entry(c.key_arn.as_str()).or_default();
-        k.0 += 1;
-        k.1 += u64::from(only);
-        for id in &c.grant_ids {
-            uses.entry((c.key_arn.clone(), id.clone())).or_default().push((c.event_time, only));
-        }
+        uses.entry((u.key_arn, u.grant_id)).or_default().push((u.event_time, only));
     }
 
     // Findings about the grants in the report, most severe first.
@@ -399,8 +429,8 @@ pub fn build(store: &Store, config: &Config, options: &Options) -> anyhow::Resul
             created_by: actor(&g.created_by),
             created_via: service(&g.created_by),
             created_from_ip: g.created_by.as_ref().and_then(|a| a.source_ip.clone()),
+            created_through_grants: created_through(g, created_event.as_ref(), &delegators),
             created_user_agent: created_event.and_then(|e| e.event.user_agent),
-            created_through_grants: store.parent_candidates(g)?,
             ended_at: g.ended_at.map(timestamp::format),
             ended_by: actor(&g.ended_by),
             ended_via: service(&g.ended_by),
@@ -572,6 +602,23 @@ pub fn constraints_text(c: Option<&Constraints>) -> Option<String> {
         parts.push(format!("source ARN {a}"));
     }
     if parts.is_empty() { None } else { Some(parts.join("; ")) }
+}
+
+/// The scope in one sentence (the same in HTML and Markdown, before escaping).
+pub fn scope_sentence(scope: &Scope) -> String {
+    let key = scope.key_arn.as_deref().map(|k| format!("key {k}")).unwrap_or_else(|| "all keys".into());
+    let when = if scope.as_of_from == "no_events" {
+        "the database holds no KMS events".to_string()
+    } else {
+        format!("grants described as of {} UTC", short_time(&scope.as_of))
+    };
+    format!(
+        "Scope: {key}; period {} to {}; {when}; KMS events in the period: {} to {}.",
+        scope.since.as_deref().map_or("the first event".into(), short_time),
+        scope.until.as_deref().map_or("the last event".into(), short_time),
+        scope.first_event.as_deref().map_or("none".into(), short_time),
+        scope.last_event.as_deref().map_or("none".into(), short_time),
+    )
 }
 
 /// `2024-05-01 09:05:00` from seconds: shorter than RFC 3339 for tables.
