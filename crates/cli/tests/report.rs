@@ -356,3 +356,29 @@ fn chromium_harness_sees_requests_console_errors_and_markup() {
     assert_eq!(result.dom["scripts"], 1);
     assert_eq!(result.dom["timelines"], 1);
 }
+
+/// Trail selector changes are kept for the coverage notes but are not permission changes: one
+/// in the middle of the example's stories changes no call label (even one that names no trail,
+/// which a permission-change filter would take as touching every principal of the account).
+#[test]
+fn trail_selector_changes_do_not_change_labels() {
+    let plain = Workspace::new();
+    plain.ok(&["ingest", "-q", &fixture("example")]);
+    let with_change = Workspace::new();
+    let record = serde_json::json!({"Records": [{
+        "eventVersion": "1.09", "eventSource": "cloudtrail.amazonaws.com", "eventName": "PutEventSelectors",
+        "eventTime": "2024-05-01T09:08:00Z", "awsRegion": "us-east-1", "eventID": "selector-change-mid-story",
+        "recipientAccountId": "111122223333",
+        "userIdentity": {"type": "IAMUser", "accountId": "111122223333", "arn": "arn:aws:iam::111122223333:user/bob"},
+        "requestParameters": {"eventSelectors": [{"readWriteType": "All", "includeManagementEvents": true}]},
+        "responseElements": null
+    }]});
+    let file = with_change.path("selectors.json");
+    std::fs::write(&file, record.to_string()).unwrap();
+    with_change.ok(&["ingest", "-q", &fixture("example"), file.to_str().unwrap()]);
+    let calls = |ws: &Workspace| ws.ok(&["calls", "--format", "json"]);
+    assert_eq!(calls(&plain), calls(&with_change));
+    let r = report_json(&with_change, &[]);
+    assert_eq!(r["coverage"]["trail_changes"][0]["kms_logging"], "all");
+    assert_eq!(r["coverage"]["trail_changes"][0]["trail"], Value::Null);
+}
