@@ -60,6 +60,7 @@ code, .mono { font-family: ui-monospace, SFMono-Regular, Menlo, Consolas, monosp
 .sev-high { background: var(--high); } .sev-medium { background: var(--medium); } .sev-low { background: var(--low); } .sev-info { background: var(--info); }
 .state-active { color: #2b6cb0; font-weight: 600; } .state-ended { color: var(--muted); }
 .small { color: var(--muted); font-size: 11.5px; }
+.nw, .sev { white-space: nowrap; overflow-wrap: normal; }
 .timeline { display: block; max-width: 100%; height: auto; margin: 4px 0 12px; }
 ul.notes li { margin: 4px 0; }
 footer { margin-top: 32px; color: var(--muted); font-size: 12px; border-top: 1px solid var(--line); padding-top: 8px; }
@@ -257,7 +258,7 @@ pub fn write(r: &Report, out: &mut dyn Write) -> io::Result<()> {
         for f in &r.findings {
             writeln!(
                 out,
-                "<tr id=\"{id}\"><td><span class=\"sev sev-{sev}\">{sev}</span></td><td>{rule}</td><td><strong>{title}</strong><br>{detail}<br><span class=\"small\">{why}</span><br><span class=\"small mono\">{id}; events: {events}</span></td><td><a href=\"#grant-{gid}\">{grant}</a><br><span class=\"small mono\">{key}</span></td><td><code>{remediation}</code></td></tr>",
+                "<tr id=\"{id}\"><td class=\"nw\"><span class=\"sev sev-{sev}\">{sev}</span></td><td class=\"nw\">{rule}</td><td><strong>{title}</strong><br>{detail}<br><span class=\"small\">{why}</span><br><span class=\"small mono\">{id}; events: {events}</span></td><td><a href=\"#grant-{gid}\">{grant}</a><br><span class=\"small mono\">{key}</span></td><td><code>{remediation}</code></td></tr>",
                 id = escape(&f.id),
                 sev = f.severity,
                 rule = f.rule_id,
