@@ -77,6 +77,8 @@ footer { margin-top: 32px; color: var(--muted); font-size: 12px; border-top: 1px
 pub fn write(r: &Report, out: &mut dyn Write) -> io::Result<()> {
     let s = &r.summary;
     let scope = &r.scope;
+    let findings_by_id = r.findings_by_id();
+    let grants_by_key = r.grants_by_key();
     writeln!(out, "<!DOCTYPE html>")?;
     writeln!(out, "<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">")?;
     writeln!(
@@ -113,7 +115,7 @@ pub fn write(r: &Report, out: &mut dyn Write) -> io::Result<()> {
     } else {
         writeln!(out, "<h3>Top findings</h3>\n<ol>")?;
         for id in &s.top_findings {
-            if let Some(f) = r.findings.iter().find(|f| &f.id == id) {
+            if let Some(f) = findings_by_id.get(id.as_str()).copied() {
                 writeln!(
                     out,
                     "<li><span class=\"sev sev-{sev}\">{sev}</span> <a href=\"#{id}\">{title}</a> — grant {grant}: {detail}</li>",
@@ -135,7 +137,7 @@ pub fn write(r: &Report, out: &mut dyn Write) -> io::Result<()> {
         "<p class=\"small\">One bar per grant, from its creation to its end; grants still active run to the end of the period. Marks are the calls each grant covered; hover a bar for details.</p>"
     )?;
     for (i, k) in r.keys.iter().enumerate() {
-        let grants: Vec<&GrantEntry> = r.grants.iter().filter(|g| g.key_arn == k.key_arn).collect();
+        let grants: &[&GrantEntry] = grants_by_key.get(k.key_arn.as_str()).map_or(&[], Vec::as_slice);
         writeln!(
             out,
             "<h3 class=\"mono\">{}</h3>\n<p class=\"small\">{} grant(s), {} active; {} call(s) through grants, {} grant-only; {} to {} UTC</p>",
@@ -147,7 +149,7 @@ pub fn write(r: &Report, out: &mut dyn Write) -> io::Result<()> {
             short_time(&k.timeline_start),
             short_time(&k.timeline_end),
         )?;
-        writeln!(out, "{}", svg::timeline(k, &grants, i))?;
+        writeln!(out, "{}", svg::timeline(k, grants, i))?;
     }
     writeln!(out, "</section>")?;
 
@@ -222,7 +224,7 @@ pub fn write(r: &Report, out: &mut dyn Write) -> io::Result<()> {
         let findings: Vec<String> = g
             .findings
             .iter()
-            .filter_map(|id| r.findings.iter().find(|f| &f.id == id))
+            .filter_map(|id| findings_by_id.get(id.as_str()).copied())
             .map(|f| {
                 format!("<a href=\"#{}\" class=\"sev sev-{}\">{}</a>", escape(&f.id), f.severity, f.rule_id)
             })

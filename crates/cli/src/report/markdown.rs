@@ -39,6 +39,7 @@ fn header(out: &mut dyn Write, names: &[&str]) -> io::Result<()> {
 pub fn write(r: &Report, out: &mut dyn Write) -> io::Result<()> {
     let s = &r.summary;
     let scope = &r.scope;
+    let findings_by_id = r.findings_by_id();
     writeln!(out, "# KMS grant report\n")?;
     writeln!(out, "{}\n", escape(&scope_sentence(scope)))?;
 
@@ -65,7 +66,7 @@ pub fn write(r: &Report, out: &mut dyn Write) -> io::Result<()> {
     if !s.top_findings.is_empty() {
         writeln!(out, "Top findings:\n")?;
         for (i, id) in s.top_findings.iter().enumerate() {
-            if let Some(f) = r.findings.iter().find(|f| &f.id == id) {
+            if let Some(f) = findings_by_id.get(id.as_str()).copied() {
                 writeln!(
                     out,
                     "{}. **{}** {} ({}): grant {}: {}",
@@ -165,7 +166,7 @@ pub fn write(r: &Report, out: &mut dyn Write) -> io::Result<()> {
                 g.grant_only_calls.to_string(),
                 g.findings
                     .iter()
-                    .filter_map(|id| r.findings.iter().find(|f| &f.id == id))
+                    .filter_map(|id| findings_by_id.get(id.as_str()).copied())
                     .map(|f| f.rule_id)
                     .collect::<Vec<_>>()
                     .join(", "),

@@ -193,6 +193,26 @@ pub struct GrantEntry {
     pub use_times: Vec<(i64, bool)>,
 }
 
+impl Report {
+    /// The findings by id.
+    pub fn findings_by_id(&self) -> BTreeMap<&str, &FindingEntry> {
+        self.findings.iter().map(|f| (f.id.as_str(), f)).collect()
+    }
+
+    /// The grants of each key, in inventory order.
+    pub fn grants_by_key(&self) -> BTreeMap<&str, Vec<&GrantEntry>> {
+        group_by_key(&self.grants)
+    }
+}
+
+fn group_by_key(grants: &[GrantEntry]) -> BTreeMap<&str, Vec<&GrantEntry>> {
+    let mut by_key: BTreeMap<&str, Vec<&GrantEntry>> = BTreeMap::new();
+    for g in grants {
+        by_key.entry(g.key_arn.as_str()).or_default().push(g);
+    }
+    by_key
+}
+
 impl GrantEntry {
     /// The name, else the start of the id.
     pub fn label(&self) -> String {
@@ -453,8 +473,9 @@ pub fn build(store: &Store, config: &Config, options: &Options) -> anyhow::Resul
     if let Some(k) = &options.key {
         key_arns.insert(k);
     }
+    let by_key = group_by_key(&entries);
     for key in key_arns {
-        let of_key: Vec<&GrantEntry> = entries.iter().filter(|g| g.key_arn == key).collect();
+        let of_key: &[&GrantEntry] = by_key.get(key).map_or(&[], Vec::as_slice);
         let times = of_key.iter().flat_map(|g| {
             g.created_seconds.into_iter().chain(g.ended_seconds).chain(g.use_times.iter().map(|(t, _)| *t))
         });
