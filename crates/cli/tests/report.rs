@@ -255,6 +255,16 @@ fn key_since_and_until_narrow_the_report() {
     assert_eq!(until["grants"].as_array().unwrap().len(), 2, "{:#}", until["grants"]);
     assert_eq!(until["summary"]["active"], 1);
     assert_eq!(until["summary"]["ended"], 1);
+    let states: Vec<&str> =
+        until["grants"].as_array().unwrap().iter().map(|g| g["state_as_of"].as_str().unwrap()).collect();
+    assert_eq!(states, ["active (retired later)", "revoked"]);
+    // An --as-of before a grant's creation: the grant is listed but did not exist yet.
+    let early = report_json(&ws, &["--until", "2024-05-01T09:20:00Z", "--as-of", "2024-05-01T09:01:00Z"]);
+    let states: Vec<&str> =
+        early["grants"].as_array().unwrap().iter().map(|g| g["state_as_of"].as_str().unwrap()).collect();
+    assert_eq!(states, ["active (retired later)", "not yet created"]);
+    assert_eq!(early["summary"]["active"], 1);
+    assert_eq!(early["summary"]["ended"], 0);
     assert!(until["coverage"]["trail_changes"].as_array().unwrap().is_empty(), "the changes come later");
 
     // Both ends, and a key: the grants on the app key alive on May 3.

@@ -235,9 +235,9 @@ pub fn write(r: &Report, out: &mut dyn Write) -> io::Result<()> {
             gid = escape(&g.grant_id),
             key = escape(&g.key_arn),
             state = if g.creation_seen {
-                g.state.to_string()
+                g.state_as_of.clone()
             } else {
-                format!("{} (created before logs)", g.state)
+                format!("{} (created before logs)", g.state_as_of)
             },
             grantee = opt(&g.grantee_principal),
             retiring = opt(&g.retiring_principal),

@@ -155,7 +155,7 @@ pub fn write(r: &Report, out: &mut dyn Write) -> io::Result<()> {
                 escape(&g.grant_id),
                 opt(&g.name),
                 escape(&g.key_arn),
-                if g.active_at_as_of { "active".into() } else { g.state.to_string() },
+                g.state_as_of.clone(),
                 opt(&g.grantee_principal),
                 opt(&g.retiring_principal),
                 g.operations.as_ref().map(|o| escape(&o.join(", "))).unwrap_or_else(|| "unknown".into()),

@@ -18,7 +18,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use granttrail_grants::findings::Severity;
-use granttrail_grants::{Constraints, Grant, GrantState, Label, timestamp};
+use granttrail_grants::{Constraints, Grant, Label, timestamp};
 use granttrail_store::{GrantFilter, Store, Window};
 use serde::Serialize;
 
@@ -103,8 +103,9 @@ pub struct Scope {
 #[derive(Debug, Default, Serialize)]
 pub struct Summary {
     pub grants: usize,
-    /// Not ended by `as_of`.
+    /// Created by `as_of` (or before the logs) and not ended by then.
     pub active: usize,
+    /// Ended by `as_of`.
     pub ended: usize,
     /// Grants known only from their end: created before the logs begin.
     pub created_before_logs: usize,
@@ -155,8 +156,11 @@ pub struct GrantEntry {
     pub name: Option<String>,
     /// As the logs show it now (may have ended after `as_of`).
     pub state: &'static str,
-    /// Whether the grant was active at `as_of`.
+    /// Whether the grant existed and had not ended at `as_of`.
     pub active_at_as_of: bool,
+    /// The state at `as_of`: `active`, `active (revoked later)`, `not yet created`, or the
+    /// end state.
+    pub state_as_of: String,
     pub creation_seen: bool,
     pub grantee_principal: Option<String>,
     pub retiring_principal: Option<String>,
@@ -319,6 +323,16 @@ fn created_through(
         .collect()
 }
 
+fn state_as_of(g: &Grant, as_of: i64) -> String {
+    if g.created_at.is_some_and(|c| c > as_of) {
+        return "not yet created".into();
+    }
+    match g.ended_at {
+        Some(e) if e > as_of => format!("active ({} later)", g.state.as_str()),
+        _ => g.state.as_str().into(),
+    }
+}
+
 /// Does the grant's lifetime meet the period?
 fn in_period(g: &Grant, since: Option<i64>, until: Option<i64>) -> bool {
     let created_in_time = match (g.created_at, until) {
@@ -432,6 +446,7 @@ pub fn build(store: &Store, config: &Config, options: &Options) -> anyhow::Resul
             Some(a) => store.event(&a.event_id)?,
             None => None,
         };
+        let active = g.created_at.is_none_or(|c| c <= as_of) && g.ended_at.is_none_or(|e| e > as_of);
         let actor = |a: &Option<granttrail_grants::Actor>| a.as_ref().and_then(|a| a.principal.clone());
         let service = |a: &Option<granttrail_grants::Actor>| a.as_ref().and_then(|a| a.service.clone());
         entries.push(GrantEntry {
@@ -439,7 +454,8 @@ pub fn build(store: &Store, config: &Config, options: &Options) -> anyhow::Resul
             grant_id: g.grant_id.clone(),
             name: g.spec.name.clone(),
             state: g.state.as_str(),
-            active_at_as_of: g.state == GrantState::Active || g.ended_at.is_some_and(|e| e > as_of),
+            active_at_as_of: active,
+            state_as_of: state_as_of(g, as_of),
             creation_seen: g.creation_seen,
             grantee_principal: g.spec.grantee_principal.clone(),
             retiring_principal: g.spec.retiring_principal.clone(),
@@ -518,7 +534,7 @@ pub fn build(store: &Store, config: &Config, options: &Options) -> anyhow::Resul
     let summary = Summary {
         grants: entries.len(),
         active: entries.iter().filter(|g| g.active_at_as_of).count(),
-        ended: entries.iter().filter(|g| !g.active_at_as_of).count(),
+        ended: entries.iter().filter(|g| g.ended_seconds.is_some_and(|e| e <= as_of)).count(),
         created_before_logs: entries.iter().filter(|g| !g.creation_seen).count(),
         keys: keys.iter().filter(|k| !k.key_arn.is_empty()).count(),
         accounts: accounts.len(),

@@ -229,6 +229,7 @@ mod tests {
             name: (i == 0).then(|| "<b>name</b>".to_string()),
             state: if ended.is_some() { "retired" } else { "active" },
             active_at_as_of: ended.is_none(),
+            state_as_of: String::new(),
             creation_seen: created.is_some(),
             grantee_principal: None,
             retiring_principal: None,
