@@ -136,8 +136,8 @@ pub fn timeline(key: &KeyEntry, grants: &[&GrantEntry], index: usize) -> String 
             r##"<rect class="grant-bar" x="{x0:.1}" y="{bar_y:.1}" width="{:.1}" height="{bar_h:.1}" fill="{fill}" fill-opacity="0.85" stroke="#2d3748" stroke-width="0.5"{dash}/>"##,
             x1 - x0
         );
-        if g.ended_seconds.is_none() {
-            // Still active: an arrow at the end of the period.
+        if g.ended_seconds.is_none_or(|e| e > end) {
+            // Still active at the end of the period: an arrow there.
             let mid = bar_y + bar_h / 2.0;
             let _ = write!(
                 s,
