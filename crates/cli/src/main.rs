@@ -10,6 +10,7 @@ mod import_cmd;
 mod ingest_cmd;
 mod ingest_s3;
 mod output;
+mod report;
 mod views;
 
 use std::path::PathBuf;
@@ -59,6 +60,13 @@ enum Command {
     /// hand, grants left active, self-granted access, and more. Exit status 3 with --fail-on
     /// when a finding is at least that severe.
     Findings(findings_cmd::FindingsArgs),
+    /// Write a report for auditors: a summary, the grant inventory, a timeline of grant
+    /// lifetimes and uses per key, the findings, and what the logs do not cover.
+    ///
+    /// HTML is one self-contained page (no scripts, no network requests), printable; md is
+    /// Markdown; csv is the grant inventory; json is the whole report. The output depends only
+    /// on the database and the options, so the same database gives the same report.
+    Report(report::ReportArgs),
     /// Import a key policy or IAM snapshot for stronger evidence, or a list-grants output to
     /// reconcile with.
     #[command(subcommand)]
@@ -76,6 +84,7 @@ fn main() -> ExitCode {
         Command::Grant(args) => grants_cmd::story(&cli.db, &args),
         Command::Calls(args) => calls_cmd::run(&cli.db, &args),
         Command::Findings(args) => findings_cmd::run(&cli.db, &config, &args),
+        Command::Report(args) => report::run(&cli.db, &config, &args),
         Command::Import(command) => grants_cmd::open_configured(&cli.db, &config)
             .and_then(|mut store| import_cmd::run(&mut store, &command)),
         Command::Rebuild => grants_cmd::rebuild(&cli.db, &config),

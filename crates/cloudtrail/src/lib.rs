@@ -29,10 +29,11 @@ pub use key::{KeyClass, ObjectKey};
 pub use limits::Limits;
 pub use scan::{ObjectFormat, ReadSummary, ScanError, for_each_record};
 
-/// The `eventSource` values granttrail keeps: KMS, and IAM and Organizations for their
-/// policy changes. Records whose bytes contain none of them are skipped without being parsed.
-pub const RELEVANT_EVENT_SOURCES: [&str; 3] =
-    ["kms.amazonaws.com", "iam.amazonaws.com", "organizations.amazonaws.com"];
+/// The `eventSource` values granttrail keeps: KMS, IAM and Organizations for their policy
+/// changes, and CloudTrail for trail selector changes. Records whose bytes contain none of them
+/// are skipped without being parsed.
+pub const RELEVANT_EVENT_SOURCES: [&str; 4] =
+    ["kms.amazonaws.com", "iam.amazonaws.com", "organizations.amazonaws.com", "cloudtrail.amazonaws.com"];
 
 /// Cheap pre-filter: can these record bytes be a record granttrail keeps? A `false` is
 /// certain; a `true` must be confirmed by parsing `eventSource`.

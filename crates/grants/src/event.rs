@@ -14,6 +14,13 @@ pub const KMS_SOURCE: &str = "kms.amazonaws.com";
 /// break behavioural evidence chains and mark principals deleted and recreated.
 pub const IAM_SOURCE: &str = "iam.amazonaws.com";
 pub const ORGANIZATIONS_SOURCE: &str = "organizations.amazonaws.com";
+/// CloudTrail's own configuration events are kept for the coverage notes of reports: a trail
+/// whose event selectors leave KMS events out makes grant history incomplete. They are not
+/// policy changes and take no part in labelling.
+pub const CLOUDTRAIL_SOURCE: &str = "cloudtrail.amazonaws.com";
+
+/// CloudTrail events that change which events a trail logs.
+pub const CLOUDTRAIL_SELECTOR_EVENTS: &[&str] = &["PutEventSelectors", "PutInsightSelectors"];
 
 /// IAM events that change a principal's permissions, or the principal itself.
 pub const IAM_POLICY_EVENTS: &[&str] = &[
@@ -201,6 +208,11 @@ impl KmsEvent {
         self.event_source == KMS_SOURCE
     }
 
+    /// A CloudTrail trail-configuration event (kept for coverage notes only).
+    pub fn is_trail_configuration(&self) -> bool {
+        self.event_source == CLOUDTRAIL_SOURCE
+    }
+
     /// The account that owns the key, from its ARN.
     pub fn key_account(&self) -> Option<&str> {
         self.key_arn.as_deref().and_then(arn_account)
@@ -224,6 +236,7 @@ pub fn normalise(record: &[u8]) -> Result<Option<KmsEvent>, RecordError> {
         Some(KMS_SOURCE) => true,
         Some(IAM_SOURCE) => IAM_POLICY_EVENTS.contains(&name),
         Some(ORGANIZATIONS_SOURCE) => ORGANIZATIONS_POLICY_EVENTS.contains(&name),
+        Some(CLOUDTRAIL_SOURCE) => CLOUDTRAIL_SELECTOR_EVENTS.contains(&name),
         _ => false,
     };
     if !relevant {
@@ -318,7 +331,8 @@ fn details(event_name: &str, request: Option<&Map>, response: Option<&Map>, v: &
         .zip(["role", "user", "group"])
         .find_map(|(field, kind)| str_field(req(field)).map(|name| format!("{kind}/{name}")))
         .or_else(|| str_field(req("policyArn")).map(|arn| format!("policy/{arn}")))
-        .or_else(|| str_field(req("policyId")).map(|id| format!("policy/{id}")));
+        .or_else(|| str_field(req("policyId")).map(|id| format!("policy/{id}")))
+        .or_else(|| str_field(req("trailName")).map(|name| format!("trail/{name}")));
     let tokens = req("grantTokens").is_some_and(|t| t.as_array().is_some_and(|a| !a.is_empty()));
     Details {
         encryption_context: string_map(context),
@@ -535,6 +549,18 @@ mod tests {
         );
         assert_eq!(wrong_types.grant_id, None);
         assert_eq!(wrong_types.grant_spec, Some(GrantSpec::default()));
+    }
+
+    #[test]
+    fn trail_selector_changes_are_kept() {
+        let e = event(
+            r#"{"eventSource":"cloudtrail.amazonaws.com","eventID":"e","eventName":"PutEventSelectors","eventTime":"2024-01-01T00:00:00Z",
+               "requestParameters":{"trailName":"org-trail","eventSelectors":[{"readWriteType":"WriteOnly"}]}}"#,
+        );
+        assert!(e.is_trail_configuration() && !e.is_kms());
+        assert_eq!(e.details.target.as_deref(), Some("trail/org-trail"));
+        let other = r#"{"eventSource":"cloudtrail.amazonaws.com","eventID":"e","eventName":"DescribeTrails","eventTime":"2024-01-01T00:00:00Z"}"#;
+        assert_eq!(normalise(other.as_bytes()), Ok(None));
     }
 
     #[test]

@@ -47,6 +47,8 @@ impl Dirty {
             }
         } else if e.event_source == granttrail_grants::event::ORGANIZATIONS_SOURCE {
             self.everything = true;
+        } else if e.is_trail_configuration() {
+            // Trail selector changes are coverage evidence, not permission changes.
         } else {
             self.accounts.extend(e.recipient_account_id.iter().chain(e.caller.account_id.iter()).cloned());
         }
@@ -156,7 +158,9 @@ pub(crate) fn recompute(conn: &Connection, dirty: &Dirty, settings: &Settings) -
     }
     let policy_changes = load_events(
         conn,
-        &format!("SELECT {EVENT_COLUMNS} FROM events WHERE event_source <> 'kms.amazonaws.com'"),
+        &format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE event_source NOT IN ('kms.amazonaws.com', 'cloudtrail.amazonaws.com')"
+        ),
         &[],
     )?;
     let iam = imported_iam(conn)?;

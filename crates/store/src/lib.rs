@@ -7,6 +7,7 @@
 //! incremental ingest and a rebuild cannot disagree.
 #![forbid(unsafe_code)]
 
+mod coverage;
 mod labels;
 mod read;
 mod write;
@@ -18,6 +19,7 @@ use granttrail_grants::reconcile::{Listing, Snapshot};
 use granttrail_grants::{IamSnapshot, Policy, Settings};
 use rusqlite::{Connection, OptionalExtension};
 
+pub use coverage::{DayCount, GrantUseRow, Silence, Window};
 pub use read::{CallFilter, GrantFilter, StoredCall, StoredEvent};
 pub use write::{ObjectCounts, ObjectWriter};
 

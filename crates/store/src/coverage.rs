@@ -1,0 +1,175 @@
+//! Read queries about what the logs cover, for reports: where and when KMS events were
+//! recorded, where they stop, and the trail configuration changes that can explain it.
+
+use rusqlite::{params_from_iter, types::Value};
+
+use crate::read::StoredEvent;
+use crate::write::{EVENT_COLUMNS, event_from_row};
+use crate::{Result, Store};
+
+/// KMS events recorded by one account's trail in one region on one UTC day.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DayCount {
+    /// `recipientAccountId` (empty when not logged).
+    pub account: String,
+    /// `awsRegion` (empty when not logged).
+    pub region: String,
+    /// Days since the epoch (UTC).
+    pub day: i64,
+    pub events: u64,
+}
+
+/// A stretch without any KMS event in one account and region.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Silence {
+    pub account: String,
+    pub region: String,
+    /// The last event before the silence and the first after it (seconds since the epoch).
+    pub from: i64,
+    pub to: i64,
+}
+
+/// A time window; either end may be open. `until` is exclusive.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Window {
+    pub since: Option<i64>,
+    pub until: Option<i64>,
+}
+
+impl Window {
+    fn clauses(&self, column: &str, args: &mut Vec<Value>) -> String {
+        let mut sql = String::new();
+        if let Some(t) = self.since {
+            args.push(Value::Integer(t));
+            sql.push_str(&format!(" AND {column} >= ?{}", args.len()));
+        }
+        if let Some(t) = self.until {
+            args.push(Value::Integer(t));
+            sql.push_str(&format!(" AND {column} < ?{}", args.len()));
+        }
+        sql
+    }
+}
+
+impl Store {
+    /// Every (account, region) pair whose trail recorded a KMS event, at any time.
+    pub fn kms_event_sources(&self) -> Result<Vec<(String, String)>> {
+        let mut stmt = self.conn().prepare(
+            "SELECT DISTINCT coalesce(recipient_account_id, ''), coalesce(aws_region, '') FROM events
+             WHERE event_source = 'kms.amazonaws.com' ORDER BY 1, 2",
+        )?;
+        let rows = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// KMS events per account, region and UTC day within `window`.
+    pub fn kms_events_per_day(&self, window: Window) -> Result<Vec<DayCount>> {
+        let mut args = Vec::new();
+        let filter = window.clauses("event_time", &mut args);
+        let sql = format!(
+            "SELECT coalesce(recipient_account_id, ''), coalesce(aws_region, ''), event_time / 86400, count(*)
+             FROM events WHERE event_source = 'kms.amazonaws.com'{filter}
+             GROUP BY 1, 2, 3 ORDER BY 1, 2, 3"
+        );
+        let mut stmt = self.conn().prepare(&sql)?;
+        let rows = stmt.query_map(params_from_iter(args), |r| {
+            let n: i64 = r.get(3)?;
+            Ok(DayCount { account: r.get(0)?, region: r.get(1)?, day: r.get(2)?, events: n as u64 })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// Stretches longer than `min_seconds` between consecutive KMS events of one account and
+    /// region, within `window`.
+    pub fn kms_silences(&self, window: Window, min_seconds: i64) -> Result<Vec<Silence>> {
+        let mut args = vec![Value::Integer(min_seconds)];
+        let filter = window.clauses("event_time", &mut args);
+        let sql = format!(
+            "SELECT account, region, previous, event_time FROM (
+                SELECT coalesce(recipient_account_id, '') AS account, coalesce(aws_region, '') AS region, event_time,
+                       lag(event_time) OVER (PARTITION BY recipient_account_id, aws_region ORDER BY event_time) AS previous
+                FROM events WHERE event_source = 'kms.amazonaws.com'{filter})
+             WHERE previous IS NOT NULL AND event_time - previous > ?1
+             ORDER BY account, region, previous"
+        );
+        let mut stmt = self.conn().prepare(&sql)?;
+        let rows = stmt.query_map(params_from_iter(args), |r| {
+            Ok(Silence { account: r.get(0)?, region: r.get(1)?, from: r.get(2)?, to: r.get(3)? })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+
+    /// The first and last KMS event time within `window`, if any.
+    pub fn kms_event_span(&self, window: Window) -> Result<Option<(i64, i64)>> {
+        let mut args = Vec::new();
+        let filter = window.clauses("event_time", &mut args);
+        let sql = format!(
+            "SELECT min(event_time), max(event_time) FROM events WHERE event_source = 'kms.amazonaws.com'{filter}"
+        );
+        let span: (Option<i64>, Option<i64>) =
+            self.conn().query_row(&sql, params_from_iter(args), |r| Ok((r.get(0)?, r.get(1)?)))?;
+        Ok(match span {
+            (Some(a), Some(b)) => Some((a, b)),
+            _ => None,
+        })
+    }
+
+    /// Every stored trail configuration change (`PutEventSelectors`, `PutInsightSelectors`)
+    /// with its whole record, in time order.
+    pub fn trail_selector_changes(&self) -> Result<Vec<(StoredEvent, String)>> {
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS}, o.source, r.raw FROM events e
+             JOIN objects o ON o.id = e.object_id JOIN event_records r ON r.event_rowid = e.id
+             WHERE e.event_source = 'cloudtrail.amazonaws.com' ORDER BY e.event_time, e.event_id"
+        );
+        let mut stmt = self.conn().prepare(&sql)?;
+        let rows = stmt.query_map([], |r| {
+            let object: String = r.get(25)?;
+            let raw: String = r.get(26)?;
+            Ok(event_from_row(r)?.map(|event| (StoredEvent { event, object }, raw)))
+        })?;
+        rows.map(|r| r?).collect()
+    }
+}
+
+/// One use of one grant: a labelled call side that named it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct GrantUseRow {
+    pub key_arn: String,
+    pub grant_id: String,
+    pub event_id: String,
+    pub side: String,
+    pub event_time: i64,
+    pub label: String,
+}
+
+impl Store {
+    /// Every labelled call side that named a grant, within `window` and (when given) on one
+    /// key, in time order. Calls that named no grant are left out, so this stays small where
+    /// [`Store::calls`] would read every call.
+    pub fn grant_uses_in(&self, window: Window, key_arn: Option<&str>) -> Result<Vec<GrantUseRow>> {
+        let mut args = Vec::new();
+        let mut filter = window.clauses("c.event_time", &mut args);
+        if let Some(key) = key_arn {
+            args.push(Value::Text(key.to_string()));
+            filter.push_str(&format!(" AND c.key_arn = ?{}", args.len()));
+        }
+        let sql = format!(
+            "SELECT c.key_arn, l.grant_id, c.event_id, c.side, c.event_time, c.label
+             FROM call_label_grants l JOIN call_labels c ON c.event_id = l.event_id AND c.side = l.side
+             WHERE 1 = 1{filter} ORDER BY c.event_time, c.event_id, c.side, l.grant_id"
+        );
+        let mut stmt = self.conn().prepare(&sql)?;
+        let rows = stmt.query_map(params_from_iter(args), |r| {
+            Ok(GrantUseRow {
+                key_arn: r.get(0)?,
+                grant_id: r.get(1)?,
+                event_id: r.get(2)?,
+                side: r.get(3)?,
+                event_time: r.get(4)?,
+                label: r.get(5)?,
+            })
+        })?;
+        Ok(rows.collect::<Result<_, _>>()?)
+    }
+}
