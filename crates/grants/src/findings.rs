@@ -816,9 +816,13 @@ pub fn evaluate(inputs: &FindingInputs<'_>) -> Vec<Finding> {
                     .chain(chain.iter().flat_map(|p| p.create_event_ids.iter()))
                     .cloned()
                     .collect();
-                let remediation = active.then(|| {
+                let parent_active = ctx
+                    .by_id
+                    .get(&(g.key_arn.as_str(), parents[0].0))
+                    .is_some_and(|p| p.state == GrantState::Active);
+                let remediation = (active && parent_active).then(|| {
                     format!(
-                        "{revoke}; and remove CreateGrant from the parent: aws kms revoke-grant --key-id {} --grant-id {}",
+                        "{revoke}; and replace the parent without CreateGrant: aws kms revoke-grant --key-id {} --grant-id {}",
                         g.key_arn, parents[0].0
                     )
                 });
