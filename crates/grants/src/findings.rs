@@ -1387,6 +1387,16 @@ mod tests {
     }
 
     #[test]
+    fn the_readme_lists_every_rule() {
+        let readme = include_str!("../../../README.md");
+        for rule in RULES {
+            let row = format!("| {} | {} |", rule.id, rule.severity.as_str());
+            assert!(readme.contains(&row), "README.md has no row {row}");
+        }
+        assert_eq!(readme.matches("\n| GT0").count(), RULES.len(), "README.md lists rules that do not exist");
+    }
+
+    #[test]
     fn ids_are_stable() {
         assert_eq!(stable_id(&["GT001", "k", "g"]), stable_id(&["GT001", "k", "g"]));
         assert_ne!(stable_id(&["GT001", "k", "g"]), stable_id(&["GT001", "kg", ""]));
