@@ -457,6 +457,59 @@ impl World for Facts<'_> {
 /// At most this many calls are listed as evidence of one finding.
 const MAX_CALL_EVIDENCE: usize = 10;
 
+/// Calls of one key (in time order), indexed by the forms a grantee can name their caller in,
+/// so a grant is compared with the calls it may match rather than with every call of its key.
+#[derive(Default)]
+struct CallIndex {
+    calls: Vec<KmsEvent>,
+    by_name: BTreeMap<String, Vec<usize>>,
+}
+
+impl CallIndex {
+    fn add(&mut self, e: KmsEvent) {
+        let i = self.calls.len();
+        let c = &e.caller;
+        let unique_id = c.principal_id.as_deref().and_then(|p| p.split_once(':')).map(|(u, _)| u.to_string());
+        let mut names: BTreeSet<String> =
+            [c.arn.clone(), c.session_issuer_arn.clone(), c.principal_id.clone(), unique_id]
+                .into_iter()
+                .flatten()
+                .map(|n| n.to_lowercase())
+                .collect();
+        if let Some(account) = c.account_id.as_deref() {
+            names.insert(format!("root:{account}"));
+            if c.arn.is_none() && c.session_issuer_arn.is_none() {
+                names.insert(format!("reduced:{account}"));
+            }
+        }
+        if let Some(service) = c.invoked_by.as_deref() {
+            names.insert(format!("service:{}", service.split('.').next().unwrap_or(service)));
+        }
+        for name in names {
+            self.by_name.entry(name).or_default().push(i);
+        }
+        self.calls.push(e);
+    }
+
+    /// The calls `grantee` may name the caller of (a superset: `covers` decides), in time order.
+    fn candidates(&self, grantee: &str) -> Vec<&KmsEvent> {
+        let mut names = vec![grantee.to_lowercase()];
+        if grantee.starts_with("arn:") {
+            if let Some(account) = arn_account(grantee) {
+                names.push(format!("reduced:{account}"));
+                if grantee.ends_with(":root") {
+                    names.push(format!("root:{account}"));
+                }
+            }
+        } else if is_service_principal(grantee) {
+            names.push(format!("service:{}", grantee.split('.').next().unwrap_or(grantee)));
+        }
+        let found: BTreeSet<usize> =
+            names.iter().filter_map(|n| self.by_name.get(n)).flatten().copied().collect();
+        found.into_iter().filter_map(|i| self.calls.get(i)).collect()
+    }
+}
+
 /// Indexes built once per evaluation.
 struct Context<'a> {
     inputs: &'a FindingInputs<'a>,
@@ -466,7 +519,7 @@ struct Context<'a> {
     delegated_through: BTreeMap<(&'a str, &'a str), Vec<(&'a str, bool)>>,
     denials_by_key: BTreeMap<&'a str, Vec<&'a KmsEvent>>,
     /// Logical successful calls after grant ends, by the key of each of their sides.
-    after_end_by_key: BTreeMap<String, Vec<KmsEvent>>,
+    after_end_by_key: BTreeMap<String, CallIndex>,
     facts: Facts<'a>,
 }
 
@@ -500,16 +553,16 @@ impl<'a> Context<'a> {
                 denials_by_key.entry(key).or_default().push(d);
             }
         }
-        let mut after_end_by_key: BTreeMap<String, Vec<KmsEvent>> = BTreeMap::new();
-        for e in logical_events(inputs.calls_after_end.iter().filter(|e| e.is_kms() && e.succeeded())) {
+        let mut after_end: Vec<KmsEvent> =
+            logical_events(inputs.calls_after_end.iter().filter(|e| e.is_kms() && e.succeeded()));
+        after_end.sort_by(|a, b| (a.event_time, &a.event_id).cmp(&(b.event_time, &b.event_id)));
+        let mut after_end_by_key: BTreeMap<String, CallIndex> = BTreeMap::new();
+        for e in after_end {
             let keys: BTreeSet<String> =
                 [e.key_arn.clone(), e.destination_key_arn.clone()].into_iter().flatten().collect();
             for key in keys {
-                after_end_by_key.entry(key).or_default().push(e.clone());
+                after_end_by_key.entry(key).or_default().add(e.clone());
             }
-        }
-        for calls in after_end_by_key.values_mut() {
-            calls.sort_by(|a, b| (a.event_time, &a.event_id).cmp(&(b.event_time, &b.event_id)));
         }
         Context {
             inputs,
@@ -579,7 +632,9 @@ impl<'a> Context<'a> {
         if !matches!(g.state, GrantState::Retired | GrantState::Revoked) {
             return Vec::new();
         }
-        let Some(calls) = self.after_end_by_key.get(&g.key_arn) else { return Vec::new() };
+        let Some(grantee) = g.spec.grantee_principal.as_deref() else { return Vec::new() };
+        let Some(index) = self.after_end_by_key.get(&g.key_arn) else { return Vec::new() };
+        let calls = index.candidates(grantee);
         let mut open = g.clone();
         open.state = GrantState::Active;
         open.ended_at = None;
@@ -593,7 +648,7 @@ impl<'a> Context<'a> {
             .collect();
         let delta = settings.consistency_window_seconds;
         calls
-            .iter()
+            .into_iter()
             .filter(|e| e.event_time >= ended + delta)
             .filter(|e| {
                 call_sides(e).into_iter().filter_map(|(_, side)| side).any(|side| {
