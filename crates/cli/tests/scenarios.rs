@@ -228,6 +228,7 @@ scenarios!(
     F01b_retiring_principal_in_a_trusted_account,
     F03_every_operation_of_the_key,
     F03b_all_but_one_operation,
+    F05b_service_grants_are_not_hand_made,
     F07_name_says_it_expired,
     F11b_grant_ended_before_the_role_was_deleted,
     F14_denied_then_granted_by_an_administrator,
