@@ -239,7 +239,8 @@ fn principal_family(p: &str) -> String {
     }
 }
 
-/// Sums up how each grant was used.
+/// Sums up how each grant was used, from the labels alone (`_grants` is kept so callers need
+/// not change; the labels now carry everything the rules need).
 pub fn grant_uses(_grants: &[Grant], calls: &[CoveredCall]) -> BTreeMap<(String, String), GrantUse> {
     let mut uses: BTreeMap<(String, String), GrantUse> = BTreeMap::new();
     for c in calls {
