@@ -175,10 +175,16 @@ pub fn findings(store: &Store, config: &Config, now: i64) -> anyhow::Result<Vec<
     let grants = store.grants(&GrantFilter::default())?;
     let uses = grant_uses(&grants, &store.covered_calls()?);
     let deletions = store.principal_deletions()?;
+    let denials = store.access_denials()?;
+    let settings = store.settings();
+    let after_end = store.calls_after_grant_ends(settings.consistency_window_seconds)?;
     let mut found = evaluate(&FindingInputs {
         grants: &grants,
         uses: &uses,
         principal_deletions: &deletions,
+        denials: &denials,
+        calls_after_end: &after_end,
+        settings,
         config: &config.findings,
         now,
     });

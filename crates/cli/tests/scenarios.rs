@@ -1,6 +1,7 @@
 //! The classification scenarios of grant-semantics.md §6 (fixtures/scenarios/*), through the
-//! real binary: the labels, evidence and grants each expects, the same result whatever the
-//! order files and imports arrive in, and the same after a rebuild.
+//! real binary: the labels, evidence and grants each expects, the findings it must and must not
+//! raise (findings.json), the same result whatever the order files and imports arrive in, and
+//! the same after a rebuild.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -47,10 +48,51 @@ fn imports(ws: &Workspace, dir: &Path) {
     }
 }
 
-fn state(ws: &Workspace, dir: &Path) -> (Value, Value) {
+/// The runs of `granttrail findings` a scenario asks for (findings.json): at each `as_of`, the
+/// findings (`rule_id`, and `grant_id` when given) that must be `present` and `absent`. An
+/// absent entry without a grant id means the rule must not fire on any grant.
+fn findings_checks(dir: &Path) -> Vec<Value> {
+    let path = dir.join("findings.json");
+    if path.exists() { read_json(&path).as_array().unwrap().clone() } else { Vec::new() }
+}
+
+/// Calls, grants, and the findings at each `as_of` of findings.json.
+fn state(ws: &Workspace, dir: &Path) -> (Value, Value, Vec<Value>) {
     let calls = serde_json::from_str(&run(ws, dir, &["calls", "--format", "json"])).unwrap();
     let grants = serde_json::from_str(&run(ws, dir, &["grants", "--format", "json"])).unwrap();
-    (calls, grants)
+    let findings = findings_checks(dir)
+        .iter()
+        .map(|c| {
+            let as_of = c["as_of"].as_str().unwrap();
+            serde_json::from_str(&run(ws, dir, &["findings", "--format", "json", "--as-of", as_of])).unwrap()
+        })
+        .collect();
+    (calls, grants, findings)
+}
+
+fn check_findings(name: &str, dir: &Path, found: &[Value]) {
+    for (check, found) in findings_checks(dir).iter().zip(found) {
+        let listed: Vec<(&str, &str)> = found
+            .as_array()
+            .unwrap()
+            .iter()
+            .map(|f| (f["rule_id"].as_str().unwrap(), f["grant_id"].as_str().unwrap()))
+            .collect();
+        let matches = |want: &Value| {
+            let rule = want["rule_id"].as_str().unwrap();
+            listed.iter().any(|(r, g)| *r == rule && want["grant_id"].as_str().is_none_or(|w| w == *g))
+        };
+        let as_of = &check["as_of"];
+        for want in check["present"].as_array().unwrap() {
+            assert!(matches(want), "{name}: finding {want} missing as of {as_of}; found {listed:?}");
+        }
+        for unwanted in check["absent"].as_array().unwrap() {
+            assert!(
+                !matches(unwanted),
+                "{name}: finding {unwanted} must not appear as of {as_of}; found {listed:?}"
+            );
+        }
+    }
 }
 
 fn check(name: &str) {
@@ -61,7 +103,8 @@ fn check(name: &str) {
     let ws = Workspace::new();
     run(&ws, &dir, &["ingest", "-q", logs.to_str().unwrap()]);
     imports(&ws, &dir);
-    let (calls, grants) = state(&ws, &dir);
+    let (calls, grants, findings) = state(&ws, &dir);
+    check_findings(name, &dir, &findings);
 
     for want in expected["calls"].as_array().unwrap() {
         let got = calls
@@ -116,10 +159,18 @@ fn check(name: &str) {
     for file in &files {
         run(&reverse, &dir, &["ingest", "-q", file.to_str().unwrap()]);
     }
-    assert_eq!(state(&reverse, &dir), (calls.clone(), grants.clone()), "{name}: order changed the result");
+    assert_eq!(
+        state(&reverse, &dir),
+        (calls.clone(), grants.clone(), findings.clone()),
+        "{name}: order changed the result"
+    );
 
     run(&ws, &dir, &["rebuild"]);
-    assert_eq!(state(&ws, &dir), (calls, grants), "{name}: rebuild differs from incremental ingest");
+    assert_eq!(
+        state(&ws, &dir),
+        (calls, grants, findings),
+        "{name}: rebuild differs from incremental ingest"
+    );
 }
 
 macro_rules! scenarios {
@@ -173,6 +224,16 @@ scenarios!(
     T42_operations_not_logged,
     L4_imported_key_policy,
     L5_iam_snapshot_decides,
+    F01_retiring_principal_in_another_account,
+    F01b_retiring_principal_in_a_trusted_account,
+    F03_every_operation_of_the_key,
+    F03b_all_but_one_operation,
+    F05b_service_grants_are_not_hand_made,
+    F07_name_says_it_expired,
+    F11b_grant_ended_before_the_role_was_deleted,
+    F14_denied_then_granted_by_an_administrator,
+    F14b_denied_another_operation,
+    F15b_used_only_in_the_draining_window,
 );
 
 #[test]

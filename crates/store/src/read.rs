@@ -305,21 +305,51 @@ impl Store {
     /// Every labelled call side each grant covered, for the findings rules.
     pub fn covered_calls(&self) -> Result<Vec<granttrail_grants::findings::CoveredCall>> {
         let mut stmt = self.conn().prepare(
-            "SELECT c.key_arn, l.grant_id, c.operation, c.label, c.principal, c.event_id
+            "SELECT c.key_arn, l.grant_id, c.operation, c.label, c.principal, c.event_id, c.flags
              FROM call_label_grants l JOIN call_labels c ON c.event_id = l.event_id AND c.side = l.side
-             ORDER BY l.grant_id, c.event_time",
+             ORDER BY l.grant_id, c.event_time, c.event_id",
         )?;
         let rows = stmt.query_map([], |r| {
-            Ok(granttrail_grants::findings::CoveredCall {
-                key_arn: r.get(0)?,
-                grant_id: r.get(1)?,
-                operation: r.get(2)?,
-                label: r.get(3)?,
-                principal: r.get(4)?,
-                event_id: r.get(5)?,
-            })
+            let flags: String = r.get(6)?;
+            let call = (|| -> Result<granttrail_grants::findings::CoveredCall> {
+                Ok(granttrail_grants::findings::CoveredCall {
+                    key_arn: r.get(0)?,
+                    grant_id: r.get(1)?,
+                    operation: r.get(2)?,
+                    label: r.get(3)?,
+                    principal: r.get(4)?,
+                    event_id: r.get(5)?,
+                    flags: json_column(Some(flags))?.unwrap_or_default(),
+                })
+            })();
+            Ok(call)
         })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        rows.map(|r| r?).collect()
+    }
+
+    /// KMS calls refused with an `AccessDenied*` error, for the escalation rules.
+    pub fn access_denials(&self) -> Result<Vec<KmsEvent>> {
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS}, o.source FROM events e JOIN objects o ON o.id = e.object_id
+             WHERE e.event_source = 'kms.amazonaws.com' AND e.error_code LIKE 'AccessDenied%'
+             ORDER BY e.event_time, e.event_id"
+        );
+        Ok(self.stored_events(&sql, &[])?.into_iter().map(|s| s.event).collect())
+    }
+
+    /// Successful KMS calls on a key (either side of a ReEncrypt) made at least `window`
+    /// seconds after a grant on that key was retired or revoked: the calls GT015 examines.
+    pub fn calls_after_grant_ends(&self, window: i64) -> Result<Vec<KmsEvent>> {
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS}, o.source FROM events e JOIN objects o ON o.id = e.object_id
+             WHERE e.event_source = 'kms.amazonaws.com' AND e.error_code IS NULL
+               AND EXISTS (SELECT 1 FROM grants g
+                           WHERE g.key_arn IN (e.key_arn, e.destination_key_arn)
+                             AND g.state IN ('retired', 'revoked') AND g.creation_seen
+                             AND e.event_time >= g.ended_at + {window})
+             ORDER BY e.event_time, e.event_id"
+        );
+        Ok(self.stored_events(&sql, &[])?.into_iter().map(|s| s.event).collect())
     }
 
     /// IAM `DeleteRole` and `DeleteUser` events.
