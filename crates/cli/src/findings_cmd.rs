@@ -5,10 +5,10 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
-use granttrail_grants::findings::{Finding, FindingInputs, Severity, evaluate, grant_uses};
+use granttrail_grants::findings::{Finding, Severity};
 use granttrail_grants::reconcile::{self, Snapshot};
 use granttrail_grants::timestamp;
-use granttrail_store::{GrantFilter, Store};
+use granttrail_store::Store;
 use serde::Serialize;
 
 use crate::config::Config;
@@ -172,34 +172,5 @@ pub fn evidence(store: &Store, snapshots: &[Snapshot], f: &Finding) -> anyhow::R
 
 /// Every finding the database shows, as of `now`.
 pub fn findings(store: &Store, config: &Config, now: i64) -> anyhow::Result<Vec<Finding>> {
-    let grants = store.grants(&GrantFilter::default())?;
-    let uses = grant_uses(&grants, &store.covered_calls()?);
-    let deletions = store.principal_deletions()?;
-    let denials = store.access_denials()?;
-    let settings = store.settings();
-    let after_end = store.calls_after_grant_ends(settings.consistency_window_seconds)?;
-    let mut found = evaluate(&FindingInputs {
-        grants: &grants,
-        uses: &uses,
-        principal_deletions: &deletions,
-        denials: &denials,
-        calls_after_end: &after_end,
-        settings,
-        config: &config.findings,
-        now,
-    });
-    let window = store.settings().consistency_window_seconds;
-    for snapshot in store.grant_lists()? {
-        found.extend(reconcile::reconcile(&snapshot, &grants, &config.findings, window));
-    }
-    // Most severe first, then by rule, key and grant: the order `evaluate` gives.
-    found.sort_by(|a, b| {
-        (b.rule.severity, a.rule.id, &a.key_arn, &a.grant_id).cmp(&(
-            a.rule.severity,
-            b.rule.id,
-            &b.key_arn,
-            &b.grant_id,
-        ))
-    });
-    Ok(found)
+    Ok(store.findings(&config.findings, now)?)
 }

@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 mod coverage;
+mod findings;
 mod labels;
 mod read;
 mod write;
@@ -23,9 +24,10 @@ pub use coverage::{DayCount, GrantUseRow, Silence, Window};
 pub use read::{CallFilter, GrantFilter, StoredCall, StoredEvent};
 pub use write::{ObjectCounts, ObjectWriter};
 
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 /// Forward-only migrations; entry `n` takes the schema from version `n` to `n + 1`.
-const MIGRATIONS: &[&str] = &[include_str!("schema.sql"), include_str!("schema_2.sql")];
+const MIGRATIONS: &[&str] =
+    &[include_str!("schema.sql"), include_str!("schema_2.sql"), include_str!("schema_3.sql")];
 
 /// SQLite page size of new databases, in bytes.
 pub const PAGE_SIZE: i64 = 16 * 1024;
@@ -60,6 +62,26 @@ pub enum StoreError {
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
+/// How SQLite keeps a transaction's undo information.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Journal {
+    /// Write-ahead log: readers never block the writer. Needs shared memory between the
+    /// processes, so only on a local file system.
+    Wal,
+    /// Rollback journal: works on network file systems such as EFS (NFS locks, no shared
+    /// memory), at the price of readers and the writer taking turns.
+    Rollback,
+}
+
+impl Journal {
+    fn pragma(self) -> &'static str {
+        match self {
+            Journal::Wal => "WAL",
+            Journal::Rollback => "DELETE",
+        }
+    }
+}
+
 /// A granttrail database.
 pub struct Store {
     conn: Connection,
@@ -71,9 +93,15 @@ impl Store {
     /// Opens (creating if needed) the database at `path`, in WAL mode, and brings its schema
     /// up to date.
     pub fn open(path: &Path) -> Result<Store> {
+        Store::open_with_journal(path, Journal::Wal)
+    }
+
+    /// Opens the database at `path` with the given journal: [`Journal::Rollback`] for a
+    /// database on a network file system.
+    pub fn open_with_journal(path: &Path, journal: Journal) -> Result<Store> {
         let conn = Connection::open(path)
             .map_err(|source| StoreError::Open { path: path.display().to_string(), source })?;
-        Store::init(conn).map_err(|e| match e {
+        Store::init(conn, journal).map_err(|e| match e {
             StoreError::Sqlite(source) => StoreError::Open { path: path.display().to_string(), source },
             other => other,
         })
@@ -81,15 +109,15 @@ impl Store {
 
     /// A private database in memory, for tests and one-off analyses.
     pub fn open_in_memory() -> Result<Store> {
-        Store::init(Connection::open_in_memory()?)
+        Store::init(Connection::open_in_memory()?, Journal::Wal)
     }
 
-    fn init(mut conn: Connection) -> Result<Store> {
+    fn init(mut conn: Connection, journal: Journal) -> Result<Store> {
         conn.busy_timeout(BUSY_TIMEOUT)?;
         // Events are ~2 KB rows (the raw record): 16 KB pages hold several of them instead
         // of wasting most of a 4 KB page each. Only takes effect on a new, empty database.
         conn.pragma_update(None, "page_size", PAGE_SIZE)?;
-        conn.pragma_update(None, "journal_mode", "WAL")?;
+        conn.pragma_update(None, "journal_mode", journal.pragma())?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
         // A page cache large enough for the indexes ingest touches; the default (2 MB) turns
@@ -156,6 +184,36 @@ impl Store {
     /// writer rolls everything back.
     pub fn begin_object(&mut self, source: &str) -> Result<Option<ObjectWriter<'_>>> {
         ObjectWriter::begin(&mut self.conn, source)
+    }
+
+    /// Writes a consistent copy of the database to `path` (a new file), compacted, while
+    /// other connections may keep writing.
+    pub fn snapshot_to(&self, path: &Path) -> Result<()> {
+        let target =
+            path.to_str().ok_or_else(|| StoreError::Invalid(format!("{}: not UTF-8", path.display())))?;
+        self.conn.execute("VACUUM INTO ?1", [target])?;
+        Ok(())
+    }
+
+    /// Of `ids`, the findings not yet published, in the order given.
+    pub fn unpublished<'a>(&self, ids: &[&'a str]) -> Result<Vec<&'a str>> {
+        let mut seen = self.conn.prepare_cached("SELECT 1 FROM published_findings WHERE finding_id = ?1")?;
+        let mut out = Vec::new();
+        for id in ids {
+            if !seen.exists([id])? {
+                out.push(*id);
+            }
+        }
+        Ok(out)
+    }
+
+    /// Remembers that the finding `id` was published at `at`.
+    pub fn mark_published(&self, id: &str, at: i64) -> Result<()> {
+        self.conn.execute(
+            "INSERT OR IGNORE INTO published_findings (finding_id, published_at) VALUES (?1, ?2)",
+            rusqlite::params![id, at],
+        )?;
+        Ok(())
     }
 
     /// Records an object that was rejected whole, with the reason.

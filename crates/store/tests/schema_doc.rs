@@ -90,7 +90,28 @@ fn a_version_1_database_is_brought_up_to_date_and_keeps_its_data() {
     drop(store);
     let conn = rusqlite::Connection::open(&path).unwrap();
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
-    assert_eq!(version, 2);
+    assert_eq!(version, 3);
+    let published: i64 = conn.query_row("SELECT count(*) FROM published_findings", [], |r| r.get(0)).unwrap();
+    assert_eq!(published, 0);
     let kept: i64 = conn.query_row("SELECT count(*) FROM imported_iam", [], |r| r.get(0)).unwrap();
     assert_eq!(kept, 1);
+}
+
+#[test]
+fn snapshots_are_consistent_copies_and_findings_are_published_once() {
+    let dir = tempfile::tempdir().unwrap();
+    let store =
+        Store::open_with_journal(&dir.path().join("efs.db"), granttrail_store::Journal::Rollback).unwrap();
+    let conn = rusqlite::Connection::open(dir.path().join("efs.db")).unwrap();
+    let mode: String = conn.pragma_query_value(None, "journal_mode", |r| r.get(0)).unwrap();
+    assert_eq!(mode, "delete", "no WAL on a network file system");
+    assert_eq!(store.unpublished(&["a", "b"]).unwrap(), ["a", "b"]);
+    store.mark_published("a", 10).unwrap();
+    store.mark_published("a", 11).unwrap();
+    assert_eq!(store.unpublished(&["a", "b"]).unwrap(), ["b"]);
+    let copy = dir.path().join("snapshot.db");
+    store.snapshot_to(&copy).unwrap();
+    assert!(store.snapshot_to(&copy).is_err(), "a snapshot never overwrites a file");
+    let snapshot = Store::open(&copy).unwrap();
+    assert_eq!(snapshot.unpublished(&["a", "b"]).unwrap(), ["b"], "the copy holds the same data");
 }

@@ -1,0 +1,305 @@
+//! One invocation: unwrap the event, ingest what it announces, report per-message failures,
+//! publish new findings; or write a snapshot.
+
+use std::io::Cursor;
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::Instant;
+
+use aws_lambda_events::event::sqs::SqsBatchResponse;
+use aws_sdk_s3::primitives::ByteStream;
+use granttrail_cloudtrail::envelope::{Delivery, unwrap_event};
+use granttrail_cloudtrail::{KeyClass, ObjectKey};
+use granttrail_grants::timestamp;
+use granttrail_ingest::{Limits, Outcome, ingest_object, now};
+use granttrail_s3::{ClientOptions, connect, object_name, open_object};
+use granttrail_store::{Journal, Store};
+use serde_json::{Value, json};
+use tokio::runtime::Handle;
+use tracing::{error, info};
+
+use crate::Env;
+
+type Error = Box<dyn std::error::Error + Send + Sync>;
+
+/// The function's state, kept between invocations of one sandbox.
+pub struct Handler {
+    store: Arc<Mutex<Store>>,
+    s3: aws_sdk_s3::Client,
+    sns: aws_sdk_sns::Client,
+    env: Env,
+    limits: Limits,
+}
+
+impl Handler {
+    /// Opens the database (rollback journal: it lives on a network file system) and the AWS
+    /// clients (standard chain; `AWS_ENDPOINT_URL` is honoured, with path-style S3).
+    pub async fn new(env: Env) -> Result<Handler, Error> {
+        let mut store = Store::open_with_journal(&env.db, Journal::Rollback)?;
+        store.use_settings(&env.config.labels, false)?;
+        let shared = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        Ok(Handler {
+            store: Arc::new(Mutex::new(store)),
+            s3: connect(&ClientOptions::default()).await,
+            sns: aws_sdk_sns::Client::new(&shared),
+            env,
+            limits: Limits::default(),
+        })
+    }
+
+    /// Handles one event. For SQS events the answer lists the messages to redeliver; for
+    /// other events a failure is an error, so Lambda's own retries and destinations apply.
+    pub async fn handle(&self, event: Value) -> Result<Value, Error> {
+        let started = Instant::now();
+        if event.get("granttrail").and_then(Value::as_str) == Some("snapshot") {
+            return self.snapshot().await;
+        }
+        let messages = unwrap_event(&serde_json::to_vec(&event)?)?;
+        let mut response = SqsBatchResponse::default();
+        let mut failures = Vec::new();
+        let mut objects = 0usize;
+        for message in &messages {
+            let result = match &message.deliveries {
+                Err(reason) => Err(reason.clone()),
+                Ok(deliveries) => self.deliver(deliveries, &mut objects).await,
+            };
+            if let Err(reason) = result {
+                error!(message_id = message.id.as_deref(), error = %reason, "message failed");
+                match &message.id {
+                    Some(id) => response.add_failure(id.clone()),
+                    None => failures.push(reason),
+                }
+            }
+        }
+        // Everything acknowledged below is committed; labels and findings are derived, so a
+        // failure there is logged and retried by the next invocation, not by redelivery.
+        let published = match self.publish_new_findings().await {
+            Ok(n) => n,
+            Err(e) => {
+                error!(error = %e, "publishing findings failed; they are retried next time");
+                0
+            }
+        };
+        info!(
+            messages = messages.len(),
+            objects,
+            failed_messages = response.batch_item_failures.len() + failures.len(),
+            published_findings = published,
+            duration_ms = started.elapsed().as_millis() as u64,
+            "invocation"
+        );
+        if !failures.is_empty() {
+            return Err(failures.join("; ").into());
+        }
+        if messages.iter().any(|m| m.id.is_some()) {
+            return Ok(serde_json::to_value(response)?);
+        }
+        Ok(json!({ "objects": objects, "published_findings": published }))
+    }
+
+    /// Ingests what one message asks for; the first failure fails the message.
+    async fn deliver(&self, deliveries: &[Delivery], objects: &mut usize) -> Result<(), String> {
+        for delivery in deliveries {
+            match delivery {
+                Delivery::Object { bucket, key } => {
+                    let name = object_name(bucket, key);
+                    let class = ObjectKey::parse(key).class;
+                    if class != KeyClass::Log {
+                        info!(object = %name, outcome = "skipped", reason = skip_reason(class), "object");
+                        continue;
+                    }
+                    let (s3, bucket, key) = (self.s3.clone(), bucket.clone(), key.clone());
+                    self.ingest(name, move |handle| {
+                        open_object(&s3, handle, &bucket, &key).map(|r| Box::new(r) as Box<dyn std::io::Read + Send>)
+                    })
+                    .await?;
+                }
+                Delivery::Records(records) => {
+                    // Named by content, so a redelivered message is recognised as done.
+                    let text = records.join("\n");
+                    let name = format!("records:{:016x}", fnv1a(text.as_bytes()));
+                    self.ingest(name, move |_| Ok(Box::new(Cursor::new(text.into_bytes())))).await?;
+                }
+                Delivery::Ignored(why) => info!(outcome = "ignored", reason = why, "message"),
+            }
+            *objects += 1;
+        }
+        Ok(())
+    }
+
+    /// Ingests one object on a blocking thread (SQLite and the decoder are synchronous; the
+    /// body is pulled from S3 chunk by chunk as the decoder asks).
+    async fn ingest<F>(&self, name: String, open: F) -> Result<(), String>
+    where
+        F: FnOnce(&Handle) -> std::io::Result<Box<dyn std::io::Read + Send>> + Send + 'static,
+    {
+        let started = Instant::now();
+        let (store, limits, handle) = (self.store.clone(), self.limits, Handle::current());
+        let task_name = name.clone();
+        let outcome = tokio::task::spawn_blocking(move || -> Result<Outcome, String> {
+            let mut store = store.lock().map_err(|_| "the database is unusable after an earlier crash".to_string())?;
+            if store.is_ingested(&task_name).map_err(|e| e.to_string())? {
+                return Ok(Outcome::AlreadyIngested);
+            }
+            let reader = open(&handle).map_err(|e| format!("cannot read: {e}"))?;
+            ingest_object(&mut store, &task_name, reader, &limits, now()).map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| format!("{name}: {e}"))?
+        .map_err(|e| format!("{name}: {e}"))?;
+        let duration_ms = started.elapsed().as_millis() as u64;
+        match outcome {
+            Outcome::Ingested { counts, first_skip } => {
+                info!(
+                    object = %name,
+                    outcome = "ingested",
+                    records = counts.records,
+                    kms_events = counts.kms_events,
+                    new_events = counts.new_events,
+                    grant_events = counts.grant_events,
+                    skipped_records = counts.skipped_records,
+                    first_skip = first_skip.map(|e| e.to_string()),
+                    duration_ms,
+                    "object"
+                );
+                Ok(())
+            }
+            Outcome::AlreadyIngested => {
+                info!(object = %name, outcome = "already ingested", duration_ms, "object");
+                Ok(())
+            }
+            Outcome::Rejected(e) => {
+                error!(object = %name, outcome = "rejected", error = %e, duration_ms, "object");
+                Err(format!("{name}: {e}"))
+            }
+        }
+    }
+
+    /// Relabels, evaluates every rule, and publishes the findings not published before, one
+    /// SNS message each. Returns how many were published.
+    async fn publish_new_findings(&self) -> Result<usize, Error> {
+        let (store, rules, topic) =
+            (self.store.clone(), self.env.config.findings.clone(), self.env.findings_topic_arn.clone());
+        let pending = tokio::task::spawn_blocking(move || -> Result<Vec<(String, Value)>, Error> {
+            let mut store = store.lock().map_err(|_| "the database is unusable after an earlier crash")?;
+            store.refresh_labels()?;
+            if topic.is_none() {
+                return Ok(Vec::new());
+            }
+            let findings = store.findings(&rules, now())?;
+            let ids: Vec<&str> = findings.iter().map(|f| f.id.as_str()).collect();
+            let new = store.unpublished(&ids)?;
+            let mut out = Vec::new();
+            for f in findings.iter().filter(|f| new.contains(&f.id.as_str())) {
+                let mut objects = Vec::new();
+                for id in &f.event_ids {
+                    if let Some(e) = store.event(id)? {
+                        objects.push(e.object);
+                    }
+                }
+                objects.sort();
+                objects.dedup();
+                out.push((f.id.clone(), json!({ "finding": f, "objects": objects })));
+            }
+            Ok(out)
+        })
+        .await??;
+        let Some(topic) = &self.env.findings_topic_arn else { return Ok(0) };
+        let mut published = 0;
+        for (id, message) in pending {
+            let attribute = |v: &str| {
+                aws_sdk_sns::types::MessageAttributeValue::builder().data_type("String").string_value(v).build()
+            };
+            let finding = &message["finding"];
+            let severity = finding["rule"]["severity"].as_str().unwrap_or_default().to_string();
+            let rule = finding["rule"]["id"].as_str().unwrap_or_default().to_string();
+            self.sns
+                .publish()
+                .topic_arn(topic)
+                .message(message.to_string())
+                .message_attributes("severity", attribute(&severity)?)
+                .message_attributes("rule_id", attribute(&rule)?)
+                .send()
+                .await
+                .map_err(|e| format!("SNS Publish to {topic}: {}", error_chain(&e)))?;
+            let store = self.store.clone();
+            tokio::task::spawn_blocking(move || -> Result<(), Error> {
+                let store = store.lock().map_err(|_| "the database is unusable after an earlier crash")?;
+                Ok(store.mark_published(&id, now())?)
+            })
+            .await??;
+            info!(finding_id = %finding["id"].as_str().unwrap_or_default(), rule_id = %rule, severity = %severity, "finding published");
+            published += 1;
+        }
+        Ok(published)
+    }
+
+    /// Writes a consistent copy of the database to the snapshot bucket, as
+    /// `<prefix>granttrail-<time>.db` and `<prefix>latest.db`.
+    async fn snapshot(&self) -> Result<Value, Error> {
+        let Some((bucket, prefix)) = &self.env.snapshot else {
+            return Err("a snapshot was asked for but GRANTTRAIL_SNAPSHOT_BUCKET is not set".into());
+        };
+        let started = Instant::now();
+        let at = now();
+        let file: PathBuf = std::env::temp_dir().join(format!("granttrail-snapshot-{at}-{}.db", std::process::id()));
+        let store = self.store.clone();
+        let target = file.clone();
+        tokio::task::spawn_blocking(move || -> Result<(), Error> {
+            let _ = std::fs::remove_file(&target);
+            let store = store.lock().map_err(|_| "the database is unusable after an earlier crash")?;
+            Ok(store.snapshot_to(&target)?)
+        })
+        .await??;
+        let bytes = std::fs::metadata(&file)?.len();
+        let stamp: String = timestamp::format(at).chars().filter(|c| *c != '-' && *c != ':').collect();
+        let keys = [format!("{prefix}granttrail-{stamp}.db"), format!("{prefix}latest.db")];
+        let mut result = Ok(());
+        for key in &keys {
+            let body = ByteStream::from_path(&file).await?;
+            let sent = self
+                .s3
+                .put_object()
+                .bucket(bucket)
+                .key(key)
+                .content_type("application/vnd.sqlite3")
+                .body(body)
+                .send()
+                .await;
+            if let Err(e) = sent {
+                result = Err(format!("PutObject s3://{bucket}/{key}: {}", error_chain(&e)));
+                break;
+            }
+        }
+        let _ = std::fs::remove_file(&file);
+        result?;
+        let location = format!("s3://{bucket}/{}", keys[0]);
+        info!(snapshot = %location, bytes, duration_ms = started.elapsed().as_millis() as u64, "snapshot");
+        Ok(json!({ "snapshot": location, "latest": format!("s3://{bucket}/{}", keys[1]), "bytes": bytes }))
+    }
+}
+
+fn skip_reason(class: KeyClass) -> &'static str {
+    match class {
+        KeyClass::Digest => "a CloudTrail digest file",
+        KeyClass::Insight => "a CloudTrail Insights file",
+        _ => "not a CloudTrail log file",
+    }
+}
+
+/// An error and its sources: the SDK's own message alone is often just "service error".
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut text = e.to_string();
+    let mut source = e.source();
+    while let Some(s) = source {
+        text.push_str(": ");
+        text.push_str(&s.to_string());
+        source = s.source();
+    }
+    text
+}
+
+/// FNV-1a, 64 bit: a stable name for records that arrive without an object.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
+}
