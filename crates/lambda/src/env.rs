@@ -27,7 +27,8 @@ impl Env {
         let config = match set("GRANTTRAIL_CONFIG") {
             None => Config::default(),
             Some(path) => {
-                let text = std::fs::read_to_string(&path).map_err(|e| format!("GRANTTRAIL_CONFIG {path}: {e}"))?;
+                let text =
+                    std::fs::read_to_string(&path).map_err(|e| format!("GRANTTRAIL_CONFIG {path}: {e}"))?;
                 Config::from_toml(&text).map_err(|e| format!("GRANTTRAIL_CONFIG {path}: {e}"))?
             }
         };

@@ -110,7 +110,8 @@ impl Handler {
                     }
                     let (s3, bucket, key) = (self.s3.clone(), bucket.clone(), key.clone());
                     self.ingest(name, move |handle| {
-                        open_object(&s3, handle, &bucket, &key).map(|r| Box::new(r) as Box<dyn std::io::Read + Send>)
+                        open_object(&s3, handle, &bucket, &key)
+                            .map(|r| Box::new(r) as Box<dyn std::io::Read + Send>)
                     })
                     .await?;
                 }
@@ -137,7 +138,8 @@ impl Handler {
         let (store, limits, handle) = (self.store.clone(), self.limits, Handle::current());
         let task_name = name.clone();
         let outcome = tokio::task::spawn_blocking(move || -> Result<Outcome, String> {
-            let mut store = store.lock().map_err(|_| "the database is unusable after an earlier crash".to_string())?;
+            let mut store =
+                store.lock().map_err(|_| "the database is unusable after an earlier crash".to_string())?;
             if store.is_ingested(&task_name).map_err(|e| e.to_string())? {
                 return Ok(Outcome::AlreadyIngested);
             }
@@ -208,7 +210,10 @@ impl Handler {
         let mut published = 0;
         for (id, message) in pending {
             let attribute = |v: &str| {
-                aws_sdk_sns::types::MessageAttributeValue::builder().data_type("String").string_value(v).build()
+                aws_sdk_sns::types::MessageAttributeValue::builder()
+                    .data_type("String")
+                    .string_value(v)
+                    .build()
             };
             let finding = &message["finding"];
             let severity = finding["rule"]["severity"].as_str().unwrap_or_default().to_string();
@@ -242,7 +247,8 @@ impl Handler {
         };
         let started = Instant::now();
         let at = now();
-        let file: PathBuf = std::env::temp_dir().join(format!("granttrail-snapshot-{at}-{}.db", std::process::id()));
+        let file: PathBuf =
+            std::env::temp_dir().join(format!("granttrail-snapshot-{at}-{}.db", std::process::id()));
         let store = self.store.clone();
         let target = file.clone();
         tokio::task::spawn_blocking(move || -> Result<(), Error> {

@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod runtime_api;
+mod sink;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};
@@ -13,6 +14,7 @@ use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
 pub use runtime_api::{Invocation, RuntimeApi};
+pub use sink::HttpSink;
 
 /// The repository's root folder.
 pub fn repo_root() -> PathBuf {

@@ -137,7 +137,7 @@ impl RuntimeApi {
 }
 
 /// One HTTP/1.1 request (method, path, body); `None` when the connection closed.
-fn read_request(reader: &mut BufReader<TcpStream>) -> Option<(String, String, Vec<u8>)> {
+pub(crate) fn read_request(reader: &mut BufReader<TcpStream>) -> Option<(String, String, Vec<u8>)> {
     let mut line = String::new();
     if reader.read_line(&mut line).ok()? == 0 {
         return None;
