@@ -4,7 +4,7 @@
 //! grant-less successes, key-policy changes), the principal's IAM changes and the imports.
 //! Recomputing every label of each touched key keeps incremental ingest equal to a rebuild.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use granttrail_grants::{
     CallLabel, IamSnapshot, ImportedIam, ImportedKeyPolicy, KeyInputs, KmsEvent, Policy, Settings,
@@ -160,8 +160,11 @@ pub(crate) fn recompute(conn: &Connection, dirty: &Dirty, settings: &Settings) -
         &[],
     )?;
     let iam = imported_iam(conn)?;
+    // Each event once: a ReEncrypt from a key to itself matches both halves.
     let key_events_sql = format!(
-        "SELECT {EVENT_COLUMNS} FROM events WHERE key_arn = ?1 UNION SELECT {EVENT_COLUMNS} FROM events WHERE destination_key_arn = ?1"
+        "SELECT {EVENT_COLUMNS} FROM events WHERE key_arn = ?1
+         UNION ALL
+         SELECT {EVENT_COLUMNS} FROM events WHERE destination_key_arn = ?1 AND key_arn IS NOT ?1"
     );
     for key in &keys {
         let grants =
@@ -193,39 +196,124 @@ pub(crate) fn recompute(conn: &Connection, dirty: &Dirty, settings: &Settings) -
     Ok(())
 }
 
+/// A label row as stored, without its key and `(event_id, side)`, for comparing with a
+/// freshly computed label.
+type LabelRow =
+    (Option<String>, i64, String, Option<String>, Option<String>, String, String, String, String, String);
+
+fn label_row(l: &CallLabel) -> Result<LabelRow> {
+    Ok((
+        l.shared_event_id.clone(),
+        l.event_time,
+        l.event_name.clone(),
+        l.operation.map(str::to_string),
+        l.principal.clone(),
+        l.label.as_str().to_string(),
+        l.evidence.as_str().to_string(),
+        to_json(&l.grant_ids)?,
+        to_json(&l.reasons)?,
+        to_json(&l.flags)?,
+    ))
+}
+
+/// Makes the stored labels of `key` equal to `labels`, writing only the rows that differ:
+/// relabelling a key whose history is mostly unchanged costs reads, not index writes.
 fn replace_labels(conn: &Connection, key: &str, labels: &[CallLabel]) -> Result<()> {
+    let mut stored: HashMap<(String, String), LabelRow> = {
+        let mut stmt = conn.prepare_cached(
+            "SELECT event_id, side, shared_event_id, event_time, event_name, operation, principal, label,
+                    evidence, grant_ids, reasons, flags
+             FROM call_labels WHERE key_arn = ?1",
+        )?;
+        let rows = stmt.query_map([key], |r| {
+            Ok((
+                (r.get(0)?, r.get(1)?),
+                (
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                    r.get(6)?,
+                    r.get(7)?,
+                    r.get(8)?,
+                    r.get(9)?,
+                    r.get(10)?,
+                    r.get(11)?,
+                ),
+            ))
+        })?;
+        rows.collect::<Result<_, _>>()?
+    };
+    // Two labels for one call side would overwrite each other; keep the plain replace then.
+    let distinct: HashSet<(&str, &str)> = labels.iter().map(|l| (l.event_id.as_str(), l.side)).collect();
+    if distinct.len() != labels.len() {
+        return replace_all_labels(conn, key, labels);
+    }
+    // Links are keyed by grant first: remove a row's links through the grants it names.
+    let mut unlink = conn.prepare_cached(
+        "DELETE FROM call_label_grants WHERE grant_id = ?1 AND event_id = ?2 AND side = ?3",
+    )?;
+    let mut unlink_row = |event_id: &str, side: &str, grant_ids: &str| -> Result<()> {
+        let grant_ids: Vec<String> = serde_json::from_str(grant_ids)
+            .map_err(|e| StoreError::Corrupt(format!("call_labels.grant_ids: {e}")))?;
+        for g in &grant_ids {
+            unlink.execute(params![g, event_id, side])?;
+        }
+        Ok(())
+    };
+    let mut insert = conn.prepare_cached(INSERT_LABEL)?;
+    let mut link = conn.prepare_cached(INSERT_LINK)?;
+    for l in labels {
+        let row = label_row(l)?;
+        match stored.remove(&(l.event_id.clone(), l.side.to_string())) {
+            Some(old) if old == row => continue,
+            Some(old) => unlink_row(&l.event_id, l.side, &old.7)?,
+            None => {}
+        }
+        write_label(&mut insert, &mut link, key, l, &row)?;
+    }
+    // What is left was labelled before and is not any more.
+    let mut delete = conn.prepare_cached("DELETE FROM call_labels WHERE event_id = ?1 AND side = ?2")?;
+    for ((event_id, side), old) in &stored {
+        unlink_row(event_id, side, &old.7)?;
+        delete.execute(params![event_id, side])?;
+    }
+    Ok(())
+}
+
+const INSERT_LABEL: &str =
+    "INSERT OR REPLACE INTO call_labels (event_id, side, shared_event_id, event_time, event_name, key_arn, operation,
+         principal, label, evidence, grant_ids, reasons, flags)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)";
+const INSERT_LINK: &str =
+    "INSERT OR IGNORE INTO call_label_grants (grant_id, event_id, side) VALUES (?1, ?2, ?3)";
+
+fn write_label(
+    insert: &mut rusqlite::Statement<'_>,
+    link: &mut rusqlite::Statement<'_>,
+    key: &str,
+    l: &CallLabel,
+    row: &LabelRow,
+) -> Result<()> {
+    insert.execute(params![
+        l.event_id, l.side, row.0, row.1, row.2, key, row.3, row.4, row.5, row.6, row.7, row.8, row.9,
+    ])?;
+    for g in &l.grant_ids {
+        link.execute(params![g, l.event_id, l.side])?;
+    }
+    Ok(())
+}
+
+fn replace_all_labels(conn: &Connection, key: &str, labels: &[CallLabel]) -> Result<()> {
     conn.prepare_cached(
         "DELETE FROM call_label_grants WHERE (event_id, side) IN (SELECT event_id, side FROM call_labels WHERE key_arn = ?1)",
     )?
     .execute([key])?;
     conn.prepare_cached("DELETE FROM call_labels WHERE key_arn = ?1")?.execute([key])?;
-    let mut insert = conn.prepare_cached(
-        "INSERT OR REPLACE INTO call_labels (event_id, side, shared_event_id, event_time, event_name, key_arn, operation,
-             principal, label, evidence, grant_ids, reasons, flags)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-    )?;
-    let mut link = conn.prepare_cached(
-        "INSERT OR IGNORE INTO call_label_grants (grant_id, event_id, side) VALUES (?1, ?2, ?3)",
-    )?;
+    let mut insert = conn.prepare_cached(INSERT_LABEL)?;
+    let mut link = conn.prepare_cached(INSERT_LINK)?;
     for l in labels {
-        insert.execute(params![
-            l.event_id,
-            l.side,
-            l.shared_event_id,
-            l.event_time,
-            l.event_name,
-            l.key_arn,
-            l.operation,
-            l.principal,
-            l.label.as_str(),
-            l.evidence.as_str(),
-            to_json(&l.grant_ids)?,
-            to_json(&l.reasons)?,
-            to_json(&l.flags)?,
-        ])?;
-        for g in &l.grant_ids {
-            link.execute(params![g, l.event_id, l.side])?;
-        }
+        write_label(&mut insert, &mut link, key, l, &label_row(l)?)?;
     }
     Ok(())
 }
