@@ -14,7 +14,7 @@ use serde::Serialize;
 use crate::event::{Caller, GrantSpec, KmsEvent, arn_account};
 use crate::iam::IamSnapshot;
 use crate::lifecycle::{Grant, logical_events};
-use crate::matching::{CallSide, Coverage, Flag, Tri, World, call_sides, covers};
+use crate::matching::{CallSide, Coverage, Flag, Tri, World, call_sides, covers, outside_lifetime};
 use crate::policy::{Policy, Subject};
 use crate::settings::Settings;
 use crate::timestamp;
@@ -255,28 +255,31 @@ impl<'a> GrantIndex<'a> {
         index
     }
 
-    /// Grants that could match this caller in any of the forms `matching` accepts.
-    fn candidates(&self, c: &Caller) -> Vec<&'a Grant> {
+    /// Grants that could match this caller in any of the forms `matching` accepts, leaving out
+    /// those `dead` says cannot cover the call (a grant that covers `No` changes nothing).
+    fn candidates(&self, c: &Caller, dead: impl Fn(&Grant) -> bool) -> Vec<&'a Grant> {
         let mut out: Vec<&'a Grant> = Vec::new();
+        let mut add =
+            |grants: Option<&Vec<&'a Grant>>| out.extend(grants.into_iter().flatten().filter(|g| !dead(g)));
         let unique_id = c.principal_id.as_deref().and_then(|p| p.split_once(':')).map(|(u, _)| u);
         for name in [c.arn.as_deref(), c.session_issuer_arn.as_deref(), c.principal_id.as_deref(), unique_id]
             .into_iter()
             .flatten()
         {
-            out.extend(self.by_grantee.get(&name.to_lowercase()).into_iter().flatten());
+            add(self.by_grantee.get(&name.to_lowercase()));
         }
         if let Some(account) = c.account_id.as_deref() {
-            out.extend(self.roots.get(account).into_iter().flatten());
+            add(self.roots.get(account));
             if c.arn.is_none() && c.session_issuer_arn.is_none() {
-                out.extend(self.by_account.get(account).into_iter().flatten());
+                add(self.by_account.get(account));
             }
         }
         if c.kind.as_deref() == Some("AWSService")
             && let Some(service) = c.invoked_by.as_deref()
         {
-            out.extend(self.services.get(service.split('.').next().unwrap_or(service)).into_iter().flatten());
+            add(self.services.get(service.split('.').next().unwrap_or(service)));
         }
-        out.extend(self.any.iter().copied());
+        add(Some(&self.any));
         out.sort_by(|a, b| (&a.grant_id, &a.key_arn).cmp(&(&b.grant_id, &b.key_arn)));
         out.dedup_by(|a, b| std::ptr::eq(*a, *b));
         out
@@ -303,6 +306,8 @@ struct Context<'a> {
     put_times: Vec<i64>,
     /// Times of events on this key that can change any policy outcome (§4.4 L3 (b)).
     key_change_times: Vec<i64>,
+    /// The DeleteRole and DeleteUser events among the policy changes.
+    principal_deletions: Vec<&'a KmsEvent>,
     /// Sorted change times relevant to each caller identity, computed on first use.
     change_times: RefCell<HashMap<String, std::rc::Rc<Vec<i64>>>>,
 }
@@ -313,6 +318,11 @@ impl World for Context<'_> {
     }
 
     fn principal_deleted_between(&self, principal_arn: &str, from: i64, to: i64) -> bool {
+        // Asked for every grant that may cover every call: answer the usual case, no deletion
+        // logged at all, before building any strings.
+        if self.principal_deletions.is_empty() {
+            return false;
+        }
         let Some(resource) = principal_arn.splitn(6, ':').nth(5) else { return false };
         let (kind, deletion) = match resource.split('/').next() {
             Some("role") => ("role", "DeleteRole"),
@@ -321,7 +331,7 @@ impl World for Context<'_> {
         };
         let target = format!("{kind}/{}", resource.rsplit('/').next().unwrap_or_default());
         let account = arn_account(principal_arn);
-        self.inputs.policy_changes.iter().any(|e| {
+        self.principal_deletions.iter().any(|e| {
             e.event_name == deletion
                 && e.succeeded()
                 && e.details.target.as_deref() == Some(target.as_str())
@@ -383,7 +393,13 @@ impl<'a> Context<'a> {
             .collect();
         key_change_times.sort_unstable();
         let put_times = key_policies.iter().filter(|p| p.put).map(|p| p.time).collect();
+        let principal_deletions = inputs
+            .policy_changes
+            .iter()
+            .filter(|e| e.event_name == "DeleteRole" || e.event_name == "DeleteUser")
+            .collect();
         Context {
+            principal_deletions,
             put_times,
             inputs,
             grants: GrantIndex::new(inputs.grants),
@@ -396,8 +412,9 @@ impl<'a> Context<'a> {
     }
 
     fn coverages(&self, side: &CallSide<'_>) -> Vec<(&'a Grant, Coverage)> {
+        let (t, settings) = (side.event.event_time, self.inputs.settings);
         self.grants
-            .candidates(&side.event.caller)
+            .candidates(&side.event.caller, |g| outside_lifetime(g, t, settings))
             .into_iter()
             .map(|g| (g, covers(g, side, self, self.inputs.settings)))
             .collect()
