@@ -6,6 +6,7 @@
 //! denial with no policy change in between (L3). An active matching grant alone (L1) is only
 //! `grant_covered`, because most grants sit on keys whose policies also allow the grantee.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -13,7 +14,7 @@ use serde::Serialize;
 
 use crate::event::{Caller, GrantSpec, KmsEvent, arn_account};
 use crate::iam::IamSnapshot;
-use crate::lifecycle::{Grant, logical_events};
+use crate::lifecycle::{Grant, logical_event_refs, logical_events};
 use crate::matching::{CallSide, Coverage, Flag, Tri, World, call_sides, covers, outside_lifetime};
 use crate::policy::{Policy, Subject};
 use crate::settings::Settings;
@@ -297,7 +298,7 @@ struct PolicyChange {
 
 struct Context<'a> {
     inputs: &'a KeyInputs<'a>,
-    calls: Vec<KmsEvent>,
+    calls: Vec<Cow<'a, KmsEvent>>,
     grants: GrantIndex<'a>,
     non_symmetric: bool,
     /// PutKeyPolicy / CreateKey on this key, in time order.
@@ -351,15 +352,17 @@ fn any_between(times: &[i64], a: i64, b: i64) -> bool {
 
 impl<'a> Context<'a> {
     fn new(inputs: &'a KeyInputs<'a>) -> Context<'a> {
-        let calls = logical_events(inputs.events.iter().filter(|e| e.is_kms()));
+        // Borrowed: a key's history is held once, not twice.
+        let calls = logical_event_refs(inputs.events.iter().filter(|e| e.is_kms()));
         let key = inputs.key_arn;
         let on_key = |e: &&KmsEvent| e.succeeded() && e.key_arn.as_deref() == Some(key);
-        let non_symmetric = calls.iter().filter(on_key).any(|e| {
+        let non_symmetric = calls.iter().map(|c| c.as_ref()).filter(on_key).any(|e| {
             e.event_name == "CreateKey"
                 && e.details.key_spec.as_deref().is_some_and(|s| s != "SYMMETRIC_DEFAULT")
         });
         let mut key_policies: Vec<PolicyChange> = calls
             .iter()
+            .map(|c| c.as_ref())
             .filter(on_key)
             .filter(|e| e.event_name == "PutKeyPolicy" || e.event_name == "CreateKey")
             .map(|e| {
@@ -387,6 +390,7 @@ impl<'a> Context<'a> {
         key_policies.sort_by(|a, b| (a.time, &a.event_id).cmp(&(b.time, &b.event_id)));
         let mut key_change_times: Vec<i64> = calls
             .iter()
+            .map(|c| c.as_ref())
             .filter(on_key)
             .filter(|e| KEY_POLICY_CHANGES.contains(&e.event_name.as_str()))
             .map(|e| e.event_time)
@@ -536,9 +540,12 @@ fn behaviour_key(e: &KmsEvent) -> Option<BehaviourKey<'_>> {
     ))
 }
 
-fn behaviour<'e>(ctx: &Context<'_>, calls: &'e [KmsEvent]) -> HashMap<BehaviourKey<'e>, Behaviour<'e>> {
+fn behaviour<'e>(
+    ctx: &Context<'_>,
+    calls: &'e [Cow<'_, KmsEvent>],
+) -> HashMap<BehaviourKey<'e>, Behaviour<'e>> {
     let mut out: HashMap<BehaviourKey<'e>, Behaviour<'e>> = HashMap::new();
-    for e in calls {
+    for e in calls.iter().map(|c| c.as_ref()) {
         if e.event_name == "ReEncrypt" || e.key_arn.as_deref() != Some(ctx.inputs.key_arn) {
             continue;
         }
