@@ -19,6 +19,7 @@ fn corpus(dir: &Path) {
         out: dir.to_path_buf(),
         records: 16_000,
         kms_share: 0.3,
+        grant_share: 0.01,
         files: 40,
         accounts: 2,
         regions: 2,

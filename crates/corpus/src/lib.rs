@@ -13,6 +13,8 @@ pub struct Options {
     pub out: PathBuf,
     pub records: u64,
     pub kms_share: f64,
+    /// Share of KMS records that create a grant (0.01 by default); 0.6 times as many end one.
+    pub grant_share: f64,
     pub files: u64,
     pub accounts: u64,
     pub regions: u64,
@@ -134,6 +136,9 @@ struct World {
     /// Seconds since the epoch of the walk's clock.
     now: i64,
     kms_share: f64,
+    /// Rolls out of 1000 below which a KMS record creates a grant, and below which it ends one.
+    create_below: u64,
+    end_below: u64,
     kms: u64,
     grant_events: u64,
 }
@@ -181,6 +186,8 @@ impl World {
             grants: Vec::new(),
             now: START,
             kms_share: o.kms_share,
+            create_below: (o.grant_share * 1000.0).round() as u64,
+            end_below: (o.grant_share * 1000.0).round() as u64 + (o.grant_share * 600.0).round() as u64,
             kms: 0,
             grant_events: 0,
         }
@@ -270,14 +277,16 @@ impl World {
         let region = self.regions[region_index];
         let key = self.keys[account * self.regions.len() + region_index][self.rng.below(4) as usize].clone();
         let roll = self.rng.below(1000);
-        // About 1 % of KMS records create grants, 0.6 % end them; the rest use keys.
-        if roll < 10 {
+        // By default 1 % of KMS records create grants, 0.6 % end them; the rest use keys.
+        if roll < self.create_below {
             return (self.create_grant(account, region, &key), true);
         }
-        if roll < 16 && !self.grants.is_empty() {
+        if roll < self.end_below && !self.grants.is_empty() {
             let i = self.rng.below(self.grants.len() as u64) as usize;
             let g = self.grants.swap_remove(i);
-            return (self.end_grant(&g, region, roll < 13), true);
+            // Half of the ends are retirements.
+            let retire = roll < self.create_below + (self.end_below - self.create_below) / 2;
+            return (self.end_grant(&g, region, retire), true);
         }
         if roll < 500 && !self.grants.is_empty() {
             // A grantee uses its grant.
@@ -476,6 +485,7 @@ mod tests {
                 out: out.clone(),
                 records: 500,
                 kms_share: 0.3,
+                grant_share: 0.01,
                 files: 3,
                 accounts: 2,
                 regions: 2,

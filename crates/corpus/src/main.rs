@@ -21,6 +21,9 @@ struct Args {
     /// Share of KMS records, from 0 to 1.
     #[arg(long, default_value_t = 0.15)]
     kms_share: f64,
+    /// Share of KMS records that create a grant (0.6 times as many end one), at most 0.5.
+    #[arg(long, default_value_t = 0.01)]
+    grant_share: f64,
     /// Number of log files; records are spread over them unevenly, as real delivery is.
     #[arg(long, default_value_t = 100)]
     files: u64,
@@ -41,10 +44,14 @@ fn main() -> anyhow::Result<()> {
     if !(0.0..=1.0).contains(&args.kms_share) {
         anyhow::bail!("--kms-share must be between 0 and 1");
     }
+    if !(0.0..=0.5).contains(&args.grant_share) {
+        anyhow::bail!("--grant-share must be between 0 and 0.5");
+    }
     let summary = granttrail_corpus::write_corpus(&granttrail_corpus::Options {
         out: args.out,
         records: args.records,
         kms_share: args.kms_share,
+        grant_share: args.grant_share,
         files: args.files.max(1),
         accounts: args.accounts.clamp(1, 50),
         regions: args.regions.clamp(1, 8),

@@ -6,6 +6,7 @@
 //! denial with no policy change in between (L3). An active matching grant alone (L1) is only
 //! `grant_covered`, because most grants sit on keys whose policies also allow the grantee.
 
+use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -13,8 +14,8 @@ use serde::Serialize;
 
 use crate::event::{Caller, GrantSpec, KmsEvent, arn_account};
 use crate::iam::IamSnapshot;
-use crate::lifecycle::{Grant, logical_events};
-use crate::matching::{CallSide, Coverage, Flag, Tri, World, call_sides, covers};
+use crate::lifecycle::{Grant, logical_event_refs, logical_events};
+use crate::matching::{CallSide, Coverage, Flag, Tri, World, call_sides, covers, outside_lifetime};
 use crate::policy::{Policy, Subject};
 use crate::settings::Settings;
 use crate::timestamp;
@@ -255,28 +256,31 @@ impl<'a> GrantIndex<'a> {
         index
     }
 
-    /// Grants that could match this caller in any of the forms `matching` accepts.
-    fn candidates(&self, c: &Caller) -> Vec<&'a Grant> {
+    /// Grants that could match this caller in any of the forms `matching` accepts, leaving out
+    /// those `dead` says cannot cover the call (a grant that covers `No` changes nothing).
+    fn candidates(&self, c: &Caller, dead: impl Fn(&Grant) -> bool) -> Vec<&'a Grant> {
         let mut out: Vec<&'a Grant> = Vec::new();
+        let mut add =
+            |grants: Option<&Vec<&'a Grant>>| out.extend(grants.into_iter().flatten().filter(|g| !dead(g)));
         let unique_id = c.principal_id.as_deref().and_then(|p| p.split_once(':')).map(|(u, _)| u);
         for name in [c.arn.as_deref(), c.session_issuer_arn.as_deref(), c.principal_id.as_deref(), unique_id]
             .into_iter()
             .flatten()
         {
-            out.extend(self.by_grantee.get(&name.to_lowercase()).into_iter().flatten());
+            add(self.by_grantee.get(&name.to_lowercase()));
         }
         if let Some(account) = c.account_id.as_deref() {
-            out.extend(self.roots.get(account).into_iter().flatten());
+            add(self.roots.get(account));
             if c.arn.is_none() && c.session_issuer_arn.is_none() {
-                out.extend(self.by_account.get(account).into_iter().flatten());
+                add(self.by_account.get(account));
             }
         }
         if c.kind.as_deref() == Some("AWSService")
             && let Some(service) = c.invoked_by.as_deref()
         {
-            out.extend(self.services.get(service.split('.').next().unwrap_or(service)).into_iter().flatten());
+            add(self.services.get(service.split('.').next().unwrap_or(service)));
         }
-        out.extend(self.any.iter().copied());
+        add(Some(&self.any));
         out.sort_by(|a, b| (&a.grant_id, &a.key_arn).cmp(&(&b.grant_id, &b.key_arn)));
         out.dedup_by(|a, b| std::ptr::eq(*a, *b));
         out
@@ -294,7 +298,7 @@ struct PolicyChange {
 
 struct Context<'a> {
     inputs: &'a KeyInputs<'a>,
-    calls: Vec<KmsEvent>,
+    calls: Vec<Cow<'a, KmsEvent>>,
     grants: GrantIndex<'a>,
     non_symmetric: bool,
     /// PutKeyPolicy / CreateKey on this key, in time order.
@@ -303,6 +307,8 @@ struct Context<'a> {
     put_times: Vec<i64>,
     /// Times of events on this key that can change any policy outcome (§4.4 L3 (b)).
     key_change_times: Vec<i64>,
+    /// The DeleteRole and DeleteUser events among the policy changes.
+    principal_deletions: Vec<&'a KmsEvent>,
     /// Sorted change times relevant to each caller identity, computed on first use.
     change_times: RefCell<HashMap<String, std::rc::Rc<Vec<i64>>>>,
 }
@@ -313,6 +319,11 @@ impl World for Context<'_> {
     }
 
     fn principal_deleted_between(&self, principal_arn: &str, from: i64, to: i64) -> bool {
+        // Asked for every grant that may cover every call: answer the usual case, no deletion
+        // logged at all, before building any strings.
+        if self.principal_deletions.is_empty() {
+            return false;
+        }
         let Some(resource) = principal_arn.splitn(6, ':').nth(5) else { return false };
         let (kind, deletion) = match resource.split('/').next() {
             Some("role") => ("role", "DeleteRole"),
@@ -321,7 +332,7 @@ impl World for Context<'_> {
         };
         let target = format!("{kind}/{}", resource.rsplit('/').next().unwrap_or_default());
         let account = arn_account(principal_arn);
-        self.inputs.policy_changes.iter().any(|e| {
+        self.principal_deletions.iter().any(|e| {
             e.event_name == deletion
                 && e.succeeded()
                 && e.details.target.as_deref() == Some(target.as_str())
@@ -341,15 +352,17 @@ fn any_between(times: &[i64], a: i64, b: i64) -> bool {
 
 impl<'a> Context<'a> {
     fn new(inputs: &'a KeyInputs<'a>) -> Context<'a> {
-        let calls = logical_events(inputs.events.iter().filter(|e| e.is_kms()));
+        // Borrowed: a key's history is held once, not twice.
+        let calls = logical_event_refs(inputs.events.iter().filter(|e| e.is_kms()));
         let key = inputs.key_arn;
         let on_key = |e: &&KmsEvent| e.succeeded() && e.key_arn.as_deref() == Some(key);
-        let non_symmetric = calls.iter().filter(on_key).any(|e| {
+        let non_symmetric = calls.iter().map(|c| c.as_ref()).filter(on_key).any(|e| {
             e.event_name == "CreateKey"
                 && e.details.key_spec.as_deref().is_some_and(|s| s != "SYMMETRIC_DEFAULT")
         });
         let mut key_policies: Vec<PolicyChange> = calls
             .iter()
+            .map(|c| c.as_ref())
             .filter(on_key)
             .filter(|e| e.event_name == "PutKeyPolicy" || e.event_name == "CreateKey")
             .map(|e| {
@@ -377,13 +390,20 @@ impl<'a> Context<'a> {
         key_policies.sort_by(|a, b| (a.time, &a.event_id).cmp(&(b.time, &b.event_id)));
         let mut key_change_times: Vec<i64> = calls
             .iter()
+            .map(|c| c.as_ref())
             .filter(on_key)
             .filter(|e| KEY_POLICY_CHANGES.contains(&e.event_name.as_str()))
             .map(|e| e.event_time)
             .collect();
         key_change_times.sort_unstable();
         let put_times = key_policies.iter().filter(|p| p.put).map(|p| p.time).collect();
+        let principal_deletions = inputs
+            .policy_changes
+            .iter()
+            .filter(|e| e.event_name == "DeleteRole" || e.event_name == "DeleteUser")
+            .collect();
         Context {
+            principal_deletions,
             put_times,
             inputs,
             grants: GrantIndex::new(inputs.grants),
@@ -396,8 +416,9 @@ impl<'a> Context<'a> {
     }
 
     fn coverages(&self, side: &CallSide<'_>) -> Vec<(&'a Grant, Coverage)> {
+        let (t, settings) = (side.event.event_time, self.inputs.settings);
         self.grants
-            .candidates(&side.event.caller)
+            .candidates(&side.event.caller, |g| outside_lifetime(g, t, settings))
             .into_iter()
             .map(|g| (g, covers(g, side, self, self.inputs.settings)))
             .collect()
@@ -519,9 +540,12 @@ fn behaviour_key(e: &KmsEvent) -> Option<BehaviourKey<'_>> {
     ))
 }
 
-fn behaviour<'e>(ctx: &Context<'_>, calls: &'e [KmsEvent]) -> HashMap<BehaviourKey<'e>, Behaviour<'e>> {
+fn behaviour<'e>(
+    ctx: &Context<'_>,
+    calls: &'e [Cow<'_, KmsEvent>],
+) -> HashMap<BehaviourKey<'e>, Behaviour<'e>> {
     let mut out: HashMap<BehaviourKey<'e>, Behaviour<'e>> = HashMap::new();
-    for e in calls {
+    for e in calls.iter().map(|c| c.as_ref()) {
         if e.event_name == "ReEncrypt" || e.key_arn.as_deref() != Some(ctx.inputs.key_arn) {
             continue;
         }

@@ -228,7 +228,18 @@ pub fn arn_account(arn: &str) -> Option<&str> {
 /// Organizations policy change (skipped, not an error).
 pub fn normalise(record: &[u8]) -> Result<Option<KmsEvent>, RecordError> {
     let value: Value = serde_json::from_slice(record).map_err(|e| RecordError::Json(e.to_string()))?;
-    let Value::Object(map) = &value else {
+    normalise_parsed(&value)
+}
+
+/// [`normalise`] for text already known to be UTF-8: the same result, without checking each
+/// string's encoding again.
+pub fn normalise_str(record: &str) -> Result<Option<KmsEvent>, RecordError> {
+    let value: Value = serde_json::from_str(record).map_err(|e| RecordError::Json(e.to_string()))?;
+    normalise_parsed(&value)
+}
+
+fn normalise_parsed(value: &Value) -> Result<Option<KmsEvent>, RecordError> {
+    let Value::Object(map) = value else {
         return Err(RecordError::NotObject);
     };
     let name = str_field(map.get("eventName")).unwrap_or_default();
@@ -242,7 +253,7 @@ pub fn normalise(record: &[u8]) -> Result<Option<KmsEvent>, RecordError> {
     if !relevant {
         return Ok(None);
     }
-    normalise_value(&value).map(Some)
+    normalise_value(value).map(Some)
 }
 
 fn normalise_value(v: &Value) -> Result<KmsEvent, RecordError> {

@@ -27,7 +27,7 @@ pub use classify::{
     CallLabel, Evidence, ImportedIam, ImportedKeyPolicy, KeyInputs, Label, Reason, classify_key,
     classify_keyless,
 };
-pub use event::{Caller, Constraints, Details, GrantSpec, KmsEvent, RecordError, normalise};
+pub use event::{Caller, Constraints, Details, GrantSpec, KmsEvent, RecordError, normalise, normalise_str};
 pub use iam::IamSnapshot;
 pub use lifecycle::{Actor, Anomaly, Grant, GrantState, fold_all, fold_grant, logical_events};
 pub use matching::{Tri, grantee_is};

@@ -5,6 +5,7 @@
 //! eventID)` and the earliest wins, so reading files in any order, twice, or from two accounts
 //! gives the same grant.
 
+use std::borrow::Cow;
 use std::collections::BTreeMap;
 
 use serde::{Deserialize, Serialize};
@@ -94,6 +95,15 @@ pub fn logical_events<'a, I>(events: I) -> Vec<KmsEvent>
 where
     I: IntoIterator<Item = &'a KmsEvent>,
 {
+    logical_event_refs(events).into_iter().map(Cow::into_owned).collect()
+}
+
+/// [`logical_events`] without copying the events that are kept as they are: only a copy whose
+/// caller is completed from another copy is a new value.
+pub fn logical_event_refs<'a, I>(events: I) -> Vec<Cow<'a, KmsEvent>>
+where
+    I: IntoIterator<Item = &'a KmsEvent>,
+{
     let mut groups: BTreeMap<&str, Vec<&KmsEvent>> = BTreeMap::new();
     for e in events {
         let id = e.shared_event_id.as_deref().unwrap_or(e.event_id.as_str());
@@ -107,15 +117,17 @@ where
             let owner_copy = copies.iter().find(|e| {
                 e.recipient_account_id.is_some() && e.recipient_account_id.as_deref() == e.key_account()
             });
-            let mut chosen = (*owner_copy.unwrap_or(&copies[0])).clone();
+            let chosen: &'a KmsEvent = owner_copy.unwrap_or(&copies[0]);
             if chosen.caller.arn.is_none()
                 && let Some(full) = copies.iter().find(|e| e.caller.arn.is_some())
             {
+                let mut chosen = chosen.clone();
                 chosen.caller = full.caller.clone();
                 chosen.source_ip = full.source_ip.clone().or(chosen.source_ip);
                 chosen.user_agent = full.user_agent.clone().or(chosen.user_agent);
+                return Cow::Owned(chosen);
             }
-            chosen
+            Cow::Borrowed(chosen)
         })
         .collect()
 }

@@ -230,22 +230,26 @@ pub fn covers(grant: &Grant, side: &CallSide<'_>, world: &dyn World, settings: &
     Coverage::Known(tri, flags)
 }
 
+/// Is `t` certainly outside the grant's life: before its creation (with the clock tolerance)
+/// or after its end and the consistency window? Such a grant covers nothing at `t`, whatever
+/// the call; the time rule below and the classifier's candidate list both use this.
+pub(crate) fn outside_lifetime(grant: &Grant, t: i64, s: &Settings) -> bool {
+    let Some(created) = grant.created_at else { return false };
+    t < created - s.clock_tolerance_seconds
+        || grant.ended_at.is_some_and(|ended| t >= ended + s.consistency_window_seconds)
+}
+
 /// The time rule (R-EC2), with the token upgrade in the propagation window (L2).
 fn time_match(grant: &Grant, call: &KmsEvent, s: &Settings, flags: &mut BTreeSet<Flag>) -> Tri {
     let t = call.event_time;
-    let (delta, eps) = (s.consistency_window_seconds, s.clock_tolerance_seconds);
-    let Some(created) = grant.created_at else { return Tri::Maybe };
-    if t < created - eps {
+    let delta = s.consistency_window_seconds;
+    if outside_lifetime(grant, t, s) {
         return Tri::No;
     }
-    if let Some(ended) = grant.ended_at {
-        if t >= ended + delta {
-            return Tri::No;
-        }
-        if t >= ended {
-            flags.insert(Flag::DrainingWindow);
-            return Tri::Maybe;
-        }
+    let Some(created) = grant.created_at else { return Tri::Maybe };
+    if grant.ended_at.is_some_and(|ended| t >= ended) {
+        flags.insert(Flag::DrainingWindow);
+        return Tri::Maybe;
     }
     if t < created + delta {
         if call.details.token_presented {

@@ -18,6 +18,7 @@ fn corpus() -> Vec<Vec<u8>> {
         out: dir.clone(),
         records: 20_000,
         kms_share: 0.15,
+        grant_share: 0.01,
         files: 4,
         accounts: 2,
         regions: 2,

@@ -1,7 +1,7 @@
 use std::io::Read;
 
 use granttrail_cloudtrail::{Limits, ObjectError, ScanError, for_each_record, may_be_relevant};
-use granttrail_grants::{KmsEvent, RecordError, normalise};
+use granttrail_grants::{KmsEvent, RecordError, normalise, normalise_str};
 use granttrail_store::{ObjectCounts, Store, StoreError};
 
 /// A failure that stops one object. The object's name is added by whoever reports it.
@@ -28,12 +28,17 @@ pub enum Outcome {
 
 /// The one decision both ingest paths make for each record: `Ok(None)` for a record that is
 /// neither KMS nor a permission change (most are dropped by a byte search alone), `Err` for one
-/// that could be relevant but cannot be used (skipped with a count).
-pub(crate) fn parse_record(record: &[u8]) -> Result<Option<KmsEvent>, RecordError> {
+/// that could be relevant but cannot be used (skipped with a count). A kept record comes with
+/// its text, stored as delivered (invalid UTF-8, which the parser rejects anyway, replaced).
+pub(crate) fn parse_record(record: &[u8]) -> Result<Option<(KmsEvent, String)>, RecordError> {
     if !may_be_relevant(record) {
         return Ok(None);
     }
-    normalise(record)
+    // One UTF-8 check serves both the parser and the stored copy.
+    match std::str::from_utf8(record) {
+        Ok(text) => Ok(normalise_str(text)?.map(|event| (event, text.to_owned()))),
+        Err(_) => Ok(normalise(record)?.map(|event| (event, String::from_utf8_lossy(record).into_owned()))),
+    }
 }
 
 /// Reads one object and commits its KMS events in one transaction.
@@ -58,8 +63,8 @@ pub fn ingest_object<R: Read>(
     let mut first_skip = None;
     let read = for_each_record(reader, limits, |record| {
         match parse_record(record) {
-            Ok(Some(event)) => {
-                writer.add(&event, &String::from_utf8_lossy(record))?;
+            Ok(Some((event, raw))) => {
+                writer.add(&event, &raw)?;
             }
             Ok(None) => {}
             Err(e) => {

@@ -112,7 +112,7 @@ fn decode<S>(source: &S, open: &Opener<'_, S>, limits: &Limits, tx: &SyncSender<
     };
     let read = for_each_record(reader, limits, |record| {
         match parse_record(record) {
-            Ok(Some(event)) => batch.push((event, String::from_utf8_lossy(record).into_owned())),
+            Ok(Some(kept)) => batch.push(kept),
             Ok(None) => {}
             Err(e) => {
                 skipped += 1;

@@ -4,7 +4,7 @@
 //! grant-less successes, key-policy changes), the principal's IAM changes and the imports.
 //! Recomputing every label of each touched key keeps incremental ingest equal to a rebuild.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap};
 
 use granttrail_grants::{
     CallLabel, IamSnapshot, ImportedIam, ImportedKeyPolicy, KeyInputs, KmsEvent, Policy, Settings,
@@ -164,8 +164,11 @@ pub(crate) fn recompute(conn: &Connection, dirty: &Dirty, settings: &Settings) -
         &[],
     )?;
     let iam = imported_iam(conn)?;
+    // Each event once: a ReEncrypt from a key to itself matches both halves.
     let key_events_sql = format!(
-        "SELECT {EVENT_COLUMNS} FROM events WHERE key_arn = ?1 UNION SELECT {EVENT_COLUMNS} FROM events WHERE destination_key_arn = ?1"
+        "SELECT {EVENT_COLUMNS} FROM events WHERE key_arn = ?1
+         UNION ALL
+         SELECT {EVENT_COLUMNS} FROM events WHERE destination_key_arn = ?1 AND key_arn IS NOT ?1"
     );
     for key in &keys {
         let grants =
@@ -197,39 +200,162 @@ pub(crate) fn recompute(conn: &Connection, dirty: &Dirty, settings: &Settings) -
     Ok(())
 }
 
+/// A label row as stored, without its key and `(event_id, side)`, for comparing with a
+/// freshly computed label.
+type LabelRow =
+    (Option<String>, i64, String, Option<String>, Option<String>, String, String, String, String, String);
+
+fn label_row(l: &CallLabel) -> Result<LabelRow> {
+    Ok((
+        l.shared_event_id.clone(),
+        l.event_time,
+        l.event_name.clone(),
+        l.operation.map(str::to_string),
+        l.principal.clone(),
+        l.label.as_str().to_string(),
+        l.evidence.as_str().to_string(),
+        to_json(&l.grant_ids)?,
+        to_json(&l.reasons)?,
+        to_json(&l.flags)?,
+    ))
+}
+
+/// Makes the stored labels of `key` equal to `labels`, writing only the rows that differ:
+/// relabelling a key whose history is mostly unchanged costs reads, not index writes.
 fn replace_labels(conn: &Connection, key: &str, labels: &[CallLabel]) -> Result<()> {
+    let index: HashMap<(&str, &str), usize> =
+        labels.iter().enumerate().map(|(i, l)| ((l.event_id.as_str(), l.side), i)).collect();
+    // Two labels for one call side would overwrite each other; keep the plain replace then.
+    if index.len() != labels.len() {
+        return replace_all_labels(conn, key, labels);
+    }
+    // The stored rows are compared in place, without copying them; only the rows that change
+    // or go are remembered, with the grants they linked.
+    let mut unchanged = vec![false; labels.len()];
+    let mut changed: Vec<(String, String, String)> = Vec::new();
+    let mut gone: Vec<(String, String, String)> = Vec::new();
+    {
+        let mut stmt = conn.prepare_cached(
+            "SELECT event_id, side, shared_event_id, event_time, event_name, operation, principal, label,
+                    evidence, grant_ids, reasons, flags
+             FROM call_labels WHERE key_arn = ?1",
+        )?;
+        let mut rows = stmt.query([key])?;
+        let mut json = Vec::new();
+        while let Some(r) = rows.next()? {
+            let (event_id, side) = (text_at(r, 0)?.unwrap_or_default(), text_at(r, 1)?.unwrap_or_default());
+            let remember = || -> Result<(String, String, String)> {
+                Ok((event_id.to_string(), side.to_string(), text_at(r, 9)?.unwrap_or_default().to_string()))
+            };
+            match index.get(&(event_id, side)) {
+                Some(&i) if stored_equals(r, &labels[i], &mut json)? => unchanged[i] = true,
+                Some(_) => changed.push(remember()?),
+                None => gone.push(remember()?),
+            }
+        }
+    }
+    // Links are keyed by grant first: remove a row's links through the grants it names.
+    let mut unlink = conn.prepare_cached(
+        "DELETE FROM call_label_grants WHERE grant_id = ?1 AND event_id = ?2 AND side = ?3",
+    )?;
+    let mut delete = conn.prepare_cached("DELETE FROM call_labels WHERE event_id = ?1 AND side = ?2")?;
+    for (is_gone, (event_id, side, grant_ids)) in
+        changed.iter().map(|c| (false, c)).chain(gone.iter().map(|g| (true, g)))
+    {
+        let grant_ids: Vec<String> = serde_json::from_str(grant_ids)
+            .map_err(|e| StoreError::Corrupt(format!("call_labels.grant_ids: {e}")))?;
+        for g in &grant_ids {
+            unlink.execute(params![g, event_id, side])?;
+        }
+        // What is gone was labelled before and is not any more.
+        if is_gone {
+            delete.execute(params![event_id, side])?;
+        }
+    }
+    let mut insert = conn.prepare_cached(INSERT_LABEL)?;
+    let mut link = conn.prepare_cached(INSERT_LINK)?;
+    for (l, _) in labels.iter().zip(&unchanged).filter(|(_, same)| !**same) {
+        write_label(&mut insert, &mut link, key, l, &label_row(l)?)?;
+    }
+    Ok(())
+}
+
+/// Is the stored row `r` (columns as selected in [`replace_labels`]) the row `l` would write?
+/// The cheap columns are compared first; the JSON ones are serialised into `json` only then.
+fn stored_equals(r: &rusqlite::Row<'_>, l: &CallLabel, json: &mut Vec<u8>) -> Result<bool> {
+    let text = |i: usize| text_at(r, i);
+    let cheap_equal = text(2)? == l.shared_event_id.as_deref()
+        && r.get::<_, i64>(3)? == l.event_time
+        && text(4)? == Some(l.event_name.as_str())
+        && text(5)? == l.operation
+        && text(6)? == l.principal.as_deref()
+        && text(7)? == Some(l.label.as_str())
+        && text(8)? == Some(l.evidence.as_str());
+    if !cheap_equal {
+        return Ok(false);
+    }
+    let mut same_json = |i: usize, value: &dyn erased::Json| -> Result<bool> {
+        json.clear();
+        value.write(json)?;
+        Ok(text(i)?.map(str::as_bytes) == Some(json.as_slice()))
+    };
+    Ok(same_json(9, &l.grant_ids)? && same_json(10, &l.reasons)? && same_json(11, &l.flags)?)
+}
+
+/// A text column of a row without copying it (`None` for NULL).
+fn text_at<'r>(r: &'r rusqlite::Row<'_>, i: usize) -> Result<Option<&'r str>> {
+    match r.get_ref(i)? {
+        rusqlite::types::ValueRef::Null => Ok(None),
+        v => v.as_str().map(Some).map_err(|e| StoreError::Corrupt(format!("call_labels column {i}: {e}"))),
+    }
+}
+
+/// Serialising the label's JSON columns through one closure.
+mod erased {
+    pub(super) trait Json {
+        fn write(&self, out: &mut Vec<u8>) -> crate::Result<()>;
+    }
+
+    impl<T: serde::Serialize> Json for T {
+        fn write(&self, out: &mut Vec<u8>) -> crate::Result<()> {
+            serde_json::to_writer(out, self).map_err(|e| crate::StoreError::Corrupt(e.to_string()))
+        }
+    }
+}
+
+const INSERT_LABEL: &str =
+    "INSERT OR REPLACE INTO call_labels (event_id, side, shared_event_id, event_time, event_name, key_arn, operation,
+         principal, label, evidence, grant_ids, reasons, flags)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)";
+const INSERT_LINK: &str =
+    "INSERT OR IGNORE INTO call_label_grants (grant_id, event_id, side) VALUES (?1, ?2, ?3)";
+
+fn write_label(
+    insert: &mut rusqlite::Statement<'_>,
+    link: &mut rusqlite::Statement<'_>,
+    key: &str,
+    l: &CallLabel,
+    row: &LabelRow,
+) -> Result<()> {
+    insert.execute(params![
+        l.event_id, l.side, row.0, row.1, row.2, key, row.3, row.4, row.5, row.6, row.7, row.8, row.9,
+    ])?;
+    for g in &l.grant_ids {
+        link.execute(params![g, l.event_id, l.side])?;
+    }
+    Ok(())
+}
+
+fn replace_all_labels(conn: &Connection, key: &str, labels: &[CallLabel]) -> Result<()> {
     conn.prepare_cached(
         "DELETE FROM call_label_grants WHERE (event_id, side) IN (SELECT event_id, side FROM call_labels WHERE key_arn = ?1)",
     )?
     .execute([key])?;
     conn.prepare_cached("DELETE FROM call_labels WHERE key_arn = ?1")?.execute([key])?;
-    let mut insert = conn.prepare_cached(
-        "INSERT OR REPLACE INTO call_labels (event_id, side, shared_event_id, event_time, event_name, key_arn, operation,
-             principal, label, evidence, grant_ids, reasons, flags)
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
-    )?;
-    let mut link = conn.prepare_cached(
-        "INSERT OR IGNORE INTO call_label_grants (grant_id, event_id, side) VALUES (?1, ?2, ?3)",
-    )?;
+    let mut insert = conn.prepare_cached(INSERT_LABEL)?;
+    let mut link = conn.prepare_cached(INSERT_LINK)?;
     for l in labels {
-        insert.execute(params![
-            l.event_id,
-            l.side,
-            l.shared_event_id,
-            l.event_time,
-            l.event_name,
-            l.key_arn,
-            l.operation,
-            l.principal,
-            l.label.as_str(),
-            l.evidence.as_str(),
-            to_json(&l.grant_ids)?,
-            to_json(&l.reasons)?,
-            to_json(&l.flags)?,
-        ])?;
-        for g in &l.grant_ids {
-            link.execute(params![g, l.event_id, l.side])?;
-        }
+        write_label(&mut insert, &mut link, key, l, &label_row(l)?)?;
     }
     Ok(())
 }

@@ -33,7 +33,7 @@ const MIGRATIONS: &[&str] =
 pub const PAGE_SIZE: i64 = 16 * 1024;
 
 /// SQLite page cache per connection, in KiB.
-pub const CACHE_KIB: i64 = 32 * 1024;
+pub const CACHE_KIB: i64 = 16 * 1024;
 
 /// WAL pages between automatic checkpoints.
 pub const WAL_CHECKPOINT_PAGES: i64 = 4 * 1024;

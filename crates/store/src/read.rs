@@ -261,10 +261,14 @@ impl Store {
         }
         let where_sql =
             if clauses.is_empty() { String::new() } else { format!("WHERE {}", clauses.join(" AND ")) };
+        // Without statistics SQLite prefers the key index for `--label X --key K` (it also gives
+        // the time order) and then reads every call on the key; the label index finds the few
+        // calls with those labels on that key directly.
+        let index = if filter.labels.is_empty() { "" } else { "INDEXED BY call_labels_by_label" };
         let sql = format!(
             "SELECT c.event_id, c.shared_event_id, c.event_time, c.event_name, c.side, c.key_arn, c.operation, c.principal,
                     c.label, c.evidence, c.grant_ids, c.reasons, c.flags
-             FROM call_labels c {where_sql} ORDER BY c.event_time, c.event_id, c.side"
+             FROM call_labels c {index} {where_sql} ORDER BY c.event_time, c.event_id, c.side"
         );
         let mut stmt = self.conn().prepare(&sql)?;
         let rows = stmt.query_map(params_from_iter(args), |r| {

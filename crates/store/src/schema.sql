@@ -69,7 +69,10 @@ CREATE INDEX events_by_destination_key ON events (destination_key_arn) WHERE des
 CREATE TABLE grants (
     key_arn            TEXT NOT NULL,
     grant_id           TEXT NOT NULL,
-    state              TEXT NOT NULL CHECK (state IN ('active', 'retired', 'revoked', 'key_deleted')),
+    -- Constant lists are spelled as ORs: SQLite checks `IN (...)` by building a temporary table
+    -- for every inserted row, which was a tenth of the cost of labelling.
+    state              TEXT NOT NULL
+        CHECK (state = 'active' OR state = 'retired' OR state = 'revoked' OR state = 'key_deleted'),
     creation_seen      INTEGER NOT NULL,
     grantee_principal  TEXT,
     retiring_principal TEXT,
@@ -115,7 +118,7 @@ FROM events e JOIN objects o ON o.id = e.object_id;
 -- The label of every side of every successful KMS call (grant-semantics §4.4), derived.
 CREATE TABLE call_labels (
     event_id        TEXT NOT NULL,
-    side            TEXT NOT NULL CHECK (side IN ('key', 'source', 'destination')),
+    side            TEXT NOT NULL CHECK (side = 'key' OR side = 'source' OR side = 'destination'),
     shared_event_id TEXT,
     event_time      INTEGER NOT NULL,
     event_name      TEXT NOT NULL,
