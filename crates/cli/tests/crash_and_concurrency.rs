@@ -136,12 +136,24 @@ fn concurrent_ingests_and_readers_agree_with_one_run() {
     let mut reads = 0;
     while first.try_wait().unwrap().is_none() || second.try_wait().unwrap().is_none() {
         if ws.db().exists() {
-            for args in
-                [&["grants", "--format", "json"][..], &["calls", "--grant-only", "--format", "json"][..]]
-            {
+            for args in [
+                &["grants", "--format", "json"][..],
+                &["calls", "--grant-only", "--format", "json"][..],
+                &["report", "--format", "json", "-o", "-"][..],
+            ] {
                 let out = ws.run(args);
                 if out.status.success() {
-                    serde_json::from_slice::<Value>(&out.stdout).unwrap();
+                    let answer: Value = serde_json::from_slice(&out.stdout).unwrap();
+                    if args[0] == "report" {
+                        // Read in one transaction: the summary counts the inventory it shows.
+                        let listed = answer["grants"].as_array().unwrap().len() as u64;
+                        assert_eq!(
+                            answer["summary"]["grants"].as_u64(),
+                            Some(listed),
+                            "{}",
+                            answer["summary"]
+                        );
+                    }
                     reads += 1;
                 } else {
                     let err = String::from_utf8_lossy(&out.stderr);

@@ -461,6 +461,7 @@ fn a_batch_cut_short_by_a_timeout_is_redelivered_without_loss_or_double_counting
         out: corpus.path().to_path_buf(),
         records: 24_000,
         kms_share: 0.3,
+        grant_share: 0.01,
         files: 4,
         accounts: 2,
         regions: 1,
