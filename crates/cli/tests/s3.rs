@@ -3,10 +3,8 @@
 
 mod common;
 
-use std::path::Path;
-
 use common::{Workspace, stderr};
-use granttrail_testkit::Moto;
+use granttrail_testkit::{Moto, files_under};
 use serde_json::Value;
 
 const BUCKET: &str = "trail-bucket";
@@ -24,7 +22,7 @@ impl Bucket {
         let client = bucket.moto.client();
         bucket.runtime.block_on(client.create_bucket().bucket(BUCKET).send()).unwrap();
         let root = common::fixtures().join("example");
-        for entry in walk(&root) {
+        for entry in files_under(&root) {
             let key = entry.strip_prefix(&root).unwrap().to_string_lossy().replace('\\', "/");
             bucket.put(&key, &std::fs::read(&entry).unwrap());
         }
@@ -68,16 +66,6 @@ fn decode(text: &str) -> String {
     granttrail_cloudtrail::envelope::url_decode(text)
 }
 
-fn walk(dir: &Path) -> Vec<std::path::PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() { out.extend(walk(&path)) } else { out.push(path) }
-    }
-    out.sort();
-    out
-}
-
 fn grants(ws: &Workspace) -> Value {
     ws.grants_json()
 }
@@ -109,7 +97,7 @@ fn a_bucket_ingests_like_the_same_files_and_a_rerun_downloads_nothing() {
 fn time_account_and_region_windows_prune_the_listing_and_the_downloads() {
     let Some(bucket) = Bucket::with_example() else { return };
     let sample = std::fs::read(
-        walk(&common::fixtures().join("example"))
+        files_under(&common::fixtures().join("example"))
             .iter()
             .find(|p| p.to_string_lossy().contains("us-east-1_20240501T0910Z"))
             .unwrap(),

@@ -319,27 +319,7 @@ impl World for Context<'_> {
     }
 
     fn principal_deleted_between(&self, principal_arn: &str, from: i64, to: i64) -> bool {
-        // Asked for every grant that may cover every call: answer the usual case, no deletion
-        // logged at all, before building any strings.
-        if self.principal_deletions.is_empty() {
-            return false;
-        }
-        let Some(resource) = principal_arn.splitn(6, ':').nth(5) else { return false };
-        let (kind, deletion) = match resource.split('/').next() {
-            Some("role") => ("role", "DeleteRole"),
-            Some("user") => ("user", "DeleteUser"),
-            _ => return false,
-        };
-        let target = format!("{kind}/{}", resource.rsplit('/').next().unwrap_or_default());
-        let account = arn_account(principal_arn);
-        self.principal_deletions.iter().any(|e| {
-            e.event_name == deletion
-                && e.succeeded()
-                && e.details.target.as_deref() == Some(target.as_str())
-                && (e.recipient_account_id.as_deref() == account || e.caller.account_id.as_deref() == account)
-                && e.event_time > from
-                && e.event_time <= to
-        })
+        principal_deleted_between(self.principal_deletions.iter().copied(), principal_arn, from, to)
     }
 }
 
@@ -870,4 +850,35 @@ fn classify_side(
         event_ids: vec![event_id.to_string()],
     });
     out
+}
+
+/// Did one of `deletions` (IAM `DeleteRole`/`DeleteUser` events) delete the role or user
+/// `principal_arn` in `(from, to]`?
+pub(crate) fn principal_deleted_between<'e>(
+    mut deletions: impl ExactSizeIterator<Item = &'e KmsEvent>,
+    principal_arn: &str,
+    from: i64,
+    to: i64,
+) -> bool {
+    // Asked for every grant that may cover every call: answer the usual case, no deletion
+    // logged at all, before building any strings.
+    if deletions.len() == 0 {
+        return false;
+    }
+    let Some(resource) = principal_arn.splitn(6, ':').nth(5) else { return false };
+    let (kind, deletion) = match resource.split('/').next() {
+        Some("role") => ("role", "DeleteRole"),
+        Some("user") => ("user", "DeleteUser"),
+        _ => return false,
+    };
+    let target = format!("{kind}/{}", resource.rsplit('/').next().unwrap_or_default());
+    let account = arn_account(principal_arn);
+    deletions.any(|e| {
+        e.event_name == deletion
+            && e.succeeded()
+            && e.details.target.as_deref() == Some(target.as_str())
+            && (e.recipient_account_id.as_deref() == account || e.caller.account_id.as_deref() == account)
+            && e.event_time > from
+            && e.event_time <= to
+    })
 }

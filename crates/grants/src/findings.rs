@@ -287,14 +287,8 @@ pub struct Finding {
 }
 
 pub(crate) fn stable_id(parts: &[&str]) -> String {
-    // FNV-1a, 64 bit: stable across runs and platforms, unlike the std hasher.
-    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
-    for part in parts {
-        for b in part.bytes().chain([0u8]) {
-            h ^= u64::from(b);
-            h = h.wrapping_mul(0x0100_0000_01b3);
-        }
-    }
+    // Each part ends with a NUL so that ("ab", "c") and ("a", "bc") differ.
+    let h = crate::fnv1a(parts.iter().flat_map(|p| p.bytes().chain([0u8])));
     format!("gtf-{h:016x}")
 }
 
@@ -436,22 +430,7 @@ impl World for Facts<'_> {
     }
 
     fn principal_deleted_between(&self, principal_arn: &str, from: i64, to: i64) -> bool {
-        let Some(resource) = principal_arn.splitn(6, ':').nth(5) else { return false };
-        let (kind, deletion) = match resource.split('/').next() {
-            Some("role") => ("role", "DeleteRole"),
-            Some("user") => ("user", "DeleteUser"),
-            _ => return false,
-        };
-        let target = format!("{kind}/{}", resource.rsplit('/').next().unwrap_or_default());
-        let account = arn_account(principal_arn);
-        self.principal_deletions.iter().any(|e| {
-            e.event_name == deletion
-                && e.succeeded()
-                && e.details.target.as_deref() == Some(target.as_str())
-                && (e.recipient_account_id.as_deref() == account || e.caller.account_id.as_deref() == account)
-                && e.event_time > from
-                && e.event_time <= to
-        })
+        crate::classify::principal_deleted_between(self.principal_deletions.iter(), principal_arn, from, to)
     }
 }
 
@@ -952,7 +931,13 @@ pub fn evaluate(inputs: &FindingInputs<'_>) -> Vec<Finding> {
             }
         }
     }
-    out.sort_by(|a, b| {
+    sort(&mut out);
+    out
+}
+
+/// The order findings are listed in: most severe first, then by rule, key and grant.
+pub fn sort(findings: &mut [Finding]) {
+    findings.sort_by(|a, b| {
         (b.rule.severity, a.rule.id, &a.key_arn, &a.grant_id).cmp(&(
             a.rule.severity,
             b.rule.id,
@@ -960,7 +945,6 @@ pub fn evaluate(inputs: &FindingInputs<'_>) -> Vec<Finding> {
             &b.grant_id,
         ))
     });
-    out
 }
 
 #[cfg(test)]

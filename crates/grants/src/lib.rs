@@ -33,3 +33,9 @@ pub use lifecycle::{Actor, Anomaly, Grant, GrantState, fold_all, fold_grant, log
 pub use matching::{Tri, grantee_is};
 pub use policy::Policy;
 pub use settings::Settings;
+
+/// FNV-1a, 64 bit: a name for content that is stable across runs and platforms (unlike the
+/// std hasher), for finding ids and for records that arrive without an object name.
+pub fn fnv1a(bytes: impl IntoIterator<Item = u8>) -> u64 {
+    bytes.into_iter().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3))
+}

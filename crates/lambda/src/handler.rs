@@ -118,7 +118,7 @@ impl Handler {
                 Delivery::Records(records) => {
                     // Named by content, so a redelivered message is recognised as done.
                     let text = records.join("\n");
-                    let name = format!("records:{:016x}", fnv1a(text.as_bytes()));
+                    let name = format!("records:{:016x}", granttrail_grants::fnv1a(text.bytes()));
                     self.ingest(name, move |_| Ok(Box::new(Cursor::new(text.into_bytes())))).await?;
                 }
                 Delivery::Ignored(why) => info!(outcome = "ignored", reason = why, "message"),
@@ -226,7 +226,7 @@ impl Handler {
                 .message_attributes("rule_id", attribute(&rule)?)
                 .send()
                 .await
-                .map_err(|e| format!("SNS Publish to {topic}: {}", error_chain(&e)))?;
+                .map_err(|e| format!("SNS Publish to {topic}: {}", granttrail_s3::error_chain(&e)))?;
             let store = self.store.clone();
             tokio::task::spawn_blocking(move || -> Result<(), Error> {
                 let store = store.lock().map_err(|_| "the database is unusable after an earlier crash")?;
@@ -273,7 +273,7 @@ impl Handler {
                 .send()
                 .await;
             if let Err(e) = sent {
-                result = Err(format!("PutObject s3://{bucket}/{key}: {}", error_chain(&e)));
+                result = Err(format!("PutObject s3://{bucket}/{key}: {}", granttrail_s3::error_chain(&e)));
                 break;
             }
         }
@@ -291,21 +291,4 @@ fn skip_reason(class: KeyClass) -> &'static str {
         KeyClass::Insight => "a CloudTrail Insights file",
         _ => "not a CloudTrail log file",
     }
-}
-
-/// An error and its sources: the SDK's own message alone is often just "service error".
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut text = e.to_string();
-    let mut source = e.source();
-    while let Some(s) = source {
-        text.push_str(": ");
-        text.push_str(&s.to_string());
-        source = s.source();
-    }
-    text
-}
-
-/// FNV-1a, 64 bit: a stable name for records that arrive without an object.
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3))
 }

@@ -10,7 +10,7 @@ use std::time::Duration;
 
 use base64::Engine;
 use granttrail_store::{GrantFilter, Journal, Store};
-use granttrail_testkit::{HttpSink, Moto, RuntimeApi};
+use granttrail_testkit::{HttpSink, Moto, RuntimeApi, files_under};
 use serde_json::{Value, json};
 
 const BUCKET: &str = "trail-bucket";
@@ -23,19 +23,9 @@ fn example() -> PathBuf {
 }
 
 fn example_file(stamp: &str) -> (String, Vec<u8>) {
-    let path = walk(&example()).into_iter().find(|p| p.to_string_lossy().contains(stamp)).unwrap();
+    let path = files_under(&example()).into_iter().find(|p| p.to_string_lossy().contains(stamp)).unwrap();
     let key = path.strip_prefix(example()).unwrap().to_string_lossy().replace('\\', "/");
     (key, std::fs::read(path).unwrap())
-}
-
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() { out.extend(walk(&path)) } else { out.push(path) }
-    }
-    out.sort();
-    out
 }
 
 /// moto with the trail bucket, the snapshot bucket and a findings topic whose messages reach
@@ -306,7 +296,7 @@ fn an_sqs_batch_commits_the_good_messages_and_returns_only_the_poison_one() {
 #[test]
 fn new_findings_are_published_once_each_with_their_evidence() {
     let Some(d) = Deployment::start() else { return };
-    let keys: Vec<String> = walk(&example())
+    let keys: Vec<String> = files_under(&example())
         .into_iter()
         .map(|p| {
             let key = p.strip_prefix(example()).unwrap().to_string_lossy().replace('\\', "/");
@@ -469,7 +459,7 @@ fn a_batch_cut_short_by_a_timeout_is_redelivered_without_loss_or_double_counting
         gzip: true,
     })
     .unwrap();
-    let files = walk(corpus.path());
+    let files = files_under(corpus.path());
     let keys: Vec<String> = files
         .iter()
         .map(|p| p.strip_prefix(corpus.path()).unwrap().to_string_lossy().replace('\\', "/"))

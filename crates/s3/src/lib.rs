@@ -45,16 +45,21 @@ pub struct S3Error {
 
 impl S3Error {
     fn new(what: impl Into<String>, error: impl std::error::Error) -> S3Error {
-        // The SDK's Display is terse ("service error"); its source chain says what happened.
-        let mut message = error.to_string();
-        let mut source = error.source();
-        while let Some(s) = source {
-            message.push_str(": ");
-            message.push_str(&s.to_string());
-            source = s.source();
-        }
-        S3Error { what: what.into(), message }
+        S3Error { what: what.into(), message: error_chain(&error) }
     }
+}
+
+/// An error with its sources: an AWS SDK error's own message is often just "service error";
+/// its source chain says what happened.
+pub fn error_chain(error: &dyn std::error::Error) -> String {
+    let mut message = error.to_string();
+    let mut source = error.source();
+    while let Some(s) = source {
+        message.push_str(": ");
+        message.push_str(&s.to_string());
+        source = s.source();
+    }
+    message
 }
 
 #[cfg(test)]

@@ -1,7 +1,7 @@
 //! Every finding the database shows: the rules over the rebuilt grants and their uses, plus
 //! the reconciliation of imported list-grants snapshots. One loader for every front end.
 
-use granttrail_grants::findings::{Finding, FindingInputs, RulesConfig, evaluate, grant_uses};
+use granttrail_grants::findings::{self, Finding, FindingInputs, RulesConfig, evaluate, grant_uses};
 use granttrail_grants::reconcile;
 
 use crate::{GrantFilter, Result, Store};
@@ -30,14 +30,7 @@ impl Store {
         for snapshot in self.grant_lists()? {
             found.extend(reconcile::reconcile(&snapshot, &grants, rules, window));
         }
-        found.sort_by(|a, b| {
-            (b.rule.severity, a.rule.id, &a.key_arn, &a.grant_id).cmp(&(
-                a.rule.severity,
-                b.rule.id,
-                &b.key_arn,
-                &b.grant_id,
-            ))
-        });
+        findings::sort(&mut found);
         Ok(found)
     }
 }
