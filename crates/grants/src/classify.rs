@@ -6,7 +6,6 @@
 //! denial with no policy change in between (L3). An active matching grant alone (L1) is only
 //! `grant_covered`, because most grants sit on keys whose policies also allow the grantee.
 
-use std::borrow::Cow;
 use std::cell::RefCell;
 use std::collections::{BTreeMap, BTreeSet, HashMap};
 
@@ -144,6 +143,8 @@ pub struct CallLabel {
     pub grant_ids: Vec<String>,
     pub reasons: Vec<Reason>,
     pub flags: Vec<String>,
+    /// The behaviour group whose observations this label consulted ([`behaviour_group`]).
+    pub behaviour_group: Option<i64>,
 }
 
 /// A key policy document known from outside the logs (`granttrail import key-policy`).
@@ -168,7 +169,9 @@ pub struct KeyInputs<'a> {
     pub key_arn: &'a str,
     /// Grants on this key.
     pub grants: &'a [Grant],
-    /// Every stored KMS event whose key or destination key is this key, failures included.
+    /// The stored KMS events whose key or destination key is this key, failures included:
+    /// all of them for [`classify_key`]; for a [`KeyClassifier`], at least those for which
+    /// [`sets_key_context`] holds.
     pub events: &'a [KmsEvent],
     /// Stored IAM and Organizations permission changes.
     pub policy_changes: &'a [KmsEvent],
@@ -179,6 +182,12 @@ pub struct KeyInputs<'a> {
 
 const KEY_POLICY_CHANGES: &[&str] =
     &["PutKeyPolicy", "TagResource", "UntagResource", "CreateAlias", "UpdateAlias", "DeleteAlias"];
+
+/// Does this event shape how every call on its key is classified (key type, key policy, the
+/// times a policy outcome may change)? Other calls only add observations ([`Observation`]).
+pub fn sets_key_context(e: &KmsEvent) -> bool {
+    e.event_name == "CreateKey" || KEY_POLICY_CHANGES.contains(&e.event_name.as_str())
+}
 
 fn is_access_denied(code: Option<&str>) -> bool {
     code.is_some_and(|c| c.starts_with("AccessDenied"))
@@ -298,7 +307,6 @@ struct PolicyChange {
 
 struct Context<'a> {
     inputs: &'a KeyInputs<'a>,
-    calls: Vec<Cow<'a, KmsEvent>>,
     grants: GrantIndex<'a>,
     non_symmetric: bool,
     /// PutKeyPolicy / CreateKey on this key, in time order.
@@ -332,8 +340,7 @@ fn any_between(times: &[i64], a: i64, b: i64) -> bool {
 
 impl<'a> Context<'a> {
     fn new(inputs: &'a KeyInputs<'a>) -> Context<'a> {
-        // Borrowed: a key's history is held once, not twice.
-        let calls = logical_event_refs(inputs.events.iter().filter(|e| e.is_kms()));
+        let calls = logical_event_refs(inputs.events.iter().filter(|e| e.is_kms() && sets_key_context(e)));
         let key = inputs.key_arn;
         let on_key = |e: &&KmsEvent| e.succeeded() && e.key_arn.as_deref() == Some(key);
         let non_symmetric = calls.iter().map(|c| c.as_ref()).filter(on_key).any(|e| {
@@ -387,7 +394,6 @@ impl<'a> Context<'a> {
             put_times,
             inputs,
             grants: GrantIndex::new(inputs.grants),
-            calls,
             non_symmetric,
             key_policies,
             key_change_times,
@@ -490,108 +496,176 @@ impl<'a> Context<'a> {
     }
 }
 
-/// What the other calls of one principal, operation and way of calling show (§4.4 L3, L3'):
-/// the times of grant-less successes and of denials while no grant covered the call.
-#[derive(Default)]
-struct Behaviour<'e> {
-    successes: Vec<(i64, &'e str)>,
-    denials: Vec<(i64, &'e str)>,
+/// What one call shows about its caller's access without grants (§4.4 L3, L3'): a success or
+/// an access denial while no grant could have covered it. Later and earlier calls of the same
+/// behaviour group take their behavioural evidence from the nearest observations.
+#[derive(Debug, Clone, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct Observation {
+    pub group: i64,
+    pub kind: ObservationKind,
+    pub time: i64,
+    pub event_id: String,
 }
 
-/// Groups calls by caller identity, operation and the conditions that can decide a policy
-/// (service, source address, VPC endpoint, encryption context).
-type BehaviourKey<'e> = (
-    &'e str,
-    &'e str,
-    Option<&'e str>,
-    Option<&'e str>,
-    Option<&'e str>,
-    Option<&'e BTreeMap<String, String>>,
-);
-
-fn behaviour_key(e: &KmsEvent) -> Option<BehaviourKey<'_>> {
-    Some((
-        identity(&e.caller)?,
-        e.event_name.as_str(),
-        e.caller.invoked_by.as_deref(),
-        e.source_ip.as_deref(),
-        e.details.vpc_endpoint_id.as_deref(),
-        e.details.encryption_context.as_ref(),
-    ))
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub enum ObservationKind {
+    Success,
+    Denial,
 }
 
-fn behaviour<'e>(
-    ctx: &Context<'_>,
-    calls: &'e [Cow<'_, KmsEvent>],
-) -> HashMap<BehaviourKey<'e>, Behaviour<'e>> {
-    let mut out: HashMap<BehaviourKey<'e>, Behaviour<'e>> = HashMap::new();
-    for e in calls.iter().map(|c| c.as_ref()) {
-        if e.event_name == "ReEncrypt" || e.key_arn.as_deref() != Some(ctx.inputs.key_arn) {
-            continue;
+impl ObservationKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ObservationKind::Success => "success",
+            ObservationKind::Denial => "denial",
+        }
+    }
+}
+
+/// Observations of one key, sorted per group and kind. A label needs only the observations
+/// nearest its call ([`ObservationIndex::around`]), so an index of those alone gives the same
+/// labels as one of all of them.
+#[derive(Debug, Default)]
+pub struct ObservationIndex {
+    sorted: HashMap<(i64, ObservationKind), Vec<(i64, String)>>,
+}
+
+impl ObservationIndex {
+    pub fn new(observations: &[Observation]) -> ObservationIndex {
+        let mut sorted: HashMap<(i64, ObservationKind), Vec<(i64, String)>> = HashMap::new();
+        for o in observations {
+            sorted.entry((o.group, o.kind)).or_default().push((o.time, o.event_id.clone()));
+        }
+        for list in sorted.values_mut() {
+            list.sort_unstable();
+            list.dedup();
+        }
+        ObservationIndex { sorted }
+    }
+
+    /// In `group`, the observation of `kind` ordered last among those at or before `t`, and the
+    /// one ordered first among those after `t` (ordered by time, then eventID).
+    pub fn around(&self, group: i64, kind: ObservationKind, t: i64) -> [Option<(i64, String)>; 2] {
+        let Some(list) = self.sorted.get(&(group, kind)) else { return [None, None] };
+        let i = list.partition_point(|(time, _)| *time <= t);
+        [i.checked_sub(1).map(|j| list[j].clone()), list.get(i).cloned()]
+    }
+}
+
+/// Calls are grouped by caller identity, operation and the conditions that can decide a
+/// policy (service, source address, VPC endpoint, encryption context); the group is a 64-bit
+/// FNV-1a of those, so that stored observations can be looked up by it.
+pub fn behaviour_group(e: &KmsEvent) -> Option<i64> {
+    fn put(bytes: &mut Vec<u8>, part: Option<&str>) {
+        match part {
+            None => bytes.push(0),
+            Some(text) => {
+                bytes.push(1);
+                bytes.extend_from_slice(&text.len().to_le_bytes());
+                bytes.extend_from_slice(text.as_bytes());
+            }
+        }
+    }
+    let mut bytes = Vec::with_capacity(256);
+    put(&mut bytes, Some(identity(&e.caller)?));
+    put(&mut bytes, Some(&e.event_name));
+    put(&mut bytes, e.caller.invoked_by.as_deref());
+    put(&mut bytes, e.source_ip.as_deref());
+    put(&mut bytes, e.details.vpc_endpoint_id.as_deref());
+    match &e.details.encryption_context {
+        None => bytes.push(0),
+        Some(context) => {
+            bytes.push(1);
+            bytes.extend_from_slice(&context.len().to_le_bytes());
+            for (k, v) in context {
+                put(&mut bytes, Some(k));
+                put(&mut bytes, Some(v));
+            }
+        }
+    }
+    Some(i64::from_le_bytes(crate::fnv1a(bytes).to_le_bytes()))
+}
+
+/// Classifies the calls on one key one at a time, given the key's context (grants, key
+/// policies, permission changes) and its observations. [`classify_key`] uses it for a whole
+/// history; an incremental caller for the calls a new object added or could have changed.
+pub struct KeyClassifier<'a> {
+    ctx: Context<'a>,
+}
+
+impl<'a> KeyClassifier<'a> {
+    pub fn new(inputs: &'a KeyInputs<'a>) -> KeyClassifier<'a> {
+        KeyClassifier { ctx: Context::new(inputs) }
+    }
+
+    /// What this call (one logical call, [`logical_event_refs`]) observes, if anything.
+    pub fn observation(&self, e: &KmsEvent) -> Option<Observation> {
+        let ctx = &self.ctx;
+        if !e.is_kms() || e.event_name == "ReEncrypt" || e.key_arn.as_deref() != Some(ctx.inputs.key_arn) {
+            return None;
         }
         let success = e.succeeded();
         if !success && !is_access_denied(e.error_code.as_deref()) {
-            continue;
+            return None;
         }
-        let Some(key) = behaviour_key(e) else { continue };
+        let group = behaviour_group(e)?;
         let sides: Vec<CallSide<'_>> = call_sides(e).into_iter().filter_map(|(_, s)| s).collect();
         if sides.is_empty() {
-            continue;
+            return None;
         }
         // No known grant could have allowed it. A success also needs no grant of unknown
         // attributes alive (it may have come from one); a denial shows that none applied.
         let uncovered = sides.iter().all(|s| {
             ctx.coverages(s).iter().all(|(_, c)| c.tri() != Some(Tri::Yes) && c.tri() != Some(Tri::Maybe))
         }) && (!success || ctx.unknown_grants_alive(e.event_time).is_empty());
-        if !uncovered {
-            continue;
-        }
-        let entry = out.entry(key).or_default();
-        if success {
-            entry.successes.push((e.event_time, &e.event_id));
-        } else {
-            entry.denials.push((e.event_time, &e.event_id));
-        }
+        uncovered.then(|| Observation {
+            group,
+            kind: if success { ObservationKind::Success } else { ObservationKind::Denial },
+            time: e.event_time,
+            event_id: e.event_id.clone(),
+        })
     }
-    for b in out.values_mut() {
-        b.successes.sort_unstable();
-        b.denials.sort_unstable();
-    }
-    out
-}
 
-/// The event nearest in time to `t` (before or after) with no policy change in between.
-fn nearest_unbroken<'e>(times: &[(i64, &'e str)], t: i64, changes: &[i64]) -> Option<(i64, &'e str)> {
-    let i = times.partition_point(|(time, _)| *time <= t);
-    let before = i.checked_sub(1).map(|j| times[j]);
-    let after = times.get(i).copied();
-    [before, after].into_iter().flatten().find(|(time, _)| !any_between(changes, *time, t))
-}
-
-/// Classifies every successful call on one key (each side whose key it is). Calls with an
-/// unknown key are classified by [`classify_keyless`].
-pub fn classify_key(inputs: &KeyInputs<'_>) -> Vec<CallLabel> {
-    let ctx = Context::new(inputs);
-    let behaviour = behaviour(&ctx, &ctx.calls);
-    let mut labels = Vec::new();
-    for call in ctx.calls.iter().filter(|e| e.succeeded()) {
+    /// The labels of a successful call's sides on this key (none for a failed call).
+    pub fn label(&self, call: &KmsEvent, observations: &ObservationIndex) -> Vec<CallLabel> {
+        let key = self.ctx.inputs.key_arn;
+        if !call.is_kms() || !call.succeeded() {
+            return Vec::new();
+        }
+        let mut labels = Vec::new();
         for (side_name, side) in call_sides(call) {
             let side_key = match side_name {
                 "destination" => call.destination_key_arn.as_deref(),
                 _ => call.key_arn.as_deref(),
             };
-            if side_key != Some(inputs.key_arn) {
+            if side_key != Some(key) {
                 continue;
             }
             labels.push(match side {
-                Some(side) => classify_side(&ctx, &behaviour, side_name, &side),
-                None => {
-                    base_label(call, side_name, inputs.key_arn, None, Label::NotGrantEligible, Evidence::L0)
-                }
+                Some(side) => classify_side(&self.ctx, observations, side_name, &side),
+                None => base_label(call, side_name, key, None, Label::NotGrantEligible, Evidence::L0),
             });
         }
+        labels
     }
-    labels
+}
+
+/// The labels of every successful call on one key, and the observations its calls make.
+pub struct KeyLabels {
+    pub labels: Vec<CallLabel>,
+    pub observations: Vec<Observation>,
+}
+
+/// Classifies every successful call on one key (each side whose key it is). Calls with an
+/// unknown key are classified by [`classify_keyless`].
+pub fn classify_key(inputs: &KeyInputs<'_>) -> KeyLabels {
+    let classifier = KeyClassifier::new(inputs);
+    // Borrowed: a key's history is held once, not twice.
+    let calls = logical_event_refs(inputs.events.iter().filter(|e| e.is_kms()));
+    let observations: Vec<Observation> = calls.iter().filter_map(|c| classifier.observation(c)).collect();
+    let index = ObservationIndex::new(&observations);
+    let labels = calls.iter().flat_map(|c| classifier.label(c, &index)).collect();
+    KeyLabels { labels, observations }
 }
 
 /// Successful KMS calls whose key could not be identified (an alias and no `resources`).
@@ -638,6 +712,7 @@ fn base_label(
         grant_ids: Vec::new(),
         reasons: Vec::new(),
         flags: Vec::new(),
+        behaviour_group: None,
     }
 }
 
@@ -677,13 +752,14 @@ fn delegation_allowed(parent: &GrantSpec, child: &GrantSpec) -> Tri {
 
 fn classify_side(
     ctx: &Context<'_>,
-    behaviour: &HashMap<BehaviourKey<'_>, Behaviour<'_>>,
+    observations: &ObservationIndex,
     side_name: &'static str,
     side: &CallSide<'_>,
 ) -> CallLabel {
     let call = side.event;
     let mut out =
         base_label(call, side_name, side.key_arn, Some(side.operation), Label::NoGrant, Evidence::L0);
+
     let mut flags = BTreeSet::new();
     let mut coverages = ctx.coverages(side);
 
@@ -822,15 +898,19 @@ fn classify_side(
         }
     }
 
-    // L3 and L3': what the same principal got when calling the same way with no grant.
-    let observed = if call.event_name == "ReEncrypt" {
-        None
-    } else {
-        behaviour_key(call).and_then(|k| behaviour.get(&k))
-    };
+    // L3 and L3': what the same principal got when calling the same way with no grant: the
+    // nearest observation of each kind with no policy change in between. Only labels decided
+    // here name their group: new observations can change no other label. A ReEncrypt has no
+    // group; its two sides are not compared with other calls.
+    out.behaviour_group = if call.event_name == "ReEncrypt" { None } else { behaviour_group(call) };
     let changes = ctx.change_times_for(&call.caller);
-    let success = observed.and_then(|b| nearest_unbroken(&b.successes, call.event_time, &changes));
-    let denial = observed.and_then(|b| nearest_unbroken(&b.denials, call.event_time, &changes));
+    let nearest = |kind: ObservationKind| {
+        let group = out.behaviour_group?;
+        let [before, after] = observations.around(group, kind, call.event_time);
+        [before, after].into_iter().flatten().find(|(time, _)| !any_between(&changes, *time, call.event_time))
+    };
+    let success = nearest(ObservationKind::Success);
+    let denial = nearest(ObservationKind::Denial);
     let (label, evidence, what, (time, event_id)) = match (success, denial) {
         (Some(_), Some(_)) => {
             out.flags.push("conflicting_evidence".into());
@@ -847,7 +927,7 @@ fn classify_side(
             "the same principal {what} on this key at {} while no grant covered it, and no policy changed since",
             timestamp::format(time)
         ),
-        event_ids: vec![event_id.to_string()],
+        event_ids: vec![event_id],
     });
     out
 }

@@ -24,12 +24,15 @@ pub mod settings;
 pub mod timestamp;
 
 pub use classify::{
-    CallLabel, Evidence, ImportedIam, ImportedKeyPolicy, KeyInputs, Label, Reason, classify_key,
-    classify_keyless,
+    CallLabel, Evidence, ImportedIam, ImportedKeyPolicy, KeyClassifier, KeyInputs, KeyLabels, Label,
+    Observation, ObservationIndex, ObservationKind, Reason, behaviour_group, classify_key, classify_keyless,
+    sets_key_context,
 };
 pub use event::{Caller, Constraints, Details, GrantSpec, KmsEvent, RecordError, normalise, normalise_str};
 pub use iam::IamSnapshot;
-pub use lifecycle::{Actor, Anomaly, Grant, GrantState, fold_all, fold_grant, logical_events};
+pub use lifecycle::{
+    Actor, Anomaly, Grant, GrantState, fold_all, fold_grant, logical_event_refs, logical_events,
+};
 pub use matching::{Tri, grantee_is};
 pub use policy::Policy;
 pub use settings::Settings;

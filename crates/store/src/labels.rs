@@ -1,25 +1,36 @@
 //! Recomputing call labels for the keys an object (or an import) touched.
 //!
-//! A label depends on the grants of its key, the other events on its key (denials,
-//! grant-less successes, key-policy changes), the principal's IAM changes and the imports.
-//! Recomputing every label of each touched key keeps incremental ingest equal to a rebuild.
+//! A label depends on the grants of its key, the key's policy history, the principal's IAM
+//! changes, the imports, and the observations of its behaviour group (grant-less successes
+//! and denials of the same caller calling the same way). A key whose grants or policies
+//! changed is relabelled whole. A key that only gained calls is relabelled incrementally: the
+//! new calls, and the stored labels whose nearest observations the new calls changed. Both
+//! give exactly what a rebuild gives (crates/ingest/tests/order_independence.rs).
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use granttrail_grants::{
-    CallLabel, IamSnapshot, ImportedIam, ImportedKeyPolicy, KeyInputs, KmsEvent, Policy, Settings,
-    classify_key, classify_keyless,
+    CallLabel, IamSnapshot, ImportedIam, ImportedKeyPolicy, KeyClassifier, KeyInputs, KmsEvent, Observation,
+    ObservationIndex, ObservationKind, Policy, Settings, behaviour_group, classify_key, classify_keyless,
+    logical_event_refs, sets_key_context,
 };
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::read::{GrantFilter, query_grants};
 use crate::write::{EVENT_COLUMNS, event_from_row, to_json};
 use crate::{Result, StoreError};
 
+/// More new events than this since the last relabelling (a bulk load) relabel their keys
+/// whole, which is cheaper per event than looking each one up.
+const INCREMENTAL_LIMIT: i64 = 10_000;
+
 /// What must be relabelled.
 #[derive(Debug, Default)]
 pub(crate) struct Dirty {
+    /// Keys that gained calls.
     pub keys: BTreeSet<String>,
+    /// Keys whose grants or context ([`sets_key_context`]) changed: relabelled whole.
+    pub context_keys: BTreeSet<String>,
     /// Accounts whose principals' permissions changed (IAM events or IAM imports).
     pub accounts: BTreeSet<String>,
     /// An Organizations policy changed: every key.
@@ -30,7 +41,11 @@ pub(crate) struct Dirty {
 
 impl Dirty {
     pub fn is_empty(&self) -> bool {
-        self.keys.is_empty() && self.accounts.is_empty() && !self.everything && !self.keyless
+        self.keys.is_empty()
+            && self.context_keys.is_empty()
+            && self.accounts.is_empty()
+            && !self.everything
+            && !self.keyless
     }
 
     /// Records what a new event can change.
@@ -44,6 +59,11 @@ impl Dirty {
                 if !self.keys.contains(key) {
                     self.keys.insert(key.clone());
                 }
+            }
+            if (e.is_grant_event() || sets_key_context(e))
+                && let Some(key) = &e.key_arn
+            {
+                self.context_keys.insert(key.clone());
             }
         } else if e.event_source == granttrail_grants::event::ORGANIZATIONS_SOURCE {
             self.everything = true;
@@ -61,6 +81,9 @@ pub(crate) fn mark_stale(conn: &Connection, dirty: &Dirty) -> Result<()> {
         conn.prepare_cached("INSERT OR IGNORE INTO stale_labels (kind, value) VALUES (?1, ?2)")?;
     for key in &dirty.keys {
         insert.execute(params!["key", key])?;
+    }
+    for key in &dirty.context_keys {
+        insert.execute(params!["key_context", key])?;
     }
     for account in &dirty.accounts {
         insert.execute(params!["account", account])?;
@@ -85,6 +108,9 @@ pub(crate) fn stale(conn: &Connection) -> Result<Dirty> {
             "key" => {
                 dirty.keys.insert(value);
             }
+            "key_context" => {
+                dirty.context_keys.insert(value);
+            }
             "account" => {
                 dirty.accounts.insert(value);
             }
@@ -95,9 +121,18 @@ pub(crate) fn stale(conn: &Connection) -> Result<Dirty> {
     Ok(dirty)
 }
 
-fn load_events(conn: &Connection, sql: &str, args: &[&str]) -> Result<Vec<KmsEvent>> {
+/// Records that every stored event is labelled, after [`recompute`] of everything stale.
+pub(crate) fn mark_labelled(conn: &Connection) -> Result<()> {
+    conn.execute_batch(
+        "DELETE FROM stale_labels;
+         UPDATE labelled_through SET event_id = (SELECT COALESCE(max(id), 0) FROM events) WHERE id = 1;",
+    )?;
+    Ok(())
+}
+
+fn load_events(conn: &Connection, sql: &str, args: impl rusqlite::Params) -> Result<Vec<KmsEvent>> {
     let mut stmt = conn.prepare_cached(sql)?;
-    let rows = stmt.query_map(rusqlite::params_from_iter(args), event_from_row)?;
+    let rows = stmt.query_map(args, event_from_row)?;
     rows.map(|r| r?).collect()
 }
 
@@ -147,44 +182,46 @@ fn imported_iam(conn: &Connection) -> Result<Vec<ImportedIam>> {
         .collect()
 }
 
-/// Relabels every call on the dirty keys (and the keyless calls when asked).
-pub(crate) fn recompute(conn: &Connection, dirty: &Dirty, settings: &Settings) -> Result<()> {
+/// What every key's classification shares: permission changes outside KMS and IAM imports.
+struct Shared {
+    policy_changes: Vec<KmsEvent>,
+    iam: Vec<ImportedIam>,
+}
+
+/// How many keys a relabelling read whole, and how many it relabelled incrementally.
+#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+pub struct Relabelled {
+    pub whole_keys: usize,
+    pub incremental_keys: usize,
+}
+
+/// Relabels what `dirty` names: whole keys, or the new calls of a key and what they changed.
+pub(crate) fn recompute(conn: &Connection, dirty: &Dirty, settings: &Settings) -> Result<Relabelled> {
     if dirty.is_empty() {
-        return Ok(());
+        return Ok(Relabelled::default());
     }
-    let mut keys = if dirty.everything { all_keys(conn)? } else { dirty.keys.clone() };
+    let mut whole = if dirty.everything { all_keys(conn)? } else { dirty.context_keys.clone() };
     for account in &dirty.accounts {
-        keys.extend(keys_used_by_account(conn, account)?);
+        whole.extend(keys_used_by_account(conn, account)?);
     }
-    let policy_changes = load_events(
-        conn,
-        &format!(
-            "SELECT {EVENT_COLUMNS} FROM events WHERE event_source NOT IN ('kms.amazonaws.com', 'cloudtrail.amazonaws.com')"
-        ),
-        &[],
-    )?;
-    let iam = imported_iam(conn)?;
-    // Each event once: a ReEncrypt from a key to itself matches both halves.
-    let key_events_sql = format!(
-        "SELECT {EVENT_COLUMNS} FROM events WHERE key_arn = ?1
-         UNION ALL
-         SELECT {EVENT_COLUMNS} FROM events WHERE destination_key_arn = ?1 AND key_arn IS NOT ?1"
-    );
-    for key in &keys {
-        let grants =
-            query_grants(conn, &GrantFilter { key_arn: Some(key.clone()), ..GrantFilter::default() })?;
-        let events = load_events(conn, &key_events_sql, &[key])?;
-        let policies = imported_key_policies(conn, key)?;
-        let inputs = KeyInputs {
-            key_arn: key,
-            grants: &grants,
-            events: &events,
-            policy_changes: &policy_changes,
-            imported_key_policies: &policies,
-            imported_iam: &iam,
-            settings,
-        };
-        replace_labels(conn, key, &classify_key(&inputs))?;
+    let incremental = incremental_plan(conn, dirty, &mut whole)?;
+    let shared = Shared {
+        // The same condition as the partial index `events_permission_changes`, so it is used.
+        policy_changes: load_events(
+            conn,
+            &format!(
+                "SELECT {EVENT_COLUMNS} FROM events
+                 WHERE event_source <> 'kms.amazonaws.com' AND event_source <> 'cloudtrail.amazonaws.com'"
+            ),
+            [],
+        )?,
+        iam: imported_iam(conn)?,
+    };
+    for key in &whole {
+        relabel_whole_key(conn, key, &shared, settings)?;
+    }
+    for (key, new_events) in &incremental {
+        relabel_new_calls(conn, key, new_events, &shared, settings)?;
     }
     if dirty.keyless || dirty.everything {
         let events = load_events(
@@ -193,17 +230,308 @@ pub(crate) fn recompute(conn: &Connection, dirty: &Dirty, settings: &Settings) -
                 "SELECT {EVENT_COLUMNS} FROM events WHERE key_arn IS NULL AND destination_key_arn IS NULL
                    AND event_source = 'kms.amazonaws.com'"
             ),
-            &[],
+            [],
         )?;
         replace_labels(conn, "", &classify_keyless(&events))?;
+    }
+    Ok(Relabelled { whole_keys: whole.len(), incremental_keys: incremental.len() })
+}
+
+/// The stale keys that can be relabelled incrementally, with their new events (those after
+/// `labelled_through`); the others are added to `whole`. A key goes whole when it gained no
+/// call, when a new event is another copy of a stored call (it may change which copy a label
+/// describes), or when the new events are too many.
+fn incremental_plan(
+    conn: &Connection,
+    dirty: &Dirty,
+    whole: &mut BTreeSet<String>,
+) -> Result<BTreeMap<String, Vec<KmsEvent>>> {
+    let mut plan: BTreeMap<String, Vec<KmsEvent>> =
+        dirty.keys.iter().filter(|k| !whole.contains(*k)).map(|k| (k.clone(), Vec::new())).collect();
+    if plan.is_empty() {
+        return Ok(plan);
+    }
+    let through: i64 =
+        conn.query_row("SELECT event_id FROM labelled_through WHERE id = 1", [], |r| r.get(0))?;
+    let count: i64 = conn.query_row("SELECT count(*) FROM events WHERE id > ?1", [through], |r| r.get(0))?;
+    if count > INCREMENTAL_LIMIT {
+        whole.extend(plan.into_keys());
+        return Ok(BTreeMap::new());
+    }
+    let new_events =
+        load_events(conn, &format!("SELECT {EVENT_COLUMNS} FROM events WHERE id > ?1"), [through])?;
+    for e in new_events.into_iter().filter(KmsEvent::is_kms) {
+        let destination = e.destination_key_arn.as_ref().filter(|d| e.key_arn.as_ref() != Some(*d));
+        let keys: Vec<String> = e.key_arn.iter().chain(destination).cloned().collect();
+        for key in keys {
+            if let Some(events) = plan.get_mut(&key) {
+                events.push(e.clone());
+            }
+        }
+    }
+    let mut older_copy = conn.prepare_cached(
+        "SELECT 1 FROM events WHERE id <= ?2 AND shared_event_id = ?1
+         UNION ALL SELECT 1 FROM events WHERE id <= ?2 AND event_id = ?1 AND shared_event_id IS NULL",
+    )?;
+    let mut out = BTreeMap::new();
+    for (key, events) in plan {
+        let mut incremental = !events.is_empty();
+        for e in &events {
+            if !incremental {
+                break;
+            }
+            let copy_of = e.shared_event_id.as_deref().unwrap_or(&e.event_id);
+            incremental = !(e.is_grant_event()
+                || sets_key_context(e)
+                || older_copy.exists(params![copy_of, through])?);
+        }
+        if incremental {
+            out.insert(key, events);
+        } else {
+            whole.insert(key);
+        }
+    }
+    Ok(out)
+}
+
+/// Relabels every call on `key` and replaces its observations.
+fn relabel_whole_key(conn: &Connection, key: &str, shared: &Shared, settings: &Settings) -> Result<()> {
+    // Each event once: a ReEncrypt from a key to itself matches both halves.
+    let key_events_sql = format!(
+        "SELECT {EVENT_COLUMNS} FROM events WHERE key_arn = ?1
+         UNION ALL
+         SELECT {EVENT_COLUMNS} FROM events WHERE destination_key_arn = ?1 AND key_arn IS NOT ?1"
+    );
+    let grants =
+        query_grants(conn, &GrantFilter { key_arn: Some(key.to_string()), ..GrantFilter::default() })?;
+    let events = load_events(conn, &key_events_sql, [key])?;
+    let policies = imported_key_policies(conn, key)?;
+    let inputs = KeyInputs {
+        key_arn: key,
+        grants: &grants,
+        events: &events,
+        policy_changes: &shared.policy_changes,
+        imported_key_policies: &policies,
+        imported_iam: &shared.iam,
+        settings,
+    };
+    let result = classify_key(&inputs);
+    replace_labels(conn, key, &result.labels)?;
+    replace_observations(conn, key, &result.observations)
+}
+
+/// Labels the new calls on `key` and relabels the stored calls whose nearest observations
+/// they changed: those of the same behaviour group between a new observation's stored
+/// neighbours. The key's context is read from the events that set it, not from its history.
+fn relabel_new_calls(
+    conn: &Connection,
+    key: &str,
+    new_events: &[KmsEvent],
+    shared: &Shared,
+    settings: &Settings,
+) -> Result<()> {
+    let grants =
+        query_grants(conn, &GrantFilter { key_arn: Some(key.to_string()), ..GrantFilter::default() })?;
+    // The same condition as the partial index `events_key_context`, so it is used.
+    let context = load_events(
+        conn,
+        &format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE key_arn = ?1
+               AND event_name IN ('CreateKey', 'PutKeyPolicy', 'TagResource', 'UntagResource', 'CreateAlias',
+                                  'UpdateAlias', 'DeleteAlias')"
+        ),
+        [key],
+    )?;
+    let policies = imported_key_policies(conn, key)?;
+    let inputs = KeyInputs {
+        key_arn: key,
+        grants: &grants,
+        events: &context,
+        policy_changes: &shared.policy_changes,
+        imported_key_policies: &policies,
+        imported_iam: &shared.iam,
+        settings,
+    };
+    let classifier = KeyClassifier::new(&inputs);
+    let calls = logical_event_refs(new_events.iter());
+    let observations: Vec<Observation> = calls.iter().filter_map(|c| classifier.observation(c)).collect();
+
+    // The times between which each new observation becomes someone's nearest, per group.
+    let mut spans: Vec<(i64, i64, i64)> = Vec::new();
+    for o in &observations {
+        let [before, after] = stored_neighbours(conn, key, o)?;
+        spans.push((o.group, before.unwrap_or(i64::MIN), after.unwrap_or(i64::MAX)));
+    }
+    spans.sort_unstable();
+    let mut insert = conn.prepare_cached(
+        "INSERT OR IGNORE INTO observations (key_arn, behaviour_group, kind, event_time, event_id)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    for o in &observations {
+        insert.execute(params![key, o.group, o.kind.as_str(), o.time, o.event_id])?;
+    }
+    let new_ids: HashSet<&str> = new_events.iter().map(|e| e.event_id.as_str()).collect();
+    let mut affected_ids: BTreeSet<String> = BTreeSet::new();
+    let mut in_span = conn.prepare_cached(
+        "SELECT event_id FROM call_labels
+         WHERE key_arn = ?1 AND behaviour_group = ?2 AND event_time BETWEEN ?3 AND ?4",
+    )?;
+    for (group, from, to) in merge_spans(spans) {
+        let ids = in_span.query_map(params![key, group, from, to], |r| r.get::<_, String>(0))?;
+        for id in ids {
+            let id = id?;
+            if !new_ids.contains(id.as_str()) {
+                affected_ids.insert(id);
+            }
+        }
+    }
+    let affected_events = calls_with_copies(conn, key, &affected_ids)?;
+    let affected = logical_event_refs(affected_events.iter());
+
+    let relabelled: Vec<_> = calls.iter().chain(affected.iter()).collect();
+    let index =
+        ObservationIndex::new(&nearest_observations(conn, key, relabelled.iter().map(|c| c.as_ref()))?);
+    let labels: Vec<CallLabel> = relabelled.iter().flat_map(|c| classifier.label(c, &index)).collect();
+    update_labels(conn, key, &labels)
+}
+
+/// Overlapping spans of one group become one, so each stored label is read once.
+fn merge_spans(spans: Vec<(i64, i64, i64)>) -> Vec<(i64, i64, i64)> {
+    let mut merged: Vec<(i64, i64, i64)> = Vec::new();
+    for (group, from, to) in spans {
+        match merged.last_mut() {
+            Some(last) if last.0 == group && from <= last.2 => last.2 = last.2.max(to),
+            _ => merged.push((group, from, to)),
+        }
+    }
+    merged
+}
+
+const BEFORE: &str = "SELECT event_time, event_id FROM observations
+     WHERE key_arn = ?1 AND behaviour_group = ?2 AND kind = ?3 AND event_time <= ?4
+     ORDER BY event_time DESC, event_id DESC LIMIT 1";
+const AFTER: &str = "SELECT event_time, event_id FROM observations
+     WHERE key_arn = ?1 AND behaviour_group = ?2 AND kind = ?3 AND event_time > ?4
+     ORDER BY event_time, event_id LIMIT 1";
+
+/// The times of the stored observations ordered just before and just after `o` in its group
+/// and kind (not `o` itself, which an import may have stored already).
+fn stored_neighbours(conn: &Connection, key: &str, o: &Observation) -> Result<[Option<i64>; 2]> {
+    let kind = o.kind.as_str();
+    let before = conn
+        .prepare_cached(
+            "SELECT event_time FROM observations
+             WHERE key_arn = ?1 AND behaviour_group = ?2 AND kind = ?3 AND (event_time, event_id) < (?4, ?5)
+             ORDER BY event_time DESC, event_id DESC LIMIT 1",
+        )?
+        .query_row(params![key, o.group, kind, o.time, o.event_id], |r| r.get(0))
+        .optional()?;
+    let after = conn
+        .prepare_cached(
+            "SELECT event_time FROM observations
+             WHERE key_arn = ?1 AND behaviour_group = ?2 AND kind = ?3 AND (event_time, event_id) > (?4, ?5)
+             ORDER BY event_time, event_id LIMIT 1",
+        )?
+        .query_row(params![key, o.group, kind, o.time, o.event_id], |r| r.get(0))
+        .optional()?;
+    Ok([before, after])
+}
+
+/// The stored observations nearest each call (what its label can consult), after the new
+/// ones were stored.
+fn nearest_observations<'e>(
+    conn: &Connection,
+    key: &str,
+    calls: impl Iterator<Item = &'e KmsEvent>,
+) -> Result<Vec<Observation>> {
+    let mut out = Vec::new();
+    let mut seen = HashSet::new();
+    for call in calls.filter(|c| c.event_name != "ReEncrypt") {
+        let Some(group) = behaviour_group(call) else { continue };
+        if !seen.insert((group, call.event_time)) {
+            continue;
+        }
+        for kind in [ObservationKind::Success, ObservationKind::Denial] {
+            for sql in [BEFORE, AFTER] {
+                let found: Option<(i64, String)> = conn
+                    .prepare_cached(sql)?
+                    .query_row(params![key, group, kind.as_str(), call.event_time], |r| {
+                        Ok((r.get(0)?, r.get(1)?))
+                    })
+                    .optional()?;
+                if let Some((time, event_id)) = found {
+                    out.push(Observation { group, kind, time, event_id });
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The stored calls `ids` on `key` with every copy of each (the label of a call shared by
+/// several accounts describes one copy, completed from the others).
+fn calls_with_copies(conn: &Connection, key: &str, ids: &BTreeSet<String>) -> Result<Vec<KmsEvent>> {
+    let by_id = format!("SELECT {EVENT_COLUMNS} FROM events WHERE event_id = ?1");
+    let copies = format!(
+        "SELECT {EVENT_COLUMNS} FROM events WHERE shared_event_id = ?1
+         UNION ALL SELECT {EVENT_COLUMNS} FROM events WHERE event_id = ?1 AND shared_event_id IS NULL"
+    );
+    let mut out = Vec::new();
+    for id in ids {
+        for e in load_events(conn, &by_id, [id])? {
+            let copy_of = e.shared_event_id.clone().unwrap_or_else(|| e.event_id.clone());
+            out.extend(load_events(conn, &copies, [&copy_of])?);
+            out.push(e);
+        }
+    }
+    // As a whole-key relabelling reads them: the events whose key or destination is `key`.
+    out.retain(|e| e.key_arn.as_deref() == Some(key) || e.destination_key_arn.as_deref() == Some(key));
+    Ok(out)
+}
+
+/// Makes the stored observations of `key` equal to `observations`, writing only differences.
+fn replace_observations(conn: &Connection, key: &str, observations: &[Observation]) -> Result<()> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT behaviour_group, kind, event_time, event_id FROM observations WHERE key_arn = ?1",
+    )?;
+    let stored: HashSet<(i64, String, i64, String)> = stmt
+        .query_map([key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+        .collect::<Result<_, _>>()?;
+    let fresh: HashSet<(i64, String, i64, String)> = observations
+        .iter()
+        .map(|o| (o.group, o.kind.as_str().to_string(), o.time, o.event_id.clone()))
+        .collect();
+    let mut delete = conn.prepare_cached(
+        "DELETE FROM observations
+         WHERE key_arn = ?1 AND behaviour_group = ?2 AND kind = ?3 AND event_time = ?4 AND event_id = ?5",
+    )?;
+    for (group, kind, time, event_id) in stored.difference(&fresh) {
+        delete.execute(params![key, group, kind, time, event_id])?;
+    }
+    let mut insert = conn.prepare_cached(
+        "INSERT INTO observations (key_arn, behaviour_group, kind, event_time, event_id) VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    for (group, kind, time, event_id) in fresh.difference(&stored) {
+        insert.execute(params![key, group, kind, time, event_id])?;
     }
     Ok(())
 }
 
 /// A label row as stored, without its key and `(event_id, side)`, for comparing with a
 /// freshly computed label.
-type LabelRow =
-    (Option<String>, i64, String, Option<String>, Option<String>, String, String, String, String, String);
+type LabelRow = (
+    Option<String>,
+    i64,
+    String,
+    Option<String>,
+    Option<String>,
+    String,
+    String,
+    String,
+    String,
+    String,
+    Option<i64>,
+);
 
 fn label_row(l: &CallLabel) -> Result<LabelRow> {
     Ok((
@@ -217,6 +545,7 @@ fn label_row(l: &CallLabel) -> Result<LabelRow> {
         to_json(&l.grant_ids)?,
         to_json(&l.reasons)?,
         to_json(&l.flags)?,
+        l.behaviour_group,
     ))
 }
 
@@ -235,11 +564,8 @@ fn replace_labels(conn: &Connection, key: &str, labels: &[CallLabel]) -> Result<
     let mut changed: Vec<(String, String, String)> = Vec::new();
     let mut gone: Vec<(String, String, String)> = Vec::new();
     {
-        let mut stmt = conn.prepare_cached(
-            "SELECT event_id, side, shared_event_id, event_time, event_name, operation, principal, label,
-                    evidence, grant_ids, reasons, flags
-             FROM call_labels WHERE key_arn = ?1",
-        )?;
+        let mut stmt =
+            conn.prepare_cached(&format!("SELECT {LABEL_COLUMNS} FROM call_labels WHERE key_arn = ?1"))?;
         let mut rows = stmt.query([key])?;
         let mut json = Vec::new();
         while let Some(r) = rows.next()? {
@@ -280,7 +606,44 @@ fn replace_labels(conn: &Connection, key: &str, labels: &[CallLabel]) -> Result<
     Ok(())
 }
 
-/// Is the stored row `r` (columns as selected in [`replace_labels`]) the row `l` would write?
+/// Writes the labels that differ from the stored ones (new calls, or calls whose label changed).
+fn update_labels(conn: &Connection, key: &str, labels: &[CallLabel]) -> Result<()> {
+    let mut stored = conn.prepare_cached(&format!(
+        "SELECT {LABEL_COLUMNS} FROM call_labels WHERE event_id = ?1 AND side = ?2"
+    ))?;
+    let mut unlink = conn.prepare_cached(
+        "DELETE FROM call_label_grants WHERE grant_id = ?1 AND event_id = ?2 AND side = ?3",
+    )?;
+    let mut insert = conn.prepare_cached(INSERT_LABEL)?;
+    let mut link = conn.prepare_cached(INSERT_LINK)?;
+    let mut json = Vec::new();
+    for l in labels {
+        let old_grants: Option<Option<String>> = {
+            let mut rows = stored.query(params![l.event_id, l.side])?;
+            match rows.next()? {
+                Some(r) if stored_equals(r, l, &mut json)? => continue,
+                Some(r) => Some(text_at(r, 9)?.map(str::to_string)),
+                None => None,
+            }
+        };
+        if let Some(grant_ids) = old_grants.flatten() {
+            let grant_ids: Vec<String> = serde_json::from_str(&grant_ids)
+                .map_err(|e| StoreError::Corrupt(format!("call_labels.grant_ids: {e}")))?;
+            for g in &grant_ids {
+                unlink.execute(params![g, l.event_id, l.side])?;
+            }
+        }
+        write_label(&mut insert, &mut link, key, l, &label_row(l)?)?;
+    }
+    Ok(())
+}
+
+/// The columns [`stored_equals`] reads, in its order.
+const LABEL_COLUMNS: &str =
+    "event_id, side, shared_event_id, event_time, event_name, operation, principal, label,
+     evidence, grant_ids, reasons, flags, behaviour_group";
+
+/// Is the stored row `r` (columns [`LABEL_COLUMNS`]) the row `l` would write?
 /// The cheap columns are compared first; the JSON ones are serialised into `json` only then.
 fn stored_equals(r: &rusqlite::Row<'_>, l: &CallLabel, json: &mut Vec<u8>) -> Result<bool> {
     let text = |i: usize| text_at(r, i);
@@ -290,7 +653,8 @@ fn stored_equals(r: &rusqlite::Row<'_>, l: &CallLabel, json: &mut Vec<u8>) -> Re
         && text(5)? == l.operation
         && text(6)? == l.principal.as_deref()
         && text(7)? == Some(l.label.as_str())
-        && text(8)? == Some(l.evidence.as_str());
+        && text(8)? == Some(l.evidence.as_str())
+        && r.get::<_, Option<i64>>(12)? == l.behaviour_group;
     if !cheap_equal {
         return Ok(false);
     }
@@ -325,8 +689,8 @@ mod erased {
 
 const INSERT_LABEL: &str =
     "INSERT OR REPLACE INTO call_labels (event_id, side, shared_event_id, event_time, event_name, key_arn, operation,
-         principal, label, evidence, grant_ids, reasons, flags)
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)";
+         principal, label, evidence, grant_ids, reasons, flags, behaviour_group)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)";
 const INSERT_LINK: &str =
     "INSERT OR IGNORE INTO call_label_grants (grant_id, event_id, side) VALUES (?1, ?2, ?3)";
 
@@ -339,6 +703,7 @@ fn write_label(
 ) -> Result<()> {
     insert.execute(params![
         l.event_id, l.side, row.0, row.1, row.2, key, row.3, row.4, row.5, row.6, row.7, row.8, row.9,
+        row.10,
     ])?;
     for g in &l.grant_ids {
         link.execute(params![g, l.event_id, l.side])?;

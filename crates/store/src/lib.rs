@@ -21,13 +21,18 @@ use granttrail_grants::{IamSnapshot, Policy, Settings};
 use rusqlite::{Connection, OptionalExtension};
 
 pub use coverage::{DayCount, GrantUseRow, Silence, Window};
+pub use labels::Relabelled;
 pub use read::{CallFilter, GrantFilter, StoredCall, StoredEvent};
 pub use write::{ObjectCounts, ObjectWriter};
 
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 /// Forward-only migrations; entry `n` takes the schema from version `n` to `n + 1`.
-const MIGRATIONS: &[&str] =
-    &[include_str!("schema.sql"), include_str!("schema_2.sql"), include_str!("schema_3.sql")];
+const MIGRATIONS: &[&str] = &[
+    include_str!("schema.sql"),
+    include_str!("schema_2.sql"),
+    include_str!("schema_3.sql"),
+    include_str!("schema_4.sql"),
+];
 
 /// SQLite page size of new databases, in bytes.
 pub const PAGE_SIZE: i64 = 16 * 1024;
@@ -230,30 +235,32 @@ impl Store {
     pub fn rebuild(&mut self) -> Result<usize> {
         let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         tx.execute_batch(
-            "DELETE FROM grants; DELETE FROM call_labels; DELETE FROM call_label_grants; DELETE FROM stale_labels;",
+            "DELETE FROM grants; DELETE FROM call_labels; DELETE FROM call_label_grants; DELETE FROM stale_labels;
+             DELETE FROM observations;",
         )?;
         let pairs = write::all_grant_pairs(&tx)?;
         let count = write::recompute(&tx, &pairs)?;
         let everything = labels::Dirty { everything: true, ..labels::Dirty::default() };
         labels::recompute(&tx, &everything, &self.settings)?;
+        labels::mark_labelled(&tx)?;
         tx.commit()?;
         Ok(count)
     }
 
     /// Recomputes the labels that ingested objects left stale, in one transaction. Ingest
     /// calls this once at the end of a run; queries call it first, so they never show stale
-    /// labels. Returns whether anything was stale.
-    pub fn refresh_labels(&mut self) -> Result<bool> {
+    /// labels. Returns how many keys were relabelled, and how.
+    pub fn refresh_labels(&mut self) -> Result<Relabelled> {
         if labels::stale(&self.conn)?.is_empty() {
-            return Ok(false);
+            return Ok(Relabelled::default());
         }
         let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         // Read again inside the write lock: another process may have refreshed meanwhile.
         let dirty = labels::stale(&tx)?;
-        labels::recompute(&tx, &dirty, &self.settings)?;
-        tx.execute("DELETE FROM stale_labels", [])?;
+        let relabelled = labels::recompute(&tx, &dirty, &self.settings)?;
+        labels::mark_labelled(&tx)?;
         tx.commit()?;
-        Ok(true)
+        Ok(relabelled)
     }
 
     /// Stores a key policy document known from outside the logs (for example the output of
@@ -265,7 +272,7 @@ impl Store {
             "INSERT INTO imported_key_policies (key_arn, at, policy, source) VALUES (?1, ?2, ?3, ?4)",
             rusqlite::params![key_arn, at, policy, source],
         )?;
-        let dirty = labels::Dirty { keys: [key_arn.to_string()].into(), ..labels::Dirty::default() };
+        let dirty = labels::Dirty { context_keys: [key_arn.to_string()].into(), ..labels::Dirty::default() };
         labels::recompute(&tx, &dirty, &self.settings)?;
         tx.commit()?;
         Ok(())

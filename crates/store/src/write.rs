@@ -158,9 +158,9 @@ impl<'c> ObjectWriter<'c> {
             pairs.extend(grants_on_key(&self.tx, key)?.into_iter().map(|g| (key.clone(), g)));
         }
         recompute(&self.tx, &pairs)?;
-        // A grant that changed relabels its key's calls (its key is dirty through its events
-        // already, except for a retire that named no key).
-        self.dirty.keys.extend(pairs.iter().map(|(key, _)| key.clone()).filter(|k| !k.is_empty()));
+        // A grant that changed relabels its key's calls whole (its key is marked through its
+        // events already, except for a retire that named no key).
+        self.dirty.context_keys.extend(pairs.iter().map(|(key, _)| key.clone()).filter(|k| !k.is_empty()));
         // Labels are recomputed once per run, not once per object ([`crate::Store::refresh_labels`]);
         // what they owe is recorded here, atomically with the events.
         labels::mark_stale(&self.tx, &self.dirty)?;
