@@ -10,9 +10,9 @@
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use granttrail_grants::{
-    CallLabel, IamSnapshot, ImportedIam, ImportedKeyPolicy, KeyClassifier, KeyInputs, KmsEvent, Observation,
-    ObservationIndex, ObservationKind, Policy, Settings, behaviour_group, classify_key, classify_keyless,
-    logical_event_refs, sets_key_context,
+    CallLabel, Grant, IamSnapshot, ImportedIam, ImportedKeyPolicy, KeyClassifier, KeyInputs, KmsEvent,
+    Observation, ObservationIndex, ObservationKind, Policy, Settings, behaviour_group, classify_key,
+    classify_keyless, logical_event_refs, sets_key_context,
 };
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -29,8 +29,12 @@ const INCREMENTAL_LIMIT: i64 = 10_000;
 pub(crate) struct Dirty {
     /// Keys that gained calls.
     pub keys: BTreeSet<String>,
-    /// Keys whose grants or context ([`sets_key_context`]) changed: relabelled whole.
+    /// Keys whose context ([`sets_key_context`]) changed, or a grant in a way that can change
+    /// any of their labels: relabelled whole.
     pub context_keys: BTreeSet<String>,
+    /// Keys whose grants changed only from a time on (a new grant, a grant that ended): the
+    /// calls from then on are rechecked.
+    pub since: BTreeMap<String, i64>,
     /// Accounts whose principals' permissions changed (IAM events or IAM imports).
     pub accounts: BTreeSet<String>,
     /// An Organizations policy changed: every key.
@@ -43,6 +47,7 @@ impl Dirty {
     pub fn is_empty(&self) -> bool {
         self.keys.is_empty()
             && self.context_keys.is_empty()
+            && self.since.is_empty()
             && self.accounts.is_empty()
             && !self.everything
             && !self.keyless
@@ -60,7 +65,7 @@ impl Dirty {
                     self.keys.insert(key.clone());
                 }
             }
-            if (e.is_grant_event() || sets_key_context(e))
+            if sets_key_context(e)
                 && let Some(key) = &e.key_arn
             {
                 self.context_keys.insert(key.clone());
@@ -75,6 +80,49 @@ impl Dirty {
     }
 }
 
+impl Dirty {
+    /// Records what a grant's change (from `old` to `new`, as stored) can change on its key.
+    pub fn grant_changed(&mut self, key: &str, old: Option<&Grant>, new: Option<&Grant>) {
+        if old == new {
+            return;
+        }
+        let since = match (old, new) {
+            // A new grant whose creation was seen covers nothing before its creation.
+            (None, Some(n)) if n.creation_seen => n.created_at,
+            // An end that came or moved changes coverage from the earlier end on only, as long
+            // as everything a label cites of the grant (its creation and terms) is unchanged.
+            (Some(o), Some(n)) if o.creation_seen && n.creation_seen && same_creation(o, n) => {
+                match (o.ended_at, n.ended_at) {
+                    (Some(a), Some(b)) => Some(a.min(b)),
+                    (a, b) => a.or(b),
+                }
+            }
+            // A grant known only from its end may have covered any call before it.
+            _ => None,
+        };
+        match since {
+            Some(t) => {
+                let earliest = self.since.entry(key.to_string()).or_insert(t);
+                *earliest = (*earliest).min(t);
+            }
+            None => {
+                self.context_keys.insert(key.to_string());
+            }
+        }
+    }
+}
+
+/// Do two states of a grant differ only in how it ended?
+fn same_creation(old: &Grant, new: &Grant) -> bool {
+    let mut ended_like_new = old.clone();
+    ended_like_new.state = new.state;
+    ended_like_new.ended_at = new.ended_at;
+    ended_like_new.ended_by = new.ended_by.clone();
+    ended_like_new.end_event_ids = new.end_event_ids.clone();
+    ended_like_new.anomalies = new.anomalies.clone();
+    ended_like_new == *new
+}
+
 /// Remembers what must be relabelled, inside the caller's transaction.
 pub(crate) fn mark_stale(conn: &Connection, dirty: &Dirty) -> Result<()> {
     let mut insert =
@@ -87,6 +135,13 @@ pub(crate) fn mark_stale(conn: &Connection, dirty: &Dirty) -> Result<()> {
     }
     for account in &dirty.accounts {
         insert.execute(params!["account", account])?;
+    }
+    let mut since = conn.prepare_cached(
+        "INSERT INTO stale_since (key_arn, since) VALUES (?1, ?2)
+         ON CONFLICT (key_arn) DO UPDATE SET since = min(since, excluded.since)",
+    )?;
+    for (key, t) in &dirty.since {
+        since.execute(params![key, t])?;
     }
     if dirty.everything {
         insert.execute(params!["all", ""])?;
@@ -118,13 +173,15 @@ pub(crate) fn stale(conn: &Connection) -> Result<Dirty> {
             _ => dirty.keyless = true,
         }
     }
+    let mut stmt = conn.prepare_cached("SELECT key_arn, since FROM stale_since")?;
+    dirty.since = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
     Ok(dirty)
 }
 
 /// Records that every stored event is labelled, after [`recompute`] of everything stale.
 pub(crate) fn mark_labelled(conn: &Connection) -> Result<()> {
     conn.execute_batch(
-        "DELETE FROM stale_labels;
+        "DELETE FROM stale_labels; DELETE FROM stale_since;
          UPDATE labelled_through SET event_id = (SELECT COALESCE(max(id), 0) FROM events) WHERE id = 1;",
     )?;
     Ok(())
@@ -204,7 +261,7 @@ pub(crate) fn recompute(conn: &Connection, dirty: &Dirty, settings: &Settings) -
     for account in &dirty.accounts {
         whole.extend(keys_used_by_account(conn, account)?);
     }
-    let incremental = incremental_plan(conn, dirty, &mut whole)?;
+    let incremental = incremental_plan(conn, dirty, settings, &mut whole)?;
     let shared = Shared {
         // The same condition as the partial index `events_permission_changes`, so it is used.
         policy_changes: load_events(
@@ -220,8 +277,8 @@ pub(crate) fn recompute(conn: &Connection, dirty: &Dirty, settings: &Settings) -
     for key in &whole {
         relabel_whole_key(conn, key, &shared, settings)?;
     }
-    for (key, new_events) in &incremental {
-        relabel_new_calls(conn, key, new_events, &shared, settings)?;
+    for (key, increment) in &incremental {
+        relabel_incrementally(conn, key, increment, &shared, settings)?;
     }
     if dirty.keyless || dirty.everything {
         let events = load_events(
@@ -237,17 +294,33 @@ pub(crate) fn recompute(conn: &Connection, dirty: &Dirty, settings: &Settings) -
     Ok(Relabelled { whole_keys: whole.len(), incremental_keys: incremental.len() })
 }
 
-/// The stale keys that can be relabelled incrementally, with their new events (those after
-/// `labelled_through`); the others are added to `whole`. A key goes whole when it gained no
-/// call, when a new event is another copy of a stored call (it may change which copy a label
-/// describes), or when the new events are too many.
+/// A key relabelled incrementally: its new events (those after `labelled_through`), and the
+/// time from which its changed grants may cover calls differently.
+#[derive(Debug, Default)]
+struct Increment {
+    new_events: Vec<KmsEvent>,
+    since: Option<i64>,
+}
+
+/// The stale keys that can be relabelled incrementally; the others are added to `whole`. A key
+/// goes whole when a new event is another copy of a stored call (it may change which copy a
+/// label describes), or when there is too much to recheck.
 fn incremental_plan(
     conn: &Connection,
     dirty: &Dirty,
+    settings: &Settings,
     whole: &mut BTreeSet<String>,
-) -> Result<BTreeMap<String, Vec<KmsEvent>>> {
-    let mut plan: BTreeMap<String, Vec<KmsEvent>> =
-        dirty.keys.iter().filter(|k| !whole.contains(*k)).map(|k| (k.clone(), Vec::new())).collect();
+) -> Result<BTreeMap<String, Increment>> {
+    let mut plan: BTreeMap<String, Increment> = BTreeMap::new();
+    for key in dirty.keys.iter().chain(dirty.since.keys()).filter(|k| !whole.contains(*k)) {
+        // Coverage can change up to the clock tolerance before a creation and the consistency
+        // window after an end.
+        let since = dirty.since.get(key).map(|t| {
+            t.saturating_sub(settings.clock_tolerance_seconds)
+                .saturating_sub(settings.consistency_window_seconds)
+        });
+        plan.insert(key.clone(), Increment { new_events: Vec::new(), since });
+    }
     if plan.is_empty() {
         return Ok(plan);
     }
@@ -264,8 +337,8 @@ fn incremental_plan(
         let destination = e.destination_key_arn.as_ref().filter(|d| e.key_arn.as_ref() != Some(*d));
         let keys: Vec<String> = e.key_arn.iter().chain(destination).cloned().collect();
         for key in keys {
-            if let Some(events) = plan.get_mut(&key) {
-                events.push(e.clone());
+            if let Some(increment) = plan.get_mut(&key) {
+                increment.new_events.push(e.clone());
             }
         }
     }
@@ -273,20 +346,24 @@ fn incremental_plan(
         "SELECT 1 FROM events WHERE id <= ?2 AND shared_event_id = ?1
          UNION ALL SELECT 1 FROM events WHERE id <= ?2 AND event_id = ?1 AND shared_event_id IS NULL",
     )?;
+    let mut calls_since =
+        conn.prepare_cached("SELECT count(*) FROM events WHERE key_arn = ?1 AND event_time >= ?2")?;
     let mut out = BTreeMap::new();
-    for (key, events) in plan {
-        let mut incremental = !events.is_empty();
-        for e in &events {
+    for (key, increment) in plan {
+        let mut incremental = !increment.new_events.is_empty() || increment.since.is_some();
+        if let Some(since) = increment.since {
+            let count: i64 = calls_since.query_row(params![key, since], |r| r.get(0))?;
+            incremental &= count <= INCREMENTAL_LIMIT;
+        }
+        for e in &increment.new_events {
             if !incremental {
                 break;
             }
             let copy_of = e.shared_event_id.as_deref().unwrap_or(&e.event_id);
-            incremental = !(e.is_grant_event()
-                || sets_key_context(e)
-                || older_copy.exists(params![copy_of, through])?);
+            incremental = !(sets_key_context(e) || older_copy.exists(params![copy_of, through])?);
         }
         if incremental {
-            out.insert(key, events);
+            out.insert(key, increment);
         } else {
             whole.insert(key);
         }
@@ -320,13 +397,15 @@ fn relabel_whole_key(conn: &Connection, key: &str, shared: &Shared, settings: &S
     replace_observations(conn, key, &result.observations)
 }
 
-/// Labels the new calls on `key` and relabels the stored calls whose nearest observations
-/// they changed: those of the same behaviour group between a new observation's stored
-/// neighbours. The key's context is read from the events that set it, not from its history.
-fn relabel_new_calls(
+/// Relabels incrementally: the calls to recheck (the new ones, and every call from `since` on
+/// when grants changed) are classified again; observations they gained or lost are updated;
+/// and the stored labels whose nearest observations moved (those of the same behaviour group
+/// between a changed observation's stored neighbours) are relabelled. The key's context is
+/// read from the events that set it, not from its history.
+fn relabel_incrementally(
     conn: &Connection,
     key: &str,
-    new_events: &[KmsEvent],
+    increment: &Increment,
     shared: &Shared,
     settings: &Settings,
 ) -> Result<()> {
@@ -353,24 +432,67 @@ fn relabel_new_calls(
         settings,
     };
     let classifier = KeyClassifier::new(&inputs);
-    let calls = logical_event_refs(new_events.iter());
-    let observations: Vec<Observation> = calls.iter().filter_map(|c| classifier.observation(c)).collect();
+    let mut recheck_events = increment.new_events.clone();
+    if let Some(since) = increment.since {
+        // Every copy of these calls is in the range too: copies share their time.
+        recheck_events.extend(load_events(
+            conn,
+            &format!(
+                "SELECT {EVENT_COLUMNS} FROM events WHERE key_arn = ?1 AND event_time >= ?2
+                 UNION ALL
+                 SELECT {EVENT_COLUMNS} FROM events
+                 WHERE destination_key_arn = ?1 AND key_arn IS NOT ?1 AND event_time >= ?2"
+            ),
+            params![key, since],
+        )?);
+    }
+    let calls = logical_event_refs(recheck_events.iter());
 
-    // The times between which each new observation becomes someone's nearest, per group.
+    // Observations the rechecked calls make now, against those stored for them.
+    let fresh: HashSet<Observation> = calls.iter().filter_map(|c| classifier.observation(c)).collect();
+    let mut stored = HashSet::new();
+    let mut stored_for = conn.prepare_cached(
+        "SELECT 1 FROM observations
+         WHERE key_arn = ?1 AND behaviour_group = ?2 AND kind = ?3 AND event_time = ?4 AND event_id = ?5",
+    )?;
+    for call in calls.iter().filter(|c| c.event_name != "ReEncrypt") {
+        let Some(group) = behaviour_group(call) else { continue };
+        for kind in [ObservationKind::Success, ObservationKind::Denial] {
+            if stored_for.exists(params![key, group, kind.as_str(), call.event_time, call.event_id])? {
+                stored.insert(Observation {
+                    group,
+                    kind,
+                    time: call.event_time,
+                    event_id: call.event_id.clone(),
+                });
+            }
+        }
+    }
+    let (gone, added): (Vec<&Observation>, Vec<&Observation>) =
+        (stored.difference(&fresh).collect(), fresh.difference(&stored).collect());
+
+    // The times between which each changed observation was or becomes someone's nearest.
     let mut spans: Vec<(i64, i64, i64)> = Vec::new();
-    for o in &observations {
+    for o in gone.iter().chain(&added) {
         let [before, after] = stored_neighbours(conn, key, o)?;
         spans.push((o.group, before.unwrap_or(i64::MIN), after.unwrap_or(i64::MAX)));
     }
     spans.sort_unstable();
+    let mut delete = conn.prepare_cached(
+        "DELETE FROM observations
+         WHERE key_arn = ?1 AND behaviour_group = ?2 AND kind = ?3 AND event_time = ?4 AND event_id = ?5",
+    )?;
+    for o in &gone {
+        delete.execute(params![key, o.group, o.kind.as_str(), o.time, o.event_id])?;
+    }
     let mut insert = conn.prepare_cached(
         "INSERT OR IGNORE INTO observations (key_arn, behaviour_group, kind, event_time, event_id)
          VALUES (?1, ?2, ?3, ?4, ?5)",
     )?;
-    for o in &observations {
+    for o in &added {
         insert.execute(params![key, o.group, o.kind.as_str(), o.time, o.event_id])?;
     }
-    let new_ids: HashSet<&str> = new_events.iter().map(|e| e.event_id.as_str()).collect();
+    let rechecked: HashSet<&str> = recheck_events.iter().map(|e| e.event_id.as_str()).collect();
     let mut affected_ids: BTreeSet<String> = BTreeSet::new();
     let mut in_span = conn.prepare_cached(
         "SELECT event_id FROM call_labels
@@ -380,7 +502,7 @@ fn relabel_new_calls(
         let ids = in_span.query_map(params![key, group, from, to], |r| r.get::<_, String>(0))?;
         for id in ids {
             let id = id?;
-            if !new_ids.contains(id.as_str()) {
+            if !rechecked.contains(id.as_str()) {
                 affected_ids.insert(id);
             }
         }

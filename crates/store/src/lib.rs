@@ -236,7 +236,7 @@ impl Store {
         let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         tx.execute_batch(
             "DELETE FROM grants; DELETE FROM call_labels; DELETE FROM call_label_grants; DELETE FROM stale_labels;
-             DELETE FROM observations;",
+             DELETE FROM observations; DELETE FROM stale_since;",
         )?;
         let pairs = write::all_grant_pairs(&tx)?;
         let count = write::recompute(&tx, &pairs)?;

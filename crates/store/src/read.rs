@@ -149,6 +149,15 @@ pub(crate) fn query_grants(conn: &rusqlite::Connection, filter: &GrantFilter) ->
     rows.map(|r| r?).collect()
 }
 
+/// One grant as stored, if it is.
+pub(crate) fn grant(conn: &rusqlite::Connection, key_arn: &str, grant_id: &str) -> Result<Option<Grant>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {GRANT_COLUMNS} FROM grants WHERE key_arn = ?1 AND grant_id = ?2"
+    ))?;
+    let mut rows = stmt.query_map([key_arn, grant_id], grant_from_row)?;
+    rows.next().transpose()?.transpose()
+}
+
 fn json_column<T: serde::de::DeserializeOwned>(text: Option<String>) -> Result<Option<T>> {
     text.map(|t| serde_json::from_str(&t).map_err(|e| StoreError::Corrupt(e.to_string()))).transpose()
 }

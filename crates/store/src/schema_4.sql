@@ -37,6 +37,13 @@ INSERT OR IGNORE INTO stale_labels_4 (kind, value) SELECT 'all', '' WHERE EXISTS
 DROP TABLE stale_labels;
 ALTER TABLE stale_labels_4 RENAME TO stale_labels;
 
+-- Keys whose grants changed since the labels were brought up to date, and the earliest time a
+-- changed grant's coverage differs from: calls on the key from then on are relabelled.
+CREATE TABLE stale_since (
+    key_arn TEXT PRIMARY KEY,
+    since   INTEGER NOT NULL
+) WITHOUT ROWID;
+
 -- What incremental relabelling looks up without reading a key's history: the copies of a
 -- call, the events that set a key's context, and the permission changes outside KMS.
 CREATE INDEX events_by_shared_event_id ON events (shared_event_id) WHERE shared_event_id IS NOT NULL;

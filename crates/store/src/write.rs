@@ -157,10 +157,19 @@ impl<'c> ObjectWriter<'c> {
         for key in &self.deleted_keys {
             pairs.extend(grants_on_key(&self.tx, key)?.into_iter().map(|g| (key.clone(), g)));
         }
+        let before: Vec<Option<Grant>> = pairs
+            .iter()
+            .map(|(key, grant)| crate::read::grant(&self.tx, key, grant))
+            .collect::<Result<_>>()?;
         recompute(&self.tx, &pairs)?;
-        // A grant that changed relabels its key's calls whole (its key is marked through its
-        // events already, except for a retire that named no key).
-        self.dirty.context_keys.extend(pairs.iter().map(|(key, _)| key.clone()).filter(|k| !k.is_empty()));
+        // What a changed grant means for its key's labels (its key may be known only now, for
+        // a retire that named no key).
+        for ((key, grant), old) in pairs.iter().zip(&before) {
+            if !key.is_empty() {
+                let new = crate::read::grant(&self.tx, key, grant)?;
+                self.dirty.grant_changed(key, old.as_ref(), new.as_ref());
+            }
+        }
         // Labels are recomputed once per run, not once per object ([`crate::Store::refresh_labels`]);
         // what they owe is recorded here, atomically with the events.
         labels::mark_stale(&self.tx, &self.dirty)?;
