@@ -262,6 +262,8 @@ impl<'a> GrantIndex<'a> {
                 index.services.entry(service.to_string()).or_default().push(g);
             }
         }
+        // Labels list these in this order, whatever order the grants came in.
+        index.unknown.sort_by(|a, b| (&a.grant_id, &a.key_arn).cmp(&(&b.grant_id, &b.key_arn)));
         index
     }
 

@@ -371,3 +371,34 @@ proptest! {
         prop_assert_eq!(&incremental, &calls(&mut store));
     }
 }
+
+/// A grant-less success long after a grant ended is evidence for a call the grant covered
+/// long before: relabelling that old call needs the grant, though the new call cannot use it.
+#[test]
+fn a_new_observation_relabels_a_call_covered_by_a_grant_long_ended() {
+    let lived = [
+        Spec { kind: Kind::Create { named: false }, key: 0, grant: 9, time: 0, twin: false, who: 0 },
+        Spec { kind: Kind::Revoke, key: 0, grant: 9, time: 1000, twin: false, who: 0 },
+    ];
+    let covered =
+        NewCall { key: 0, who: 0, time: 500, denied: false, context: None, address: None, twin: false };
+    let mut base: Vec<Value> = lived.iter().enumerate().flat_map(|(i, s)| records(i, s)).collect();
+    base.extend(call_records("covered", &covered));
+    let later = call_records("later", &NewCall { time: 1900, ..covered.clone() });
+
+    let mut store = Store::open_in_memory().unwrap();
+    ingest(&mut store, "base", &log_file(&base.iter().collect::<Vec<_>>()));
+    let before = calls(&mut store);
+    let label_of =
+        |calls: &[StoredCall], id: &str| calls.iter().find(|c| c.event_id == id).unwrap().label.clone();
+    assert_eq!(label_of(&before, "covered"), "grant_covered");
+
+    ingest(&mut store, "later", &log_file(&later.iter().collect::<Vec<_>>()));
+    let relabelled = store.refresh_labels().unwrap();
+    assert_eq!((relabelled.whole_keys, relabelled.incremental_keys), (0, 1));
+    let after = calls(&mut store);
+    assert_eq!(label_of(&after, "covered"), "grant_and_policy", "the later success shows a policy path");
+    assert_eq!(label_of(&after, "later"), "no_grant");
+    store.rebuild().unwrap();
+    assert_eq!(after, calls(&mut store));
+}

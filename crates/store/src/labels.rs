@@ -16,7 +16,7 @@ use granttrail_grants::{
 };
 use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::read::{GrantFilter, query_grants};
+use crate::read::{GrantFilter, grants_not_ended_before, query_grants};
 use crate::write::{EVENT_COLUMNS, event_from_row, to_json};
 use crate::{Result, StoreError};
 
@@ -409,8 +409,6 @@ fn relabel_incrementally(
     shared: &Shared,
     settings: &Settings,
 ) -> Result<()> {
-    let grants =
-        query_grants(conn, &GrantFilter { key_arn: Some(key.to_string()), ..GrantFilter::default() })?;
     // The same condition as the partial index `events_key_context`, so it is used.
     let context = load_events(
         conn,
@@ -422,16 +420,6 @@ fn relabel_incrementally(
         [key],
     )?;
     let policies = imported_key_policies(conn, key)?;
-    let inputs = KeyInputs {
-        key_arn: key,
-        grants: &grants,
-        events: &context,
-        policy_changes: &shared.policy_changes,
-        imported_key_policies: &policies,
-        imported_iam: &shared.iam,
-        settings,
-    };
-    let classifier = KeyClassifier::new(&inputs);
     let mut recheck_events = increment.new_events.clone();
     if let Some(since) = increment.since {
         // Every copy of these calls is in the range too: copies share their time.
@@ -446,6 +434,28 @@ fn relabel_incrementally(
             params![key, since],
         )?);
     }
+    // A grant that ended a consistency window before every call classified here covers none
+    // of them: only the others are read, so a key's long-dead grants cost nothing.
+    let alive_after = |events: &[KmsEvent]| {
+        events
+            .iter()
+            .map(|e| e.event_time)
+            .min()
+            .unwrap_or(i64::MAX)
+            .saturating_sub(settings.consistency_window_seconds + 1)
+    };
+    let recheck_from = alive_after(&recheck_events);
+    let grants = grants_not_ended_before(conn, key, recheck_from)?;
+    let inputs = KeyInputs {
+        key_arn: key,
+        grants: &grants,
+        events: &context,
+        policy_changes: &shared.policy_changes,
+        imported_key_policies: &policies,
+        imported_iam: &shared.iam,
+        settings,
+    };
+    let classifier = KeyClassifier::new(&inputs);
     let calls = logical_event_refs(recheck_events.iter());
 
     // Observations the rechecked calls make now, against those stored for them.
@@ -513,7 +523,16 @@ fn relabel_incrementally(
     let relabelled: Vec<_> = calls.iter().chain(affected.iter()).collect();
     let index =
         ObservationIndex::new(&nearest_observations(conn, key, relabelled.iter().map(|c| c.as_ref()))?);
-    let labels: Vec<CallLabel> = relabelled.iter().flat_map(|c| classifier.label(c, &index)).collect();
+    // Labels of earlier calls may need grants that ended before the rechecked calls.
+    let affected_from = alive_after(&affected_events);
+    let labels: Vec<CallLabel> = if affected_from < recheck_from {
+        let grants = grants_not_ended_before(conn, key, affected_from)?;
+        let inputs = KeyInputs { grants: &grants, ..inputs };
+        let classifier = KeyClassifier::new(&inputs);
+        relabelled.iter().flat_map(|c| classifier.label(c, &index)).collect()
+    } else {
+        relabelled.iter().flat_map(|c| classifier.label(c, &index)).collect()
+    };
     update_labels(conn, key, &labels)
 }
 

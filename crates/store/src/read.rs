@@ -149,6 +149,20 @@ pub(crate) fn query_grants(conn: &rusqlite::Connection, filter: &GrantFilter) ->
     rows.map(|r| r?).collect()
 }
 
+/// The grants on `key_arn` that had not ended before `t` (or never ended).
+pub(crate) fn grants_not_ended_before(
+    conn: &rusqlite::Connection,
+    key_arn: &str,
+    t: i64,
+) -> Result<Vec<Grant>> {
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT {GRANT_COLUMNS} FROM grants WHERE key_arn = ?1 AND ended_at IS NULL
+         UNION ALL SELECT {GRANT_COLUMNS} FROM grants WHERE key_arn = ?1 AND ended_at >= ?2"
+    ))?;
+    let rows = stmt.query_map(rusqlite::params![key_arn, t], grant_from_row)?;
+    rows.map(|r| r?).collect()
+}
+
 /// One grant as stored, if it is.
 pub(crate) fn grant(conn: &rusqlite::Connection, key_arn: &str, grant_id: &str) -> Result<Option<Grant>> {
     let mut stmt = conn.prepare_cached(&format!(

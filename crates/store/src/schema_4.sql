@@ -53,5 +53,5 @@ CREATE INDEX events_key_context ON events (key_arn, event_time)
 CREATE INDEX events_permission_changes ON events (event_time)
     WHERE event_source <> 'kms.amazonaws.com' AND event_source <> 'cloudtrail.amazonaws.com';
 
--- `grants --active-at`: grants that ended after a time.
-CREATE INDEX grants_by_ended ON grants (ended_at);
+-- The grants of a key still alive after a time (incremental relabelling reads no others).
+CREATE INDEX grants_by_key_ended ON grants (key_arn, ended_at);
