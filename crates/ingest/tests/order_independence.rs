@@ -324,6 +324,7 @@ proptest! {
         ];
         let base_records: Vec<Value> = base.iter().chain(&lived).enumerate().flat_map(|(i, s)| records(i, s)).collect();
         let mut store = Store::open_in_memory().unwrap();
+        store.always_relabel_incrementally();
         let mut everything: Vec<Value> = base_records.clone();
         ingest(&mut store, "base", &log_file(&base_records.iter().collect::<Vec<_>>()));
         store.refresh_labels().unwrap();
@@ -387,6 +388,7 @@ fn a_new_observation_relabels_a_call_covered_by_a_grant_long_ended() {
     let later = call_records("later", &NewCall { time: 1900, ..covered.clone() });
 
     let mut store = Store::open_in_memory().unwrap();
+    store.always_relabel_incrementally();
     ingest(&mut store, "base", &log_file(&base.iter().collect::<Vec<_>>()));
     let before = calls(&mut store);
     let label_of =

@@ -24,6 +24,20 @@ use crate::{Result, StoreError};
 /// whole, which is cheaper per event than looking each one up.
 const INCREMENTAL_LIMIT: i64 = 10_000;
 
+/// When a key is relabelled incrementally. Rechecking a call costs a few times what it costs in
+/// a whole-key relabelling (its neighbours are looked up one by one), so a key goes whole unless
+/// its stored history is this many times the calls to recheck.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Strategy {
+    pub history_per_rechecked_call: i64,
+}
+
+impl Default for Strategy {
+    fn default() -> Self {
+        Strategy { history_per_rechecked_call: 3 }
+    }
+}
+
 /// What must be relabelled.
 #[derive(Debug, Default)]
 pub(crate) struct Dirty {
@@ -253,7 +267,12 @@ pub struct Relabelled {
 }
 
 /// Relabels what `dirty` names: whole keys, or the new calls of a key and what they changed.
-pub(crate) fn recompute(conn: &Connection, dirty: &Dirty, settings: &Settings) -> Result<Relabelled> {
+pub(crate) fn recompute(
+    conn: &Connection,
+    dirty: &Dirty,
+    settings: &Settings,
+    strategy: Strategy,
+) -> Result<Relabelled> {
     if dirty.is_empty() {
         return Ok(Relabelled::default());
     }
@@ -261,7 +280,7 @@ pub(crate) fn recompute(conn: &Connection, dirty: &Dirty, settings: &Settings) -
     for account in &dirty.accounts {
         whole.extend(keys_used_by_account(conn, account)?);
     }
-    let incremental = incremental_plan(conn, dirty, settings, &mut whole)?;
+    let incremental = incremental_plan(conn, dirty, settings, strategy, &mut whole)?;
     let shared = Shared {
         // The same condition as the partial index `events_permission_changes`, so it is used.
         policy_changes: load_events(
@@ -309,6 +328,7 @@ fn incremental_plan(
     conn: &Connection,
     dirty: &Dirty,
     settings: &Settings,
+    strategy: Strategy,
     whole: &mut BTreeSet<String>,
 ) -> Result<BTreeMap<String, Increment>> {
     let mut plan: BTreeMap<String, Increment> = BTreeMap::new();
@@ -348,13 +368,18 @@ fn incremental_plan(
     )?;
     let mut calls_since =
         conn.prepare_cached("SELECT count(*) FROM events WHERE key_arn = ?1 AND event_time >= ?2")?;
+    let mut history =
+        conn.prepare_cached("SELECT count(*) FROM (SELECT 1 FROM call_labels WHERE key_arn = ?1 LIMIT ?2)")?;
     let mut out = BTreeMap::new();
     for (key, increment) in plan {
         let mut incremental = !increment.new_events.is_empty() || increment.since.is_some();
+        let mut recheck = increment.new_events.len() as i64;
         if let Some(since) = increment.since {
-            let count: i64 = calls_since.query_row(params![key, since], |r| r.get(0))?;
-            incremental &= count <= INCREMENTAL_LIMIT;
+            recheck += calls_since.query_row(params![key, since], |r| r.get::<_, i64>(0))?;
         }
+        let wanted = recheck.saturating_mul(strategy.history_per_rechecked_call);
+        incremental &= recheck <= INCREMENTAL_LIMIT
+            && history.query_row(params![key, wanted], |r| r.get::<_, i64>(0))? >= wanted;
         for e in &increment.new_events {
             if !incremental {
                 break;

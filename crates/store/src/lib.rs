@@ -90,6 +90,8 @@ impl Journal {
 /// A granttrail database.
 pub struct Store {
     conn: Connection,
+    /// When to relabel a key incrementally rather than whole ([`labels::Strategy`]).
+    strategy: labels::Strategy,
     /// The settings the derived tables are computed with.
     settings: Settings,
 }
@@ -150,7 +152,7 @@ impl Store {
             None => Settings::default(),
         };
         tx.commit()?;
-        Ok(Store { conn, settings })
+        Ok(Store { conn, settings, strategy: labels::Strategy::default() })
     }
 
     /// The settings the derived tables were computed with.
@@ -241,10 +243,17 @@ impl Store {
         let pairs = write::all_grant_pairs(&tx)?;
         let count = write::recompute(&tx, &pairs)?;
         let everything = labels::Dirty { everything: true, ..labels::Dirty::default() };
-        labels::recompute(&tx, &everything, &self.settings)?;
+        labels::recompute(&tx, &everything, &self.settings, self.strategy)?;
         labels::mark_labelled(&tx)?;
         tx.commit()?;
         Ok(count)
+    }
+
+    /// Relabels every key that can be relabelled incrementally that way, however small its
+    /// history: tests use it to compare the incremental path with a rebuild.
+    #[doc(hidden)]
+    pub fn always_relabel_incrementally(&mut self) {
+        self.strategy = labels::Strategy { history_per_rechecked_call: 0 };
     }
 
     /// Recomputes the labels that ingested objects left stale, in one transaction. Ingest
@@ -257,7 +266,7 @@ impl Store {
         let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         // Read again inside the write lock: another process may have refreshed meanwhile.
         let dirty = labels::stale(&tx)?;
-        let relabelled = labels::recompute(&tx, &dirty, &self.settings)?;
+        let relabelled = labels::recompute(&tx, &dirty, &self.settings, self.strategy)?;
         labels::mark_labelled(&tx)?;
         tx.commit()?;
         Ok(relabelled)
@@ -273,7 +282,7 @@ impl Store {
             rusqlite::params![key_arn, at, policy, source],
         )?;
         let dirty = labels::Dirty { context_keys: [key_arn.to_string()].into(), ..labels::Dirty::default() };
-        labels::recompute(&tx, &dirty, &self.settings)?;
+        labels::recompute(&tx, &dirty, &self.settings, self.strategy)?;
         tx.commit()?;
         Ok(())
     }
@@ -288,7 +297,7 @@ impl Store {
             rusqlite::params![account, at, document, source],
         )?;
         let dirty = labels::Dirty { accounts: [account.to_string()].into(), ..labels::Dirty::default() };
-        labels::recompute(&tx, &dirty, &self.settings)?;
+        labels::recompute(&tx, &dirty, &self.settings, self.strategy)?;
         tx.commit()?;
         Ok(snapshot.principals.len())
     }
