@@ -324,7 +324,7 @@ pub fn rebuild(db: &Path, config: &Config) -> anyhow::Result<ExitCode> {
     store.use_settings(&config.labels, true)?;
     let grants = store.rebuild()?;
     let (objects, events, _) = store.totals()?;
-    println!("rebuilt {grants} grant(s) from {events} event(s) in {objects} object(s)");
+    writeln!(std::io::stdout(), "rebuilt {grants} grant(s) from {events} event(s) in {objects} object(s)")?;
     Ok(ExitCode::SUCCESS)
 }
 

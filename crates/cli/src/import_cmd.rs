@@ -1,5 +1,6 @@
 //! `granttrail import`: documents from outside the logs that make stronger evidence possible.
 
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
@@ -76,7 +77,12 @@ pub fn run(store: &mut Store, command: &ImportCommand) -> anyhow::Result<ExitCod
             store
                 .import_key_policy(&args.key, at, &policy, &args.file.display().to_string())
                 .with_context(|| format!("{}", args.file.display()))?;
-            println!("imported the key policy of {} from {}", args.key, args.file.display());
+            writeln!(
+                std::io::stdout(),
+                "imported the key policy of {} from {}",
+                args.key,
+                args.file.display()
+            )?;
         }
         ImportCommand::Iam(args) => {
             let text = read(&args.file)?;
@@ -85,10 +91,11 @@ pub fn run(store: &mut Store, command: &ImportCommand) -> anyhow::Result<ExitCod
             let principals = store
                 .import_iam(&account, at, &text, &args.file.display().to_string())
                 .with_context(|| format!("{}", args.file.display()))?;
-            println!(
+            writeln!(
+                std::io::stdout(),
                 "imported {principals} IAM principal(s) of account {account} from {}",
                 args.file.display()
-            );
+            )?;
         }
         ImportCommand::ListGrants(args) => {
             check_key_arn(&args.key)?;
@@ -110,7 +117,12 @@ pub fn run(store: &mut Store, command: &ImportCommand) -> anyhow::Result<ExitCod
             }
             let at = args.at.unwrap_or_else(granttrail_ingest::now);
             store.import_grant_list(&args.key, at, &listing, &source).context(source.clone())?;
-            println!("imported {} grant(s) of {} from {source}", listing.grants.len(), args.key);
+            writeln!(
+                std::io::stdout(),
+                "imported {} grant(s) of {} from {source}",
+                listing.grants.len(),
+                args.key
+            )?;
             if !listing.complete {
                 eprintln!(
                     "granttrail: warning: {source} is a truncated listing (\"Truncated\": true); grants it does not show are not reported as gone"

@@ -1,6 +1,7 @@
 //! `granttrail ingest`.
 
 use std::io::IsTerminal;
+use std::io::Write as _;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
@@ -175,11 +176,12 @@ pub fn run(db: &Path, config: &Config, args: &IngestArgs) -> anyhow::Result<Exit
     bar.set_message("labelling calls");
     store.refresh_labels().context("while labelling calls")?;
     bar.finish_and_clear();
-    print_summary(&totals, started.elapsed());
+    print_summary(&totals, started.elapsed())?;
     let grant_only = store.count_labels(&[Label::GrantOnly.as_str(), Label::GrantOnlyLikely.as_str()])?;
-    println!(
+    writeln!(
+        std::io::stdout(),
         "{grant_only} call(s) in the database succeeded only through a grant (granttrail calls --grant-only)"
-    );
+    )?;
     Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 
@@ -197,10 +199,11 @@ pub(crate) fn progress_bar(len: u64, quiet: bool) -> ProgressBar {
     bar
 }
 
-fn print_summary(t: &Totals, elapsed: Duration) {
+fn print_summary(t: &Totals, elapsed: Duration) -> std::io::Result<()> {
     let c = &t.counts;
     let secs = elapsed.as_secs_f64().max(1e-6);
-    println!(
+    writeln!(
+        std::io::stdout(),
         "ingested {} object(s) ({} already ingested, {} skipped, {} rejected): {} records, {} KMS events \
          ({} new, {} grant events), {} malformed KMS records skipped; {:.2}s, {:.0} records/s",
         t.objects,
@@ -214,7 +217,7 @@ fn print_summary(t: &Totals, elapsed: Duration) {
         c.skipped_records,
         secs,
         c.records as f64 / secs
-    );
+    )
 }
 
 fn short_name(name: &str) -> String {

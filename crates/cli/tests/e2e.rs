@@ -353,3 +353,30 @@ fn findings_flag_what_a_security_engineer_should_see() {
     let out = deleted.ok(&["findings", "--format", "json"]);
     assert!(out.contains("\"GT011\""), "grantee deleted while the grant stays: {out}");
 }
+
+#[test]
+fn a_reader_that_stops_early_is_not_an_error() {
+    let ws = Workspace::new();
+    ws.ok(&["ingest", &example()]);
+    // Every command's output goes to a pipe whose reader has gone, as with `| head -0`.
+    for args in [
+        vec!["ingest", example().as_str()],
+        vec!["grants"],
+        vec!["calls", "--format", "csv"],
+        vec!["findings"],
+        vec!["rebuild"],
+    ] {
+        let (reader, writer) = std::io::pipe().unwrap();
+        drop(reader);
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_granttrail"))
+            .arg("--db")
+            .arg(ws.db())
+            .args(&args)
+            .stdout(writer)
+            .output()
+            .unwrap();
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(out.status.success(), "{args:?}: {err}");
+        assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+}
