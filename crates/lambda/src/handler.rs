@@ -52,6 +52,10 @@ impl Handler {
     pub async fn handle(&self, event: Value) -> Result<Value, Error> {
         let started = Instant::now();
         if event.get("granttrail").and_then(Value::as_str) == Some("snapshot") {
+            // Some findings appear with time alone (a grant grows old): the scheduled
+            // invocation evaluates every key, batches only the keys they touched.
+            let published = self.publish_new_findings(Scope::AllKeys).await?;
+            info!(published_findings = published, "every key evaluated");
             return self.snapshot().await;
         }
         let messages = unwrap_event(&serde_json::to_vec(&event)?)?;
@@ -73,7 +77,7 @@ impl Handler {
         }
         // Everything acknowledged below is committed; labels and findings are derived, so a
         // failure there is logged and retried by the next invocation, not by redelivery.
-        let published = match self.publish_new_findings().await {
+        let published = match self.publish_new_findings(Scope::TouchedKeys).await {
             Ok(n) => n,
             Err(e) => {
                 error!(error = %e, "publishing findings failed; they are retried next time");
@@ -177,18 +181,22 @@ impl Handler {
         }
     }
 
-    /// Relabels, evaluates every rule, and publishes the findings not published before, one
-    /// SNS message each. Returns how many were published.
-    async fn publish_new_findings(&self) -> Result<usize, Error> {
+    /// Relabels, evaluates every rule (on the keys the relabelling touched, or on all), and
+    /// publishes the findings not published before, one SNS message each. Returns how many
+    /// were published.
+    async fn publish_new_findings(&self, scope: Scope) -> Result<usize, Error> {
         let (store, rules, topic) =
             (self.store.clone(), self.env.config.findings.clone(), self.env.findings_topic_arn.clone());
         let pending = tokio::task::spawn_blocking(move || -> Result<Vec<(String, Value)>, Error> {
             let mut store = store.lock().map_err(|_| "the database is unusable after an earlier crash")?;
-            store.refresh_labels()?;
+            let relabelled = store.refresh_labels()?;
             if topic.is_none() {
                 return Ok(Vec::new());
             }
-            let findings = store.findings(&rules, now())?;
+            let findings = match scope {
+                Scope::AllKeys => store.findings(&rules, now())?,
+                Scope::TouchedKeys => store.findings_on_keys(&rules, now(), &relabelled.keys)?,
+            };
             let ids: Vec<&str> = findings.iter().map(|f| f.id.as_str()).collect();
             let new = store.unpublished(&ids)?;
             let mut out = Vec::new();
@@ -291,4 +299,12 @@ fn skip_reason(class: KeyClass) -> &'static str {
         KeyClass::Insight => "a CloudTrail Insights file",
         _ => "not a CloudTrail log file",
     }
+}
+
+/// Which keys' findings an invocation evaluates.
+#[derive(Debug, Clone, Copy)]
+enum Scope {
+    /// The keys whose labels this invocation brought up to date.
+    TouchedKeys,
+    AllKeys,
 }

@@ -10,13 +10,35 @@ impl Store {
     /// The findings as of `now` (age-based rules measure against it), most severe first,
     /// then by rule, key and grant.
     pub fn findings(&self, rules: &RulesConfig, now: i64) -> Result<Vec<Finding>> {
-        let grants = self.grants(&GrantFilter::default())?;
-        let uses = grant_uses(&grants, &self.covered_calls()?);
-        let deletions = self.principal_deletions()?;
-        let denials = self.access_denials()?;
+        self.findings_where(rules, now, None)
+    }
+
+    /// The findings on `keys` only: every rule looks at one key's grants, calls and listings,
+    /// so these are exactly the findings of [`Store::findings`] on those keys, at a cost that
+    /// grows with those keys instead of the whole database.
+    pub fn findings_on_keys(&self, rules: &RulesConfig, now: i64, keys: &[String]) -> Result<Vec<Finding>> {
+        self.findings_where(rules, now, Some(keys))
+    }
+
+    fn findings_where(&self, rules: &RulesConfig, now: i64, keys: Option<&[String]>) -> Result<Vec<Finding>> {
         let settings = self.settings();
         let window = settings.consistency_window_seconds;
-        let after_end = self.calls_after_grant_ends(window)?;
+        let (mut grants, mut covered, mut denials, mut after_end) =
+            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let scopes: Vec<Option<&str>> = match keys {
+            None => vec![None],
+            Some(keys) => keys.iter().map(|k| Some(k.as_str())).collect(),
+        };
+        for key in scopes {
+            grants.extend(
+                self.grants(&GrantFilter { key_arn: key.map(str::to_string), ..GrantFilter::default() })?,
+            );
+            covered.extend(self.covered_calls(key)?);
+            denials.extend(self.access_denials(key)?);
+            after_end.extend(self.calls_after_grant_ends(window, key)?);
+        }
+        let uses = grant_uses(&grants, &covered);
+        let deletions = self.principal_deletions()?;
         let mut found = evaluate(&FindingInputs {
             grants: &grants,
             uses: &uses,
@@ -28,7 +50,9 @@ impl Store {
             now,
         });
         for snapshot in self.grant_lists()? {
-            found.extend(reconcile::reconcile(&snapshot, &grants, rules, window));
+            if keys.is_none_or(|keys| keys.contains(&snapshot.key_arn)) {
+                found.extend(reconcile::reconcile(&snapshot, &grants, rules, window));
+            }
         }
         findings::sort(&mut found);
         Ok(found)

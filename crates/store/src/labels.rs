@@ -259,11 +259,13 @@ struct Shared {
     iam: Vec<ImportedIam>,
 }
 
-/// How many keys a relabelling read whole, and how many it relabelled incrementally.
-#[derive(Debug, Default, Clone, Copy, PartialEq, Eq)]
+/// What a relabelling did: how many keys it read whole, how many it relabelled incrementally,
+/// and which keys those were.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Relabelled {
     pub whole_keys: usize,
     pub incremental_keys: usize,
+    pub keys: Vec<String>,
 }
 
 /// Relabels what `dirty` names: whole keys, or the new calls of a key and what they changed.
@@ -310,7 +312,8 @@ pub(crate) fn recompute(
         )?;
         replace_labels(conn, "", &classify_keyless(&events))?;
     }
-    Ok(Relabelled { whole_keys: whole.len(), incremental_keys: incremental.len() })
+    let keys = whole.iter().chain(incremental.keys()).cloned().collect();
+    Ok(Relabelled { whole_keys: whole.len(), incremental_keys: incremental.len(), keys })
 }
 
 /// A key relabelled incrementally: its new events (those after `labelled_through`), and the

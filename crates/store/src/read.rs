@@ -329,14 +329,15 @@ impl Store {
 }
 
 impl Store {
-    /// Every labelled call side each grant covered, for the findings rules.
-    pub fn covered_calls(&self) -> Result<Vec<granttrail_grants::findings::CoveredCall>> {
-        let mut stmt = self.conn().prepare(
+    /// Every labelled call side with each grant it names (on `key` only, when given).
+    pub fn covered_calls(&self, key: Option<&str>) -> Result<Vec<granttrail_grants::findings::CoveredCall>> {
+        let mut stmt = self.conn().prepare_cached(
             "SELECT c.key_arn, l.grant_id, c.operation, c.label, c.principal, c.event_id, c.flags
              FROM call_label_grants l JOIN call_labels c ON c.event_id = l.event_id AND c.side = l.side
+             WHERE ?1 IS NULL OR c.key_arn = ?1
              ORDER BY l.grant_id, c.event_time, c.event_id",
         )?;
-        let rows = stmt.query_map([], |r| {
+        let rows = stmt.query_map([key], |r| {
             let flags: String = r.get(6)?;
             let call = (|| -> Result<granttrail_grants::findings::CoveredCall> {
                 Ok(granttrail_grants::findings::CoveredCall {
@@ -354,21 +355,27 @@ impl Store {
         rows.map(|r| r?).collect()
     }
 
-    /// KMS calls refused with an `AccessDenied*` error, for the escalation rules.
-    pub fn access_denials(&self) -> Result<Vec<KmsEvent>> {
+    /// KMS calls refused with an `AccessDenied*` error (on `key` only, when given), for the
+    /// escalation rules.
+    pub fn access_denials(&self, key: Option<&str>) -> Result<Vec<KmsEvent>> {
+        let filter = if key.is_some() { "e.key_arn = ?1 AND" } else { "" };
         let sql = format!(
             "SELECT {EVENT_COLUMNS}, o.source FROM events e JOIN objects o ON o.id = e.object_id
-             WHERE e.event_source = 'kms.amazonaws.com' AND e.error_code LIKE 'AccessDenied%'
+             WHERE {filter} e.event_source = 'kms.amazonaws.com' AND e.error_code LIKE 'AccessDenied%'
              ORDER BY e.event_time, e.event_id"
         );
-        Ok(self.stored_events(&sql, &[])?.into_iter().map(|s| s.event).collect())
+        Ok(self.stored_events(&sql, key.as_slice())?.into_iter().map(|s| s.event).collect())
     }
 
     /// Successful KMS calls on a key (either side of a ReEncrypt) made at least `window`
-    /// seconds after a grant on that key was retired or revoked: the calls GT015 examines.
-    pub fn calls_after_grant_ends(&self, window: i64) -> Result<Vec<KmsEvent>> {
+    /// seconds after a grant on that key was retired or revoked: the calls GT015 examines. On
+    /// `key` only, when given.
+    pub fn calls_after_grant_ends(&self, window: i64, key: Option<&str>) -> Result<Vec<KmsEvent>> {
+        let on_key = "SELECT * FROM events WHERE key_arn = ?1
+                      UNION ALL SELECT * FROM events WHERE destination_key_arn = ?1 AND key_arn IS NOT ?1";
+        let events = if key.is_some() { on_key } else { "SELECT * FROM events" };
         let sql = format!(
-            "SELECT {EVENT_COLUMNS}, o.source FROM events e JOIN objects o ON o.id = e.object_id
+            "SELECT {EVENT_COLUMNS}, o.source FROM ({events}) e JOIN objects o ON o.id = e.object_id
              WHERE e.event_source = 'kms.amazonaws.com' AND e.error_code IS NULL
                AND EXISTS (SELECT 1 FROM grants g
                            WHERE g.key_arn IN (e.key_arn, e.destination_key_arn)
@@ -376,7 +383,7 @@ impl Store {
                              AND e.event_time >= g.ended_at + {window})
              ORDER BY e.event_time, e.event_id"
         );
-        Ok(self.stored_events(&sql, &[])?.into_iter().map(|s| s.event).collect())
+        Ok(self.stored_events(&sql, key.as_slice())?.into_iter().map(|s| s.event).collect())
     }
 
     /// IAM `DeleteRole` and `DeleteUser` events.
