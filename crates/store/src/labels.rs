@@ -442,8 +442,9 @@ fn relabel_incrementally(
         conn,
         &format!(
             "SELECT {EVENT_COLUMNS} FROM events WHERE key_arn = ?1
-               AND event_name IN ('CreateKey', 'PutKeyPolicy', 'TagResource', 'UntagResource', 'CreateAlias',
-                                  'UpdateAlias', 'DeleteAlias')"
+               AND (event_name = 'CreateKey' OR event_name = 'PutKeyPolicy' OR event_name = 'TagResource'
+                 OR event_name = 'UntagResource' OR event_name = 'CreateAlias' OR event_name = 'UpdateAlias'
+                 OR event_name = 'DeleteAlias')"
         ),
         [key],
     )?;

@@ -47,9 +47,11 @@ CREATE TABLE stale_since (
 -- What incremental relabelling looks up without reading a key's history: the copies of a
 -- call, the events that set a key's context, and the permission changes outside KMS.
 CREATE INDEX events_by_shared_event_id ON events (shared_event_id) WHERE shared_event_id IS NOT NULL;
+-- (ORs, not IN: SQLite would build a temporary table to test IN on every inserted event.)
 CREATE INDEX events_key_context ON events (key_arn, event_time)
-    WHERE event_name IN ('CreateKey', 'PutKeyPolicy', 'TagResource', 'UntagResource', 'CreateAlias',
-                         'UpdateAlias', 'DeleteAlias');
+    WHERE event_name = 'CreateKey' OR event_name = 'PutKeyPolicy' OR event_name = 'TagResource'
+       OR event_name = 'UntagResource' OR event_name = 'CreateAlias' OR event_name = 'UpdateAlias'
+       OR event_name = 'DeleteAlias';
 CREATE INDEX events_permission_changes ON events (event_time)
     WHERE event_source <> 'kms.amazonaws.com' AND event_source <> 'cloudtrail.amazonaws.com';
 
