@@ -1,0 +1,337 @@
+//! Relabelling a key from what changed: its new calls, the calls after a grant changed, and
+//! the stored labels whose nearest observations moved.
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+
+use granttrail_grants::{
+    CallLabel, KeyClassifier, KeyInputs, KmsEvent, Observation, ObservationIndex, ObservationKind, Settings,
+    behaviour_group, logical_event_refs, sets_key_context,
+};
+use rusqlite::{Connection, OptionalExtension, params};
+
+use super::rows::update_labels;
+use super::{Dirty, Shared, Strategy, imported_key_policies, load_events};
+use crate::Result;
+use crate::read::grants_not_ended_before;
+use crate::write::EVENT_COLUMNS;
+
+/// More new events than this since the last relabelling (a bulk load) relabel their keys
+/// whole, which is cheaper per event than looking each one up.
+const INCREMENTAL_LIMIT: i64 = 10_000;
+
+/// A key relabelled incrementally: its new events (those after `labelled_through`), and the
+/// time from which its changed grants may cover calls differently.
+#[derive(Debug, Default)]
+pub(super) struct Increment {
+    new_events: Vec<KmsEvent>,
+    since: Option<i64>,
+}
+
+/// The stale keys that can be relabelled incrementally; the others are added to `whole`. A key
+/// goes whole when a new event is another copy of a stored call (it may change which copy a
+/// label describes), or when there is too much to recheck.
+pub(super) fn incremental_plan(
+    conn: &Connection,
+    dirty: &Dirty,
+    settings: &Settings,
+    strategy: Strategy,
+    whole: &mut BTreeSet<String>,
+) -> Result<BTreeMap<String, Increment>> {
+    let mut plan: BTreeMap<String, Increment> = BTreeMap::new();
+    for key in dirty.keys.iter().chain(dirty.since.keys()).filter(|k| !whole.contains(*k)) {
+        // Coverage can change up to the clock tolerance before a creation and the consistency
+        // window after an end.
+        let since = dirty.since.get(key).map(|t| {
+            t.saturating_sub(settings.clock_tolerance_seconds)
+                .saturating_sub(settings.consistency_window_seconds)
+        });
+        plan.insert(key.clone(), Increment { new_events: Vec::new(), since });
+    }
+    if plan.is_empty() {
+        return Ok(plan);
+    }
+    let through: i64 =
+        conn.query_row("SELECT event_id FROM labelled_through WHERE id = 1", [], |r| r.get(0))?;
+    let count: i64 = conn.query_row("SELECT count(*) FROM events WHERE id > ?1", [through], |r| r.get(0))?;
+    if count > INCREMENTAL_LIMIT {
+        whole.extend(plan.into_keys());
+        return Ok(BTreeMap::new());
+    }
+    let new_events =
+        load_events(conn, &format!("SELECT {EVENT_COLUMNS} FROM events WHERE id > ?1"), [through])?;
+    for e in new_events.into_iter().filter(KmsEvent::is_kms) {
+        let destination = e.destination_key_arn.as_ref().filter(|d| e.key_arn.as_ref() != Some(*d));
+        let keys: Vec<String> = e.key_arn.iter().chain(destination).cloned().collect();
+        for key in keys {
+            if let Some(increment) = plan.get_mut(&key) {
+                increment.new_events.push(e.clone());
+            }
+        }
+    }
+    let mut older_copy = conn.prepare_cached(
+        "SELECT 1 FROM events WHERE id <= ?2 AND shared_event_id = ?1
+         UNION ALL SELECT 1 FROM events WHERE id <= ?2 AND event_id = ?1 AND shared_event_id IS NULL",
+    )?;
+    let mut calls_since =
+        conn.prepare_cached("SELECT count(*) FROM events WHERE key_arn = ?1 AND event_time >= ?2")?;
+    let mut history =
+        conn.prepare_cached("SELECT count(*) FROM (SELECT 1 FROM call_labels WHERE key_arn = ?1 LIMIT ?2)")?;
+    let mut out = BTreeMap::new();
+    for (key, increment) in plan {
+        let mut incremental = !increment.new_events.is_empty() || increment.since.is_some();
+        let mut recheck = increment.new_events.len() as i64;
+        if let Some(since) = increment.since {
+            recheck += calls_since.query_row(params![key, since], |r| r.get::<_, i64>(0))?;
+        }
+        let wanted = recheck.saturating_mul(strategy.history_per_rechecked_call);
+        incremental &= recheck <= INCREMENTAL_LIMIT
+            && history.query_row(params![key, wanted], |r| r.get::<_, i64>(0))? >= wanted;
+        for e in &increment.new_events {
+            if !incremental {
+                break;
+            }
+            let copy_of = e.shared_event_id.as_deref().unwrap_or(&e.event_id);
+            incremental = !(sets_key_context(e) || older_copy.exists(params![copy_of, through])?);
+        }
+        if incremental {
+            out.insert(key, increment);
+        } else {
+            whole.insert(key);
+        }
+    }
+    Ok(out)
+}
+
+/// Relabels incrementally: the calls to recheck (the new ones, and every call from `since` on
+/// when grants changed) are classified again; observations they gained or lost are updated;
+/// and the stored labels whose nearest observations moved (those of the same behaviour group
+/// between a changed observation's stored neighbours) are relabelled. The key's context is
+/// read from the events that set it, not from its history.
+pub(super) fn relabel_incrementally(
+    conn: &Connection,
+    key: &str,
+    increment: &Increment,
+    shared: &Shared,
+    settings: &Settings,
+) -> Result<()> {
+    // The same condition as the partial index `events_key_context`, so it is used.
+    let context = load_events(
+        conn,
+        &format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE key_arn = ?1
+               AND (event_name = 'CreateKey' OR event_name = 'PutKeyPolicy' OR event_name = 'TagResource'
+                 OR event_name = 'UntagResource' OR event_name = 'CreateAlias' OR event_name = 'UpdateAlias'
+                 OR event_name = 'DeleteAlias')"
+        ),
+        [key],
+    )?;
+    let policies = imported_key_policies(conn, key)?;
+    let mut recheck_events = increment.new_events.clone();
+    if let Some(since) = increment.since {
+        // Every copy of these calls is in the range too: copies share their time.
+        recheck_events.extend(load_events(
+            conn,
+            &format!(
+                "SELECT {EVENT_COLUMNS} FROM events WHERE key_arn = ?1 AND event_time >= ?2
+                 UNION ALL
+                 SELECT {EVENT_COLUMNS} FROM events
+                 WHERE destination_key_arn = ?1 AND key_arn IS NOT ?1 AND event_time >= ?2"
+            ),
+            params![key, since],
+        )?);
+    }
+    // A grant that ended a consistency window before every call classified here covers none
+    // of them: only the others are read, so a key's long-dead grants cost nothing.
+    let alive_after = |events: &[KmsEvent]| {
+        events
+            .iter()
+            .map(|e| e.event_time)
+            .min()
+            .unwrap_or(i64::MAX)
+            .saturating_sub(settings.consistency_window_seconds + 1)
+    };
+    let recheck_from = alive_after(&recheck_events);
+    let grants = grants_not_ended_before(conn, key, recheck_from)?;
+    let inputs = KeyInputs {
+        key_arn: key,
+        grants: &grants,
+        events: &context,
+        policy_changes: &shared.policy_changes,
+        imported_key_policies: &policies,
+        imported_iam: &shared.iam,
+        settings,
+    };
+    let classifier = KeyClassifier::new(&inputs);
+    let calls = logical_event_refs(recheck_events.iter());
+
+    // Observations the rechecked calls make now, against those stored for them.
+    let fresh: HashSet<Observation> = calls.iter().filter_map(|c| classifier.observation(c)).collect();
+    let mut stored = HashSet::new();
+    let mut stored_for = conn.prepare_cached(
+        "SELECT 1 FROM observations
+         WHERE key_arn = ?1 AND behaviour_group = ?2 AND kind = ?3 AND event_time = ?4 AND event_id = ?5",
+    )?;
+    for call in calls.iter().filter(|c| c.event_name != "ReEncrypt") {
+        let Some(group) = behaviour_group(call) else { continue };
+        for kind in [ObservationKind::Success, ObservationKind::Denial] {
+            if stored_for.exists(params![key, group, kind.as_str(), call.event_time, call.event_id])? {
+                stored.insert(Observation {
+                    group,
+                    kind,
+                    time: call.event_time,
+                    event_id: call.event_id.clone(),
+                });
+            }
+        }
+    }
+    let (gone, added): (Vec<&Observation>, Vec<&Observation>) =
+        (stored.difference(&fresh).collect(), fresh.difference(&stored).collect());
+
+    // The times between which each changed observation was or becomes someone's nearest.
+    let mut spans: Vec<(i64, i64, i64)> = Vec::new();
+    for o in gone.iter().chain(&added) {
+        let [before, after] = stored_neighbours(conn, key, o)?;
+        spans.push((o.group, before.unwrap_or(i64::MIN), after.unwrap_or(i64::MAX)));
+    }
+    spans.sort_unstable();
+    let mut delete = conn.prepare_cached(
+        "DELETE FROM observations
+         WHERE key_arn = ?1 AND behaviour_group = ?2 AND kind = ?3 AND event_time = ?4 AND event_id = ?5",
+    )?;
+    for o in &gone {
+        delete.execute(params![key, o.group, o.kind.as_str(), o.time, o.event_id])?;
+    }
+    let mut insert = conn.prepare_cached(
+        "INSERT OR IGNORE INTO observations (key_arn, behaviour_group, kind, event_time, event_id)
+         VALUES (?1, ?2, ?3, ?4, ?5)",
+    )?;
+    for o in &added {
+        insert.execute(params![key, o.group, o.kind.as_str(), o.time, o.event_id])?;
+    }
+    let rechecked: HashSet<&str> = recheck_events.iter().map(|e| e.event_id.as_str()).collect();
+    let mut affected_ids: BTreeSet<String> = BTreeSet::new();
+    let mut in_span = conn.prepare_cached(
+        "SELECT event_id FROM call_labels
+         WHERE key_arn = ?1 AND behaviour_group = ?2 AND event_time BETWEEN ?3 AND ?4",
+    )?;
+    for (group, from, to) in merge_spans(spans) {
+        let ids = in_span.query_map(params![key, group, from, to], |r| r.get::<_, String>(0))?;
+        for id in ids {
+            let id = id?;
+            if !rechecked.contains(id.as_str()) {
+                affected_ids.insert(id);
+            }
+        }
+    }
+    let affected_events = calls_with_copies(conn, key, &affected_ids)?;
+    let affected = logical_event_refs(affected_events.iter());
+
+    let relabelled: Vec<_> = calls.iter().chain(affected.iter()).collect();
+    let index =
+        ObservationIndex::new(&nearest_observations(conn, key, relabelled.iter().map(|c| c.as_ref()))?);
+    // Labels of earlier calls may need grants that ended before the rechecked calls.
+    let affected_from = alive_after(&affected_events);
+    let labels: Vec<CallLabel> = if affected_from < recheck_from {
+        let grants = grants_not_ended_before(conn, key, affected_from)?;
+        let inputs = KeyInputs { grants: &grants, ..inputs };
+        let classifier = KeyClassifier::new(&inputs);
+        relabelled.iter().flat_map(|c| classifier.label(c, &index)).collect()
+    } else {
+        relabelled.iter().flat_map(|c| classifier.label(c, &index)).collect()
+    };
+    update_labels(conn, key, &labels)
+}
+
+/// Overlapping spans of one group become one, so each stored label is read once.
+fn merge_spans(spans: Vec<(i64, i64, i64)>) -> Vec<(i64, i64, i64)> {
+    let mut merged: Vec<(i64, i64, i64)> = Vec::new();
+    for (group, from, to) in spans {
+        match merged.last_mut() {
+            Some(last) if last.0 == group && from <= last.2 => last.2 = last.2.max(to),
+            _ => merged.push((group, from, to)),
+        }
+    }
+    merged
+}
+
+const BEFORE: &str = "SELECT event_time, event_id FROM observations
+     WHERE key_arn = ?1 AND behaviour_group = ?2 AND kind = ?3 AND event_time <= ?4
+     ORDER BY event_time DESC, event_id DESC LIMIT 1";
+const AFTER: &str = "SELECT event_time, event_id FROM observations
+     WHERE key_arn = ?1 AND behaviour_group = ?2 AND kind = ?3 AND event_time > ?4
+     ORDER BY event_time, event_id LIMIT 1";
+
+/// The times of the stored observations ordered just before and just after `o` in its group
+/// and kind (not `o` itself, which an import may have stored already).
+fn stored_neighbours(conn: &Connection, key: &str, o: &Observation) -> Result<[Option<i64>; 2]> {
+    let kind = o.kind.as_str();
+    let before = conn
+        .prepare_cached(
+            "SELECT event_time FROM observations
+             WHERE key_arn = ?1 AND behaviour_group = ?2 AND kind = ?3 AND (event_time, event_id) < (?4, ?5)
+             ORDER BY event_time DESC, event_id DESC LIMIT 1",
+        )?
+        .query_row(params![key, o.group, kind, o.time, o.event_id], |r| r.get(0))
+        .optional()?;
+    let after = conn
+        .prepare_cached(
+            "SELECT event_time FROM observations
+             WHERE key_arn = ?1 AND behaviour_group = ?2 AND kind = ?3 AND (event_time, event_id) > (?4, ?5)
+             ORDER BY event_time, event_id LIMIT 1",
+        )?
+        .query_row(params![key, o.group, kind, o.time, o.event_id], |r| r.get(0))
+        .optional()?;
+    Ok([before, after])
+}
+
+/// The stored observations nearest each call (what its label can consult), after the new
+/// ones were stored.
+fn nearest_observations<'e>(
+    conn: &Connection,
+    key: &str,
+    calls: impl Iterator<Item = &'e KmsEvent>,
+) -> Result<Vec<Observation>> {
+    let mut out = Vec::new();
+    let mut seen = HashSet::new();
+    for call in calls.filter(|c| c.event_name != "ReEncrypt") {
+        let Some(group) = behaviour_group(call) else { continue };
+        if !seen.insert((group, call.event_time)) {
+            continue;
+        }
+        for kind in [ObservationKind::Success, ObservationKind::Denial] {
+            for sql in [BEFORE, AFTER] {
+                let found: Option<(i64, String)> = conn
+                    .prepare_cached(sql)?
+                    .query_row(params![key, group, kind.as_str(), call.event_time], |r| {
+                        Ok((r.get(0)?, r.get(1)?))
+                    })
+                    .optional()?;
+                if let Some((time, event_id)) = found {
+                    out.push(Observation { group, kind, time, event_id });
+                }
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The stored calls `ids` on `key` with every copy of each (the label of a call shared by
+/// several accounts describes one copy, completed from the others).
+fn calls_with_copies(conn: &Connection, key: &str, ids: &BTreeSet<String>) -> Result<Vec<KmsEvent>> {
+    let by_id = format!("SELECT {EVENT_COLUMNS} FROM events WHERE event_id = ?1");
+    let copies = format!(
+        "SELECT {EVENT_COLUMNS} FROM events WHERE shared_event_id = ?1
+         UNION ALL SELECT {EVENT_COLUMNS} FROM events WHERE event_id = ?1 AND shared_event_id IS NULL"
+    );
+    let mut out = Vec::new();
+    for id in ids {
+        for e in load_events(conn, &by_id, [id])? {
+            let copy_of = e.shared_event_id.clone().unwrap_or_else(|| e.event_id.clone());
+            out.extend(load_events(conn, &copies, [&copy_of])?);
+            out.push(e);
+        }
+    }
+    // As a whole-key relabelling reads them: the events whose key or destination is `key`.
+    out.retain(|e| e.key_arn.as_deref() == Some(key) || e.destination_key_arn.as_deref() == Some(key));
+    Ok(out)
+}

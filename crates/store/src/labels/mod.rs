@@ -1,0 +1,187 @@
+//! Recomputing call labels for the keys an object (or an import) touched.
+//!
+//! A label depends on the grants of its key, the key's policy history, the principal's IAM
+//! changes, the imports, and the observations of its behaviour group (grant-less successes
+//! and denials of the same caller calling the same way). A key whose policy context changed,
+//! or that gained a grant known only from its end, is relabelled whole; so is a key in a bulk
+//! load. Otherwise a key is relabelled incrementally: its new calls, its calls from the time a
+//! grant was created or ended, and the stored labels whose nearest observations moved. Both
+//! give exactly what a rebuild gives (crates/ingest/tests/order_independence.rs).
+//!
+//! - `stale`: what ingested objects left to relabel;
+//! - `incremental`: which keys can be relabelled incrementally, and how;
+//! - `rows`: writing labels and observations, only where they differ.
+
+mod incremental;
+mod rows;
+mod stale;
+
+use std::collections::BTreeSet;
+
+use granttrail_grants::{
+    IamSnapshot, ImportedIam, ImportedKeyPolicy, KeyInputs, KmsEvent, Policy, Settings, classify_key,
+    classify_keyless,
+};
+use rusqlite::Connection;
+
+use crate::read::{GrantFilter, query_grants};
+use crate::write::{EVENT_COLUMNS, event_from_row};
+use crate::{Result, StoreError};
+use incremental::{incremental_plan, relabel_incrementally};
+use rows::{replace_labels, replace_observations};
+pub(crate) use stale::{Dirty, mark_labelled, mark_stale, stale};
+
+/// When a key is relabelled incrementally. Rechecking a call costs a few times what it costs in
+/// a whole-key relabelling (its neighbours are looked up one by one), so a key goes whole unless
+/// its stored history is this many times the calls to recheck.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) struct Strategy {
+    pub history_per_rechecked_call: i64,
+}
+
+impl Default for Strategy {
+    fn default() -> Self {
+        Strategy { history_per_rechecked_call: 3 }
+    }
+}
+
+fn load_events(conn: &Connection, sql: &str, args: impl rusqlite::Params) -> Result<Vec<KmsEvent>> {
+    let mut stmt = conn.prepare_cached(sql)?;
+    let rows = stmt.query_map(args, event_from_row)?;
+    rows.map(|r| r?).collect()
+}
+
+fn all_keys(conn: &Connection) -> Result<BTreeSet<String>> {
+    let mut stmt = conn.prepare(
+        "SELECT key_arn FROM events WHERE key_arn IS NOT NULL
+         UNION SELECT destination_key_arn FROM events WHERE destination_key_arn IS NOT NULL",
+    )?;
+    let keys = stmt.query_map([], |r| r.get(0))?.collect::<Result<_, _>>()?;
+    Ok(keys)
+}
+
+fn keys_used_by_account(conn: &Connection, account: &str) -> Result<BTreeSet<String>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT DISTINCT key_arn FROM events WHERE caller_account_id = ?1 AND key_arn IS NOT NULL
+         UNION SELECT DISTINCT destination_key_arn FROM events WHERE caller_account_id = ?1 AND destination_key_arn IS NOT NULL",
+    )?;
+    let keys = stmt.query_map([account], |r| r.get(0))?.collect::<Result<_, _>>()?;
+    Ok(keys)
+}
+
+fn imported_key_policies(conn: &Connection, key: &str) -> Result<Vec<ImportedKeyPolicy>> {
+    let mut stmt =
+        conn.prepare_cached("SELECT at, policy, source FROM imported_key_policies WHERE key_arn = ?1")?;
+    let rows: Vec<(i64, String, String)> =
+        stmt.query_map([key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<Result<_, _>>()?;
+    rows.into_iter()
+        .map(|(at, text, source)| {
+            let policy =
+                Policy::parse(&text).map_err(|e| StoreError::Corrupt(format!("imported key policy: {e}")))?;
+            Ok(ImportedKeyPolicy { at, policy, source })
+        })
+        .collect()
+}
+
+fn imported_iam(conn: &Connection) -> Result<Vec<ImportedIam>> {
+    let mut stmt = conn.prepare_cached("SELECT account, at, document, source FROM imported_iam")?;
+    let rows: Vec<(String, i64, String, String)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+        .collect::<Result<_, _>>()?;
+    rows.into_iter()
+        .map(|(account, at, document, source)| {
+            let snapshot = IamSnapshot::parse(&document)
+                .map_err(|e| StoreError::Corrupt(format!("imported IAM: {e}")))?;
+            Ok(ImportedIam { account, at, snapshot, source })
+        })
+        .collect()
+}
+
+/// What every key's classification shares: permission changes outside KMS and IAM imports.
+struct Shared {
+    policy_changes: Vec<KmsEvent>,
+    iam: Vec<ImportedIam>,
+}
+
+/// What a relabelling did: how many keys it read whole, how many it relabelled incrementally,
+/// and which keys those were.
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
+pub struct Relabelled {
+    pub whole_keys: usize,
+    pub incremental_keys: usize,
+    pub keys: Vec<String>,
+}
+
+/// Relabels what `dirty` names: whole keys, or the new calls of a key and what they changed.
+pub(crate) fn recompute(
+    conn: &Connection,
+    dirty: &Dirty,
+    settings: &Settings,
+    strategy: Strategy,
+) -> Result<Relabelled> {
+    if dirty.is_empty() {
+        return Ok(Relabelled::default());
+    }
+    let mut whole = if dirty.everything { all_keys(conn)? } else { dirty.context_keys.clone() };
+    for account in &dirty.accounts {
+        whole.extend(keys_used_by_account(conn, account)?);
+    }
+    let incremental = incremental_plan(conn, dirty, settings, strategy, &mut whole)?;
+    let shared = Shared {
+        // The same condition as the partial index `events_permission_changes`, so it is used.
+        policy_changes: load_events(
+            conn,
+            &format!(
+                "SELECT {EVENT_COLUMNS} FROM events
+                 WHERE event_source <> 'kms.amazonaws.com' AND event_source <> 'cloudtrail.amazonaws.com'"
+            ),
+            [],
+        )?,
+        iam: imported_iam(conn)?,
+    };
+    for key in &whole {
+        relabel_whole_key(conn, key, &shared, settings)?;
+    }
+    for (key, increment) in &incremental {
+        relabel_incrementally(conn, key, increment, &shared, settings)?;
+    }
+    if dirty.keyless || dirty.everything {
+        let events = load_events(
+            conn,
+            &format!(
+                "SELECT {EVENT_COLUMNS} FROM events WHERE key_arn IS NULL AND destination_key_arn IS NULL
+                   AND event_source = 'kms.amazonaws.com'"
+            ),
+            [],
+        )?;
+        replace_labels(conn, "", &classify_keyless(&events))?;
+    }
+    let keys = whole.iter().chain(incremental.keys()).cloned().collect();
+    Ok(Relabelled { whole_keys: whole.len(), incremental_keys: incremental.len(), keys })
+}
+
+/// Relabels every call on `key` and replaces its observations.
+fn relabel_whole_key(conn: &Connection, key: &str, shared: &Shared, settings: &Settings) -> Result<()> {
+    // Each event once: a ReEncrypt from a key to itself matches both halves.
+    let key_events_sql = format!(
+        "SELECT {EVENT_COLUMNS} FROM events WHERE key_arn = ?1
+         UNION ALL
+         SELECT {EVENT_COLUMNS} FROM events WHERE destination_key_arn = ?1 AND key_arn IS NOT ?1"
+    );
+    let grants =
+        query_grants(conn, &GrantFilter { key_arn: Some(key.to_string()), ..GrantFilter::default() })?;
+    let events = load_events(conn, &key_events_sql, [key])?;
+    let policies = imported_key_policies(conn, key)?;
+    let inputs = KeyInputs {
+        key_arn: key,
+        grants: &grants,
+        events: &events,
+        policy_changes: &shared.policy_changes,
+        imported_key_policies: &policies,
+        imported_iam: &shared.iam,
+        settings,
+    };
+    let result = classify_key(&inputs);
+    replace_labels(conn, key, &result.labels)?;
+    replace_observations(conn, key, &result.observations)
+}
