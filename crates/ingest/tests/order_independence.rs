@@ -280,7 +280,7 @@ fn call_records(id: &str, c: &NewCall) -> Vec<Value> {
     vec![r, other]
 }
 
-/// What a later object adds: calls, new grants and ends of known grants.
+/// What a later object adds: calls, new grants, ends of known grants, copies of known calls.
 #[derive(Debug, Clone)]
 enum Step {
     Call(NewCall),
@@ -295,6 +295,15 @@ enum Step {
         time: i64,
         revoke: bool,
     },
+    /// One more account's copy of the n-th call sent so far with a sharedEventID (modulo).
+    Copy {
+        nth: usize,
+    },
+    Policy {
+        key: usize,
+        admin_only: bool,
+        time: i64,
+    },
 }
 
 fn step() -> impl Strategy<Value = Step> {
@@ -302,6 +311,8 @@ fn step() -> impl Strategy<Value = Step> {
         6 => new_call().prop_map(Step::Call),
         1 => (0..KEYS.len(), 0..3usize, 0..2000i64).prop_map(|(key, who, time)| Step::Grant { key, who, time }),
         2 => (0..3usize, 0..2000i64, any::<bool>()).prop_map(|(nth, time, revoke)| Step::End { nth, time, revoke }),
+        1 => (0..8usize).prop_map(|nth| Step::Copy { nth }),
+        1 => (0..KEYS.len(), any::<bool>(), 0..2000i64).prop_map(|(key, admin_only, time)| Step::Policy { key, admin_only, time }),
     ]
 }
 
@@ -333,6 +344,7 @@ proptest! {
         let mut created: Vec<(usize, usize)> = Vec::new();
         for (n, step) in steps.iter().enumerate() {
             let mut object: Vec<Value> = Vec::new();
+            let mut whole_expected = 0;
             for (i, (step, redeliver)) in step.iter().enumerate() {
                 let id = 100 * (n + 1) + i;
                 let fresh = match step {
@@ -349,6 +361,25 @@ proptest! {
                         }
                         None => Vec::new(),
                     },
+                    Step::Policy { key, admin_only, time } => {
+                        // A key policy change relabels its key whole.
+                        whole_expected += 1;
+                        let kind = Kind::PutKeyPolicy { admin_only: *admin_only };
+                        records(id, &Spec { kind, key: *key, grant: 0, time: *time, twin: false, who: 0 })
+                    }
+                    Step::Copy { nth } => {
+                        let shared: Vec<&Value> = sent.iter().filter(|r| r.get("sharedEventID").is_some()).collect();
+                        match shared.get(nth % shared.len().max(1)) {
+                            Some(&original) => {
+                                let mut copy = original.clone();
+                                copy["eventID"] = json!(format!("copy-{id}"));
+                                copy["recipientAccountId"] = json!("777788889999");
+                                whole_expected += 1;
+                                vec![copy]
+                            }
+                            None => Vec::new(),
+                        }
+                    }
                 };
                 everything.extend(fresh.iter().cloned());
                 sent.extend(fresh.iter().cloned());
@@ -360,7 +391,11 @@ proptest! {
             }
             ingest(&mut store, &format!("step-{n}"), &log_file(&object.iter().collect::<Vec<_>>()));
             let relabelled = store.refresh_labels().unwrap();
-            prop_assert_eq!(relabelled.whole_keys, 0, "no key is relabelled whole");
+            // Another copy of a stored call or a key policy change relabels its key whole;
+            // nothing else does.
+            if whole_expected == 0 {
+                prop_assert_eq!(relabelled.whole_keys, 0, "no key is relabelled whole");
+            }
         }
         let incremental = calls(&mut store);
 

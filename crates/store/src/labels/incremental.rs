@@ -1,11 +1,11 @@
 //! Relabelling a key from what changed: its new calls, the calls after a grant changed, and
 //! the stored labels whose nearest observations moved.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use granttrail_grants::{
     CallLabel, KeyClassifier, KeyInputs, KmsEvent, Observation, ObservationIndex, ObservationKind, Settings,
-    behaviour_group, logical_event_refs, sets_key_context,
+    behaviour_group, logical_event_refs,
 };
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -15,21 +15,31 @@ use crate::Result;
 use crate::read::grants_not_ended_before;
 use crate::write::EVENT_COLUMNS;
 
-/// More new events than this since the last relabelling (a bulk load) relabel their keys
-/// whole, which is cheaper per event than looking each one up.
+/// A key with more calls than this to recheck is relabelled whole, which is cheaper per call
+/// than looking each one's neighbours up, and bounds the memory of an incremental relabelling.
 const INCREMENTAL_LIMIT: i64 = 10_000;
 
-/// A key relabelled incrementally: its new events (those after `labelled_through`), and the
-/// time from which its changed grants may cover calls differently.
-#[derive(Debug, Default)]
+/// A key to relabel incrementally: where its new events (those after `labelled_through`) are,
+/// and the time from which its changed grants may cover calls differently.
+#[derive(Debug)]
 pub(super) struct Increment {
-    new_events: Vec<KmsEvent>,
+    /// New events are those with `events.id` above this.
+    through: i64,
+    /// The earliest time of a new event on the key.
+    new_from: Option<i64>,
     since: Option<i64>,
 }
 
-/// The stale keys that can be relabelled incrementally; the others are added to `whole`. A key
-/// goes whole when a new event is another copy of a stored call (it may change which copy a
-/// label describes), or when there is too much to recheck.
+/// How many new events a key has, and from when, read without loading them.
+#[derive(Debug, Default)]
+struct NewOnKey {
+    count: i64,
+    from: Option<i64>,
+}
+
+/// The stale keys that can be relabelled incrementally; the others are added to `whole`. (Keys
+/// whose context changed are in `whole` already.) A key goes whole when it has too much to
+/// recheck, or a history too short for looking calls up one by one to pay.
 pub(super) fn incremental_plan(
     conn: &Connection,
     dirty: &Dirty,
@@ -37,83 +47,105 @@ pub(super) fn incremental_plan(
     strategy: Strategy,
     whole: &mut BTreeSet<String>,
 ) -> Result<BTreeMap<String, Increment>> {
-    let mut plan: BTreeMap<String, Increment> = BTreeMap::new();
-    for key in dirty.keys.iter().chain(dirty.since.keys()).filter(|k| !whole.contains(*k)) {
+    let candidates: BTreeSet<&String> =
+        dirty.keys.iter().chain(dirty.since.keys()).filter(|k| !whole.contains(*k)).collect();
+    if candidates.is_empty() {
+        return Ok(BTreeMap::new());
+    }
+    let through: i64 =
+        conn.query_row("SELECT event_id FROM labelled_through WHERE id = 1", [], |r| r.get(0))?;
+    // One pass over the new rows (a range of `events.id`), keeping counts only.
+    let mut new: HashMap<String, NewOnKey> = HashMap::new();
+    {
+        let mut stmt = conn.prepare_cached(
+            "SELECT key_arn, destination_key_arn, event_time FROM events
+             WHERE id > ?1 AND event_source = 'kms.amazonaws.com'",
+        )?;
+        let mut rows = stmt.query([through])?;
+        while let Some(r) = rows.next()? {
+            let (key, destination, time): (Option<String>, Option<String>, i64) =
+                (r.get(0)?, r.get(1)?, r.get(2)?);
+            let destination = destination.filter(|d| key.as_ref() != Some(d));
+            for k in key.into_iter().chain(destination) {
+                let entry = new.entry(k).or_default();
+                entry.count += 1;
+                entry.from = Some(entry.from.map_or(time, |f| f.min(time)));
+            }
+        }
+    }
+    let mut calls_since =
+        conn.prepare_cached("SELECT count(*) FROM events WHERE key_arn = ?1 AND event_time >= ?2")?;
+    let mut history =
+        conn.prepare_cached("SELECT count(*) FROM (SELECT 1 FROM call_labels WHERE key_arn = ?1 LIMIT ?2)")?;
+    let mut out = BTreeMap::new();
+    for key in candidates {
         // Coverage can change up to the clock tolerance before a creation and the consistency
         // window after an end.
         let since = dirty.since.get(key).map(|t| {
             t.saturating_sub(settings.clock_tolerance_seconds)
                 .saturating_sub(settings.consistency_window_seconds)
         });
-        plan.insert(key.clone(), Increment { new_events: Vec::new(), since });
-    }
-    if plan.is_empty() {
-        return Ok(plan);
-    }
-    let through: i64 =
-        conn.query_row("SELECT event_id FROM labelled_through WHERE id = 1", [], |r| r.get(0))?;
-    let count: i64 = conn.query_row("SELECT count(*) FROM events WHERE id > ?1", [through], |r| r.get(0))?;
-    if count > INCREMENTAL_LIMIT {
-        whole.extend(plan.into_keys());
-        return Ok(BTreeMap::new());
-    }
-    let new_events =
-        load_events(conn, &format!("SELECT {EVENT_COLUMNS} FROM events WHERE id > ?1"), [through])?;
-    for e in new_events.into_iter().filter(KmsEvent::is_kms) {
-        let destination = e.destination_key_arn.as_ref().filter(|d| e.key_arn.as_ref() != Some(*d));
-        let keys: Vec<String> = e.key_arn.iter().chain(destination).cloned().collect();
-        for key in keys {
-            if let Some(increment) = plan.get_mut(&key) {
-                increment.new_events.push(e.clone());
-            }
+        let on_key = new.remove(key.as_str()).unwrap_or_default();
+        let mut recheck = on_key.count;
+        if let Some(since) = since {
+            recheck += calls_since.query_row(params![key, since], |r| r.get::<_, i64>(0))?;
+        }
+        let wanted = recheck.saturating_mul(strategy.history_per_rechecked_call);
+        let incremental = (on_key.count > 0 || since.is_some())
+            && recheck <= INCREMENTAL_LIMIT
+            && history.query_row(params![key, wanted], |r| r.get::<_, i64>(0))? >= wanted;
+        if incremental {
+            out.insert(key.clone(), Increment { through, new_from: on_key.from, since });
+        } else {
+            whole.insert(key.clone());
         }
     }
+    Ok(out)
+}
+
+/// The new events on `key` (its own and the ReEncrypts into it), or `None` when one of them
+/// is another copy of a stored call: which copy a label describes may change, so the key is
+/// relabelled whole.
+fn new_events(conn: &Connection, key: &str, increment: &Increment) -> Result<Option<Vec<KmsEvent>>> {
+    let Some(from) = increment.new_from else { return Ok(Some(Vec::new())) };
+    // The key index from the earliest new event's time: a new delivery's calls are recent.
+    let events = load_events(
+        conn,
+        &format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE key_arn = ?1 AND event_time >= ?2 AND id > ?3
+             UNION ALL
+             SELECT {EVENT_COLUMNS} FROM events
+             WHERE destination_key_arn = ?1 AND key_arn IS NOT ?1 AND event_time >= ?2 AND id > ?3"
+        ),
+        params![key, from, increment.through],
+    )?;
     let mut older_copy = conn.prepare_cached(
         "SELECT 1 FROM events WHERE id <= ?2 AND shared_event_id = ?1
          UNION ALL SELECT 1 FROM events WHERE id <= ?2 AND event_id = ?1 AND shared_event_id IS NULL",
     )?;
-    let mut calls_since =
-        conn.prepare_cached("SELECT count(*) FROM events WHERE key_arn = ?1 AND event_time >= ?2")?;
-    let mut history =
-        conn.prepare_cached("SELECT count(*) FROM (SELECT 1 FROM call_labels WHERE key_arn = ?1 LIMIT ?2)")?;
-    let mut out = BTreeMap::new();
-    for (key, increment) in plan {
-        let mut incremental = !increment.new_events.is_empty() || increment.since.is_some();
-        let mut recheck = increment.new_events.len() as i64;
-        if let Some(since) = increment.since {
-            recheck += calls_since.query_row(params![key, since], |r| r.get::<_, i64>(0))?;
-        }
-        let wanted = recheck.saturating_mul(strategy.history_per_rechecked_call);
-        incremental &= recheck <= INCREMENTAL_LIMIT
-            && history.query_row(params![key, wanted], |r| r.get::<_, i64>(0))? >= wanted;
-        for e in &increment.new_events {
-            if !incremental {
-                break;
-            }
-            let copy_of = e.shared_event_id.as_deref().unwrap_or(&e.event_id);
-            incremental = !(sets_key_context(e) || older_copy.exists(params![copy_of, through])?);
-        }
-        if incremental {
-            out.insert(key, increment);
-        } else {
-            whole.insert(key);
+    for e in &events {
+        let copy_of = e.shared_event_id.as_deref().unwrap_or(&e.event_id);
+        if older_copy.exists(params![copy_of, increment.through])? {
+            return Ok(None);
         }
     }
-    Ok(out)
+    Ok(Some(events))
 }
 
 /// Relabels incrementally: the calls to recheck (the new ones, and every call from `since` on
 /// when grants changed) are classified again; observations they gained or lost are updated;
 /// and the stored labels whose nearest observations moved (those of the same behaviour group
 /// between a changed observation's stored neighbours) are relabelled. The key's context is
-/// read from the events that set it, not from its history.
+/// read from the events that set it, not from its history. Returns false, having changed
+/// nothing, when the key must be relabelled whole after all.
 pub(super) fn relabel_incrementally(
     conn: &Connection,
     key: &str,
     increment: &Increment,
     shared: &Shared,
     settings: &Settings,
-) -> Result<()> {
+) -> Result<bool> {
+    let Some(new_events) = new_events(conn, key, increment)? else { return Ok(false) };
     // The same condition as the partial index `events_key_context`, so it is used.
     let context = load_events(
         conn,
@@ -126,7 +158,7 @@ pub(super) fn relabel_incrementally(
         [key],
     )?;
     let policies = imported_key_policies(conn, key)?;
-    let mut recheck_events = increment.new_events.clone();
+    let mut recheck_events = new_events;
     if let Some(since) = increment.since {
         // Every copy of these calls is in the range too: copies share their time.
         recheck_events.extend(load_events(
@@ -239,7 +271,8 @@ pub(super) fn relabel_incrementally(
     } else {
         relabelled.iter().flat_map(|c| classifier.label(c, &index)).collect()
     };
-    update_labels(conn, key, &labels)
+    update_labels(conn, key, &labels)?;
+    Ok(true)
 }
 
 /// Overlapping spans of one group become one, so each stored label is read once.

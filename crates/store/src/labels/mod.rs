@@ -126,7 +126,7 @@ pub(crate) fn recompute(
     for account in &dirty.accounts {
         whole.extend(keys_used_by_account(conn, account)?);
     }
-    let incremental = incremental_plan(conn, dirty, settings, strategy, &mut whole)?;
+    let mut incremental = incremental_plan(conn, dirty, settings, strategy, &mut whole)?;
     let shared = Shared {
         // The same condition as the partial index `events_permission_changes`, so it is used.
         policy_changes: load_events(
@@ -139,11 +139,18 @@ pub(crate) fn recompute(
         )?,
         iam: imported_iam(conn)?,
     };
+    let mut undone = Vec::new();
+    for (key, increment) in &incremental {
+        if !relabel_incrementally(conn, key, increment, &shared, settings)? {
+            undone.push(key.clone());
+        }
+    }
+    for key in undone {
+        incremental.remove(&key);
+        whole.insert(key);
+    }
     for key in &whole {
         relabel_whole_key(conn, key, &shared, settings)?;
-    }
-    for (key, increment) in &incremental {
-        relabel_incrementally(conn, key, increment, &shared, settings)?;
     }
     if dirty.keyless || dirty.everything {
         let events = load_events(
