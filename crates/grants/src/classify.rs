@@ -558,34 +558,35 @@ impl ObservationIndex {
 /// policy (service, source address, VPC endpoint, encryption context); the group is a 64-bit
 /// FNV-1a of those, so that stored observations can be looked up by it.
 pub fn behaviour_group(e: &KmsEvent) -> Option<i64> {
-    fn put(bytes: &mut Vec<u8>, part: Option<&str>) {
+    // Each part is tagged and length-prefixed, so different groups never hash the same bytes.
+    fn put(h: &mut crate::Fnv1a, part: Option<&str>) {
         match part {
-            None => bytes.push(0),
+            None => h.write([0]),
             Some(text) => {
-                bytes.push(1);
-                bytes.extend_from_slice(&text.len().to_le_bytes());
-                bytes.extend_from_slice(text.as_bytes());
+                h.write([1]);
+                h.write(text.len().to_le_bytes());
+                h.write(text.bytes());
             }
         }
     }
-    let mut bytes = Vec::with_capacity(256);
-    put(&mut bytes, Some(identity(&e.caller)?));
-    put(&mut bytes, Some(&e.event_name));
-    put(&mut bytes, e.caller.invoked_by.as_deref());
-    put(&mut bytes, e.source_ip.as_deref());
-    put(&mut bytes, e.details.vpc_endpoint_id.as_deref());
+    let mut h = crate::Fnv1a::default();
+    put(&mut h, Some(identity(&e.caller)?));
+    put(&mut h, Some(&e.event_name));
+    put(&mut h, e.caller.invoked_by.as_deref());
+    put(&mut h, e.source_ip.as_deref());
+    put(&mut h, e.details.vpc_endpoint_id.as_deref());
     match &e.details.encryption_context {
-        None => bytes.push(0),
+        None => h.write([0]),
         Some(context) => {
-            bytes.push(1);
-            bytes.extend_from_slice(&context.len().to_le_bytes());
+            h.write([1]);
+            h.write(context.len().to_le_bytes());
             for (k, v) in context {
-                put(&mut bytes, Some(k));
-                put(&mut bytes, Some(v));
+                put(&mut h, Some(k));
+                put(&mut h, Some(v));
             }
         }
     }
-    Some(i64::from_le_bytes(crate::fnv1a(bytes).to_le_bytes()))
+    Some(i64::from_le_bytes(h.0.to_le_bytes()))
 }
 
 /// Classifies the calls on one key one at a time, given the key's context (grants, key
