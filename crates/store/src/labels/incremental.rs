@@ -326,15 +326,15 @@ fn nearest_observations<'e>(
 ) -> Result<Vec<Observation>> {
     let mut out = Vec::new();
     let mut seen = HashSet::new();
+    let (mut before, mut after) = (conn.prepare_cached(BEFORE)?, conn.prepare_cached(AFTER)?);
     for call in calls.filter(|c| c.event_name != "ReEncrypt") {
         let Some(group) = behaviour_group(call) else { continue };
         if !seen.insert((group, call.event_time)) {
             continue;
         }
         for kind in [ObservationKind::Success, ObservationKind::Denial] {
-            for sql in [BEFORE, AFTER] {
-                let found: Option<(i64, String)> = conn
-                    .prepare_cached(sql)?
+            for stmt in [&mut before, &mut after] {
+                let found: Option<(i64, String)> = stmt
                     .query_row(params![key, group, kind.as_str(), call.event_time], |r| {
                         Ok((r.get(0)?, r.get(1)?))
                     })

@@ -99,7 +99,6 @@ pub(super) fn replace_labels(conn: &Connection, key: &str, labels: &[CallLabel])
             }
         }
     }
-    // Links are keyed by grant first: remove a row's links through the grants it names.
     let mut unlink = conn.prepare_cached(
         "DELETE FROM call_label_grants WHERE grant_id = ?1 AND event_id = ?2 AND side = ?3",
     )?;
@@ -107,11 +106,7 @@ pub(super) fn replace_labels(conn: &Connection, key: &str, labels: &[CallLabel])
     for (is_gone, (event_id, side, grant_ids)) in
         changed.iter().map(|c| (false, c)).chain(gone.iter().map(|g| (true, g)))
     {
-        let grant_ids: Vec<String> = serde_json::from_str(grant_ids)
-            .map_err(|e| StoreError::Corrupt(format!("call_labels.grant_ids: {e}")))?;
-        for g in &grant_ids {
-            unlink.execute(params![g, event_id, side])?;
-        }
+        unlink_grants(&mut unlink, grant_ids, event_id, side)?;
         // What is gone was labelled before and is not any more.
         if is_gone {
             delete.execute(params![event_id, side])?;
@@ -146,13 +141,25 @@ pub(super) fn update_labels(conn: &Connection, key: &str, labels: &[CallLabel]) 
             }
         };
         if let Some(grant_ids) = old_grants.flatten() {
-            let grant_ids: Vec<String> = serde_json::from_str(&grant_ids)
-                .map_err(|e| StoreError::Corrupt(format!("call_labels.grant_ids: {e}")))?;
-            for g in &grant_ids {
-                unlink.execute(params![g, l.event_id, l.side])?;
-            }
+            unlink_grants(&mut unlink, &grant_ids, &l.event_id, l.side)?;
         }
         write_label(&mut insert, &mut link, key, l, &label_row(l)?)?;
+    }
+    Ok(())
+}
+
+/// Removes a stored label's links, through the grants its `grant_ids` column (JSON) names:
+/// links are keyed by grant first.
+fn unlink_grants(
+    unlink: &mut rusqlite::Statement<'_>,
+    grant_ids: &str,
+    event_id: &str,
+    side: &str,
+) -> Result<()> {
+    let grant_ids: Vec<String> = serde_json::from_str(grant_ids)
+        .map_err(|e| StoreError::Corrupt(format!("call_labels.grant_ids: {e}")))?;
+    for g in &grant_ids {
+        unlink.execute(params![g, event_id, side])?;
     }
     Ok(())
 }
