@@ -7,16 +7,7 @@ use std::path::{Path, PathBuf};
 use granttrail_grants::findings::RulesConfig;
 use granttrail_ingest::{Limits, Outcome, ingest_object};
 use granttrail_store::Store;
-
-fn files_under(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() { out.extend(files_under(&path)) } else { out.push(path) }
-    }
-    out.sort();
-    out
-}
+use granttrail_testkit::files_under;
 
 #[test]
 fn findings_on_some_keys_are_those_keys_share_of_all_findings() {

@@ -122,12 +122,18 @@ fn records(i: usize, s: &Spec) -> Vec<Value> {
     r["eventName"] = json!(name);
     r["requestParameters"] = request;
     r["responseElements"] = response;
-    if !s.twin {
+    with_twin(r, s.twin)
+}
+
+/// The record, and with `twin` the copy logged in a second account (same sharedEventID).
+fn with_twin(mut r: Value, twin: bool) -> Vec<Value> {
+    if !twin {
         return vec![r];
     }
-    r["sharedEventID"] = json!(format!("shared-{i}"));
+    let id = r["eventID"].as_str().unwrap().to_string();
+    r["sharedEventID"] = json!(format!("shared-{id}"));
     let mut other = r.clone();
-    other["eventID"] = json!(format!("ev-{i}-twin"));
+    other["eventID"] = json!(format!("{id}-twin"));
     other["recipientAccountId"] = json!("444455556666");
     vec![r, other]
 }
@@ -270,14 +276,7 @@ fn call_records(id: &str, c: &NewCall) -> Vec<Value> {
     if c.denied {
         r["errorCode"] = json!("AccessDenied");
     }
-    if !c.twin {
-        return vec![r];
-    }
-    r["sharedEventID"] = json!(format!("shared-{id}"));
-    let mut other = r.clone();
-    other["eventID"] = json!(format!("{id}-twin"));
-    other["recipientAccountId"] = json!("444455556666");
-    vec![r, other]
+    with_twin(r, c.twin)
 }
 
 /// What a later object adds: calls, new grants, ends of known grants, copies of known calls.
