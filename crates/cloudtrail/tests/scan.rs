@@ -97,3 +97,155 @@ fn limits_are_enforced() {
     let huge_single = format!(r#"{{"eventID":"{}"}}"#, "z".repeat(700_000));
     assert!(matches!(records_with(huge_single.as_bytes(), &limits), Err(ObjectError::RecordTooLarge { .. })));
 }
+
+/// Hands out its bytes a few at a time, so every scanner state meets a buffer boundary.
+struct Trickle<'a> {
+    bytes: &'a [u8],
+    sizes: Vec<usize>,
+    turn: usize,
+}
+
+impl std::io::Read for Trickle<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let size = self.sizes[self.turn % self.sizes.len()].min(buf.len()).min(self.bytes.len());
+        self.turn += 1;
+        buf[..size].copy_from_slice(&self.bytes[..size]);
+        self.bytes = &self.bytes[size..];
+        Ok(size)
+    }
+}
+
+/// How the records array of `{"Records":[...` ends, by the splitter's documented rules,
+/// walked one byte at a time: the yardstick for the word-at-a-time scanner.
+#[derive(Debug, PartialEq)]
+enum Expected {
+    /// The array closed; later values are not compared.
+    Closed(Vec<String>),
+    Failed(Vec<String>, String),
+}
+
+fn expected_split(input: &[u8], from: usize, max_depth: usize) -> Expected {
+    let ws = |b: u8| matches!(b, b' ' | b'\n' | b'\r' | b'\t');
+    let end = input.len() as u64;
+    let mut records = Vec::new();
+    let mut pos = from;
+    let fail = |records: Vec<String>, e: ObjectError| Expected::Failed(records, format!("{e:?}"));
+    macro_rules! skip_ws {
+        () => {
+            while pos < input.len() && ws(input[pos]) {
+                pos += 1;
+            }
+        };
+    }
+    skip_ws!();
+    if input.get(pos) == Some(&b']') {
+        return Expected::Closed(records);
+    }
+    loop {
+        skip_ws!();
+        let Some(&first) = input.get(pos) else {
+            return fail(records, ObjectError::Truncated { offset: end });
+        };
+        let start = pos;
+        match first {
+            b'"' | b'{' | b'[' => {
+                let (mut depth, mut in_string) = (0usize, false);
+                loop {
+                    let Some(&b) = input.get(pos) else {
+                        return fail(records, ObjectError::Truncated { offset: end });
+                    };
+                    match (in_string, b) {
+                        (true, b'"') => in_string = false,
+                        (true, b'\\') => pos += 1,
+                        (true, _) => {}
+                        (false, b'"') => in_string = true,
+                        (false, b'{' | b'[') => {
+                            depth += 1;
+                            if depth > max_depth {
+                                let e = ObjectError::TooDeep { offset: pos as u64, limit: max_depth };
+                                return fail(records, e);
+                            }
+                        }
+                        (false, b'}' | b']') => depth -= 1,
+                        (false, _) => {}
+                    }
+                    pos += 1;
+                    if !in_string && depth == 0 {
+                        break;
+                    }
+                }
+            }
+            b'}' | b']' | b',' | b':' => {
+                let e = ObjectError::Malformed { offset: pos as u64, what: "a value was expected" };
+                return fail(records, e);
+            }
+            _ => loop {
+                match input.get(pos) {
+                    None | Some(b',' | b'}' | b']' | b' ' | b'\n' | b'\r' | b'\t' | b':') => break,
+                    Some(b'"' | b'{' | b'[') => {
+                        let e = ObjectError::Malformed { offset: pos as u64, what: "unexpected value" };
+                        return fail(records, e);
+                    }
+                    Some(_) => pos += 1,
+                }
+            },
+        }
+        records.push(String::from_utf8_lossy(&input[start..pos]).into_owned());
+        skip_ws!();
+        match input.get(pos) {
+            Some(b',') => pos += 1,
+            Some(b']') => return Expected::Closed(records),
+            Some(_) => {
+                let what = "',' or ']' was expected in an array";
+                return fail(records, ObjectError::Malformed { offset: pos as u64, what });
+            }
+            None => return fail(records, ObjectError::Truncated { offset: end }),
+        }
+    }
+}
+
+proptest::proptest! {
+    #![proptest_config(proptest::prelude::ProptestConfig::with_cases(2000))]
+
+    /// Records split from any bytes, delivered in any read sizes, are what the byte-at-a-time
+    /// rules give: the same records, and the same error at the same offset.
+    #[test]
+    fn splitting_matches_the_byte_at_a_time_rules(
+        elements in proptest::collection::vec(
+            proptest::collection::vec(proptest::sample::select(b"{}[]\"\\a1 ,:".to_vec()), 0..60),
+            1..6,
+        ),
+        sizes in proptest::collection::vec(1usize..12, 1..8),
+        max_depth in 2usize..6,
+    ) {
+        let prefix = b"{\"Records\":[";
+        let mut input = prefix.to_vec();
+        for (i, element) in elements.iter().enumerate() {
+            if i > 0 {
+                input.push(b',');
+            }
+            input.push(b'{');
+            input.extend_from_slice(element);
+        }
+        let expected = expected_split(&input, prefix.len(), max_depth);
+        let limits = Limits { max_depth, ..Limits::default() };
+        let mut got = Vec::new();
+        let result = for_each_record(Trickle { bytes: &input, sizes, turn: 0 }, &limits, |r| {
+            got.push(String::from_utf8_lossy(r).into_owned());
+            Ok::<(), Infallible>(())
+        });
+        match expected {
+            Expected::Closed(records) => {
+                proptest::prop_assert!(got.len() >= records.len());
+                proptest::prop_assert_eq!(&got[..records.len()], &records[..]);
+            }
+            Expected::Failed(records, error) => {
+                proptest::prop_assert_eq!(&got, &records);
+                let Err(granttrail_cloudtrail::ScanError::Object(e)) = result else {
+                    return Err(proptest::test_runner::TestCaseError::fail(format!("{result:?}: no error")));
+                };
+                proptest::prop_assert_eq!(format!("{e:?}"), error);
+            }
+        }
+    }
+}
