@@ -438,3 +438,37 @@ fn a_new_observation_relabels_a_call_covered_by_a_grant_long_ended() {
     store.rebuild().unwrap();
     assert_eq!(after, calls(&mut store));
 }
+
+/// An incremental relabelling reads only the grants its callers could match. A stored call
+/// relabelled because another session of its role made a grant-less call must still find the
+/// grant made for its own session, which the new call's caller does not match.
+#[test]
+fn a_relabelled_call_keeps_the_grant_made_for_its_own_session() {
+    let create = Spec { kind: Kind::Create { named: false }, key: 0, grant: 9, time: 0, twin: false, who: 0 };
+    let mut grant = records(0, &create);
+    grant[0]["requestParameters"]["granteePrincipal"] = json!("AROAEXAMPLE0:s");
+    let covered =
+        NewCall { key: 0, who: 0, time: 500, denied: false, context: None, address: None, twin: false };
+    let mut base = grant;
+    base.extend(call_records("covered", &covered));
+    let mut later = call_records("other-session", &NewCall { time: 900, ..covered.clone() });
+    later[0]["userIdentity"]["arn"] = json!("arn:aws:sts::111122223333:assumed-role/R0/t");
+    later[0]["userIdentity"]["principalId"] = json!("AROAEXAMPLE0:t");
+
+    let mut store = Store::open_in_memory().unwrap();
+    store.always_relabel_incrementally();
+    ingest(&mut store, "base", &log_file(&base.iter().collect::<Vec<_>>()));
+    let grants_of = |calls: &[StoredCall], id: &str| -> usize {
+        calls.iter().find(|c| c.event_id == id).unwrap().grant_ids.len()
+    };
+    assert_eq!(grants_of(&calls(&mut store), "covered"), 1);
+
+    ingest(&mut store, "later", &log_file(&later.iter().collect::<Vec<_>>()));
+    let relabelled = store.refresh_labels().unwrap();
+    assert_eq!((relabelled.whole_keys, relabelled.incremental_keys), (0, 1));
+    let after = calls(&mut store);
+    assert_eq!(grants_of(&after, "covered"), 1, "the session's own grant is still found");
+    assert_eq!(grants_of(&after, "other-session"), 0);
+    store.rebuild().unwrap();
+    assert_eq!(after, calls(&mut store));
+}
