@@ -9,7 +9,9 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use clap::Args;
 use granttrail_grants::Label;
-use granttrail_ingest::{Limits, ObjectCounts, Outcome, Plan, Source, collect_sources, ingest_parallel, now};
+use granttrail_ingest::{
+    COMMIT_BYTES, Limits, ObjectCounts, Outcome, Plan, Source, collect_sources, ingest_parallel, now,
+};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::config::Config;
@@ -156,7 +158,7 @@ pub fn run(db: &Path, config: &Config, args: &IngestArgs) -> anyhow::Result<Exit
         }
     };
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
-    let plan = Plan { limits, jobs: args.jobs.unwrap_or(cores), now: now() };
+    let plan = Plan { limits, jobs: args.jobs.unwrap_or(cores), now: now(), commit_bytes: COMMIT_BYTES };
     ingest_parallel(&mut store, &list.sources, &name, &open, &plan, &mut |_, name, outcome| {
         reporter.outcome(name, outcome)
     })

@@ -15,7 +15,7 @@ mod sources;
 
 pub use config::Config;
 pub use object::{IngestError, Outcome, ingest_object};
-pub use parallel::{Opener, Plan, ingest_parallel};
+pub use parallel::{COMMIT_BYTES, Opener, Plan, ingest_parallel};
 pub use sources::{Skip, Source, SourceList, collect_sources};
 
 pub use granttrail_cloudtrail::Limits;

@@ -3,8 +3,9 @@
 //! given. A single large object is pipelined too: its worker keeps decoding while the writer
 //! inserts the events already parsed.
 //!
-//! The writer is the only thread that touches the database, and objects are committed exactly
-//! as [`crate::ingest_object`] would commit them, so the result equals a single-threaded run.
+//! The writer is the only thread that touches the database. It writes each object as
+//! [`crate::ingest_object`] would, all or nothing, but commits several objects at a time
+//! ([`COMMIT_BYTES`]); the result equals a single-threaded run.
 //! Memory is bounded: each object in flight holds at most [`BATCHES_IN_FLIGHT`] batches.
 
 use std::io::Read;
@@ -41,10 +42,13 @@ pub struct Plan {
     pub jobs: usize,
     /// The time recorded for each committed object.
     pub now: i64,
+    /// Objects are committed together until they add up to this many decompressed bytes
+    /// ([`COMMIT_BYTES`]).
+    pub commit_bytes: u64,
 }
 
 /// Ingests `sources` as `plan` says. `name` gives each source's stored name, `open` its
-/// bytes; `report` hears about each object as it is finished, in order.
+/// bytes; `report` hears about each object once it is committed (with its batch), in order.
 pub fn ingest_parallel<S: Sync>(
     store: &mut Store,
     sources: &[S],
@@ -53,7 +57,7 @@ pub fn ingest_parallel<S: Sync>(
     plan: &Plan,
     report: &mut dyn FnMut(&S, &str, Outcome),
 ) -> Result<(), StoreError> {
-    let (limits, now) = (&plan.limits, plan.now);
+    let limits = &plan.limits;
     let names: Vec<String> = sources.iter().map(name).collect();
     // Objects already committed are skipped before anything is read.
     let mut todo = Vec::new();
@@ -85,7 +89,7 @@ pub fn ingest_parallel<S: Sync>(
         }
         // On a store error the remaining receivers are dropped, so workers blocked on them
         // stop instead of waiting forever.
-        write_in_order(store, &todo, &names, receivers, now, &mut |i, n, outcome| {
+        write_in_order(store, &todo, &names, receivers, plan, &mut |i, n, outcome| {
             report(&sources[i], n, outcome)
         })
     })
@@ -135,19 +139,28 @@ fn decode<S>(source: &S, open: &Opener<'_, S>, limits: &Limits, tx: &SyncSender<
     }
 }
 
+/// Objects are committed in batches of at least this many decompressed bytes (or at the end):
+/// the index pages every object touches are then written to the log once per batch. Each
+/// object is still all or nothing, and is reported once its batch is committed.
+pub const COMMIT_BYTES: u64 = 32 << 20;
+
 fn write_in_order(
     store: &mut Store,
     todo: &[usize],
     names: &[String],
     receivers: Vec<Receiver<Item>>,
-    now: i64,
+    plan: &Plan,
     report: &mut dyn FnMut(usize, &str, Outcome),
 ) -> Result<(), StoreError> {
+    let now = plan.now;
+    let mut batch = store.begin_batch()?;
+    let mut batched = 0u64;
+    let mut done: Vec<(usize, Outcome)> = Vec::new();
     for (slot, rx) in receivers.into_iter().enumerate() {
         let index = todo[slot];
         let name = &names[index];
-        let Some(mut writer) = store.begin_object(name)? else {
-            report(index, name, Outcome::AlreadyIngested);
+        let Some(mut writer) = batch.begin_object(name)? else {
+            done.push((index, Outcome::AlreadyIngested));
             continue;
         };
         let mut first_skip = None;
@@ -167,11 +180,12 @@ fn write_in_order(
                 Ok(Item::Done(summary)) => {
                     let format = format!("{:?}", summary.format);
                     let counts = writer.commit(&format, summary.bytes, summary.records, now)?;
+                    batched += summary.bytes;
                     break Outcome::Ingested { counts, first_skip };
                 }
                 Ok(Item::Failed(error)) => {
                     drop(writer);
-                    store.record_rejection(name, &error.to_string(), now)?;
+                    batch.record_rejection(name, &error.to_string(), now)?;
                     break Outcome::Rejected(error);
                 }
                 Err(_) => {
@@ -180,12 +194,24 @@ fn write_in_order(
                     drop(writer);
                     let error =
                         IngestError::Object(ObjectError::Io(std::io::Error::other("decoder stopped")));
-                    store.record_rejection(name, &error.to_string(), now)?;
+                    batch.record_rejection(name, &error.to_string(), now)?;
                     break Outcome::Rejected(error);
                 }
             }
         };
-        report(index, name, outcome);
+        done.push((index, outcome));
+        if batched >= plan.commit_bytes {
+            batch.commit()?;
+            for (index, outcome) in done.drain(..) {
+                report(index, &names[index], outcome);
+            }
+            batch = store.begin_batch()?;
+            batched = 0;
+        }
+    }
+    batch.commit()?;
+    for (index, outcome) in done {
+        report(index, &names[index], outcome);
     }
     Ok(())
 }

@@ -23,7 +23,7 @@ use rusqlite::{Connection, OptionalExtension};
 pub use coverage::{DayCount, GrantUseRow, Silence, Window};
 pub use labels::Relabelled;
 pub use read::{CallFilter, GrantFilter, StoredCall, StoredEvent};
-pub use write::{ObjectCounts, ObjectWriter};
+pub use write::{Batch, ObjectCounts, ObjectWriter};
 
 const SCHEMA_VERSION: i64 = 4;
 /// Forward-only migrations; entry `n` takes the schema from version `n` to `n + 1`.
@@ -193,6 +193,12 @@ impl Store {
         ObjectWriter::begin(&mut self.conn, source)
     }
 
+    /// Takes the write lock for several objects, committed together by [`Batch::commit`]
+    /// (for a run of many objects: fewer, larger writes to the log).
+    pub fn begin_batch(&mut self) -> Result<Batch<'_>> {
+        Batch::begin(&mut self.conn)
+    }
+
     /// Writes a consistent copy of the database to `path` (a new file), compacted, while
     /// other connections may keep writing.
     pub fn snapshot_to(&self, path: &Path) -> Result<()> {
@@ -225,11 +231,7 @@ impl Store {
 
     /// Records an object that was rejected whole, with the reason.
     pub fn record_rejection(&self, source: &str, reason: &str, now: i64) -> Result<()> {
-        self.conn.execute(
-            "INSERT INTO rejected_objects (source, rejected_at, reason) VALUES (?1, ?2, ?3)",
-            rusqlite::params![source, now, reason],
-        )?;
-        Ok(())
+        write::record_rejection(&self.conn, source, reason, now)
     }
 
     /// Recomputes every derived grant and call label from the stored events and imports, in

@@ -3,7 +3,7 @@
 use std::collections::BTreeSet;
 
 use granttrail_grants::{Caller, Details, Grant, GrantSpec, KmsEvent, fold_grant};
-use rusqlite::{Connection, Transaction, TransactionBehavior, params};
+use rusqlite::{Connection, Savepoint, Transaction, TransactionBehavior, params};
 
 use crate::labels::{self, Dirty};
 use crate::{Result, StoreError};
@@ -27,7 +27,7 @@ type Touched = BTreeSet<(Option<String>, String)>;
 
 /// One object's transaction. Dropping it without [`ObjectWriter::commit`] rolls back.
 pub struct ObjectWriter<'c> {
-    tx: Transaction<'c>,
+    tx: Scope<'c>,
     object_id: i64,
     touched: Touched,
     deleted_keys: BTreeSet<String>,
@@ -35,9 +35,80 @@ pub struct ObjectWriter<'c> {
     counts: ObjectCounts,
 }
 
+/// Where an object's writes go: a transaction of its own, or a savepoint in a [`Batch`].
+/// Either way the object is all or nothing.
+enum Scope<'c> {
+    Own(Transaction<'c>),
+    InBatch(Savepoint<'c>),
+}
+
+impl std::ops::Deref for Scope<'_> {
+    type Target = Connection;
+
+    fn deref(&self) -> &Connection {
+        match self {
+            Scope::Own(tx) => tx,
+            Scope::InBatch(sp) => sp,
+        }
+    }
+}
+
+impl Scope<'_> {
+    fn commit(self) -> rusqlite::Result<()> {
+        match self {
+            Scope::Own(tx) => tx.commit(),
+            Scope::InBatch(sp) => sp.commit(),
+        }
+    }
+}
+
+/// Several objects written under one write lock and committed together. Each object is still
+/// all or nothing (a savepoint), but the index pages they all touch are written to the log
+/// once per batch instead of once per object. Nothing is visible to others, or durable,
+/// before [`Batch::commit`]; dropping the batch rolls every object in it back.
+pub struct Batch<'c> {
+    tx: Transaction<'c>,
+}
+
+impl<'c> Batch<'c> {
+    pub(crate) fn begin(conn: &'c mut Connection) -> Result<Batch<'c>> {
+        Ok(Batch { tx: conn.transaction_with_behavior(TransactionBehavior::Immediate)? })
+    }
+
+    /// [`crate::Store::begin_object`] within the batch.
+    pub fn begin_object(&mut self, source: &str) -> Result<Option<ObjectWriter<'_>>> {
+        ObjectWriter::start(Scope::InBatch(self.tx.savepoint()?), source)
+    }
+
+    /// [`crate::Store::record_rejection`] within the batch.
+    pub fn record_rejection(&self, source: &str, reason: &str, now: i64) -> Result<()> {
+        record_rejection(&self.tx, source, reason, now)
+    }
+
+    pub fn commit(self) -> Result<()> {
+        self.tx.commit()?;
+        Ok(())
+    }
+}
+
+/// Records an object that was rejected whole, with the reason.
+pub(crate) fn record_rejection(conn: &Connection, source: &str, reason: &str, now: i64) -> Result<()> {
+    conn.execute(
+        "INSERT INTO rejected_objects (source, rejected_at, reason) VALUES (?1, ?2, ?3)",
+        params![source, now, reason],
+    )?;
+    Ok(())
+}
+
 impl<'c> ObjectWriter<'c> {
     pub(crate) fn begin(conn: &'c mut Connection, source: &str) -> Result<Option<ObjectWriter<'c>>> {
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        ObjectWriter::start(
+            Scope::Own(conn.transaction_with_behavior(TransactionBehavior::Immediate)?),
+            source,
+        )
+    }
+
+    fn start(tx: Scope<'c>, source: &str) -> Result<Option<ObjectWriter<'c>>> {
         // The row is completed at commit; inserting it first gives events their object id
         // and makes a concurrent writer of the same object wait, then see it as done.
         let inserted = tx.execute(
