@@ -25,13 +25,14 @@ pub use labels::Relabelled;
 pub use read::{CallFilter, GrantFilter, StoredCall, StoredEvent};
 pub use write::{Batch, ObjectCounts, ObjectWriter};
 
-const SCHEMA_VERSION: i64 = 4;
+const SCHEMA_VERSION: i64 = 5;
 /// Forward-only migrations; entry `n` takes the schema from version `n` to `n + 1`.
 const MIGRATIONS: &[&str] = &[
     include_str!("schema.sql"),
     include_str!("schema_2.sql"),
     include_str!("schema_3.sql"),
     include_str!("schema_4.sql"),
+    include_str!("schema_5.sql"),
 ];
 
 /// SQLite page size of new databases, in bytes.

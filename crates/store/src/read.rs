@@ -273,7 +273,8 @@ impl Store {
         if let Some(g) = &filter.grant_id {
             let g = arg(Value::Text(g.clone()));
             clauses.push(format!(
-                "EXISTS (SELECT 1 FROM call_label_grants l WHERE l.grant_id = {g} AND l.event_id = c.event_id AND l.side = c.side)"
+                "EXISTS (SELECT 1 FROM call_label_grants l WHERE l.grant_id = {g} AND l.event_time = c.event_time
+                   AND l.event_id = c.event_id AND l.side = c.side)"
             ));
         }
         if let Some(t) = filter.since {

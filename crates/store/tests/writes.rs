@@ -67,3 +67,73 @@ fn a_file_database_survives_reopening() {
     assert_eq!(story.len(), 1);
     assert_eq!(story[0].object, "a");
 }
+
+/// Version 5 keys the call-grant links by grant and time. A version 4 database (links keyed by
+/// grant and event id) keeps every link through the migration, and calls are still found by
+/// grant and relabelled without leaving stale links.
+#[test]
+fn a_version_4_database_keeps_its_call_grant_links() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v4.db");
+    let decrypt = |event_id: &str, time: &str| {
+        let raw = format!(
+            r#"{{"eventSource":"kms.amazonaws.com","eventID":"{event_id}","eventName":"Decrypt",
+                "eventTime":"{time}","resources":[{{"ARN":"{KEY}"}}],"recipientAccountId":"111122223333",
+                "userIdentity":{{"type":"AssumedRole","arn":"arn:aws:sts::111122223333:assumed-role/r/s",
+                  "accountId":"111122223333","sessionContext":{{"sessionIssuer":{{"arn":"arn:aws:iam::111122223333:role/r"}}}}}},
+                "requestParameters":{{"encryptionAlgorithm":"SYMMETRIC_DEFAULT"}}}}"#
+        );
+        (normalise(raw.as_bytes()).unwrap().unwrap(), raw)
+    };
+    let links = |conn: &rusqlite::Connection| -> Vec<(String, String, String)> {
+        let mut stmt =
+            conn.prepare("SELECT grant_id, event_id, side FROM call_label_grants ORDER BY 1, 2, 3").unwrap();
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).unwrap().map(Result::unwrap).collect()
+    };
+    let linked = {
+        let mut store = Store::open(&path).unwrap();
+        let mut writer = store.begin_object("a").unwrap().unwrap();
+        for (e, raw) in
+            [create("e1", "g1"), decrypt("d1", "2024-01-02T00:00:00Z"), decrypt("d2", "2024-01-03T00:00:00Z")]
+        {
+            writer.add(&e, &raw).unwrap();
+        }
+        writer.commit("LogFile", 1, 3, 0).unwrap();
+        store.refresh_labels().unwrap();
+        drop(store);
+        // Back to the version 4 shape.
+        let conn = rusqlite::Connection::open(&path).unwrap();
+        let linked = links(&conn);
+        conn.execute_batch(
+            "CREATE TABLE old_links (grant_id TEXT NOT NULL, event_id TEXT NOT NULL, side TEXT NOT NULL,
+                 PRIMARY KEY (grant_id, event_id, side)) WITHOUT ROWID;
+             INSERT INTO old_links SELECT grant_id, event_id, side FROM call_label_grants;
+             DROP TABLE call_label_grants;
+             ALTER TABLE old_links RENAME TO call_label_grants;
+             PRAGMA user_version = 4;",
+        )
+        .unwrap();
+        linked
+    };
+    assert_eq!(linked.len(), 2, "both calls name the grant: {linked:?}");
+
+    let mut store = Store::open(&path).unwrap();
+    let by_grant = granttrail_store::CallFilter { grant_id: Some("g1".into()), ..Default::default() };
+    assert_eq!(store.calls(&by_grant).unwrap().len(), 2);
+    // A revoke before the second call relabels it: its link must go, the first must stay.
+    let revoke = r#"{"eventSource":"kms.amazonaws.com","eventID":"r1","eventName":"RevokeGrant",
+        "eventTime":"2024-01-02T12:00:00Z","resources":[{"ARN":"KEY"}],
+        "requestParameters":{"keyId":"KEY","grantId":"g1"}}"#
+        .replace("KEY", KEY);
+    let mut writer = store.begin_object("b").unwrap().unwrap();
+    writer.add(&normalise(revoke.as_bytes()).unwrap().unwrap(), &revoke).unwrap();
+    writer.commit("LogFile", 1, 1, 0).unwrap();
+    store.refresh_labels().unwrap();
+    let calls: Vec<String> = store.calls(&by_grant).unwrap().into_iter().map(|c| c.event_id).collect();
+    assert_eq!(calls, ["d1"]);
+    drop(store);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    assert_eq!(links(&conn), linked[..1]);
+    let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+    assert_eq!(version, 5);
+}

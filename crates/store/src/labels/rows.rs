@@ -80,8 +80,8 @@ pub(super) fn replace_labels(conn: &Connection, key: &str, labels: &[CallLabel])
     // The stored rows are compared in place, without copying them; only the rows that change
     // or go are remembered, with the grants they linked.
     let mut unchanged = vec![false; labels.len()];
-    let mut changed: Vec<(String, String, String)> = Vec::new();
-    let mut gone: Vec<(String, String, String)> = Vec::new();
+    let mut changed: Vec<Linked> = Vec::new();
+    let mut gone: Vec<Linked> = Vec::new();
     {
         let mut stmt =
             conn.prepare_cached(&format!("SELECT {LABEL_COLUMNS} FROM call_labels WHERE key_arn = ?1"))?;
@@ -89,8 +89,13 @@ pub(super) fn replace_labels(conn: &Connection, key: &str, labels: &[CallLabel])
         let mut json = Vec::new();
         while let Some(r) = rows.next()? {
             let (event_id, side) = (text_at(r, 0)?.unwrap_or_default(), text_at(r, 1)?.unwrap_or_default());
-            let remember = || -> Result<(String, String, String)> {
-                Ok((event_id.to_string(), side.to_string(), text_at(r, 9)?.unwrap_or_default().to_string()))
+            let remember = || -> Result<Linked> {
+                Ok(Linked {
+                    event_id: event_id.to_string(),
+                    side: side.to_string(),
+                    event_time: r.get(3)?,
+                    grant_ids: text_at(r, 9)?.unwrap_or_default().to_string(),
+                })
             };
             match index.get(&(event_id, side)) {
                 Some(&i) if stored_equals(r, &labels[i], &mut json)? => unchanged[i] = true,
@@ -99,17 +104,13 @@ pub(super) fn replace_labels(conn: &Connection, key: &str, labels: &[CallLabel])
             }
         }
     }
-    let mut unlink = conn.prepare_cached(
-        "DELETE FROM call_label_grants WHERE grant_id = ?1 AND event_id = ?2 AND side = ?3",
-    )?;
+    let mut unlink = conn.prepare_cached(UNLINK)?;
     let mut delete = conn.prepare_cached("DELETE FROM call_labels WHERE event_id = ?1 AND side = ?2")?;
-    for (is_gone, (event_id, side, grant_ids)) in
-        changed.iter().map(|c| (false, c)).chain(gone.iter().map(|g| (true, g)))
-    {
-        unlink_grants(&mut unlink, grant_ids, event_id, side)?;
+    for (is_gone, stored) in changed.iter().map(|c| (false, c)).chain(gone.iter().map(|g| (true, g))) {
+        unlink_grants(&mut unlink, stored)?;
         // What is gone was labelled before and is not any more.
         if is_gone {
-            delete.execute(params![event_id, side])?;
+            delete.execute(params![stored.event_id, stored.side])?;
         }
     }
     let mut insert = conn.prepare_cached(INSERT_LABEL)?;
@@ -125,41 +126,50 @@ pub(super) fn update_labels(conn: &Connection, key: &str, labels: &[CallLabel]) 
     let mut stored = conn.prepare_cached(&format!(
         "SELECT {LABEL_COLUMNS} FROM call_labels WHERE event_id = ?1 AND side = ?2"
     ))?;
-    let mut unlink = conn.prepare_cached(
-        "DELETE FROM call_label_grants WHERE grant_id = ?1 AND event_id = ?2 AND side = ?3",
-    )?;
+    let mut unlink = conn.prepare_cached(UNLINK)?;
     let mut insert = conn.prepare_cached(INSERT_LABEL)?;
     let mut link = conn.prepare_cached(INSERT_LINK)?;
     let mut json = Vec::new();
     for l in labels {
-        let old_grants: Option<Option<String>> = {
+        let old: Option<Linked> = {
             let mut rows = stored.query(params![l.event_id, l.side])?;
             match rows.next()? {
                 Some(r) if stored_equals(r, l, &mut json)? => continue,
-                Some(r) => Some(text_at(r, 9)?.map(str::to_string)),
+                Some(r) => Some(Linked {
+                    event_id: l.event_id.clone(),
+                    side: l.side.to_string(),
+                    event_time: r.get(3)?,
+                    grant_ids: text_at(r, 9)?.unwrap_or("[]").to_string(),
+                }),
                 None => None,
             }
         };
-        if let Some(grant_ids) = old_grants.flatten() {
-            unlink_grants(&mut unlink, &grant_ids, &l.event_id, l.side)?;
+        if let Some(old) = old {
+            unlink_grants(&mut unlink, &old)?;
         }
         write_label(&mut insert, &mut link, key, l, &label_row(l)?)?;
     }
     Ok(())
 }
 
-/// Removes a stored label's links, through the grants its `grant_ids` column (JSON) names:
-/// links are keyed by grant first.
-fn unlink_grants(
-    unlink: &mut rusqlite::Statement<'_>,
-    grant_ids: &str,
-    event_id: &str,
-    side: &str,
-) -> Result<()> {
-    let grant_ids: Vec<String> = serde_json::from_str(grant_ids)
+/// A stored label's call side and the grants it links to (`grant_ids`, its JSON column).
+struct Linked {
+    event_id: String,
+    side: String,
+    event_time: i64,
+    grant_ids: String,
+}
+
+const UNLINK: &str =
+    "DELETE FROM call_label_grants WHERE grant_id = ?1 AND event_time = ?2 AND event_id = ?3 AND side = ?4";
+
+/// Removes a stored label's links, through the grants its `grant_ids` column names: links are
+/// keyed by grant first, then time.
+fn unlink_grants(unlink: &mut rusqlite::Statement<'_>, stored: &Linked) -> Result<()> {
+    let grant_ids: Vec<String> = serde_json::from_str(&stored.grant_ids)
         .map_err(|e| StoreError::Corrupt(format!("call_labels.grant_ids: {e}")))?;
     for g in &grant_ids {
-        unlink.execute(params![g, event_id, side])?;
+        unlink.execute(params![g, stored.event_time, stored.event_id, stored.side])?;
     }
     Ok(())
 }
@@ -218,7 +228,7 @@ const INSERT_LABEL: &str =
          principal, label, evidence, grant_ids, reasons, flags, behaviour_group)
      VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)";
 const INSERT_LINK: &str =
-    "INSERT OR IGNORE INTO call_label_grants (grant_id, event_id, side) VALUES (?1, ?2, ?3)";
+    "INSERT OR IGNORE INTO call_label_grants (grant_id, event_time, event_id, side) VALUES (?1, ?2, ?3, ?4)";
 
 fn write_label(
     insert: &mut rusqlite::Statement<'_>,
@@ -232,7 +242,7 @@ fn write_label(
         row.10,
     ])?;
     for g in &l.grant_ids {
-        link.execute(params![g, l.event_id, l.side])?;
+        link.execute(params![g, l.event_time, l.event_id, l.side])?;
     }
     Ok(())
 }
