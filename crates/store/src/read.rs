@@ -132,21 +132,37 @@ pub(crate) fn query_grants(conn: &rusqlite::Connection, filter: &GrantFilter) ->
         args.push(Value::Text(state.as_str().to_string()));
         clauses.push(format!("state = ?{}", args.len()));
     }
-    if let Some(t) = filter.active_at {
-        args.push(Value::Integer(t));
-        let n = args.len();
-        clauses.push(format!(
-            "(created_at IS NULL OR created_at <= ?{n}) AND (ended_at IS NULL OR ended_at > ?{n})"
-        ));
-    }
-    let filter_sql =
-        if clauses.is_empty() { String::new() } else { format!("WHERE {}", clauses.join(" AND ")) };
-    let sql = format!(
-        "SELECT {GRANT_COLUMNS} FROM grants {filter_sql} ORDER BY key_arn, created_at IS NOT NULL, created_at, grant_id"
-    );
+    let select = |clauses: &[String]| {
+        let filter_sql =
+            if clauses.is_empty() { String::new() } else { format!("WHERE {}", clauses.join(" AND ")) };
+        format!("SELECT {GRANT_COLUMNS} FROM grants {filter_sql}")
+    };
+    let sql = match filter.active_at {
+        // Two halves, so the creation-time index serves the first (an OR of both would scan
+        // the table): grants created by `t`, and grants created before the logs.
+        Some(t) => {
+            args.push(Value::Integer(t));
+            let n = args.len();
+            let alive = format!("(ended_at IS NULL OR ended_at > ?{n})");
+            let created = [clauses.clone(), vec![format!("created_at <= ?{n}"), alive.clone()]].concat();
+            let before_logs = [clauses, vec!["created_at IS NULL".to_string(), alive]].concat();
+            format!("{} UNION ALL {}", select(&created), select(&before_logs))
+        }
+        None => select(&clauses),
+    };
     let mut stmt = conn.prepare(&sql)?;
     let rows = stmt.query_map(params_from_iter(args), grant_from_row)?;
-    rows.map(|r| r?).collect()
+    let mut grants = rows.map(|r| r?).collect::<Result<Vec<Grant>>>()?;
+    // Sorted here rather than by SQLite, whose sorter would carry every column of every row.
+    grants.sort_by(|a, b| {
+        (&a.key_arn, a.created_at.is_some(), a.created_at, &a.grant_id).cmp(&(
+            &b.key_arn,
+            b.created_at.is_some(),
+            b.created_at,
+            &b.grant_id,
+        ))
+    });
+    Ok(grants)
 }
 
 /// The grants on `key_arn` that had not ended before `t` (or never ended).
