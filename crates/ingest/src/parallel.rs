@@ -6,7 +6,8 @@
 //! The writer is the only thread that touches the database. It writes each object as
 //! [`crate::ingest_object`] would, all or nothing, but commits several objects at a time
 //! ([`COMMIT_BYTES`]); the result equals a single-threaded run.
-//! Memory is bounded: each object in flight holds at most [`BATCHES_IN_FLIGHT`] batches.
+//! Memory is bounded: at most two objects per worker are decoded ahead of the writer, and each
+//! holds at most [`BATCHES_IN_FLIGHT`] batches.
 
 use std::io::Read;
 use std::sync::Mutex;
@@ -73,11 +74,24 @@ pub fn ingest_parallel<S: Sync>(
     let senders: Mutex<Vec<Option<SyncSender<Item>>>> = Mutex::new(senders.into_iter().map(Some).collect());
     let next = AtomicUsize::new(0);
     let jobs = plan.jobs.clamp(1, 64);
+    // A worker takes a permit before each object and the writer returns one as it finishes an
+    // object, so at most `ahead` objects are decoded ahead of the writer. Without them, objects
+    // small enough to fit their channel were all decoded ahead, and held, whatever their number.
+    let ahead = 2 * jobs;
+    let (permit, permits) = sync_channel::<()>(ahead);
+    for _ in 0..ahead {
+        let _ = permit.send(());
+    }
+    let permits = Mutex::new(permits);
 
     std::thread::scope(|scope| {
         for _ in 0..jobs {
             scope.spawn(|| {
                 loop {
+                    // No permit: the writer has stopped.
+                    if !matches!(permits.lock().map(|p| p.recv()), Ok(Ok(()))) {
+                        break;
+                    }
                     let slot = next.fetch_add(1, Ordering::Relaxed);
                     let Some(&index) = todo.get(slot) else { break };
                     let sender = senders.lock().ok().and_then(|mut s| s.get_mut(slot).and_then(Option::take));
@@ -89,7 +103,7 @@ pub fn ingest_parallel<S: Sync>(
         }
         // On a store error the remaining receivers are dropped, so workers blocked on them
         // stop instead of waiting forever.
-        write_in_order(store, &todo, &names, receivers, plan, &mut |i, n, outcome| {
+        write_in_order(store, &todo, &names, receivers, permit, plan, &mut |i, n, outcome| {
             report(&sources[i], n, outcome)
         })
     })
@@ -149,6 +163,7 @@ fn write_in_order(
     todo: &[usize],
     names: &[String],
     receivers: Vec<Receiver<Item>>,
+    permit: SyncSender<()>,
     plan: &Plan,
     report: &mut dyn FnMut(usize, &str, Outcome),
 ) -> Result<(), StoreError> {
@@ -159,6 +174,8 @@ fn write_in_order(
     for (slot, rx) in receivers.into_iter().enumerate() {
         let index = todo[slot];
         let name = &names[index];
+        // The writer has reached this object: another may be decoded.
+        let _ = permit.send(());
         let Some(mut writer) = batch.begin_object(name)? else {
             done.push((index, Outcome::AlreadyIngested));
             continue;

@@ -70,3 +70,30 @@ fn rejected_object_in_a_run(commit_bytes: u64) {
     assert!(!store.is_ingested("b-broken.json").unwrap());
     assert!(store.is_ingested("a.json").unwrap() && store.is_ingested("c.json").unwrap());
 }
+
+/// Workers decode only a few objects ahead of the writer, however many objects there are and
+/// however small: decoded events wait in memory until they are written.
+#[test]
+fn objects_are_decoded_only_a_few_ahead_of_the_writer() {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let objects: Vec<(String, Vec<u8>)> =
+        (0..60).map(|i| (format!("o{i:02}.json"), log_file(&ids(&format!("o{i}"), 200)))).collect();
+    let (opened, written, most_ahead) = (AtomicUsize::new(0), AtomicUsize::new(0), AtomicUsize::new(0));
+    let open = |o: &(String, Vec<u8>)| -> std::io::Result<Box<dyn Read + Send>> {
+        let ahead = opened.fetch_add(1, Ordering::SeqCst) + 1 - written.load(Ordering::SeqCst);
+        most_ahead.fetch_max(ahead, Ordering::SeqCst);
+        Ok(Box::new(std::io::Cursor::new(o.1.clone())))
+    };
+    let jobs = 2;
+    // A commit per object, so each object is reported as soon as it is written.
+    let plan = Plan { limits: Limits::default(), jobs, now: 0, commit_bytes: 1 };
+    let mut store = Store::open_in_memory().unwrap();
+    ingest_parallel(&mut store, &objects, &|o| o.0.clone(), &open, &plan, &mut |_, _, outcome| {
+        assert!(matches!(outcome, Outcome::Ingested { .. }));
+        written.fetch_add(1, Ordering::SeqCst);
+    })
+    .unwrap();
+    assert_eq!(written.load(Ordering::SeqCst), 60);
+    let most = most_ahead.load(Ordering::SeqCst);
+    assert!(most <= 2 * jobs + 2, "{most} objects were opened before the writer caught up");
+}
