@@ -74,8 +74,8 @@ pub fn ingest_parallel<S: Sync>(
     let senders: Mutex<Vec<Option<SyncSender<Item>>>> = Mutex::new(senders.into_iter().map(Some).collect());
     let next = AtomicUsize::new(0);
     let jobs = plan.jobs.clamp(1, 64);
-    // A worker takes a permit before each object and the writer returns one as it finishes an
-    // object, so at most `ahead` objects are decoded ahead of the writer. Without them, objects
+    // A worker takes a permit before each object and the writer returns one as it reaches an
+    // object, so at most `ahead` objects are decoded ahead of the one being written. Without them, objects
     // small enough to fit their channel were all decoded ahead, and held, whatever their number.
     let ahead = 2 * jobs;
     let (permit, permits) = sync_channel::<()>(ahead);

@@ -89,18 +89,10 @@ pub(super) fn replace_labels(conn: &Connection, key: &str, labels: &[CallLabel])
         let mut json = Vec::new();
         while let Some(r) = rows.next()? {
             let (event_id, side) = (text_at(r, 0)?.unwrap_or_default(), text_at(r, 1)?.unwrap_or_default());
-            let remember = || -> Result<Linked> {
-                Ok(Linked {
-                    event_id: event_id.to_string(),
-                    side: side.to_string(),
-                    event_time: r.get(3)?,
-                    grant_ids: text_at(r, 9)?.unwrap_or_default().to_string(),
-                })
-            };
             match index.get(&(event_id, side)) {
                 Some(&i) if stored_equals(r, &labels[i], &mut json)? => unchanged[i] = true,
-                Some(_) => changed.push(remember()?),
-                None => gone.push(remember()?),
+                Some(_) => changed.push(Linked::stored(r)?),
+                None => gone.push(Linked::stored(r)?),
             }
         }
     }
@@ -135,12 +127,7 @@ pub(super) fn update_labels(conn: &Connection, key: &str, labels: &[CallLabel]) 
             let mut rows = stored.query(params![l.event_id, l.side])?;
             match rows.next()? {
                 Some(r) if stored_equals(r, l, &mut json)? => continue,
-                Some(r) => Some(Linked {
-                    event_id: l.event_id.clone(),
-                    side: l.side.to_string(),
-                    event_time: r.get(3)?,
-                    grant_ids: text_at(r, 9)?.unwrap_or("[]").to_string(),
-                }),
+                Some(r) => Some(Linked::stored(r)?),
                 None => None,
             }
         };
@@ -158,6 +145,18 @@ struct Linked {
     side: String,
     event_time: i64,
     grant_ids: String,
+}
+
+impl Linked {
+    /// From a stored row (columns [`LABEL_COLUMNS`]).
+    fn stored(r: &rusqlite::Row<'_>) -> Result<Linked> {
+        Ok(Linked {
+            event_id: text_at(r, 0)?.unwrap_or_default().to_string(),
+            side: text_at(r, 1)?.unwrap_or_default().to_string(),
+            event_time: r.get(3)?,
+            grant_ids: text_at(r, 9)?.unwrap_or("[]").to_string(),
+        })
+    }
 }
 
 const UNLINK: &str =
