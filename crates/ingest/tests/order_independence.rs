@@ -221,6 +221,49 @@ proptest! {
     }
 }
 
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(150))]
+
+    /// A key relabelled in windows of a few events gets the labels one pass over its history
+    /// gives, also over labels stored before, and when the copies of a call were logged at
+    /// different times (CloudTrail logs them at one time; the logs are not trusted to).
+    #[test]
+    fn windows_label_as_one_pass_does(
+        specs in prop::collection::vec(spec(), 1..40),
+        skews in prop::collection::vec(prop_oneof![3 => Just(0i64), 1 => -3..4i64], 40),
+        first_object in prop::collection::vec(any::<bool>(), 40),
+        window in 1..5usize,
+    ) {
+        let all: Vec<Value> = specs
+            .iter()
+            .enumerate()
+            .flat_map(|(i, s)| {
+                let mut copies = records(i, s);
+                if let [_, twin] = copies.as_mut_slice() {
+                    twin["eventTime"] = json!(time(s.time + skews[i]));
+                }
+                copies
+            })
+            .collect();
+        let mut one_pass = Store::open_in_memory().unwrap();
+        ingest(&mut one_pass, "all", &log_file(&all.iter().collect::<Vec<_>>()));
+        let expected = calls(&mut one_pass);
+
+        // Two objects, labelled after each: the second relabelling replaces stored labels.
+        let mut windowed = Store::open_in_memory().unwrap();
+        windowed.relabel_in_windows_of(window);
+        for (name, early) in [("early", true), ("late", false)] {
+            let part: Vec<&Value> =
+                all.iter().enumerate().filter(|(i, _)| first_object[i % first_object.len()] == early).map(|(_, r)| r).collect();
+            ingest(&mut windowed, name, &log_file(&part));
+            windowed.refresh_labels().unwrap();
+        }
+        prop_assert_eq!(&calls(&mut windowed), &expected);
+        windowed.rebuild().unwrap();
+        prop_assert_eq!(&calls(&mut windowed), &expected);
+    }
+}
+
 /// A call that adds only an observation or a label: no grant, policy or key event.
 #[derive(Debug, Clone)]
 struct NewCall {

@@ -256,7 +256,14 @@ impl Store {
     /// history: tests use it to compare the incremental path with a rebuild.
     #[doc(hidden)]
     pub fn always_relabel_incrementally(&mut self) {
-        self.strategy = labels::Strategy { history_per_rechecked_call: 0 };
+        self.strategy.history_per_rechecked_call = 0;
+    }
+
+    /// Relabels keys relabelled whole in windows of about `events` events, however short
+    /// their history: tests use it to compare windows with a single pass.
+    #[doc(hidden)]
+    pub fn relabel_in_windows_of(&mut self, events: usize) {
+        self.strategy.window_events = events;
     }
 
     /// Recomputes the labels that ingested objects left stale, in one transaction. Ingest

@@ -10,7 +10,7 @@ use granttrail_grants::{
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::rows::update_labels;
-use super::{Dirty, Shared, Strategy, imported_key_policies, load_events};
+use super::{Dirty, KEY_CONTEXT, Shared, Strategy, imported_key_policies, load_events};
 use crate::Result;
 use crate::read::grants_not_ended_before;
 use crate::write::EVENT_COLUMNS;
@@ -146,17 +146,8 @@ pub(super) fn relabel_incrementally(
     settings: &Settings,
 ) -> Result<bool> {
     let Some(new_events) = new_events(conn, key, increment)? else { return Ok(false) };
-    // The same condition as the partial index `events_key_context`, so it is used.
-    let context = load_events(
-        conn,
-        &format!(
-            "SELECT {EVENT_COLUMNS} FROM events WHERE key_arn = ?1
-               AND (event_name = 'CreateKey' OR event_name = 'PutKeyPolicy' OR event_name = 'TagResource'
-                 OR event_name = 'UntagResource' OR event_name = 'CreateAlias' OR event_name = 'UpdateAlias'
-                 OR event_name = 'DeleteAlias')"
-        ),
-        [key],
-    )?;
+    let context =
+        load_events(conn, &format!("SELECT {EVENT_COLUMNS} FROM events WHERE {KEY_CONTEXT}"), [key])?;
     let policies = imported_key_policies(conn, key)?;
     let mut recheck_events = new_events;
     if let Some(since) = increment.since {

@@ -15,35 +15,45 @@
 mod incremental;
 mod rows;
 mod stale;
+mod whole;
 
 use std::collections::BTreeSet;
 
 use granttrail_grants::{
-    IamSnapshot, ImportedIam, ImportedKeyPolicy, KeyInputs, KmsEvent, Policy, Settings, classify_key,
-    classify_keyless,
+    IamSnapshot, ImportedIam, ImportedKeyPolicy, KmsEvent, Policy, Settings, classify_keyless,
 };
 use rusqlite::Connection;
 
-use crate::read::{GrantFilter, query_grants};
 use crate::write::{EVENT_COLUMNS, event_from_row};
 use crate::{Result, StoreError};
 use incremental::{incremental_plan, relabel_incrementally};
-use rows::{replace_labels, replace_observations};
+use rows::replace_labels;
 pub(crate) use stale::{Dirty, mark_labelled, mark_stale, stale};
+use whole::relabel_whole_key;
 
-/// When a key is relabelled incrementally. Rechecking a call costs a few times what it costs in
-/// a whole-key relabelling (its neighbours are looked up one by one), so a key goes whole unless
-/// its stored history is this many times the calls to recheck.
+/// How keys are relabelled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) struct Strategy {
+    /// Rechecking a call costs a few times what it costs in a whole-key relabelling (its
+    /// neighbours are looked up one by one), so a key goes whole unless its stored history is
+    /// this many times the calls to recheck.
     pub history_per_rechecked_call: i64,
+    /// A key relabelled whole is read in windows of about this many events.
+    pub window_events: usize,
 }
 
 impl Default for Strategy {
     fn default() -> Self {
-        Strategy { history_per_rechecked_call: 3 }
+        Strategy { history_per_rechecked_call: 3, window_events: 1024 }
     }
 }
+
+/// The events that set a key's context ([`granttrail_grants::sets_key_context`]), by the same
+/// condition as the partial index `events_key_context`, so it is used.
+const KEY_CONTEXT: &str = "key_arn = ?1
+    AND (event_name = 'CreateKey' OR event_name = 'PutKeyPolicy' OR event_name = 'TagResource'
+      OR event_name = 'UntagResource' OR event_name = 'CreateAlias' OR event_name = 'UpdateAlias'
+      OR event_name = 'DeleteAlias')";
 
 fn load_events(conn: &Connection, sql: &str, args: impl rusqlite::Params) -> Result<Vec<KmsEvent>> {
     let mut stmt = conn.prepare_cached(sql)?;
@@ -150,7 +160,7 @@ pub(crate) fn recompute(
         whole.insert(key);
     }
     for key in &whole {
-        relabel_whole_key(conn, key, &shared, settings)?;
+        relabel_whole_key(conn, key, &shared, settings, strategy.window_events)?;
     }
     if dirty.keyless || dirty.everything {
         let events = load_events(
@@ -165,30 +175,4 @@ pub(crate) fn recompute(
     }
     let keys = whole.iter().chain(incremental.keys()).cloned().collect();
     Ok(Relabelled { whole_keys: whole.len(), incremental_keys: incremental.len(), keys })
-}
-
-/// Relabels every call on `key` and replaces its observations.
-fn relabel_whole_key(conn: &Connection, key: &str, shared: &Shared, settings: &Settings) -> Result<()> {
-    // Each event once: a ReEncrypt from a key to itself matches both halves.
-    let key_events_sql = format!(
-        "SELECT {EVENT_COLUMNS} FROM events WHERE key_arn = ?1
-         UNION ALL
-         SELECT {EVENT_COLUMNS} FROM events WHERE destination_key_arn = ?1 AND key_arn IS NOT ?1"
-    );
-    let grants =
-        query_grants(conn, &GrantFilter { key_arn: Some(key.to_string()), ..GrantFilter::default() })?;
-    let events = load_events(conn, &key_events_sql, [key])?;
-    let policies = imported_key_policies(conn, key)?;
-    let inputs = KeyInputs {
-        key_arn: key,
-        grants: &grants,
-        events: &events,
-        policy_changes: &shared.policy_changes,
-        imported_key_policies: &policies,
-        imported_iam: &shared.iam,
-        settings,
-    };
-    let result = classify_key(&inputs);
-    replace_labels(conn, key, &result.labels)?;
-    replace_observations(conn, key, &result.observations)
 }

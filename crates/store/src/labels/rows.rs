@@ -71,11 +71,30 @@ fn label_row(l: &CallLabel) -> Result<LabelRow> {
 /// Makes the stored labels of `key` equal to `labels`, writing only the rows that differ:
 /// relabelling a key whose history is mostly unchanged costs reads, not index writes.
 pub(super) fn replace_labels(conn: &Connection, key: &str, labels: &[CallLabel]) -> Result<()> {
-    let index: HashMap<(&str, &str), usize> =
-        labels.iter().enumerate().map(|(i, l)| ((l.event_id.as_str(), l.side), i)).collect();
-    // Two labels for one call side would overwrite each other; keep the plain replace then.
-    if index.len() != labels.len() {
-        return replace_all_labels(conn, key, labels);
+    replace_labels_between(conn, key, (i64::MIN, i64::MAX), labels, &HashSet::new())
+}
+
+/// [`replace_labels`] for the stored labels of `key` timed in `[from, to)`, except those in
+/// `keep` (written already). Labels in `labels` timed outside the range are written where they
+/// differ, each compared with its own stored row.
+pub(super) fn replace_labels_between(
+    conn: &Connection,
+    key: &str,
+    (from, to): (i64, i64),
+    labels: &[CallLabel],
+    keep: &HashSet<(String, &'static str)>,
+) -> Result<()> {
+    let inside = |l: &&CallLabel| l.event_time >= from && l.event_time < to;
+    let mut index: HashMap<(&str, &str), usize> = labels
+        .iter()
+        .enumerate()
+        .filter(|(_, l)| inside(l))
+        .map(|(i, l)| ((l.event_id.as_str(), l.side), i))
+        .collect();
+    // Two labels for one call side would overwrite each other: then every stored row goes and
+    // every label is written, the last of two winning.
+    if index.len() != labels.iter().filter(inside).count() {
+        index.clear();
     }
     // The stored rows are compared in place, without copying them; only the rows that change
     // or go are remembered, with the grants they linked.
@@ -83,15 +102,17 @@ pub(super) fn replace_labels(conn: &Connection, key: &str, labels: &[CallLabel])
     let mut changed: Vec<Linked> = Vec::new();
     let mut gone: Vec<Linked> = Vec::new();
     {
-        let mut stmt =
-            conn.prepare_cached(&format!("SELECT {LABEL_COLUMNS} FROM call_labels WHERE key_arn = ?1"))?;
-        let mut rows = stmt.query([key])?;
+        let mut stmt = conn.prepare_cached(&format!(
+            "SELECT {LABEL_COLUMNS} FROM call_labels WHERE key_arn = ?1 AND event_time >= ?2 AND event_time < ?3"
+        ))?;
+        let mut rows = stmt.query(params![key, from, to])?;
         let mut json = Vec::new();
         while let Some(r) = rows.next()? {
             let (event_id, side) = (text_at(r, 0)?.unwrap_or_default(), text_at(r, 1)?.unwrap_or_default());
             match index.get(&(event_id, side)) {
                 Some(&i) if stored_equals(r, &labels[i], &mut json)? => unchanged[i] = true,
                 Some(_) => changed.push(Linked::stored(r)?),
+                None if !keep.is_empty() && keep.contains(&(event_id.to_string(), side_name(side))) => {}
                 None => gone.push(Linked::stored(r)?),
             }
         }
@@ -107,14 +128,27 @@ pub(super) fn replace_labels(conn: &Connection, key: &str, labels: &[CallLabel])
     }
     let mut insert = conn.prepare_cached(INSERT_LABEL)?;
     let mut link = conn.prepare_cached(INSERT_LINK)?;
-    for (l, _) in labels.iter().zip(&unchanged).filter(|(_, same)| !**same) {
+    for (l, _) in labels.iter().zip(&unchanged).filter(|(l, same)| inside(l) && !**same) {
         write_label(&mut insert, &mut link, key, l, &label_row(l)?)?;
     }
-    Ok(())
+    update_labels(conn, key, labels.iter().filter(|l| !inside(l)))
+}
+
+/// A stored side name as the `&'static str` labels use (they are one of three).
+fn side_name(side: &str) -> &'static str {
+    match side {
+        "source" => "source",
+        "destination" => "destination",
+        _ => "key",
+    }
 }
 
 /// Writes the labels that differ from the stored ones (new calls, or calls whose label changed).
-pub(super) fn update_labels(conn: &Connection, key: &str, labels: &[CallLabel]) -> Result<()> {
+pub(super) fn update_labels<'l>(
+    conn: &Connection,
+    key: &str,
+    labels: impl IntoIterator<Item = &'l CallLabel>,
+) -> Result<()> {
     let mut stored = conn.prepare_cached(&format!(
         "SELECT {LABEL_COLUMNS} FROM call_labels WHERE event_id = ?1 AND side = ?2"
     ))?;
@@ -242,20 +276,6 @@ fn write_label(
     ])?;
     for g in &l.grant_ids {
         link.execute(params![g, l.event_time, l.event_id, l.side])?;
-    }
-    Ok(())
-}
-
-fn replace_all_labels(conn: &Connection, key: &str, labels: &[CallLabel]) -> Result<()> {
-    conn.prepare_cached(
-        "DELETE FROM call_label_grants WHERE (event_id, side) IN (SELECT event_id, side FROM call_labels WHERE key_arn = ?1)",
-    )?
-    .execute([key])?;
-    conn.prepare_cached("DELETE FROM call_labels WHERE key_arn = ?1")?.execute([key])?;
-    let mut insert = conn.prepare_cached(INSERT_LABEL)?;
-    let mut link = conn.prepare_cached(INSERT_LINK)?;
-    for l in labels {
-        write_label(&mut insert, &mut link, key, l, &label_row(l)?)?;
     }
     Ok(())
 }

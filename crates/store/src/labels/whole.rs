@@ -1,0 +1,166 @@
+//! Relabelling every call on a key. A key whose history fits one window is read once; a longer
+//! one is read in windows of time, twice: first for its observations (a few dozen bytes per
+//! call, kept), then for its labels, written window by window. Memory then follows the window,
+//! not the history, and the labels are the ones a single pass gives.
+
+use std::collections::{HashMap, HashSet};
+
+use granttrail_grants::{
+    CallLabel, KeyClassifier, KeyInputs, KmsEvent, Observation, ObservationIndex, classify_key,
+    logical_event_refs,
+};
+use rusqlite::{Connection, params};
+
+use super::rows::{replace_labels, replace_labels_between, replace_observations};
+use super::{KEY_CONTEXT, Shared, imported_key_policies, load_events};
+use crate::Result;
+use crate::read::{GrantFilter, query_grants};
+use crate::write::EVENT_COLUMNS;
+
+/// Relabels every call on `key` and replaces its observations, reading at most about
+/// `window_events` of its events at a time.
+pub(super) fn relabel_whole_key(
+    conn: &Connection,
+    key: &str,
+    shared: &Shared,
+    settings: &granttrail_grants::Settings,
+    window_events: usize,
+) -> Result<()> {
+    let grants =
+        query_grants(conn, &GrantFilter { key_arn: Some(key.to_string()), ..GrantFilter::default() })?;
+    let policies = imported_key_policies(conn, key)?;
+    let inputs = |events| KeyInputs {
+        key_arn: key,
+        grants: &grants,
+        events,
+        policy_changes: &shared.policy_changes,
+        imported_key_policies: &policies,
+        imported_iam: &shared.iam,
+        settings,
+    };
+    let starts = window_starts(conn, key, window_events)?;
+    if starts.is_empty() {
+        // Each event once: a ReEncrypt from a key to itself matches both halves.
+        let events = load_events(
+            conn,
+            &format!(
+                "SELECT {EVENT_COLUMNS} FROM events WHERE key_arn = ?1
+                 UNION ALL
+                 SELECT {EVENT_COLUMNS} FROM events WHERE destination_key_arn = ?1 AND key_arn IS NOT ?1"
+            ),
+            [key],
+        )?;
+        let result = classify_key(&inputs(&events));
+        replace_labels(conn, key, &result.labels)?;
+        return replace_observations(conn, key, &result.observations);
+    }
+
+    let context =
+        load_events(conn, &format!("SELECT {EVENT_COLUMNS} FROM events WHERE {KEY_CONTEXT}"), [key])?;
+    let context_inputs = inputs(&context);
+    let classifier = KeyClassifier::new(&context_inputs);
+    let windows: Vec<(i64, i64)> = std::iter::once(i64::MIN)
+        .chain(starts.iter().copied())
+        .zip(starts.iter().copied().chain(std::iter::once(i64::MAX)))
+        .collect();
+
+    let mut observations: Vec<Observation> = Vec::new();
+    for &(from, to) in &windows {
+        let events = window_events_of(conn, key, from, to)?;
+        let calls = logical_event_refs(events.iter().filter(|e| e.is_kms()));
+        observations.extend(calls.iter().filter_map(|c| classifier.observation(c)));
+    }
+    replace_observations(conn, key, &observations)?;
+    let index = ObservationIndex::new(&observations);
+    drop(observations);
+
+    // A call's label carries the time of the copy it describes, which for copies logged at
+    // different times can fall in a later window than the call: those are remembered, so that
+    // window does not take them for labels that are gone.
+    let mut written_ahead: HashSet<(String, &'static str)> = HashSet::new();
+    for &(from, to) in &windows {
+        let events = window_events_of(conn, key, from, to)?;
+        let calls = logical_event_refs(events.iter().filter(|e| e.is_kms()));
+        let labels: Vec<CallLabel> = calls.iter().flat_map(|c| classifier.label(c, &index)).collect();
+        replace_labels_between(conn, key, (from, to), &labels, &written_ahead)?;
+        written_ahead.extend(
+            labels
+                .iter()
+                .filter(|l| !(from..to).contains(&l.event_time))
+                .map(|l| (l.event_id.clone(), l.side)),
+        );
+    }
+    Ok(())
+}
+
+/// The times at which the windows after the first start, about `window_events` events apart
+/// (a window never splits one second); empty when the key's history fits one window.
+fn window_starts(conn: &Connection, key: &str, window_events: usize) -> Result<Vec<i64>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT event_time FROM events WHERE key_arn = ?1
+         UNION ALL
+         SELECT event_time FROM events WHERE destination_key_arn = ?1 AND key_arn IS NOT ?1
+         ORDER BY 1",
+    )?;
+    let mut rows = stmt.query([key])?;
+    let (mut starts, mut in_window) = (Vec::new(), 0usize);
+    while let Some(r) = rows.next()? {
+        let time: i64 = r.get(0)?;
+        if in_window >= window_events.max(1) && starts.last().is_none_or(|&last| time > last) {
+            starts.push(time);
+            in_window = 0;
+        }
+        in_window += 1;
+    }
+    Ok(starts)
+}
+
+/// The events of the calls whose earliest copy on `key` is in `[from, to)`, with all their
+/// copies on the key. Copies of one call share their time in CloudTrail, but the logs are
+/// not trusted to: a call is read whole in the window where it begins, as a single pass sees it.
+fn window_events_of(conn: &Connection, key: &str, from: i64, to: i64) -> Result<Vec<KmsEvent>> {
+    let mut events = load_events(
+        conn,
+        &format!(
+            "SELECT {EVENT_COLUMNS} FROM events WHERE key_arn = ?1 AND event_time >= ?2 AND event_time < ?3
+             UNION ALL
+             SELECT {EVENT_COLUMNS} FROM events
+             WHERE destination_key_arn = ?1 AND key_arn IS NOT ?1 AND event_time >= ?2 AND event_time < ?3"
+        ),
+        params![key, from, to],
+    )?;
+    let mut referenced = conn.prepare_cached("SELECT 1 FROM events WHERE shared_event_id = ?1")?;
+    let copies_sql = format!(
+        "SELECT {EVENT_COLUMNS} FROM events WHERE shared_event_id = ?1
+         UNION ALL SELECT {EVENT_COLUMNS} FROM events WHERE event_id = ?1 AND shared_event_id IS NULL"
+    );
+    // Calls with copies, by the id that groups them: where each begins, and the copies outside.
+    let mut spread: HashMap<String, (i64, Vec<KmsEvent>)> = HashMap::new();
+    for e in &events {
+        let group = e.shared_event_id.as_deref().unwrap_or(&e.event_id);
+        if spread.contains_key(group) || (e.shared_event_id.is_none() && !referenced.exists([group])?) {
+            continue;
+        }
+        let on_key =
+            |c: &KmsEvent| c.key_arn.as_deref() == Some(key) || c.destination_key_arn.as_deref() == Some(key);
+        let copies: Vec<KmsEvent> =
+            load_events(conn, &copies_sql, [group])?.into_iter().filter(on_key).collect();
+        let begins = copies.iter().map(|c| c.event_time).min().unwrap_or(e.event_time);
+        let outside = copies.into_iter().filter(|c| c.event_time >= to).collect();
+        spread.insert(group.to_string(), (begins, outside));
+    }
+    if spread.is_empty() {
+        return Ok(events);
+    }
+    let begins_here = |e: &KmsEvent| {
+        let group = e.shared_event_id.as_deref().unwrap_or(&e.event_id);
+        spread.get(group).is_none_or(|(begins, _)| *begins >= from)
+    };
+    events.retain(begins_here);
+    for (begins, outside) in spread.into_values() {
+        if begins >= from {
+            events.extend(outside);
+        }
+    }
+    Ok(events)
+}
