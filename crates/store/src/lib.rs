@@ -25,7 +25,7 @@ pub use labels::Relabelled;
 pub use read::{CallFilter, GrantFilter, StoredCall, StoredEvent};
 pub use write::{Batch, ObjectCounts, ObjectWriter};
 
-const SCHEMA_VERSION: i64 = 5;
+const SCHEMA_VERSION: i64 = 6;
 /// Forward-only migrations; entry `n` takes the schema from version `n` to `n + 1`.
 const MIGRATIONS: &[&str] = &[
     include_str!("schema.sql"),
@@ -33,6 +33,7 @@ const MIGRATIONS: &[&str] = &[
     include_str!("schema_3.sql"),
     include_str!("schema_4.sql"),
     include_str!("schema_5.sql"),
+    include_str!("schema_6.sql"),
 ];
 
 /// SQLite page size of new databases, in bytes.

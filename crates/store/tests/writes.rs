@@ -135,5 +135,5 @@ fn a_version_4_database_keeps_its_call_grant_links() {
     let conn = rusqlite::Connection::open(&path).unwrap();
     assert_eq!(links(&conn), linked[..1]);
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
-    assert_eq!(version, 5);
+    assert_eq!(version, 6);
 }

@@ -115,20 +115,21 @@ fn window_starts(conn: &Connection, key: &str, window_events: usize) -> Result<V
     Ok(starts)
 }
 
+/// The events on a key (its own and the ReEncrypts into it) timed in `[?2, ?3)`.
+fn window_sql() -> String {
+    format!(
+        "SELECT {EVENT_COLUMNS} FROM events WHERE key_arn = ?1 AND event_time >= ?2 AND event_time < ?3
+         UNION ALL
+         SELECT {EVENT_COLUMNS} FROM events
+         WHERE destination_key_arn = ?1 AND key_arn IS NOT ?1 AND event_time >= ?2 AND event_time < ?3"
+    )
+}
+
 /// The events of the calls whose earliest copy on `key` is in `[from, to)`, with all their
 /// copies on the key. Copies of one call share their time in CloudTrail, but the logs are
 /// not trusted to: a call is read whole in the window where it begins, as a single pass sees it.
 fn window_events_of(conn: &Connection, key: &str, from: i64, to: i64) -> Result<Vec<KmsEvent>> {
-    let mut events = load_events(
-        conn,
-        &format!(
-            "SELECT {EVENT_COLUMNS} FROM events WHERE key_arn = ?1 AND event_time >= ?2 AND event_time < ?3
-             UNION ALL
-             SELECT {EVENT_COLUMNS} FROM events
-             WHERE destination_key_arn = ?1 AND key_arn IS NOT ?1 AND event_time >= ?2 AND event_time < ?3"
-        ),
-        params![key, from, to],
-    )?;
+    let mut events = load_events(conn, &window_sql(), params![key, from, to])?;
     let mut referenced = conn.prepare_cached("SELECT 1 FROM events WHERE shared_event_id = ?1")?;
     let copies_sql = format!(
         "SELECT {EVENT_COLUMNS} FROM events WHERE shared_event_id = ?1
@@ -163,4 +164,31 @@ fn window_events_of(conn: &Connection, key: &str, from: i64, to: i64) -> Result<
         }
     }
     Ok(events)
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    /// Both halves of a window are read through an index on key and time, so reading a key
+    /// in windows costs its events once, not its ReEncrypts once per window.
+    #[test]
+    fn a_window_is_read_through_the_key_and_time_indexes() {
+        let store = crate::Store::open_in_memory().unwrap();
+        let mut stmt = store.conn.prepare(&format!("EXPLAIN QUERY PLAN {}", super::window_sql())).unwrap();
+        let plan: Vec<String> =
+            stmt.query_map(rusqlite::params!["k", 0, 1], |r| r.get(3)).unwrap().map(Result::unwrap).collect();
+        let searches: Vec<&String> = plan.iter().filter(|step| step.starts_with("SEARCH")).collect();
+        assert_eq!(searches.len(), 2, "{plan:?}");
+        assert!(
+            searches[0].contains("events_by_key (key_arn=? AND event_time>? AND event_time<?)"),
+            "{plan:?}"
+        );
+        assert!(
+            searches[1].contains(
+                "events_by_destination_key (destination_key_arn=? AND event_time>? AND event_time<?)"
+            ),
+            "{plan:?}"
+        );
+    }
 }
