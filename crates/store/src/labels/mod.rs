@@ -10,6 +10,7 @@
 //!
 //! - `stale`: what ingested objects left to relabel;
 //! - `incremental`: which keys can be relabelled incrementally, and how;
+//! - `whole`: relabelling every call on a key, a long history in windows of time;
 //! - `rows`: writing labels and observations, only where they differ.
 
 mod incremental;
