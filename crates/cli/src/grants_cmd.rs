@@ -11,7 +11,7 @@ use granttrail_store::{CallFilter, GrantFilter, Store, StoredCall};
 
 use crate::calls_cmd::CallView;
 use crate::config::Config;
-use crate::output::{Format, Table, print_csv, print_json, terminal_safe};
+use crate::output::{CsvOut, Format, Table, print_csv, print_json, terminal_safe};
 use crate::parse_time;
 use crate::views::{CoveredCallView, EventView, GrantView, StoryView};
 
@@ -68,18 +68,26 @@ pub fn list(db: &Path, args: &GrantsArgs) -> anyhow::Result<ExitCode> {
         state: args.state.map(GrantState::from),
         active_at: args.active_at,
     };
-    let grants = store.grants(&filter)?;
     let mut out = std::io::stdout().lock();
+    // Lines and CSV rows are printed as the grants are read: a listing can be long.
     match args.format {
-        Format::Json | Format::Jsonl => {
-            let views: Vec<GrantView> = grants.iter().map(GrantView::new).collect();
-            print_json(&views, args.format == Format::Jsonl, &mut out)?;
-        }
+        Format::Jsonl => store.for_each_grant(&filter, |g| -> anyhow::Result<()> {
+            serde_json::to_writer(&mut out, &GrantView::new(&g))?;
+            writeln!(out)?;
+            Ok(())
+        })?,
         Format::Csv => {
-            let rows: Vec<Vec<String>> = grants.iter().map(csv_row).collect();
-            print_csv(&CSV_HEADER, &rows, &mut out)?;
+            let mut csv = CsvOut::new(&CSV_HEADER, &mut out)?;
+            store.for_each_grant(&filter, |g| csv.row(&csv_row(&g)))?;
+            csv.finish()?;
+        }
+        Format::Json => {
+            let grants = store.grants(&filter)?;
+            let views: Vec<GrantView> = grants.iter().map(GrantView::new).collect();
+            print_json(&views, false, &mut out)?;
         }
         Format::Table => {
+            let grants = store.grants(&filter)?;
             let mut table = Table::new(vec![
                 "KEY",
                 "GRANT",

@@ -124,14 +124,39 @@ pub fn print_json<T: Serialize>(items: &[T], lines: bool, out: &mut dyn Write) -
 }
 
 /// Prints rows as CSV with a header, every cell defused.
-pub fn print_csv(header: &[&str], rows: &[Vec<String>], out: &mut dyn Write) -> anyhow::Result<()> {
-    let mut writer = csv::Writer::from_writer(out);
-    writer.write_record(header)?;
+pub fn print_csv<R: AsRef<[String]>>(
+    header: &[&str],
+    rows: impl IntoIterator<Item = R>,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    let mut csv = CsvOut::new(header, out)?;
     for row in rows {
-        writer.write_record(row.iter().map(|c| csv_safe(c).into_owned()))?;
+        csv.row(row.as_ref())?;
     }
-    writer.flush()?;
-    Ok(())
+    csv.finish()
+}
+
+/// CSV written a row at a time (every cell defused), for listings too long to hold.
+pub struct CsvOut<'w> {
+    writer: csv::Writer<&'w mut dyn Write>,
+}
+
+impl<'w> CsvOut<'w> {
+    pub fn new(header: &[&str], out: &'w mut dyn Write) -> anyhow::Result<CsvOut<'w>> {
+        let mut writer = csv::Writer::from_writer(out);
+        writer.write_record(header)?;
+        Ok(CsvOut { writer })
+    }
+
+    pub fn row(&mut self, cells: &[String]) -> anyhow::Result<()> {
+        self.writer.write_record(cells.iter().map(|c| csv_safe(c).into_owned().into_bytes()))?;
+        Ok(())
+    }
+
+    pub fn finish(mut self) -> anyhow::Result<()> {
+        self.writer.flush()?;
+        Ok(())
+    }
 }
 
 #[cfg(test)]

@@ -36,6 +36,15 @@ impl Store {
         query_grants(self.conn(), filter)
     }
 
+    /// [`Store::grants`] one at a time, for listings too long to hold.
+    pub fn for_each_grant<E: From<StoreError>>(
+        &self,
+        filter: &GrantFilter,
+        each: impl FnMut(Grant) -> std::result::Result<(), E>,
+    ) -> std::result::Result<(), E> {
+        each_grant(self.conn(), filter, each)
+    }
+
     /// Grants whose id is `grant_id` or starts with it (a grant id can, in theory, exist on
     /// several keys).
     pub fn grants_by_id(&self, grant_id: &str) -> Result<Vec<Grant>> {
@@ -118,6 +127,21 @@ impl Store {
 
 /// Grants matching `filter`, ordered by key, creation time and grant id.
 pub(crate) fn query_grants(conn: &rusqlite::Connection, filter: &GrantFilter) -> Result<Vec<Grant>> {
+    let mut grants = Vec::new();
+    each_grant(conn, filter, |g| {
+        grants.push(g);
+        Ok::<_, StoreError>(())
+    })?;
+    Ok(grants)
+}
+
+/// Calls `each` with the grants matching `filter` one at a time, ordered by key, creation
+/// time (grants created before the logs first) and grant id: SQLite sorts, in bounded memory.
+pub(crate) fn each_grant<E: From<StoreError>>(
+    conn: &rusqlite::Connection,
+    filter: &GrantFilter,
+    mut each: impl FnMut(Grant) -> std::result::Result<(), E>,
+) -> std::result::Result<(), E> {
     let mut clauses = Vec::new();
     let mut args: Vec<Value> = Vec::new();
     if let Some(key) = &filter.key_arn {
@@ -150,19 +174,14 @@ pub(crate) fn query_grants(conn: &rusqlite::Connection, filter: &GrantFilter) ->
         }
         None => select(&clauses),
     };
-    let mut stmt = conn.prepare(&sql)?;
-    let rows = stmt.query_map(params_from_iter(args), grant_from_row)?;
-    let mut grants = rows.map(|r| r?).collect::<Result<Vec<Grant>>>()?;
-    // Sorted here rather than by SQLite, whose sorter would carry every column of every row.
-    grants.sort_by(|a, b| {
-        (&a.key_arn, a.created_at.is_some(), a.created_at, &a.grant_id).cmp(&(
-            &b.key_arn,
-            b.created_at.is_some(),
-            b.created_at,
-            &b.grant_id,
-        ))
-    });
-    Ok(grants)
+    // SQLite orders NULL first: grants created before the logs lead each key.
+    let sql = format!("SELECT * FROM ({sql}) ORDER BY key_arn, created_at, grant_id");
+    let mut stmt = conn.prepare(&sql).map_err(StoreError::from)?;
+    let mut rows = stmt.query(params_from_iter(args)).map_err(StoreError::from)?;
+    while let Some(row) = rows.next().map_err(StoreError::from)? {
+        each(grant_from_row(row).map_err(StoreError::from)??)?;
+    }
+    Ok(())
 }
 
 /// The grants on `key_arn` that had not ended before `t` (or never ended).
