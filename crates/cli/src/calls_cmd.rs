@@ -9,7 +9,7 @@ use granttrail_grants::{Label, timestamp};
 use granttrail_store::{CallFilter, StoredCall};
 
 use crate::grants_cmd::open_existing;
-use crate::output::{Format, Table, print_csv, print_json};
+use crate::output::{CsvOut, Format, Table, print_csv, print_json};
 use crate::parse_time;
 
 fn parse_label(text: &str) -> Result<String, String> {
@@ -99,10 +99,52 @@ pub fn run(db: &Path, args: &CallsArgs) -> anyhow::Result<ExitCode> {
         since: args.since,
         until: args.until,
     };
-    let calls = store.calls(&filter)?;
     let mut out = std::io::stdout().lock();
-    print_calls(&calls, args.format, &mut out)?;
+    // Lines and CSV rows are printed as the calls are read: a key's history can be long.
+    match args.format {
+        Format::Jsonl => store.for_each_call(&filter, |c| -> anyhow::Result<()> {
+            serde_json::to_writer(&mut out, &CallView::new(&c))?;
+            writeln!(out)?;
+            Ok(())
+        })?,
+        Format::Csv => {
+            let mut csv = CsvOut::new(&CSV_HEADER, &mut out)?;
+            store.for_each_call(&filter, |c| csv.row(&csv_row(&c)))?;
+            csv.finish()?;
+        }
+        Format::Json | Format::Table => print_calls(&store.calls(&filter)?, args.format, &mut out)?,
+    }
     Ok(ExitCode::SUCCESS)
+}
+
+const CSV_HEADER: [&str; 11] = [
+    "event_time",
+    "event_name",
+    "side",
+    "key_arn",
+    "principal",
+    "label",
+    "evidence",
+    "grant_ids",
+    "event_id",
+    "shared_event_id",
+    "reasons",
+];
+
+fn csv_row(c: &StoredCall) -> Vec<String> {
+    vec![
+        timestamp::format(c.event_time),
+        c.event_name.clone(),
+        c.side.clone(),
+        c.key_arn.clone(),
+        c.principal.clone().unwrap_or_default(),
+        c.label.clone(),
+        c.evidence.clone(),
+        c.grant_ids.join(" "),
+        c.event_id.clone(),
+        c.shared_event_id.clone().unwrap_or_default(),
+        c.reasons.iter().map(|r| r.text.as_str()).collect::<Vec<_>>().join("; "),
+    ]
 }
 
 pub fn print_calls(calls: &[StoredCall], format: Format, out: &mut dyn Write) -> anyhow::Result<()> {
@@ -111,40 +153,7 @@ pub fn print_calls(calls: &[StoredCall], format: Format, out: &mut dyn Write) ->
             let views: Vec<CallView> = calls.iter().map(CallView::new).collect();
             print_json(&views, format == Format::Jsonl, out)?;
         }
-        Format::Csv => {
-            let header = [
-                "event_time",
-                "event_name",
-                "side",
-                "key_arn",
-                "principal",
-                "label",
-                "evidence",
-                "grant_ids",
-                "event_id",
-                "shared_event_id",
-                "reasons",
-            ];
-            let rows: Vec<Vec<String>> = calls
-                .iter()
-                .map(|c| {
-                    vec![
-                        timestamp::format(c.event_time),
-                        c.event_name.clone(),
-                        c.side.clone(),
-                        c.key_arn.clone(),
-                        c.principal.clone().unwrap_or_default(),
-                        c.label.clone(),
-                        c.evidence.clone(),
-                        c.grant_ids.join(" "),
-                        c.event_id.clone(),
-                        c.shared_event_id.clone().unwrap_or_default(),
-                        c.reasons.iter().map(|r| r.text.as_str()).collect::<Vec<_>>().join("; "),
-                    ]
-                })
-                .collect();
-            print_csv(&header, &rows, out)?;
-        }
+        Format::Csv => print_csv(&CSV_HEADER, calls.iter().map(csv_row), out)?,
         Format::Table => {
             let mut table = Table::new(vec![
                 "TIME",

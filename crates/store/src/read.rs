@@ -289,6 +289,20 @@ pub struct StoredCall {
 impl Store {
     /// Labelled call sides matching `filter`, in time order.
     pub fn calls(&self, filter: &CallFilter) -> Result<Vec<StoredCall>> {
+        let mut calls = Vec::new();
+        self.for_each_call(filter, |c| {
+            calls.push(c);
+            Ok::<_, StoreError>(())
+        })?;
+        Ok(calls)
+    }
+
+    /// [`Store::calls`] one at a time, for listings too long to hold.
+    pub fn for_each_call<E: From<StoreError>>(
+        &self,
+        filter: &CallFilter,
+        mut each: impl FnMut(StoredCall) -> std::result::Result<(), E>,
+    ) -> std::result::Result<(), E> {
         let mut clauses = Vec::new();
         let mut args: Vec<Value> = Vec::new();
         let mut arg = |v: Value| {
@@ -329,10 +343,11 @@ impl Store {
                     c.label, c.evidence, c.grant_ids, c.reasons, c.flags
              FROM call_labels c {index} {where_sql} ORDER BY c.event_time, c.event_id, c.side"
         );
-        let mut stmt = self.conn().prepare(&sql)?;
-        let rows = stmt.query_map(params_from_iter(args), |r| {
-            let json: [String; 3] = [r.get(10)?, r.get(11)?, r.get(12)?];
+        let mut stmt = self.conn().prepare(&sql).map_err(StoreError::from)?;
+        let mut rows = stmt.query(params_from_iter(args)).map_err(StoreError::from)?;
+        while let Some(r) = rows.next().map_err(StoreError::from)? {
             let call = (|| -> Result<StoredCall> {
+                let json: [String; 3] = [r.get(10)?, r.get(11)?, r.get(12)?];
                 let [grant_ids, reasons, flags] = json;
                 Ok(StoredCall {
                     event_id: r.get(0)?,
@@ -350,9 +365,9 @@ impl Store {
                     flags: json_column(Some(flags))?.unwrap_or_default(),
                 })
             })();
-            Ok(call)
-        })?;
-        rows.map(|r| r?).collect()
+            each(call?)?;
+        }
+        Ok(())
     }
 
     /// How many call sides carry each of these labels.
