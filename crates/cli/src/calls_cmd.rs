@@ -9,7 +9,7 @@ use granttrail_grants::{Label, timestamp};
 use granttrail_store::{CallFilter, StoredCall};
 
 use crate::grants_cmd::open_existing;
-use crate::output::{CsvOut, Format, Table, print_csv, print_json};
+use crate::output::{CsvOut, Format, Table, print_csv, print_json, print_json_line};
 use crate::parse_time;
 
 fn parse_label(text: &str) -> Result<String, String> {
@@ -102,11 +102,7 @@ pub fn run(db: &Path, args: &CallsArgs) -> anyhow::Result<ExitCode> {
     let mut out = std::io::stdout().lock();
     // Lines and CSV rows are printed as the calls are read: a key's history can be long.
     match args.format {
-        Format::Jsonl => store.for_each_call(&filter, |c| -> anyhow::Result<()> {
-            serde_json::to_writer(&mut out, &CallView::new(&c))?;
-            writeln!(out)?;
-            Ok(())
-        })?,
+        Format::Jsonl => store.for_each_call(&filter, |c| print_json_line(&CallView::new(&c), &mut out))?,
         Format::Csv => {
             let mut csv = CsvOut::new(&CSV_HEADER, &mut out)?;
             store.for_each_call(&filter, |c| csv.row(&csv_row(&c)))?;

@@ -11,7 +11,7 @@ use granttrail_store::{CallFilter, GrantFilter, Store, StoredCall};
 
 use crate::calls_cmd::CallView;
 use crate::config::Config;
-use crate::output::{CsvOut, Format, Table, print_csv, print_json, terminal_safe};
+use crate::output::{CsvOut, Format, Table, print_csv, print_json, print_json_line, terminal_safe};
 use crate::parse_time;
 use crate::views::{CoveredCallView, EventView, GrantView, StoryView};
 
@@ -71,11 +71,7 @@ pub fn list(db: &Path, args: &GrantsArgs) -> anyhow::Result<ExitCode> {
     let mut out = std::io::stdout().lock();
     // Lines and CSV rows are printed as the grants are read: a listing can be long.
     match args.format {
-        Format::Jsonl => store.for_each_grant(&filter, |g| -> anyhow::Result<()> {
-            serde_json::to_writer(&mut out, &GrantView::new(&g))?;
-            writeln!(out)?;
-            Ok(())
-        })?,
+        Format::Jsonl => store.for_each_grant(&filter, |g| print_json_line(&GrantView::new(&g), &mut out))?,
         Format::Csv => {
             let mut csv = CsvOut::new(&CSV_HEADER, &mut out)?;
             store.for_each_grant(&filter, |g| csv.row(&csv_row(&g)))?;

@@ -109,12 +109,18 @@ impl Table {
     }
 }
 
+/// Prints one item as a line of JSON.
+pub fn print_json_line<T: Serialize>(item: &T, out: &mut dyn Write) -> anyhow::Result<()> {
+    serde_json::to_writer(&mut *out, item)?;
+    writeln!(out)?;
+    Ok(())
+}
+
 /// Prints items as one JSON array (pretty) or one object per line.
 pub fn print_json<T: Serialize>(items: &[T], lines: bool, out: &mut dyn Write) -> anyhow::Result<()> {
     if lines {
         for item in items {
-            serde_json::to_writer(&mut *out, item)?;
-            writeln!(out)?;
+            print_json_line(item, out)?;
         }
     } else {
         serde_json::to_writer_pretty(&mut *out, items)?;
@@ -149,13 +155,22 @@ impl<'w> CsvOut<'w> {
     }
 
     pub fn row(&mut self, cells: &[String]) -> anyhow::Result<()> {
-        self.writer.write_record(cells.iter().map(|c| csv_safe(c).into_owned().into_bytes()))?;
+        self.writer.write_record(cells.iter().map(|c| SafeCell(csv_safe(c))))?;
         Ok(())
     }
 
     pub fn finish(mut self) -> anyhow::Result<()> {
         self.writer.flush()?;
         Ok(())
+    }
+}
+
+/// A defused cell, written without copying it.
+struct SafeCell<'a>(Cow<'a, str>);
+
+impl AsRef<[u8]> for SafeCell<'_> {
+    fn as_ref(&self) -> &[u8] {
+        self.0.as_bytes()
     }
 }
 
