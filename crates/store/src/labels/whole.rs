@@ -40,16 +40,7 @@ pub(super) fn relabel_whole_key(
     };
     let starts = window_starts(conn, key, window_events)?;
     if starts.is_empty() {
-        // Each event once: a ReEncrypt from a key to itself matches both halves.
-        let events = load_events(
-            conn,
-            &format!(
-                "SELECT {EVENT_COLUMNS} FROM events WHERE key_arn = ?1
-                 UNION ALL
-                 SELECT {EVENT_COLUMNS} FROM events WHERE destination_key_arn = ?1 AND key_arn IS NOT ?1"
-            ),
-            [key],
-        )?;
+        let events = load_events(conn, &window_sql(), params![key, i64::MIN, i64::MAX])?;
         let result = classify_key(&inputs(&events));
         replace_labels(conn, key, &result.labels)?;
         return replace_observations(conn, key, &result.observations);
@@ -115,7 +106,8 @@ fn window_starts(conn: &Connection, key: &str, window_events: usize) -> Result<V
     Ok(starts)
 }
 
-/// The events on a key (its own and the ReEncrypts into it) timed in `[?2, ?3)`.
+/// The events on a key (its own and the ReEncrypts into it) timed in `[?2, ?3)`, each once: a
+/// ReEncrypt from a key to itself matches both halves.
 fn window_sql() -> String {
     format!(
         "SELECT {EVENT_COLUMNS} FROM events WHERE key_arn = ?1 AND event_time >= ?2 AND event_time < ?3
