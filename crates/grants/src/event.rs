@@ -3,10 +3,9 @@
 
 use std::collections::BTreeMap;
 
-use serde::{Deserialize, Serialize};
-use serde_json::Value;
-
+use crate::json::{Json, Object};
 use crate::timestamp;
+use serde::{Deserialize, Serialize};
 
 /// `eventSource` of every KMS record.
 pub const KMS_SOURCE: &str = "kms.amazonaws.com";
@@ -227,19 +226,19 @@ pub fn arn_account(arn: &str) -> Option<&str> {
 /// Parses one record. `Ok(None)`: valid JSON but neither a KMS record nor an IAM or
 /// Organizations policy change (skipped, not an error).
 pub fn normalise(record: &[u8]) -> Result<Option<KmsEvent>, RecordError> {
-    let value: Value = serde_json::from_slice(record).map_err(|e| RecordError::Json(e.to_string()))?;
+    let value = Json::parse(record).map_err(|e| RecordError::Json(e.to_string()))?;
     normalise_parsed(&value)
 }
 
 /// [`normalise`] for text already known to be UTF-8: the same result, without checking each
 /// string's encoding again.
 pub fn normalise_str(record: &str) -> Result<Option<KmsEvent>, RecordError> {
-    let value: Value = serde_json::from_str(record).map_err(|e| RecordError::Json(e.to_string()))?;
+    let value = Json::parse_str(record).map_err(|e| RecordError::Json(e.to_string()))?;
     normalise_parsed(&value)
 }
 
-fn normalise_parsed(value: &Value) -> Result<Option<KmsEvent>, RecordError> {
-    let Value::Object(map) = value else {
+fn normalise_parsed(value: &Json) -> Result<Option<KmsEvent>, RecordError> {
+    let Json::Object(map) = value else {
         return Err(RecordError::NotObject);
     };
     let name = str_field(map.get("eventName")).unwrap_or_default();
@@ -256,7 +255,7 @@ fn normalise_parsed(value: &Value) -> Result<Option<KmsEvent>, RecordError> {
     normalise_value(value).map(Some)
 }
 
-fn normalise_value(v: &Value) -> Result<KmsEvent, RecordError> {
+fn normalise_value(v: &Json) -> Result<KmsEvent, RecordError> {
     let event_id = string(v, "eventID").ok_or(RecordError::Missing("eventID"))?;
     let event_name = string(v, "eventName").ok_or(RecordError::Missing("eventName"))?;
     let event_time =
@@ -326,7 +325,7 @@ fn normalise_value(v: &Value) -> Result<KmsEvent, RecordError> {
     })
 }
 
-fn details(event_name: &str, request: Option<&Map>, response: Option<&Map>, v: &Value) -> Details {
+fn details(event_name: &str, request: Option<&Object>, response: Option<&Object>, v: &Json) -> Details {
     let req = |key: &str| request.and_then(|r| r.get(key));
     let (context, algorithm) = if event_name == "ReEncrypt" {
         (req("sourceEncryptionContext"), req("sourceEncryptionAlgorithm"))
@@ -362,39 +361,31 @@ fn details(event_name: &str, request: Option<&Map>, response: Option<&Map>, v: &
     }
 }
 
-type Map = serde_json::Map<String, Value>;
-
-fn object(v: Option<&Value>) -> Option<&Map> {
-    v.and_then(Value::as_object)
+fn object<'v, 'a>(v: Option<&'v Json<'a>>) -> Option<&'v Object<'a>> {
+    v.and_then(Json::as_object)
 }
 
 /// A string field; `null`, `""`, numbers, objects and arrays count as absent.
-fn str_field(v: Option<&Value>) -> Option<&str> {
-    v.and_then(Value::as_str).filter(|s| !s.is_empty())
+fn str_field<'v>(v: Option<&'v Json>) -> Option<&'v str> {
+    v.and_then(Json::as_str).filter(|s| !s.is_empty())
 }
 
-fn string(v: &Value, key: &str) -> Option<String> {
+fn string(v: &Json, key: &str) -> Option<String> {
     str_field(v.get(key)).map(str::to_string)
 }
 
-/// Looks a key up exactly, then case-insensitively (`ARN` vs `arn`, `AWSAccountId` vs
-/// `aWSAccountId`).
-fn get_ci<'a>(map: &'a Map, key: &str) -> Option<&'a Value> {
-    map.get(key).or_else(|| map.iter().find(|(k, _)| k.eq_ignore_ascii_case(key)).map(|(_, v)| v))
-}
-
-fn caller(v: Option<&Value>) -> Caller {
+fn caller(v: Option<&Json>) -> Caller {
     let Some(id) = object(v) else {
         return Caller::default();
     };
-    let text = |key: &str| str_field(get_ci(id, key)).map(str::to_string);
+    let text = |key: &str| str_field(id.get_ci(key)).map(str::to_string);
     let issuer = object(id.get("sessionContext")).and_then(|s| object(s.get("sessionIssuer")));
     Caller {
         kind: text("type"),
         arn: text("arn"),
         principal_id: text("principalId"),
         account_id: text("accountId"),
-        session_issuer_arn: issuer.and_then(|i| str_field(get_ci(i, "arn"))).map(str::to_string),
+        session_issuer_arn: issuer.and_then(|i| str_field(i.get_ci("arn"))).map(str::to_string),
         invoked_by: text("invokedBy"),
     }
 }
@@ -405,15 +396,15 @@ fn is_key_arn(s: &str) -> bool {
 
 /// Key ARNs listed in `resources[]`, in order. Alias ARNs (also typed `AWS::KMS::Key` in
 /// CreateAlias records) are left out.
-fn resource_key_arns(v: Option<&Value>) -> Vec<String> {
-    let Some(items) = v.and_then(Value::as_array) else {
+fn resource_key_arns(v: Option<&Json>) -> Vec<String> {
+    let Some(items) = v.and_then(Json::as_array) else {
         return Vec::new();
     };
     items
         .iter()
-        .filter_map(Value::as_object)
-        .filter(|r| str_field(get_ci(r, "type")).is_none_or(|t| t == "AWS::KMS::Key"))
-        .filter_map(|r| str_field(get_ci(r, "ARN")))
+        .filter_map(Json::as_object)
+        .filter(|r| str_field(r.get_ci("type")).is_none_or(|t| t == "AWS::KMS::Key"))
+        .filter_map(|r| str_field(r.get_ci("ARN")))
         .filter(|arn| is_key_arn(arn))
         .map(str::to_string)
         .collect()
@@ -434,33 +425,35 @@ fn key_arn_from_id(id: &str, region: Option<&str>, caller: &Caller) -> Option<St
     Some(format!("arn:{partition}:kms:{}:{account}:key/{id}", region?))
 }
 
-fn string_map(v: Option<&Value>) -> Option<BTreeMap<String, String>> {
+/// An encryption context: string values as they are, any other value as its JSON text.
+/// Of duplicate keys the last wins.
+fn string_map(v: Option<&Json>) -> Option<BTreeMap<String, String>> {
     let map = object(v)?;
     Some(
         map.iter()
             .map(|(k, v)| {
                 let text = match v {
-                    Value::String(s) => s.clone(),
-                    other => other.to_string(),
+                    Json::Str(s) => s.to_string(),
+                    other => other.to_value().to_string(),
                 };
-                (k.clone(), text)
+                (k.to_string(), text)
             })
             .collect(),
     )
 }
 
-fn grant_spec(request: Option<&Map>) -> GrantSpec {
+fn grant_spec(request: Option<&Object>) -> GrantSpec {
     let Some(r) = request else {
         return GrantSpec::default();
     };
     let operations = r
         .get("operations")
-        .and_then(Value::as_array)
+        .and_then(Json::as_array)
         .and_then(|ops| ops.iter().map(|o| o.as_str().map(str::to_string)).collect::<Option<Vec<_>>>());
     let constraints = object(r.get("constraints")).map(|c| Constraints {
-        encryption_context_equals: string_map(get_ci(c, "encryptionContextEquals")),
-        encryption_context_subset: string_map(get_ci(c, "encryptionContextSubset")),
-        source_arn: str_field(get_ci(c, "sourceArn")).map(str::to_string),
+        encryption_context_equals: string_map(c.get_ci("encryptionContextEquals")),
+        encryption_context_subset: string_map(c.get_ci("encryptionContextSubset")),
+        source_arn: str_field(c.get_ci("sourceArn")).map(str::to_string),
     });
     let grantee = str_field(r.get("granteePrincipal")).or(str_field(r.get("granteeServicePrincipal")));
     let retiring = str_field(r.get("retiringPrincipal")).or(str_field(r.get("retiringServicePrincipal")));

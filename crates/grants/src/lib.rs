@@ -16,6 +16,7 @@ pub mod classify;
 pub mod event;
 pub mod findings;
 pub mod iam;
+mod json;
 pub mod lifecycle;
 pub mod matching;
 pub mod policy;
