@@ -4,11 +4,12 @@
 //! allocated every key and every string and built a sorted map per object; this tree keeps each
 //! object's members as written, in one vector, and copies a string only when it holds escapes.
 //!
-//! It accepts and rejects exactly the texts `serde_json::Value` does (strings and numbers are
-//! checked by the same parser, numbers out of `f64` range and lone surrogates included), and
-//! reads the same value for every key: the last of duplicate keys wins, and a key looked up
-//! without regard to case finds the one a sorted map would list first. Property tests in this
-//! module hold it to that.
+//! It accepts and rejects exactly the texts `serde_json::Value` does, with the same errors
+//! (the same parser reads every string and number: invalid UTF-8, lone surrogates and numbers
+//! out of `f64` range are rejected wherever they are), and reads the same value for every key:
+//! the last of duplicate keys wins, a key looked up without regard to case finds the one a
+//! sorted map would list first, and no key is special (serde_json's `raw_value` feature, which
+//! gives one a meaning in `Value`, is off). Property tests in this module hold it to that.
 
 use std::borrow::Cow;
 use std::fmt;
