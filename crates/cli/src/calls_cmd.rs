@@ -9,7 +9,7 @@ use granttrail_grants::{Label, timestamp};
 use granttrail_store::{CallFilter, StoredCall};
 
 use crate::grants_cmd::open_existing;
-use crate::output::{CsvOut, Format, Table, print_csv, print_json, print_json_line};
+use crate::output::{CsvOut, Format, Table, print_json, print_json_line};
 use crate::parse_time;
 
 fn parse_label(text: &str) -> Result<String, String> {
@@ -108,7 +108,12 @@ pub fn run(db: &Path, args: &CallsArgs) -> anyhow::Result<ExitCode> {
             store.for_each_call(&filter, |c| csv.row(&csv_row(&c)))?;
             csv.finish()?;
         }
-        Format::Json | Format::Table => print_calls(&store.calls(&filter)?, args.format, &mut out)?,
+        Format::Json => {
+            let calls = store.calls(&filter)?;
+            let views: Vec<CallView> = calls.iter().map(CallView::new).collect();
+            print_json(&views, false, &mut out)?;
+        }
+        Format::Table => print_table(&store.calls(&filter)?, &mut out)?,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -143,40 +148,24 @@ fn csv_row(c: &StoredCall) -> Vec<String> {
     ]
 }
 
-pub fn print_calls(calls: &[StoredCall], format: Format, out: &mut dyn Write) -> anyhow::Result<()> {
-    match format {
-        Format::Json | Format::Jsonl => {
-            let views: Vec<CallView> = calls.iter().map(CallView::new).collect();
-            print_json(&views, format == Format::Jsonl, out)?;
-        }
-        Format::Csv => print_csv(&CSV_HEADER, calls.iter().map(csv_row), out)?,
-        Format::Table => {
-            let mut table = Table::new(vec![
-                "TIME",
-                "EVENT",
-                "SIDE",
-                "PRINCIPAL",
-                "LABEL",
-                "EVIDENCE",
-                "GRANTS",
-                "EVENT ID",
-            ]);
-            for c in calls {
-                let grants: Vec<String> = c.grant_ids.iter().map(|g| g.chars().take(12).collect()).collect();
-                table.row(vec![
-                    timestamp::format(c.event_time),
-                    c.event_name.clone(),
-                    c.side.clone(),
-                    c.principal.clone().unwrap_or_else(|| "-".into()),
-                    c.label.clone(),
-                    c.evidence.clone(),
-                    if grants.is_empty() { "-".into() } else { grants.join(",") },
-                    c.event_id.clone(),
-                ]);
-            }
-            table.print(out)?;
-            writeln!(out, "{} call(s)", calls.len())?;
-        }
+/// The table aligns its columns over every row, so it is printed once all are read.
+fn print_table(calls: &[StoredCall], out: &mut dyn Write) -> anyhow::Result<()> {
+    let mut table =
+        Table::new(vec!["TIME", "EVENT", "SIDE", "PRINCIPAL", "LABEL", "EVIDENCE", "GRANTS", "EVENT ID"]);
+    for c in calls {
+        let grants: Vec<String> = c.grant_ids.iter().map(|g| g.chars().take(12).collect()).collect();
+        table.row(vec![
+            timestamp::format(c.event_time),
+            c.event_name.clone(),
+            c.side.clone(),
+            c.principal.clone().unwrap_or_else(|| "-".into()),
+            c.label.clone(),
+            c.evidence.clone(),
+            if grants.is_empty() { "-".into() } else { grants.join(",") },
+            c.event_id.clone(),
+        ]);
     }
+    table.print(out)?;
+    writeln!(out, "{} call(s)", calls.len())?;
     Ok(())
 }
