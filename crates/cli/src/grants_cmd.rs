@@ -7,7 +7,7 @@ use std::process::ExitCode;
 use anyhow::bail;
 use clap::{Args, ValueEnum};
 use granttrail_grants::{Grant, GrantState, Label, timestamp};
-use granttrail_store::{CallFilter, GrantFilter, Store, StoredCall};
+use granttrail_store::{CallFilter, GrantFilter, Journal, MigrationProgress, Store, StoredCall};
 
 use crate::calls_cmd::CallView;
 use crate::config::Config;
@@ -335,7 +335,7 @@ pub fn rebuild(db: &Path, config: &Config) -> anyhow::Result<ExitCode> {
 /// Opens (creating if needed) a database to write to with the configured settings, which must
 /// be those its labels were computed with.
 pub fn open_configured(db: &Path, config: &Config) -> anyhow::Result<Store> {
-    let mut store = Store::open(db)?;
+    let mut store = open_store(db)?;
     store.use_settings(&config.labels, false)?;
     Ok(store)
 }
@@ -346,7 +346,32 @@ pub fn open_existing(db: &Path) -> anyhow::Result<Store> {
     if !db.exists() {
         bail!("database {} does not exist; run `granttrail ingest` first", db.display());
     }
-    Ok(Store::open(db)?)
+    open_store(db)
+}
+
+/// Opens the database, saying on standard error when an older schema is being migrated
+/// (rewriting the records of a large database takes minutes) and how long it took.
+fn open_store(db: &Path) -> anyhow::Result<Store> {
+    let started = std::time::Instant::now();
+    let gigabytes = std::fs::metadata(db).map(|m| m.len() as f64 / 1e9).unwrap_or(0.0);
+    let mut bar: Option<indicatif::ProgressBar> = None;
+    let store = Store::open_with(db, Journal::Wal, &mut |p: MigrationProgress| {
+        let bar = bar.get_or_insert_with(|| {
+            eprintln!("granttrail: migrating {} ({gigabytes:.2} GB) to schema {}", db.display(), p.version);
+            crate::ingest_cmd::counting_bar(p.total, "records")
+        });
+        if p.compacting {
+            bar.set_message("compacting the file");
+        } else {
+            bar.set_length(p.total);
+            bar.set_position(p.done);
+        }
+    })?;
+    if let Some(bar) = bar {
+        bar.finish_and_clear();
+        eprintln!("granttrail: migrated {} in {:.1} s", db.display(), started.elapsed().as_secs_f64());
+    }
+    Ok(store)
 }
 
 fn state_text(g: &Grant) -> String {

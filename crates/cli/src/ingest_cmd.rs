@@ -188,13 +188,20 @@ pub fn run(db: &Path, config: &Config, args: &IngestArgs) -> anyhow::Result<Exit
 }
 
 pub(crate) fn progress_bar(len: u64, quiet: bool) -> ProgressBar {
-    if quiet || !std::io::stderr().is_terminal() {
+    if quiet {
+        return ProgressBar::hidden();
+    }
+    counting_bar(len, "objects")
+}
+
+/// A bar of `len` things on standard error, hidden when that is not a terminal.
+pub(crate) fn counting_bar(len: u64, things: &str) -> ProgressBar {
+    if !std::io::stderr().is_terminal() {
         return ProgressBar::hidden();
     }
     let bar = ProgressBar::new(len);
-    if let Ok(style) =
-        ProgressStyle::with_template("{bar:30} {pos}/{len} objects {prefix}  {elapsed}  {wide_msg}")
-    {
+    let template = format!("{{bar:30}} {{pos}}/{{len}} {things} {{prefix}}  {{elapsed}}  {{wide_msg}}");
+    if let Ok(style) = ProgressStyle::with_template(&template) {
         bar.set_style(style);
     }
     bar.enable_steady_tick(Duration::from_millis(200));

@@ -3,6 +3,7 @@
 
 mod calls_cmd;
 mod config;
+mod event_cmd;
 mod finding_formats;
 mod findings_cmd;
 mod grants_cmd;
@@ -56,6 +57,10 @@ enum Command {
     /// List successful KMS calls with the grants that could have authorised them and a label
     /// saying how strongly the logs show the call depended on a grant.
     Calls(calls_cmd::CallsArgs),
+    /// Show one stored event: its normalised fields, the object it came from and the other
+    /// accounts' copies of the call, or (`--format json`) the CloudTrail record exactly as
+    /// delivered.
+    Event(event_cmd::EventArgs),
     /// List grants that deserve a look: cross-account grantees, re-delegation, grants made by
     /// hand, grants left active, self-granted access, and more. Exit status 3 with --fail-on
     /// when a finding is at least that severe.
@@ -83,6 +88,7 @@ fn main() -> ExitCode {
         Command::Grants(args) => grants_cmd::list(&cli.db, &args),
         Command::Grant(args) => grants_cmd::story(&cli.db, &args),
         Command::Calls(args) => calls_cmd::run(&cli.db, &args),
+        Command::Event(args) => event_cmd::run(&cli.db, &args),
         Command::Findings(args) => findings_cmd::run(&cli.db, &config, &args),
         Command::Report(args) => report::run(&cli.db, &config, &args),
         Command::Import(command) => grants_cmd::open_configured(&cli.db, &config)

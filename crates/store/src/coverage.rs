@@ -4,6 +4,7 @@
 use rusqlite::{params_from_iter, types::Value};
 
 use crate::read::StoredEvent;
+use crate::records;
 use crate::write::{EVENT_COLUMNS, event_from_row};
 use crate::{Result, Store};
 
@@ -118,17 +119,24 @@ impl Store {
     /// with its whole record, in time order.
     pub fn trail_selector_changes(&self) -> Result<Vec<(StoredEvent, String)>> {
         let sql = format!(
-            "SELECT {EVENT_COLUMNS}, o.source, r.raw FROM events e
+            "SELECT {EVENT_COLUMNS}, o.source, r.dictionary, r.record FROM events e
              JOIN objects o ON o.id = e.object_id JOIN event_records r ON r.event_rowid = e.id
              WHERE e.event_source = 'cloudtrail.amazonaws.com' ORDER BY e.event_time, e.event_id"
         );
         let mut stmt = self.conn().prepare(&sql)?;
         let rows = stmt.query_map([], |r| {
             let object: String = r.get(25)?;
-            let raw: String = r.get(26)?;
-            Ok(event_from_row(r)?.map(|event| (StoredEvent { event, object }, raw)))
+            let dictionary: i64 = r.get(26)?;
+            let frame: Vec<u8> = r.get(27)?;
+            Ok(event_from_row(r)?.map(|event| (StoredEvent { event, object }, dictionary, frame)))
         })?;
-        rows.map(|r| r?).collect()
+        let mut out = Vec::new();
+        for row in rows {
+            let (stored, dictionary, frame) = row??;
+            let record = records::decompress(self.conn(), &stored.event.event_id, dictionary, &frame)?;
+            out.push((stored, record));
+        }
+        Ok(out)
     }
 }
 

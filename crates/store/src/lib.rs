@@ -11,6 +11,7 @@ mod coverage;
 mod findings;
 mod labels;
 mod read;
+mod records;
 mod write;
 
 use std::path::Path;
@@ -22,19 +23,41 @@ use rusqlite::{Connection, OptionalExtension};
 
 pub use coverage::{DayCount, GrantUseRow, Silence, Window};
 pub use labels::Relabelled;
-pub use read::{CallFilter, GrantFilter, StoredCall, StoredEvent};
+pub use read::{CallFilter, EventRecord, GrantFilter, StoredCall, StoredEvent};
 pub use write::{Batch, ObjectCounts, ObjectWriter};
 
-const SCHEMA_VERSION: i64 = 6;
-/// Forward-only migrations; entry `n` takes the schema from version `n` to `n + 1`.
-const MIGRATIONS: &[&str] = &[
-    include_str!("schema.sql"),
-    include_str!("schema_2.sql"),
-    include_str!("schema_3.sql"),
-    include_str!("schema_4.sql"),
-    include_str!("schema_5.sql"),
-    include_str!("schema_6.sql"),
+const SCHEMA_VERSION: i64 = 7;
+
+/// Rewrites rows a migration changed the form of, reporting `(done, total)` rows as it goes.
+type Rewrite = fn(&Connection, &mut dyn FnMut(u64, u64)) -> Result<()>;
+
+/// One forward-only step of the schema: SQL, then, where rows must be rewritten, the rewrite.
+struct Migration {
+    sql: &'static str,
+    rewrite: Option<Rewrite>,
+}
+
+/// Entry `n` takes the schema from version `n` to `n + 1`.
+const MIGRATIONS: &[Migration] = &[
+    Migration { sql: include_str!("schema.sql"), rewrite: None },
+    Migration { sql: include_str!("schema_2.sql"), rewrite: None },
+    Migration { sql: include_str!("schema_3.sql"), rewrite: None },
+    Migration { sql: include_str!("schema_4.sql"), rewrite: None },
+    Migration { sql: include_str!("schema_5.sql"), rewrite: None },
+    Migration { sql: include_str!("schema_6.sql"), rewrite: None },
+    Migration { sql: include_str!("schema_7.sql"), rewrite: Some(records::move_v6_records) },
 ];
+
+/// How far a migration of an existing database has got, for a progress bar: `done` of `total`
+/// rows rewritten on the way to schema `version`; `compacting` once the rows are rewritten
+/// and the file is being compacted to give back the space they took.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct MigrationProgress {
+    pub version: i64,
+    pub done: u64,
+    pub total: u64,
+    pub compacting: bool,
+}
 
 /// SQLite page size of new databases, in bytes.
 pub const PAGE_SIZE: i64 = 16 * 1024;
@@ -96,21 +119,33 @@ pub struct Store {
     strategy: labels::Strategy,
     /// The settings the derived tables are computed with.
     settings: Settings,
+    /// Compresses the records of the events written.
+    records: records::RecordCompressor,
 }
 
 impl Store {
     /// Opens (creating if needed) the database at `path`, in WAL mode, and brings its schema
     /// up to date.
     pub fn open(path: &Path) -> Result<Store> {
-        Store::open_with_journal(path, Journal::Wal)
+        Store::open_with(path, Journal::Wal, &mut |_| {})
     }
 
     /// Opens the database at `path` with the given journal: [`Journal::Rollback`] for a
     /// database on a network file system.
     pub fn open_with_journal(path: &Path, journal: Journal) -> Result<Store> {
+        Store::open_with(path, journal, &mut |_| {})
+    }
+
+    /// [`Store::open_with_journal`], telling `progress` how a migration of an existing
+    /// database is going (rewriting the rows of a large database takes minutes).
+    pub fn open_with(
+        path: &Path,
+        journal: Journal,
+        progress: &mut dyn FnMut(MigrationProgress),
+    ) -> Result<Store> {
         let conn = Connection::open(path)
             .map_err(|source| StoreError::Open { path: path.display().to_string(), source })?;
-        Store::init(conn, journal).map_err(|e| match e {
+        Store::init(conn, journal, progress).map_err(|e| match e {
             StoreError::Sqlite(source) => StoreError::Open { path: path.display().to_string(), source },
             other => other,
         })
@@ -118,14 +153,25 @@ impl Store {
 
     /// A private database in memory, for tests and one-off analyses.
     pub fn open_in_memory() -> Result<Store> {
-        Store::init(Connection::open_in_memory()?, Journal::Wal)
+        Store::init(Connection::open_in_memory()?, Journal::Wal, &mut |_| {})
     }
 
-    fn init(mut conn: Connection, journal: Journal) -> Result<Store> {
+    fn init(
+        mut conn: Connection,
+        journal: Journal,
+        progress: &mut dyn FnMut(MigrationProgress),
+    ) -> Result<Store> {
         conn.busy_timeout(BUSY_TIMEOUT)?;
-        // Events are ~2 KB rows (the raw record): 16 KB pages hold several of them instead
-        // of wasting most of a 4 KB page each. Only takes effect on a new, empty database.
+        // Refuse a newer schema before anything below changes the file (its journal mode).
+        let found: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        if found > SCHEMA_VERSION {
+            return Err(StoreError::TooNew { found });
+        }
+        // 16 KB pages: fewer, fuller pages for the wide rows (labels, grants). Like
+        // auto_vacuum, only takes effect on a new, empty database.
         conn.pragma_update(None, "page_size", PAGE_SIZE)?;
+        // Pages freed by `granttrail prune` go back to the file system a batch at a time.
+        conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
         conn.pragma_update(None, "journal_mode", journal.pragma())?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
         conn.pragma_update(None, "foreign_keys", "ON")?;
@@ -143,9 +189,17 @@ impl Store {
         if version > SCHEMA_VERSION {
             return Err(StoreError::TooNew { found: version });
         }
+        let mut rewritten = false;
         for (i, migration) in MIGRATIONS.iter().enumerate().skip(usize::try_from(version).unwrap_or(0)) {
-            tx.execute_batch(migration)?;
-            tx.pragma_update(None, "user_version", i as i64 + 1)?;
+            let to = i as i64 + 1;
+            tx.execute_batch(migration.sql)?;
+            if let Some(rewrite) = migration.rewrite {
+                rewrite(&tx, &mut |done, total| {
+                    progress(MigrationProgress { version: to, done, total, compacting: false })
+                })?;
+                rewritten |= version > 0;
+            }
+            tx.pragma_update(None, "user_version", to)?;
         }
         let stored: Option<String> =
             tx.query_row("SELECT value FROM settings WHERE id = 1", [], |r| r.get(0)).optional()?;
@@ -156,7 +210,14 @@ impl Store {
             None => Settings::default(),
         };
         tx.commit()?;
-        Ok(Store { conn, settings, strategy: labels::Strategy::default() })
+        if rewritten {
+            // The rewritten rows left the old ones' pages free inside the file: give them back
+            // (and switch the file to incremental vacuum, which only VACUUM can do).
+            progress(MigrationProgress { version: SCHEMA_VERSION, done: 0, total: 0, compacting: true });
+            conn.execute_batch("VACUUM")?;
+        }
+        let records = records::RecordCompressor::new()?;
+        Ok(Store { conn, settings, strategy: labels::Strategy::default(), records })
     }
 
     /// The settings the derived tables were computed with.
@@ -194,13 +255,13 @@ impl Store {
     /// committed. Nothing is visible to others until [`ObjectWriter::commit`]; dropping the
     /// writer rolls everything back.
     pub fn begin_object(&mut self, source: &str) -> Result<Option<ObjectWriter<'_>>> {
-        ObjectWriter::begin(&mut self.conn, source)
+        ObjectWriter::begin(&mut self.conn, &mut self.records, source)
     }
 
     /// Takes the write lock for several objects, committed together by [`Batch::commit`]
     /// (for a run of many objects: fewer, larger writes to the log).
     pub fn begin_batch(&mut self) -> Result<Batch<'_>> {
-        Batch::begin(&mut self.conn)
+        Batch::begin(&mut self.conn, &mut self.records)
     }
 
     /// Writes a consistent copy of the database to `path` (a new file), compacted, while

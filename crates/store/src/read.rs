@@ -3,6 +3,7 @@
 use granttrail_grants::{Actor, Grant, GrantSpec, GrantState, KmsEvent};
 use rusqlite::{Row, params_from_iter, types::Value};
 
+use crate::records;
 use crate::write::{EVENT_COLUMNS, event_from_row};
 use crate::{Result, Store, StoreError};
 
@@ -23,6 +24,16 @@ pub struct GrantFilter {
 pub struct StoredEvent {
     pub event: KmsEvent,
     pub object: String,
+}
+
+/// One event with the CloudTrail record behind it (`granttrail event`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct EventRecord {
+    pub stored: StoredEvent,
+    /// The record exactly as delivered.
+    pub record: String,
+    /// The other copies of the same call, logged in other accounts (same `sharedEventID`).
+    pub copies: Vec<StoredEvent>,
 }
 
 const GRANT_COLUMNS: &str = "key_arn, grant_id, state, creation_seen, grantee_principal, retiring_principal,
@@ -74,6 +85,31 @@ impl Store {
             "SELECT {EVENT_COLUMNS}, o.source FROM events e JOIN objects o ON o.id = e.object_id WHERE e.event_id = ?1"
         );
         Ok(self.stored_events(&sql, &[event_id])?.into_iter().next())
+    }
+
+    /// One stored event by its `eventID`, with its record and the other accounts' copies.
+    pub fn event_record(&self, event_id: &str) -> Result<Option<EventRecord>> {
+        let Some(stored) = self.event(event_id)? else {
+            return Ok(None);
+        };
+        let (dictionary, frame): (i64, Vec<u8>) = self.conn().query_row(
+            "SELECT r.dictionary, r.record FROM event_records r JOIN events e ON e.id = r.event_rowid
+             WHERE e.event_id = ?1",
+            [event_id],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )?;
+        let record = records::decompress(self.conn(), event_id, dictionary, &frame)?;
+        let copies = match &stored.event.shared_event_id {
+            Some(shared) => {
+                let sql = format!(
+                    "SELECT {EVENT_COLUMNS}, o.source FROM events e JOIN objects o ON o.id = e.object_id
+                     WHERE e.shared_event_id = ?1 AND e.event_id <> ?2 ORDER BY e.event_id"
+                );
+                self.stored_events(&sql, &[shared, event_id])?
+            }
+            None => Vec::new(),
+        };
+        Ok(Some(EventRecord { stored, record, copies }))
     }
 
     fn stored_events(&self, sql: &str, args: &[&str]) -> Result<Vec<StoredEvent>> {

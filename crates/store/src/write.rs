@@ -6,6 +6,7 @@ use granttrail_grants::{Caller, Details, Grant, GrantSpec, KmsEvent, fold_grant}
 use rusqlite::{Connection, Savepoint, Transaction, TransactionBehavior, params};
 
 use crate::labels::{self, Dirty};
+use crate::records::{self, RecordCompressor};
 use crate::{Result, StoreError};
 
 /// What one object contributed, for the object's row and the ingest summary.
@@ -28,6 +29,7 @@ type Touched = BTreeSet<(Option<String>, String)>;
 /// One object's transaction. Dropping it without [`ObjectWriter::commit`] rolls back.
 pub struct ObjectWriter<'c> {
     tx: Scope<'c>,
+    records: &'c mut RecordCompressor,
     object_id: i64,
     touched: Touched,
     deleted_keys: BTreeSet<String>,
@@ -68,16 +70,17 @@ impl Scope<'_> {
 /// before [`Batch::commit`]; dropping the batch rolls every object in it back.
 pub struct Batch<'c> {
     tx: Transaction<'c>,
+    records: &'c mut RecordCompressor,
 }
 
 impl<'c> Batch<'c> {
-    pub(crate) fn begin(conn: &'c mut Connection) -> Result<Batch<'c>> {
-        Ok(Batch { tx: conn.transaction_with_behavior(TransactionBehavior::Immediate)? })
+    pub(crate) fn begin(conn: &'c mut Connection, records: &'c mut RecordCompressor) -> Result<Batch<'c>> {
+        Ok(Batch { tx: conn.transaction_with_behavior(TransactionBehavior::Immediate)?, records })
     }
 
     /// [`crate::Store::begin_object`] within the batch.
     pub fn begin_object(&mut self, source: &str) -> Result<Option<ObjectWriter<'_>>> {
-        ObjectWriter::start(Scope::InBatch(self.tx.savepoint()?), source)
+        ObjectWriter::start(Scope::InBatch(self.tx.savepoint()?), &mut *self.records, source)
     }
 
     /// [`crate::Store::record_rejection`] within the batch.
@@ -101,14 +104,23 @@ pub(crate) fn record_rejection(conn: &Connection, source: &str, reason: &str, no
 }
 
 impl<'c> ObjectWriter<'c> {
-    pub(crate) fn begin(conn: &'c mut Connection, source: &str) -> Result<Option<ObjectWriter<'c>>> {
+    pub(crate) fn begin(
+        conn: &'c mut Connection,
+        records: &'c mut RecordCompressor,
+        source: &str,
+    ) -> Result<Option<ObjectWriter<'c>>> {
         ObjectWriter::start(
             Scope::Own(conn.transaction_with_behavior(TransactionBehavior::Immediate)?),
+            records,
             source,
         )
     }
 
-    fn start(tx: Scope<'c>, source: &str) -> Result<Option<ObjectWriter<'c>>> {
+    fn start(
+        tx: Scope<'c>,
+        records: &'c mut RecordCompressor,
+        source: &str,
+    ) -> Result<Option<ObjectWriter<'c>>> {
         // The row is completed at commit; inserting it first gives events their object id
         // and makes a concurrent writer of the same object wait, then see it as done.
         let inserted = tx.execute(
@@ -124,6 +136,7 @@ impl<'c> ObjectWriter<'c> {
         let object_id = tx.last_insert_rowid();
         Ok(Some(ObjectWriter {
             tx,
+            records,
             object_id,
             touched: Touched::new(),
             deleted_keys: BTreeSet::new(),
@@ -186,8 +199,10 @@ impl<'c> ObjectWriter<'c> {
         }
         let rowid = self.tx.last_insert_rowid();
         self.tx
-            .prepare_cached("INSERT INTO event_records (event_rowid, raw) VALUES (?1, ?2)")?
-            .execute(params![rowid, raw])?;
+            .prepare_cached(
+                "INSERT INTO event_records (event_rowid, dictionary, record) VALUES (?1, ?2, ?3)",
+            )?
+            .execute(params![rowid, records::DICTIONARY_ID, self.records.compress(raw)?])?;
         self.counts.new_events += 1;
         self.dirty.add_event(event);
         if event.is_grant_event() {

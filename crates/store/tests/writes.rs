@@ -93,10 +93,12 @@ fn a_version_4_database_keeps_its_call_grant_links() {
     let linked = {
         let mut store = Store::open(&path).unwrap();
         let mut writer = store.begin_object("a").unwrap().unwrap();
+        let mut records = Vec::new();
         for (e, raw) in
             [create("e1", "g1"), decrypt("d1", "2024-01-02T00:00:00Z"), decrypt("d2", "2024-01-03T00:00:00Z")]
         {
             writer.add(&e, &raw).unwrap();
+            records.push((e.event_id, raw));
         }
         writer.commit("LogFile", 1, 3, 0).unwrap();
         store.refresh_labels().unwrap();
@@ -110,9 +112,20 @@ fn a_version_4_database_keeps_its_call_grant_links() {
              INSERT INTO old_links SELECT grant_id, event_id, side FROM call_label_grants;
              DROP TABLE call_label_grants;
              ALTER TABLE old_links RENAME TO call_label_grants;
+             DROP TABLE event_records;
+             DROP TABLE record_dictionaries;
+             CREATE TABLE event_records (event_rowid INTEGER PRIMARY KEY REFERENCES events(id), raw TEXT NOT NULL);
              PRAGMA user_version = 4;",
         )
         .unwrap();
+        // Records as text, as version 4 kept them.
+        for (event_id, raw) in records {
+            conn.execute(
+                "INSERT INTO event_records (event_rowid, raw) SELECT id, ?2 FROM events WHERE event_id = ?1",
+                [event_id, raw],
+            )
+            .unwrap();
+        }
         linked
     };
     assert_eq!(linked.len(), 2, "both calls name the grant: {linked:?}");
@@ -135,5 +148,7 @@ fn a_version_4_database_keeps_its_call_grant_links() {
     let conn = rusqlite::Connection::open(&path).unwrap();
     assert_eq!(links(&conn), linked[..1]);
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
-    assert_eq!(version, 6);
+    assert_eq!(version, 7);
+    let records: i64 = conn.query_row("SELECT count(*) FROM event_records", [], |r| r.get(0)).unwrap();
+    assert_eq!(records, 4, "every record survives the migrations");
 }

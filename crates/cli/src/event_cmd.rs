@@ -1,0 +1,104 @@
+//! `granttrail event`: one stored event and the CloudTrail record behind it.
+
+use std::io::Write;
+use std::path::Path;
+use std::process::ExitCode;
+
+use anyhow::bail;
+use clap::{Args, ValueEnum};
+use granttrail_grants::timestamp;
+use granttrail_store::{EventRecord, StoredEvent};
+
+use crate::grants_cmd::open_existing;
+use crate::output::terminal_safe;
+
+#[derive(Debug, Args)]
+pub struct EventArgs {
+    /// The event's CloudTrail `eventID`.
+    event_id: String,
+
+    /// `table`: the normalised fields, the object the record came from and the other
+    /// accounts' copies of the call; `json`: the record exactly as CloudTrail delivered it.
+    #[arg(long, value_enum, default_value_t = EventFormat::Table)]
+    format: EventFormat,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum EventFormat {
+    Table,
+    Json,
+}
+
+pub fn run(db: &Path, args: &EventArgs) -> anyhow::Result<ExitCode> {
+    let store = open_existing(db)?;
+    let Some(found) = store.event_record(&args.event_id)? else {
+        bail!("no event with eventID {:?} in {}", args.event_id, db.display());
+    };
+    let mut out = std::io::stdout().lock();
+    match args.format {
+        // The bytes as delivered: the record is the evidence, so it is not re-encoded.
+        EventFormat::Json => writeln!(out, "{}", found.record)?,
+        EventFormat::Table => print_fields(&found, &mut out)?,
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn print_fields(found: &EventRecord, out: &mut dyn Write) -> anyhow::Result<()> {
+    let e = &found.stored.event;
+    let c = &e.caller;
+    let error = e.error_code.as_ref().map(|code| match &e.error_message {
+        Some(message) => format!("{code}: {message}"),
+        None => code.clone(),
+    });
+    let fields: [(&str, Option<String>); 21] = [
+        ("event id", Some(e.event_id.clone())),
+        ("shared event id", e.shared_event_id.clone()),
+        ("time", Some(timestamp::format(e.event_time))),
+        ("event", Some(format!("{} ({})", e.event_name, e.event_source))),
+        ("type", e.event_type.clone()),
+        ("error", error),
+        ("dry run", e.dry_run.then(|| "yes".to_string())),
+        ("region", e.aws_region.clone()),
+        ("recipient account", e.recipient_account_id.clone()),
+        ("caller", c.principal().map(str::to_string)),
+        ("caller type", c.kind.clone()),
+        ("caller account", c.account_id.clone()),
+        ("session issuer", c.session_issuer_arn.clone()),
+        ("invoked by", c.invoked_by.clone()),
+        ("source ip", e.source_ip.clone()),
+        ("user agent", e.user_agent.clone()),
+        ("key", e.key_arn.clone()),
+        ("destination key", e.destination_key_arn.clone()),
+        ("key as requested", e.request_key_id.clone()),
+        ("grant id", e.grant_id.clone()),
+        ("object", Some(found.stored.object.clone())),
+    ];
+    let width = fields.iter().map(|(name, _)| name.len()).max().unwrap_or(0);
+    for (name, value) in fields {
+        if let Some(value) = value {
+            writeln!(out, "{name:<width$}  {}", terminal_safe(&value))?;
+        }
+    }
+    let copies = if found.copies.is_empty() { vec!["none".to_string()] } else { copy_lines(&found.copies) };
+    for (i, line) in copies.iter().enumerate() {
+        let name = if i == 0 { "other copies" } else { "" };
+        writeln!(out, "{name:<width$}  {}", terminal_safe(line))?;
+    }
+    writeln!(
+        out,
+        "\nThe record as delivered: granttrail event {} --format json",
+        terminal_safe(&e.event_id)
+    )?;
+    Ok(())
+}
+
+/// `EVENT_ID (account ACCOUNT) from OBJECT` for each copy.
+fn copy_lines(copies: &[StoredEvent]) -> Vec<String> {
+    copies
+        .iter()
+        .map(|copy| {
+            let account = copy.event.recipient_account_id.as_deref().unwrap_or("unknown account");
+            format!("{} (account {account}) from {}", copy.event.event_id, copy.object)
+        })
+        .collect()
+}
