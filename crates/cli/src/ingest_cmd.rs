@@ -179,7 +179,7 @@ pub fn run(db: &Path, config: &Config, args: &IngestArgs) -> anyhow::Result<Exit
     store.refresh_labels().context("while labelling calls")?;
     bar.finish_and_clear();
     print_summary(&totals, started.elapsed())?;
-    let grant_only = store.count_labels(&[Label::GrantOnly.as_str(), Label::GrantOnlyLikely.as_str()])?;
+    let grant_only = store.count_labels(&[Label::GrantOnly, Label::GrantOnlyLikely])?;
     writeln!(
         std::io::stdout(),
         "{grant_only} call(s) in the database succeeded only through a grant (granttrail calls --grant-only)"

@@ -95,18 +95,18 @@ impl Evidence {
         }
     }
 
+    pub const ALL: [Evidence; 7] = [
+        Evidence::L0,
+        Evidence::L1,
+        Evidence::L2,
+        Evidence::L3,
+        Evidence::L3Prime,
+        Evidence::L4,
+        Evidence::L5,
+    ];
+
     pub fn parse(text: &str) -> Option<Evidence> {
-        [
-            Evidence::L0,
-            Evidence::L1,
-            Evidence::L2,
-            Evidence::L3,
-            Evidence::L3Prime,
-            Evidence::L4,
-            Evidence::L5,
-        ]
-        .into_iter()
-        .find(|e| e.as_str() == text)
+        Evidence::ALL.into_iter().find(|e| e.as_str() == text)
     }
 }
 

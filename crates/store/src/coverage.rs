@@ -5,6 +5,7 @@ use rusqlite::{params_from_iter, types::Value};
 
 use crate::read::StoredEvent;
 use crate::records;
+use crate::texts;
 use crate::write::{EVENT_COLUMNS, event_from_row};
 use crate::{Result, Store};
 
@@ -160,24 +161,29 @@ impl Store {
         let mut filter = window.clauses("c.event_time", &mut args);
         if let Some(key) = key_arn {
             args.push(Value::Text(key.to_string()));
-            filter.push_str(&format!(" AND c.key_arn = ?{}", args.len()));
+            filter.push_str(&format!(" AND c.key = {}", texts::id_of(&format!("?{}", args.len()))));
         }
         let sql = format!(
-            "SELECT c.key_arn, l.grant_id, c.event_id, c.side, c.event_time, c.label
-             FROM call_label_grants l JOIN call_labels c ON c.event_id = l.event_id AND c.side = l.side
-             WHERE 1 = 1{filter} ORDER BY c.event_time, c.event_id, c.side, l.grant_id"
+            "SELECT k.text, g.text, e.event_id, c.side, c.event_time, c.label
+             FROM call_label_grants l JOIN call_labels c ON c.event = l.event AND c.side = l.side
+             JOIN texts g ON g.id = l.grant_id JOIN texts k ON k.id = c.key JOIN events e ON e.id = c.event
+             WHERE 1 = 1{filter} ORDER BY c.event_time, e.event_id, c.side, g.text"
         );
         let mut stmt = self.conn().prepare(&sql)?;
         let rows = stmt.query_map(params_from_iter(args), |r| {
-            Ok(GrantUseRow {
-                key_arn: r.get(0)?,
-                grant_id: r.get(1)?,
-                event_id: r.get(2)?,
-                side: r.get(3)?,
-                event_time: r.get(4)?,
-                label: r.get(5)?,
-            })
+            let (side, label): (i64, i64) = (r.get(3)?, r.get(5)?);
+            let row = (|| -> Result<GrantUseRow> {
+                Ok(GrantUseRow {
+                    key_arn: r.get(0)?,
+                    grant_id: r.get(1)?,
+                    event_id: r.get(2)?,
+                    side: texts::side_from_code(side)?.to_string(),
+                    event_time: r.get(4)?,
+                    label: texts::label_from_code(label)?.as_str().to_string(),
+                })
+            })();
+            Ok(row)
         })?;
-        Ok(rows.collect::<Result<_, _>>()?)
+        rows.map(|r| r?).collect()
     }
 }

@@ -12,6 +12,7 @@ mod findings;
 mod labels;
 mod read;
 mod records;
+mod texts;
 mod write;
 
 use std::path::Path;
@@ -194,8 +195,11 @@ impl Store {
             let to = i as i64 + 1;
             tx.execute_batch(migration.sql)?;
             if let Some(rewrite) = migration.rewrite {
+                // A new database has nothing to rewrite, and no one to tell.
                 rewrite(&tx, &mut |done, total| {
-                    progress(MigrationProgress { version: to, done, total, compacting: false })
+                    if version > 0 {
+                        progress(MigrationProgress { version: to, done, total, compacting: false })
+                    }
                 })?;
                 rewritten |= version > 0;
             }

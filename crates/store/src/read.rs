@@ -1,9 +1,10 @@
 //! Read queries for the front ends.
 
-use granttrail_grants::{Actor, Grant, GrantSpec, GrantState, KmsEvent};
+use granttrail_grants::{Actor, Grant, GrantSpec, GrantState, KmsEvent, Label};
 use rusqlite::{Row, params_from_iter, types::Value};
 
 use crate::records;
+use crate::texts;
 use crate::write::{EVENT_COLUMNS, event_from_row};
 use crate::{Result, Store, StoreError};
 
@@ -291,6 +292,13 @@ fn grant_from_row(r: &Row<'_>) -> rusqlite::Result<Result<Grant>> {
     Ok(built)
 }
 
+/// The texts of a call label row `c`, for [`StoredCall`]: key, operation, principal, label
+/// and evidence codes, and the JSON of grant ids, reasons and flags.
+const CALL_TEXTS: &str = "k.text, o.text, p.text, c.label, c.evidence, g.text, r.text, f.text";
+const CALL_TEXT_JOINS: &str = "JOIN texts k ON k.id = c.key LEFT JOIN texts o ON o.id = c.operation
+     LEFT JOIN texts p ON p.id = c.principal JOIN texts g ON g.id = c.grant_ids JOIN texts r ON r.id = c.reasons
+     JOIN texts f ON f.id = c.flags";
+
 /// Which labelled calls to list. Every field narrows the list.
 #[derive(Debug, Clone, Default)]
 pub struct CallFilter {
@@ -346,20 +354,24 @@ impl Store {
             format!("?{}", args.len())
         };
         if !filter.labels.is_empty() {
-            let list: Vec<String> = filter.labels.iter().map(|l| arg(Value::Text(l.clone()))).collect();
+            let mut list = Vec::new();
+            for l in &filter.labels {
+                let label = Label::parse(l).ok_or_else(|| StoreError::Invalid(format!("label {l:?}")))?;
+                list.push(arg(Value::Integer(texts::label_code(label))));
+            }
             clauses.push(format!("c.label IN ({})", list.join(", ")));
         }
         if let Some(key) = &filter.key_arn {
-            clauses.push(format!("c.key_arn = {}", arg(Value::Text(key.clone()))));
+            clauses.push(format!("c.key = {}", texts::id_of(&arg(Value::Text(key.clone())))));
         }
         if let Some(p) = &filter.principal {
-            clauses.push(format!("c.principal = {}", arg(Value::Text(p.clone()))));
+            clauses.push(format!("c.principal = {}", texts::id_of(&arg(Value::Text(p.clone())))));
         }
         if let Some(g) = &filter.grant_id {
-            let g = arg(Value::Text(g.clone()));
+            let g = texts::id_of(&arg(Value::Text(g.clone())));
             clauses.push(format!(
                 "EXISTS (SELECT 1 FROM call_label_grants l WHERE l.grant_id = {g} AND l.event_time = c.event_time
-                   AND l.event_id = c.event_id AND l.side = c.side)"
+                   AND l.event = c.event AND l.side = c.side)"
             ));
         }
         if let Some(t) = filter.since {
@@ -375,9 +387,9 @@ impl Store {
         // calls with those labels on that key directly.
         let index = if filter.labels.is_empty() { "" } else { "INDEXED BY call_labels_by_label" };
         let sql = format!(
-            "SELECT c.event_id, c.shared_event_id, c.event_time, c.event_name, c.side, c.key_arn, c.operation, c.principal,
-                    c.label, c.evidence, c.grant_ids, c.reasons, c.flags
-             FROM call_labels c {index} {where_sql} ORDER BY c.event_time, c.event_id, c.side"
+            "SELECT e.event_id, e.shared_event_id, c.event_time, e.event_name, c.side, {CALL_TEXTS}
+             FROM call_labels c {index} JOIN events e ON e.id = c.event {CALL_TEXT_JOINS}
+             {where_sql} ORDER BY c.event_time, e.event_id, c.side"
         );
         let mut stmt = self.conn().prepare(&sql).map_err(StoreError::from)?;
         let mut rows = stmt.query(params_from_iter(args)).map_err(StoreError::from)?;
@@ -390,12 +402,12 @@ impl Store {
                     shared_event_id: r.get(1)?,
                     event_time: r.get(2)?,
                     event_name: r.get(3)?,
-                    side: r.get(4)?,
+                    side: texts::side_from_code(r.get(4)?)?.to_string(),
                     key_arn: r.get(5)?,
                     operation: r.get(6)?,
                     principal: r.get(7)?,
-                    label: r.get(8)?,
-                    evidence: r.get(9)?,
+                    label: texts::label_from_code(r.get(8)?)?.as_str().to_string(),
+                    evidence: texts::evidence_from_code(r.get(9)?)?.as_str().to_string(),
                     grant_ids: json_column(Some(grant_ids))?.unwrap_or_default(),
                     reasons: json_column(Some(reasons))?.unwrap_or_default(),
                     flags: json_column(Some(flags))?.unwrap_or_default(),
@@ -407,10 +419,11 @@ impl Store {
     }
 
     /// How many call sides carry each of these labels.
-    pub fn count_labels(&self, labels: &[&str]) -> Result<u64> {
-        let placeholders: Vec<String> = (1..=labels.len()).map(|i| format!("?{i}")).collect();
+    pub fn count_labels(&self, labels: &[Label]) -> Result<u64> {
+        let codes: Vec<i64> = labels.iter().map(|l| texts::label_code(*l)).collect();
+        let placeholders: Vec<String> = (1..=codes.len()).map(|i| format!("?{i}")).collect();
         let sql = format!("SELECT count(*) FROM call_labels WHERE label IN ({})", placeholders.join(", "));
-        let n: i64 = self.conn().query_row(&sql, params_from_iter(labels), |r| r.get(0))?;
+        let n: i64 = self.conn().query_row(&sql, params_from_iter(codes), |r| r.get(0))?;
         Ok(n as u64)
     }
 }
@@ -419,19 +432,23 @@ impl Store {
     /// Every labelled call side with each grant it names (on `key` only, when given).
     pub fn covered_calls(&self, key: Option<&str>) -> Result<Vec<granttrail_grants::findings::CoveredCall>> {
         let mut stmt = self.conn().prepare_cached(
-            "SELECT c.key_arn, l.grant_id, c.operation, c.label, c.principal, c.event_id, c.flags
-             FROM call_label_grants l JOIN call_labels c ON c.event_id = l.event_id AND c.side = l.side
-             WHERE ?1 IS NULL OR c.key_arn = ?1
-             ORDER BY l.grant_id, c.event_time, c.event_id",
+            "SELECT k.text, g.text, o.text, c.label, p.text, e.event_id, f.text
+             FROM call_label_grants l JOIN call_labels c ON c.event = l.event AND c.side = l.side
+             JOIN texts g ON g.id = l.grant_id JOIN events e ON e.id = c.event JOIN texts k ON k.id = c.key
+             LEFT JOIN texts o ON o.id = c.operation LEFT JOIN texts p ON p.id = c.principal
+             JOIN texts f ON f.id = c.flags
+             WHERE ?1 IS NULL OR c.key = (SELECT id FROM texts WHERE text = ?1)
+             ORDER BY g.text, c.event_time, e.event_id",
         )?;
         let rows = stmt.query_map([key], |r| {
             let flags: String = r.get(6)?;
+            let label: i64 = r.get(3)?;
             let call = (|| -> Result<granttrail_grants::findings::CoveredCall> {
                 Ok(granttrail_grants::findings::CoveredCall {
                     key_arn: r.get(0)?,
                     grant_id: r.get(1)?,
                     operation: r.get(2)?,
-                    label: r.get(3)?,
+                    label: texts::label_from_code(label)?.as_str().to_string(),
                     principal: r.get(4)?,
                     event_id: r.get(5)?,
                     flags: json_column(Some(flags))?.unwrap_or_default(),

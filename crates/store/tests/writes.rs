@@ -68,9 +68,10 @@ fn a_file_database_survives_reopening() {
     assert_eq!(story[0].object, "a");
 }
 
-/// Version 5 keys the call-grant links by grant and time. A version 4 database (links keyed by
-/// grant and event id) keeps every link through the migration, and calls are still found by
-/// grant and relabelled without leaving stale links.
+/// Version 5 keyed the call-grant links by grant and time, version 7 stores them compact and
+/// relabels an older database whole. A version 4 database (links keyed by grant and event id,
+/// records as text) comes out with the same links, and calls are still found by grant and
+/// relabelled without leaving stale links.
 #[test]
 fn a_version_4_database_keeps_its_call_grant_links() {
     let dir = tempfile::tempdir().unwrap();
@@ -86,8 +87,9 @@ fn a_version_4_database_keeps_its_call_grant_links() {
         (normalise(raw.as_bytes()).unwrap().unwrap(), raw)
     };
     let links = |conn: &rusqlite::Connection| -> Vec<(String, String, String)> {
-        let mut stmt =
-            conn.prepare("SELECT grant_id, event_id, side FROM call_label_grants ORDER BY 1, 2, 3").unwrap();
+        let mut stmt = conn
+            .prepare("SELECT grant_id, event_id, side FROM call_grants_readable ORDER BY 1, 2, 3")
+            .unwrap();
         stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).unwrap().map(Result::unwrap).collect()
     };
     let linked = {
@@ -109,9 +111,20 @@ fn a_version_4_database_keeps_its_call_grant_links() {
         conn.execute_batch(
             "CREATE TABLE old_links (grant_id TEXT NOT NULL, event_id TEXT NOT NULL, side TEXT NOT NULL,
                  PRIMARY KEY (grant_id, event_id, side)) WITHOUT ROWID;
-             INSERT INTO old_links SELECT grant_id, event_id, side FROM call_label_grants;
+             INSERT INTO old_links SELECT grant_id, event_id, side FROM call_grants_readable;
+             CREATE TABLE old_labels (event_id TEXT NOT NULL, side TEXT NOT NULL, event_time INTEGER NOT NULL,
+                 PRIMARY KEY (event_id, side));
+             INSERT INTO old_labels SELECT event_id, side, unixepoch(event_time) FROM calls_readable;
+             DROP VIEW calls_readable;
+             DROP VIEW call_grants_readable;
              DROP TABLE call_label_grants;
+             DROP TABLE call_labels;
+             DROP TABLE observations;
+             DROP TABLE texts;
              ALTER TABLE old_links RENAME TO call_label_grants;
+             ALTER TABLE old_labels RENAME TO call_labels;
+             CREATE TABLE observations (key_arn TEXT);
+             CREATE VIEW calls_readable AS SELECT * FROM call_labels;
              DROP TABLE event_records;
              DROP TABLE record_dictionaries;
              CREATE TABLE event_records (event_rowid INTEGER PRIMARY KEY REFERENCES events(id), raw TEXT NOT NULL);
@@ -131,6 +144,8 @@ fn a_version_4_database_keeps_its_call_grant_links() {
     assert_eq!(linked.len(), 2, "both calls name the grant: {linked:?}");
 
     let mut store = Store::open(&path).unwrap();
+    // Version 7 relabels an older database at the next refresh, as every query does first.
+    store.refresh_labels().unwrap();
     let by_grant = granttrail_store::CallFilter { grant_id: Some("g1".into()), ..Default::default() };
     assert_eq!(store.calls(&by_grant).unwrap().len(), 2);
     // A revoke before the second call relabels it: its link must go, the first must stay.

@@ -13,6 +13,7 @@ use super::rows::update_labels;
 use super::{Dirty, KEY_CONTEXT, Shared, Strategy, imported_key_policies, load_events};
 use crate::Result;
 use crate::read::grants_not_ended_before;
+use crate::texts::{Texts, kind_code};
 use crate::write::EVENT_COLUMNS;
 
 /// A key with more calls than this to recheck is relabelled whole, which is cheaper per call
@@ -76,7 +77,7 @@ pub(super) fn incremental_plan(
     let mut calls_since =
         conn.prepare_cached("SELECT count(*) FROM events WHERE key_arn = ?1 AND event_time >= ?2")?;
     let mut history =
-        conn.prepare_cached("SELECT count(*) FROM (SELECT 1 FROM call_labels WHERE key_arn = ?1 LIMIT ?2)")?;
+        conn.prepare_cached("SELECT count(*) FROM (SELECT 1 FROM call_labels WHERE key = (SELECT id FROM texts WHERE text = ?1) LIMIT ?2)")?;
     let mut out = BTreeMap::new();
     for key in candidates {
         // Coverage can change up to the clock tolerance before a creation and the consistency
@@ -146,6 +147,7 @@ pub(super) fn relabel_incrementally(
     settings: &Settings,
 ) -> Result<bool> {
     let Some(new_events) = new_events(conn, key, increment)? else { return Ok(false) };
+    let key_id = Texts::default().id(conn, key)?;
     let context =
         load_events(conn, &format!("SELECT {EVENT_COLUMNS} FROM events WHERE {KEY_CONTEXT}"), [key])?;
     let policies = imported_key_policies(conn, key)?;
@@ -192,12 +194,12 @@ pub(super) fn relabel_incrementally(
     let mut stored = HashSet::new();
     let mut stored_for = conn.prepare_cached(
         "SELECT 1 FROM observations
-         WHERE key_arn = ?1 AND behaviour_group = ?2 AND kind = ?3 AND event_time = ?4 AND event_id = ?5",
+         WHERE key = ?1 AND behaviour_group = ?2 AND kind = ?3 AND event_time = ?4 AND event_id = ?5",
     )?;
     for call in calls.iter().filter(|c| c.event_name != "ReEncrypt") {
         let Some(group) = behaviour_group(call) else { continue };
         for kind in [ObservationKind::Success, ObservationKind::Denial] {
-            if stored_for.exists(params![key, group, kind.as_str(), call.event_time, call.event_id])? {
+            if stored_for.exists(params![key_id, group, kind_code(kind), call.event_time, call.event_id])? {
                 stored.insert(Observation {
                     group,
                     kind,
@@ -213,32 +215,32 @@ pub(super) fn relabel_incrementally(
     // The times between which each changed observation was or becomes someone's nearest.
     let mut spans: Vec<(i64, i64, i64)> = Vec::new();
     for o in gone.iter().chain(&added) {
-        let [before, after] = stored_neighbours(conn, key, o)?;
+        let [before, after] = stored_neighbours(conn, key_id, o)?;
         spans.push((o.group, before.unwrap_or(i64::MIN), after.unwrap_or(i64::MAX)));
     }
     spans.sort_unstable();
     let mut delete = conn.prepare_cached(
         "DELETE FROM observations
-         WHERE key_arn = ?1 AND behaviour_group = ?2 AND kind = ?3 AND event_time = ?4 AND event_id = ?5",
+         WHERE key = ?1 AND behaviour_group = ?2 AND kind = ?3 AND event_time = ?4 AND event_id = ?5",
     )?;
     for o in &gone {
-        delete.execute(params![key, o.group, o.kind.as_str(), o.time, o.event_id])?;
+        delete.execute(params![key_id, o.group, kind_code(o.kind), o.time, o.event_id])?;
     }
     let mut insert = conn.prepare_cached(
-        "INSERT OR IGNORE INTO observations (key_arn, behaviour_group, kind, event_time, event_id)
+        "INSERT OR IGNORE INTO observations (key, behaviour_group, kind, event_time, event_id)
          VALUES (?1, ?2, ?3, ?4, ?5)",
     )?;
     for o in &added {
-        insert.execute(params![key, o.group, o.kind.as_str(), o.time, o.event_id])?;
+        insert.execute(params![key_id, o.group, kind_code(o.kind), o.time, o.event_id])?;
     }
     let rechecked: HashSet<&str> = recheck_events.iter().map(|e| e.event_id.as_str()).collect();
     let mut affected_ids: BTreeSet<String> = BTreeSet::new();
     let mut in_span = conn.prepare_cached(
-        "SELECT event_id FROM call_labels
-         WHERE key_arn = ?1 AND behaviour_group = ?2 AND event_time BETWEEN ?3 AND ?4",
+        "SELECT e.event_id FROM call_labels c JOIN events e ON e.id = c.event
+         WHERE c.key = ?1 AND c.behaviour_group = ?2 AND c.event_time BETWEEN ?3 AND ?4",
     )?;
     for (group, from, to) in merge_spans(spans) {
-        let ids = in_span.query_map(params![key, group, from, to], |r| r.get::<_, String>(0))?;
+        let ids = in_span.query_map(params![key_id, group, from, to], |r| r.get::<_, String>(0))?;
         for id in ids {
             let id = id?;
             if !rechecked.contains(id.as_str()) {
@@ -251,7 +253,7 @@ pub(super) fn relabel_incrementally(
 
     let relabelled: Vec<_> = calls.iter().chain(affected.iter()).collect();
     let index =
-        ObservationIndex::new(&nearest_observations(conn, key, relabelled.iter().map(|c| c.as_ref()))?);
+        ObservationIndex::new(&nearest_observations(conn, key_id, relabelled.iter().map(|c| c.as_ref()))?);
     // Labels of earlier calls may need grants that ended before the rechecked calls.
     let affected_from = alive_after(&affected_events);
     let labels: Vec<CallLabel> = if affected_from < recheck_from {
@@ -279,20 +281,20 @@ fn merge_spans(spans: Vec<(i64, i64, i64)>) -> Vec<(i64, i64, i64)> {
 }
 
 const BEFORE: &str = "SELECT event_time, event_id FROM observations
-     WHERE key_arn = ?1 AND behaviour_group = ?2 AND kind = ?3 AND event_time <= ?4
+     WHERE key = ?1 AND behaviour_group = ?2 AND kind = ?3 AND event_time <= ?4
      ORDER BY event_time DESC, event_id DESC LIMIT 1";
 const AFTER: &str = "SELECT event_time, event_id FROM observations
-     WHERE key_arn = ?1 AND behaviour_group = ?2 AND kind = ?3 AND event_time > ?4
+     WHERE key = ?1 AND behaviour_group = ?2 AND kind = ?3 AND event_time > ?4
      ORDER BY event_time, event_id LIMIT 1";
 
 /// The times of the stored observations ordered just before and just after `o` in its group
 /// and kind (not `o` itself, which an import may have stored already).
-fn stored_neighbours(conn: &Connection, key: &str, o: &Observation) -> Result<[Option<i64>; 2]> {
-    let kind = o.kind.as_str();
+fn stored_neighbours(conn: &Connection, key: i64, o: &Observation) -> Result<[Option<i64>; 2]> {
+    let kind = kind_code(o.kind);
     let before = conn
         .prepare_cached(
             "SELECT event_time FROM observations
-             WHERE key_arn = ?1 AND behaviour_group = ?2 AND kind = ?3 AND (event_time, event_id) < (?4, ?5)
+             WHERE key = ?1 AND behaviour_group = ?2 AND kind = ?3 AND (event_time, event_id) < (?4, ?5)
              ORDER BY event_time DESC, event_id DESC LIMIT 1",
         )?
         .query_row(params![key, o.group, kind, o.time, o.event_id], |r| r.get(0))
@@ -300,7 +302,7 @@ fn stored_neighbours(conn: &Connection, key: &str, o: &Observation) -> Result<[O
     let after = conn
         .prepare_cached(
             "SELECT event_time FROM observations
-             WHERE key_arn = ?1 AND behaviour_group = ?2 AND kind = ?3 AND (event_time, event_id) > (?4, ?5)
+             WHERE key = ?1 AND behaviour_group = ?2 AND kind = ?3 AND (event_time, event_id) > (?4, ?5)
              ORDER BY event_time, event_id LIMIT 1",
         )?
         .query_row(params![key, o.group, kind, o.time, o.event_id], |r| r.get(0))
@@ -312,7 +314,7 @@ fn stored_neighbours(conn: &Connection, key: &str, o: &Observation) -> Result<[O
 /// ones were stored.
 fn nearest_observations<'e>(
     conn: &Connection,
-    key: &str,
+    key: i64,
     calls: impl Iterator<Item = &'e KmsEvent>,
 ) -> Result<Vec<Observation>> {
     let mut out = Vec::new();
@@ -326,7 +328,7 @@ fn nearest_observations<'e>(
         for kind in [ObservationKind::Success, ObservationKind::Denial] {
             for stmt in [&mut before, &mut after] {
                 let found: Option<(i64, String)> = stmt
-                    .query_row(params![key, group, kind.as_str(), call.event_time], |r| {
+                    .query_row(params![key, group, kind_code(kind), call.event_time], |r| {
                         Ok((r.get(0)?, r.get(1)?))
                     })
                     .optional()?;

@@ -3,32 +3,33 @@
 use std::collections::{HashMap, HashSet};
 
 use granttrail_grants::{CallLabel, Observation};
-use rusqlite::{Connection, params};
+use rusqlite::{Connection, OptionalExtension, params};
 
-use crate::write::to_json;
+use crate::texts::{self, Texts};
 use crate::{Result, StoreError};
 
 /// Makes the stored observations of `key` equal to `observations`, writing only differences.
 pub(super) fn replace_observations(conn: &Connection, key: &str, observations: &[Observation]) -> Result<()> {
+    let key = Texts::default().id(conn, key)?;
     let mut stmt = conn.prepare_cached(
-        "SELECT behaviour_group, kind, event_time, event_id FROM observations WHERE key_arn = ?1",
+        "SELECT behaviour_group, kind, event_time, event_id FROM observations WHERE key = ?1",
     )?;
-    let stored: HashSet<(i64, String, i64, String)> = stmt
+    let stored: HashSet<(i64, i64, i64, String)> = stmt
         .query_map([key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
         .collect::<Result<_, _>>()?;
-    let fresh: HashSet<(i64, String, i64, String)> = observations
+    let fresh: HashSet<(i64, i64, i64, String)> = observations
         .iter()
-        .map(|o| (o.group, o.kind.as_str().to_string(), o.time, o.event_id.clone()))
+        .map(|o| (o.group, texts::kind_code(o.kind), o.time, o.event_id.clone()))
         .collect();
     let mut delete = conn.prepare_cached(
         "DELETE FROM observations
-         WHERE key_arn = ?1 AND behaviour_group = ?2 AND kind = ?3 AND event_time = ?4 AND event_id = ?5",
+         WHERE key = ?1 AND behaviour_group = ?2 AND kind = ?3 AND event_time = ?4 AND event_id = ?5",
     )?;
     for (group, kind, time, event_id) in stored.difference(&fresh) {
         delete.execute(params![key, group, kind, time, event_id])?;
     }
     let mut insert = conn.prepare_cached(
-        "INSERT INTO observations (key_arn, behaviour_group, kind, event_time, event_id) VALUES (?1, ?2, ?3, ?4, ?5)",
+        "INSERT INTO observations (key, behaviour_group, kind, event_time, event_id) VALUES (?1, ?2, ?3, ?4, ?5)",
     )?;
     for (group, kind, time, event_id) in fresh.difference(&stored) {
         insert.execute(params![key, group, kind, time, event_id])?;
@@ -36,36 +37,113 @@ pub(super) fn replace_observations(conn: &Connection, key: &str, observations: &
     Ok(())
 }
 
-/// A label row as stored, without its key and `(event_id, side)`, for comparing with a
-/// freshly computed label.
-type LabelRow = (
-    Option<String>,
-    i64,
-    String,
-    Option<String>,
-    Option<String>,
-    String,
-    String,
-    String,
-    String,
-    String,
-    Option<i64>,
-);
+/// A label as stored, but for its call side: texts as ids, enums as codes.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct LabelRow {
+    event_time: i64,
+    key: i64,
+    operation: Option<i64>,
+    principal: Option<i64>,
+    label: i64,
+    evidence: i64,
+    grant_ids: i64,
+    reasons: i64,
+    flags: i64,
+    behaviour_group: Option<i64>,
+}
 
-fn label_row(l: &CallLabel) -> Result<LabelRow> {
-    Ok((
-        l.shared_event_id.clone(),
-        l.event_time,
-        l.event_name.clone(),
-        l.operation.map(str::to_string),
-        l.principal.clone(),
-        l.label.as_str().to_string(),
-        l.evidence.as_str().to_string(),
-        to_json(&l.grant_ids)?,
-        to_json(&l.reasons)?,
-        to_json(&l.flags)?,
-        l.behaviour_group,
-    ))
+/// Writes label rows, finding or adding the texts they refer to. One per transaction.
+struct LabelWriter<'c> {
+    conn: &'c Connection,
+    texts: Texts,
+    json: Vec<u8>,
+}
+
+impl<'c> LabelWriter<'c> {
+    fn new(conn: &'c Connection) -> LabelWriter<'c> {
+        LabelWriter { conn, texts: Texts::default(), json: Vec::new() }
+    }
+
+    fn text(&mut self, text: &str) -> Result<i64> {
+        self.texts.id(self.conn, text)
+    }
+
+    fn json(&mut self, value: &impl serde::Serialize) -> Result<i64> {
+        self.json.clear();
+        serde_json::to_writer(&mut self.json, value).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let text =
+            std::str::from_utf8(&self.json).map_err(|e| StoreError::Corrupt(e.to_string()))?.to_string();
+        self.text(&text)
+    }
+
+    /// The row `l` is stored as, on key `key` (a text id).
+    fn row(&mut self, key: i64, l: &CallLabel) -> Result<LabelRow> {
+        Ok(LabelRow {
+            event_time: l.event_time,
+            key,
+            operation: l.operation.map(|o| self.text(o)).transpose()?,
+            principal: l.principal.as_deref().map(|p| self.text(p)).transpose()?,
+            label: texts::label_code(l.label),
+            evidence: texts::evidence_code(l.evidence),
+            grant_ids: self.json(&l.grant_ids)?,
+            reasons: self.json(&l.reasons)?,
+            flags: self.json(&l.flags)?,
+            behaviour_group: l.behaviour_group,
+        })
+    }
+
+    /// Writes `l` (replacing a stored row of its call side) and links it to its grants.
+    fn write(&mut self, event: i64, l: &CallLabel, row: &LabelRow) -> Result<()> {
+        let side = texts::side_code(l.side)?;
+        self.conn.prepare_cached(INSERT_LABEL)?.execute(params![
+            event,
+            side,
+            row.event_time,
+            row.key,
+            row.operation,
+            row.principal,
+            row.label,
+            row.evidence,
+            row.grant_ids,
+            row.reasons,
+            row.flags,
+            row.behaviour_group,
+        ])?;
+        for g in &l.grant_ids {
+            let grant = self.text(g)?;
+            self.conn.prepare_cached(INSERT_LINK)?.execute(params![grant, l.event_time, event, side])?;
+        }
+        Ok(())
+    }
+
+    /// Removes a stored label's links, through the grants its `grant_ids` names: links are
+    /// keyed by grant first, then time.
+    fn unlink(&mut self, stored: &Linked) -> Result<()> {
+        let list: String = self
+            .conn
+            .prepare_cached("SELECT text FROM texts WHERE id = ?1")?
+            .query_row([stored.grant_ids], |r| r.get(0))?;
+        let grant_ids: Vec<String> = serde_json::from_str(&list)
+            .map_err(|e| StoreError::Corrupt(format!("call_labels.grant_ids: {e}")))?;
+        for g in &grant_ids {
+            let grant = self.text(g)?;
+            self.conn.prepare_cached(UNLINK)?.execute(params![
+                grant,
+                stored.event_time,
+                stored.event,
+                stored.side
+            ])?;
+        }
+        Ok(())
+    }
+}
+
+/// The row id of the stored event `event_id`, which every label's call is.
+fn event_row(conn: &Connection, event_id: &str) -> Result<i64> {
+    conn.prepare_cached("SELECT id FROM events WHERE event_id = ?1")?
+        .query_row([event_id], |r| r.get(0))
+        .optional()?
+        .ok_or_else(|| StoreError::Corrupt(format!("a label names event {event_id}, which is not stored")))
 }
 
 /// Makes the stored labels of `key` equal to `labels`, writing only the rows that differ:
@@ -84,63 +162,54 @@ pub(super) fn replace_labels_between(
     labels: &[CallLabel],
     keep: &HashSet<(String, &'static str)>,
 ) -> Result<()> {
+    let mut writer = LabelWriter::new(conn);
+    let key_id = writer.text(key)?;
     let inside = |l: &&CallLabel| l.event_time >= from && l.event_time < to;
-    let mut index: HashMap<(&str, &str), usize> = labels
-        .iter()
-        .enumerate()
-        .filter(|(_, l)| inside(l))
-        .map(|(i, l)| ((l.event_id.as_str(), l.side), i))
-        .collect();
+    let mut index: HashMap<(&str, i64), usize> = HashMap::new();
+    for (i, l) in labels.iter().enumerate().filter(|(_, l)| inside(l)) {
+        index.insert((l.event_id.as_str(), texts::side_code(l.side)?), i);
+    }
     // Two labels for one call side would overwrite each other: then every stored row goes and
     // every label is written, the last of two winning.
     if index.len() != labels.iter().filter(inside).count() {
         index.clear();
     }
-    // The stored rows are compared in place, without copying them; only the rows that change
-    // or go are remembered, with the grants they linked.
+    // The stored rows are compared as ids and codes; only the rows that change or go are
+    // remembered, with the grants they linked.
     let mut unchanged = vec![false; labels.len()];
     let mut changed: Vec<Linked> = Vec::new();
     let mut gone: Vec<Linked> = Vec::new();
     {
         let mut stmt = conn.prepare_cached(&format!(
-            "SELECT {LABEL_COLUMNS} FROM call_labels WHERE key_arn = ?1 AND event_time >= ?2 AND event_time < ?3"
+            "SELECT e.event_id, {LABEL_COLUMNS} FROM call_labels c JOIN events e ON e.id = c.event
+             WHERE c.key = ?1 AND c.event_time >= ?2 AND c.event_time < ?3"
         ))?;
-        let mut rows = stmt.query(params![key, from, to])?;
-        let mut json = Vec::new();
+        let mut rows = stmt.query(params![key_id, from, to])?;
         while let Some(r) = rows.next()? {
-            let (event_id, side) = (text_at(r, 0)?.unwrap_or_default(), text_at(r, 1)?.unwrap_or_default());
-            match index.get(&(event_id, side)) {
-                Some(&i) if stored_equals(r, &labels[i], &mut json)? => unchanged[i] = true,
-                Some(_) => changed.push(Linked::stored(r)?),
-                None if !keep.is_empty() && keep.contains(&(event_id.to_string(), side_name(side))) => {}
-                None => gone.push(Linked::stored(r)?),
+            let event_id: String = r.get(0)?;
+            let (linked, stored) = stored_row(r, 1)?;
+            match index.get(&(event_id.as_str(), linked.side)) {
+                Some(&i) if writer.row(key_id, &labels[i])? == stored => unchanged[i] = true,
+                Some(_) => changed.push(linked),
+                None if !keep.is_empty()
+                    && keep.contains(&(event_id.clone(), texts::side_from_code(linked.side)?)) => {}
+                None => gone.push(linked),
             }
         }
     }
-    let mut unlink = conn.prepare_cached(UNLINK)?;
-    let mut delete = conn.prepare_cached("DELETE FROM call_labels WHERE event_id = ?1 AND side = ?2")?;
     for (is_gone, stored) in changed.iter().map(|c| (false, c)).chain(gone.iter().map(|g| (true, g))) {
-        unlink_grants(&mut unlink, stored)?;
+        writer.unlink(stored)?;
         // What is gone was labelled before and is not any more.
         if is_gone {
-            delete.execute(params![stored.event_id, stored.side])?;
+            conn.prepare_cached("DELETE FROM call_labels WHERE event = ?1 AND side = ?2")?
+                .execute(params![stored.event, stored.side])?;
         }
     }
-    let mut insert = conn.prepare_cached(INSERT_LABEL)?;
-    let mut link = conn.prepare_cached(INSERT_LINK)?;
     for (l, _) in labels.iter().zip(&unchanged).filter(|(l, same)| inside(l) && !**same) {
-        write_label(&mut insert, &mut link, key, l, &label_row(l)?)?;
+        let row = writer.row(key_id, l)?;
+        writer.write(event_row(conn, &l.event_id)?, l, &row)?;
     }
-    update_labels(conn, key, labels.iter().filter(|l| !inside(l)))
-}
-
-/// A stored side name as the `&'static str` labels use (they are one of three).
-fn side_name(side: &str) -> &'static str {
-    match side {
-        "source" => "source",
-        "destination" => "destination",
-        _ => "key",
-    }
+    update_with(&mut writer, key_id, labels.iter().filter(|l| !inside(l)))
 }
 
 /// Writes the labels that differ from the stored ones (new calls, or calls whose label changed).
@@ -149,133 +218,80 @@ pub(super) fn update_labels<'l>(
     key: &str,
     labels: impl IntoIterator<Item = &'l CallLabel>,
 ) -> Result<()> {
+    let mut writer = LabelWriter::new(conn);
+    let key_id = writer.text(key)?;
+    update_with(&mut writer, key_id, labels)
+}
+
+fn update_with<'l>(
+    writer: &mut LabelWriter<'_>,
+    key: i64,
+    labels: impl IntoIterator<Item = &'l CallLabel>,
+) -> Result<()> {
+    let conn = writer.conn;
     let mut stored = conn.prepare_cached(&format!(
-        "SELECT {LABEL_COLUMNS} FROM call_labels WHERE event_id = ?1 AND side = ?2"
+        "SELECT {LABEL_COLUMNS} FROM call_labels c WHERE event = ?1 AND side = ?2"
     ))?;
-    let mut unlink = conn.prepare_cached(UNLINK)?;
-    let mut insert = conn.prepare_cached(INSERT_LABEL)?;
-    let mut link = conn.prepare_cached(INSERT_LINK)?;
-    let mut json = Vec::new();
     for l in labels {
-        let old: Option<Linked> = {
-            let mut rows = stored.query(params![l.event_id, l.side])?;
+        let event = event_row(conn, &l.event_id)?;
+        let row = writer.row(key, l)?;
+        let old: Option<(Linked, LabelRow)> = {
+            let mut rows = stored.query(params![event, texts::side_code(l.side)?])?;
             match rows.next()? {
-                Some(r) if stored_equals(r, l, &mut json)? => continue,
-                Some(r) => Some(Linked::stored(r)?),
+                Some(r) => Some(stored_row(r, 0)?),
                 None => None,
             }
         };
-        if let Some(old) = old {
-            unlink_grants(&mut unlink, &old)?;
+        match old {
+            Some((_, old_row)) if old_row == row => continue,
+            Some((linked, _)) => writer.unlink(&linked)?,
+            None => {}
         }
-        write_label(&mut insert, &mut link, key, l, &label_row(l)?)?;
+        writer.write(event, l, &row)?;
     }
     Ok(())
 }
 
-/// A stored label's call side and the grants it links to (`grant_ids`, its JSON column).
+/// A stored label's call side and the grants it links to (`grant_ids`, a text id).
 struct Linked {
-    event_id: String,
-    side: String,
+    event: i64,
+    side: i64,
     event_time: i64,
-    grant_ids: String,
+    grant_ids: i64,
 }
 
-impl Linked {
-    /// From a stored row (columns [`LABEL_COLUMNS`]).
-    fn stored(r: &rusqlite::Row<'_>) -> Result<Linked> {
-        Ok(Linked {
-            event_id: text_at(r, 0)?.unwrap_or_default().to_string(),
-            side: text_at(r, 1)?.unwrap_or_default().to_string(),
-            event_time: r.get(3)?,
-            grant_ids: text_at(r, 9)?.unwrap_or("[]").to_string(),
-        })
-    }
+/// The columns [`stored_row`] reads, in its order.
+const LABEL_COLUMNS: &str = "c.event, c.side, c.event_time, c.key, c.operation, c.principal, c.label,
+     c.evidence, c.grant_ids, c.reasons, c.flags, c.behaviour_group";
+
+/// A stored row, read from column `at` on ([`LABEL_COLUMNS`]).
+fn stored_row(r: &rusqlite::Row<'_>, at: usize) -> Result<(Linked, LabelRow)> {
+    let row = LabelRow {
+        event_time: r.get(at + 2)?,
+        key: r.get(at + 3)?,
+        operation: r.get(at + 4)?,
+        principal: r.get(at + 5)?,
+        label: r.get(at + 6)?,
+        evidence: r.get(at + 7)?,
+        grant_ids: r.get(at + 8)?,
+        reasons: r.get(at + 9)?,
+        flags: r.get(at + 10)?,
+        behaviour_group: r.get(at + 11)?,
+    };
+    let linked = Linked {
+        event: r.get(at)?,
+        side: r.get(at + 1)?,
+        event_time: row.event_time,
+        grant_ids: row.grant_ids,
+    };
+    Ok((linked, row))
 }
 
 const UNLINK: &str =
-    "DELETE FROM call_label_grants WHERE grant_id = ?1 AND event_time = ?2 AND event_id = ?3 AND side = ?4";
-
-/// Removes a stored label's links, through the grants its `grant_ids` column names: links are
-/// keyed by grant first, then time.
-fn unlink_grants(unlink: &mut rusqlite::Statement<'_>, stored: &Linked) -> Result<()> {
-    let grant_ids: Vec<String> = serde_json::from_str(&stored.grant_ids)
-        .map_err(|e| StoreError::Corrupt(format!("call_labels.grant_ids: {e}")))?;
-    for g in &grant_ids {
-        unlink.execute(params![g, stored.event_time, stored.event_id, stored.side])?;
-    }
-    Ok(())
-}
-
-/// The columns [`stored_equals`] reads, in its order.
-const LABEL_COLUMNS: &str =
-    "event_id, side, shared_event_id, event_time, event_name, operation, principal, label,
-     evidence, grant_ids, reasons, flags, behaviour_group";
-
-/// Is the stored row `r` (columns [`LABEL_COLUMNS`]) the row `l` would write?
-/// The cheap columns are compared first; the JSON ones are serialised into `json` only then.
-fn stored_equals(r: &rusqlite::Row<'_>, l: &CallLabel, json: &mut Vec<u8>) -> Result<bool> {
-    let text = |i: usize| text_at(r, i);
-    let cheap_equal = text(2)? == l.shared_event_id.as_deref()
-        && r.get::<_, i64>(3)? == l.event_time
-        && text(4)? == Some(l.event_name.as_str())
-        && text(5)? == l.operation
-        && text(6)? == l.principal.as_deref()
-        && text(7)? == Some(l.label.as_str())
-        && text(8)? == Some(l.evidence.as_str())
-        && r.get::<_, Option<i64>>(12)? == l.behaviour_group;
-    if !cheap_equal {
-        return Ok(false);
-    }
-    let mut same_json = |i: usize, value: &dyn erased::Json| -> Result<bool> {
-        json.clear();
-        value.write(json)?;
-        Ok(text(i)?.map(str::as_bytes) == Some(json.as_slice()))
-    };
-    Ok(same_json(9, &l.grant_ids)? && same_json(10, &l.reasons)? && same_json(11, &l.flags)?)
-}
-
-/// A text column of a row without copying it (`None` for NULL).
-fn text_at<'r>(r: &'r rusqlite::Row<'_>, i: usize) -> Result<Option<&'r str>> {
-    match r.get_ref(i)? {
-        rusqlite::types::ValueRef::Null => Ok(None),
-        v => v.as_str().map(Some).map_err(|e| StoreError::Corrupt(format!("call_labels column {i}: {e}"))),
-    }
-}
-
-/// Serialising the label's JSON columns through one closure.
-mod erased {
-    pub(super) trait Json {
-        fn write(&self, out: &mut Vec<u8>) -> crate::Result<()>;
-    }
-
-    impl<T: serde::Serialize> Json for T {
-        fn write(&self, out: &mut Vec<u8>) -> crate::Result<()> {
-            serde_json::to_writer(out, self).map_err(|e| crate::StoreError::Corrupt(e.to_string()))
-        }
-    }
-}
-
+    "DELETE FROM call_label_grants WHERE grant_id = ?1 AND event_time = ?2 AND event = ?3 AND side = ?4";
 const INSERT_LABEL: &str =
-    "INSERT OR REPLACE INTO call_labels (event_id, side, shared_event_id, event_time, event_name, key_arn, operation,
-         principal, label, evidence, grant_ids, reasons, flags, behaviour_group)
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)";
+    "INSERT OR REPLACE INTO call_labels (event, side, event_time, key, operation, principal, label, evidence,
+         grant_ids, reasons, flags, behaviour_group)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)";
 const INSERT_LINK: &str =
-    "INSERT OR IGNORE INTO call_label_grants (grant_id, event_time, event_id, side) VALUES (?1, ?2, ?3, ?4)";
-
-fn write_label(
-    insert: &mut rusqlite::Statement<'_>,
-    link: &mut rusqlite::Statement<'_>,
-    key: &str,
-    l: &CallLabel,
-    row: &LabelRow,
-) -> Result<()> {
-    insert.execute(params![
-        l.event_id, l.side, row.0, row.1, row.2, key, row.3, row.4, row.5, row.6, row.7, row.8, row.9,
-        row.10,
-    ])?;
-    for g in &l.grant_ids {
-        link.execute(params![g, l.event_time, l.event_id, l.side])?;
-    }
-    Ok(())
-}
+    "INSERT OR IGNORE INTO call_label_grants (grant_id, event_time, event, side) VALUES (?1, ?2, ?3, ?4)";

@@ -1,0 +1,167 @@
+//! Texts that many rows repeat, stored once in `texts` and referred to by id, and the codes
+//! the label tables store for the domain's enums.
+//!
+//! A key ARN, a principal, a grant id, the JSON of a label's reasons: each is written in
+//! thousands of label rows and their indexes. Stored once, a row refers to it in a byte or
+//! two. Texts are never deleted, so an id, once given, means the same text for good.
+
+use std::collections::HashMap;
+
+use granttrail_grants::{Evidence, Label, ObservationKind};
+use rusqlite::{Connection, OptionalExtension};
+
+use crate::{Result, StoreError};
+
+/// Ids remembered by one [`Texts`] before it starts again: bounds memory when a long
+/// relabelling meets many principals.
+const CACHE_LIMIT: usize = 1 << 16;
+
+/// Finds or adds texts, remembering the ids it has seen. Use one within a single transaction
+/// only: after a rollback it could remember an id whose row was undone.
+#[derive(Default)]
+pub(crate) struct Texts {
+    seen: HashMap<String, i64>,
+}
+
+impl Texts {
+    /// The id of `text`, added if it is new.
+    pub(crate) fn id(&mut self, conn: &Connection, text: &str) -> Result<i64> {
+        if let Some(&id) = self.seen.get(text) {
+            return Ok(id);
+        }
+        let id = match find(conn, text)? {
+            Some(id) => id,
+            None => {
+                conn.prepare_cached("INSERT INTO texts (text) VALUES (?1)")?.execute([text])?;
+                conn.last_insert_rowid()
+            }
+        };
+        if self.seen.len() >= CACHE_LIMIT {
+            self.seen.clear();
+        }
+        self.seen.insert(text.to_string(), id);
+        Ok(id)
+    }
+}
+
+/// The id of `text`, if it is stored. A filter on a text never stored matches nothing.
+pub(crate) fn find(conn: &Connection, text: &str) -> Result<Option<i64>> {
+    Ok(conn
+        .prepare_cached("SELECT id FROM texts WHERE text = ?1")?
+        .query_row([text], |r| r.get(0))
+        .optional()?)
+}
+
+/// SQL for the id of the text bound to `param` (NULL when it is not stored), for filters.
+pub(crate) fn id_of(param: &str) -> String {
+    format!("(SELECT id FROM texts WHERE text = {param})")
+}
+
+/// The stored code of each label. Codes are part of the file format: never renumber them.
+pub(crate) fn label_code(label: Label) -> i64 {
+    match label {
+        Label::NotGrantEligible => 0,
+        Label::NoGrant => 1,
+        Label::NoGrantUnknownGrants => 2,
+        Label::GrantCoveredUncertain => 3,
+        Label::GrantCovered => 4,
+        Label::GrantOnlyLikely => 5,
+        Label::GrantOnly => 6,
+        Label::GrantAndPolicy => 7,
+    }
+}
+
+pub(crate) fn label_from_code(code: i64) -> Result<Label> {
+    Label::ALL
+        .into_iter()
+        .find(|l| label_code(*l) == code)
+        .ok_or_else(|| StoreError::Corrupt(format!("call_labels.label {code}")))
+}
+
+/// The stored code of each evidence level (never renumber).
+pub(crate) fn evidence_code(evidence: Evidence) -> i64 {
+    match evidence {
+        Evidence::L0 => 0,
+        Evidence::L1 => 1,
+        Evidence::L2 => 2,
+        Evidence::L3 => 3,
+        Evidence::L3Prime => 4,
+        Evidence::L4 => 5,
+        Evidence::L5 => 6,
+    }
+}
+
+pub(crate) fn evidence_from_code(code: i64) -> Result<Evidence> {
+    Evidence::ALL
+        .into_iter()
+        .find(|e| evidence_code(*e) == code)
+        .ok_or_else(|| StoreError::Corrupt(format!("call_labels.evidence {code}")))
+}
+
+/// Call sides, coded in the order of their names, so that ordering by code orders as the
+/// names did (`calls` lists a call's sides in that order).
+const SIDES: [&str; 3] = ["destination", "key", "source"];
+
+pub(crate) fn side_code(side: &str) -> Result<i64> {
+    SIDES
+        .iter()
+        .position(|s| *s == side)
+        .map(|i| i as i64)
+        .ok_or_else(|| StoreError::Invalid(format!("call side {side:?}")))
+}
+
+pub(crate) fn side_from_code(code: i64) -> Result<&'static str> {
+    usize::try_from(code)
+        .ok()
+        .and_then(|i| SIDES.get(i).copied())
+        .ok_or_else(|| StoreError::Corrupt(format!("call side {code}")))
+}
+
+/// The stored code of an observation's kind (never renumber).
+pub(crate) fn kind_code(kind: ObservationKind) -> i64 {
+    match kind {
+        ObservationKind::Success => 0,
+        ObservationKind::Denial => 1,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_code_reads_back_and_no_other() {
+        for label in Label::ALL {
+            assert_eq!(label_from_code(label_code(label)).expect("known code"), label);
+        }
+        for evidence in Evidence::ALL {
+            assert_eq!(evidence_from_code(evidence_code(evidence)).expect("known code"), evidence);
+        }
+        for side in SIDES {
+            assert_eq!(side_from_code(side_code(side).expect("known side")).expect("known code"), side);
+        }
+        assert!(label_from_code(8).is_err() && evidence_from_code(-1).is_err() && side_from_code(3).is_err());
+        assert!(side_code("sideways").is_err());
+    }
+
+    #[test]
+    fn side_codes_sort_as_their_names() {
+        let mut by_name = SIDES;
+        by_name.sort_unstable();
+        assert_eq!(by_name, SIDES);
+    }
+
+    #[test]
+    fn a_text_is_stored_once() {
+        let conn = Connection::open_in_memory().expect("database");
+        conn.execute_batch("CREATE TABLE texts (id INTEGER PRIMARY KEY, text TEXT NOT NULL UNIQUE);")
+            .expect("table");
+        let (mut first, mut second) = (Texts::default(), Texts::default());
+        let a = first.id(&conn, "arn:aws:kms:us-east-1:111122223333:key/k").expect("added");
+        assert_eq!(second.id(&conn, "arn:aws:kms:us-east-1:111122223333:key/k").expect("found"), a);
+        assert_ne!(first.id(&conn, "other").expect("added"), a);
+        assert_eq!(find(&conn, "missing").expect("looked up"), None);
+        let count: i64 = conn.query_row("SELECT count(*) FROM texts", [], |r| r.get(0)).expect("count");
+        assert_eq!(count, 2);
+    }
+}
