@@ -175,7 +175,9 @@ impl Store {
         conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
         conn.pragma_update(None, "journal_mode", journal.pragma())?;
         conn.pragma_update(None, "synchronous", "NORMAL")?;
-        conn.pragma_update(None, "foreign_keys", "ON")?;
+        // Off while migrations move rows between tables (SQLite ignores the setting inside a
+        // transaction); checked before they commit, and on from then on.
+        conn.pragma_update(None, "foreign_keys", "OFF")?;
         // A page cache large enough for the indexes ingest touches; the default (2 MB) turns
         // ingest into millions of small reads. Bounded, so memory stays flat.
         conn.pragma_update(None, "cache_size", -CACHE_KIB)?;
@@ -205,6 +207,15 @@ impl Store {
             }
             tx.pragma_update(None, "user_version", to)?;
         }
+        if version < SCHEMA_VERSION {
+            let broken: Option<String> =
+                tx.query_row("PRAGMA foreign_key_check", [], |r| r.get(0)).optional()?;
+            if let Some(table) = broken {
+                return Err(StoreError::Corrupt(format!(
+                    "after migrating, {table} refers to rows that are gone"
+                )));
+            }
+        }
         let stored: Option<String> =
             tx.query_row("SELECT value FROM settings WHERE id = 1", [], |r| r.get(0)).optional()?;
         let settings = match stored {
@@ -220,6 +231,7 @@ impl Store {
             progress(MigrationProgress { version: SCHEMA_VERSION, done: 0, total: 0, compacting: true });
             conn.execute_batch("VACUUM")?;
         }
+        conn.pragma_update(None, "foreign_keys", "ON")?;
         let records = records::RecordCompressor::new()?;
         Ok(Store { conn, settings, strategy: labels::Strategy::default(), records })
     }

@@ -1,6 +1,117 @@
 -- granttrail schema, version 7: the records compressed (crates/store/src/records.rs).
 -- Documented in docs/schema.md.
 
+-- Texts that many rows repeat (key ARNs, principals, grant ids, the JSON of label reasons,
+-- grant lists and flags), stored once; rows refer to them by id (crates/store/src/texts.rs).
+CREATE TABLE texts (
+    id   INTEGER PRIMARY KEY,
+    text TEXT NOT NULL UNIQUE
+);
+
+-- Events: the texts that repeat from call to call (caller, agent, region, details...) are
+-- stored once in `texts`; `events` becomes a view that shows them as text, so every query
+-- reads events as before. The columns queries filter on by index (key ARNs, eventID, names,
+-- grant ids, times) stay in the rows.
+DROP VIEW events_readable;
+INSERT OR IGNORE INTO texts (text)
+    SELECT event_type FROM events WHERE event_type IS NOT NULL
+    UNION SELECT aws_region FROM events WHERE aws_region IS NOT NULL
+    UNION SELECT recipient_account_id FROM events WHERE recipient_account_id IS NOT NULL
+    UNION SELECT caller_type FROM events WHERE caller_type IS NOT NULL
+    UNION SELECT caller_arn FROM events WHERE caller_arn IS NOT NULL
+    UNION SELECT caller_principal_id FROM events WHERE caller_principal_id IS NOT NULL
+    UNION SELECT caller_account_id FROM events WHERE caller_account_id IS NOT NULL
+    UNION SELECT session_issuer_arn FROM events WHERE session_issuer_arn IS NOT NULL
+    UNION SELECT invoked_by FROM events WHERE invoked_by IS NOT NULL
+    UNION SELECT source_ip FROM events WHERE source_ip IS NOT NULL
+    UNION SELECT user_agent FROM events WHERE user_agent IS NOT NULL
+    UNION SELECT request_key_id FROM events WHERE request_key_id IS NOT NULL
+    UNION SELECT details FROM events WHERE details IS NOT NULL;
+
+CREATE TABLE event_rows (
+    id                   INTEGER PRIMARY KEY,
+    event_id             TEXT NOT NULL UNIQUE,
+    event_source         TEXT NOT NULL,
+    shared_event_id      TEXT,
+    event_time           INTEGER NOT NULL,
+    event_name           TEXT NOT NULL,
+    event_type           INTEGER,   -- each INTEGER below but dry_run and object_id is a texts.id
+    aws_region           INTEGER,
+    recipient_account_id INTEGER,
+    error_code           TEXT,
+    error_message        TEXT,
+    caller_type          INTEGER,
+    caller_arn           INTEGER,
+    caller_principal_id  INTEGER,
+    caller_account_id    INTEGER,
+    session_issuer_arn   INTEGER,
+    invoked_by           INTEGER,
+    source_ip            INTEGER,
+    user_agent           INTEGER,
+    key_arn              TEXT,
+    destination_key_arn  TEXT,
+    request_key_id       INTEGER,
+    grant_id             TEXT,
+    grant_spec           TEXT,
+    dry_run              INTEGER NOT NULL,
+    details              INTEGER,
+    object_id            INTEGER NOT NULL REFERENCES objects(id)
+);
+INSERT INTO event_rows
+SELECT id, event_id, event_source, shared_event_id, event_time, event_name,
+       (SELECT id FROM texts WHERE text = event_type), (SELECT id FROM texts WHERE text = aws_region),
+       (SELECT id FROM texts WHERE text = recipient_account_id), error_code, error_message,
+       (SELECT id FROM texts WHERE text = caller_type), (SELECT id FROM texts WHERE text = caller_arn),
+       (SELECT id FROM texts WHERE text = caller_principal_id), (SELECT id FROM texts WHERE text = caller_account_id),
+       (SELECT id FROM texts WHERE text = session_issuer_arn), (SELECT id FROM texts WHERE text = invoked_by),
+       (SELECT id FROM texts WHERE text = source_ip), (SELECT id FROM texts WHERE text = user_agent),
+       key_arn, destination_key_arn, (SELECT id FROM texts WHERE text = request_key_id), grant_id, grant_spec,
+       dry_run, (SELECT id FROM texts WHERE text = details), object_id
+FROM events ORDER BY id;
+DROP TABLE events;
+CREATE INDEX events_by_key ON event_rows (key_arn, event_time);
+CREATE INDEX events_by_grant ON event_rows (grant_id) WHERE grant_id IS NOT NULL;
+CREATE INDEX events_key_deletions ON event_rows (key_arn) WHERE event_name = 'DeleteKey';
+CREATE INDEX events_by_destination_key ON event_rows (destination_key_arn, event_time)
+    WHERE destination_key_arn IS NOT NULL;
+CREATE INDEX events_by_shared_event_id ON event_rows (shared_event_id) WHERE shared_event_id IS NOT NULL;
+-- (ORs, not IN: SQLite would build a temporary table to test IN on every inserted event.)
+CREATE INDEX events_key_context ON event_rows (key_arn, event_time)
+    WHERE event_name = 'CreateKey' OR event_name = 'PutKeyPolicy' OR event_name = 'TagResource'
+       OR event_name = 'UntagResource' OR event_name = 'CreateAlias' OR event_name = 'UpdateAlias'
+       OR event_name = 'DeleteAlias';
+CREATE INDEX events_permission_changes ON event_rows (event_time)
+    WHERE event_source <> 'kms.amazonaws.com' AND event_source <> 'cloudtrail.amazonaws.com';
+
+-- Every event as text: what queries and people read.
+CREATE VIEW events AS
+SELECT r.id, r.event_id, r.event_source, r.shared_event_id, r.event_time, r.event_name,
+       (SELECT text FROM texts WHERE id = r.event_type) AS event_type,
+       (SELECT text FROM texts WHERE id = r.aws_region) AS aws_region,
+       (SELECT text FROM texts WHERE id = r.recipient_account_id) AS recipient_account_id,
+       r.error_code, r.error_message,
+       (SELECT text FROM texts WHERE id = r.caller_type) AS caller_type,
+       (SELECT text FROM texts WHERE id = r.caller_arn) AS caller_arn,
+       (SELECT text FROM texts WHERE id = r.caller_principal_id) AS caller_principal_id,
+       (SELECT text FROM texts WHERE id = r.caller_account_id) AS caller_account_id,
+       (SELECT text FROM texts WHERE id = r.session_issuer_arn) AS session_issuer_arn,
+       (SELECT text FROM texts WHERE id = r.invoked_by) AS invoked_by,
+       (SELECT text FROM texts WHERE id = r.source_ip) AS source_ip,
+       (SELECT text FROM texts WHERE id = r.user_agent) AS user_agent,
+       r.key_arn, r.destination_key_arn,
+       (SELECT text FROM texts WHERE id = r.request_key_id) AS request_key_id,
+       r.grant_id, r.grant_spec, r.dry_run,
+       (SELECT text FROM texts WHERE id = r.details) AS details,
+       r.object_id
+FROM event_rows r;
+
+-- Every event with the object it came from and a readable time.
+CREATE VIEW events_readable AS
+SELECT e.event_id, e.shared_event_id, strftime('%Y-%m-%dT%H:%M:%SZ', e.event_time, 'unixepoch') AS event_time,
+       e.event_name, e.error_code, COALESCE(e.caller_arn, e.caller_principal_id, e.invoked_by) AS caller,
+       e.invoked_by, e.source_ip, e.key_arn, e.grant_id, o.source AS object
+FROM events e JOIN objects o ON o.id = e.object_id;
+
 -- The zstd dictionaries records are compressed with; a dictionary never changes once used.
 CREATE TABLE record_dictionaries (
     id         INTEGER PRIMARY KEY,
@@ -12,16 +123,9 @@ CREATE TABLE record_dictionaries (
 -- drops it.
 ALTER TABLE event_records RENAME TO event_records_6;
 CREATE TABLE event_records (
-    event_rowid INTEGER PRIMARY KEY REFERENCES events(id),
+    event_rowid INTEGER PRIMARY KEY REFERENCES event_rows(id),
     dictionary  INTEGER NOT NULL REFERENCES record_dictionaries(id),
     record      BLOB NOT NULL
-);
-
--- Texts that many rows repeat (key ARNs, principals, grant ids, the JSON of label reasons,
--- grant lists and flags), stored once; rows refer to them by id (crates/store/src/texts.rs).
-CREATE TABLE texts (
-    id   INTEGER PRIMARY KEY,
-    text TEXT NOT NULL UNIQUE
 );
 
 -- The derived label tables, rebuilt in compact form: events by their row id, texts by id,

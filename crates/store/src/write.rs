@@ -7,6 +7,7 @@ use rusqlite::{Connection, Savepoint, Transaction, TransactionBehavior, params};
 
 use crate::labels::{self, Dirty};
 use crate::records::{self, RecordCompressor};
+use crate::texts::Texts;
 use crate::{Result, StoreError};
 
 /// What one object contributed, for the object's row and the ingest summary.
@@ -30,6 +31,9 @@ type Touched = BTreeSet<(Option<String>, String)>;
 pub struct ObjectWriter<'c> {
     tx: Scope<'c>,
     records: &'c mut RecordCompressor,
+    /// The texts this object's events refer to; per object, since a rolled-back object
+    /// takes the texts it added with it.
+    texts: Texts,
     object_id: i64,
     touched: Touched,
     deleted_keys: BTreeSet<String>,
@@ -137,6 +141,7 @@ impl<'c> ObjectWriter<'c> {
         Ok(Some(ObjectWriter {
             tx,
             records,
+            texts: Texts::default(),
             object_id,
             touched: Touched::new(),
             deleted_keys: BTreeSet::new(),
@@ -154,10 +159,14 @@ impl<'c> ObjectWriter<'c> {
         let spec = event.grant_spec.as_ref().map(serde_json::to_string).transpose().map_err(json_error)?;
         let details = if event.details.is_empty() { None } else { Some(to_json(&event.details)?) };
         let c = &event.caller;
-        let inserted = self
-            .tx
+        let tx = &*self.tx;
+        let mut text = |value: &Option<String>| -> Result<Option<i64>> {
+            value.as_deref().map(|v| self.texts.id(tx, v)).transpose()
+        };
+        let details = text(&details)?;
+        let inserted = tx
             .prepare_cached(
-                "INSERT OR IGNORE INTO events (event_id, shared_event_id, event_time, event_name, event_type,
+                "INSERT OR IGNORE INTO event_rows (event_id, shared_event_id, event_time, event_name, event_type,
                  aws_region, recipient_account_id, error_code, error_message, caller_type, caller_arn,
                  caller_principal_id, caller_account_id, session_issuer_arn, invoked_by, source_ip,
                  user_agent, key_arn, destination_key_arn, request_key_id, grant_id, grant_spec, dry_run,
@@ -170,22 +179,22 @@ impl<'c> ObjectWriter<'c> {
                 event.shared_event_id,
                 event.event_time,
                 event.event_name,
-                event.event_type,
-                event.aws_region,
-                event.recipient_account_id,
+                text(&event.event_type)?,
+                text(&event.aws_region)?,
+                text(&event.recipient_account_id)?,
                 event.error_code,
                 event.error_message,
-                c.kind,
-                c.arn,
-                c.principal_id,
-                c.account_id,
-                c.session_issuer_arn,
-                c.invoked_by,
-                event.source_ip,
-                event.user_agent,
+                text(&c.kind)?,
+                text(&c.arn)?,
+                text(&c.principal_id)?,
+                text(&c.account_id)?,
+                text(&c.session_issuer_arn)?,
+                text(&c.invoked_by)?,
+                text(&event.source_ip)?,
+                text(&event.user_agent)?,
                 event.key_arn,
                 event.destination_key_arn,
-                event.request_key_id,
+                text(&event.request_key_id)?,
                 event.grant_id,
                 spec,
                 event.dry_run,

@@ -109,7 +109,9 @@ fn a_version_4_database_keeps_its_call_grant_links() {
         let conn = rusqlite::Connection::open(&path).unwrap();
         let linked = links(&conn);
         conn.execute_batch(
-            "CREATE TABLE old_links (grant_id TEXT NOT NULL, event_id TEXT NOT NULL, side TEXT NOT NULL,
+            "PRAGMA foreign_keys = OFF;
+             CREATE TABLE events_as_text AS SELECT * FROM events;
+             CREATE TABLE old_links (grant_id TEXT NOT NULL, event_id TEXT NOT NULL, side TEXT NOT NULL,
                  PRIMARY KEY (grant_id, event_id, side)) WITHOUT ROWID;
              INSERT INTO old_links SELECT grant_id, event_id, side FROM call_grants_readable;
              CREATE TABLE old_labels (event_id TEXT NOT NULL, side TEXT NOT NULL, event_time INTEGER NOT NULL,
@@ -120,7 +122,13 @@ fn a_version_4_database_keeps_its_call_grant_links() {
              DROP TABLE call_label_grants;
              DROP TABLE call_labels;
              DROP TABLE observations;
+             DROP VIEW events_readable;
+             DROP VIEW events;
+             DROP TABLE event_rows;
              DROP TABLE texts;
+             ALTER TABLE events_as_text RENAME TO events;
+             CREATE INDEX events_by_destination_key ON events (destination_key_arn);
+             CREATE VIEW events_readable AS SELECT * FROM events;
              ALTER TABLE old_links RENAME TO call_label_grants;
              ALTER TABLE old_labels RENAME TO call_labels;
              CREATE TABLE observations (key_arn TEXT);

@@ -170,7 +170,11 @@ mod tests {
         let mut stmt = store.conn.prepare(&format!("EXPLAIN QUERY PLAN {}", super::window_sql())).unwrap();
         let plan: Vec<String> =
             stmt.query_map(rusqlite::params!["k", 0, 1], |r| r.get(3)).unwrap().map(Result::unwrap).collect();
-        let searches: Vec<&String> = plan.iter().filter(|step| step.starts_with("SEARCH")).collect();
+        // The texts of each event read are found by id; what matters is how events are found.
+        let searches: Vec<&String> = plan
+            .iter()
+            .filter(|step| step.starts_with("SEARCH") && !step.starts_with("SEARCH texts"))
+            .collect();
         assert_eq!(searches.len(), 2, "{plan:?}");
         assert!(
             searches[0].contains("events_by_key (key_arn=? AND event_time>? AND event_time<?)"),
