@@ -37,7 +37,15 @@ pub fn run(db: &Path, args: &EventArgs) -> anyhow::Result<ExitCode> {
     let mut out = std::io::stdout().lock();
     match args.format {
         // The bytes as delivered: the record is the evidence, so it is not re-encoded.
-        EventFormat::Json => writeln!(out, "{}", found.record)?,
+        EventFormat::Json => match &found.record {
+            Some(record) => writeln!(out, "{record}")?,
+            None => bail!(
+                "the record of event {:?} was dropped by `granttrail prune`; its normalised fields remain \
+                 (granttrail event {})",
+                args.event_id,
+                args.event_id
+            ),
+        },
         EventFormat::Table => print_fields(&found, &mut out)?,
     }
     Ok(ExitCode::SUCCESS)
@@ -84,11 +92,14 @@ fn print_fields(found: &EventRecord, out: &mut dyn Write) -> anyhow::Result<()> 
         let name = if i == 0 { "other copies" } else { "" };
         writeln!(out, "{name:<width$}  {}", terminal_safe(line))?;
     }
-    writeln!(
-        out,
-        "\nThe record as delivered: granttrail event {} --format json",
-        terminal_safe(&e.event_id)
-    )?;
+    match found.record {
+        Some(_) => writeln!(
+            out,
+            "\nThe record as delivered: granttrail event {} --format json",
+            terminal_safe(&e.event_id)
+        )?,
+        None => writeln!(out, "\nThe record as delivered was dropped by `granttrail prune`.")?,
+    }
     Ok(())
 }
 

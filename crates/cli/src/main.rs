@@ -11,6 +11,7 @@ mod import_cmd;
 mod ingest_cmd;
 mod ingest_s3;
 mod output;
+mod prune_cmd;
 mod report;
 mod views;
 
@@ -79,6 +80,14 @@ enum Command {
     /// Recompute all derived tables (grants, call labels) from the stored events, with the
     /// current settings.
     Rebuild,
+    /// Drop the records as delivered of calls older than N days, to keep a long-running
+    /// database small.
+    ///
+    /// The normalised events, grants, labels and findings stay as they are. The records of
+    /// grant lifecycle and key-policy events, of events outside KMS, and of every event a
+    /// finding or a grant-only label cites are always kept. Freed space goes back to the file
+    /// system.
+    Prune(prune_cmd::PruneArgs),
 }
 
 fn main() -> ExitCode {
@@ -94,6 +103,7 @@ fn main() -> ExitCode {
         Command::Import(command) => grants_cmd::open_configured(&cli.db, &config)
             .and_then(|mut store| import_cmd::run(&mut store, &command)),
         Command::Rebuild => grants_cmd::rebuild(&cli.db, &config),
+        Command::Prune(args) => prune_cmd::run(&cli.db, &config, &args),
     });
     match result {
         Ok(code) => code,

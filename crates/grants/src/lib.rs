@@ -21,6 +21,7 @@ pub mod lifecycle;
 pub mod matching;
 pub mod policy;
 pub mod reconcile;
+pub mod retention;
 pub mod settings;
 pub mod timestamp;
 

@@ -12,6 +12,17 @@ pub struct Config {
     pub labels: Settings,
     /// Which findings are raised, and allowlists.
     pub findings: RulesConfig,
+    /// How long stored records are kept.
+    pub store: StoreConfig,
+}
+
+/// `[store]`: retention of the stored records.
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct StoreConfig {
+    /// `granttrail prune` drops the records of calls older than this many days (default:
+    /// keep everything). See `granttrail_grants::retention` for what is always kept.
+    pub keep_call_records_days: Option<u32>,
 }
 
 impl Config {

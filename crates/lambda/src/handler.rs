@@ -56,6 +56,7 @@ impl Handler {
             // invocation evaluates every key, batches only the keys they touched.
             let published = self.publish_new_findings(Scope::AllKeys).await?;
             info!(published_findings = published, "every key evaluated");
+            self.apply_retention().await?;
             return self.snapshot().await;
         }
         let messages = unwrap_event(&serde_json::to_vec(&event)?)?;
@@ -245,6 +246,25 @@ impl Handler {
             published += 1;
         }
         Ok(published)
+    }
+
+    /// Drops the records of calls older than `[store] keep_call_records_days`, when it is set
+    /// (on the scheduled invocation: once a day is enough for a retention counted in days).
+    async fn apply_retention(&self) -> Result<(), Error> {
+        let Some(days) = self.env.config.store.keep_call_records_days else { return Ok(()) };
+        let (store, rules) = (self.store.clone(), self.env.config.findings.clone());
+        let (pruned, _) = tokio::task::spawn_blocking(move || -> Result<_, Error> {
+            let mut store = store.lock().map_err(|_| "the database is unusable after an earlier crash")?;
+            Ok(store.prune_call_records(&rules, now(), days)?)
+        })
+        .await??;
+        info!(
+            pruned_records = pruned.records,
+            pruned_bytes = pruned.bytes,
+            keep_days = days,
+            "old call records dropped"
+        );
+        Ok(())
     }
 
     /// Writes a consistent copy of the database to the snapshot bucket, as

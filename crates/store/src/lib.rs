@@ -10,6 +10,7 @@
 mod coverage;
 mod findings;
 mod labels;
+mod prune;
 mod read;
 mod records;
 mod texts;
@@ -24,6 +25,7 @@ use rusqlite::{Connection, OptionalExtension};
 
 pub use coverage::{DayCount, GrantUseRow, Silence, Window};
 pub use labels::Relabelled;
+pub use prune::Pruned;
 pub use read::{CallFilter, EventRecord, GrantFilter, StoredCall, StoredEvent};
 pub use write::{Batch, ObjectCounts, ObjectWriter};
 

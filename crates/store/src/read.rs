@@ -1,7 +1,7 @@
 //! Read queries for the front ends.
 
 use granttrail_grants::{Actor, Grant, GrantSpec, GrantState, KmsEvent, Label};
-use rusqlite::{Row, params_from_iter, types::Value};
+use rusqlite::{OptionalExtension, Row, params_from_iter, types::Value};
 
 use crate::records;
 use crate::texts;
@@ -31,8 +31,8 @@ pub struct StoredEvent {
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct EventRecord {
     pub stored: StoredEvent,
-    /// The record exactly as delivered.
-    pub record: String,
+    /// The record exactly as delivered; `None` once `granttrail prune` dropped it.
+    pub record: Option<String>,
     /// The other copies of the same call, logged in other accounts (same `sharedEventID`).
     pub copies: Vec<StoredEvent>,
 }
@@ -73,8 +73,8 @@ impl Store {
     pub fn grant_events(&self, key_arn: &str, grant_id: &str) -> Result<Vec<StoredEvent>> {
         let sql = format!(
             "SELECT {EVENT_COLUMNS}, o.source FROM events e JOIN objects o ON o.id = e.object_id
-             WHERE (e.grant_id = ?2 AND (e.key_arn = ?1 OR e.key_arn IS NULL OR ?1 = ''))
-                OR (e.key_arn = ?1 AND e.event_name = 'DeleteKey')
+             WHERE (e.grant_id = ?2 AND (e.key = (SELECT id FROM texts WHERE text = ?1) OR e.key IS NULL OR ?1 = ''))
+                OR (e.key = (SELECT id FROM texts WHERE text = ?1) AND e.event_name = 'DeleteKey')
              ORDER BY e.event_time, e.event_id"
         );
         self.stored_events(&sql, &[key_arn, grant_id])
@@ -93,13 +93,18 @@ impl Store {
         let Some(stored) = self.event(event_id)? else {
             return Ok(None);
         };
-        let (dictionary, frame): (i64, Vec<u8>) = self.conn().query_row(
-            "SELECT r.dictionary, r.record FROM event_records r JOIN events e ON e.id = r.event_rowid
-             WHERE e.event_id = ?1",
-            [event_id],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )?;
-        let record = records::decompress(self.conn(), event_id, dictionary, &frame)?;
+        let frame: Option<(i64, Vec<u8>)> = self
+            .conn()
+            .query_row(
+                "SELECT r.dictionary, r.record FROM event_records r JOIN events e ON e.id = r.event_rowid
+                 WHERE e.event_id = ?1",
+                [event_id],
+                |r| Ok((r.get(0)?, r.get(1)?)),
+            )
+            .optional()?;
+        let record = frame
+            .map(|(dictionary, frame)| records::decompress(self.conn(), event_id, dictionary, &frame))
+            .transpose()?;
         let copies = match &stored.event.shared_event_id {
             Some(shared) => {
                 let sql = format!(
@@ -462,7 +467,7 @@ impl Store {
     /// KMS calls refused with an `AccessDenied*` error (on `key` only, when given), for the
     /// escalation rules.
     pub fn access_denials(&self, key: Option<&str>) -> Result<Vec<KmsEvent>> {
-        let filter = if key.is_some() { "e.key_arn = ?1 AND" } else { "" };
+        let filter = if key.is_some() { "e.key = (SELECT id FROM texts WHERE text = ?1) AND" } else { "" };
         let sql = format!(
             "SELECT {EVENT_COLUMNS}, o.source FROM events e JOIN objects o ON o.id = e.object_id
              WHERE {filter} e.event_source = 'kms.amazonaws.com' AND e.error_code LIKE 'AccessDenied%'
@@ -475,8 +480,8 @@ impl Store {
     /// seconds after a grant on that key was retired or revoked: the calls GT015 examines. On
     /// `key` only, when given.
     pub fn calls_after_grant_ends(&self, window: i64, key: Option<&str>) -> Result<Vec<KmsEvent>> {
-        let on_key = "SELECT * FROM events WHERE key_arn = ?1
-                      UNION ALL SELECT * FROM events WHERE destination_key_arn = ?1 AND key_arn IS NOT ?1";
+        let on_key = "SELECT * FROM events WHERE key = (SELECT id FROM texts WHERE text = ?1)
+                      UNION ALL SELECT * FROM events WHERE destination_key = (SELECT id FROM texts WHERE text = ?1) AND key IS NOT (SELECT id FROM texts WHERE text = ?1)";
         let events = if key.is_some() { on_key } else { "SELECT * FROM events" };
         let sql = format!(
             "SELECT {EVENT_COLUMNS}, o.source FROM ({events}) e JOIN objects o ON o.id = e.object_id

@@ -9,9 +9,11 @@ CREATE TABLE texts (
 );
 
 -- Events: the texts that repeat from call to call (caller, agent, region, details...) are
--- stored once in `texts`; `events` becomes a view that shows them as text, so every query
+-- stored once in `texts` (not the principal id and source IP, nearly one per call: in `texts`
+-- each would be stored twice, in the table and its index); `events` becomes a view that shows them as text, so every query
 -- reads events as before. The columns queries filter on by index (key ARNs, eventID, names,
--- grant ids, times) stay in the rows.
+-- grant ids, times) stay in the rows, and `key` and `destination_key` (texts ids) are shown
+-- beside the key ARNs, so queries find a key's events through the indexes on ids.
 DROP VIEW events_readable;
 INSERT OR IGNORE INTO texts (text)
     SELECT event_type FROM events WHERE event_type IS NOT NULL
@@ -19,13 +21,13 @@ INSERT OR IGNORE INTO texts (text)
     UNION SELECT recipient_account_id FROM events WHERE recipient_account_id IS NOT NULL
     UNION SELECT caller_type FROM events WHERE caller_type IS NOT NULL
     UNION SELECT caller_arn FROM events WHERE caller_arn IS NOT NULL
-    UNION SELECT caller_principal_id FROM events WHERE caller_principal_id IS NOT NULL
     UNION SELECT caller_account_id FROM events WHERE caller_account_id IS NOT NULL
     UNION SELECT session_issuer_arn FROM events WHERE session_issuer_arn IS NOT NULL
     UNION SELECT invoked_by FROM events WHERE invoked_by IS NOT NULL
-    UNION SELECT source_ip FROM events WHERE source_ip IS NOT NULL
     UNION SELECT user_agent FROM events WHERE user_agent IS NOT NULL
     UNION SELECT request_key_id FROM events WHERE request_key_id IS NOT NULL
+    UNION SELECT key_arn FROM events WHERE key_arn IS NOT NULL
+    UNION SELECT destination_key_arn FROM events WHERE destination_key_arn IS NOT NULL
     UNION SELECT details FROM events WHERE details IS NOT NULL;
 
 CREATE TABLE event_rows (
@@ -42,14 +44,14 @@ CREATE TABLE event_rows (
     error_message        TEXT,
     caller_type          INTEGER,
     caller_arn           INTEGER,
-    caller_principal_id  INTEGER,
+    caller_principal_id  TEXT,
     caller_account_id    INTEGER,
     session_issuer_arn   INTEGER,
     invoked_by           INTEGER,
-    source_ip            INTEGER,
+    source_ip            TEXT,
     user_agent           INTEGER,
-    key_arn              TEXT,
-    destination_key_arn  TEXT,
+    key                  INTEGER,   -- texts.id of key_arn
+    destination_key      INTEGER,   -- texts.id of destination_key_arn
     request_key_id       INTEGER,
     grant_id             TEXT,
     grant_spec           TEXT,
@@ -62,21 +64,22 @@ SELECT id, event_id, event_source, shared_event_id, event_time, event_name,
        (SELECT id FROM texts WHERE text = event_type), (SELECT id FROM texts WHERE text = aws_region),
        (SELECT id FROM texts WHERE text = recipient_account_id), error_code, error_message,
        (SELECT id FROM texts WHERE text = caller_type), (SELECT id FROM texts WHERE text = caller_arn),
-       (SELECT id FROM texts WHERE text = caller_principal_id), (SELECT id FROM texts WHERE text = caller_account_id),
+       caller_principal_id, (SELECT id FROM texts WHERE text = caller_account_id),
        (SELECT id FROM texts WHERE text = session_issuer_arn), (SELECT id FROM texts WHERE text = invoked_by),
-       (SELECT id FROM texts WHERE text = source_ip), (SELECT id FROM texts WHERE text = user_agent),
-       key_arn, destination_key_arn, (SELECT id FROM texts WHERE text = request_key_id), grant_id, grant_spec,
+       source_ip, (SELECT id FROM texts WHERE text = user_agent),
+       (SELECT id FROM texts WHERE text = key_arn), (SELECT id FROM texts WHERE text = destination_key_arn),
+       (SELECT id FROM texts WHERE text = request_key_id), grant_id, grant_spec,
        dry_run, (SELECT id FROM texts WHERE text = details), object_id
 FROM events ORDER BY id;
 DROP TABLE events;
-CREATE INDEX events_by_key ON event_rows (key_arn, event_time);
+CREATE INDEX events_by_key ON event_rows (key, event_time);
 CREATE INDEX events_by_grant ON event_rows (grant_id) WHERE grant_id IS NOT NULL;
-CREATE INDEX events_key_deletions ON event_rows (key_arn) WHERE event_name = 'DeleteKey';
-CREATE INDEX events_by_destination_key ON event_rows (destination_key_arn, event_time)
-    WHERE destination_key_arn IS NOT NULL;
+CREATE INDEX events_key_deletions ON event_rows (key) WHERE event_name = 'DeleteKey';
+CREATE INDEX events_by_destination_key ON event_rows (destination_key, event_time)
+    WHERE destination_key IS NOT NULL;
 CREATE INDEX events_by_shared_event_id ON event_rows (shared_event_id) WHERE shared_event_id IS NOT NULL;
 -- (ORs, not IN: SQLite would build a temporary table to test IN on every inserted event.)
-CREATE INDEX events_key_context ON event_rows (key_arn, event_time)
+CREATE INDEX events_key_context ON event_rows (key, event_time)
     WHERE event_name = 'CreateKey' OR event_name = 'PutKeyPolicy' OR event_name = 'TagResource'
        OR event_name = 'UntagResource' OR event_name = 'CreateAlias' OR event_name = 'UpdateAlias'
        OR event_name = 'DeleteAlias';
@@ -92,17 +95,18 @@ SELECT r.id, r.event_id, r.event_source, r.shared_event_id, r.event_time, r.even
        r.error_code, r.error_message,
        (SELECT text FROM texts WHERE id = r.caller_type) AS caller_type,
        (SELECT text FROM texts WHERE id = r.caller_arn) AS caller_arn,
-       (SELECT text FROM texts WHERE id = r.caller_principal_id) AS caller_principal_id,
+       r.caller_principal_id,
        (SELECT text FROM texts WHERE id = r.caller_account_id) AS caller_account_id,
        (SELECT text FROM texts WHERE id = r.session_issuer_arn) AS session_issuer_arn,
        (SELECT text FROM texts WHERE id = r.invoked_by) AS invoked_by,
-       (SELECT text FROM texts WHERE id = r.source_ip) AS source_ip,
+       r.source_ip,
        (SELECT text FROM texts WHERE id = r.user_agent) AS user_agent,
-       r.key_arn, r.destination_key_arn,
+       (SELECT text FROM texts WHERE id = r.key) AS key_arn,
+       (SELECT text FROM texts WHERE id = r.destination_key) AS destination_key_arn,
        (SELECT text FROM texts WHERE id = r.request_key_id) AS request_key_id,
        r.grant_id, r.grant_spec, r.dry_run,
        (SELECT text FROM texts WHERE id = r.details) AS details,
-       r.object_id
+       r.object_id, r.key, r.destination_key
 FROM event_rows r;
 
 -- Every event with the object it came from and a readable time.

@@ -52,6 +52,9 @@ pub(crate) fn find(conn: &Connection, text: &str) -> Result<Option<i64>> {
         .optional()?)
 }
 
+/// SQL for the id of the key ARN bound to `?1`: events are found by key id (`events.key`).
+pub(crate) const KEY: &str = "(SELECT id FROM texts WHERE text = ?1)";
+
 /// SQL for the id of the text bound to `param` (NULL when it is not stored), for filters.
 pub(crate) fn id_of(param: &str) -> String {
     format!("(SELECT id FROM texts WHERE text = {param})")

@@ -169,7 +169,7 @@ impl<'c> ObjectWriter<'c> {
                 "INSERT OR IGNORE INTO event_rows (event_id, shared_event_id, event_time, event_name, event_type,
                  aws_region, recipient_account_id, error_code, error_message, caller_type, caller_arn,
                  caller_principal_id, caller_account_id, session_issuer_arn, invoked_by, source_ip,
-                 user_agent, key_arn, destination_key_arn, request_key_id, grant_id, grant_spec, dry_run,
+                 user_agent, key, destination_key, request_key_id, grant_id, grant_spec, dry_run,
                  object_id, event_source, details)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19,
                      ?20, ?21, ?22, ?23, ?24, ?25, ?26)",
@@ -186,14 +186,14 @@ impl<'c> ObjectWriter<'c> {
                 event.error_message,
                 text(&c.kind)?,
                 text(&c.arn)?,
-                text(&c.principal_id)?,
+                c.principal_id,
                 text(&c.account_id)?,
                 text(&c.session_issuer_arn)?,
                 text(&c.invoked_by)?,
-                text(&event.source_ip)?,
+                event.source_ip,
                 text(&event.user_agent)?,
-                event.key_arn,
-                event.destination_key_arn,
+                text(&event.key_arn)?,
+                text(&event.destination_key_arn)?,
                 text(&event.request_key_id)?,
                 event.grant_id,
                 spec,
@@ -306,7 +306,7 @@ fn keys_of_grant(tx: &Connection, grant_id: &str) -> Result<Vec<String>> {
 
 fn grants_on_key(tx: &Connection, key_arn: &str) -> Result<Vec<String>> {
     let mut stmt = tx.prepare_cached(
-        "SELECT DISTINCT grant_id FROM events WHERE key_arn = ?1 AND grant_id IS NOT NULL AND error_code IS NULL
+        "SELECT DISTINCT grant_id FROM events WHERE key = (SELECT id FROM texts WHERE text = ?1) AND grant_id IS NOT NULL AND error_code IS NULL
            AND event_name IN ('CreateGrant', 'RetireGrant', 'RevokeGrant')",
     )?;
     let grants = stmt.query_map([key_arn], |r| r.get(0))?.collect::<Result<_, _>>()?;
@@ -363,11 +363,11 @@ pub(crate) const EVENT_COLUMNS: &str =
 fn grant_events(tx: &Connection, key: &str, grant_id: &str) -> Result<Vec<KmsEvent>> {
     let sql = format!(
         "SELECT {EVENT_COLUMNS} FROM events
-         WHERE grant_id = ?2 AND error_code IS NULL AND (key_arn = ?1 OR key_arn IS NULL)
+         WHERE grant_id = ?2 AND error_code IS NULL AND (key = (SELECT id FROM texts WHERE text = ?1) OR key IS NULL)
            AND event_name IN ('CreateGrant', 'RetireGrant', 'RevokeGrant')
          UNION ALL
          SELECT {EVENT_COLUMNS} FROM events
-         WHERE key_arn = ?1 AND event_name = 'DeleteKey' AND error_code IS NULL"
+         WHERE key = (SELECT id FROM texts WHERE text = ?1) AND event_name = 'DeleteKey' AND error_code IS NULL"
     );
     let mut stmt = tx.prepare_cached(&sql)?;
     let rows = stmt.query_map(params![key, grant_id], event_from_row)?;

@@ -13,7 +13,7 @@ use super::rows::update_labels;
 use super::{Dirty, KEY_CONTEXT, Shared, Strategy, imported_key_policies, load_events};
 use crate::Result;
 use crate::read::grants_not_ended_before;
-use crate::texts::{Texts, kind_code};
+use crate::texts::{KEY, Texts, kind_code};
 use crate::write::EVENT_COLUMNS;
 
 /// A key with more calls than this to recheck is relabelled whole, which is cheaper per call
@@ -74,8 +74,9 @@ pub(super) fn incremental_plan(
             }
         }
     }
-    let mut calls_since =
-        conn.prepare_cached("SELECT count(*) FROM events WHERE key_arn = ?1 AND event_time >= ?2")?;
+    let mut calls_since = conn.prepare_cached(
+        "SELECT count(*) FROM events WHERE key = (SELECT id FROM texts WHERE text = ?1) AND event_time >= ?2",
+    )?;
     let mut history =
         conn.prepare_cached("SELECT count(*) FROM (SELECT 1 FROM call_labels WHERE key = (SELECT id FROM texts WHERE text = ?1) LIMIT ?2)")?;
     let mut out = BTreeMap::new();
@@ -113,10 +114,10 @@ fn new_events(conn: &Connection, key: &str, increment: &Increment) -> Result<Opt
     let events = load_events(
         conn,
         &format!(
-            "SELECT {EVENT_COLUMNS} FROM events WHERE key_arn = ?1 AND event_time >= ?2 AND id > ?3
+            "SELECT {EVENT_COLUMNS} FROM events WHERE key = {KEY} AND event_time >= ?2 AND id > ?3
              UNION ALL
              SELECT {EVENT_COLUMNS} FROM events
-             WHERE destination_key_arn = ?1 AND key_arn IS NOT ?1 AND event_time >= ?2 AND id > ?3"
+             WHERE destination_key = {KEY} AND key IS NOT {KEY} AND event_time >= ?2 AND id > ?3"
         ),
         params![key, from, increment.through],
     )?;
@@ -157,10 +158,10 @@ pub(super) fn relabel_incrementally(
         recheck_events.extend(load_events(
             conn,
             &format!(
-                "SELECT {EVENT_COLUMNS} FROM events WHERE key_arn = ?1 AND event_time >= ?2
+                "SELECT {EVENT_COLUMNS} FROM events WHERE key = {KEY} AND event_time >= ?2
                  UNION ALL
                  SELECT {EVENT_COLUMNS} FROM events
-                 WHERE destination_key_arn = ?1 AND key_arn IS NOT ?1 AND event_time >= ?2"
+                 WHERE destination_key = {KEY} AND key IS NOT {KEY} AND event_time >= ?2"
             ),
             params![key, since],
         )?);

@@ -15,6 +15,7 @@ use super::rows::{replace_labels, replace_labels_between, replace_observations};
 use super::{KEY_CONTEXT, Shared, imported_key_policies, load_events};
 use crate::Result;
 use crate::read::{GrantFilter, query_grants};
+use crate::texts::KEY;
 use crate::write::EVENT_COLUMNS;
 
 /// Relabels every call on `key` and replaces its observations, reading at most about
@@ -88,9 +89,9 @@ pub(super) fn relabel_whole_key(
 /// (a window never splits one second); empty when the key's history fits one window.
 fn window_starts(conn: &Connection, key: &str, window_events: usize) -> Result<Vec<i64>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT event_time FROM events WHERE key_arn = ?1
+        "SELECT event_time FROM events WHERE key = (SELECT id FROM texts WHERE text = ?1)
          UNION ALL
-         SELECT event_time FROM events WHERE destination_key_arn = ?1 AND key_arn IS NOT ?1
+         SELECT event_time FROM events WHERE destination_key = (SELECT id FROM texts WHERE text = ?1) AND key IS NOT (SELECT id FROM texts WHERE text = ?1)
          ORDER BY 1",
     )?;
     let mut rows = stmt.query([key])?;
@@ -110,10 +111,10 @@ fn window_starts(conn: &Connection, key: &str, window_events: usize) -> Result<V
 /// ReEncrypt from a key to itself matches both halves.
 fn window_sql() -> String {
     format!(
-        "SELECT {EVENT_COLUMNS} FROM events WHERE key_arn = ?1 AND event_time >= ?2 AND event_time < ?3
+        "SELECT {EVENT_COLUMNS} FROM events WHERE key = {KEY} AND event_time >= ?2 AND event_time < ?3
          UNION ALL
          SELECT {EVENT_COLUMNS} FROM events
-         WHERE destination_key_arn = ?1 AND key_arn IS NOT ?1 AND event_time >= ?2 AND event_time < ?3"
+         WHERE destination_key = {KEY} AND key IS NOT {KEY} AND event_time >= ?2 AND event_time < ?3"
     )
 }
 
@@ -176,14 +177,10 @@ mod tests {
             .filter(|step| step.starts_with("SEARCH") && !step.starts_with("SEARCH texts"))
             .collect();
         assert_eq!(searches.len(), 2, "{plan:?}");
+        assert!(searches[0].contains("events_by_key (key=? AND event_time>? AND event_time<?)"), "{plan:?}");
         assert!(
-            searches[0].contains("events_by_key (key_arn=? AND event_time>? AND event_time<?)"),
-            "{plan:?}"
-        );
-        assert!(
-            searches[1].contains(
-                "events_by_destination_key (destination_key_arn=? AND event_time>? AND event_time<?)"
-            ),
+            searches[1]
+                .contains("events_by_destination_key (destination_key=? AND event_time>? AND event_time<?)"),
             "{plan:?}"
         );
     }

@@ -1,0 +1,141 @@
+//! `granttrail prune`: old calls' records go, every answer stays, and what the evidence rests
+//! on is kept.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::collections::BTreeSet;
+
+use common::{Workspace, fixtures, stderr};
+use serde_json::Value;
+
+/// After every event of the example: with one day kept, all its calls are old.
+const AS_OF: &str = "2024-06-01T00:00:00Z";
+
+const LIFECYCLE_AND_KEY_EVENTS: [&str; 13] = [
+    "CreateGrant",
+    "RetireGrant",
+    "RevokeGrant",
+    "DeleteKey",
+    "ScheduleKeyDeletion",
+    "CancelKeyDeletion",
+    "CreateKey",
+    "PutKeyPolicy",
+    "TagResource",
+    "UntagResource",
+    "CreateAlias",
+    "UpdateAlias",
+    "DeleteAlias",
+];
+
+/// Every answer a user can ask for, as JSON.
+fn answers(ws: &Workspace) -> Vec<String> {
+    let story = ws.ok(&["grant", "bc2e8470", "--format", "json"]);
+    vec![
+        ws.ok(&["grants", "--format", "json"]),
+        ws.ok(&["calls", "--format", "json"]),
+        ws.ok(&["findings", "--format", "json", "--as-of", AS_OF]),
+        ws.ok(&["report", "--format", "json", "--as-of", AS_OF, "--output", "-"]),
+        story,
+    ]
+}
+
+/// (eventID, name, source) of every stored event.
+fn events(ws: &Workspace) -> Vec<(String, String, String)> {
+    let conn = rusqlite::Connection::open(ws.db()).unwrap();
+    let mut stmt = conn.prepare("SELECT event_id, event_name, event_source FROM events").unwrap();
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).unwrap().map(Result::unwrap).collect()
+}
+
+#[test]
+fn pruning_keeps_every_answer_and_the_records_the_evidence_rests_on() {
+    let ws = Workspace::new();
+    ws.ok(&["ingest", "-q", fixtures().join("example").to_str().unwrap()]);
+    let before = answers(&ws);
+    let findings: Value = serde_json::from_str(&before[2]).unwrap();
+    let calls: Value = serde_json::from_str(&before[1]).unwrap();
+    let mut cited: BTreeSet<String> = BTreeSet::new();
+    for f in findings.as_array().unwrap() {
+        cited.extend(
+            f["evidence"].as_array().unwrap().iter().filter_map(|e| e["event_id"].as_str()).map(String::from),
+        );
+    }
+    for c in calls.as_array().unwrap() {
+        if c["label"] == "grant_only" || c["label"] == "grant_only_likely" {
+            cited.insert(c["event_id"].as_str().unwrap().to_string());
+            for reason in c["reasons"].as_array().unwrap() {
+                cited.extend(
+                    reason["event_ids"].as_array().unwrap().iter().map(|e| e.as_str().unwrap().to_string()),
+                );
+            }
+        }
+    }
+    assert!(cited.len() >= 2, "the example has grant-only calls");
+
+    let out = ws.ok(&["prune", "--keep-days", "1", "--as-of", AS_OF]);
+    assert!(out.contains("dropped the records of"), "{out}");
+    assert_eq!(answers(&ws), before, "pruning changed an answer");
+
+    let mut dropped = 0;
+    for (id, name, source) in events(&ws) {
+        let record = ws.run(&["event", &id, "--format", "json"]);
+        let always_kept = source != "kms.amazonaws.com" || LIFECYCLE_AND_KEY_EVENTS.contains(&name.as_str());
+        if record.status.success() {
+            assert!(always_kept || cited.contains(&id), "{name} {id} is old, uncited and kept");
+        } else {
+            dropped += 1;
+            assert!(!always_kept && !cited.contains(&id), "{name} {id} was dropped");
+            assert!(stderr(&record).contains("granttrail prune"), "{}", stderr(&record));
+            let table = ws.ok(&["event", &id]);
+            assert!(table.contains(&id) && table.contains("dropped by `granttrail prune`"), "{table}");
+        }
+    }
+    assert!(dropped > 0, "nothing was old enough to drop");
+}
+
+#[test]
+fn the_days_come_from_the_settings_file_and_must_be_given() {
+    let ws = Workspace::new();
+    ws.ok(&["ingest", "-q", fixtures().join("example").to_str().unwrap()]);
+    let refused = ws.run(&["prune", "--as-of", AS_OF]);
+    assert!(!refused.status.success());
+    assert!(stderr(&refused).contains("keep_call_records_days"), "{}", stderr(&refused));
+
+    let config = ws.path("granttrail.toml");
+    std::fs::write(&config, "[store]\nkeep_call_records_days = 1\n").unwrap();
+    let out = ws.ok(&["--config", config.to_str().unwrap(), "prune", "--as-of", AS_OF]);
+    assert!(!out.contains("records of 0 call"), "{out}");
+    // Nothing from the last 10,000 days is dropped.
+    let again = ws.ok(&["prune", "--keep-days", "10000", "--as-of", AS_OF]);
+    assert!(again.contains("records of 0 call"), "{again}");
+}
+
+#[test]
+fn the_file_shrinks() {
+    let ws = Workspace::new();
+    let logs = ws.path("logs");
+    granttrail_corpus::write_corpus(&granttrail_corpus::Options {
+        out: logs.clone(),
+        records: 6_000,
+        kms_share: 0.5,
+        grant_share: 0.01,
+        files: 6,
+        accounts: 1,
+        regions: 1,
+        seed: 9,
+        gzip: true,
+    })
+    .unwrap();
+    ws.ok(&["ingest", "-q", logs.to_str().unwrap()]);
+    // A checkpoint first, so the comparison is of the file alone.
+    let size = |ws: &Workspace| {
+        let conn = rusqlite::Connection::open(ws.db()).unwrap();
+        conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())).unwrap();
+        drop(conn);
+        std::fs::metadata(ws.db()).unwrap().len()
+    };
+    let before = size(&ws);
+    ws.ok(&["prune", "--keep-days", "0", "--as-of", "2100-01-01T00:00:00Z"]);
+    let after = size(&ws);
+    assert!(after < before, "{before} bytes before, {after} after");
+}

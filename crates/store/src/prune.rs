@@ -1,0 +1,91 @@
+//! Dropping the records of old calls (`granttrail prune`), by the rule of
+//! [`granttrail_grants::retention`]. Only records go: the normalised events, grants, labels
+//! and findings are computed from the events and stay as they were.
+
+use std::collections::BTreeSet;
+
+use granttrail_grants::findings::RulesConfig;
+use granttrail_grants::{Label, retention};
+use rusqlite::{TransactionBehavior, params};
+
+use crate::write::{EVENT_COLUMNS, event_from_row};
+use crate::{CallFilter, Result, Store};
+
+/// Events examined per statement: the candidates are read in slices of row ids, so memory
+/// stays flat however many records go.
+const SLICE: i64 = 4096;
+
+/// What a prune dropped.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Pruned {
+    /// Records dropped.
+    pub records: u64,
+    /// Their compressed bytes.
+    pub bytes: u64,
+}
+
+impl Store {
+    /// Drops the records of calls made more than `keep_days` days before `now`, keeping the
+    /// records of the events the findings (under `rules`, as of `now`) and the grant-only
+    /// labels cite ([`retention::cited_events`]). Labels are brought up to date first, so
+    /// what they cite is current. Returns what was dropped and how many events are cited.
+    pub fn prune_call_records(
+        &mut self,
+        rules: &RulesConfig,
+        now: i64,
+        keep_days: u32,
+    ) -> Result<(Pruned, usize)> {
+        self.refresh_labels()?;
+        let findings = self.findings(rules, now)?;
+        let grant_only = CallFilter {
+            labels: vec![Label::GrantOnly.as_str().into(), Label::GrantOnlyLikely.as_str().into()],
+            ..CallFilter::default()
+        };
+        let calls = self.calls(&grant_only)?;
+        let labels = calls
+            .iter()
+            .filter_map(|c| Label::parse(&c.label).map(|l| (c.event_id.as_str(), l, &c.reasons[..])));
+        let cited = retention::cited_events(&findings, labels);
+        let pruned = self.prune_records(now - i64::from(keep_days) * retention::DAY, &cited)?;
+        Ok((pruned, cited.len()))
+    }
+
+    /// Drops the stored records of the events [`retention::prunable`] allows before `cutoff`,
+    /// except those of the `cited` events, in one transaction; then gives the freed pages back
+    /// to the file system.
+    pub fn prune_records(&mut self, cutoff: i64, cited: &BTreeSet<String>) -> Result<Pruned> {
+        let mut pruned = Pruned::default();
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        {
+            let mut candidates = tx.prepare(&format!(
+                "SELECT {EVENT_COLUMNS}, e.id, length(r.record) FROM events e
+                 JOIN event_records r ON r.event_rowid = e.id
+                 WHERE e.id > ?1 AND e.id <= ?2 AND e.event_time < ?3 AND e.event_source = 'kms.amazonaws.com'"
+            ))?;
+            let mut drop_record = tx.prepare("DELETE FROM event_records WHERE event_rowid = ?1")?;
+            let last: i64 = tx.query_row("SELECT coalesce(max(id), 0) FROM event_rows", [], |r| r.get(0))?;
+            let mut from = 0;
+            while from < last {
+                let mut doomed = Vec::new();
+                let mut rows = candidates.query(params![from, from + SLICE, cutoff])?;
+                while let Some(r) = rows.next()? {
+                    let event = event_from_row(r)??;
+                    if retention::prunable(&event, cutoff) && !cited.contains(&event.event_id) {
+                        doomed.push((r.get::<_, i64>(25)?, r.get::<_, i64>(26)?));
+                    }
+                }
+                for (id, bytes) in doomed {
+                    drop_record.execute([id])?;
+                    pruned.records += 1;
+                    pruned.bytes += u64::try_from(bytes).unwrap_or(0);
+                }
+                from += SLICE;
+            }
+        }
+        tx.commit()?;
+        // Databases are created (or migrated) with incremental auto-vacuum: this truncates the
+        // file by the pages the records freed.
+        self.conn.execute_batch("PRAGMA incremental_vacuum")?;
+        Ok(pruned)
+    }
+}
