@@ -16,7 +16,7 @@ use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
 use granttrail_cloudtrail::{Limits, ObjectError, ReadSummary, ScanError, for_each_record};
 use granttrail_grants::{KmsEvent, RecordError};
-use granttrail_store::{Store, StoreError};
+use granttrail_store::{Store, StoreError, StoredRecord};
 
 use crate::object::parse_record;
 use crate::{IngestError, Outcome};
@@ -27,9 +27,22 @@ pub const BATCH: usize = 512;
 pub const BATCHES_IN_FLIGHT: usize = 4;
 
 enum Item {
-    Events { events: Vec<(KmsEvent, String)>, skipped: u64, first_skip: Option<RecordError> },
+    /// Normalised events with their records, compressed here, off the writer's thread.
+    Events {
+        events: Vec<(KmsEvent, StoredRecord)>,
+        skipped: u64,
+        first_skip: Option<RecordError>,
+    },
     Done(ReadSummary),
     Failed(IngestError),
+}
+
+/// Why a decoding thread stops reading an object early.
+enum Stop {
+    /// The writer stopped listening (a store error): nothing more to do.
+    WriterGone,
+    /// A record could not be compressed: the object is rejected.
+    Failed(StoreError),
 }
 
 /// Opens an object for reading; an error rejects the object.
@@ -120,17 +133,19 @@ fn decode<S>(source: &S, open: &Opener<'_, S>, limits: &Limits, tx: &SyncSender<
     let mut batch = Vec::with_capacity(BATCH);
     let mut skipped = 0u64;
     let mut first_skip = None;
-    let flush = |batch: &mut Vec<(KmsEvent, String)>,
+    let flush = |batch: &mut Vec<(KmsEvent, StoredRecord)>,
                  skipped: &mut u64,
                  first_skip: &mut Option<RecordError>| {
         let item =
             Item::Events { events: std::mem::take(batch), skipped: *skipped, first_skip: first_skip.take() };
         *skipped = 0;
-        tx.send(item).map_err(|_| ())
+        tx.send(item).map_err(|_| Stop::WriterGone)
     };
     let read = for_each_record(reader, limits, |record| {
         match parse_record(record) {
-            Ok(Some(kept)) => batch.push(kept),
+            Ok(Some((event, raw))) => {
+                batch.push((event, StoredRecord::compress(&raw).map_err(Stop::Failed)?))
+            }
             Ok(None) => {}
             Err(e) => {
                 skipped += 1;
@@ -145,8 +160,9 @@ fn decode<S>(source: &S, open: &Opener<'_, S>, limits: &Limits, tx: &SyncSender<
     let last = match read {
         Ok(summary) => flush(&mut batch, &mut skipped, &mut first_skip).map(|()| Item::Done(summary)),
         Err(ScanError::Object(e)) => Ok(Item::Failed(IngestError::Object(e))),
+        Err(ScanError::Callback(Stop::Failed(e))) => Ok(Item::Failed(IngestError::Store(e))),
         // The writer stopped listening: nothing more to do.
-        Err(ScanError::Callback(())) => Err(()),
+        Err(ScanError::Callback(Stop::WriterGone)) => Err(Stop::WriterGone),
     };
     if let Ok(item) = last {
         let _ = tx.send(item);
@@ -184,8 +200,8 @@ fn write_in_order(
         let outcome = loop {
             match rx.recv() {
                 Ok(Item::Events { events, skipped, first_skip: skip }) => {
-                    for (event, raw) in &events {
-                        writer.add(event, raw)?;
+                    for (event, record) in &events {
+                        writer.add_record(event, record)?;
                     }
                     for _ in 0..skipped {
                         writer.skip_record();

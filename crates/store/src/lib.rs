@@ -27,6 +27,7 @@ pub use coverage::{DayCount, GrantUseRow, Silence, Window};
 pub use labels::Relabelled;
 pub use prune::Pruned;
 pub use read::{CallFilter, EventRecord, GrantFilter, StoredCall, StoredEvent};
+pub use records::StoredRecord;
 pub use write::{Batch, ObjectCounts, ObjectWriter};
 
 const SCHEMA_VERSION: i64 = 7;
@@ -122,8 +123,6 @@ pub struct Store {
     strategy: labels::Strategy,
     /// The settings the derived tables are computed with.
     settings: Settings,
-    /// Compresses the records of the events written.
-    records: records::RecordCompressor,
 }
 
 impl Store {
@@ -234,8 +233,7 @@ impl Store {
             conn.execute_batch("VACUUM")?;
         }
         conn.pragma_update(None, "foreign_keys", "ON")?;
-        let records = records::RecordCompressor::new()?;
-        Ok(Store { conn, settings, strategy: labels::Strategy::default(), records })
+        Ok(Store { conn, settings, strategy: labels::Strategy::default() })
     }
 
     /// The settings the derived tables were computed with.
@@ -273,13 +271,13 @@ impl Store {
     /// committed. Nothing is visible to others until [`ObjectWriter::commit`]; dropping the
     /// writer rolls everything back.
     pub fn begin_object(&mut self, source: &str) -> Result<Option<ObjectWriter<'_>>> {
-        ObjectWriter::begin(&mut self.conn, &mut self.records, source)
+        ObjectWriter::begin(&mut self.conn, source)
     }
 
     /// Takes the write lock for several objects, committed together by [`Batch::commit`]
     /// (for a run of many objects: fewer, larger writes to the log).
     pub fn begin_batch(&mut self) -> Result<Batch<'_>> {
-        Batch::begin(&mut self.conn, &mut self.records)
+        Batch::begin(&mut self.conn)
     }
 
     /// Writes a consistent copy of the database to `path` (a new file), compacted, while

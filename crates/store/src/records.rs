@@ -10,6 +10,8 @@
 //! read with `sqlite3` and the `zstd` command alone. A dictionary, once used, never changes:
 //! a better one would be added under a new id, and the frames name the one they need.
 
+use std::cell::RefCell;
+
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::{Result, StoreError};
@@ -21,31 +23,63 @@ pub(crate) const DICTIONARY_ID: i64 = 1;
 /// Dictionary [`DICTIONARY_ID`], trained by `bench/train-dictionary`.
 const DICTIONARY: &[u8] = include_bytes!("records.zdict");
 
-/// zstd's default level: with the dictionary, higher levels gain under 10 % of the bytes for
-/// several times the time (docs/schema.md).
-const LEVEL: i32 = 3;
+/// zstd's fastest level: with the dictionary it compresses as well as the default level 3
+/// (220 and 219 bytes a record), and higher levels gain under 10 % for several times the time
+/// (docs/schema.md).
+const LEVEL: i32 = 1;
 
 /// The largest record a frame may claim to hold. A record over ingest's `--max-record-bytes`
 /// is never stored; this only stops a corrupt frame header from asking for a huge buffer.
 const MAX_RECORD_BYTES: u64 = 1 << 30;
 
-/// Compresses records for storage; one per writer, reused for every record.
-pub(crate) struct RecordCompressor {
+/// Compresses records for storage, reused for every record a thread compresses.
+struct RecordCompressor {
     zstd: zstd::bulk::Compressor<'static>,
 }
 
 impl RecordCompressor {
-    pub(crate) fn new() -> Result<RecordCompressor> {
+    fn new() -> Result<RecordCompressor> {
         let zstd = zstd::bulk::Compressor::with_dictionary(LEVEL, DICTIONARY)
             .map_err(|e| StoreError::Corrupt(format!("record dictionary {DICTIONARY_ID}: {e}")))?;
         Ok(RecordCompressor { zstd })
     }
+}
 
-    /// The frame to store for `record`.
-    pub(crate) fn compress(&mut self, record: &str) -> Result<Vec<u8>> {
-        self.zstd
-            .compress(record.as_bytes())
-            .map_err(|e| StoreError::Invalid(format!("cannot compress a record: {e}")))
+thread_local! {
+    /// One compressor per thread: ingest compresses on its decoding threads, off the writer's.
+    static COMPRESSOR: RefCell<Option<RecordCompressor>> = const { RefCell::new(None) };
+}
+
+/// A record compressed for storage ([`crate::ObjectWriter::add_record`]).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StoredRecord {
+    pub(crate) frame: Vec<u8>,
+}
+
+impl StoredRecord {
+    /// Compresses `record` (the CloudTrail record as delivered) with the current dictionary.
+    pub fn compress(record: &str) -> Result<StoredRecord> {
+        COMPRESSOR.with(|cell| {
+            let mut slot = cell.borrow_mut();
+            let compressor = match slot.as_mut() {
+                Some(c) => c,
+                None => slot.insert(RecordCompressor::new()?),
+            };
+            let frame = compressor
+                .zstd
+                .compress(record.as_bytes())
+                .map_err(|e| StoreError::Invalid(format!("cannot compress a record: {e}")))?;
+            Ok(StoredRecord { frame })
+        })
+    }
+
+    /// The compressed size, in bytes.
+    pub fn len(&self) -> usize {
+        self.frame.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.frame.is_empty()
     }
 }
 
@@ -90,7 +124,6 @@ pub(crate) fn move_v6_records(conn: &Connection, progress: &mut dyn FnMut(u64, u
     store_dictionary(conn)?;
     let total: i64 = conn.query_row("SELECT count(*) FROM event_records_6", [], |r| r.get(0))?;
     let total = u64::try_from(total).unwrap_or(0);
-    let mut compressor = RecordCompressor::new()?;
     {
         let mut read = conn.prepare("SELECT event_rowid, raw FROM event_records_6")?;
         let mut write =
@@ -100,7 +133,7 @@ pub(crate) fn move_v6_records(conn: &Connection, progress: &mut dyn FnMut(u64, u
         while let Some(row) = rows.next()? {
             let rowid: i64 = row.get(0)?;
             let raw: String = row.get(1)?;
-            write.execute(params![rowid, DICTIONARY_ID, compressor.compress(&raw)?])?;
+            write.execute(params![rowid, DICTIONARY_ID, StoredRecord::compress(&raw)?.frame])?;
             done += 1;
             if done % 4096 == 0 {
                 progress(done, total);
@@ -129,27 +162,24 @@ mod tests {
     #[test]
     fn a_record_comes_back_byte_for_byte() {
         let conn = database();
-        let mut compressor = RecordCompressor::new().expect("compressor");
         // Odd spacing, escapes and non-ASCII text: the record is kept as delivered, not as
         // JSON would re-encode it.
         let record = "{ \"eventVersion\":\"1.08\", \"eventID\":\"e1\",\"requestParameters\":{\"note\":\"caf\\u00e9 é\\n\"}}";
-        let frame = compressor.compress(record).expect("compressed");
+        let frame = StoredRecord::compress(record).expect("compressed").frame;
         assert_eq!(decompress(&conn, "e1", DICTIONARY_ID, &frame).expect("decompressed"), record);
     }
 
     #[test]
     fn the_dictionary_shrinks_a_kms_record() {
-        let mut compressor = RecordCompressor::new().expect("compressor");
         let record = r#"{"eventVersion":"1.08","userIdentity":{"type":"AssumedRole","principalId":"AROAEXAMPLE:app","arn":"arn:aws:sts::111122223333:assumed-role/App/app","accountId":"111122223333","sessionContext":{"sessionIssuer":{"type":"Role","principalId":"AROAEXAMPLE","arn":"arn:aws:iam::111122223333:role/App","accountId":"111122223333","userName":"App"}}},"eventTime":"2024-05-01T10:00:00Z","eventSource":"kms.amazonaws.com","eventName":"Decrypt","awsRegion":"us-east-1","sourceIPAddress":"10.0.0.1","userAgent":"aws-sdk-go-v2/1.26.1","requestParameters":{"encryptionAlgorithm":"SYMMETRIC_DEFAULT"},"responseElements":null,"requestID":"0f0e0d0c-0b0a-0908-0706-050403020100","eventID":"00010203-0405-0607-0809-0a0b0c0d0e0f","readOnly":true,"resources":[{"accountId":"111122223333","type":"AWS::KMS::Key","ARN":"arn:aws:kms:us-east-1:111122223333:key/1234abcd-12ab-34cd-56ef-1234567890ab"}],"eventType":"AwsApiCall","managementEvent":true,"recipientAccountId":"111122223333","eventCategory":"Management"}"#;
-        let frame = compressor.compress(record).expect("compressed");
+        let frame = StoredRecord::compress(record).expect("compressed");
         assert!(frame.len() * 3 < record.len(), "{} bytes from {}", frame.len(), record.len());
     }
 
     #[test]
     fn a_damaged_frame_is_an_error_naming_the_event() {
         let conn = database();
-        let mut compressor = RecordCompressor::new().expect("compressor");
-        let mut frame = compressor.compress("{\"eventID\":\"e1\"}").expect("compressed");
+        let mut frame = StoredRecord::compress("{\"eventID\":\"e1\"}").expect("compressed").frame;
         let last = frame.len() - 1;
         frame[last] ^= 0xff;
         for (dictionary, frame) in

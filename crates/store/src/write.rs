@@ -6,7 +6,7 @@ use granttrail_grants::{Caller, Details, Grant, GrantSpec, KmsEvent, fold_grant}
 use rusqlite::{Connection, Savepoint, Transaction, TransactionBehavior, params};
 
 use crate::labels::{self, Dirty};
-use crate::records::{self, RecordCompressor};
+use crate::records::{self, StoredRecord};
 use crate::texts::Texts;
 use crate::{Result, StoreError};
 
@@ -30,7 +30,6 @@ type Touched = BTreeSet<(Option<String>, String)>;
 /// One object's transaction. Dropping it without [`ObjectWriter::commit`] rolls back.
 pub struct ObjectWriter<'c> {
     tx: Scope<'c>,
-    records: &'c mut RecordCompressor,
     /// The texts this object's events refer to; per object, since a rolled-back object
     /// takes the texts it added with it.
     texts: Texts,
@@ -74,17 +73,16 @@ impl Scope<'_> {
 /// before [`Batch::commit`]; dropping the batch rolls every object in it back.
 pub struct Batch<'c> {
     tx: Transaction<'c>,
-    records: &'c mut RecordCompressor,
 }
 
 impl<'c> Batch<'c> {
-    pub(crate) fn begin(conn: &'c mut Connection, records: &'c mut RecordCompressor) -> Result<Batch<'c>> {
-        Ok(Batch { tx: conn.transaction_with_behavior(TransactionBehavior::Immediate)?, records })
+    pub(crate) fn begin(conn: &'c mut Connection) -> Result<Batch<'c>> {
+        Ok(Batch { tx: conn.transaction_with_behavior(TransactionBehavior::Immediate)? })
     }
 
     /// [`crate::Store::begin_object`] within the batch.
     pub fn begin_object(&mut self, source: &str) -> Result<Option<ObjectWriter<'_>>> {
-        ObjectWriter::start(Scope::InBatch(self.tx.savepoint()?), &mut *self.records, source)
+        ObjectWriter::start(Scope::InBatch(self.tx.savepoint()?), source)
     }
 
     /// [`crate::Store::record_rejection`] within the batch.
@@ -108,23 +106,14 @@ pub(crate) fn record_rejection(conn: &Connection, source: &str, reason: &str, no
 }
 
 impl<'c> ObjectWriter<'c> {
-    pub(crate) fn begin(
-        conn: &'c mut Connection,
-        records: &'c mut RecordCompressor,
-        source: &str,
-    ) -> Result<Option<ObjectWriter<'c>>> {
+    pub(crate) fn begin(conn: &'c mut Connection, source: &str) -> Result<Option<ObjectWriter<'c>>> {
         ObjectWriter::start(
             Scope::Own(conn.transaction_with_behavior(TransactionBehavior::Immediate)?),
-            records,
             source,
         )
     }
 
-    fn start(
-        tx: Scope<'c>,
-        records: &'c mut RecordCompressor,
-        source: &str,
-    ) -> Result<Option<ObjectWriter<'c>>> {
+    fn start(tx: Scope<'c>, source: &str) -> Result<Option<ObjectWriter<'c>>> {
         // The row is completed at commit; inserting it first gives events their object id
         // and makes a concurrent writer of the same object wait, then see it as done.
         let inserted = tx.execute(
@@ -140,7 +129,6 @@ impl<'c> ObjectWriter<'c> {
         let object_id = tx.last_insert_rowid();
         Ok(Some(ObjectWriter {
             tx,
-            records,
             texts: Texts::default(),
             object_id,
             touched: Touched::new(),
@@ -150,9 +138,14 @@ impl<'c> ObjectWriter<'c> {
         }))
     }
 
-    /// Stores one KMS event with its raw record. Returns false when its `eventID` was
-    /// already stored (a duplicate delivery: nothing changes).
+    /// Stores one KMS event with its record as delivered. Returns false when its `eventID`
+    /// was already stored (a duplicate delivery: nothing changes).
     pub fn add(&mut self, event: &KmsEvent, raw: &str) -> Result<bool> {
+        self.add_record(event, &StoredRecord::compress(raw)?)
+    }
+
+    /// [`ObjectWriter::add`] with the record compressed already (by another thread).
+    pub fn add_record(&mut self, event: &KmsEvent, record: &StoredRecord) -> Result<bool> {
         if event.is_kms() {
             self.counts.kms_events += 1;
         }
@@ -211,7 +204,7 @@ impl<'c> ObjectWriter<'c> {
             .prepare_cached(
                 "INSERT INTO event_records (event_rowid, dictionary, record) VALUES (?1, ?2, ?3)",
             )?
-            .execute(params![rowid, records::DICTIONARY_ID, self.records.compress(raw)?])?;
+            .execute(params![rowid, records::DICTIONARY_ID, record.frame])?;
         self.counts.new_events += 1;
         self.dirty.add_event(event);
         if event.is_grant_event() {
