@@ -123,6 +123,56 @@ pub struct Reason {
     pub event_ids: Vec<String>,
 }
 
+/// How a label's first reasons name the grants it lists (`grant_ids`), one sentence per grant
+/// in the same order. Each sentence needs only its grant, so a store can keep which words were
+/// used and render the sentences from the grants when the label is read (§4.4).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum GrantReasons {
+    /// `covered by grant G (grantee P, created T)`: the grant covered the call.
+    CoveredBy,
+    /// `may be covered by grant G (...)`: the uncertain labels.
+    MayBeCoveredBy,
+}
+
+impl GrantReasons {
+    pub const ALL: [GrantReasons; 2] = [GrantReasons::CoveredBy, GrantReasons::MayBeCoveredBy];
+
+    fn words(self) -> &'static str {
+        match self {
+            GrantReasons::CoveredBy => "covered by",
+            GrantReasons::MayBeCoveredBy => "may be covered by",
+        }
+    }
+
+    /// The reason naming grant `g` this way: the sentence and the grant's creation events.
+    pub fn reason(self, g: &Grant) -> Reason {
+        Reason {
+            text: format!(
+                "{} grant {} (grantee {}, created {})",
+                self.words(),
+                g.grant_id,
+                g.spec.grantee_principal.as_deref().unwrap_or("unknown"),
+                g.created_at.map(timestamp::format).unwrap_or_else(|| "before the logs".into())
+            ),
+            event_ids: g.create_event_ids.clone(),
+        }
+    }
+
+    /// The way `label`'s reasons start by naming each of its grants in order, rendered from
+    /// the grants `grant` finds by id exactly as they stand; `None` when they do not (the
+    /// reasons are then kept whole).
+    pub fn of<'g>(label: &CallLabel, grant: impl Fn(&str) -> Option<&'g Grant>) -> Option<GrantReasons> {
+        let n = label.grant_ids.len();
+        if n == 0 || label.reasons.len() < n {
+            return None;
+        }
+        let grants: Vec<&Grant> = label.grant_ids.iter().map(|id| grant(id)).collect::<Option<_>>()?;
+        GrantReasons::ALL
+            .into_iter()
+            .find(|way| grants.iter().zip(&label.reasons).all(|(g, reason)| way.reason(g) == *reason))
+    }
+}
+
 /// The classification of one side of one successful call.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CallLabel {
@@ -799,16 +849,6 @@ fn classify_side(
             flags.extend(f.iter().copied());
         }
     }
-    let grant_reason = |g: &Grant, how: &str| Reason {
-        text: format!(
-            "{how} grant {} (grantee {}, created {})",
-            g.grant_id,
-            g.spec.grantee_principal.as_deref().unwrap_or("unknown"),
-            g.created_at.map(timestamp::format).unwrap_or_else(|| "before the logs".into())
-        ),
-        event_ids: g.create_event_ids.clone(),
-    };
-
     if yes.is_empty() && maybe.is_empty() {
         if !delegation_violated.is_empty() {
             out.label = Label::GrantAndPolicy;
@@ -840,12 +880,12 @@ fn classify_side(
         out.label = Label::GrantCoveredUncertain;
         out.evidence = Evidence::L1;
         out.grant_ids = maybe.iter().map(|g| g.grant_id.clone()).collect();
-        out.reasons.extend(maybe.iter().map(|g| grant_reason(g, "may be covered by")));
+        out.reasons.extend(maybe.iter().map(|g| GrantReasons::MayBeCoveredBy.reason(g)));
         out.flags = flag_names(&flags);
         return out;
     }
     out.grant_ids = yes.iter().map(|g| g.grant_id.clone()).collect();
-    out.reasons.extend(yes.iter().map(|g| grant_reason(g, "covered by")));
+    out.reasons.extend(yes.iter().map(|g| GrantReasons::CoveredBy.reason(g)));
     out.label = Label::GrantCovered;
     out.evidence = if flags.contains(&Flag::TokenPresented) { Evidence::L2 } else { Evidence::L1 };
     // Flags that only explain uncertainty do not belong to a certain coverage.
@@ -964,4 +1004,75 @@ pub(crate) fn principal_deleted_between<'e>(
             && e.event_time > from
             && e.event_time <= to
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::lifecycle::fold_grant;
+
+    const KEY: &str = "arn:aws:kms:us-east-1:111122223333:key/1111aaaa-1111-1111-1111-111111111111";
+
+    fn grant(id: &str, grantee: &str) -> Grant {
+        let record = format!(
+            r#"{{"eventSource":"kms.amazonaws.com","eventName":"CreateGrant","eventID":"c-{id}",
+                "eventTime":"2024-05-01T10:00:00Z","resources":[{{"ARN":"{KEY}"}}],
+                "requestParameters":{{"keyId":"{KEY}","granteePrincipal":"{grantee}","operations":["Decrypt"]}},
+                "responseElements":{{"grantId":"{id}"}}}}"#
+        );
+        let event = crate::normalise(record.as_bytes()).unwrap().unwrap();
+        fold_grant(KEY, id, &[event]).unwrap()
+    }
+
+    fn label(grants: &[&Grant], way: GrantReasons, more: &[Reason]) -> CallLabel {
+        CallLabel {
+            event_id: "call".into(),
+            shared_event_id: None,
+            event_time: 0,
+            event_name: "Decrypt".into(),
+            side: "key",
+            key_arn: KEY.into(),
+            operation: Some("Decrypt"),
+            principal: None,
+            label: Label::GrantCovered,
+            evidence: Evidence::L1,
+            grant_ids: grants.iter().map(|g| g.grant_id.clone()).collect(),
+            reasons: grants.iter().map(|g| way.reason(g)).chain(more.iter().cloned()).collect(),
+            flags: Vec::new(),
+            behaviour_group: None,
+        }
+    }
+
+    #[test]
+    fn grant_reasons_are_found_only_where_they_render_exactly() {
+        let (a, b) = (
+            grant("ga", "arn:aws:iam::111122223333:role/A"),
+            grant("gb", "arn:aws:iam::111122223333:role/B"),
+        );
+        let find = |id: &str| [&a, &b].into_iter().find(|g| g.grant_id == id);
+        let policy =
+            Reason { text: "key policy: a statement allows kms:Decrypt".into(), event_ids: vec!["p".into()] };
+        for way in GrantReasons::ALL {
+            assert_eq!(GrantReasons::of(&label(&[&a, &b], way, &[]), find), Some(way));
+            assert_eq!(
+                GrantReasons::of(&label(&[&a], way, &[policy.clone()]), find),
+                Some(way),
+                "more reasons after"
+            );
+        }
+        let mut edited = label(&[&a, &b], GrantReasons::CoveredBy, &[]);
+        edited.reasons[1].text.push('!');
+        assert_eq!(GrantReasons::of(&edited, find), None, "a sentence that does not render is kept whole");
+        let unknown = label(&[&a], GrantReasons::CoveredBy, &[]);
+        assert_eq!(GrantReasons::of(&unknown, |_| None), None, "a grant that cannot be found");
+        assert_eq!(
+            GrantReasons::of(&label(&[], GrantReasons::CoveredBy, &[policy]), find),
+            None,
+            "no grants"
+        );
+        assert!(GrantReasons::CoveredBy.reason(&a).text.starts_with(
+            "covered by grant ga (grantee arn:aws:iam::111122223333:role/A, created 2024-05-01T10:00:00Z)"
+        ));
+        assert_eq!(GrantReasons::CoveredBy.reason(&a).event_ids, ["c-ga"]);
+    }
 }

@@ -26,9 +26,9 @@ pub mod settings;
 pub mod timestamp;
 
 pub use classify::{
-    CallLabel, Evidence, ImportedIam, ImportedKeyPolicy, KeyClassifier, KeyInputs, KeyLabels, Label,
-    Observation, ObservationIndex, ObservationKind, Reason, behaviour_group, classify_key, classify_keyless,
-    sets_key_context,
+    CallLabel, Evidence, GrantReasons, ImportedIam, ImportedKeyPolicy, KeyClassifier, KeyInputs, KeyLabels,
+    Label, Observation, ObservationIndex, ObservationKind, Reason, behaviour_group, classify_key,
+    classify_keyless, sets_key_context,
 };
 pub use event::{Caller, Constraints, Details, GrantSpec, KmsEvent, RecordError, normalise, normalise_str};
 pub use iam::IamSnapshot;

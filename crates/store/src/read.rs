@@ -299,10 +299,38 @@ fn grant_from_row(r: &Row<'_>) -> rusqlite::Result<Result<Grant>> {
 
 /// The texts of a call label row `c`, for [`StoredCall`]: key, operation, principal, label
 /// and evidence codes, and the JSON of grant ids, reasons and flags.
-const CALL_TEXTS: &str = "k.text, o.text, p.text, c.label, c.evidence, g.text, r.text, f.text";
+const CALL_TEXTS: &str =
+    "k.text, o.text, p.text, c.label, c.evidence, g.text, r.text, f.text, c.grant_reasons";
 const CALL_TEXT_JOINS: &str = "JOIN texts k ON k.id = c.key LEFT JOIN texts o ON o.id = c.operation
      LEFT JOIN texts p ON p.id = c.principal JOIN texts g ON g.id = c.grant_ids JOIN texts r ON r.id = c.reasons
      JOIN texts f ON f.id = c.flags";
+
+/// The grants a listing of calls renders reasons from, read once each (at most
+/// [`GrantReader::REMEMBERED`] at a time).
+#[derive(Default)]
+struct GrantReader {
+    read: std::collections::HashMap<(String, String), Grant>,
+}
+
+impl GrantReader {
+    const REMEMBERED: usize = 4096;
+
+    fn get(&mut self, conn: &rusqlite::Connection, key_arn: &str, grant_id: &str) -> Result<&Grant> {
+        let at = (key_arn.to_string(), grant_id.to_string());
+        if !self.read.contains_key(&at) {
+            if self.read.len() >= Self::REMEMBERED {
+                self.read.clear();
+            }
+            let grant = grant(conn, key_arn, grant_id)?.ok_or_else(|| {
+                StoreError::Corrupt(format!(
+                    "a label names grant {grant_id} on {key_arn}, which is not stored"
+                ))
+            })?;
+            self.read.insert(at.clone(), grant);
+        }
+        self.read.get(&at).ok_or_else(|| StoreError::Corrupt(format!("grant {grant_id}")))
+    }
+}
 
 /// Which labelled calls to list. Every field narrows the list.
 #[derive(Debug, Clone, Default)]
@@ -398,8 +426,9 @@ impl Store {
         );
         let mut stmt = self.conn().prepare(&sql).map_err(StoreError::from)?;
         let mut rows = stmt.query(params_from_iter(args)).map_err(StoreError::from)?;
+        let mut grants = GrantReader::default();
         while let Some(r) = rows.next().map_err(StoreError::from)? {
-            let call = (|| -> Result<StoredCall> {
+            let mut call = (|| -> Result<StoredCall> {
                 let json: [String; 3] = [r.get(10)?, r.get(11)?, r.get(12)?];
                 let [grant_ids, reasons, flags] = json;
                 Ok(StoredCall {
@@ -417,8 +446,18 @@ impl Store {
                     reasons: json_column(Some(reasons))?.unwrap_or_default(),
                     flags: json_column(Some(flags))?.unwrap_or_default(),
                 })
-            })();
-            each(call?)?;
+            })()?;
+            let way: Option<i64> = r.get(13).map_err(StoreError::from)?;
+            if let Some(way) = way {
+                let way = texts::grant_reasons_from_code(way)?;
+                let mut reasons = Vec::with_capacity(call.grant_ids.len() + call.reasons.len());
+                for id in &call.grant_ids {
+                    reasons.push(way.reason(grants.get(self.conn(), &call.key_arn, id)?));
+                }
+                reasons.append(&mut call.reasons);
+                call.reasons = reasons;
+            }
+            each(call)?;
         }
         Ok(())
     }

@@ -151,7 +151,8 @@ CREATE TABLE call_labels (
     label           INTEGER NOT NULL,
     evidence        INTEGER NOT NULL,
     grant_ids       INTEGER NOT NULL,   -- texts.id of the JSON array
-    reasons         INTEGER NOT NULL,   -- texts.id of the JSON array
+    grant_reasons   INTEGER CHECK (grant_reasons = 0 OR grant_reasons = 1),  -- covered by, may be covered by
+    reasons         INTEGER NOT NULL,   -- texts.id of the JSON array of the other reasons
     flags           INTEGER NOT NULL,   -- texts.id of the JSON array
     behaviour_group INTEGER,
     PRIMARY KEY (event, side)
@@ -195,7 +196,9 @@ SELECT e.event_id, e.shared_event_id, strftime('%Y-%m-%dT%H:%M:%SZ', c.event_tim
             WHEN 6 THEN 'grant_only' WHEN 7 THEN 'grant_and_policy' END AS label,
        CASE c.evidence WHEN 0 THEN 'L0' WHEN 1 THEN 'L1' WHEN 2 THEN 'L2' WHEN 3 THEN 'L3' WHEN 4 THEN 'L3'''
             WHEN 5 THEN 'L4' WHEN 6 THEN 'L5' END AS evidence,
-       g.text AS grant_ids, r.text AS reasons, f.text AS flags
+       g.text AS grant_ids,
+       CASE c.grant_reasons WHEN 0 THEN 'covered by' WHEN 1 THEN 'may be covered by' END AS grant_reasons,
+       r.text AS reasons, f.text AS flags
 FROM call_labels c JOIN events e ON e.id = c.event JOIN texts k ON k.id = c.key
 LEFT JOIN texts o ON o.id = c.operation LEFT JOIN texts p ON p.id = c.principal
 JOIN texts g ON g.id = c.grant_ids JOIN texts r ON r.id = c.reasons JOIN texts f ON f.id = c.flags;

@@ -7,7 +7,7 @@
 
 use std::collections::HashMap;
 
-use granttrail_grants::{Evidence, Label, ObservationKind};
+use granttrail_grants::{Evidence, GrantReasons, Label, ObservationKind};
 use rusqlite::{Connection, OptionalExtension};
 
 use crate::{Result, StoreError};
@@ -120,6 +120,21 @@ pub(crate) fn side_from_code(code: i64) -> Result<&'static str> {
         .ok_or_else(|| StoreError::Corrupt(format!("call side {code}")))
 }
 
+/// The stored code of the way a label's first reasons name its grants (never renumber).
+pub(crate) fn grant_reasons_code(way: GrantReasons) -> i64 {
+    match way {
+        GrantReasons::CoveredBy => 0,
+        GrantReasons::MayBeCoveredBy => 1,
+    }
+}
+
+pub(crate) fn grant_reasons_from_code(code: i64) -> Result<GrantReasons> {
+    GrantReasons::ALL
+        .into_iter()
+        .find(|w| grant_reasons_code(*w) == code)
+        .ok_or_else(|| StoreError::Corrupt(format!("call_labels.grant_reasons {code}")))
+}
+
 /// The stored code of an observation's kind (never renumber).
 pub(crate) fn kind_code(kind: ObservationKind) -> i64 {
     match kind {
@@ -140,6 +155,10 @@ mod tests {
         for evidence in Evidence::ALL {
             assert_eq!(evidence_from_code(evidence_code(evidence)).expect("known code"), evidence);
         }
+        for way in GrantReasons::ALL {
+            assert_eq!(grant_reasons_from_code(grant_reasons_code(way)).expect("known code"), way);
+        }
+        assert!(grant_reasons_from_code(2).is_err());
         for side in SIDES {
             assert_eq!(side_from_code(side_code(side).expect("known side")).expect("known code"), side);
         }

@@ -2,7 +2,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use granttrail_grants::{CallLabel, Observation};
+use granttrail_grants::{CallLabel, Grant, GrantReasons, Observation};
 use rusqlite::{Connection, OptionalExtension, params};
 
 use crate::texts::{self, Texts};
@@ -37,6 +37,10 @@ pub(super) fn replace_observations(conn: &Connection, key: &str, observations: &
     Ok(())
 }
 
+/// Grants a [`LabelWriter`] remembers before it starts again (memory stays bounded on a key
+/// with many grants).
+const GRANTS_REMEMBERED: usize = 4096;
+
 /// A label as stored, but for its call side: texts as ids, enums as codes.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct LabelRow {
@@ -47,6 +51,7 @@ struct LabelRow {
     label: i64,
     evidence: i64,
     grant_ids: i64,
+    grant_reasons: Option<i64>,
     reasons: i64,
     flags: i64,
     behaviour_group: Option<i64>,
@@ -57,11 +62,13 @@ struct LabelWriter<'c> {
     conn: &'c Connection,
     texts: Texts,
     json: Vec<u8>,
+    /// The grants labels name, by key and id, read once.
+    grants: HashMap<(String, String), Option<Grant>>,
 }
 
 impl<'c> LabelWriter<'c> {
     fn new(conn: &'c Connection) -> LabelWriter<'c> {
-        LabelWriter { conn, texts: Texts::default(), json: Vec::new() }
+        LabelWriter { conn, texts: Texts::default(), json: Vec::new(), grants: HashMap::new() }
     }
 
     fn text(&mut self, text: &str) -> Result<i64> {
@@ -76,8 +83,27 @@ impl<'c> LabelWriter<'c> {
         self.text(&text)
     }
 
-    /// The row `l` is stored as, on key `key` (a text id).
+    /// The row `l` is stored as, on key `key` (a text id). The sentences that name its grants
+    /// are kept as the way they name them (rendered again when read); the other reasons as
+    /// JSON.
     fn row(&mut self, key: i64, l: &CallLabel) -> Result<LabelRow> {
+        for id in &l.grant_ids {
+            let at = (l.key_arn.clone(), id.clone());
+            if !self.grants.contains_key(&at) {
+                if self.grants.len() >= GRANTS_REMEMBERED {
+                    self.grants.clear();
+                }
+                let grant = crate::read::grant(self.conn, &l.key_arn, id)?;
+                self.grants.insert(at, grant);
+            }
+        }
+        let way = GrantReasons::of(l, |id| {
+            self.grants.get(&(l.key_arn.clone(), id.to_string())).and_then(Option::as_ref)
+        });
+        let others = match way {
+            Some(_) => &l.reasons[l.grant_ids.len()..],
+            None => &l.reasons[..],
+        };
         Ok(LabelRow {
             event_time: l.event_time,
             key,
@@ -86,7 +112,8 @@ impl<'c> LabelWriter<'c> {
             label: texts::label_code(l.label),
             evidence: texts::evidence_code(l.evidence),
             grant_ids: self.json(&l.grant_ids)?,
-            reasons: self.json(&l.reasons)?,
+            grant_reasons: way.map(texts::grant_reasons_code),
+            reasons: self.json(&others)?,
             flags: self.json(&l.flags)?,
             behaviour_group: l.behaviour_group,
         })
@@ -105,6 +132,7 @@ impl<'c> LabelWriter<'c> {
             row.label,
             row.evidence,
             row.grant_ids,
+            row.grant_reasons,
             row.reasons,
             row.flags,
             row.behaviour_group,
@@ -262,7 +290,7 @@ struct Linked {
 
 /// The columns [`stored_row`] reads, in its order.
 const LABEL_COLUMNS: &str = "c.event, c.side, c.event_time, c.key, c.operation, c.principal, c.label,
-     c.evidence, c.grant_ids, c.reasons, c.flags, c.behaviour_group";
+     c.evidence, c.grant_ids, c.grant_reasons, c.reasons, c.flags, c.behaviour_group";
 
 /// A stored row, read from column `at` on ([`LABEL_COLUMNS`]).
 fn stored_row(r: &rusqlite::Row<'_>, at: usize) -> Result<(Linked, LabelRow)> {
@@ -274,9 +302,10 @@ fn stored_row(r: &rusqlite::Row<'_>, at: usize) -> Result<(Linked, LabelRow)> {
         label: r.get(at + 6)?,
         evidence: r.get(at + 7)?,
         grant_ids: r.get(at + 8)?,
-        reasons: r.get(at + 9)?,
-        flags: r.get(at + 10)?,
-        behaviour_group: r.get(at + 11)?,
+        grant_reasons: r.get(at + 9)?,
+        reasons: r.get(at + 10)?,
+        flags: r.get(at + 11)?,
+        behaviour_group: r.get(at + 12)?,
     };
     let linked = Linked {
         event: r.get(at)?,
@@ -291,7 +320,7 @@ const UNLINK: &str =
     "DELETE FROM call_label_grants WHERE grant_id = ?1 AND event_time = ?2 AND event = ?3 AND side = ?4";
 const INSERT_LABEL: &str =
     "INSERT OR REPLACE INTO call_labels (event, side, event_time, key, operation, principal, label, evidence,
-         grant_ids, reasons, flags, behaviour_group)
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12)";
+         grant_ids, grant_reasons, reasons, flags, behaviour_group)
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)";
 const INSERT_LINK: &str =
     "INSERT OR IGNORE INTO call_label_grants (grant_id, event_time, event, side) VALUES (?1, ?2, ?3, ?4)";
