@@ -1055,7 +1055,7 @@ mod tests {
         for way in GrantReasons::ALL {
             assert_eq!(GrantReasons::of(&label(&[&a, &b], way, &[]), find), Some(way));
             assert_eq!(
-                GrantReasons::of(&label(&[&a], way, &[policy.clone()]), find),
+                GrantReasons::of(&label(&[&a], way, std::slice::from_ref(&policy)), find),
                 Some(way),
                 "more reasons after"
             );
