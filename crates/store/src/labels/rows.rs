@@ -63,7 +63,7 @@ struct LabelWriter<'c> {
     texts: Texts,
     json: Vec<u8>,
     /// The grants labels name, by key and id, read once.
-    grants: HashMap<(String, String), Option<Grant>>,
+    grants: HashMap<String, HashMap<String, Option<Grant>>>,
 }
 
 impl<'c> LabelWriter<'c> {
@@ -76,11 +76,16 @@ impl<'c> LabelWriter<'c> {
     }
 
     fn json(&mut self, value: &impl serde::Serialize) -> Result<i64> {
-        self.json.clear();
-        serde_json::to_writer(&mut self.json, value).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        let text =
-            std::str::from_utf8(&self.json).map_err(|e| StoreError::Corrupt(e.to_string()))?.to_string();
-        self.text(&text)
+        // The buffer is lent out while the text is looked up, so it is reused, not copied.
+        let mut json = std::mem::take(&mut self.json);
+        json.clear();
+        serde_json::to_writer(&mut json, value).map_err(|e| StoreError::Corrupt(e.to_string()))?;
+        let id = match std::str::from_utf8(&json) {
+            Ok(text) => self.text(text),
+            Err(e) => Err(StoreError::Corrupt(e.to_string())),
+        };
+        self.json = json;
+        id
     }
 
     /// The row `l` is stored as, on key `key` (a text id). The sentences that name its grants
@@ -88,18 +93,18 @@ impl<'c> LabelWriter<'c> {
     /// JSON.
     fn row(&mut self, key: i64, l: &CallLabel) -> Result<LabelRow> {
         for id in &l.grant_ids {
-            let at = (l.key_arn.clone(), id.clone());
-            if !self.grants.contains_key(&at) {
-                if self.grants.len() >= GRANTS_REMEMBERED {
-                    self.grants.clear();
-                }
+            let read = self.grants.get(&l.key_arn).is_some_and(|on_key| on_key.contains_key(id));
+            if !read {
                 let grant = crate::read::grant(self.conn, &l.key_arn, id)?;
-                self.grants.insert(at, grant);
+                let on_key = self.grants.entry(l.key_arn.clone()).or_default();
+                if on_key.len() >= GRANTS_REMEMBERED {
+                    on_key.clear();
+                }
+                on_key.insert(id.clone(), grant);
             }
         }
-        let way = GrantReasons::of(l, |id| {
-            self.grants.get(&(l.key_arn.clone(), id.to_string())).and_then(Option::as_ref)
-        });
+        let on_key = self.grants.get(&l.key_arn);
+        let way = GrantReasons::of(l, |id| on_key.and_then(|grants| grants.get(id)).and_then(Option::as_ref));
         let others = match way {
             Some(_) => &l.reasons[l.grant_ids.len()..],
             None => &l.reasons[..],
