@@ -1,6 +1,7 @@
-//! A database written by the schema-6 granttrail (fixtures/v6), opened by this one: the schema
-//! is migrated and every command answers exactly as the schema-6 binary did. A database newer
-//! than this binary is refused and left alone.
+//! Databases written by the schema-6 and schema-7 granttrail (fixtures/v6, fixtures/v7), opened
+//! by this one: the schema is migrated and every command answers exactly as the schema-6 binary
+//! did (the schema-7 one answered the same). A database newer than this binary is refused and
+//! left alone.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod common;
@@ -11,8 +12,9 @@ use common::{Workspace, fixtures, stderr};
 use rusqlite::Connection;
 use serde_json::Value;
 
-/// The schema version of the fixture.
+/// The schema versions of the fixtures.
 const V6: i64 = 6;
+const V7: i64 = 7;
 
 /// After every event of the example, so that age-based findings do not depend on the clock.
 const AS_OF: &str = "2024-06-01T00:00:00Z";
@@ -38,16 +40,29 @@ const COMMANDS: &[(&str, &[&str])] = &[
     ("grant-end-only.json", &["grant", END_ONLY_GRANT, "--format", "json"]),
 ];
 
-/// Writes the schema-6 database of fixtures/v6/example.sql to `path` (a new file), laid out as
-/// the schema-6 granttrail left its databases: 16 KiB pages, write-ahead log.
-fn load_v6_database(path: &Path) {
-    let dump =
-        std::fs::read_to_string(fixtures().join("v6/example.sql")).expect("read fixtures/v6/example.sql");
+/// Writes the database of fixtures/v{version}/example.sql to `path` (a new file), laid out as
+/// granttrail left its databases: 16 KiB pages, write-ahead log.
+fn load_database(path: &Path, version: i64) {
+    let file = format!("v{version}/example.sql");
+    let dump = std::fs::read_to_string(fixtures().join(&file))
+        .unwrap_or_else(|e| panic!("read fixtures/{file}: {e}"));
     let conn = Connection::open(path).expect("create the database file");
     // Page size first: it only takes effect before anything is written.
     conn.pragma_update(None, "page_size", 16 * 1024).expect("set the page size");
     conn.pragma_update(None, "journal_mode", "WAL").expect("switch to WAL");
-    conn.execute_batch(&dump).expect("load fixtures/v6/example.sql");
+    conn.execute_batch(&dump).unwrap_or_else(|e| panic!("load fixtures/{file}: {e}"));
+    assert_eq!(user_version(path), version, "fixtures/{file} must set user_version {version}");
+}
+
+/// Every record of the schema-6 fixture as delivered (schema 6 kept them as text), by eventID.
+fn delivered_records() -> Vec<(String, String)> {
+    let ws = Workspace::new();
+    load_database(&ws.db(), V6);
+    let conn = Connection::open(ws.db()).expect("open the database");
+    let mut stmt = conn
+        .prepare("SELECT e.event_id, r.raw FROM events e JOIN event_records r ON r.event_rowid = e.id")
+        .expect("version 6 keeps records as text");
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).expect("records").map(Result::unwrap).collect()
 }
 
 fn user_version(path: &Path) -> i64 {
@@ -112,30 +127,30 @@ fn assert_v6_answers(ws: &Workspace, pass: &str) {
 #[test]
 fn a_v6_database_gives_the_v6_answers_after_migration() {
     let ws = Workspace::new();
-    load_v6_database(&ws.db());
-    assert_eq!(user_version(&ws.db()), V6, "fixtures/v6/example.sql must set user_version 6");
-
+    load_database(&ws.db(), V6);
     // The first command migrates the database; the second pass reads the migrated one.
     assert_v6_answers(&ws, "first pass");
     assert_v6_answers(&ws, "second pass");
 }
 
 #[test]
-fn opening_a_v6_database_migrates_it() {
+fn a_v7_database_gives_the_same_answers_after_migration() {
     let ws = Workspace::new();
-    load_v6_database(&ws.db());
-    let delivered: Vec<(String, String)> = {
-        let conn = Connection::open(ws.db()).expect("open the database");
-        let mut stmt = conn
-            .prepare("SELECT e.event_id, r.raw FROM events e JOIN event_records r ON r.event_rowid = e.id")
-            .expect("version 6 keeps records as text");
-        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).expect("records").map(Result::unwrap).collect()
-    };
+    load_database(&ws.db(), V7);
+    assert_v6_answers(&ws, "first pass");
+    assert_v6_answers(&ws, "second pass");
+}
+
+/// Opens the fixture of `version` with the current granttrail and checks that it was migrated
+/// and that every record still comes back byte for byte as delivered.
+fn assert_migrated_with_every_record(version: i64) {
+    let delivered = delivered_records();
     assert!(delivered.len() >= 20, "the fixture holds the example's records");
+    let ws = Workspace::new();
+    load_database(&ws.db(), version);
     ws.ok(&["grants", "--format", "json"]);
-    let version = user_version(&ws.db());
-    assert!(version > V6, "the schema is still version {version} after granttrail opened it");
-    // The records were rewritten compressed: each still comes back byte for byte.
+    let migrated = user_version(&ws.db());
+    assert!(migrated > version, "the schema is still version {migrated} after granttrail opened it");
     for (event_id, record) in delivered {
         assert_eq!(
             ws.ok(&["event", &event_id, "--format", "json"]),
@@ -146,9 +161,19 @@ fn opening_a_v6_database_migrates_it() {
 }
 
 #[test]
+fn opening_a_v6_database_migrates_it() {
+    assert_migrated_with_every_record(V6);
+}
+
+#[test]
+fn opening_a_v7_database_migrates_it() {
+    assert_migrated_with_every_record(V7);
+}
+
+#[test]
 fn a_database_newer_than_the_binary_is_refused_and_left_untouched() {
     let ws = Workspace::new();
-    load_v6_database(&ws.db());
+    load_database(&ws.db(), V6);
     {
         let conn = Connection::open(ws.db()).expect("open the copy");
         conn.pragma_update(None, "user_version", 999).expect("set user_version 999");

@@ -30,7 +30,7 @@ pub use read::{CallFilter, EventRecord, GrantFilter, StoredCall, StoredEvent};
 pub use records::StoredRecord;
 pub use write::{Batch, ObjectCounts, ObjectWriter};
 
-const SCHEMA_VERSION: i64 = 7;
+const SCHEMA_VERSION: i64 = 8;
 
 /// Rewrites rows a migration changed the form of, reporting `(done, total)` rows as it goes.
 type Rewrite = fn(&Connection, &mut dyn FnMut(u64, u64)) -> Result<()>;
@@ -50,6 +50,7 @@ const MIGRATIONS: &[Migration] = &[
     Migration { sql: include_str!("schema_5.sql"), rewrite: None },
     Migration { sql: include_str!("schema_6.sql"), rewrite: None },
     Migration { sql: include_str!("schema_7.sql"), rewrite: Some(records::move_v6_records) },
+    Migration { sql: include_str!("schema_8.sql"), rewrite: Some(texts::hash_v7_event_ids) },
 ];
 
 /// How far a migration of an existing database has got, for a progress bar: `done` of `total`
@@ -164,6 +165,7 @@ impl Store {
         progress: &mut dyn FnMut(MigrationProgress),
     ) -> Result<Store> {
         conn.busy_timeout(BUSY_TIMEOUT)?;
+        texts::register_hash(&conn)?;
         // Refuse a newer schema before anything below changes the file (its journal mode).
         let found: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
         if found > SCHEMA_VERSION {

@@ -73,8 +73,8 @@ impl Store {
     pub fn grant_events(&self, key_arn: &str, grant_id: &str) -> Result<Vec<StoredEvent>> {
         let sql = format!(
             "SELECT {EVENT_COLUMNS}, o.source FROM events e JOIN objects o ON o.id = e.object_id
-             WHERE (e.grant_id = ?2 AND (e.key = (SELECT id FROM texts WHERE text = ?1) OR e.key IS NULL OR ?1 = ''))
-                OR (e.key = (SELECT id FROM texts WHERE text = ?1) AND e.event_name = 'DeleteKey')
+             WHERE (e.grant_id = ?2 AND (e.key = (SELECT id FROM texts WHERE hash = granttrail_hash(?1) AND text = ?1) OR e.key IS NULL OR ?1 = ''))
+                OR (e.key = (SELECT id FROM texts WHERE hash = granttrail_hash(?1) AND text = ?1) AND e.event_name = 'DeleteKey')
              ORDER BY e.event_time, e.event_id"
         );
         self.stored_events(&sql, &[key_arn, grant_id])
@@ -83,7 +83,7 @@ impl Store {
     /// One stored event by its `eventID`.
     pub fn event(&self, event_id: &str) -> Result<Option<StoredEvent>> {
         let sql = format!(
-            "SELECT {EVENT_COLUMNS}, o.source FROM events e JOIN objects o ON o.id = e.object_id WHERE e.event_id = ?1"
+            "SELECT {EVENT_COLUMNS}, o.source FROM events e JOIN objects o ON o.id = e.object_id WHERE e.event_hash = granttrail_hash(?1) AND e.event_id = ?1"
         );
         Ok(self.stored_events(&sql, &[event_id])?.into_iter().next())
     }
@@ -97,7 +97,7 @@ impl Store {
             .conn()
             .query_row(
                 "SELECT r.dictionary, r.record FROM event_records r JOIN events e ON e.id = r.event_rowid
-                 WHERE e.event_id = ?1",
+                 WHERE e.event_hash = granttrail_hash(?1) AND e.event_id = ?1",
                 [event_id],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
@@ -481,7 +481,7 @@ impl Store {
              JOIN texts g ON g.id = l.grant_id JOIN events e ON e.id = c.event JOIN texts k ON k.id = c.key
              LEFT JOIN texts o ON o.id = c.operation LEFT JOIN texts p ON p.id = c.principal
              JOIN texts f ON f.id = c.flags
-             WHERE ?1 IS NULL OR c.key = (SELECT id FROM texts WHERE text = ?1)
+             WHERE ?1 IS NULL OR c.key = (SELECT id FROM texts WHERE hash = granttrail_hash(?1) AND text = ?1)
              ORDER BY g.text, c.event_time, e.event_id",
         )?;
         let rows = stmt.query_map([key], |r| {
@@ -506,7 +506,11 @@ impl Store {
     /// KMS calls refused with an `AccessDenied*` error (on `key` only, when given), for the
     /// escalation rules.
     pub fn access_denials(&self, key: Option<&str>) -> Result<Vec<KmsEvent>> {
-        let filter = if key.is_some() { "e.key = (SELECT id FROM texts WHERE text = ?1) AND" } else { "" };
+        let filter = if key.is_some() {
+            "e.key = (SELECT id FROM texts WHERE hash = granttrail_hash(?1) AND text = ?1) AND"
+        } else {
+            ""
+        };
         let sql = format!(
             "SELECT {EVENT_COLUMNS}, o.source FROM events e JOIN objects o ON o.id = e.object_id
              WHERE {filter} e.event_source = 'kms.amazonaws.com' AND e.error_code LIKE 'AccessDenied%'
@@ -519,8 +523,8 @@ impl Store {
     /// seconds after a grant on that key was retired or revoked: the calls GT015 examines. On
     /// `key` only, when given.
     pub fn calls_after_grant_ends(&self, window: i64, key: Option<&str>) -> Result<Vec<KmsEvent>> {
-        let on_key = "SELECT * FROM events WHERE key = (SELECT id FROM texts WHERE text = ?1)
-                      UNION ALL SELECT * FROM events WHERE destination_key = (SELECT id FROM texts WHERE text = ?1) AND key IS NOT (SELECT id FROM texts WHERE text = ?1)";
+        let on_key = "SELECT * FROM events WHERE key = (SELECT id FROM texts WHERE hash = granttrail_hash(?1) AND text = ?1)
+                      UNION ALL SELECT * FROM events WHERE destination_key = (SELECT id FROM texts WHERE hash = granttrail_hash(?1) AND text = ?1) AND key IS NOT (SELECT id FROM texts WHERE hash = granttrail_hash(?1) AND text = ?1)";
         let events = if key.is_some() { on_key } else { "SELECT * FROM events" };
         let sql = format!(
             "SELECT {EVENT_COLUMNS}, o.source FROM ({events}) e JOIN objects o ON o.id = e.object_id

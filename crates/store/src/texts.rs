@@ -4,10 +4,16 @@
 //! A key ARN, a principal, a grant id, the JSON of a label's reasons: each is written in
 //! thousands of label rows and their indexes. Stored once, a row refers to it in a byte or
 //! two. Texts are never deleted, so an id, once given, means the same text for good.
+//!
+//! Texts (and eventIDs) are found through an index on a 32-bit hash of the text, not on the
+//! text: an index on the text would store every text a second time. The hash is part of the
+//! file format ([`hash`]); SQL reaches it as `granttrail_hash(text)`, which every connection
+//! granttrail opens registers ([`register_hash`]).
 
 use std::collections::HashMap;
 
 use granttrail_grants::{Evidence, GrantReasons, Label, ObservationKind};
+use rusqlite::functions::FunctionFlags;
 use rusqlite::{Connection, OptionalExtension};
 
 use crate::{Result, StoreError};
@@ -15,6 +21,28 @@ use crate::{Result, StoreError};
 /// Ids remembered by one [`Texts`] before it starts again: bounds memory when a long
 /// relabelling meets many principals.
 const CACHE_LIMIT: usize = 1 << 16;
+
+/// The hash `texts.hash` and `event_rows.event_hash` store: FNV-1a (64 bits) of the UTF-8
+/// bytes, folded to 32 bits. Part of the file format: never change it.
+pub(crate) fn hash(text: &str) -> i64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for byte in text.bytes() {
+        h ^= u64::from(byte);
+        h = h.wrapping_mul(0x0000_0100_0000_01b3);
+    }
+    i64::from((h ^ (h >> 32)) as u32)
+}
+
+/// Registers [`hash`] as the SQL function `granttrail_hash(text)`, for filters and migrations.
+pub(crate) fn register_hash(conn: &Connection) -> Result<()> {
+    conn.create_scalar_function(
+        "granttrail_hash",
+        1,
+        FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC | FunctionFlags::SQLITE_INNOCUOUS,
+        |ctx| Ok(ctx.get_raw(0).as_str_or_null()?.map(hash)),
+    )?;
+    Ok(())
+}
 
 /// Finds or adds texts, remembering the ids it has seen. Use one within a single transaction
 /// only: after a rollback it could remember an id whose row was undone.
@@ -32,7 +60,8 @@ impl Texts {
         let id = match find(conn, text)? {
             Some(id) => id,
             None => {
-                conn.prepare_cached("INSERT INTO texts (text) VALUES (?1)")?.execute([text])?;
+                conn.prepare_cached("INSERT INTO texts (hash, text) VALUES (?1, ?2)")?
+                    .execute(rusqlite::params![hash(text), text])?;
                 conn.last_insert_rowid()
             }
         };
@@ -47,17 +76,50 @@ impl Texts {
 /// The id of `text`, if it is stored. A filter on a text never stored matches nothing.
 pub(crate) fn find(conn: &Connection, text: &str) -> Result<Option<i64>> {
     Ok(conn
-        .prepare_cached("SELECT id FROM texts WHERE text = ?1")?
-        .query_row([text], |r| r.get(0))
+        .prepare_cached("SELECT id FROM texts WHERE hash = ?1 AND text = ?2")?
+        .query_row(rusqlite::params![hash(text), text], |r| r.get(0))
         .optional()?)
 }
 
 /// SQL for the id of the key ARN bound to `?1`: events are found by key id (`events.key`).
-pub(crate) const KEY: &str = "(SELECT id FROM texts WHERE text = ?1)";
+pub(crate) const KEY: &str = "(SELECT id FROM texts WHERE hash = granttrail_hash(?1) AND text = ?1)";
 
 /// SQL for the id of the text bound to `param` (NULL when it is not stored), for filters.
 pub(crate) fn id_of(param: &str) -> String {
-    format!("(SELECT id FROM texts WHERE text = {param})")
+    format!("(SELECT id FROM texts WHERE hash = granttrail_hash({param}) AND text = {param})")
+}
+
+/// The columns schema 8 copies from the version-7 `event_rows` (all but `event_hash`).
+const V7_EVENT_COLUMNS: &str =
+    "id, event_id, event_source, shared_event_id, event_time, event_name, event_type,
+    aws_region, recipient_account_id, error_code, error_message, caller_type, caller_arn, caller_principal_id,
+    caller_account_id, session_issuer_arn, invoked_by, source_ip, user_agent, key, destination_key,
+    request_key_id, grant_id, grant_spec, dry_run, details, object_id";
+
+/// Rows copied between two progress reports.
+const COPY_BATCH: i64 = 1 << 16;
+
+/// The rewrite of schema 8 (schema_8.sql): copies `event_rows` into `event_rows_8` with the
+/// hash of each eventID, a batch of row ids at a time, then gives the new table the old one's
+/// name, indexes and views (schema_8_events.sql).
+pub(crate) fn hash_v7_event_ids(conn: &Connection, progress: &mut dyn FnMut(u64, u64)) -> Result<()> {
+    let (total, last): (i64, Option<i64>) =
+        conn.query_row("SELECT count(*), max(id) FROM event_rows", [], |r| Ok((r.get(0)?, r.get(1)?)))?;
+    let total = u64::try_from(total).unwrap_or(0);
+    let mut copy = conn.prepare(&format!(
+        "INSERT INTO event_rows_8 (event_hash, {V7_EVENT_COLUMNS})
+         SELECT granttrail_hash(event_id), {V7_EVENT_COLUMNS} FROM event_rows WHERE id > ?1 AND id <= ?2"
+    ))?;
+    let (mut done, mut from) = (0, i64::MIN);
+    while let Some(last) = last.filter(|last| from < *last) {
+        let to = from.max(0).saturating_add(COPY_BATCH).min(last);
+        done += copy.execute([from, to])? as u64;
+        progress(done, total);
+        from = to;
+    }
+    drop(copy);
+    conn.execute_batch(include_str!("schema_8_events.sql"))?;
+    Ok(())
 }
 
 /// The stored code of each label. Codes are part of the file format: never renumber them.
@@ -176,8 +238,11 @@ mod tests {
     #[test]
     fn a_text_is_stored_once() {
         let conn = Connection::open_in_memory().expect("database");
-        conn.execute_batch("CREATE TABLE texts (id INTEGER PRIMARY KEY, text TEXT NOT NULL UNIQUE);")
-            .expect("table");
+        conn.execute_batch(
+            "CREATE TABLE texts (id INTEGER PRIMARY KEY, hash INTEGER NOT NULL, text TEXT NOT NULL);
+             CREATE INDEX texts_by_hash ON texts (hash);",
+        )
+        .expect("table");
         let (mut first, mut second) = (Texts::default(), Texts::default());
         let a = first.id(&conn, "arn:aws:kms:us-east-1:111122223333:key/k").expect("added");
         assert_eq!(second.id(&conn, "arn:aws:kms:us-east-1:111122223333:key/k").expect("found"), a);
@@ -185,5 +250,24 @@ mod tests {
         assert_eq!(find(&conn, "missing").expect("looked up"), None);
         let count: i64 = conn.query_row("SELECT count(*) FROM texts", [], |r| r.get(0)).expect("count");
         assert_eq!(count, 2);
+    }
+
+    #[test]
+    fn the_hash_is_the_stored_one() {
+        // Stored in every database: these values must never change.
+        assert_eq!(hash(""), 0x8422_2325 ^ 0xcbf2_9ce4);
+        assert_eq!(hash("a"), {
+            let h: u64 = (0xcbf2_9ce4_8422_2325_u64 ^ 0x61).wrapping_mul(0x0000_0100_0000_01b3);
+            i64::from((h ^ (h >> 32)) as u32)
+        });
+        assert_ne!(hash("kms.amazonaws.com"), hash("kms.amazonaws.con"));
+        let conn = Connection::open_in_memory().expect("database");
+        register_hash(&conn).expect("registered");
+        let text = "arn:aws:kms:us-east-1:111122223333:key/k";
+        let in_sql: i64 = conn.query_row("SELECT granttrail_hash(?1)", [text], |r| r.get(0)).expect("hashed");
+        assert_eq!(in_sql, hash(text));
+        let null: Option<i64> =
+            conn.query_row("SELECT granttrail_hash(NULL)", [], |r| r.get(0)).expect("hashed");
+        assert_eq!(null, None);
     }
 }

@@ -7,7 +7,7 @@ use rusqlite::{Connection, Savepoint, Transaction, TransactionBehavior, params};
 
 use crate::labels::{self, Dirty};
 use crate::records::{self, StoredRecord};
-use crate::texts::Texts;
+use crate::texts::{self, Texts};
 use crate::{Result, StoreError};
 
 /// What one object contributed, for the object's row and the ingest summary.
@@ -149,6 +149,15 @@ impl<'c> ObjectWriter<'c> {
         if event.is_kms() {
             self.counts.kms_events += 1;
         }
+        // eventIDs are unique by this check, not by an index on the text (texts.rs says why).
+        let event_hash = texts::hash(&event.event_id);
+        let known = self
+            .tx
+            .prepare_cached("SELECT 1 FROM event_rows WHERE event_hash = ?1 AND event_id = ?2")?
+            .exists(params![event_hash, event.event_id])?;
+        if known {
+            return Ok(false);
+        }
         let spec = event.grant_spec.as_ref().map(serde_json::to_string).transpose().map_err(json_error)?;
         let details = if event.details.is_empty() { None } else { Some(to_json(&event.details)?) };
         let c = &event.caller;
@@ -157,18 +166,18 @@ impl<'c> ObjectWriter<'c> {
             value.as_deref().map(|v| self.texts.id(tx, v)).transpose()
         };
         let details = text(&details)?;
-        let inserted = tx
-            .prepare_cached(
-                "INSERT OR IGNORE INTO event_rows (event_id, shared_event_id, event_time, event_name, event_type,
+        tx.prepare_cached(
+                "INSERT INTO event_rows (event_id, event_hash, shared_event_id, event_time, event_name, event_type,
                  aws_region, recipient_account_id, error_code, error_message, caller_type, caller_arn,
                  caller_principal_id, caller_account_id, session_issuer_arn, invoked_by, source_ip,
                  user_agent, key, destination_key, request_key_id, grant_id, grant_spec, dry_run,
                  object_id, event_source, details)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19,
-                     ?20, ?21, ?22, ?23, ?24, ?25, ?26)",
+                     ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27)",
             )?
             .execute(params![
                 event.event_id,
+                event_hash,
                 event.shared_event_id,
                 event.event_time,
                 event.event_name,
@@ -194,11 +203,7 @@ impl<'c> ObjectWriter<'c> {
                 self.object_id,
                 event.event_source,
                 details,
-            ])?
-            == 1;
-        if !inserted {
-            return Ok(false);
-        }
+            ])?;
         let rowid = self.tx.last_insert_rowid();
         self.tx
             .prepare_cached(
@@ -299,7 +304,7 @@ fn keys_of_grant(tx: &Connection, grant_id: &str) -> Result<Vec<String>> {
 
 fn grants_on_key(tx: &Connection, key_arn: &str) -> Result<Vec<String>> {
     let mut stmt = tx.prepare_cached(
-        "SELECT DISTINCT grant_id FROM events WHERE key = (SELECT id FROM texts WHERE text = ?1) AND grant_id IS NOT NULL AND error_code IS NULL
+        "SELECT DISTINCT grant_id FROM events WHERE key = (SELECT id FROM texts WHERE hash = granttrail_hash(?1) AND text = ?1) AND grant_id IS NOT NULL AND error_code IS NULL
            AND event_name IN ('CreateGrant', 'RetireGrant', 'RevokeGrant')",
     )?;
     let grants = stmt.query_map([key_arn], |r| r.get(0))?.collect::<Result<_, _>>()?;
@@ -356,11 +361,11 @@ pub(crate) const EVENT_COLUMNS: &str =
 fn grant_events(tx: &Connection, key: &str, grant_id: &str) -> Result<Vec<KmsEvent>> {
     let sql = format!(
         "SELECT {EVENT_COLUMNS} FROM events
-         WHERE grant_id = ?2 AND error_code IS NULL AND (key = (SELECT id FROM texts WHERE text = ?1) OR key IS NULL)
+         WHERE grant_id = ?2 AND error_code IS NULL AND (key = (SELECT id FROM texts WHERE hash = granttrail_hash(?1) AND text = ?1) OR key IS NULL)
            AND event_name IN ('CreateGrant', 'RetireGrant', 'RevokeGrant')
          UNION ALL
          SELECT {EVENT_COLUMNS} FROM events
-         WHERE key = (SELECT id FROM texts WHERE text = ?1) AND event_name = 'DeleteKey' AND error_code IS NULL"
+         WHERE key = (SELECT id FROM texts WHERE hash = granttrail_hash(?1) AND text = ?1) AND event_name = 'DeleteKey' AND error_code IS NULL"
     );
     let mut stmt = tx.prepare_cached(&sql)?;
     let rows = stmt.query_map(params![key, grant_id], event_from_row)?;

@@ -171,7 +171,7 @@ fn a_version_4_database_keeps_its_call_grant_links() {
     let conn = rusqlite::Connection::open(&path).unwrap();
     assert_eq!(links(&conn), linked[..1]);
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
-    assert_eq!(version, 7);
+    assert_eq!(version, 8);
     let records: i64 = conn.query_row("SELECT count(*) FROM event_records", [], |r| r.get(0)).unwrap();
     assert_eq!(records, 4, "every record survives the migrations");
 }

@@ -75,10 +75,10 @@ pub(super) fn incremental_plan(
         }
     }
     let mut calls_since = conn.prepare_cached(
-        "SELECT count(*) FROM events WHERE key = (SELECT id FROM texts WHERE text = ?1) AND event_time >= ?2",
+        "SELECT count(*) FROM events WHERE key = (SELECT id FROM texts WHERE hash = granttrail_hash(?1) AND text = ?1) AND event_time >= ?2",
     )?;
     let mut history =
-        conn.prepare_cached("SELECT count(*) FROM (SELECT 1 FROM call_labels WHERE key = (SELECT id FROM texts WHERE text = ?1) LIMIT ?2)")?;
+        conn.prepare_cached("SELECT count(*) FROM (SELECT 1 FROM call_labels WHERE key = (SELECT id FROM texts WHERE hash = granttrail_hash(?1) AND text = ?1) LIMIT ?2)")?;
     let mut out = BTreeMap::new();
     for key in candidates {
         // Coverage can change up to the clock tolerance before a creation and the consistency
@@ -123,7 +123,7 @@ fn new_events(conn: &Connection, key: &str, increment: &Increment) -> Result<Opt
     )?;
     let mut older_copy = conn.prepare_cached(
         "SELECT 1 FROM events WHERE id <= ?2 AND shared_event_id = ?1
-         UNION ALL SELECT 1 FROM events WHERE id <= ?2 AND event_id = ?1 AND shared_event_id IS NULL",
+         UNION ALL SELECT 1 FROM events WHERE id <= ?2 AND event_hash = granttrail_hash(?1) AND event_id = ?1 AND shared_event_id IS NULL",
     )?;
     for e in &events {
         let copy_of = e.shared_event_id.as_deref().unwrap_or(&e.event_id);
@@ -345,10 +345,12 @@ fn nearest_observations<'e>(
 /// The stored calls `ids` on `key` with every copy of each (the label of a call shared by
 /// several accounts describes one copy, completed from the others).
 fn calls_with_copies(conn: &Connection, key: &str, ids: &BTreeSet<String>) -> Result<Vec<KmsEvent>> {
-    let by_id = format!("SELECT {EVENT_COLUMNS} FROM events WHERE event_id = ?1");
+    let by_id = format!(
+        "SELECT {EVENT_COLUMNS} FROM events WHERE event_hash = granttrail_hash(?1) AND event_id = ?1"
+    );
     let copies = format!(
         "SELECT {EVENT_COLUMNS} FROM events WHERE shared_event_id = ?1
-         UNION ALL SELECT {EVENT_COLUMNS} FROM events WHERE event_id = ?1 AND shared_event_id IS NULL"
+         UNION ALL SELECT {EVENT_COLUMNS} FROM events WHERE event_hash = granttrail_hash(?1) AND event_id = ?1 AND shared_event_id IS NULL"
     );
     let mut out = Vec::new();
     for id in ids {

@@ -173,8 +173,8 @@ impl<'c> LabelWriter<'c> {
 
 /// The row id of the stored event `event_id`, which every label's call is.
 fn event_row(conn: &Connection, event_id: &str) -> Result<i64> {
-    conn.prepare_cached("SELECT id FROM events WHERE event_id = ?1")?
-        .query_row([event_id], |r| r.get(0))
+    conn.prepare_cached("SELECT id FROM event_rows WHERE event_hash = ?1 AND event_id = ?2")?
+        .query_row(params![texts::hash(event_id), event_id], |r| r.get(0))
         .optional()?
         .ok_or_else(|| StoreError::Corrupt(format!("a label names event {event_id}, which is not stored")))
 }

@@ -89,9 +89,9 @@ pub(super) fn relabel_whole_key(
 /// (a window never splits one second); empty when the key's history fits one window.
 fn window_starts(conn: &Connection, key: &str, window_events: usize) -> Result<Vec<i64>> {
     let mut stmt = conn.prepare_cached(
-        "SELECT event_time FROM events WHERE key = (SELECT id FROM texts WHERE text = ?1)
+        "SELECT event_time FROM events WHERE key = (SELECT id FROM texts WHERE hash = granttrail_hash(?1) AND text = ?1)
          UNION ALL
-         SELECT event_time FROM events WHERE destination_key = (SELECT id FROM texts WHERE text = ?1) AND key IS NOT (SELECT id FROM texts WHERE text = ?1)
+         SELECT event_time FROM events WHERE destination_key = (SELECT id FROM texts WHERE hash = granttrail_hash(?1) AND text = ?1) AND key IS NOT (SELECT id FROM texts WHERE hash = granttrail_hash(?1) AND text = ?1)
          ORDER BY 1",
     )?;
     let mut rows = stmt.query([key])?;
@@ -126,7 +126,7 @@ fn window_events_of(conn: &Connection, key: &str, from: i64, to: i64) -> Result<
     let mut referenced = conn.prepare_cached("SELECT 1 FROM events WHERE shared_event_id = ?1")?;
     let copies_sql = format!(
         "SELECT {EVENT_COLUMNS} FROM events WHERE shared_event_id = ?1
-         UNION ALL SELECT {EVENT_COLUMNS} FROM events WHERE event_id = ?1 AND shared_event_id IS NULL"
+         UNION ALL SELECT {EVENT_COLUMNS} FROM events WHERE event_hash = granttrail_hash(?1) AND event_id = ?1 AND shared_event_id IS NULL"
     );
     // Calls with copies, by the id that groups them: where each begins, and the copies outside.
     let mut spread: HashMap<String, (i64, Vec<KmsEvent>)> = HashMap::new();
