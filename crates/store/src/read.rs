@@ -427,6 +427,7 @@ impl Store {
         let mut stmt = self.conn().prepare(&sql).map_err(StoreError::from)?;
         let mut rows = stmt.query(params_from_iter(args)).map_err(StoreError::from)?;
         let mut grants = GrantReader::default();
+        let mut grant_lists = texts::TextReader::default();
         while let Some(r) = rows.next().map_err(StoreError::from)? {
             let mut call = (|| -> Result<StoredCall> {
                 let json: [String; 3] = [r.get(10)?, r.get(11)?, r.get(12)?];
@@ -442,7 +443,7 @@ impl Store {
                     principal: r.get(7)?,
                     label: texts::label_from_code(r.get(8)?)?.as_str().to_string(),
                     evidence: texts::evidence_from_code(r.get(9)?)?.as_str().to_string(),
-                    grant_ids: json_column(Some(grant_ids))?.unwrap_or_default(),
+                    grant_ids: grant_lists.list(self.conn(), &grant_ids)?,
                     reasons: json_column(Some(reasons))?.unwrap_or_default(),
                     flags: json_column(Some(flags))?.unwrap_or_default(),
                 })

@@ -1,5 +1,5 @@
--- granttrail schema, version 8: texts and eventIDs found through a hash. Documented in
--- docs/schema.md.
+-- granttrail schema, version 8: texts and eventIDs found through a hash, grant lists as texts
+-- ids. Documented in docs/schema.md.
 --
 -- The unique indexes on texts.text and event_rows.event_id held every text and eventID a
 -- second time (a third of the database, less the records). An index on a 32-bit hash of each
@@ -13,12 +13,28 @@ DROP VIEW calls_readable;
 DROP VIEW call_grants_readable;
 DROP VIEW events;
 
+-- A label's grant list is now the JSON array of its grants' texts ids, not of the grant ids
+-- themselves. The label tables are derived: they are emptied and the whole database is
+-- relabelled at the next refresh, as version 7 did. The texts only they used go with them.
+DELETE FROM call_labels;
+DELETE FROM call_label_grants;
+DELETE FROM observations;
+INSERT OR IGNORE INTO stale_labels (kind, value) SELECT 'all', '' WHERE EXISTS (SELECT 1 FROM event_rows);
+
 CREATE TABLE texts_8 (
     id   INTEGER PRIMARY KEY,
     hash INTEGER NOT NULL,   -- granttrail_hash(text)
     text TEXT NOT NULL
 );
-INSERT INTO texts_8 (id, hash, text) SELECT id, granttrail_hash(text), text FROM texts;
+INSERT INTO texts_8 (id, hash, text)
+SELECT id, granttrail_hash(text), text FROM texts
+WHERE id IN (SELECT event_type FROM event_rows UNION SELECT aws_region FROM event_rows
+             UNION SELECT recipient_account_id FROM event_rows UNION SELECT caller_type FROM event_rows
+             UNION SELECT caller_arn FROM event_rows UNION SELECT caller_account_id FROM event_rows
+             UNION SELECT session_issuer_arn FROM event_rows UNION SELECT invoked_by FROM event_rows
+             UNION SELECT user_agent FROM event_rows UNION SELECT key FROM event_rows
+             UNION SELECT destination_key FROM event_rows UNION SELECT request_key_id FROM event_rows
+             UNION SELECT details FROM event_rows);
 DROP TABLE texts;
 ALTER TABLE texts_8 RENAME TO texts;
 CREATE INDEX texts_by_hash ON texts (hash);

@@ -59,7 +59,7 @@ SELECT e.event_id, e.shared_event_id, strftime('%Y-%m-%dT%H:%M:%SZ', c.event_tim
             WHEN 6 THEN 'grant_only' WHEN 7 THEN 'grant_and_policy' END AS label,
        CASE c.evidence WHEN 0 THEN 'L0' WHEN 1 THEN 'L1' WHEN 2 THEN 'L2' WHEN 3 THEN 'L3' WHEN 4 THEN 'L3'''
             WHEN 5 THEN 'L4' WHEN 6 THEN 'L5' END AS evidence,
-       g.text AS grant_ids,
+       (SELECT json_group_array(t.text) FROM json_each(g.text) j JOIN texts t ON t.id = j.value) AS grant_ids,
        CASE c.grant_reasons WHEN 0 THEN 'covered by' WHEN 1 THEN 'may be covered by' END AS grant_reasons,
        r.text AS reasons, f.text AS flags
 FROM call_labels c JOIN events e ON e.id = c.event JOIN texts k ON k.id = c.key

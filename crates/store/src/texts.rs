@@ -81,6 +81,42 @@ pub(crate) fn find(conn: &Connection, text: &str) -> Result<Option<i64>> {
         .optional()?)
 }
 
+/// The texts ids of a stored list of them (`call_labels.grant_ids`: `[12,345]`).
+pub(crate) fn id_list(json: &str) -> Result<Vec<i64>> {
+    serde_json::from_str(json)
+        .map_err(|e| StoreError::Corrupt(format!("call_labels.grant_ids {json:?}: {e}")))
+}
+
+/// Reads texts by id, remembering them (at most [`CACHE_LIMIT`]): a listing of calls names the
+/// same grants again and again.
+#[derive(Default)]
+pub(crate) struct TextReader {
+    read: HashMap<i64, String>,
+}
+
+impl TextReader {
+    /// The texts of a stored list of ids, in its order.
+    pub(crate) fn list(&mut self, conn: &Connection, json: &str) -> Result<Vec<String>> {
+        id_list(json)?.into_iter().map(|id| self.text(conn, id)).collect()
+    }
+
+    fn text(&mut self, conn: &Connection, id: i64) -> Result<String> {
+        if let Some(text) = self.read.get(&id) {
+            return Ok(text.clone());
+        }
+        let text: String = conn
+            .prepare_cached("SELECT text FROM texts WHERE id = ?1")?
+            .query_row([id], |r| r.get(0))
+            .optional()?
+            .ok_or_else(|| StoreError::Corrupt(format!("a label names text {id}, which is not stored")))?;
+        if self.read.len() >= CACHE_LIMIT {
+            self.read.clear();
+        }
+        self.read.insert(id, text.clone());
+        Ok(text)
+    }
+}
+
 /// SQL for the id of the key ARN bound to `?1`: events are found by key id (`events.key`).
 pub(crate) const KEY: &str = "(SELECT id FROM texts WHERE hash = granttrail_hash(?1) AND text = ?1)";
 

@@ -88,6 +88,14 @@ impl<'c> LabelWriter<'c> {
         id
     }
 
+    /// The id of a label's list of grants, stored as the JSON array of the grant ids' texts
+    /// ids (`[12,345]`): lists are long and many are distinct where grants are many, and each
+    /// grant id is stored once, in `texts`.
+    fn grant_list(&mut self, grant_ids: &[String]) -> Result<i64> {
+        let ids = grant_ids.iter().map(|g| self.text(g)).collect::<Result<Vec<i64>>>()?;
+        self.json(&ids)
+    }
+
     /// The row `l` is stored as, on key `key` (a text id). The sentences that name its grants
     /// are kept as the way they name them (rendered again when read); the other reasons as
     /// JSON.
@@ -116,7 +124,7 @@ impl<'c> LabelWriter<'c> {
             principal: l.principal.as_deref().map(|p| self.text(p)).transpose()?,
             label: texts::label_code(l.label),
             evidence: texts::evidence_code(l.evidence),
-            grant_ids: self.json(&l.grant_ids)?,
+            grant_ids: self.grant_list(&l.grant_ids)?,
             grant_reasons: way.map(texts::grant_reasons_code),
             reasons: self.json(&others)?,
             flags: self.json(&l.flags)?,
@@ -156,10 +164,7 @@ impl<'c> LabelWriter<'c> {
             .conn
             .prepare_cached("SELECT text FROM texts WHERE id = ?1")?
             .query_row([stored.grant_ids], |r| r.get(0))?;
-        let grant_ids: Vec<String> = serde_json::from_str(&list)
-            .map_err(|e| StoreError::Corrupt(format!("call_labels.grant_ids: {e}")))?;
-        for g in &grant_ids {
-            let grant = self.text(g)?;
+        for grant in texts::id_list(&list)? {
             self.conn.prepare_cached(UNLINK)?.execute(params![
                 grant,
                 stored.event_time,
