@@ -77,6 +77,29 @@ pub const WAL_CHECKPOINT_PAGES: i64 = 4 * 1024;
 /// its transaction while one object is decoded, which can take seconds for a 50 MB object.
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(600);
 
+/// Opens more connections to the database of `conn` for reading while `conn` writes, where
+/// that works: a file in WAL mode. (With a rollback journal, the writer's commit would wait
+/// for the reader to finish.)
+fn reader_of(conn: &Connection) -> Result<Option<impl Fn() -> Result<Connection> + Sync + use<>>> {
+    let Some(path) = conn.path().filter(|p| !p.is_empty()).map(str::to_string) else {
+        return Ok(None);
+    };
+    let mode: String = conn.pragma_query_value(None, "journal_mode", |r| r.get(0))?;
+    if !mode.eq_ignore_ascii_case("wal") {
+        return Ok(None);
+    }
+    Ok(Some(move || {
+        let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
+        let reader = Connection::open_with_flags(&path, flags)?;
+        reader.busy_timeout(BUSY_TIMEOUT)?;
+        texts::register_hash(&reader)?;
+        reader.pragma_update(None, "cache_size", -CACHE_KIB)?;
+        // One snapshot for every key read, taken at the first read.
+        reader.execute_batch("BEGIN")?;
+        Ok(reader)
+    }))
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database error: {0}")]
@@ -328,7 +351,7 @@ impl Store {
         let pairs = write::all_grant_pairs(&tx)?;
         let count = write::recompute(&tx, &pairs)?;
         let everything = labels::Dirty { everything: true, ..labels::Dirty::default() };
-        labels::recompute(&tx, &everything, &self.settings, self.strategy)?;
+        labels::recompute(&tx, &everything, &self.settings, self.strategy, None)?;
         labels::mark_labelled(&tx)?;
         tx.commit()?;
         Ok(count)
@@ -358,7 +381,11 @@ impl Store {
         let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
         // Read again inside the write lock: another process may have refreshed meanwhile.
         let dirty = labels::stale(&tx)?;
-        let relabelled = labels::recompute(&tx, &dirty, &self.settings, self.strategy)?;
+        // This transaction changes no event, grant or import: another connection may read
+        // them while this one writes labels.
+        let reader = reader_of(&tx)?;
+        let read_ahead = reader.as_ref().map(|open| open as labels::OpenReader<'_>);
+        let relabelled = labels::recompute(&tx, &dirty, &self.settings, self.strategy, read_ahead)?;
         labels::mark_labelled(&tx)?;
         tx.commit()?;
         Ok(relabelled)
@@ -374,7 +401,7 @@ impl Store {
             rusqlite::params![key_arn, at, policy, source],
         )?;
         let dirty = labels::Dirty { context_keys: [key_arn.to_string()].into(), ..labels::Dirty::default() };
-        labels::recompute(&tx, &dirty, &self.settings, self.strategy)?;
+        labels::recompute(&tx, &dirty, &self.settings, self.strategy, None)?;
         tx.commit()?;
         Ok(())
     }
@@ -389,7 +416,7 @@ impl Store {
             rusqlite::params![account, at, document, source],
         )?;
         let dirty = labels::Dirty { accounts: [account.to_string()].into(), ..labels::Dirty::default() };
-        labels::recompute(&tx, &dirty, &self.settings, self.strategy)?;
+        labels::recompute(&tx, &dirty, &self.settings, self.strategy, None)?;
         tx.commit()?;
         Ok(snapshot.principals.len())
     }

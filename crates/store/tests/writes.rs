@@ -175,3 +175,44 @@ fn a_version_4_database_keeps_its_call_grant_links() {
     let records: i64 = conn.query_row("SELECT count(*) FROM event_records", [], |r| r.get(0)).unwrap();
     assert_eq!(records, 4, "every record survives the migrations");
 }
+
+/// An object or batch rolled back takes the texts it added with it; the next object that uses
+/// them must add them again, not refer to rows that are gone.
+#[test]
+fn a_rolled_back_object_or_batch_takes_its_texts_with_it() {
+    let key_of_every_grant = |store: &Store| -> Vec<String> {
+        store.grants(&GrantFilter::default()).unwrap().into_iter().map(|g| g.key_arn).collect()
+    };
+    let mut store = Store::open_in_memory().unwrap();
+    {
+        let mut alone = store.begin_object("rolled back").unwrap().unwrap();
+        let (e, raw) = create("e1", "g1");
+        alone.add(&e, &raw).unwrap();
+    }
+    {
+        let mut batch = store.begin_batch().unwrap();
+        {
+            let mut inside = batch.begin_object("rolled back in a batch").unwrap().unwrap();
+            let (e, raw) = create("e2", "g2");
+            inside.add(&e, &raw).unwrap();
+        }
+        let mut kept = batch.begin_object("committed in a batch").unwrap().unwrap();
+        let (e, raw) = create("e3", "g3");
+        kept.add(&e, &raw).unwrap();
+        kept.commit("LogFile", 1, 1, 0).unwrap();
+        batch.commit().unwrap();
+    }
+    assert_eq!(key_of_every_grant(&store), [KEY]);
+    {
+        let mut batch = store.begin_batch().unwrap();
+        let mut inside = batch.begin_object("in a batch rolled back").unwrap().unwrap();
+        let other = create("e4", "g4").1.replace("1111aaaa", "2222bbbb");
+        inside.add(&normalise(other.as_bytes()).unwrap().unwrap(), &other).unwrap();
+        inside.commit("LogFile", 1, 1, 0).unwrap();
+    }
+    let mut last = store.begin_object("last").unwrap().unwrap();
+    let other = create("e5", "g5").1.replace("1111aaaa", "2222bbbb");
+    last.add(&normalise(other.as_bytes()).unwrap().unwrap(), &other).unwrap();
+    last.commit("LogFile", 1, 1, 0).unwrap();
+    assert_eq!(key_of_every_grant(&store), [KEY.to_string(), KEY.replace("1111aaaa", "2222bbbb")]);
+}

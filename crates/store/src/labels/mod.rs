@@ -114,21 +114,27 @@ struct Shared {
     iam: Vec<ImportedIam>,
 }
 
-/// What a relabelling did: how many keys it read whole, how many it relabelled incrementally,
-/// and which keys those were.
+/// What a relabelling did: how many keys it read whole (and of those, how many on a second
+/// thread), how many it relabelled incrementally, and which keys those were.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Relabelled {
     pub whole_keys: usize,
     pub incremental_keys: usize,
+    /// Of the whole keys, those classified on a second thread while earlier ones were written.
+    pub read_ahead_keys: usize,
     pub keys: Vec<String>,
 }
 
 /// Relabels what `dirty` names: whole keys, or the new calls of a key and what they changed.
+///
+/// `read_ahead` lets keys relabelled whole be classified on a second connection
+/// ([`relabel_whole_keys`]); only for a transaction that has changed no event, grant or import.
 pub(crate) fn recompute(
     conn: &Connection,
     dirty: &Dirty,
     settings: &Settings,
     strategy: Strategy,
+    read_ahead: Option<OpenReader<'_>>,
 ) -> Result<Relabelled> {
     if dirty.is_empty() {
         return Ok(Relabelled::default());
@@ -160,9 +166,8 @@ pub(crate) fn recompute(
         incremental.remove(&key);
         whole.insert(key);
     }
-    for key in &whole {
-        relabel_whole_key(conn, key, &shared, settings, strategy.window_events)?;
-    }
+    let read_ahead_keys =
+        relabel_whole_keys(conn, &whole, &shared, settings, strategy.window_events, read_ahead)?;
     if dirty.keyless || dirty.everything {
         let events = load_events(
             conn,
@@ -175,5 +180,71 @@ pub(crate) fn recompute(
         replace_labels(conn, "", &classify_keyless(&events))?;
     }
     let keys = whole.iter().chain(incremental.keys()).cloned().collect();
-    Ok(Relabelled { whole_keys: whole.len(), incremental_keys: incremental.len(), keys })
+    Ok(Relabelled { whole_keys: whole.len(), incremental_keys: incremental.len(), read_ahead_keys, keys })
+}
+
+/// Opens another connection to the database, which sees what the writing one saw when its
+/// transaction began: every event, grant and import, none of the labels it is writing.
+pub(crate) type OpenReader<'a> = &'a (dyn Fn() -> Result<Connection> + Sync);
+
+/// Keys classified ahead of the one being written: each holds one window of labels.
+const KEYS_READ_AHEAD: usize = 2;
+
+/// Relabels `keys` whole. With `read_ahead`, a second thread reads and classifies the keys on
+/// its own connection while this one writes the labels of the keys before: reading and
+/// classifying take about as long as writing, and the keys are independent. Keys longer than
+/// a window are left to this thread, in their turn. Returns the keys classified ahead.
+fn relabel_whole_keys(
+    conn: &Connection,
+    keys: &BTreeSet<String>,
+    shared: &Shared,
+    settings: &Settings,
+    window_events: usize,
+    read_ahead: Option<OpenReader<'_>>,
+) -> Result<usize> {
+    let Some(open) = read_ahead.filter(|_| keys.len() > 1) else {
+        for key in keys {
+            relabel_whole_key(conn, key, shared, settings, window_events)?;
+        }
+        return Ok(0);
+    };
+    std::thread::scope(|scope| {
+        let (send, classified) = std::sync::mpsc::sync_channel(KEYS_READ_AHEAD);
+        scope.spawn(move || {
+            let reader = match open() {
+                Ok(reader) => reader,
+                Err(e) => {
+                    let _ = send.send(Err(e));
+                    return;
+                }
+            };
+            for key in keys {
+                let result = whole::classify_whole_key(&reader, key, shared, settings, window_events);
+                let failed = result.is_err();
+                // A closed channel means the writer stopped on an error of its own.
+                if send.send(result.map(|r| (key, r))).is_err() || failed {
+                    return;
+                }
+            }
+        });
+        let mut ahead = 0;
+        let mut written = 0;
+        for item in classified {
+            match item? {
+                (key, Some(result)) => {
+                    whole::write_whole_key(conn, key, &result)?;
+                    ahead += 1;
+                }
+                (key, None) => relabel_whole_key(conn, key, shared, settings, window_events)?,
+            }
+            written += 1;
+        }
+        if written != keys.len() {
+            return Err(StoreError::Invalid(format!(
+                "labelling stopped after {written} of {} keys: the reading thread ended early",
+                keys.len()
+            )));
+        }
+        Ok(ahead)
+    })
 }

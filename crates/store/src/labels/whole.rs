@@ -6,7 +6,7 @@
 use std::collections::{HashMap, HashSet};
 
 use granttrail_grants::{
-    CallLabel, KeyClassifier, KeyInputs, KmsEvent, Observation, ObservationIndex, classify_key,
+    CallLabel, KeyClassifier, KeyInputs, KeyLabels, KmsEvent, Observation, ObservationIndex, classify_key,
     logical_event_refs,
 };
 use rusqlite::{Connection, params};
@@ -27,6 +27,9 @@ pub(super) fn relabel_whole_key(
     settings: &granttrail_grants::Settings,
     window_events: usize,
 ) -> Result<()> {
+    if let Some(result) = classify_whole_key(conn, key, shared, settings, window_events)? {
+        return write_whole_key(conn, key, &result);
+    }
     let grants =
         query_grants(conn, &GrantFilter { key_arn: Some(key.to_string()), ..GrantFilter::default() })?;
     let policies = imported_key_policies(conn, key)?;
@@ -40,13 +43,6 @@ pub(super) fn relabel_whole_key(
         settings,
     };
     let starts = window_starts(conn, key, window_events)?;
-    if starts.is_empty() {
-        let events = load_events(conn, &window_sql(), params![key, i64::MIN, i64::MAX])?;
-        let result = classify_key(&inputs(&events));
-        replace_labels(conn, key, &result.labels)?;
-        return replace_observations(conn, key, &result.observations);
-    }
-
     let context =
         load_events(conn, &format!("SELECT {EVENT_COLUMNS} FROM events WHERE {KEY_CONTEXT}"), [key])?;
     let context_inputs = inputs(&context);
@@ -83,6 +79,40 @@ pub(super) fn relabel_whole_key(
         );
     }
     Ok(())
+}
+
+/// The labels and observations of every call on `key`, from one read of its history; `None`
+/// when the history is longer than a window (then [`relabel_whole_key`] reads it in windows).
+/// Only reads: it may run on another connection than the one that writes the result.
+pub(super) fn classify_whole_key(
+    conn: &Connection,
+    key: &str,
+    shared: &Shared,
+    settings: &granttrail_grants::Settings,
+    window_events: usize,
+) -> Result<Option<KeyLabels>> {
+    if !window_starts(conn, key, window_events)?.is_empty() {
+        return Ok(None);
+    }
+    let grants =
+        query_grants(conn, &GrantFilter { key_arn: Some(key.to_string()), ..GrantFilter::default() })?;
+    let policies = imported_key_policies(conn, key)?;
+    let events = load_events(conn, &window_sql(), params![key, i64::MIN, i64::MAX])?;
+    Ok(Some(classify_key(&KeyInputs {
+        key_arn: key,
+        grants: &grants,
+        events: &events,
+        policy_changes: &shared.policy_changes,
+        imported_key_policies: &policies,
+        imported_iam: &shared.iam,
+        settings,
+    })))
+}
+
+/// Stores what [`classify_whole_key`] found for `key`, in place of its labels and observations.
+pub(super) fn write_whole_key(conn: &Connection, key: &str, result: &KeyLabels) -> Result<()> {
+    replace_labels(conn, key, &result.labels)?;
+    replace_observations(conn, key, &result.observations)
 }
 
 /// The times at which the windows after the first start, about `window_events` events apart
