@@ -30,7 +30,7 @@ use crate::{Result, StoreError};
 use incremental::{incremental_plan, relabel_incrementally};
 use rows::replace_labels;
 pub(crate) use stale::{Dirty, mark_labelled, mark_stale, stale};
-use whole::relabel_whole_key;
+use whole::{KeyWrite, KeyWriter, classify_whole_key, relabel_whole_key};
 
 /// How keys are relabelled.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -187,13 +187,14 @@ pub(crate) fn recompute(
 /// transaction began: every event, grant and import, none of the labels it is writing.
 pub(crate) type OpenReader<'a> = &'a (dyn Fn() -> Result<Connection> + Sync);
 
-/// Keys classified ahead of the one being written: each holds one window of labels.
-const KEYS_READ_AHEAD: usize = 2;
+/// Writes handed from the reading thread to the writing one and not yet stored: each holds at
+/// most one window of a key's labels.
+const WRITES_AHEAD: usize = 2;
 
 /// Relabels `keys` whole. With `read_ahead`, a second thread reads and classifies the keys on
-/// its own connection while this one writes the labels of the keys before: reading and
-/// classifying take about as long as writing, and the keys are independent. Keys longer than
-/// a window are left to this thread, in their turn. Returns the keys classified ahead.
+/// its own connection while this one stores what it found for the keys or windows before:
+/// reading and classifying take about as long as storing, and keys are independent. Returns
+/// the keys classified on the second thread.
 fn relabel_whole_keys(
     conn: &Connection,
     keys: &BTreeSet<String>,
@@ -209,42 +210,53 @@ fn relabel_whole_keys(
         return Ok(0);
     };
     std::thread::scope(|scope| {
-        let (send, classified) = std::sync::mpsc::sync_channel(KEYS_READ_AHEAD);
+        // Each key's writes in order, then `None` once the key is done.
+        let (send, writes) =
+            std::sync::mpsc::sync_channel::<Result<(&String, Option<KeyWrite>)>>(WRITES_AHEAD);
         scope.spawn(move || {
-            let reader = match open() {
-                Ok(reader) => reader,
-                Err(e) => {
-                    let _ = send.send(Err(e));
-                    return;
+            let read = || -> Result<()> {
+                let reader = open()?;
+                for key in keys {
+                    let hand_over = |write| {
+                        send.send(Ok((key, write)))
+                            .map_err(|_| StoreError::Invalid("the labels' writer stopped".to_string()))
+                    };
+                    classify_whole_key(&reader, key, shared, settings, window_events, &mut |w| {
+                        hand_over(Some(w))
+                    })?;
+                    hand_over(None)?;
                 }
+                Ok(())
             };
-            for key in keys {
-                let result = whole::classify_whole_key(&reader, key, shared, settings, window_events);
-                let failed = result.is_err();
-                // A closed channel means the writer stopped on an error of its own.
-                if send.send(result.map(|r| (key, r))).is_err() || failed {
-                    return;
-                }
+            if let Err(e) = read() {
+                // Nobody to tell when the writer stopped first.
+                let _ = send.send(Err(e));
             }
         });
-        let mut ahead = 0;
-        let mut written = 0;
-        for item in classified {
-            match item? {
-                (key, Some(result)) => {
-                    whole::write_whole_key(conn, key, &result)?;
-                    ahead += 1;
+        let mut done = 0;
+        let mut writer: Option<KeyWriter<'_>> = None;
+        for item in writes {
+            let (key, write) = item?;
+            match write {
+                Some(write) => {
+                    let current = match &mut writer {
+                        Some(w) if w.key() == key.as_str() => w,
+                        slot => slot.insert(KeyWriter::new(key)),
+                    };
+                    current.write(conn, write)?;
                 }
-                (key, None) => relabel_whole_key(conn, key, shared, settings, window_events)?,
+                None => {
+                    writer = None;
+                    done += 1;
+                }
             }
-            written += 1;
         }
-        if written != keys.len() {
+        if done != keys.len() {
             return Err(StoreError::Invalid(format!(
-                "labelling stopped after {written} of {} keys: the reading thread ended early",
+                "labelling stopped after {done} of {} keys: the reading thread ended early",
                 keys.len()
             )));
         }
-        Ok(ahead)
+        Ok(done)
     })
 }

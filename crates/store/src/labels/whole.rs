@@ -18,6 +18,17 @@ use crate::read::{GrantFilter, query_grants};
 use crate::texts::KEY;
 use crate::write::EVENT_COLUMNS;
 
+/// What reading and classifying a key hands to the writer, in this order: `Whole`, or
+/// `Observations` then one `Window` per window of time.
+pub(super) enum KeyWrite {
+    /// The labels and observations of a key read in one pass.
+    Whole(KeyLabels),
+    /// The observations of a key read in windows, before any of its labels.
+    Observations(Vec<Observation>),
+    /// The labels of the calls that begin in `[from, to)` on a key read in windows.
+    Window { from: i64, to: i64, labels: Vec<CallLabel> },
+}
+
 /// Relabels every call on `key` and replaces its observations, reading at most about
 /// `window_events` of its events at a time.
 pub(super) fn relabel_whole_key(
@@ -27,9 +38,20 @@ pub(super) fn relabel_whole_key(
     settings: &granttrail_grants::Settings,
     window_events: usize,
 ) -> Result<()> {
-    if let Some(result) = classify_whole_key(conn, key, shared, settings, window_events)? {
-        return write_whole_key(conn, key, &result);
-    }
+    let mut writer = KeyWriter::new(key);
+    classify_whole_key(conn, key, shared, settings, window_events, &mut |w| writer.write(conn, w))
+}
+
+/// Reads and classifies every call on `key`, handing what to store to `write`. Only reads:
+/// it may run on another connection than the one `write` stores with.
+pub(super) fn classify_whole_key(
+    conn: &Connection,
+    key: &str,
+    shared: &Shared,
+    settings: &granttrail_grants::Settings,
+    window_events: usize,
+    write: &mut dyn FnMut(KeyWrite) -> Result<()>,
+) -> Result<()> {
     let grants =
         query_grants(conn, &GrantFilter { key_arn: Some(key.to_string()), ..GrantFilter::default() })?;
     let policies = imported_key_policies(conn, key)?;
@@ -43,6 +65,11 @@ pub(super) fn relabel_whole_key(
         settings,
     };
     let starts = window_starts(conn, key, window_events)?;
+    if starts.is_empty() {
+        let events = load_events(conn, &window_sql(), params![key, i64::MIN, i64::MAX])?;
+        return write(KeyWrite::Whole(classify_key(&inputs(&events))));
+    }
+
     let context =
         load_events(conn, &format!("SELECT {EVENT_COLUMNS} FROM events WHERE {KEY_CONTEXT}"), [key])?;
     let context_inputs = inputs(&context);
@@ -58,61 +85,55 @@ pub(super) fn relabel_whole_key(
         let calls = logical_event_refs(events.iter().filter(|e| e.is_kms()));
         observations.extend(calls.iter().filter_map(|c| classifier.observation(c)));
     }
-    replace_observations(conn, key, &observations)?;
     let index = ObservationIndex::new(&observations);
-    drop(observations);
-
-    // A call's label carries the time of the copy it describes, which for copies logged at
-    // different times can fall in a later window than the call: those are remembered, so that
-    // window does not take them for labels that are gone.
-    let mut written_ahead: HashSet<(String, &'static str)> = HashSet::new();
+    write(KeyWrite::Observations(observations))?;
     for &(from, to) in &windows {
         let events = window_events_of(conn, key, from, to)?;
         let calls = logical_event_refs(events.iter().filter(|e| e.is_kms()));
         let labels: Vec<CallLabel> = calls.iter().flat_map(|c| classifier.label(c, &index)).collect();
-        replace_labels_between(conn, key, (from, to), &labels, &written_ahead)?;
-        written_ahead.extend(
-            labels
-                .iter()
-                .filter(|l| !(from..to).contains(&l.event_time))
-                .map(|l| (l.event_id.clone(), l.side)),
-        );
+        write(KeyWrite::Window { from, to, labels })?;
     }
     Ok(())
 }
 
-/// The labels and observations of every call on `key`, from one read of its history; `None`
-/// when the history is longer than a window (then [`relabel_whole_key`] reads it in windows).
-/// Only reads: it may run on another connection than the one that writes the result.
-pub(super) fn classify_whole_key(
-    conn: &Connection,
-    key: &str,
-    shared: &Shared,
-    settings: &granttrail_grants::Settings,
-    window_events: usize,
-) -> Result<Option<KeyLabels>> {
-    if !window_starts(conn, key, window_events)?.is_empty() {
-        return Ok(None);
-    }
-    let grants =
-        query_grants(conn, &GrantFilter { key_arn: Some(key.to_string()), ..GrantFilter::default() })?;
-    let policies = imported_key_policies(conn, key)?;
-    let events = load_events(conn, &window_sql(), params![key, i64::MIN, i64::MAX])?;
-    Ok(Some(classify_key(&KeyInputs {
-        key_arn: key,
-        grants: &grants,
-        events: &events,
-        policy_changes: &shared.policy_changes,
-        imported_key_policies: &policies,
-        imported_iam: &shared.iam,
-        settings,
-    })))
+/// Stores what [`classify_whole_key`] hands over for one key, in place of its labels and
+/// observations.
+pub(super) struct KeyWriter<'k> {
+    key: &'k str,
+    /// A call's label carries the time of the copy it describes, which for copies logged at
+    /// different times can fall in a later window than the call: those are remembered, so
+    /// that window does not take them for labels that are gone.
+    written_ahead: HashSet<(String, &'static str)>,
 }
 
-/// Stores what [`classify_whole_key`] found for `key`, in place of its labels and observations.
-pub(super) fn write_whole_key(conn: &Connection, key: &str, result: &KeyLabels) -> Result<()> {
-    replace_labels(conn, key, &result.labels)?;
-    replace_observations(conn, key, &result.observations)
+impl<'k> KeyWriter<'k> {
+    pub(super) fn new(key: &'k str) -> KeyWriter<'k> {
+        KeyWriter { key, written_ahead: HashSet::new() }
+    }
+
+    pub(super) fn key(&self) -> &str {
+        self.key
+    }
+
+    pub(super) fn write(&mut self, conn: &Connection, write: KeyWrite) -> Result<()> {
+        match write {
+            KeyWrite::Whole(result) => {
+                replace_labels(conn, self.key, &result.labels)?;
+                replace_observations(conn, self.key, &result.observations)
+            }
+            KeyWrite::Observations(observations) => replace_observations(conn, self.key, &observations),
+            KeyWrite::Window { from, to, labels } => {
+                replace_labels_between(conn, self.key, (from, to), &labels, &self.written_ahead)?;
+                self.written_ahead.extend(
+                    labels
+                        .iter()
+                        .filter(|l| !(from..to).contains(&l.event_time))
+                        .map(|l| (l.event_id.clone(), l.side)),
+                );
+                Ok(())
+            }
+        }
+    }
 }
 
 /// The times at which the windows after the first start, about `window_events` events apart
