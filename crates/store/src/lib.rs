@@ -78,10 +78,12 @@ pub const WAL_CHECKPOINT_PAGES: i64 = 4 * 1024;
 pub const BUSY_TIMEOUT: Duration = Duration::from_secs(600);
 
 /// Opens more connections to the database of `conn` for reading while `conn` writes, where
-/// that works: a file in WAL mode. (With a rollback journal, the writer's commit would wait
-/// for the reader to finish.)
+/// that works and helps: a file in WAL mode (with a rollback journal, the writer's commit would
+/// wait for the reader to finish), and a second core to read on (on one, the reader only takes
+/// turns with the writer, and reads the pages the writer has cached again).
 fn reader_of(conn: &Connection) -> Result<Option<impl Fn() -> Result<Connection> + Sync + use<>>> {
-    let Some(path) = conn.path().filter(|p| !p.is_empty()).map(str::to_string) else {
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let Some(path) = conn.path().filter(|p| !p.is_empty() && cores > 1).map(str::to_string) else {
         return Ok(None);
     };
     let mode: String = conn.pragma_query_value(None, "journal_mode", |r| r.get(0))?;

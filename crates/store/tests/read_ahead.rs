@@ -88,7 +88,10 @@ fn labels_classified_ahead_are_those_one_connection_gives() {
     let alone = memory.refresh_labels().unwrap();
     assert_eq!((ahead.whole_keys, alone.whole_keys), (8, 8));
     assert_eq!(alone.read_ahead_keys, 0, "an in-memory database has one connection");
-    assert_eq!(ahead.read_ahead_keys, 8, "every key, read in one pass or in windows: {ahead:?}");
+    // A second thread only reads ahead where there is a second core to run it on.
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let expected = if cores > 1 { 8 } else { 0 };
+    assert_eq!(ahead.read_ahead_keys, expected, "every key, read in one pass or in windows: {ahead:?}");
     let calls = file.calls(&CallFilter::default()).unwrap();
     assert!(calls.len() >= 8 * 3, "every call is labelled: {}", calls.len());
     assert_eq!(calls, memory.calls(&CallFilter::default()).unwrap());
