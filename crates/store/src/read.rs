@@ -4,7 +4,7 @@ use granttrail_grants::{Actor, Grant, GrantSpec, GrantState, KmsEvent, Label};
 use rusqlite::{OptionalExtension, Row, params_from_iter, types::Value};
 
 use crate::records;
-use crate::texts;
+use crate::texts::{self, KEY};
 use crate::write::{EVENT_COLUMNS, event_from_row};
 use crate::{Result, Store, StoreError};
 
@@ -73,8 +73,8 @@ impl Store {
     pub fn grant_events(&self, key_arn: &str, grant_id: &str) -> Result<Vec<StoredEvent>> {
         let sql = format!(
             "SELECT {EVENT_COLUMNS}, o.source FROM events e JOIN objects o ON o.id = e.object_id
-             WHERE (e.grant_id = ?2 AND (e.key = (SELECT id FROM texts WHERE hash = granttrail_hash(?1) AND text = ?1) OR e.key IS NULL OR ?1 = ''))
-                OR (e.key = (SELECT id FROM texts WHERE hash = granttrail_hash(?1) AND text = ?1) AND e.event_name = 'DeleteKey')
+             WHERE (e.grant_id = ?2 AND (e.key = {KEY} OR e.key IS NULL OR ?1 = ''))
+                OR (e.key = {KEY} AND e.event_name = 'DeleteKey')
              ORDER BY e.event_time, e.event_id"
         );
         self.stored_events(&sql, &[key_arn, grant_id])
@@ -476,15 +476,15 @@ impl Store {
 impl Store {
     /// Every labelled call side with each grant it names (on `key` only, when given).
     pub fn covered_calls(&self, key: Option<&str>) -> Result<Vec<granttrail_grants::findings::CoveredCall>> {
-        let mut stmt = self.conn().prepare_cached(
+        let mut stmt = self.conn().prepare_cached(&format!(
             "SELECT k.text, g.text, o.text, c.label, p.text, e.event_id, f.text
              FROM call_label_grants l JOIN call_labels c ON c.event = l.event AND c.side = l.side
              JOIN texts g ON g.id = l.grant_id JOIN events e ON e.id = c.event JOIN texts k ON k.id = c.key
              LEFT JOIN texts o ON o.id = c.operation LEFT JOIN texts p ON p.id = c.principal
              JOIN texts f ON f.id = c.flags
-             WHERE ?1 IS NULL OR c.key = (SELECT id FROM texts WHERE hash = granttrail_hash(?1) AND text = ?1)
-             ORDER BY g.text, c.event_time, e.event_id",
-        )?;
+             WHERE ?1 IS NULL OR c.key = {KEY}
+             ORDER BY g.text, c.event_time, e.event_id"
+        ))?;
         let rows = stmt.query_map([key], |r| {
             let flags: String = r.get(6)?;
             let label: i64 = r.get(3)?;
@@ -507,11 +507,7 @@ impl Store {
     /// KMS calls refused with an `AccessDenied*` error (on `key` only, when given), for the
     /// escalation rules.
     pub fn access_denials(&self, key: Option<&str>) -> Result<Vec<KmsEvent>> {
-        let filter = if key.is_some() {
-            "e.key = (SELECT id FROM texts WHERE hash = granttrail_hash(?1) AND text = ?1) AND"
-        } else {
-            ""
-        };
+        let filter = if key.is_some() { format!("e.key = {KEY} AND") } else { String::new() };
         let sql = format!(
             "SELECT {EVENT_COLUMNS}, o.source FROM events e JOIN objects o ON o.id = e.object_id
              WHERE {filter} e.event_source = 'kms.amazonaws.com' AND e.error_code LIKE 'AccessDenied%'
@@ -524,9 +520,13 @@ impl Store {
     /// seconds after a grant on that key was retired or revoked: the calls GT015 examines. On
     /// `key` only, when given.
     pub fn calls_after_grant_ends(&self, window: i64, key: Option<&str>) -> Result<Vec<KmsEvent>> {
-        let on_key = "SELECT * FROM events WHERE key = (SELECT id FROM texts WHERE hash = granttrail_hash(?1) AND text = ?1)
-                      UNION ALL SELECT * FROM events WHERE destination_key = (SELECT id FROM texts WHERE hash = granttrail_hash(?1) AND text = ?1) AND key IS NOT (SELECT id FROM texts WHERE hash = granttrail_hash(?1) AND text = ?1)";
-        let events = if key.is_some() { on_key } else { "SELECT * FROM events" };
+        let events = match key {
+            Some(_) => format!(
+                "SELECT * FROM events WHERE key = {KEY}
+                 UNION ALL SELECT * FROM events WHERE destination_key = {KEY} AND key IS NOT {KEY}"
+            ),
+            None => "SELECT * FROM events".to_string(),
+        };
         let sql = format!(
             "SELECT {EVENT_COLUMNS}, o.source FROM ({events}) e JOIN objects o ON o.id = e.object_id
              WHERE e.event_source = 'kms.amazonaws.com' AND e.error_code IS NULL

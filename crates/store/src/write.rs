@@ -7,7 +7,7 @@ use rusqlite::{Connection, Savepoint, Transaction, TransactionBehavior, params};
 
 use crate::labels::{self, Dirty};
 use crate::records::{self, StoredRecord};
-use crate::texts::{self, Texts};
+use crate::texts::{self, KEY, Texts};
 use crate::{Result, StoreError};
 
 /// What one object contributed, for the object's row and the ingest summary.
@@ -303,10 +303,10 @@ fn keys_of_grant(tx: &Connection, grant_id: &str) -> Result<Vec<String>> {
 }
 
 fn grants_on_key(tx: &Connection, key_arn: &str) -> Result<Vec<String>> {
-    let mut stmt = tx.prepare_cached(
-        "SELECT DISTINCT grant_id FROM events WHERE key = (SELECT id FROM texts WHERE hash = granttrail_hash(?1) AND text = ?1) AND grant_id IS NOT NULL AND error_code IS NULL
-           AND event_name IN ('CreateGrant', 'RetireGrant', 'RevokeGrant')",
-    )?;
+    let mut stmt = tx.prepare_cached(&format!(
+        "SELECT DISTINCT grant_id FROM events WHERE key = {KEY} AND grant_id IS NOT NULL AND error_code IS NULL
+           AND event_name IN ('CreateGrant', 'RetireGrant', 'RevokeGrant')"
+    ))?;
     let grants = stmt.query_map([key_arn], |r| r.get(0))?.collect::<Result<_, _>>()?;
     Ok(grants)
 }
@@ -361,11 +361,11 @@ pub(crate) const EVENT_COLUMNS: &str =
 fn grant_events(tx: &Connection, key: &str, grant_id: &str) -> Result<Vec<KmsEvent>> {
     let sql = format!(
         "SELECT {EVENT_COLUMNS} FROM events
-         WHERE grant_id = ?2 AND error_code IS NULL AND (key = (SELECT id FROM texts WHERE hash = granttrail_hash(?1) AND text = ?1) OR key IS NULL)
+         WHERE grant_id = ?2 AND error_code IS NULL AND (key = {KEY} OR key IS NULL)
            AND event_name IN ('CreateGrant', 'RetireGrant', 'RevokeGrant')
          UNION ALL
          SELECT {EVENT_COLUMNS} FROM events
-         WHERE key = (SELECT id FROM texts WHERE hash = granttrail_hash(?1) AND text = ?1) AND event_name = 'DeleteKey' AND error_code IS NULL"
+         WHERE key = {KEY} AND event_name = 'DeleteKey' AND error_code IS NULL"
     );
     let mut stmt = tx.prepare_cached(&sql)?;
     let rows = stmt.query_map(params![key, grant_id], event_from_row)?;

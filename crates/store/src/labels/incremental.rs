@@ -74,11 +74,11 @@ pub(super) fn incremental_plan(
             }
         }
     }
-    let mut calls_since = conn.prepare_cached(
-        "SELECT count(*) FROM events WHERE key = (SELECT id FROM texts WHERE hash = granttrail_hash(?1) AND text = ?1) AND event_time >= ?2",
-    )?;
-    let mut history =
-        conn.prepare_cached("SELECT count(*) FROM (SELECT 1 FROM call_labels WHERE key = (SELECT id FROM texts WHERE hash = granttrail_hash(?1) AND text = ?1) LIMIT ?2)")?;
+    let mut calls_since =
+        conn.prepare_cached(&format!("SELECT count(*) FROM events WHERE key = {KEY} AND event_time >= ?2"))?;
+    let mut history = conn.prepare_cached(&format!(
+        "SELECT count(*) FROM (SELECT 1 FROM call_labels WHERE key = {KEY} LIMIT ?2)"
+    ))?;
     let mut out = BTreeMap::new();
     for key in candidates {
         // Coverage can change up to the clock tolerance before a creation and the consistency

@@ -50,7 +50,8 @@ impl Default for Strategy {
 }
 
 /// The events that set a key's context ([`granttrail_grants::sets_key_context`]), by the same
-/// condition as the partial index `events_key_context`, so it is used.
+/// condition as the partial index `events_key_context`, so it is used. (`key` is the id of the
+/// key ARN bound to `?1`: [`crate::texts::KEY`].)
 const KEY_CONTEXT: &str = "key = (SELECT id FROM texts WHERE hash = granttrail_hash(?1) AND text = ?1)
     AND (event_name = 'CreateKey' OR event_name = 'PutKeyPolicy' OR event_name = 'TagResource'
       OR event_name = 'UntagResource' OR event_name = 'CreateAlias' OR event_name = 'UpdateAlias'

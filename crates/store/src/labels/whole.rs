@@ -139,12 +139,12 @@ impl<'k> KeyWriter<'k> {
 /// The times at which the windows after the first start, about `window_events` events apart
 /// (a window never splits one second); empty when the key's history fits one window.
 fn window_starts(conn: &Connection, key: &str, window_events: usize) -> Result<Vec<i64>> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT event_time FROM events WHERE key = (SELECT id FROM texts WHERE hash = granttrail_hash(?1) AND text = ?1)
+    let mut stmt = conn.prepare_cached(&format!(
+        "SELECT event_time FROM events WHERE key = {KEY}
          UNION ALL
-         SELECT event_time FROM events WHERE destination_key = (SELECT id FROM texts WHERE hash = granttrail_hash(?1) AND text = ?1) AND key IS NOT (SELECT id FROM texts WHERE hash = granttrail_hash(?1) AND text = ?1)
-         ORDER BY 1",
-    )?;
+         SELECT event_time FROM events WHERE destination_key = {KEY} AND key IS NOT {KEY}
+         ORDER BY 1"
+    ))?;
     let mut rows = stmt.query([key])?;
     let (mut starts, mut in_window) = (Vec::new(), 0usize);
     while let Some(r) = rows.next()? {
