@@ -357,7 +357,12 @@ fn open_store(db: &Path) -> anyhow::Result<Store> {
     let mut bar: Option<indicatif::ProgressBar> = None;
     let store = Store::open_with(db, Journal::Wal, &mut |p: MigrationProgress| {
         let bar = bar.get_or_insert_with(|| {
-            eprintln!("granttrail: migrating {} ({gigabytes:.2} GB) to schema {}", db.display(), p.version);
+            // To the current schema, through every version in between (`p.version` is the step).
+            eprintln!(
+                "granttrail: migrating {} ({gigabytes:.2} GB) to schema {}",
+                db.display(),
+                granttrail_store::SCHEMA_VERSION
+            );
             crate::ingest_cmd::counting_bar(p.total, "records")
         });
         if p.compacting {

@@ -148,7 +148,14 @@ fn assert_migrated_with_every_record(version: i64) {
     assert!(delivered.len() >= 20, "the fixture holds the example's records");
     let ws = Workspace::new();
     load_database(&ws.db(), version);
-    ws.ok(&["grants", "--format", "json"]);
+    let out = ws.run(&["grants", "--format", "json"]);
+    assert!(out.status.success(), "granttrail grants on the version {version} fixture: {}", stderr(&out));
+    let current = granttrail_store::SCHEMA_VERSION;
+    assert!(
+        stderr(&out).contains(&format!("to schema {current}")),
+        "the migration names the schema it ends at: {}",
+        stderr(&out)
+    );
     let migrated = user_version(&ws.db());
     assert!(migrated > version, "the schema is still version {migrated} after granttrail opened it");
     for (event_id, record) in delivered {

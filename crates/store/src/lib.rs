@@ -30,7 +30,8 @@ pub use read::{CallFilter, EventRecord, GrantFilter, StoredCall, StoredEvent};
 pub use records::StoredRecord;
 pub use write::{Batch, ObjectCounts, ObjectWriter};
 
-const SCHEMA_VERSION: i64 = 8;
+/// The schema version this granttrail writes; older databases are migrated to it when opened.
+pub const SCHEMA_VERSION: i64 = 8;
 
 /// Rewrites rows a migration changed the form of, reporting `(done, total)` rows as it goes.
 type Rewrite = fn(&Connection, &mut dyn FnMut(u64, u64)) -> Result<()>;
