@@ -13,6 +13,7 @@ use serde::Serialize;
 
 use crate::event::{Caller, GrantSpec, KmsEvent, arn_account};
 use crate::iam::IamSnapshot;
+use crate::invalidation::{KEY_POLICY_CHANGES, sets_key_context};
 use crate::lifecycle::{Grant, logical_event_refs, logical_events};
 use crate::matching::{CallSide, Coverage, Flag, Tri, World, call_sides, covers, outside_lifetime};
 use crate::policy::{Policy, Subject};
@@ -228,15 +229,6 @@ pub struct KeyInputs<'a> {
     pub imported_key_policies: &'a [ImportedKeyPolicy],
     pub imported_iam: &'a [ImportedIam],
     pub settings: &'a Settings,
-}
-
-const KEY_POLICY_CHANGES: &[&str] =
-    &["PutKeyPolicy", "TagResource", "UntagResource", "CreateAlias", "UpdateAlias", "DeleteAlias"];
-
-/// Does this event shape how every call on its key is classified (key type, key policy, the
-/// times a policy outcome may change)? Other calls only add observations ([`Observation`]).
-pub fn sets_key_context(e: &KmsEvent) -> bool {
-    e.event_name == "CreateKey" || KEY_POLICY_CHANGES.contains(&e.event_name.as_str())
 }
 
 fn is_access_denied(code: Option<&str>) -> bool {

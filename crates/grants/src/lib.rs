@@ -16,6 +16,7 @@ pub mod classify;
 pub mod event;
 pub mod findings;
 pub mod iam;
+pub mod invalidation;
 mod json;
 pub mod lifecycle;
 pub mod matching;
@@ -28,10 +29,11 @@ pub mod timestamp;
 pub use classify::{
     CallLabel, Evidence, GrantReasons, ImportedIam, ImportedKeyPolicy, KeyClassifier, KeyInputs, KeyLabels,
     Label, Observation, ObservationIndex, ObservationKind, Reason, behaviour_group, classify_key,
-    classify_keyless, sets_key_context,
+    classify_keyless,
 };
 pub use event::{Caller, Constraints, Details, GrantSpec, KmsEvent, RecordError, normalise, normalise_str};
 pub use iam::IamSnapshot;
+pub use invalidation::{Invalidation, sets_key_context};
 pub use lifecycle::{
     Actor, Anomaly, Grant, GrantState, fold_all, fold_grant, logical_event_refs, logical_events,
 };

@@ -8,9 +8,10 @@
 
 use std::collections::BTreeSet;
 
-use crate::classify::{Label, Reason, sets_key_context};
+use crate::classify::{Label, Reason};
 use crate::event::KmsEvent;
 use crate::findings::Finding;
+use crate::invalidation::sets_key_context;
 
 /// The KMS events whose records are kept whatever their age: the grant lifecycle and the key
 /// events that decide it.

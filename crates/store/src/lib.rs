@@ -20,7 +20,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use granttrail_grants::reconcile::{Listing, Snapshot};
-use granttrail_grants::{IamSnapshot, Policy, Settings};
+use granttrail_grants::{IamSnapshot, Invalidation, Policy, Settings};
 use rusqlite::{Connection, OptionalExtension};
 
 pub use coverage::{DayCount, GrantUseRow, Silence, Window};
@@ -353,7 +353,7 @@ impl Store {
         )?;
         let pairs = write::all_grant_pairs(&tx)?;
         let count = write::recompute(&tx, &pairs)?;
-        let everything = labels::Dirty { everything: true, ..labels::Dirty::default() };
+        let everything = Invalidation { everything: true, ..Invalidation::default() };
         labels::recompute(&tx, &everything, &self.settings, self.strategy, None)?;
         labels::mark_labelled(&tx)?;
         tx.commit()?;
@@ -403,7 +403,7 @@ impl Store {
             "INSERT INTO imported_key_policies (key_arn, at, policy, source) VALUES (?1, ?2, ?3, ?4)",
             rusqlite::params![key_arn, at, policy, source],
         )?;
-        let dirty = labels::Dirty { context_keys: [key_arn.to_string()].into(), ..labels::Dirty::default() };
+        let dirty = Invalidation { context_keys: [key_arn.to_string()].into(), ..Invalidation::default() };
         labels::recompute(&tx, &dirty, &self.settings, self.strategy, None)?;
         tx.commit()?;
         Ok(())
@@ -418,7 +418,7 @@ impl Store {
             "INSERT INTO imported_iam (account, at, document, source) VALUES (?1, ?2, ?3, ?4)",
             rusqlite::params![account, at, document, source],
         )?;
-        let dirty = labels::Dirty { accounts: [account.to_string()].into(), ..labels::Dirty::default() };
+        let dirty = Invalidation { accounts: [account.to_string()].into(), ..Invalidation::default() };
         labels::recompute(&tx, &dirty, &self.settings, self.strategy, None)?;
         tx.commit()?;
         Ok(snapshot.principals.len())

@@ -2,10 +2,10 @@
 
 use std::collections::BTreeSet;
 
-use granttrail_grants::{Caller, Details, Grant, GrantSpec, KmsEvent, fold_grant};
+use granttrail_grants::{Caller, Details, Grant, GrantSpec, Invalidation, KmsEvent, fold_grant};
 use rusqlite::{Connection, Savepoint, Transaction, TransactionBehavior, params};
 
-use crate::labels::{self, Dirty};
+use crate::labels;
 use crate::records::{self, StoredRecord};
 use crate::texts::{self, KEY, Texts};
 use crate::{Result, StoreError};
@@ -36,7 +36,7 @@ pub struct ObjectWriter<'c> {
     object_id: i64,
     touched: Touched,
     deleted_keys: BTreeSet<String>,
-    dirty: Dirty,
+    dirty: Invalidation,
     counts: ObjectCounts,
 }
 
@@ -133,7 +133,7 @@ impl<'c> ObjectWriter<'c> {
             object_id,
             touched: Touched::new(),
             deleted_keys: BTreeSet::new(),
-            dirty: Dirty::default(),
+            dirty: Invalidation::default(),
             counts: ObjectCounts::default(),
         }))
     }

@@ -3,14 +3,17 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
+use granttrail_grants::invalidation::{
+    grants_ended_before_are_dead, merge_spans, observed_group, recheck_from,
+};
 use granttrail_grants::{
-    CallLabel, KeyClassifier, KeyInputs, KmsEvent, Observation, ObservationIndex, ObservationKind, Settings,
-    behaviour_group, logical_event_refs,
+    CallLabel, Invalidation, KeyClassifier, KeyInputs, KmsEvent, Observation, ObservationIndex,
+    ObservationKind, Settings, logical_event_refs,
 };
 use rusqlite::{Connection, OptionalExtension, params};
 
 use super::rows::update_labels;
-use super::{Dirty, KEY_CONTEXT, Shared, Strategy, imported_key_policies, load_events};
+use super::{KEY_CONTEXT, Shared, Strategy, imported_key_policies, load_events};
 use crate::Result;
 use crate::read::grants_not_ended_before;
 use crate::texts::{KEY, Texts, kind_code};
@@ -43,7 +46,7 @@ struct NewOnKey {
 /// recheck, or a history too short for looking calls up one by one to pay.
 pub(super) fn incremental_plan(
     conn: &Connection,
-    dirty: &Dirty,
+    dirty: &Invalidation,
     settings: &Settings,
     strategy: Strategy,
     whole: &mut BTreeSet<String>,
@@ -81,12 +84,7 @@ pub(super) fn incremental_plan(
     ))?;
     let mut out = BTreeMap::new();
     for key in candidates {
-        // Coverage can change up to the clock tolerance before a creation and the consistency
-        // window after an end.
-        let since = dirty.since.get(key).map(|t| {
-            t.saturating_sub(settings.clock_tolerance_seconds)
-                .saturating_sub(settings.consistency_window_seconds)
-        });
+        let since = dirty.since.get(key).map(|t| recheck_from(*t, settings));
         let on_key = new.remove(key.as_str()).unwrap_or_default();
         let mut recheck = on_key.count;
         if let Some(since) = since {
@@ -150,7 +148,7 @@ pub(super) fn relabel_incrementally(
     let Some(new_events) = new_events(conn, key, increment)? else { return Ok(false) };
     let key_id = Texts::default().id(conn, key)?;
     let context =
-        load_events(conn, &format!("SELECT {EVENT_COLUMNS} FROM events WHERE {KEY_CONTEXT}"), [key])?;
+        load_events(conn, &format!("SELECT {EVENT_COLUMNS} FROM events WHERE {}", *KEY_CONTEXT), [key])?;
     let policies = imported_key_policies(conn, key)?;
     let mut recheck_events = new_events;
     if let Some(since) = increment.since {
@@ -166,15 +164,10 @@ pub(super) fn relabel_incrementally(
             params![key, since],
         )?);
     }
-    // A grant that ended a consistency window before every call classified here covers none
-    // of them: only the others are read, so a key's long-dead grants cost nothing.
+    // Only the grants that can cover a call classified here are read, so a key's long-dead
+    // grants cost nothing.
     let alive_after = |events: &[KmsEvent]| {
-        events
-            .iter()
-            .map(|e| e.event_time)
-            .min()
-            .unwrap_or(i64::MAX)
-            .saturating_sub(settings.consistency_window_seconds + 1)
+        grants_ended_before_are_dead(events.iter().map(|e| e.event_time).min().unwrap_or(i64::MAX), settings)
     };
     let recheck_from = alive_after(&recheck_events);
     let grants = grants_not_ended_before(conn, key, recheck_from)?;
@@ -197,8 +190,8 @@ pub(super) fn relabel_incrementally(
         "SELECT 1 FROM observations
          WHERE key = ?1 AND behaviour_group = ?2 AND kind = ?3 AND event_time = ?4 AND event_id = ?5",
     )?;
-    for call in calls.iter().filter(|c| c.event_name != "ReEncrypt") {
-        let Some(group) = behaviour_group(call) else { continue };
+    for call in &calls {
+        let Some(group) = observed_group(call) else { continue };
         for kind in [ObservationKind::Success, ObservationKind::Denial] {
             if stored_for.exists(params![key_id, group, kind_code(kind), call.event_time, call.event_id])? {
                 stored.insert(Observation {
@@ -269,18 +262,6 @@ pub(super) fn relabel_incrementally(
     Ok(true)
 }
 
-/// Overlapping spans of one group become one, so each stored label is read once.
-fn merge_spans(spans: Vec<(i64, i64, i64)>) -> Vec<(i64, i64, i64)> {
-    let mut merged: Vec<(i64, i64, i64)> = Vec::new();
-    for (group, from, to) in spans {
-        match merged.last_mut() {
-            Some(last) if last.0 == group && from <= last.2 => last.2 = last.2.max(to),
-            _ => merged.push((group, from, to)),
-        }
-    }
-    merged
-}
-
 const BEFORE: &str = "SELECT event_time, event_id FROM observations
      WHERE key = ?1 AND behaviour_group = ?2 AND kind = ?3 AND event_time <= ?4
      ORDER BY event_time DESC, event_id DESC LIMIT 1";
@@ -321,8 +302,8 @@ fn nearest_observations<'e>(
     let mut out = Vec::new();
     let mut seen = HashSet::new();
     let (mut before, mut after) = (conn.prepare_cached(BEFORE)?, conn.prepare_cached(AFTER)?);
-    for call in calls.filter(|c| c.event_name != "ReEncrypt") {
-        let Some(group) = behaviour_group(call) else { continue };
+    for call in calls {
+        let Some(group) = observed_group(call) else { continue };
         if !seen.insert((group, call.event_time)) {
             continue;
         }

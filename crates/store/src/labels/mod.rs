@@ -8,7 +8,8 @@
 //! grant was created or ended, and the stored labels whose nearest observations moved. Both
 //! give exactly what a rebuild gives (crates/ingest/tests/order_independence.rs).
 //!
-//! - `stale`: what ingested objects left to relabel;
+//! - `stale`: persisting what ingested objects left to relabel (the rules of what a new fact
+//!   makes stale are in `granttrail_grants::invalidation`);
 //! - `incremental`: which keys can be relabelled incrementally, and how;
 //! - `whole`: relabelling every call on a key, a long history in windows of time;
 //! - `rows`: writing labels and observations, only where they differ.
@@ -19,17 +20,20 @@ mod stale;
 mod whole;
 
 use std::collections::BTreeSet;
+use std::sync::LazyLock;
 
+use granttrail_grants::invalidation::KEY_CONTEXT_EVENTS;
 use granttrail_grants::{
-    IamSnapshot, ImportedIam, ImportedKeyPolicy, KmsEvent, Policy, Settings, classify_keyless,
+    IamSnapshot, ImportedIam, ImportedKeyPolicy, Invalidation, KmsEvent, Policy, Settings, classify_keyless,
 };
 use rusqlite::Connection;
 
+use crate::texts::KEY;
 use crate::write::{EVENT_COLUMNS, event_from_row};
 use crate::{Result, StoreError};
 use incremental::{incremental_plan, relabel_incrementally};
 use rows::replace_labels;
-pub(crate) use stale::{Dirty, mark_labelled, mark_stale, stale};
+pub(crate) use stale::{mark_labelled, mark_stale, stale};
 use whole::{KeyWrite, KeyWriter, classify_whole_key, relabel_whole_key};
 
 /// How keys are relabelled.
@@ -49,13 +53,15 @@ impl Default for Strategy {
     }
 }
 
-/// The events that set a key's context ([`granttrail_grants::sets_key_context`]), by the same
-/// condition as the partial index `events_key_context`, so it is used. (`key` is the id of the
-/// key ARN bound to `?1`: [`crate::texts::KEY`].)
-const KEY_CONTEXT: &str = "key = (SELECT id FROM texts WHERE hash = granttrail_hash(?1) AND text = ?1)
-    AND (event_name = 'CreateKey' OR event_name = 'PutKeyPolicy' OR event_name = 'TagResource'
-      OR event_name = 'UntagResource' OR event_name = 'CreateAlias' OR event_name = 'UpdateAlias'
-      OR event_name = 'DeleteAlias')";
+/// The condition on `event_name` that selects the events that set a key's context
+/// ([`KEY_CONTEXT_EVENTS`]). The partial index `events_key_context` is on this condition, spelled
+/// the same way, so that queries use it (a test compares the two).
+fn key_context_names() -> String {
+    KEY_CONTEXT_EVENTS.iter().map(|name| format!("event_name = '{name}'")).collect::<Vec<_>>().join(" OR ")
+}
+
+/// The events that set the context of the key bound to `?1`.
+static KEY_CONTEXT: LazyLock<String> = LazyLock::new(|| format!("key = {KEY} AND ({})", key_context_names()));
 
 fn load_events(conn: &Connection, sql: &str, args: impl rusqlite::Params) -> Result<Vec<KmsEvent>> {
     let mut stmt = conn.prepare_cached(sql)?;
@@ -132,7 +138,7 @@ pub struct Relabelled {
 /// ([`relabel_whole_keys`]); only for a transaction that has changed no event, grant or import.
 pub(crate) fn recompute(
     conn: &Connection,
-    dirty: &Dirty,
+    dirty: &Invalidation,
     settings: &Settings,
     strategy: Strategy,
     read_ahead: Option<OpenReader<'_>>,
@@ -260,4 +266,26 @@ fn relabel_whole_keys(
         }
         Ok(done)
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::KEY_CONTEXT;
+    use crate::Store;
+    use crate::write::EVENT_COLUMNS;
+
+    /// SQLite uses a partial index only for a query that states the index's own condition: the
+    /// key context rule and the `events_key_context` index must not drift apart.
+    #[test]
+    fn a_keys_context_events_are_read_through_their_partial_index() {
+        let store = Store::open_in_memory().unwrap();
+        let sql = format!("EXPLAIN QUERY PLAN SELECT {EVENT_COLUMNS} FROM events WHERE {}", *KEY_CONTEXT);
+        let mut stmt = store.conn().prepare(&sql).unwrap();
+        let plan: Vec<String> = stmt
+            .query_map(["arn:aws:kms:us-east-1:111122223333:key/k"], |r| r.get::<_, String>(3))
+            .unwrap()
+            .collect::<Result<_, _>>()
+            .unwrap();
+        assert!(plan.iter().any(|step| step.contains("events_key_context")), "{plan:#?}");
+    }
 }

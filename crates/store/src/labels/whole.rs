@@ -71,7 +71,7 @@ pub(super) fn classify_whole_key(
     }
 
     let context =
-        load_events(conn, &format!("SELECT {EVENT_COLUMNS} FROM events WHERE {KEY_CONTEXT}"), [key])?;
+        load_events(conn, &format!("SELECT {EVENT_COLUMNS} FROM events WHERE {}", *KEY_CONTEXT), [key])?;
     let context_inputs = inputs(&context);
     let classifier = KeyClassifier::new(&context_inputs);
     let windows: Vec<(i64, i64)> = std::iter::once(i64::MIN)
