@@ -12,8 +12,8 @@ use crate::grants_cmd::open_existing;
 use crate::output::{CsvOut, Format, Table, print_json, print_json_line};
 use crate::parse_time;
 
-fn parse_label(text: &str) -> Result<String, String> {
-    Label::parse(text).map(|l| l.as_str().to_string()).ok_or_else(|| {
+fn parse_label(text: &str) -> Result<Label, String> {
+    Label::parse(text).ok_or_else(|| {
         let all: Vec<&str> = Label::ALL.iter().map(|l| l.as_str()).collect();
         format!("{text:?} is not a label; labels are {}", all.join(", "))
     })
@@ -23,7 +23,7 @@ fn parse_label(text: &str) -> Result<String, String> {
 pub struct CallsArgs {
     /// Only calls with this label (repeatable).
     #[arg(long = "label", value_name = "LABEL", value_parser = parse_label)]
-    labels: Vec<String>,
+    labels: Vec<Label>,
     /// Only calls that succeeded only through a grant: labels grant_only and grant_only_likely.
     #[arg(long)]
     grant_only: bool,
@@ -71,12 +71,12 @@ impl<'a> CallView<'a> {
             shared_event_id: c.shared_event_id.as_deref(),
             event_time: timestamp::format(c.event_time),
             event_name: &c.event_name,
-            side: &c.side,
+            side: c.side.as_str(),
             key_arn: &c.key_arn,
             operation: c.operation.as_deref(),
             principal: c.principal.as_deref(),
-            label: &c.label,
-            evidence: &c.evidence,
+            label: c.label.as_str(),
+            evidence: c.evidence.as_str(),
             grant_ids: &c.grant_ids,
             reasons: &c.reasons,
             flags: &c.flags,
@@ -89,7 +89,7 @@ pub fn run(db: &Path, args: &CallsArgs) -> anyhow::Result<ExitCode> {
     store.refresh_labels()?;
     let mut labels = args.labels.clone();
     if args.grant_only {
-        labels.extend([Label::GrantOnly.as_str().to_string(), Label::GrantOnlyLikely.as_str().to_string()]);
+        labels.extend([Label::GrantOnly, Label::GrantOnlyLikely]);
     }
     let filter = CallFilter {
         labels,
@@ -136,11 +136,11 @@ fn csv_row(c: &StoredCall) -> Vec<String> {
     vec![
         timestamp::format(c.event_time),
         c.event_name.clone(),
-        c.side.clone(),
+        c.side.to_string(),
         c.key_arn.clone(),
         c.principal.clone().unwrap_or_default(),
-        c.label.clone(),
-        c.evidence.clone(),
+        c.label.as_str().to_string(),
+        c.evidence.as_str().to_string(),
         c.grant_ids.join(" "),
         c.event_id.clone(),
         c.shared_event_id.clone().unwrap_or_default(),
@@ -157,10 +157,10 @@ fn print_table(calls: &[StoredCall], out: &mut dyn Write) -> anyhow::Result<()> 
         table.row(vec![
             timestamp::format(c.event_time),
             c.event_name.clone(),
-            c.side.clone(),
+            c.side.to_string(),
             c.principal.clone().unwrap_or_else(|| "-".into()),
-            c.label.clone(),
-            c.evidence.clone(),
+            c.label.as_str().to_string(),
+            c.evidence.as_str().to_string(),
             if grants.is_empty() { "-".into() } else { grants.join(",") },
             c.event_id.clone(),
         ]);

@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::bail;
 use clap::{Args, ValueEnum};
-use granttrail_grants::{Grant, GrantState, Label, timestamp};
+use granttrail_grants::{Grant, GrantState, timestamp};
 use granttrail_store::{CallFilter, GrantFilter, Journal, MigrationProgress, Store, StoredCall};
 
 use crate::calls_cmd::CallView;
@@ -290,7 +290,7 @@ fn print_story(
 
 /// Did this call succeed only through a grant (as far as the evidence shows)?
 fn depended(c: &StoredCall) -> bool {
-    c.label == Label::GrantOnly.as_str() || c.label == Label::GrantOnlyLikely.as_str()
+    c.label.is_grant_only()
 }
 
 fn print_covered_calls(calls: &[StoredCall], out: &mut dyn Write) -> anyhow::Result<()> {
@@ -312,8 +312,8 @@ fn print_covered_calls(calls: &[StoredCall], out: &mut dyn Write) -> anyhow::Res
             timestamp::format(c.event_time),
             c.event_name.clone(),
             c.principal.clone().unwrap_or_else(|| "-".into()),
-            c.label.clone(),
-            c.evidence.clone(),
+            c.label.as_str().to_string(),
+            c.evidence.as_str().to_string(),
             if depended(c) { "yes".into() } else { "-".into() },
             c.event_id.clone(),
         ]);

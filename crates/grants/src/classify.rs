@@ -15,7 +15,7 @@ use crate::event::{Caller, GrantSpec, KmsEvent, arn_account};
 use crate::iam::IamSnapshot;
 use crate::invalidation::{KEY_POLICY_CHANGES, sets_key_context};
 use crate::lifecycle::{Grant, logical_event_refs, logical_events};
-use crate::matching::{CallSide, Coverage, Flag, Tri, World, call_sides, covers, outside_lifetime};
+use crate::matching::{CallSide, Coverage, Flag, Side, Tri, World, call_sides, covers, outside_lifetime};
 use crate::policy::{Policy, Subject};
 use crate::settings::Settings;
 use crate::timestamp;
@@ -61,6 +61,11 @@ impl Label {
 
     pub fn parse(text: &str) -> Option<Label> {
         Label::ALL.into_iter().find(|l| l.as_str() == text)
+    }
+
+    /// Did the call succeed only through a grant, as far as the evidence shows?
+    pub fn is_grant_only(self) -> bool {
+        matches!(self, Label::GrantOnly | Label::GrantOnlyLikely)
     }
 }
 
@@ -182,8 +187,8 @@ pub struct CallLabel {
     pub shared_event_id: Option<String>,
     pub event_time: i64,
     pub event_name: String,
-    /// `key`, or for ReEncrypt `source` / `destination`.
-    pub side: &'static str,
+    /// [`Side::Key`], or for ReEncrypt the source and destination sides.
+    pub side: Side,
     pub key_arn: String,
     /// The grant operation this side needed, when one could allow it.
     pub operation: Option<&'static str>,
@@ -680,7 +685,7 @@ impl<'a> KeyClassifier<'a> {
         let mut labels = Vec::new();
         for (side_name, side) in call_sides(call) {
             let side_key = match side_name {
-                "destination" => call.destination_key_arn.as_deref(),
+                Side::Destination => call.destination_key_arn.as_deref(),
                 _ => call.key_arn.as_deref(),
             };
             if side_key != Some(key) {
@@ -728,7 +733,7 @@ pub fn classify_keyless(events: &[KmsEvent]) -> Vec<CallLabel> {
             } else {
                 (Label::NotGrantEligible, "no grant can allow this operation")
             };
-            let mut l = base_label(call, "key", "", None, label, Evidence::L0);
+            let mut l = base_label(call, Side::Key, "", None, label, Evidence::L0);
             l.reasons.push(Reason { text: reason.into(), event_ids: vec![call.event_id.clone()] });
             l
         })
@@ -737,7 +742,7 @@ pub fn classify_keyless(events: &[KmsEvent]) -> Vec<CallLabel> {
 
 fn base_label(
     call: &KmsEvent,
-    side: &'static str,
+    side: Side,
     key: &str,
     operation: Option<&'static str>,
     label: Label,
@@ -798,7 +803,7 @@ fn delegation_allowed(parent: &GrantSpec, child: &GrantSpec) -> Tri {
 fn classify_side(
     ctx: &Context<'_>,
     observations: &ObservationIndex,
-    side_name: &'static str,
+    side_name: Side,
     side: &CallSide<'_>,
 ) -> CallLabel {
     let call = side.event;
@@ -1022,7 +1027,7 @@ mod tests {
             shared_event_id: None,
             event_time: 0,
             event_name: "Decrypt".into(),
-            side: "key",
+            side: Side::Key,
             key_arn: KEY.into(),
             operation: Some("Decrypt"),
             principal: None,

@@ -8,6 +8,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
+use crate::classify::Label;
 use crate::event::{KmsEvent, arn_account};
 use crate::lifecycle::{Grant, GrantState, logical_events};
 use crate::matching::{Coverage, Tri, World, call_sides, covers, grant_operation};
@@ -221,7 +222,7 @@ pub struct CoveredCall {
     pub key_arn: String,
     pub grant_id: String,
     pub operation: Option<String>,
-    pub label: String,
+    pub label: Label,
     pub principal: Option<String>,
     pub event_id: String,
     /// The call's flags (`policy_path_proven` marks a CreateGrant that went beyond the grants
@@ -247,13 +248,13 @@ pub fn grant_uses(_grants: &[Grant], calls: &[CoveredCall]) -> BTreeMap<(String,
         // A CreateGrant that asked for more than these grants may delegate was not made
         // through them (R-D4): it is no use of theirs. Nor is a call no known grant covers,
         // listed with the grants of unknown attributes that might have.
-        if c.flags.iter().any(|f| f == "policy_path_proven") || c.label == "no_grant_unknown_grants" {
+        if c.flags.iter().any(|f| f == "policy_path_proven") || c.label == Label::NoGrantUnknownGrants {
             continue;
         }
         let u = uses.entry((c.key_arn.clone(), c.grant_id.clone())).or_default();
         u.calls += 1;
         u.operations.extend(c.operation.clone());
-        if c.label == "grant_only_likely" || c.label == "grant_only" {
+        if c.label.is_grant_only() {
             u.grant_only_calls.push(GrantOnlyCall {
                 event_id: c.event_id.clone(),
                 operation: c.operation.clone(),
@@ -261,7 +262,7 @@ pub fn grant_uses(_grants: &[Grant], calls: &[CoveredCall]) -> BTreeMap<(String,
             });
         }
         if c.operation.as_deref() == Some("CreateGrant") {
-            u.delegations.push((c.event_id.clone(), c.label != "grant_covered_uncertain"));
+            u.delegations.push((c.event_id.clone(), c.label != Label::GrantCoveredUncertain));
         }
     }
     uses
@@ -1071,7 +1072,7 @@ mod tests {
                 key_arn: g.key_arn.clone(),
                 grant_id: g.grant_id.clone(),
                 operation: Some(o.to_string()),
-                label: "grant_covered".into(),
+                label: Label::GrantCovered,
                 principal: g.spec.grantee_principal.clone(),
                 event_id: format!("call-{o}"),
                 flags: Vec::new(),
@@ -1177,7 +1178,7 @@ mod tests {
             key_arn: g.key_arn.clone(),
             grant_id: g.grant_id.clone(),
             operation: Some(op.into()),
-            label: "grant_only_likely".into(),
+            label: Label::GrantOnlyLikely,
             principal: Some(APP_SESSION.into()),
             event_id: id.into(),
             flags: Vec::new(),
@@ -1217,7 +1218,7 @@ mod tests {
 
         // Close variants that are no escalation.
         let covered_only =
-            [CoveredCall { label: "grant_covered".into(), ..grant_only(&by_admin, "Decrypt", "ok") }];
+            [CoveredCall { label: Label::GrantCovered, ..grant_only(&by_admin, "Decrypt", "ok") }];
         let other_op = [grant_only(&by_admin, "Encrypt", "ok")];
         let mut late = by_admin.clone();
         late.created_at = Some(400);
@@ -1256,7 +1257,7 @@ mod tests {
         grandchild.created_at = Some(900);
         let delegation = |parent: &Grant, child: &Grant| CoveredCall {
             operation: Some("CreateGrant".into()),
-            label: "grant_covered".into(),
+            label: Label::GrantCovered,
             event_id: child.create_event_ids[0].clone(),
             ..grant_only(parent, "CreateGrant", "")
         };
@@ -1276,7 +1277,7 @@ mod tests {
         let found = evaluate_with(&grants[..2], &[beyond], &Events::default(), &cfg, 2 * DAY);
         assert!(!ids(&found).contains(&"GT013"), "{found:#?}");
         assert!(ids(&found).contains(&"GT008"), "the parent was not used either");
-        let unknown = CoveredCall { label: "no_grant_unknown_grants".into(), ..delegation(&parent, &child) };
+        let unknown = CoveredCall { label: Label::NoGrantUnknownGrants, ..delegation(&parent, &child) };
         let found = evaluate_with(&grants[..2], &[unknown], &Events::default(), &cfg, 2 * DAY);
         assert!(!ids(&found).contains(&"GT013"), "grants that only may exist are no parents: {found:#?}");
     }

@@ -37,7 +37,7 @@ pub use invalidation::{Invalidation, sets_key_context};
 pub use lifecycle::{
     Actor, Anomaly, Grant, GrantState, fold_all, fold_grant, logical_event_refs, logical_events,
 };
-pub use matching::{Tri, grantee_is};
+pub use matching::{Side, Tri, grantee_is};
 pub use policy::Policy;
 pub use settings::Settings;
 

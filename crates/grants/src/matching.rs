@@ -151,9 +151,42 @@ fn takes_encryption_context(op: &str) -> bool {
     )
 }
 
+/// Which side of a call a label is about: most calls have one, on their key; a ReEncrypt has a
+/// source side (`ReEncryptFrom` on the source key) and a destination side (`ReEncryptTo`).
+/// Declared in the order of their names, which is how listings order a call's sides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, serde::Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Side {
+    Destination,
+    Key,
+    Source,
+}
+
+impl Side {
+    pub const ALL: [Side; 3] = [Side::Destination, Side::Key, Side::Source];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Side::Destination => "destination",
+            Side::Key => "key",
+            Side::Source => "source",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Side> {
+        Side::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+}
+
+impl std::fmt::Display for Side {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// The sides of a call that a grant could authorise: one, or two for ReEncrypt (source key
 /// with `ReEncryptFrom` and the source context, destination key with `ReEncryptTo`).
-pub fn call_sides(event: &KmsEvent) -> Vec<(&'static str, Option<CallSide<'_>>)> {
+pub fn call_sides(event: &KmsEvent) -> Vec<(Side, Option<CallSide<'_>>)> {
     let d = &event.details;
     if event.event_name == "ReEncrypt" {
         let source = event.key_arn.as_deref().map(|k| CallSide {
@@ -168,7 +201,7 @@ pub fn call_sides(event: &KmsEvent) -> Vec<(&'static str, Option<CallSide<'_>>)>
             operation: "ReEncryptTo",
             context: d.destination_encryption_context.as_ref(),
         });
-        return vec![("source", source), ("destination", destination)];
+        return vec![(Side::Source, source), (Side::Destination, destination)];
     }
     let side = grant_operation(&event.event_name).and_then(|op| {
         event.key_arn.as_deref().map(|k| CallSide {
@@ -178,7 +211,7 @@ pub fn call_sides(event: &KmsEvent) -> Vec<(&'static str, Option<CallSide<'_>>)>
             context: d.encryption_context.as_ref(),
         })
     });
-    vec![("key", side)]
+    vec![(Side::Key, side)]
 }
 
 /// Does `grant` cover this call side?

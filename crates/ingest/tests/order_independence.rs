@@ -4,7 +4,7 @@
 //! fold over the events.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
-use granttrail_grants::{Grant, KmsEvent, fold_all, normalise};
+use granttrail_grants::{Grant, KmsEvent, Label, fold_all, normalise};
 use granttrail_ingest::{Limits, Outcome, ingest_object};
 use granttrail_store::{CallFilter, GrantFilter, Store, StoredCall};
 use proptest::prelude::*;
@@ -468,16 +468,15 @@ fn a_new_observation_relabels_a_call_covered_by_a_grant_long_ended() {
     store.always_relabel_incrementally();
     ingest(&mut store, "base", &log_file(&base.iter().collect::<Vec<_>>()));
     let before = calls(&mut store);
-    let label_of =
-        |calls: &[StoredCall], id: &str| calls.iter().find(|c| c.event_id == id).unwrap().label.clone();
-    assert_eq!(label_of(&before, "covered"), "grant_covered");
+    let label_of = |calls: &[StoredCall], id: &str| calls.iter().find(|c| c.event_id == id).unwrap().label;
+    assert_eq!(label_of(&before, "covered"), Label::GrantCovered);
 
     ingest(&mut store, "later", &log_file(&later.iter().collect::<Vec<_>>()));
     let relabelled = store.refresh_labels().unwrap();
     assert_eq!((relabelled.whole_keys, relabelled.incremental_keys), (0, 1));
     let after = calls(&mut store);
-    assert_eq!(label_of(&after, "covered"), "grant_and_policy", "the later success shows a policy path");
-    assert_eq!(label_of(&after, "later"), "no_grant");
+    assert_eq!(label_of(&after, "covered"), Label::GrantAndPolicy, "the later success shows a policy path");
+    assert_eq!(label_of(&after, "later"), Label::NoGrant);
     store.rebuild().unwrap();
     assert_eq!(after, calls(&mut store));
 }

@@ -1,8 +1,10 @@
 //! Read queries about what the logs cover, for reports: where and when KMS events were
 //! recorded, where they stop, and the trail configuration changes that can explain it.
 
+use granttrail_grants::{Label, Side};
 use rusqlite::{params_from_iter, types::Value};
 
+use crate::codes::Code;
 use crate::read::StoredEvent;
 use crate::records;
 use crate::texts;
@@ -147,9 +149,9 @@ pub struct GrantUseRow {
     pub key_arn: String,
     pub grant_id: String,
     pub event_id: String,
-    pub side: String,
+    pub side: Side,
     pub event_time: i64,
-    pub label: String,
+    pub label: Label,
 }
 
 impl Store {
@@ -171,19 +173,15 @@ impl Store {
         );
         let mut stmt = self.conn().prepare(&sql)?;
         let rows = stmt.query_map(params_from_iter(args), |r| {
-            let (side, label): (i64, i64) = (r.get(3)?, r.get(5)?);
-            let row = (|| -> Result<GrantUseRow> {
-                Ok(GrantUseRow {
-                    key_arn: r.get(0)?,
-                    grant_id: r.get(1)?,
-                    event_id: r.get(2)?,
-                    side: texts::side_from_code(side)?.to_string(),
-                    event_time: r.get(4)?,
-                    label: texts::label_from_code(label)?.as_str().to_string(),
-                })
-            })();
-            Ok(row)
+            Ok(GrantUseRow {
+                key_arn: r.get(0)?,
+                grant_id: r.get(1)?,
+                event_id: r.get(2)?,
+                side: r.get::<_, Code<Side>>(3)?.0,
+                event_time: r.get(4)?,
+                label: r.get::<_, Code<Label>>(5)?.0,
+            })
         })?;
-        rows.map(|r| r?).collect()
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
     }
 }

@@ -7,6 +7,7 @@
 //! incremental ingest and a rebuild cannot disagree.
 #![forbid(unsafe_code)]
 
+mod codes;
 mod coverage;
 mod findings;
 mod labels;

@@ -37,14 +37,10 @@ impl Store {
     ) -> Result<(Pruned, usize)> {
         self.refresh_labels()?;
         let findings = self.findings(rules, now)?;
-        let grant_only = CallFilter {
-            labels: vec![Label::GrantOnly.as_str().into(), Label::GrantOnlyLikely.as_str().into()],
-            ..CallFilter::default()
-        };
+        let grant_only =
+            CallFilter { labels: vec![Label::GrantOnly, Label::GrantOnlyLikely], ..CallFilter::default() };
         let calls = self.calls(&grant_only)?;
-        let labels = calls
-            .iter()
-            .filter_map(|c| Label::parse(&c.label).map(|l| (c.event_id.as_str(), l, &c.reasons[..])));
+        let labels = calls.iter().map(|c| (c.event_id.as_str(), c.label, &c.reasons[..]));
         let cited = retention::cited_events(&findings, labels);
         let pruned = self.prune_records(now - i64::from(keep_days) * retention::DAY, &cited)?;
         Ok((pruned, cited.len()))

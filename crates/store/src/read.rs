@@ -1,8 +1,9 @@
 //! Read queries for the front ends.
 
-use granttrail_grants::{Actor, Grant, GrantSpec, GrantState, KmsEvent, Label};
+use granttrail_grants::{Actor, Evidence, Grant, GrantReasons, GrantSpec, GrantState, KmsEvent, Label, Side};
 use rusqlite::{OptionalExtension, Row, params_from_iter, types::Value};
 
+use crate::codes::{Code, Coded};
 use crate::records;
 use crate::texts::{self, KEY};
 use crate::write::{EVENT_COLUMNS, event_from_row};
@@ -336,7 +337,7 @@ impl GrantReader {
 #[derive(Debug, Clone, Default)]
 pub struct CallFilter {
     /// Any of these labels (empty: all).
-    pub labels: Vec<String>,
+    pub labels: Vec<Label>,
     pub key_arn: Option<String>,
     /// Matches the caller's principal exactly.
     pub principal: Option<String>,
@@ -352,12 +353,12 @@ pub struct StoredCall {
     pub shared_event_id: Option<String>,
     pub event_time: i64,
     pub event_name: String,
-    pub side: String,
+    pub side: Side,
     pub key_arn: String,
     pub operation: Option<String>,
     pub principal: Option<String>,
-    pub label: String,
-    pub evidence: String,
+    pub label: Label,
+    pub evidence: Evidence,
     pub grant_ids: Vec<String>,
     pub reasons: Vec<granttrail_grants::Reason>,
     pub flags: Vec<String>,
@@ -387,11 +388,7 @@ impl Store {
             format!("?{}", args.len())
         };
         if !filter.labels.is_empty() {
-            let mut list = Vec::new();
-            for l in &filter.labels {
-                let label = Label::parse(l).ok_or_else(|| StoreError::Invalid(format!("label {l:?}")))?;
-                list.push(arg(Value::Integer(texts::label_code(label))));
-            }
+            let list: Vec<String> = filter.labels.iter().map(|l| arg(Value::Integer(l.code()))).collect();
             clauses.push(format!("c.label IN ({})", list.join(", ")));
         }
         if let Some(key) = &filter.key_arn {
@@ -437,20 +434,19 @@ impl Store {
                     shared_event_id: r.get(1)?,
                     event_time: r.get(2)?,
                     event_name: r.get(3)?,
-                    side: texts::side_from_code(r.get(4)?)?.to_string(),
+                    side: r.get::<_, Code<Side>>(4)?.0,
                     key_arn: r.get(5)?,
                     operation: r.get(6)?,
                     principal: r.get(7)?,
-                    label: texts::label_from_code(r.get(8)?)?.as_str().to_string(),
-                    evidence: texts::evidence_from_code(r.get(9)?)?.as_str().to_string(),
+                    label: r.get::<_, Code<Label>>(8)?.0,
+                    evidence: r.get::<_, Code<Evidence>>(9)?.0,
                     grant_ids: grant_lists.list(self.conn(), &grant_ids)?,
                     reasons: json_column(Some(reasons))?.unwrap_or_default(),
                     flags: json_column(Some(flags))?.unwrap_or_default(),
                 })
             })()?;
-            let way: Option<i64> = r.get(13).map_err(StoreError::from)?;
-            if let Some(way) = way {
-                let way = texts::grant_reasons_from_code(way)?;
+            let way: Option<Code<GrantReasons>> = r.get(13).map_err(StoreError::from)?;
+            if let Some(Code(way)) = way {
                 let mut reasons = Vec::with_capacity(call.grant_ids.len() + call.reasons.len());
                 for id in &call.grant_ids {
                     reasons.push(way.reason(grants.get(self.conn(), &call.key_arn, id)?));
@@ -465,7 +461,7 @@ impl Store {
 
     /// How many call sides carry each of these labels.
     pub fn count_labels(&self, labels: &[Label]) -> Result<u64> {
-        let codes: Vec<i64> = labels.iter().map(|l| texts::label_code(*l)).collect();
+        let codes: Vec<i64> = labels.iter().map(|l| l.code()).collect();
         let placeholders: Vec<String> = (1..=codes.len()).map(|i| format!("?{i}")).collect();
         let sql = format!("SELECT count(*) FROM call_labels WHERE label IN ({})", placeholders.join(", "));
         let n: i64 = self.conn().query_row(&sql, params_from_iter(codes), |r| r.get(0))?;
@@ -487,13 +483,13 @@ impl Store {
         ))?;
         let rows = stmt.query_map([key], |r| {
             let flags: String = r.get(6)?;
-            let label: i64 = r.get(3)?;
+            let label: Code<Label> = r.get(3)?;
             let call = (|| -> Result<granttrail_grants::findings::CoveredCall> {
                 Ok(granttrail_grants::findings::CoveredCall {
                     key_arn: r.get(0)?,
                     grant_id: r.get(1)?,
                     operation: r.get(2)?,
-                    label: texts::label_from_code(label)?.as_str().to_string(),
+                    label: label.0,
                     principal: r.get(4)?,
                     event_id: r.get(5)?,
                     flags: json_column(Some(flags))?.unwrap_or_default(),

@@ -1,5 +1,4 @@
-//! Texts that many rows repeat, stored once in `texts` and referred to by id, and the codes
-//! the label tables store for the domain's enums.
+//! Texts that many rows repeat, stored once in `texts` and referred to by id.
 //!
 //! A key ARN, a principal, a grant id, the JSON of a label's reasons: each is written in
 //! thousands of label rows and their indexes. Stored once, a row refers to it in a byte or
@@ -12,7 +11,6 @@
 
 use std::collections::HashMap;
 
-use granttrail_grants::{Evidence, GrantReasons, Label, ObservationKind};
 use rusqlite::functions::FunctionFlags;
 use rusqlite::{Connection, OptionalExtension};
 
@@ -158,118 +156,9 @@ pub(crate) fn hash_v7_event_ids(conn: &Connection, progress: &mut dyn FnMut(u64,
     Ok(())
 }
 
-/// The stored code of each label. Codes are part of the file format: never renumber them.
-pub(crate) fn label_code(label: Label) -> i64 {
-    match label {
-        Label::NotGrantEligible => 0,
-        Label::NoGrant => 1,
-        Label::NoGrantUnknownGrants => 2,
-        Label::GrantCoveredUncertain => 3,
-        Label::GrantCovered => 4,
-        Label::GrantOnlyLikely => 5,
-        Label::GrantOnly => 6,
-        Label::GrantAndPolicy => 7,
-    }
-}
-
-pub(crate) fn label_from_code(code: i64) -> Result<Label> {
-    Label::ALL
-        .into_iter()
-        .find(|l| label_code(*l) == code)
-        .ok_or_else(|| StoreError::Corrupt(format!("call_labels.label {code}")))
-}
-
-/// The stored code of each evidence level (never renumber).
-pub(crate) fn evidence_code(evidence: Evidence) -> i64 {
-    match evidence {
-        Evidence::L0 => 0,
-        Evidence::L1 => 1,
-        Evidence::L2 => 2,
-        Evidence::L3 => 3,
-        Evidence::L3Prime => 4,
-        Evidence::L4 => 5,
-        Evidence::L5 => 6,
-    }
-}
-
-pub(crate) fn evidence_from_code(code: i64) -> Result<Evidence> {
-    Evidence::ALL
-        .into_iter()
-        .find(|e| evidence_code(*e) == code)
-        .ok_or_else(|| StoreError::Corrupt(format!("call_labels.evidence {code}")))
-}
-
-/// Call sides, coded in the order of their names, so that ordering by code orders as the
-/// names did (`calls` lists a call's sides in that order).
-const SIDES: [&str; 3] = ["destination", "key", "source"];
-
-pub(crate) fn side_code(side: &str) -> Result<i64> {
-    SIDES
-        .iter()
-        .position(|s| *s == side)
-        .map(|i| i as i64)
-        .ok_or_else(|| StoreError::Invalid(format!("call side {side:?}")))
-}
-
-pub(crate) fn side_from_code(code: i64) -> Result<&'static str> {
-    usize::try_from(code)
-        .ok()
-        .and_then(|i| SIDES.get(i).copied())
-        .ok_or_else(|| StoreError::Corrupt(format!("call side {code}")))
-}
-
-/// The stored code of the way a label's first reasons name its grants (never renumber).
-pub(crate) fn grant_reasons_code(way: GrantReasons) -> i64 {
-    match way {
-        GrantReasons::CoveredBy => 0,
-        GrantReasons::MayBeCoveredBy => 1,
-    }
-}
-
-pub(crate) fn grant_reasons_from_code(code: i64) -> Result<GrantReasons> {
-    GrantReasons::ALL
-        .into_iter()
-        .find(|w| grant_reasons_code(*w) == code)
-        .ok_or_else(|| StoreError::Corrupt(format!("call_labels.grant_reasons {code}")))
-}
-
-/// The stored code of an observation's kind (never renumber).
-pub(crate) fn kind_code(kind: ObservationKind) -> i64 {
-    match kind {
-        ObservationKind::Success => 0,
-        ObservationKind::Denial => 1,
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn every_code_reads_back_and_no_other() {
-        for label in Label::ALL {
-            assert_eq!(label_from_code(label_code(label)).expect("known code"), label);
-        }
-        for evidence in Evidence::ALL {
-            assert_eq!(evidence_from_code(evidence_code(evidence)).expect("known code"), evidence);
-        }
-        for way in GrantReasons::ALL {
-            assert_eq!(grant_reasons_from_code(grant_reasons_code(way)).expect("known code"), way);
-        }
-        assert!(grant_reasons_from_code(2).is_err());
-        for side in SIDES {
-            assert_eq!(side_from_code(side_code(side).expect("known side")).expect("known code"), side);
-        }
-        assert!(label_from_code(8).is_err() && evidence_from_code(-1).is_err() && side_from_code(3).is_err());
-        assert!(side_code("sideways").is_err());
-    }
-
-    #[test]
-    fn side_codes_sort_as_their_names() {
-        let mut by_name = SIDES;
-        by_name.sort_unstable();
-        assert_eq!(by_name, SIDES);
-    }
 
     #[test]
     fn a_text_is_stored_once() {

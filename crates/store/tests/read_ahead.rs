@@ -96,9 +96,7 @@ fn labels_classified_ahead_are_those_one_connection_gives() {
     assert!(calls.len() >= 8 * 3, "every call is labelled: {}", calls.len());
     assert_eq!(calls, memory.calls(&CallFilter::default()).unwrap());
     assert!(
-        calls
-            .iter()
-            .any(|c| c.label == "grant_only" || c.label == "grant_only_likely" || c.label == "grant_covered")
+        calls.iter().any(|c| c.label.is_grant_only() || c.label == granttrail_grants::Label::GrantCovered)
     );
     // And a rebuild, which writes grants in its own transaction and so reads on one connection.
     file.rebuild().unwrap();

@@ -18,7 +18,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use granttrail_grants::findings::Severity;
-use granttrail_grants::{Constraints, Grant, Label, timestamp};
+use granttrail_grants::{Constraints, Grant, Side, timestamp};
 use granttrail_store::{GrantFilter, Store, Window};
 use serde::Serialize;
 
@@ -292,10 +292,6 @@ pub fn render(report: &Report, format: ReportFormat, out: &mut dyn Write) -> any
     Ok(())
 }
 
-fn is_grant_only(label: &str) -> bool {
-    label == Label::GrantOnly.as_str() || label == Label::GrantOnlyLikely.as_str()
-}
-
 /// The grants on the key, allowing CreateGrant, alive when `g` was created, whose grantee is
 /// the principal that created it (as `Store::parent_candidates` finds them, without a query
 /// per grant).
@@ -376,9 +372,9 @@ pub fn build(store: &Store, config: &Config, options: &Options) -> anyhow::Resul
     let mut calls_through_grants = 0;
     let mut grant_only_calls = 0;
     let mut key_calls: BTreeMap<String, (u64, u64)> = BTreeMap::new();
-    let mut previous: Option<(String, String)> = None;
+    let mut previous: Option<(String, Side)> = None;
     for u in store.grant_uses_in(window, options.key.as_deref())? {
-        let only = is_grant_only(&u.label);
+        let only = u.label.is_grant_only();
         let call = (u.event_id, u.side);
         if previous.as_ref() != Some(&call) {
             calls_through_grants += 1;

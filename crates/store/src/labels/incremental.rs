@@ -15,8 +15,9 @@ use rusqlite::{Connection, OptionalExtension, params};
 use super::rows::update_labels;
 use super::{KEY_CONTEXT, Shared, Strategy, imported_key_policies, load_events};
 use crate::Result;
+use crate::codes::Code;
 use crate::read::grants_not_ended_before;
-use crate::texts::{KEY, Texts, kind_code};
+use crate::texts::{KEY, Texts};
 use crate::write::EVENT_COLUMNS;
 
 /// A key with more calls than this to recheck is relabelled whole, which is cheaper per call
@@ -193,7 +194,7 @@ pub(super) fn relabel_incrementally(
     for call in &calls {
         let Some(group) = observed_group(call) else { continue };
         for kind in [ObservationKind::Success, ObservationKind::Denial] {
-            if stored_for.exists(params![key_id, group, kind_code(kind), call.event_time, call.event_id])? {
+            if stored_for.exists(params![key_id, group, Code(kind), call.event_time, call.event_id])? {
                 stored.insert(Observation {
                     group,
                     kind,
@@ -218,14 +219,14 @@ pub(super) fn relabel_incrementally(
          WHERE key = ?1 AND behaviour_group = ?2 AND kind = ?3 AND event_time = ?4 AND event_id = ?5",
     )?;
     for o in &gone {
-        delete.execute(params![key_id, o.group, kind_code(o.kind), o.time, o.event_id])?;
+        delete.execute(params![key_id, o.group, Code(o.kind), o.time, o.event_id])?;
     }
     let mut insert = conn.prepare_cached(
         "INSERT OR IGNORE INTO observations (key, behaviour_group, kind, event_time, event_id)
          VALUES (?1, ?2, ?3, ?4, ?5)",
     )?;
     for o in &added {
-        insert.execute(params![key_id, o.group, kind_code(o.kind), o.time, o.event_id])?;
+        insert.execute(params![key_id, o.group, Code(o.kind), o.time, o.event_id])?;
     }
     let rechecked: HashSet<&str> = recheck_events.iter().map(|e| e.event_id.as_str()).collect();
     let mut affected_ids: BTreeSet<String> = BTreeSet::new();
@@ -272,7 +273,7 @@ const AFTER: &str = "SELECT event_time, event_id FROM observations
 /// The times of the stored observations ordered just before and just after `o` in its group
 /// and kind (not `o` itself, which an import may have stored already).
 fn stored_neighbours(conn: &Connection, key: i64, o: &Observation) -> Result<[Option<i64>; 2]> {
-    let kind = kind_code(o.kind);
+    let kind = Code(o.kind);
     let before = conn
         .prepare_cached(
             "SELECT event_time FROM observations
@@ -310,7 +311,7 @@ fn nearest_observations<'e>(
         for kind in [ObservationKind::Success, ObservationKind::Denial] {
             for stmt in [&mut before, &mut after] {
                 let found: Option<(i64, String)> = stmt
-                    .query_row(params![key, group, kind_code(kind), call.event_time], |r| {
+                    .query_row(params![key, group, Code(kind), call.event_time], |r| {
                         Ok((r.get(0)?, r.get(1)?))
                     })
                     .optional()?;

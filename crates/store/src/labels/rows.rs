@@ -2,9 +2,10 @@
 
 use std::collections::{HashMap, HashSet};
 
-use granttrail_grants::{CallLabel, Grant, GrantReasons, Observation};
+use granttrail_grants::{CallLabel, Grant, GrantReasons, Observation, Side};
 use rusqlite::{Connection, OptionalExtension, params};
 
+use crate::codes::{self, Coded};
 use crate::texts::{self, Texts};
 use crate::{Result, StoreError};
 
@@ -17,10 +18,8 @@ pub(super) fn replace_observations(conn: &Connection, key: &str, observations: &
     let stored: HashSet<(i64, i64, i64, String)> = stmt
         .query_map([key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
         .collect::<Result<_, _>>()?;
-    let fresh: HashSet<(i64, i64, i64, String)> = observations
-        .iter()
-        .map(|o| (o.group, texts::kind_code(o.kind), o.time, o.event_id.clone()))
-        .collect();
+    let fresh: HashSet<(i64, i64, i64, String)> =
+        observations.iter().map(|o| (o.group, o.kind.code(), o.time, o.event_id.clone())).collect();
     let mut delete = conn.prepare_cached(
         "DELETE FROM observations
          WHERE key = ?1 AND behaviour_group = ?2 AND kind = ?3 AND event_time = ?4 AND event_id = ?5",
@@ -122,10 +121,10 @@ impl<'c> LabelWriter<'c> {
             key,
             operation: l.operation.map(|o| self.text(o)).transpose()?,
             principal: l.principal.as_deref().map(|p| self.text(p)).transpose()?,
-            label: texts::label_code(l.label),
-            evidence: texts::evidence_code(l.evidence),
+            label: l.label.code(),
+            evidence: l.evidence.code(),
             grant_ids: self.grant_list(&l.grant_ids)?,
-            grant_reasons: way.map(texts::grant_reasons_code),
+            grant_reasons: way.map(Coded::code),
             reasons: self.json(&others)?,
             flags: self.json(&l.flags)?,
             behaviour_group: l.behaviour_group,
@@ -134,7 +133,7 @@ impl<'c> LabelWriter<'c> {
 
     /// Writes `l` (replacing a stored row of its call side) and links it to its grants.
     fn write(&mut self, event: i64, l: &CallLabel, row: &LabelRow) -> Result<()> {
-        let side = texts::side_code(l.side)?;
+        let side = l.side.code();
         self.conn.prepare_cached(INSERT_LABEL)?.execute(params![
             event,
             side,
@@ -198,14 +197,14 @@ pub(super) fn replace_labels_between(
     key: &str,
     (from, to): (i64, i64),
     labels: &[CallLabel],
-    keep: &HashSet<(String, &'static str)>,
+    keep: &HashSet<(String, Side)>,
 ) -> Result<()> {
     let mut writer = LabelWriter::new(conn);
     let key_id = writer.text(key)?;
     let inside = |l: &&CallLabel| l.event_time >= from && l.event_time < to;
     let mut index: HashMap<(&str, i64), usize> = HashMap::new();
     for (i, l) in labels.iter().enumerate().filter(|(_, l)| inside(l)) {
-        index.insert((l.event_id.as_str(), texts::side_code(l.side)?), i);
+        index.insert((l.event_id.as_str(), l.side.code()), i);
     }
     // Two labels for one call side would overwrite each other: then every stored row goes and
     // every label is written, the last of two winning.
@@ -230,7 +229,7 @@ pub(super) fn replace_labels_between(
                 Some(&i) if writer.row(key_id, &labels[i])? == stored => unchanged[i] = true,
                 Some(_) => changed.push(linked),
                 None if !keep.is_empty()
-                    && keep.contains(&(event_id.clone(), texts::side_from_code(linked.side)?)) => {}
+                    && keep.contains(&(event_id.clone(), codes::from_code(linked.side)?)) => {}
                 None => gone.push(linked),
             }
         }
@@ -274,7 +273,7 @@ fn update_with<'l>(
         let event = event_row(conn, &l.event_id)?;
         let row = writer.row(key, l)?;
         let old: Option<(Linked, LabelRow)> = {
-            let mut rows = stored.query(params![event, texts::side_code(l.side)?])?;
+            let mut rows = stored.query(params![event, l.side.code()])?;
             match rows.next()? {
                 Some(r) => Some(stored_row(r, 0)?),
                 None => None,

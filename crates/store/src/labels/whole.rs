@@ -6,8 +6,8 @@
 use std::collections::{HashMap, HashSet};
 
 use granttrail_grants::{
-    CallLabel, KeyClassifier, KeyInputs, KeyLabels, KmsEvent, Observation, ObservationIndex, classify_key,
-    logical_event_refs,
+    CallLabel, KeyClassifier, KeyInputs, KeyLabels, KmsEvent, Observation, ObservationIndex, Side,
+    classify_key, logical_event_refs,
 };
 use rusqlite::{Connection, params};
 
@@ -103,7 +103,7 @@ pub(super) struct KeyWriter<'k> {
     /// A call's label carries the time of the copy it describes, which for copies logged at
     /// different times can fall in a later window than the call: those are remembered, so
     /// that window does not take them for labels that are gone.
-    written_ahead: HashSet<(String, &'static str)>,
+    written_ahead: HashSet<(String, Side)>,
 }
 
 impl<'k> KeyWriter<'k> {
