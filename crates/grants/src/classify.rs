@@ -16,7 +16,7 @@ use crate::iam::IamSnapshot;
 use crate::invalidation::{KEY_POLICY_CHANGES, sets_key_context};
 use crate::lifecycle::{Grant, logical_event_refs, logical_events};
 use crate::matching::{CallSide, Coverage, Flag, Side, Tri, World, call_sides, covers, outside_lifetime};
-use crate::policy::{Policy, Subject};
+use crate::policy::{KeyPolicyView, Policy, Subject};
 use crate::settings::Settings;
 use crate::timestamp;
 
@@ -636,6 +636,12 @@ pub fn behaviour_group(e: &KmsEvent) -> Option<i64> {
     Some(i64::from_le_bytes(h.0.to_le_bytes()))
 }
 
+/// The behaviour group a call's observations and label are stored under, if it has one: a
+/// ReEncrypt has none (its two sides are on two keys; it is never observed or compared).
+pub fn observed_group(e: &KmsEvent) -> Option<i64> {
+    if e.event_name == "ReEncrypt" { None } else { behaviour_group(e) }
+}
+
 /// Classifies the calls on one key one at a time, given the key's context (grants, key
 /// policies, permission changes) and its observations. [`classify_key`] uses it for a whole
 /// history; an incremental caller for the calls a new object added or could have changed.
@@ -800,6 +806,11 @@ fn delegation_allowed(parent: &GrantSpec, child: &GrantSpec) -> Tri {
     ops.and(Tri::from_bool(constraints))
 }
 
+/// Labels one side of a successful call, step by step (§4.4): which grants cover it
+/// ([`delegation_limit`], [`Covering`]); what it means that none does ([`uncovered_label`]),
+/// that some may ([`uncertain_label`]) or that some do ([`covered_label`]); and then whether the
+/// grant was needed, from the policies in force (L4/L5, [`policy_verdict`]) or, when they do not
+/// decide, from the same caller's calls without a grant (L3/L3', [`behaviour_verdict`]).
 fn classify_side(
     ctx: &Context<'_>,
     observations: &ObservationIndex,
@@ -807,159 +818,199 @@ fn classify_side(
     side: &CallSide<'_>,
 ) -> CallLabel {
     let call = side.event;
-    let mut out =
-        base_label(call, side_name, side.key_arn, Some(side.operation), Label::NoGrant, Evidence::L0);
-
-    let mut flags = BTreeSet::new();
+    let out = base_label(call, side_name, side.key_arn, Some(side.operation), Label::NoGrant, Evidence::L0);
     let mut coverages = ctx.coverages(side);
-
-    // A CreateGrant made through a grant may only delegate what that grant allows (R-D4).
-    let mut delegation_violated = Vec::new();
-    if side.operation == "CreateGrant"
-        && let Some(child) = &call.grant_spec
-    {
-        for (grant, coverage) in coverages.iter_mut() {
-            if let Coverage::Known(tri, _) = coverage
-                && *tri != Tri::No
-            {
-                match delegation_allowed(&grant.spec, child) {
-                    Tri::No => {
-                        delegation_violated.push(grant.grant_id.clone());
-                        *tri = Tri::No;
-                    }
-                    Tri::Maybe => *tri = tri.and(Tri::Maybe),
-                    Tri::Yes => {}
-                }
-            }
-        }
+    let beyond_delegation = delegation_limit(side, &mut coverages);
+    let covering = Covering::of(&coverages);
+    if covering.yes.is_empty() && covering.maybe.is_empty() {
+        return uncovered_label(out, &beyond_delegation, &ctx.unknown_grants_alive(call.event_time));
     }
-
-    let mut yes = Vec::new();
-    let mut maybe = Vec::new();
-    for (grant, coverage) in &coverages {
-        if let Coverage::Known(tri, f) = coverage {
-            match tri {
-                Tri::Yes => yes.push(*grant),
-                Tri::Maybe => maybe.push(*grant),
-                Tri::No => continue,
-            }
-            flags.extend(f.iter().copied());
-        }
+    if covering.yes.is_empty() {
+        return uncertain_label(out, &covering);
     }
-    if yes.is_empty() && maybe.is_empty() {
-        if !delegation_violated.is_empty() {
-            out.label = Label::GrantAndPolicy;
-            out.evidence = Evidence::L3Prime;
-            out.grant_ids = delegation_violated.clone();
-            out.reasons.push(Reason {
-                text: "the new grant asks for more than the caller's grants may delegate, so a policy allowed this CreateGrant".into(),
-                event_ids: vec![call.event_id.clone()],
-            });
-            out.flags = vec!["policy_path_proven".into()];
-            return out;
-        }
-        let unknown = ctx.unknown_grants_alive(call.event_time);
-        if unknown.is_empty() {
-            out.label = Label::NoGrant;
-            out.reasons
-                .push(Reason { text: "no grant on the key covers this call".into(), event_ids: Vec::new() });
-        } else {
-            out.label = Label::NoGrantUnknownGrants;
-            out.grant_ids = unknown.iter().map(|g| g.grant_id.clone()).collect();
-            out.reasons.push(Reason {
-                text: "no known grant covers this call, but grants created before the logs (attributes unknown) may have".into(),
-                event_ids: unknown.iter().flat_map(|g| g.end_event_ids.iter().cloned()).collect(),
-            });
-        }
+    let mut out = covered_label(out, &covering);
+    if let Some((label, evidence, reasons)) = policy_verdict(ctx, side) {
+        out.label = label;
+        out.evidence = evidence;
+        out.reasons.extend(reasons);
         return out;
     }
-    if yes.is_empty() {
-        out.label = Label::GrantCoveredUncertain;
-        out.evidence = Evidence::L1;
-        out.grant_ids = maybe.iter().map(|g| g.grant_id.clone()).collect();
-        out.reasons.extend(maybe.iter().map(|g| GrantReasons::MayBeCoveredBy.reason(g)));
-        out.flags = flag_names(&flags);
-        return out;
-    }
-    out.grant_ids = yes.iter().map(|g| g.grant_id.clone()).collect();
-    out.reasons.extend(yes.iter().map(|g| GrantReasons::CoveredBy.reason(g)));
-    out.label = Label::GrantCovered;
-    out.evidence = if flags.contains(&Flag::TokenPresented) { Evidence::L2 } else { Evidence::L1 };
-    // Flags that only explain uncertainty do not belong to a certain coverage.
-    flags.retain(|f| matches!(f, Flag::TokenPresented | Flag::EcKeyCaseOnlyMatch));
-    out.flags = flag_names(&flags);
-
-    // L4 / L5: what policies allow.
-    let action = format!("kms:{}", side.operation);
-    if let Some((policy, policy_reason)) = ctx.key_policy_at(call.event_time) {
-        let subject = Subject { caller: &call.caller };
-        let view = policy.key_policy_view(&subject, &action, side.key_arn);
-        let iam = ctx.iam_at(&call.caller, call.event_time);
-        let (id_allow, id_deny) = match iam.and_then(|s| s.snapshot.for_caller(&call.caller)) {
-            Some(identity) => {
-                let verdict = identity.allows(&action, side.key_arn);
-                (verdict, Tri::No)
-            }
-            None => (Tri::Maybe, Tri::No),
-        };
-        let same_account = call.caller.account_id.as_deref() == arn_account(side.key_arn);
-        let allows = if same_account {
-            view.direct_allow.or(view.account_allow.and(id_allow))
-        } else {
-            view.direct_allow.or(view.account_allow).and(id_allow)
-        }
-        .and(!view.deny)
-        .and(!id_deny);
-        let evidence = if iam.is_some() { Evidence::L5 } else { Evidence::L4 };
-        let mut reasons = vec![policy_reason];
-        if let Some(s) = iam {
-            reasons.push(Reason {
-                text: format!("IAM policies imported from {} (as of {})", s.source, timestamp::format(s.at)),
-                event_ids: Vec::new(),
-            });
-        }
-        match allows {
-            Tri::No => {
-                out.label = Label::GrantOnly;
-                out.evidence = evidence;
-                reasons[0].text =
-                    format!("{}: no statement could allow {action} for this caller", reasons[0].text);
-                out.reasons.extend(reasons);
-                return out;
-            }
-            Tri::Yes => {
-                out.label = Label::GrantAndPolicy;
-                out.evidence = evidence;
-                reasons[0].text = format!("{}: a statement allows {action} for this caller", reasons[0].text);
-                out.reasons.extend(reasons);
-                return out;
-            }
-            Tri::Maybe => {}
-        }
-    }
-
-    // L3 and L3': what the same principal got when calling the same way with no grant: the
-    // nearest observation of each kind with no policy change in between. Only labels decided
-    // here name their group: new observations can change no other label. A ReEncrypt has no
-    // group; its two sides are not compared with other calls.
-    out.behaviour_group = if call.event_name == "ReEncrypt" { None } else { behaviour_group(call) };
     let changes = ctx.change_times_for(&call.caller);
+    behaviour_verdict(out, call, observations, &changes)
+}
+
+/// A CreateGrant made through a grant may only delegate what that grant allows (R-D4): a grant
+/// the new grant goes beyond covers nothing, and is returned; one it may go beyond covers at
+/// most `Maybe`.
+fn delegation_limit<'a>(side: &CallSide<'_>, coverages: &mut [(&'a Grant, Coverage)]) -> Vec<&'a Grant> {
+    let mut beyond = Vec::new();
+    let Some(child) = side.event.grant_spec.as_ref().filter(|_| side.operation == "CreateGrant") else {
+        return beyond;
+    };
+    for (grant, coverage) in coverages.iter_mut() {
+        if let Coverage::Known(tri, _) = coverage
+            && *tri != Tri::No
+        {
+            match delegation_allowed(&grant.spec, child) {
+                Tri::No => {
+                    beyond.push(*grant);
+                    *tri = Tri::No;
+                }
+                Tri::Maybe => *tri = tri.and(Tri::Maybe),
+                Tri::Yes => {}
+            }
+        }
+    }
+    beyond
+}
+
+/// The grants that cover a call side (`Yes`) and those that may (`Maybe`), with the flags of
+/// their coverage. Grants of unknown attributes are not here: see
+/// [`Context::unknown_grants_alive`].
+#[derive(Debug, Default)]
+struct Covering<'a> {
+    yes: Vec<&'a Grant>,
+    maybe: Vec<&'a Grant>,
+    flags: BTreeSet<Flag>,
+}
+
+impl<'a> Covering<'a> {
+    fn of(coverages: &[(&'a Grant, Coverage)]) -> Covering<'a> {
+        let mut covering = Covering::default();
+        for (grant, coverage) in coverages {
+            if let Coverage::Known(tri, flags) = coverage {
+                match tri {
+                    Tri::Yes => covering.yes.push(*grant),
+                    Tri::Maybe => covering.maybe.push(*grant),
+                    Tri::No => continue,
+                }
+                covering.flags.extend(flags.iter().copied());
+            }
+        }
+        covering
+    }
+}
+
+/// No known grant covers the call. A CreateGrant that asked for more than its caller's grants
+/// may delegate proves a policy allowed it (L3'); grants of unknown attributes alive then may
+/// have covered it; otherwise no grant did.
+fn uncovered_label(mut out: CallLabel, beyond_delegation: &[&Grant], unknown: &[&Grant]) -> CallLabel {
+    if !beyond_delegation.is_empty() {
+        out.label = Label::GrantAndPolicy;
+        out.evidence = Evidence::L3Prime;
+        out.grant_ids = beyond_delegation.iter().map(|g| g.grant_id.clone()).collect();
+        out.reasons.push(Reason {
+            text: "the new grant asks for more than the caller's grants may delegate, so a policy allowed this CreateGrant".into(),
+            event_ids: vec![out.event_id.clone()],
+        });
+        out.flags = vec!["policy_path_proven".into()];
+    } else if unknown.is_empty() {
+        out.label = Label::NoGrant;
+        out.reasons
+            .push(Reason { text: "no grant on the key covers this call".into(), event_ids: Vec::new() });
+    } else {
+        out.label = Label::NoGrantUnknownGrants;
+        out.grant_ids = unknown.iter().map(|g| g.grant_id.clone()).collect();
+        out.reasons.push(Reason {
+            text: "no known grant covers this call, but grants created before the logs (attributes unknown) may have"
+                .into(),
+            event_ids: unknown.iter().flat_map(|g| g.end_event_ids.iter().cloned()).collect(),
+        });
+    }
+    out
+}
+
+/// Some grants may cover the call and none certainly does (L1, with the flags that say why).
+fn uncertain_label(mut out: CallLabel, covering: &Covering<'_>) -> CallLabel {
+    out.label = Label::GrantCoveredUncertain;
+    out.evidence = Evidence::L1;
+    out.grant_ids = covering.maybe.iter().map(|g| g.grant_id.clone()).collect();
+    out.reasons.extend(covering.maybe.iter().map(|g| GrantReasons::MayBeCoveredBy.reason(g)));
+    out.flags = flag_names(&covering.flags);
+    out
+}
+
+/// Grants cover the call: L2 when it presented a grant token, L1 otherwise. Flags that only
+/// explain uncertainty do not belong to a certain coverage.
+fn covered_label(mut out: CallLabel, covering: &Covering<'_>) -> CallLabel {
+    out.grant_ids = covering.yes.iter().map(|g| g.grant_id.clone()).collect();
+    out.reasons.extend(covering.yes.iter().map(|g| GrantReasons::CoveredBy.reason(g)));
+    out.label = Label::GrantCovered;
+    out.evidence = if covering.flags.contains(&Flag::TokenPresented) { Evidence::L2 } else { Evidence::L1 };
+    let certain =
+        covering.flags.iter().filter(|f| matches!(f, Flag::TokenPresented | Flag::EcKeyCaseOnlyMatch));
+    out.flags = flag_names(&certain.copied().collect());
+    out
+}
+
+/// L4 / L5: whether the policies in force (the key policy, and the caller's IAM policies when a
+/// snapshot was imported) allow the call without the grant. `None` when they do not decide.
+fn policy_verdict(ctx: &Context<'_>, side: &CallSide<'_>) -> Option<(Label, Evidence, Vec<Reason>)> {
+    let call = side.event;
+    let action = format!("kms:{}", side.operation);
+    let (policy, policy_reason) = ctx.key_policy_at(call.event_time)?;
+    let view = policy.key_policy_view(&Subject { caller: &call.caller }, &action, side.key_arn);
+    let iam = ctx.iam_at(&call.caller, call.event_time);
+    let identity =
+        iam.and_then(|s| s.snapshot.for_caller(&call.caller)).map(|i| i.allows(&action, side.key_arn));
+    let same_account = call.caller.account_id.as_deref() == arn_account(side.key_arn);
+    let (label, verdict) = match policies_allow(&view, identity, same_account) {
+        Tri::No => (Label::GrantOnly, "no statement could allow"),
+        Tri::Yes => (Label::GrantAndPolicy, "a statement allows"),
+        Tri::Maybe => return None,
+    };
+    let mut reasons = vec![Reason {
+        text: format!("{}: {verdict} {action} for this caller", policy_reason.text),
+        event_ids: policy_reason.event_ids,
+    }];
+    if let Some(s) = iam {
+        reasons.push(Reason {
+            text: format!("IAM policies imported from {} (as of {})", s.source, timestamp::format(s.at)),
+            event_ids: Vec::new(),
+        });
+    }
+    Some((label, if iam.is_some() { Evidence::L5 } else { Evidence::L4 }, reasons))
+}
+
+/// Do the policies allow a call (§4.1)? In the key's account, a key policy statement naming
+/// the caller suffices, and one naming the account needs the caller's IAM policies too; from
+/// another account, both the key policy and the IAM policies must allow. A Deny that may apply
+/// stops it. `identity` is what the caller's IAM policies allow, unknown without a snapshot.
+fn policies_allow(view: &KeyPolicyView, identity: Option<Tri>, same_account: bool) -> Tri {
+    let identity = identity.unwrap_or(Tri::Maybe);
+    let allow = if same_account {
+        view.direct_allow.or(view.account_allow.and(identity))
+    } else {
+        view.direct_allow.or(view.account_allow).and(identity)
+    };
+    allow.and(!view.deny)
+}
+
+/// L3 and L3': what the same principal got when calling the same way with no grant: the
+/// nearest observation of each kind with no policy change (`changes`) in between. Only labels
+/// decided here name their group: new observations can change no other label.
+fn behaviour_verdict(
+    mut out: CallLabel,
+    call: &KmsEvent,
+    observations: &ObservationIndex,
+    changes: &[i64],
+) -> CallLabel {
+    out.behaviour_group = observed_group(call);
     let nearest = |kind: ObservationKind| {
         let group = out.behaviour_group?;
         let [before, after] = observations.around(group, kind, call.event_time);
-        [before, after].into_iter().flatten().find(|(time, _)| !any_between(&changes, *time, call.event_time))
+        [before, after].into_iter().flatten().find(|(time, _)| !any_between(changes, *time, call.event_time))
     };
-    let success = nearest(ObservationKind::Success);
-    let denial = nearest(ObservationKind::Denial);
-    let (label, evidence, what, (time, event_id)) = match (success, denial) {
-        (Some(_), Some(_)) => {
-            out.flags.push("conflicting_evidence".into());
-            return out;
-        }
-        (Some(s), None) => (Label::GrantAndPolicy, Evidence::L3Prime, "succeeded the same way", s),
-        (None, Some(d)) => (Label::GrantOnlyLikely, Evidence::L3, "was denied this operation", d),
-        (None, None) => return out,
-    };
+    let (label, evidence, what, (time, event_id)) =
+        match (nearest(ObservationKind::Success), nearest(ObservationKind::Denial)) {
+            (Some(_), Some(_)) => {
+                out.flags.push("conflicting_evidence".into());
+                return out;
+            }
+            (Some(s), None) => (Label::GrantAndPolicy, Evidence::L3Prime, "succeeded the same way", s),
+            (None, Some(d)) => (Label::GrantOnlyLikely, Evidence::L3, "was denied this operation", d),
+            (None, None) => return out,
+        };
     out.label = label;
     out.evidence = evidence;
     out.reasons.push(Reason {
@@ -1071,5 +1122,181 @@ mod tests {
             "covered by grant ga (grantee arn:aws:iam::111122223333:role/A, created 2024-05-01T10:00:00Z)"
         ));
         assert_eq!(GrantReasons::CoveredBy.reason(&a).event_ids, ["c-ga"]);
+    }
+
+    /// A successful call by the role session `app`, on [`KEY`], as CloudTrail logs it.
+    fn call(name: &str, time: &str, extra: &str) -> KmsEvent {
+        let record = format!(
+            r#"{{"eventSource":"kms.amazonaws.com","eventName":"{name}","eventID":"{name}-{time}",
+                "eventTime":"{time}","recipientAccountId":"111122223333",
+                "userIdentity":{{"type":"AssumedRole","accountId":"111122223333",
+                  "arn":"arn:aws:sts::111122223333:assumed-role/App/app",
+                  "sessionContext":{{"sessionIssuer":{{"arn":"arn:aws:iam::111122223333:role/App"}}}}}},
+                "resources":[{{"ARN":"{KEY}"}}],"requestParameters":{{"keyId":"{KEY}"{extra}}}}}"#
+        );
+        crate::normalise(record.as_bytes()).unwrap().unwrap()
+    }
+
+    fn side<'e>(event: &'e KmsEvent, operation: &'static str) -> CallSide<'e> {
+        CallSide { event, key_arn: KEY, operation, context: None }
+    }
+
+    fn fresh(event: &KmsEvent) -> CallLabel {
+        base_label(event, Side::Key, KEY, Some("Decrypt"), Label::NoGrant, Evidence::L0)
+    }
+
+    fn known(tri: Tri, flags: &[Flag]) -> Coverage {
+        Coverage::Known(tri, flags.iter().copied().collect())
+    }
+
+    #[test]
+    fn a_create_grant_beyond_what_a_grant_may_delegate_is_not_covered_by_it() {
+        let mut parent = grant("parent", "arn:aws:iam::111122223333:role/App");
+        parent.spec.operations = Some(vec!["Decrypt".into(), "CreateGrant".into()]);
+        let create = |ops: &str| {
+            call(
+                "CreateGrant",
+                "2024-05-01T11:00:00Z",
+                &format!(r#","granteePrincipal":"x","operations":{ops}"#),
+            )
+        };
+
+        let beyond = create(r#"["Encrypt"]"#);
+        let mut coverages = vec![(&parent, known(Tri::Yes, &[]))];
+        let found = delegation_limit(&side(&beyond, "CreateGrant"), &mut coverages);
+        assert_eq!(found.iter().map(|g| g.grant_id.as_str()).collect::<Vec<_>>(), ["parent"]);
+        assert_eq!(coverages[0].1.tri(), Some(Tri::No));
+
+        let within = create(r#"["Decrypt"]"#);
+        let mut coverages = vec![(&parent, known(Tri::Yes, &[]))];
+        assert!(delegation_limit(&side(&within, "CreateGrant"), &mut coverages).is_empty());
+        assert_eq!(coverages[0].1.tri(), Some(Tri::Yes));
+
+        let decrypt = call("Decrypt", "2024-05-01T11:00:00Z", "");
+        let mut coverages = vec![(&parent, known(Tri::Yes, &[]))];
+        assert!(delegation_limit(&side(&decrypt, "Decrypt"), &mut coverages).is_empty(), "not a CreateGrant");
+    }
+
+    #[test]
+    fn covering_sorts_grants_by_coverage_and_keeps_the_flags_of_those_that_may_cover() {
+        let grants: Vec<Grant> = ["yes", "maybe", "no", "unknown"].iter().map(|id| grant(id, "p")).collect();
+        let coverages = vec![
+            (&grants[0], known(Tri::Yes, &[Flag::TokenPresented])),
+            (&grants[1], known(Tri::Maybe, &[Flag::PropagationWindow])),
+            (&grants[2], known(Tri::No, &[Flag::DrainingWindow])),
+            (&grants[3], Coverage::Unknown),
+        ];
+        let covering = Covering::of(&coverages);
+        assert_eq!(covering.yes.iter().map(|g| g.grant_id.as_str()).collect::<Vec<_>>(), ["yes"]);
+        assert_eq!(covering.maybe.iter().map(|g| g.grant_id.as_str()).collect::<Vec<_>>(), ["maybe"]);
+        assert_eq!(covering.flags, [Flag::TokenPresented, Flag::PropagationWindow].into());
+    }
+
+    #[test]
+    fn an_uncovered_call_is_a_policy_path_no_grant_or_maybe_an_unknown_grant() {
+        let event = call("CreateGrant", "2024-05-01T11:00:00Z", "");
+        let parent = grant("parent", "p");
+        let proven = uncovered_label(fresh(&event), &[&parent], &[]);
+        assert_eq!((proven.label, proven.evidence), (Label::GrantAndPolicy, Evidence::L3Prime));
+        assert_eq!(
+            (proven.grant_ids, proven.flags),
+            (vec!["parent".to_string()], vec!["policy_path_proven".to_string()])
+        );
+
+        let none = uncovered_label(fresh(&event), &[], &[]);
+        assert_eq!((none.label, none.evidence, none.grant_ids.len()), (Label::NoGrant, Evidence::L0, 0));
+
+        let mut old = grant("old", "p");
+        old.end_event_ids = vec!["retire-old".into()];
+        let unknown = uncovered_label(fresh(&event), &[], &[&old]);
+        assert_eq!(unknown.label, Label::NoGrantUnknownGrants);
+        assert_eq!(unknown.grant_ids, ["old"]);
+        assert_eq!(unknown.reasons[0].event_ids, ["retire-old"]);
+    }
+
+    #[test]
+    fn certain_coverage_keeps_only_the_flags_that_qualify_it() {
+        let event = call("Decrypt", "2024-05-01T11:00:00Z", "");
+        let (a, b) = (grant("a", "p"), grant("b", "p"));
+        let covering = |flags: &[Flag]| Covering {
+            yes: vec![&a],
+            maybe: vec![&b],
+            flags: flags.iter().copied().collect(),
+        };
+
+        let token = covered_label(fresh(&event), &covering(&[Flag::TokenPresented, Flag::PropagationWindow]));
+        assert_eq!((token.label, token.evidence), (Label::GrantCovered, Evidence::L2));
+        assert_eq!(
+            (token.grant_ids, token.flags),
+            (vec!["a".to_string()], vec!["token_presented".to_string()])
+        );
+        let plain = covered_label(fresh(&event), &covering(&[Flag::DrainingWindow]));
+        assert_eq!((plain.evidence, plain.flags.len()), (Evidence::L1, 0));
+
+        let uncertain = uncertain_label(fresh(&event), &covering(&[Flag::PropagationWindow]));
+        assert_eq!((uncertain.label, uncertain.evidence), (Label::GrantCoveredUncertain, Evidence::L1));
+        assert_eq!(
+            (uncertain.grant_ids, uncertain.flags),
+            (vec!["b".to_string()], vec!["propagation_window".to_string()])
+        );
+    }
+
+    #[test]
+    fn policies_allow_by_the_key_policy_alone_only_in_the_keys_account() {
+        let view =
+            |direct, account, deny| KeyPolicyView { direct_allow: direct, account_allow: account, deny };
+        let (yes, no, maybe) = (Tri::Yes, Tri::No, Tri::Maybe);
+        // In the key's account.
+        assert_eq!(policies_allow(&view(yes, no, no), Some(no), true), yes, "a statement naming the caller");
+        assert_eq!(policies_allow(&view(no, yes, no), None, true), maybe, "the account, IAM unknown");
+        assert_eq!(policies_allow(&view(no, yes, no), Some(yes), true), yes);
+        assert_eq!(policies_allow(&view(no, yes, no), Some(no), true), no);
+        assert_eq!(policies_allow(&view(no, no, no), None, true), no, "nothing allows");
+        // From another account the caller's IAM policies must allow too.
+        assert_eq!(policies_allow(&view(yes, no, no), None, false), maybe);
+        assert_eq!(policies_allow(&view(no, yes, no), Some(yes), false), yes);
+        assert_eq!(policies_allow(&view(yes, no, no), Some(no), false), no);
+        // A Deny that may apply.
+        assert_eq!(policies_allow(&view(yes, no, yes), Some(yes), true), no);
+        assert_eq!(policies_allow(&view(yes, no, maybe), Some(yes), true), maybe);
+    }
+
+    #[test]
+    fn behaviour_decides_from_the_nearest_observations_with_no_policy_change_between() {
+        let event = call("Decrypt", "2024-05-01T11:00:00Z", "");
+        let group = observed_group(&event).unwrap();
+        let covered = || CallLabel { label: Label::GrantCovered, evidence: Evidence::L1, ..fresh(&event) };
+        let observed =
+            |kind, time: i64| Observation { group, kind, time, event_id: format!("{kind:?}-{time}") };
+        let at = event.event_time;
+
+        let denied = ObservationIndex::new(&[observed(ObservationKind::Denial, at - 100)]);
+        let likely = behaviour_verdict(covered(), &event, &denied, &[]);
+        assert_eq!((likely.label, likely.evidence), (Label::GrantOnlyLikely, Evidence::L3));
+        assert_eq!(likely.reasons.last().unwrap().event_ids, [format!("Denial-{}", at - 100)]);
+        assert_eq!(likely.behaviour_group, Some(group));
+
+        let changed = behaviour_verdict(covered(), &event, &denied, &[at - 50]);
+        assert_eq!(changed.label, Label::GrantCovered, "a policy changed in between");
+
+        let succeeded = ObservationIndex::new(&[observed(ObservationKind::Success, at + 100)]);
+        let policy = behaviour_verdict(covered(), &event, &succeeded, &[]);
+        assert_eq!((policy.label, policy.evidence), (Label::GrantAndPolicy, Evidence::L3Prime));
+
+        let both = ObservationIndex::new(&[
+            observed(ObservationKind::Success, at + 100),
+            observed(ObservationKind::Denial, at - 100),
+        ]);
+        let conflicting = behaviour_verdict(covered(), &event, &both, &[]);
+        assert_eq!(conflicting.label, Label::GrantCovered);
+        assert_eq!(conflicting.flags, ["conflicting_evidence"]);
+
+        let reencrypt = KmsEvent { event_name: "ReEncrypt".into(), ..event.clone() };
+        let other = behaviour_verdict(covered(), &reencrypt, &denied, &[]);
+        assert_eq!(
+            (other.label, other.behaviour_group),
+            (Label::GrantCovered, None),
+            "a ReEncrypt has no group"
+        );
     }
 }

@@ -158,13 +158,6 @@ pub fn grants_ended_before_are_dead(earliest_call: i64, settings: &Settings) -> 
     earliest_call.saturating_sub(settings.consistency_window_seconds)
 }
 
-/// The behaviour group a call's observations and label are stored under, if it has one
-/// ([`crate::classify::behaviour_group`]); a ReEncrypt has none: its two sides are on two keys,
-/// and it is never observed.
-pub fn observed_group(e: &KmsEvent) -> Option<i64> {
-    if e.event_name == "ReEncrypt" { None } else { crate::classify::behaviour_group(e) }
-}
-
 /// A stored label of group `group` timed in `[from, to]` may have a different nearest
 /// observation when an observation between its stored neighbours `from` and `to` came or went.
 /// Overlapping spans of one group are merged, so that each label is read once. `spans` must be

@@ -29,7 +29,7 @@ pub mod timestamp;
 pub use classify::{
     CallLabel, Evidence, GrantReasons, ImportedIam, ImportedKeyPolicy, KeyClassifier, KeyInputs, KeyLabels,
     Label, Observation, ObservationIndex, ObservationKind, Reason, behaviour_group, classify_key,
-    classify_keyless,
+    classify_keyless, observed_group,
 };
 pub use event::{Caller, Constraints, Details, GrantSpec, KmsEvent, RecordError, normalise, normalise_str};
 pub use iam::IamSnapshot;

@@ -3,12 +3,10 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
-use granttrail_grants::invalidation::{
-    grants_ended_before_are_dead, merge_spans, observed_group, recheck_from,
-};
+use granttrail_grants::invalidation::{grants_ended_before_are_dead, merge_spans, recheck_from};
 use granttrail_grants::{
     CallLabel, Invalidation, KeyClassifier, KeyInputs, KmsEvent, Observation, ObservationIndex,
-    ObservationKind, Settings, logical_event_refs,
+    ObservationKind, Settings, logical_event_refs, observed_group,
 };
 use rusqlite::{Connection, OptionalExtension, params};
 
