@@ -22,6 +22,7 @@ mod whole;
 use std::collections::BTreeSet;
 use std::sync::LazyLock;
 
+use granttrail_grants::event::{CLOUDTRAIL_SOURCE, KMS_SOURCE};
 use granttrail_grants::invalidation::KEY_CONTEXT_EVENTS;
 use granttrail_grants::{
     IamSnapshot, ImportedIam, ImportedKeyPolicy, Invalidation, KmsEvent, Policy, Settings, classify_keyless,
@@ -62,6 +63,11 @@ fn key_context_names() -> String {
 
 /// The events that set the context of the key bound to `?1`.
 static KEY_CONTEXT: LazyLock<String> = LazyLock::new(|| format!("key = {KEY} AND ({})", key_context_names()));
+
+/// The events that change permissions ([`granttrail_grants::invalidation::changes_permissions`]: neither KMS calls nor trail
+/// configuration), by the condition of the partial index `events_permission_changes`.
+static PERMISSION_CHANGES: LazyLock<String> =
+    LazyLock::new(|| format!("event_source <> '{KMS_SOURCE}' AND event_source <> '{CLOUDTRAIL_SOURCE}'"));
 
 fn load_events(conn: &Connection, sql: &str, args: impl rusqlite::Params) -> Result<Vec<KmsEvent>> {
     let mut stmt = conn.prepare_cached(sql)?;
@@ -152,13 +158,9 @@ pub(crate) fn recompute(
     }
     let mut incremental = incremental_plan(conn, dirty, settings, strategy, &mut whole)?;
     let shared = Shared {
-        // The same condition as the partial index `events_permission_changes`, so it is used.
         policy_changes: load_events(
             conn,
-            &format!(
-                "SELECT {EVENT_COLUMNS} FROM events
-                 WHERE event_source <> 'kms.amazonaws.com' AND event_source <> 'cloudtrail.amazonaws.com'"
-            ),
+            &format!("SELECT {EVENT_COLUMNS} FROM events WHERE {}", *PERMISSION_CHANGES),
             [],
         )?,
         iam: imported_iam(conn)?,
@@ -270,22 +272,28 @@ fn relabel_whole_keys(
 
 #[cfg(test)]
 mod tests {
-    use super::KEY_CONTEXT;
+    use super::{KEY_CONTEXT, PERMISSION_CHANGES};
     use crate::Store;
     use crate::write::EVENT_COLUMNS;
+
+    fn plan(condition: &str, args: impl rusqlite::Params) -> Vec<String> {
+        let store = Store::open_in_memory().unwrap();
+        let sql = format!("EXPLAIN QUERY PLAN SELECT {EVENT_COLUMNS} FROM events WHERE {condition}");
+        let mut stmt = store.conn().prepare(&sql).unwrap();
+        stmt.query_map(args, |r| r.get::<_, String>(3)).unwrap().collect::<Result<_, _>>().unwrap()
+    }
 
     /// SQLite uses a partial index only for a query that states the index's own condition: the
     /// key context rule and the `events_key_context` index must not drift apart.
     #[test]
     fn a_keys_context_events_are_read_through_their_partial_index() {
-        let store = Store::open_in_memory().unwrap();
-        let sql = format!("EXPLAIN QUERY PLAN SELECT {EVENT_COLUMNS} FROM events WHERE {}", *KEY_CONTEXT);
-        let mut stmt = store.conn().prepare(&sql).unwrap();
-        let plan: Vec<String> = stmt
-            .query_map(["arn:aws:kms:us-east-1:111122223333:key/k"], |r| r.get::<_, String>(3))
-            .unwrap()
-            .collect::<Result<_, _>>()
-            .unwrap();
+        let plan = plan(&KEY_CONTEXT, ["arn:aws:kms:us-east-1:111122223333:key/k"]);
         assert!(plan.iter().any(|step| step.contains("events_key_context")), "{plan:#?}");
+    }
+
+    #[test]
+    fn permission_changes_are_read_through_their_partial_index() {
+        let plan = plan(&PERMISSION_CHANGES, []);
+        assert!(plan.iter().any(|step| step.contains("events_permission_changes")), "{plan:#?}");
     }
 }
