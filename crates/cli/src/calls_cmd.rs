@@ -5,12 +5,13 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use clap::Args;
+use granttrail_grants::when::When;
 use granttrail_grants::{Label, timestamp};
 use granttrail_store::{CallFilter, StoredCall};
 
-use crate::grants_cmd::open_existing;
+use crate::grants_cmd::{latest_event, open_existing};
 use crate::output::{CsvOut, Format, Table, print_json, print_json_line};
-use crate::parse_time;
+use crate::parse_when;
 
 fn parse_label(text: &str) -> Result<Label, String> {
     Label::parse(text).ok_or_else(|| {
@@ -36,12 +37,13 @@ pub struct CallsArgs {
     /// Only calls this grant covered or may have covered.
     #[arg(long, value_name = "GRANT_ID")]
     grant: Option<String>,
-    /// Only calls at or after this time (RFC 3339).
-    #[arg(long, value_name = "TIME", value_parser = parse_time)]
-    since: Option<i64>,
-    /// Only calls before this time (RFC 3339).
-    #[arg(long, value_name = "TIME", value_parser = parse_time)]
-    until: Option<i64>,
+    /// Only calls at or after this time: RFC 3339, a date, or a duration back from the latest
+    /// event in the database (30d, 12h, 90m).
+    #[arg(long, value_name = "TIME", value_parser = parse_when)]
+    since: Option<When>,
+    /// Only calls before this time: RFC 3339, a date, or a duration back from the latest event.
+    #[arg(long, value_name = "TIME", value_parser = parse_when)]
+    until: Option<When>,
     #[arg(long, value_enum, default_value_t = Format::Table)]
     format: Format,
 }
@@ -91,13 +93,15 @@ pub fn run(db: &Path, args: &CallsArgs) -> anyhow::Result<ExitCode> {
     if args.grant_only {
         labels.extend([Label::GrantOnly, Label::GrantOnlyLikely]);
     }
+    let relative = args.since.into_iter().chain(args.until).any(|w| matches!(w, When::Ago(_)));
+    let latest = if relative { latest_event(&store)?.unwrap_or(0) } else { 0 };
     let filter = CallFilter {
         labels,
         key_arn: args.key.clone(),
         principal: args.principal.clone(),
         grant_id: args.grant.clone(),
-        since: args.since,
-        until: args.until,
+        since: args.since.map(|w| w.resolve(latest)),
+        until: args.until.map(|w| w.resolve(latest)),
     };
     let mut out = std::io::stdout().lock();
     // Lines and CSV rows are printed as the calls are read: a key's history can be long.

@@ -8,14 +8,15 @@ use clap::{Args, ValueEnum};
 use granttrail_grants::findings::{Finding, Severity};
 use granttrail_grants::reconcile::{self, Snapshot};
 use granttrail_grants::timestamp;
+use granttrail_grants::when::{Reference, When};
 use granttrail_store::Store;
 use serde::Serialize;
 
 use crate::config::Config;
 use crate::finding_formats::{self, Evidence, Reported};
-use crate::grants_cmd::open_existing;
+use crate::grants_cmd::{latest_event, open_existing};
 use crate::output::{Table, print_json};
-use crate::parse_time;
+use crate::{parse_time, parse_when};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 pub enum FindingsFormat {
@@ -39,16 +40,18 @@ fn parse_severity(text: &str) -> Result<Severity, String> {
 
 #[derive(Debug, Args)]
 pub struct FindingsArgs {
-    /// Only findings observed at or after this time (RFC 3339).
-    #[arg(long, value_name = "TIME", value_parser = parse_time)]
-    since: Option<i64>,
+    /// Only findings observed at or after this time: RFC 3339, a date, or a duration back from
+    /// the reference time (30d, 12h, 90m).
+    #[arg(long, value_name = "TIME", value_parser = parse_when)]
+    since: Option<When>,
     /// Only findings of at least this severity (info, low, medium, high).
     #[arg(long, value_name = "SEVERITY", value_parser = parse_severity)]
     severity: Option<Severity>,
     /// Exit with status 3 when any finding listed is at least this severe.
     #[arg(long, value_name = "SEVERITY", value_parser = parse_severity)]
     fail_on: Option<Severity>,
-    /// The time age-based rules measure against (default: now).
+    /// The reference time age-based rules measure against (default: the latest event in the
+    /// database), RFC 3339 or a date.
     #[arg(long, value_name = "TIME", value_parser = parse_time)]
     as_of: Option<i64>,
     #[arg(long, value_enum, default_value_t = FindingsFormat::Table)]
@@ -70,17 +73,23 @@ struct FindingView<'a> {
     grantee_principal: Option<&'a str>,
     observed_at: Option<String>,
     evidence: &'a [Evidence],
+    /// The reference time the finding was evaluated at.
+    as_of: &'a str,
 }
 
 pub fn run(db: &Path, config: &Config, args: &FindingsArgs) -> anyhow::Result<ExitCode> {
     let mut store = open_existing(db)?;
     store.refresh_labels()?;
-    let now = args.as_of.unwrap_or_else(granttrail_ingest::now);
-    let findings = findings(&store, config, now)?;
+    let latest = latest_event(&store)?;
+    let reference = Reference::new(args.as_of, None, latest);
+    let now = reference.at;
+    let as_of = timestamp::format(now);
+    let since = args.since.map(|w| w.resolve(now));
+    let findings = findings(&store, config, now, latest)?;
     let listed: Vec<&Finding> = findings
         .iter()
         .filter(|f| args.severity.is_none_or(|s| f.rule.severity >= s))
-        .filter(|f| args.since.is_none_or(|t| f.observed_at.is_some_and(|o| o >= t)))
+        .filter(|f| since.is_none_or(|t| f.observed_at.is_some_and(|o| o >= t)))
         .collect();
     let snapshots = store.grant_lists()?;
     let mut reported = Vec::new();
@@ -109,6 +118,7 @@ pub fn run(db: &Path, config: &Config, args: &FindingsArgs) -> anyhow::Result<Ex
                         grantee_principal: f.grantee_principal.as_deref(),
                         observed_at: f.observed_at.map(timestamp::format),
                         evidence: &r.evidence,
+                        as_of: &as_of,
                     }
                 })
                 .collect();
@@ -128,6 +138,7 @@ pub fn run(db: &Path, config: &Config, args: &FindingsArgs) -> anyhow::Result<Ex
                     f.detail.clone(),
                 ]);
             }
+            writeln!(out, "as of {as_of} ({})", reference.source.describe())?;
             table.print(&mut out)?;
             writeln!(out, "{} finding(s)", listed.len())?;
         }
@@ -171,6 +182,12 @@ pub fn evidence(store: &Store, snapshots: &[Snapshot], f: &Finding) -> anyhow::R
 }
 
 /// Every finding the database shows, as of `now`.
-pub fn findings(store: &Store, config: &Config, now: i64) -> anyhow::Result<Vec<Finding>> {
-    Ok(store.findings(&config.findings, now)?)
+/// The findings as of `now`, for logs that end at `logs_end`.
+pub fn findings(
+    store: &Store,
+    config: &Config,
+    now: i64,
+    logs_end: Option<i64>,
+) -> anyhow::Result<Vec<Finding>> {
+    Ok(store.findings(&config.findings, now, logs_end)?)
 }

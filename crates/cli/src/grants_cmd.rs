@@ -349,6 +349,12 @@ pub fn open_existing(db: &Path) -> anyhow::Result<Store> {
     open_store(db)
 }
 
+/// The time of the latest KMS event in the database: the reference time of listings that
+/// are not given one.
+pub fn latest_event(store: &Store) -> anyhow::Result<Option<i64>> {
+    Ok(store.kms_event_span(granttrail_store::Window::default())?.map(|(_, last)| last))
+}
+
 /// Opens the database, saying on standard error when an older schema is being migrated
 /// (rewriting the records of a large database takes minutes) and how long it took.
 fn open_store(db: &Path) -> anyhow::Result<Store> {

@@ -11,7 +11,8 @@ use granttrail_store::Store;
 use indicatif::HumanBytes;
 
 use crate::ingest_cmd::Reporter;
-use crate::parse_time;
+use crate::parse_when;
+use granttrail_grants::when::When;
 
 /// Objects downloaded and decoded at once from S3: the network, not the cores, is the limit.
 pub const DEFAULT_JOBS: usize = 8;
@@ -19,14 +20,15 @@ pub const DEFAULT_JOBS: usize = 8;
 #[derive(Debug, Args)]
 #[command(next_help_heading = "S3 (for s3:// paths)")]
 pub struct S3Args {
-    /// Only objects delivered at or after this time (RFC 3339), judged by the date folders and
-    /// the time in each file name, without downloading.
-    #[arg(long, value_name = "TIME", value_parser = parse_time)]
-    since: Option<i64>,
+    /// Only objects delivered at or after this time, judged by the date folders and the time in
+    /// each file name, without downloading: RFC 3339, a date, or a duration back from now
+    /// (30d, 12h, 90m).
+    #[arg(long, value_name = "TIME", value_parser = parse_when)]
+    since: Option<When>,
     /// Only objects that can hold records from before this time (delivered up to an hour
-    /// later).
-    #[arg(long, value_name = "TIME", value_parser = parse_time)]
-    until: Option<i64>,
+    /// later): RFC 3339, a date, or a duration back from now.
+    #[arg(long, value_name = "TIME", value_parser = parse_when)]
+    until: Option<When>,
     /// Only this account's logs (repeatable).
     #[arg(long = "account", value_name = "ID")]
     accounts: Vec<String>,
@@ -55,9 +57,10 @@ pub fn ingest(
     quiet: bool,
 ) -> anyhow::Result<()> {
     let location = S3Url::parse(url).with_context(|| format!("{url}: not an s3://bucket[/prefix] URL"))?;
+    let now = granttrail_ingest::now();
     let window = Window {
-        since: args.since,
-        until: args.until,
+        since: args.since.map(|w| w.resolve(now)),
+        until: args.until.map(|w| w.resolve(now)),
         accounts: args.accounts.clone(),
         regions: args.regions.clone(),
     };

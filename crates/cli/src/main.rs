@@ -19,6 +19,7 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+use granttrail_grants::when::{self, When};
 
 /// Rebuild the history of every AWS KMS grant from CloudTrail logs.
 ///
@@ -124,8 +125,20 @@ fn is_broken_pipe(e: &anyhow::Error) -> bool {
     })
 }
 
-/// Parses an RFC 3339 time given on the command line.
+/// Parses a time given on the command line: RFC 3339 or a date.
 fn parse_time(text: &str) -> Result<i64, String> {
-    granttrail_grants::timestamp::parse(text)
-        .ok_or_else(|| format!("{text:?} is not an RFC 3339 time such as 2024-05-01T12:00:00Z"))
+    when::parse_moment(text).ok_or_else(|| {
+        format!("{text:?} is not a time: give RFC 3339 (2024-05-01T12:00:00Z) or a date (2024-05-01)")
+    })
+}
+
+/// Parses the start or end of a period: RFC 3339, a date, or a duration back from the
+/// reference time.
+fn parse_when(text: &str) -> Result<When, String> {
+    when::parse_when(text).ok_or_else(|| {
+        format!(
+            "{text:?} is not a time: give RFC 3339 (2024-05-01T12:00:00Z), a date (2024-05-01) or a \
+             duration back from the reference time in days, hours or minutes (30d, 12h, 90m)"
+        )
+    })
 }

@@ -100,7 +100,7 @@ fn grants_filters_and_formats() {
 
     let bad = ws.run(&["grants", "--active-at", "yesterday"]);
     assert_eq!(bad.status.code(), Some(2));
-    assert!(stderr(&bad).contains("not an RFC 3339 time"));
+    assert!(stderr(&bad).contains("\"yesterday\" is not a time"), "{}", stderr(&bad));
 }
 
 #[test]
@@ -378,5 +378,75 @@ fn a_reader_that_stops_early_is_not_an_error() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(out.status.success(), "{args:?}: {err}");
         assert!(!err.contains("panicked"), "{args:?}: {err}");
+    }
+}
+
+/// The finding ids of a `findings --format json` listing or of a report's `findings`.
+fn finding_ids(listing: &Value) -> std::collections::BTreeSet<String> {
+    listing.as_array().unwrap().iter().map(|f| f["id"].as_str().unwrap().to_string()).collect()
+}
+
+#[test]
+fn findings_and_report_measure_from_one_reference_time() {
+    let ws = Workspace::new();
+    ws.ok(&["ingest", "-q", &example()]);
+    let findings: Value = serde_json::from_str(&ws.ok(&["findings", "--format", "json"])).unwrap();
+    let report: Value = serde_json::from_str(&ws.ok(&["report", "--format", "json", "-o", "-"])).unwrap();
+    assert!(!finding_ids(&findings).is_empty());
+    assert_eq!(finding_ids(&findings), finding_ids(&report["findings"]), "the same findings on one database");
+
+    // The reference is the latest event, not the wall clock: the example's logs are from 2024.
+    assert_eq!(report["scope"]["as_of_from"], "latest_event");
+    let latest = report["scope"]["as_of"].as_str().unwrap();
+    assert!(latest.starts_with("2024-"), "{latest}");
+    assert!(findings.as_array().unwrap().iter().all(|f| f["as_of"] == latest), "{findings:#}");
+    let table = ws.ok(&["findings"]);
+    assert!(table.starts_with(&format!("as of {latest} (the latest event in the database)\n")), "{table}");
+
+    let later: Value =
+        serde_json::from_str(&ws.ok(&["findings", "--format", "json", "--as-of", "2026-01-01"])).unwrap();
+    assert!(later.as_array().unwrap().iter().all(|f| f["as_of"] == "2026-01-01T00:00:00Z"));
+    let report_later: Value =
+        serde_json::from_str(&ws.ok(&["report", "--format", "json", "-o", "-", "--as-of", "2026-01-01"]))
+            .unwrap();
+    assert_eq!(finding_ids(&later), finding_ids(&report_later["findings"]));
+}
+
+#[test]
+fn periods_take_dates_and_durations_back_from_the_latest_event() {
+    let ws = Workspace::new();
+    ws.ok(&["ingest", "-q", &example()]);
+    let calls = |args: &[&str]| -> Vec<Value> {
+        let out = ws.ok(&[&["calls", "--format", "json"], args].concat());
+        serde_json::from_str::<Value>(&out).unwrap().as_array().unwrap().clone()
+    };
+    let report: Value = serde_json::from_str(&ws.ok(&["report", "--format", "json", "-o", "-"])).unwrap();
+    let latest = granttrail_grants::timestamp::parse(report["scope"]["as_of"].as_str().unwrap()).unwrap();
+    let all = calls(&[]);
+    let time = |c: &Value| granttrail_grants::timestamp::parse(c["event_time"].as_str().unwrap()).unwrap();
+
+    let last_hour = calls(&["--since", "60m"]);
+    let expected: Vec<&Value> = all.iter().filter(|c| time(c) >= latest - 3_600).collect();
+    assert_eq!(last_hour.iter().collect::<Vec<_>>(), expected);
+    assert!(last_hour.len() < all.len(), "the example spans more than an hour");
+    assert_eq!(calls(&["--since", "1h"]), last_hour);
+    assert_eq!(calls(&["--until", "60m"]).len() + last_hour.len(), all.len());
+
+    let day = &report["scope"]["as_of"].as_str().unwrap()[..10];
+    assert_eq!(calls(&["--since", day]), calls(&["--since", &format!("{day}T00:00:00Z")]));
+    ws.ok(&["grants", "--active-at", day]);
+    ws.ok(&["findings", "--since", "30d", "--as-of", day]);
+
+    for (args, bad) in [
+        (&["calls", "--since", "30x"][..], "\"30x\""),
+        (&["findings", "--since=-3d"][..], "\"-3d\""),
+        (&["report", "--format", "json", "-o", "-", "--until", "3.5h"][..], "\"3.5h\""),
+        (&["grants", "--active-at", "30d"][..], "\"30d\""),
+    ] {
+        let out = ws.run(args);
+        assert!(!out.status.success(), "{args:?}");
+        let err = stderr(&out);
+        assert!(err.contains(&format!("{bad} is not a time")), "{args:?}: {err}");
+        assert!(err.contains("2024-05-01"), "the message shows the forms it takes: {err}");
     }
 }

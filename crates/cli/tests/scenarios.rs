@@ -230,6 +230,7 @@ scenarios!(
     F03b_all_but_one_operation,
     F05b_service_grants_are_not_hand_made,
     F07_name_says_it_expired,
+    F08b_logs_too_short_to_call_a_grant_unused,
     F11b_grant_ended_before_the_role_was_deleted,
     F14_denied_then_granted_by_an_administrator,
     F14b_denied_another_operation,

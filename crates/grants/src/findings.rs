@@ -216,6 +216,9 @@ pub struct GrantOnlyCall {
     pub principal: Option<String>,
 }
 
+/// A day in seconds: the shortest history that can show a grant was never used.
+const DAY: i64 = 86_400;
+
 /// One labelled call a grant covered, as the store lists them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CoveredCall {
@@ -418,6 +421,9 @@ pub struct FindingInputs<'a> {
     pub config: &'a RulesConfig,
     /// The time "now" for age-based rules.
     pub now: i64,
+    /// The time of the latest logged event: a grant is "never used" only when the logs cover
+    /// at least a day after its creation.
+    pub logs_end: Option<i64>,
 }
 
 /// What coverage needs to know beyond a grant, from the findings inputs.
@@ -745,7 +751,7 @@ pub fn evaluate(inputs: &FindingInputs<'_>) -> Vec<Finding> {
         }
         let active = g.state == GrantState::Active;
         if let (true, Some(created)) = (active, g.created_at) {
-            let days = (inputs.now - created) / 86_400;
+            let days = (inputs.now - created) / DAY;
             if days > cfg.max_active_days {
                 push(
                     LONG_LIVED,
@@ -773,7 +779,8 @@ pub fn evaluate(inputs: &FindingInputs<'_>) -> Vec<Finding> {
         if active
             && g.creation_seen
             && used.is_none_or(|u| u.calls == 0)
-            && g.created_at.is_some_and(|c| inputs.now - c > 86_400)
+            && g.created_at
+                .is_some_and(|c| inputs.now - c > DAY && inputs.logs_end.is_some_and(|end| end - c >= DAY))
         {
             push(NEVER_USED, "no call was covered by this grant".into(), Vec::new(), None);
         }
@@ -965,7 +972,6 @@ mod tests {
     use crate::lifecycle::Actor;
 
     const KEY: &str = "arn:aws:kms:us-east-1:111122223333:key/k";
-    const DAY: i64 = 86_400;
 
     fn grant(id: &str, grantee: &str, ops: &[&str]) -> Grant {
         Grant {
@@ -1023,6 +1029,7 @@ mod tests {
             settings: &settings,
             config,
             now,
+            logs_end: Some(now),
         })
     }
 
@@ -1146,6 +1153,26 @@ mod tests {
 
         assert_eq!(fired(&base, &[], 2 * DAY), vec!["GT008"]);
         assert!(fired(&base, &[], DAY / 2).is_empty(), "too new to call unused");
+        let logs_end_soon_after = |logs_end: Option<i64>| {
+            let uses = grant_uses(std::slice::from_ref(&base), &[]);
+            let settings = Settings::default();
+            let found = evaluate(&FindingInputs {
+                grants: std::slice::from_ref(&base),
+                uses: &uses,
+                principal_deletions: &[],
+                denials: &[],
+                calls_after_end: &[],
+                settings: &settings,
+                config: &RulesConfig::default(),
+                now: 30 * DAY,
+                logs_end,
+            });
+            found.iter().any(|f| f.rule.id == "GT008")
+        };
+        let created = base.created_at.unwrap();
+        assert!(!logs_end_soon_after(Some(created + DAY / 2)), "the logs stop half a day after creation");
+        assert!(!logs_end_soon_after(None), "no logs");
+        assert!(logs_end_soon_after(Some(created + DAY)), "a day of logs after creation");
 
         let two = grant("g", "arn:aws:iam::111122223333:role/app", &["Decrypt", "Encrypt"]);
         assert_eq!(fired(&two, &used(&two, &["Decrypt"]), DAY), vec!["GT009"]);

@@ -25,6 +25,7 @@ pub mod reconcile;
 pub mod retention;
 pub mod settings;
 pub mod timestamp;
+pub mod when;
 
 pub use classify::{
     CallLabel, Evidence, GrantReasons, ImportedIam, ImportedKeyPolicy, KeyClassifier, KeyInputs, KeyLabels,

@@ -32,18 +32,23 @@ fn findings_on_some_keys_are_those_keys_share_of_all_findings() {
             }
         }
         let relabelled = store.refresh_labels().unwrap();
-        let all = store.findings(&rules, 1_800_000_000).unwrap();
+        let all = store.findings(&rules, 1_800_000_000, Some(1_800_000_000)).unwrap();
         let mut keys: Vec<String> = all.iter().map(|f| f.key_arn.clone()).collect();
         keys.sort();
         keys.dedup();
         for key in &keys {
             assert!(relabelled.keys.contains(key), "{}: a key with findings was relabelled", dir.display());
-            let alone = store.findings_on_keys(&rules, 1_800_000_000, std::slice::from_ref(key)).unwrap();
+            let alone = store
+                .findings_on_keys(&rules, 1_800_000_000, Some(1_800_000_000), std::slice::from_ref(key))
+                .unwrap();
             let share: Vec<_> = all.iter().filter(|f| &f.key_arn == key).cloned().collect();
             assert_eq!(alone, share, "{}: {key}", dir.display());
             checked += alone.len();
         }
-        assert_eq!(store.findings_on_keys(&rules, 1_800_000_000, &relabelled.keys).unwrap(), all);
+        assert_eq!(
+            store.findings_on_keys(&rules, 1_800_000_000, Some(1_800_000_000), &relabelled.keys).unwrap(),
+            all
+        );
     }
     assert!(checked >= 15, "only {checked} findings compared");
 }

@@ -194,9 +194,11 @@ impl Handler {
             if topic.is_none() {
                 return Ok(Vec::new());
             }
+            // The invocation time: the logs of a bucket the function follows run up to it.
+            let at = now();
             let findings = match scope {
-                Scope::AllKeys => store.findings(&rules, now())?,
-                Scope::TouchedKeys => store.findings_on_keys(&rules, now(), &relabelled.keys)?,
+                Scope::AllKeys => store.findings(&rules, at, Some(at))?,
+                Scope::TouchedKeys => store.findings_on_keys(&rules, at, Some(at), &relabelled.keys)?,
             };
             let ids: Vec<&str> = findings.iter().map(|f| f.id.as_str()).collect();
             let new = store.unpublished(&ids)?;

@@ -308,7 +308,8 @@ fn new_findings_are_published_once_each_with_their_evidence() {
     let (ok, body) = d.invoke(&sqs(&[("m1", s3_notification(&refs))]));
     assert!(ok && failures(&body).is_empty(), "{body}\n{}", d.log());
 
-    let expected = d.store().findings(&Default::default(), granttrail_ingest::now()).unwrap();
+    let at = granttrail_ingest::now();
+    let expected = d.store().findings(&Default::default(), at, Some(at)).unwrap();
     assert!(expected.iter().any(|f| f.rule.id == "GT001"), "the example has a cross-account grant");
     let bodies = d.sink.wait_for(expected.len(), WAIT);
     assert_eq!(bodies.len(), expected.len(), "one message per finding");

@@ -7,20 +7,33 @@ use granttrail_grants::reconcile;
 use crate::{GrantFilter, Result, Store};
 
 impl Store {
-    /// The findings as of `now` (age-based rules measure against it), most severe first,
-    /// then by rule, key and grant.
-    pub fn findings(&self, rules: &RulesConfig, now: i64) -> Result<Vec<Finding>> {
-        self.findings_where(rules, now, None)
+    /// The findings as of `now` (age-based rules measure against it), given that the logs
+    /// end at `logs_end` (the latest event: "never used" needs a day of logs after a
+    /// creation), most severe first, then by rule, key and grant.
+    pub fn findings(&self, rules: &RulesConfig, now: i64, logs_end: Option<i64>) -> Result<Vec<Finding>> {
+        self.findings_where(rules, now, logs_end, None)
     }
 
     /// The findings on `keys` only: every rule looks at one key's grants, calls and listings,
     /// so these are exactly the findings of [`Store::findings`] on those keys, at a cost that
     /// grows with those keys instead of the whole database.
-    pub fn findings_on_keys(&self, rules: &RulesConfig, now: i64, keys: &[String]) -> Result<Vec<Finding>> {
-        self.findings_where(rules, now, Some(keys))
+    pub fn findings_on_keys(
+        &self,
+        rules: &RulesConfig,
+        now: i64,
+        logs_end: Option<i64>,
+        keys: &[String],
+    ) -> Result<Vec<Finding>> {
+        self.findings_where(rules, now, logs_end, Some(keys))
     }
 
-    fn findings_where(&self, rules: &RulesConfig, now: i64, keys: Option<&[String]>) -> Result<Vec<Finding>> {
+    fn findings_where(
+        &self,
+        rules: &RulesConfig,
+        now: i64,
+        logs_end: Option<i64>,
+        keys: Option<&[String]>,
+    ) -> Result<Vec<Finding>> {
         let settings = self.settings();
         let window = settings.consistency_window_seconds;
         let (mut grants, mut covered, mut denials, mut after_end) =
@@ -48,6 +61,7 @@ impl Store {
             settings,
             config: rules,
             now,
+            logs_end,
         });
         for snapshot in self.grant_lists()? {
             if keys.is_none_or(|keys| keys.contains(&snapshot.key_arn)) {

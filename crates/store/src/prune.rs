@@ -36,7 +36,8 @@ impl Store {
         keep_days: u32,
     ) -> Result<(Pruned, usize)> {
         self.refresh_labels()?;
-        let findings = self.findings(rules, now)?;
+        // Findings only add to what is kept: measuring "never used" to `now` keeps the most.
+        let findings = self.findings(rules, now, Some(now))?;
         let grant_only =
             CallFilter { labels: vec![Label::GrantOnly, Label::GrantOnlyLikely], ..CallFilter::default() };
         let calls = self.calls(&grant_only)?;

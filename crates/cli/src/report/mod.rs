@@ -18,14 +18,15 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use granttrail_grants::findings::Severity;
+use granttrail_grants::when::{Reference, When};
 use granttrail_grants::{Constraints, Grant, Side, timestamp};
 use granttrail_store::{GrantFilter, Store, Window};
 use serde::Serialize;
 
 use crate::config::Config;
-use crate::grants_cmd::open_existing;
+use crate::grants_cmd::{latest_event, open_existing};
 use crate::output::print_csv;
-use crate::parse_time;
+use crate::{parse_time, parse_when};
 
 pub use coverage::Coverage;
 
@@ -46,15 +47,17 @@ pub struct ReportArgs {
     /// Only grants on this key (full key ARN).
     #[arg(long, value_name = "ARN")]
     key: Option<String>,
-    /// Start of the period (RFC 3339): grants alive at or after it, calls and events from it.
-    #[arg(long, value_name = "TIME", value_parser = parse_time)]
-    since: Option<i64>,
-    /// End of the period (RFC 3339, exclusive): grants created before it, calls and events
-    /// before it.
-    #[arg(long, value_name = "TIME", value_parser = parse_time)]
-    until: Option<i64>,
-    /// The time the report describes the grants at, and that age-based findings measure
-    /// against (default: --until, else the latest KMS event in the database).
+    /// Start of the period: grants alive at or after it, calls and events from it. RFC 3339, a
+    /// date, or a duration back from --as-of (else the latest event): 30d, 12h, 90m.
+    #[arg(long, value_name = "TIME", value_parser = parse_when)]
+    since: Option<When>,
+    /// End of the period (exclusive): grants created before it, calls and events before it.
+    /// RFC 3339, a date, or a duration back from --as-of (else the latest event).
+    #[arg(long, value_name = "TIME", value_parser = parse_when)]
+    until: Option<When>,
+    /// The reference time: the report describes the grants at it, and age-based findings
+    /// measure against it (default: --until, else the latest KMS event in the database). RFC
+    /// 3339 or a date.
     #[arg(long, value_name = "TIME", value_parser = parse_time)]
     as_of: Option<i64>,
     /// Report stretches of at least this many hours without any KMS event in an account and
@@ -247,10 +250,18 @@ pub struct FindingEntry {
 pub fn run(db: &Path, config: &Config, args: &ReportArgs) -> anyhow::Result<ExitCode> {
     let mut store = open_existing(db)?;
     store.refresh_labels()?;
+    // Durations count back from --as-of, else from the latest event.
+    let relative_to = match args.as_of {
+        Some(t) => t,
+        None if args.since.into_iter().chain(args.until).any(|w| matches!(w, When::Ago(_))) => {
+            latest_event(&store)?.unwrap_or(0)
+        }
+        None => 0,
+    };
     let options = Options {
         key: args.key.clone(),
-        since: args.since,
-        until: args.until,
+        since: args.since.map(|w| w.resolve(relative_to)),
+        until: args.until.map(|w| w.resolve(relative_to)),
         as_of: args.as_of,
         gap_seconds: i64::from(args.gap_hours.max(1)) * 3600,
     };
@@ -346,12 +357,8 @@ pub fn build(store: &Store, config: &Config, options: &Options) -> anyhow::Resul
     let window = Window { since: options.since, until: options.until };
     let span = store.kms_event_span(window)?;
     let latest = store.kms_event_span(Window::default())?.map(|(_, last)| last);
-    let (as_of, as_of_from) = match (options.as_of, options.until, latest) {
-        (Some(t), _, _) => (t, "option"),
-        (None, Some(u), _) => (u, "until"),
-        (None, None, Some(t)) => (t, "latest_event"),
-        (None, None, None) => (0, "no_events"),
-    };
+    let reference = Reference::new(options.as_of, options.until, latest);
+    let (as_of, as_of_from) = (reference.at, reference.source.as_str());
 
     let filter = GrantFilter { key_arn: options.key.clone(), ..GrantFilter::default() };
     let all_grants = store.grants(&filter)?;
@@ -388,7 +395,7 @@ pub fn build(store: &Store, config: &Config, options: &Options) -> anyhow::Resul
     }
 
     // Findings about the grants in the report, most severe first.
-    let all_findings = crate::findings_cmd::findings(store, config, as_of)?;
+    let all_findings = crate::findings_cmd::findings(store, config, as_of, latest)?;
     let names: BTreeMap<(&str, &str), Option<&str>> =
         grants.iter().map(|g| ((g.key_arn.as_str(), g.grant_id.as_str()), g.spec.name.as_deref())).collect();
     let mut findings: Vec<FindingEntry> = all_findings
