@@ -178,7 +178,27 @@ pub struct RulesConfig {
     pub allow_grant_names: Vec<String>,
     /// Rules switched off, by id.
     pub disabled_rules: Vec<String>,
+    /// What the hygiene rules say about grants AWS services made for themselves.
+    pub service_grants: ServiceGrants,
 }
+
+/// Whether the hygiene rules ([`SERVICE_QUIET_RULES`]) report grants an AWS service made
+/// ([`service_made`]): services create them by the thousand, for volumes, tables and tasks,
+/// and retire them themselves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ServiceGrants {
+    /// Not reported (the default).
+    #[default]
+    Ignore,
+    /// Reported at low severity, for an inventory.
+    Report,
+}
+
+/// The rules that are about a grant's hygiene (what it allows, how long it lives, whether it
+/// is used) rather than about who holds it: quiet on grants AWS services made, by
+/// [`ServiceGrants`].
+pub const SERVICE_QUIET_RULES: &[&str] = &["GT002", "GT003", "GT006", "GT007", "GT008", "GT009"];
 
 impl Default for RulesConfig {
     fn default() -> Self {
@@ -190,6 +210,7 @@ impl Default for RulesConfig {
             allow_keys: Vec::new(),
             allow_grant_names: Vec::new(),
             disabled_rules: Vec::new(),
+            service_grants: ServiceGrants::Ignore,
         }
     }
 }
@@ -329,6 +350,21 @@ fn service_made(g: &Grant) -> bool {
         || is_service_principal(grantee)
         || is_service_principal(retiring)
         || (!grantee.starts_with("arn:") && grantee.contains(":aws:"))
+}
+
+/// What to do about a finding on a grant a service made: not revoke it.
+fn service_remediation(g: &Grant) -> String {
+    let who = g
+        .spec
+        .retiring_principal
+        .as_deref()
+        .filter(|p| !p.is_empty())
+        .map(|p| format!("{p} retires it"))
+        .unwrap_or_else(|| "the service retires it".to_string());
+    let grantee = g.spec.grantee_principal.as_deref().unwrap_or("an AWS service");
+    format!(
+        "do not revoke: an AWS service made this grant for {grantee} to use the key for a resource it manages, and {who} when the resource goes; review the resource, not the grant"
+    )
 }
 
 /// The kind of key a grant's operations show (R-O2: no key type accepts every operation),
@@ -657,12 +693,22 @@ pub fn evaluate(inputs: &FindingInputs<'_>) -> Vec<Finding> {
     let ctx = Context::new(inputs);
     let mut out = Vec::new();
     for g in inputs.grants.iter().filter(|g| !cfg.allowed(g)) {
-        let revoke = format!("aws kms revoke-grant --key-id {} --grant-id {}", g.key_arn, g.grant_id);
+        let by_service = service_made(g);
+        let revoke = if by_service {
+            service_remediation(g)
+        } else {
+            format!("aws kms revoke-grant --key-id {} --grant-id {}", g.key_arn, g.grant_id)
+        };
         let mut push =
             |rule: Rule, detail: String, mut event_ids: Vec<String>, remediation: Option<String>| {
                 if cfg.disabled_rules.iter().any(|d| d == rule.id) {
                     return;
                 }
+                let quiet = by_service && SERVICE_QUIET_RULES.contains(&rule.id);
+                if quiet && cfg.service_grants == ServiceGrants::Ignore {
+                    return;
+                }
+                let rule = if quiet { Rule { severity: Severity::Low, ..rule } } else { rule };
                 if event_ids.is_empty() {
                     event_ids = g.create_event_ids.iter().chain(&g.end_event_ids).cloned().collect();
                 }
@@ -730,7 +776,6 @@ pub fn evaluate(inputs: &FindingInputs<'_>) -> Vec<Finding> {
                 || c.encryption_context_subset.is_some()
                 || c.source_arn.is_some()
         });
-        let by_service = service_made(g);
         if g.creation_seen && crypto && !constrained && !by_service {
             push(
                 NO_CONSTRAINT,
@@ -1098,7 +1143,9 @@ mod tests {
 
     #[test]
     fn each_rule_fires_and_a_close_variant_does_not() {
-        let cfg = RulesConfig::default();
+        // The grants here are made through a service (`invokedBy`), so the hygiene rules are
+        // asked to report them; `service_made_grants_are_quiet_unless_asked` tests the default.
+        let cfg = RulesConfig { service_grants: ServiceGrants::Report, ..RulesConfig::default() };
         let fired = |g: &Grant, calls: &[CoveredCall], now: i64| -> Vec<&'static str> {
             rules_fired(std::slice::from_ref(g), calls, &cfg, now).into_iter().map(|(r, _)| r).collect()
         };
@@ -1163,7 +1210,7 @@ mod tests {
                 denials: &[],
                 calls_after_end: &[],
                 settings: &settings,
-                config: &RulesConfig::default(),
+                config: &cfg,
                 now: 30 * DAY,
                 logs_end,
             });
@@ -1346,9 +1393,10 @@ mod tests {
 
     #[test]
     fn every_operation_of_each_key_kind() {
+        let report = RulesConfig { service_grants: ServiceGrants::Report, ..RulesConfig::default() };
         let fired = |ops: &[&str]| {
             let g = grant("g", APP, ops);
-            rules_fired(std::slice::from_ref(&g), &used(&g, ops), &RulesConfig::default(), DAY)
+            rules_fired(std::slice::from_ref(&g), &used(&g, ops), &report, DAY)
                 .into_iter()
                 .map(|(r, _)| r)
                 .collect::<Vec<_>>()
@@ -1363,13 +1411,8 @@ mod tests {
         let mut all: Vec<&str> = CRYPTO_OPS.to_vec();
         all.extend(["CreateGrant", "DescribeKey", "RetireGrant"]);
         let g = grant("g", APP, &all);
-        let found = evaluate_with(
-            std::slice::from_ref(&g),
-            &used(&g, &all),
-            &Events::default(),
-            &RulesConfig::default(),
-            DAY,
-        );
+        let found =
+            evaluate_with(std::slice::from_ref(&g), &used(&g, &all), &Events::default(), &report, DAY);
         let every = found.iter().find(|f| f.rule.id == "GT003").unwrap();
         assert!(
             every.detail.contains("every operation a symmetric encryption key supports"),
@@ -1468,5 +1511,41 @@ mod tests {
     fn ids_are_stable() {
         assert_eq!(stable_id(&["GT001", "k", "g"]), stable_id(&["GT001", "k", "g"]));
         assert_ne!(stable_id(&["GT001", "k", "g"]), stable_id(&["GT001", "kg", ""]));
+    }
+
+    #[test]
+    fn service_made_grants_are_quiet_unless_asked() {
+        let made_by_ec2 = grant("g", APP, &["Decrypt", "CreateGrant"]);
+        assert!(service_made(&made_by_ec2));
+        let mut by_hand = made_by_ec2.clone();
+        by_hand.created_by.as_mut().unwrap().service = None;
+        assert!(!service_made(&by_hand));
+        let old = 400 * DAY;
+        let found = |g: &Grant, cfg: &RulesConfig| {
+            evaluate_with(std::slice::from_ref(g), &[], &Events::default(), cfg, old)
+        };
+        let hygiene = |found: &[Finding]| -> Vec<&'static str> {
+            found.iter().map(|f| f.rule.id).filter(|id| SERVICE_QUIET_RULES.contains(id)).collect()
+        };
+
+        let quiet = found(&made_by_ec2, &RulesConfig::default());
+        assert!(hygiene(&quiet).is_empty(), "{:?}", ids(&quiet));
+        let loud = found(&by_hand, &RulesConfig::default());
+        assert_eq!(hygiene(&loud), ["GT002", "GT006", "GT008"]);
+        assert_eq!(loud.iter().find(|f| f.rule.id == "GT002").unwrap().rule.severity, Severity::High);
+        assert!(loud[0].remediation.starts_with("aws kms revoke-grant"));
+
+        let inventory = RulesConfig { service_grants: ServiceGrants::Report, ..RulesConfig::default() };
+        let reported = found(&made_by_ec2, &inventory);
+        assert_eq!(hygiene(&reported), ["GT002", "GT006", "GT008"]);
+        for f in &reported {
+            assert_eq!(f.rule.severity, Severity::Low, "{}", f.rule.id);
+            assert!(f.remediation.starts_with("do not revoke"), "{}", f.remediation);
+            assert!(!f.remediation.contains("revoke-grant") && !f.remediation.contains("retire-grant"));
+        }
+        let ids_by_mode: Vec<String> = reported.iter().map(|f| f.id.clone()).collect();
+        let by_hand_ids: Vec<String> =
+            loud.iter().filter(|f| SERVICE_QUIET_RULES.contains(&f.rule.id)).map(|f| f.id.clone()).collect();
+        assert_eq!(ids_by_mode, by_hand_ids, "a finding's id does not depend on its severity");
     }
 }
