@@ -5,7 +5,6 @@
 
 use std::collections::BTreeMap;
 
-use anyhow::bail;
 use granttrail_grants::findings::{self, Finding, Rule, Severity};
 use granttrail_grants::reconcile;
 use granttrail_grants::timestamp;
@@ -80,8 +79,11 @@ fn arn_parts(arn: &str) -> Option<(&str, &str, &str)> {
     else {
         return None;
     };
-    (!partition.is_empty() && !region.is_empty() && account.len() == 12)
-        .then_some((partition, region, account))
+    (!partition.is_empty()
+        && !region.is_empty()
+        && account.len() == 12
+        && account.bytes().all(|b| b.is_ascii_digit()))
+    .then_some((partition, region, account))
 }
 
 fn key_id(key_arn: &str) -> &str {
@@ -307,12 +309,19 @@ const ASFF_EVIDENCE_FIELDS: usize = 30;
 /// argument of `aws securityhub batch-import-findings` (which takes at most 100 per call).
 /// The product is the account's own (`product/ACCOUNT/default`). `now` is the time of this
 /// report (`UpdatedAt`).
-pub fn asff(reported: &[Reported<'_>], now: i64) -> anyhow::Result<Value> {
+pub fn asff(reported: &[Reported<'_>], now: i64) -> Asff {
     let mut out = Vec::new();
+    let mut skipped = Vec::new();
     for r in reported {
         let f = r.finding;
         let Some((partition, region, account)) = arn_parts(&f.key_arn) else {
-            bail!("finding {} has no key ARN to take the account and region from; ASFF needs them", f.id);
+            // One finding ASFF cannot hold must not cost the others.
+            skipped.push(format!(
+                "finding {} ({} on grant {}) left out of the ASFF batch: its key ARN {:?} has no partition, \
+                 region and 12-digit account, which ASFF needs",
+                f.id, f.rule.id, f.grant_id, f.key_arn
+            ));
+            continue;
         };
         let updated = timestamp::format(now);
         let created = f.observed_at.map_or_else(|| updated.clone(), timestamp::format);
@@ -390,7 +399,13 @@ pub fn asff(reported: &[Reported<'_>], now: i64) -> anyhow::Result<Value> {
         }
         out.push(finding);
     }
-    Ok(Value::Array(out))
+    Asff { findings: Value::Array(out), skipped }
+}
+
+/// An ASFF batch, and why any finding was left out of it.
+pub struct Asff {
+    pub findings: Value,
+    pub skipped: Vec<String>,
 }
 
 /// The OCSF version these events follow.

@@ -125,7 +125,13 @@ pub fn run(db: &Path, config: &Config, args: &FindingsArgs) -> anyhow::Result<Ex
             print_json(&views, args.format == FindingsFormat::Jsonl, &mut out)?;
         }
         FindingsFormat::Sarif => write_document(&finding_formats::sarif(&reported), &mut out)?,
-        FindingsFormat::Asff => write_document(&finding_formats::asff(&reported, now)?, &mut out)?,
+        FindingsFormat::Asff => {
+            let asff = finding_formats::asff(&reported, now);
+            for reason in &asff.skipped {
+                eprintln!("granttrail: {reason}");
+            }
+            write_document(&asff.findings, &mut out)?;
+        }
         FindingsFormat::Ocsf => write_document(&finding_formats::ocsf(&reported, now), &mut out)?,
         FindingsFormat::Table => {
             let mut table = Table::new(vec!["SEVERITY", "RULE", "TITLE", "GRANT", "DETAIL"]);
