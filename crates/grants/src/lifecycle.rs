@@ -132,10 +132,17 @@ where
         .collect()
 }
 
+/// How a grant names a service that CloudTrail logs as `AWS Internal` (it redacts which).
+pub const UNNAMED_SERVICE: &str = "an AWS service (not named)";
+
 fn actor(e: &KmsEvent) -> Actor {
     Actor {
         principal: e.caller.principal().map(str::to_string),
-        service: e.caller.invoked_by.clone(),
+        service: e
+            .caller
+            .invoked_by
+            .as_deref()
+            .map(|s| if s == "AWS Internal" { UNNAMED_SERVICE.to_string() } else { s.to_string() }),
         source_ip: e.source_ip.clone(),
         event_id: e.event_id.clone(),
     }
@@ -213,7 +220,10 @@ pub fn fold_grant(key_arn: &str, grant_id: &str, events: &[KmsEvent]) -> Option<
         state: first_end.map_or(GrantState::Active, |(_, s)| s),
         creation_seen: first_create.is_some(),
         spec,
-        issuing_account: first_create.and_then(|c| c.caller.account_id.clone()),
+        // A 12-digit account id or nothing: documentation examples put key ARNs and `xx` there.
+        issuing_account: first_create
+            .and_then(|c| c.caller.account_id.clone())
+            .filter(|a| a.len() == 12 && a.bytes().all(|b| b.is_ascii_digit())),
         created_at: first_create.map(|c| c.event_time),
         created_by: first_create.map(actor),
         ended_at: first_end.map(|(e, _)| e.event_time),
@@ -506,5 +516,19 @@ mod tests {
         assert_eq!(created.source_ip.as_deref(), Some("192.0.2.1"));
         assert_eq!(g.ended_by.unwrap().principal.as_deref(), Some("ec2.amazonaws.com"));
         assert_eq!(g.issuing_account.as_deref(), Some("111122223333"));
+    }
+
+    #[test]
+    fn a_redacted_service_and_an_account_that_is_not_one_are_not_shown_as_such() {
+        let mut c = create("e1", "G1", 0);
+        c.caller.invoked_by = Some("AWS Internal".into());
+        c.caller.account_id = Some("arn:aws:kms:eu-west-1:5555555555555:key/1".into());
+        let g = fold_grant(K, "G1", &[c.clone()]).unwrap();
+        assert_eq!(g.created_by.unwrap().service.as_deref(), Some(UNNAMED_SERVICE));
+        assert_eq!(g.issuing_account, None);
+        for odd in ["xx", "5555555555555", "11112222333a"] {
+            c.caller.account_id = Some(odd.into());
+            assert_eq!(fold_grant(K, "G1", &[c.clone()]).unwrap().issuing_account, None, "{odd}");
+        }
     }
 }
