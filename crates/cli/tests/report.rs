@@ -392,3 +392,19 @@ fn trail_selector_changes_do_not_change_labels() {
     assert_eq!(r["coverage"]["trail_changes"][0]["kms_logging"], "all");
     assert_eq!(r["coverage"]["trail_changes"][0]["trail"], Value::Null);
 }
+
+/// A key called in the period counts in the summary whether or not it has grants: here a
+/// multi-Region replica key is called, and only its primary key has a grant.
+#[test]
+fn the_key_count_counts_every_key_called() {
+    let ws = Workspace::new();
+    let logs = fixtures().join("scenarios/T29_multi_region_replica_is_another_key/logs");
+    ws.ok(&["ingest", "-q", logs.to_str().unwrap()]);
+    let report: Value = serde_json::from_str(&ws.ok(&["report", "--format", "json", "-o", "-"])).unwrap();
+    assert_eq!(report["summary"]["grants"], 1);
+    assert_eq!(report["summary"]["keys"], 2, "{:#}", report["summary"]);
+    let replica = "arn:aws:kms:eu-west-1:111122223333:key/mrk-1234abcd12ab34cd56ef1234567890ab";
+    let one: Value =
+        serde_json::from_str(&ws.ok(&["report", "--format", "json", "-o", "-", "--key", replica])).unwrap();
+    assert_eq!((one["summary"]["grants"].as_u64(), one["summary"]["keys"].as_u64()), (Some(0), Some(1)));
+}

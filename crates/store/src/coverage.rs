@@ -66,6 +66,36 @@ impl Store {
         Ok(rows.collect::<Result<_, _>>()?)
     }
 
+    /// The keys that KMS events in `window` name (a ReEncrypt's destination key included), or
+    /// only `key` when given.
+    pub fn kms_keys_in(
+        &self,
+        window: Window,
+        key: Option<&str>,
+    ) -> Result<std::collections::BTreeSet<String>> {
+        let mut args = Vec::new();
+        let mut filter = window.clauses("event_time", &mut args);
+        if let Some(key) = key {
+            args.push(Value::Text(key.to_string()));
+            let n = args.len();
+            filter.push_str(&format!(" AND (key_arn = ?{n} OR destination_key_arn = ?{n})"));
+        }
+        let sql = format!(
+            "SELECT key_arn, destination_key_arn FROM events WHERE event_source = 'kms.amazonaws.com'{filter}"
+        );
+        let mut stmt = self.conn().prepare(&sql)?;
+        let mut rows = stmt.query(params_from_iter(args))?;
+        let mut keys = std::collections::BTreeSet::new();
+        while let Some(r) = rows.next()? {
+            for k in [r.get::<_, Option<String>>(0)?, r.get(1)?].into_iter().flatten() {
+                if key.is_none_or(|wanted| wanted == k) && !keys.contains(&k) {
+                    keys.insert(k);
+                }
+            }
+        }
+        Ok(keys)
+    }
+
     /// KMS events per account, region and UTC day within `window`.
     pub fn kms_events_per_day(&self, window: Window) -> Result<Vec<DayCount>> {
         let mut args = Vec::new();

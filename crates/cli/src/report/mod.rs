@@ -112,6 +112,7 @@ pub struct Summary {
     pub ended: usize,
     /// Grants known only from their end: created before the logs begin.
     pub created_before_logs: usize,
+    /// Keys with KMS activity in the period, or with grants in the report.
     pub keys: usize,
     /// Accounts that own a key with grants in the report or whose trails recorded KMS events
     /// in the period.
@@ -531,6 +532,8 @@ pub fn build(store: &Store, config: &Config, options: &Options) -> anyhow::Resul
             _ => counts.info += 1,
         }
     }
+    let mut active_keys = store.kms_keys_in(window, options.key.as_deref())?;
+    active_keys.extend(keys.iter().filter(|k| !k.key_arn.is_empty()).map(|k| k.key_arn.clone()));
     let mut accounts: BTreeSet<&str> = keys.iter().filter_map(|k| k.account.as_deref()).collect();
     accounts.extend(coverage.sources.iter().filter(|s| s.events > 0).map(|s| s.account.as_str()));
     accounts.remove("");
@@ -539,7 +542,7 @@ pub fn build(store: &Store, config: &Config, options: &Options) -> anyhow::Resul
         active: entries.iter().filter(|g| g.active_at_as_of).count(),
         ended: entries.iter().filter(|g| g.ended_seconds.is_some_and(|e| e <= as_of)).count(),
         created_before_logs: entries.iter().filter(|g| !g.creation_seen).count(),
-        keys: keys.iter().filter(|k| !k.key_arn.is_empty()).count(),
+        keys: active_keys.len(),
         accounts: accounts.len(),
         calls_through_grants,
         grant_only_calls,
