@@ -112,10 +112,28 @@ fn main() -> ExitCode {
             if is_broken_pipe(&e) {
                 return ExitCode::SUCCESS;
             }
-            eprintln!("granttrail: error: {}", output::terminal_safe(&format!("{e:#}")));
+            eprintln!("granttrail: error: {}", output::terminal_safe(&describe(&e)));
             ExitCode::FAILURE
         }
     }
+}
+
+/// The error and its causes, each said once. Errors that print their cause in their own message
+/// (SQLite's `Error code 14: unable to open database file` under `unable to open database
+/// file: PATH`) would otherwise say it two or three times.
+fn describe(e: &anyhow::Error) -> String {
+    let mut said: Vec<String> = Vec::new();
+    for cause in e.chain() {
+        let text = cause.to_string();
+        let words = match text.strip_prefix("Error code ") {
+            Some(rest) => rest.split_once(": ").map_or(text.as_str(), |(_, words)| words),
+            None => text.as_str(),
+        };
+        if !said.iter().any(|s| s.contains(words)) {
+            said.push(text);
+        }
+    }
+    said.join(": ")
 }
 
 /// `granttrail grants | head` closes the pipe early; that is not an error.

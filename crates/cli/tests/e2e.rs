@@ -450,3 +450,31 @@ fn periods_take_dates_and_durations_back_from_the_latest_event() {
         assert!(err.contains("2024-05-01"), "the message shows the forms it takes: {err}");
     }
 }
+
+#[test]
+fn a_database_that_cannot_be_opened_is_explained_once() {
+    let ws = Workspace::new();
+    let not_a_database = ws.path("notes.db");
+    std::fs::write(&not_a_database, "meeting notes, not SQLite\n").unwrap();
+    let missing_folder = ws.path("no/such/folder/granttrail.db");
+    for (db, cause) in
+        [(&not_a_database, "file is not a database"), (&missing_folder, "unable to open database file")]
+    {
+        let out = std::process::Command::new(env!("CARGO_BIN_EXE_granttrail"))
+            .arg("--db")
+            .arg(db)
+            .args(["ingest", &example()])
+            .output()
+            .unwrap();
+        assert!(!out.status.success());
+        let err = stderr(&out);
+        assert_eq!(err.matches(cause).count(), 1, "{err}");
+        assert!(err.contains(&db.display().to_string()), "names the file: {err}");
+        assert!(!err.contains("Error code"), "{err}");
+    }
+    assert_eq!(
+        std::fs::read_to_string(&not_a_database).unwrap(),
+        "meeting notes, not SQLite\n",
+        "left alone"
+    );
+}
