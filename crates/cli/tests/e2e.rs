@@ -478,3 +478,34 @@ fn a_database_that_cannot_be_opened_is_explained_once() {
         "left alone"
     );
 }
+
+/// `aws cloudtrail lookup-events > events.json` in Windows PowerShell writes UTF-16 with a
+/// byte-order mark: the file reads as its UTF-8 twin does.
+#[test]
+fn a_utf16_lookup_events_file_reads_as_its_utf8_twin() {
+    let logs = fixtures().join("scenarios/T13_delegation_chain/logs/1.json");
+    let records: Value = serde_json::from_str(&std::fs::read_to_string(logs).unwrap()).unwrap();
+    let events: Vec<Value> = records["Records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| serde_json::json!({"EventId": r["eventID"], "CloudTrailEvent": r.to_string()}))
+        .collect();
+    let text = serde_json::to_string_pretty(&serde_json::json!({ "Events": events })).unwrap();
+
+    let utf8 = Workspace::new();
+    let utf8_file = utf8.path("events.json");
+    std::fs::write(&utf8_file, &text).unwrap();
+    utf8.ok(&["ingest", "-q", utf8_file.to_str().unwrap()]);
+
+    let utf16 = Workspace::new();
+    let utf16_file = utf16.path("events.json");
+    let mut bytes = vec![0xFF, 0xFE];
+    bytes.extend(text.encode_utf16().flat_map(u16::to_le_bytes));
+    std::fs::write(&utf16_file, bytes).unwrap();
+    utf16.ok(&["ingest", "-q", utf16_file.to_str().unwrap()]);
+
+    assert!(!utf8.grants_json().as_array().unwrap().is_empty());
+    assert_eq!(utf16.grants_json(), utf8.grants_json());
+    assert_eq!(utf16.ok(&["calls", "--format", "json"]), utf8.ok(&["calls", "--format", "json"]));
+}

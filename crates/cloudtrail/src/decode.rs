@@ -11,8 +11,9 @@ pub fn is_gzip(prefix: &[u8]) -> bool {
     prefix.starts_with(&GZIP_MAGIC)
 }
 
-/// Wraps `reader` so that it yields the object's JSON text, decompressing gzip when the
-/// magic bytes say so, and failing once more than `max_bytes` decompressed bytes are read.
+/// Wraps `reader` so that it yields the object's JSON text as UTF-8, decompressing gzip when
+/// the magic bytes say so, converting UTF-16 text ([`as_utf8`]), and failing once more than
+/// `max_bytes` bytes of text are read.
 pub fn open<'a, R: Read + 'a>(mut reader: R, max_bytes: u64) -> io::Result<Box<dyn Read + 'a>> {
     let mut prefix = [0u8; 2];
     let mut got = 0;
@@ -31,7 +32,127 @@ pub fn open<'a, R: Read + 'a>(mut reader: R, max_bytes: u64) -> io::Result<Box<d
     } else {
         Box::new(buffered)
     };
+    let inner = as_utf8(inner)?;
     Ok(Box::new(Capped { inner, left: max_bytes, limit: max_bytes }))
+}
+
+/// The text of `inner` as UTF-8: a UTF-8 byte-order mark is dropped, and UTF-16 (what
+/// PowerShell's `>` writes, with or without a byte-order mark) is converted as it is read. JSON
+/// starts with an ASCII character, so UTF-16 without a mark shows as a zero byte beside it.
+fn as_utf8<'a>(mut inner: Box<dyn Read + 'a>) -> io::Result<Box<dyn Read + 'a>> {
+    let mut head = [0u8; 3];
+    let mut got = 0;
+    while got < head.len() {
+        match inner.read(&mut head[got..]) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    let (utf16, mark) = match head[..got] {
+        [0xEF, 0xBB, 0xBF, ..] => (None, 3),
+        [0xFF, 0xFE, ..] => (Some(Endian::Little), 2),
+        [0xFE, 0xFF, ..] => (Some(Endian::Big), 2),
+        [b, 0, ..] if b != 0 && b.is_ascii() => (Some(Endian::Little), 0),
+        [0, b, ..] if b != 0 && b.is_ascii() => (Some(Endian::Big), 0),
+        _ => (None, 0),
+    };
+    let text = io::Cursor::new(head[mark..got].to_vec()).chain(inner);
+    Ok(match utf16 {
+        None => Box::new(text),
+        Some(endian) => Box::new(Utf16 {
+            inner: text,
+            endian,
+            raw: Vec::new(),
+            out: Vec::new(),
+            at: 0,
+            offset: mark as u64,
+        }),
+    })
+}
+
+#[derive(Debug, Clone, Copy)]
+enum Endian {
+    Little,
+    Big,
+}
+
+/// UTF-16 text read as UTF-8.
+struct Utf16<R> {
+    inner: R,
+    endian: Endian,
+    /// Bytes read but not yet converted: an odd byte, or the first half of a surrogate pair.
+    raw: Vec<u8>,
+    /// Converted text not yet handed out, from `at`.
+    out: Vec<u8>,
+    at: usize,
+    /// Where `raw` starts in the UTF-16 text, for errors.
+    offset: u64,
+}
+
+impl<R: Read> Utf16<R> {
+    /// Converts the next chunk; false at the end of the text.
+    fn fill(&mut self) -> io::Result<bool> {
+        let mut chunk = [0u8; 64 * 1024];
+        let n = loop {
+            match self.inner.read(&mut chunk) {
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                other => break other?,
+            }
+        };
+        if n == 0 {
+            return match self.raw.len() {
+                0 => Ok(false),
+                _ => Err(self.invalid("ends in the middle of a character")),
+            };
+        }
+        self.raw.extend_from_slice(&chunk[..n]);
+        let units: Vec<u16> = self
+            .raw
+            .chunks_exact(2)
+            .map(|b| match self.endian {
+                Endian::Little => u16::from_le_bytes([b[0], b[1]]),
+                Endian::Big => u16::from_be_bytes([b[0], b[1]]),
+            })
+            .collect();
+        // A high surrogate at the end waits for its pair in the next chunk.
+        let whole = match units.last() {
+            Some(last) if (0xD800..0xDC00).contains(last) => units.len() - 1,
+            _ => units.len(),
+        };
+        self.out.clear();
+        self.at = 0;
+        for c in char::decode_utf16(units[..whole].iter().copied()) {
+            let c = c.map_err(|_| self.invalid("has an unpaired surrogate"))?;
+            let mut buf = [0u8; 4];
+            self.out.extend_from_slice(c.encode_utf8(&mut buf).as_bytes());
+        }
+        self.raw.drain(..whole * 2);
+        self.offset += whole as u64 * 2;
+        Ok(true)
+    }
+
+    fn invalid(&self, what: &str) -> io::Error {
+        io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("the UTF-16 text {what} (near byte {})", self.offset),
+        )
+    }
+}
+
+impl<R: Read> Read for Utf16<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.at == self.out.len() {
+            if !self.fill()? {
+                return Ok(0);
+            }
+        }
+        let n = buf.len().min(self.out.len() - self.at);
+        buf[..n].copy_from_slice(&self.out[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
 }
 
 /// Marks errors that come from the gzip decoder so they can be reported as such.
@@ -128,6 +249,53 @@ mod tests {
         let full = gzip(&vec![b'x'; 10_000]);
         let err = read_all(&full[..full.len() / 2], u64::MAX).unwrap_err();
         assert!(matches!(err, ObjectError::Gzip(_)), "{err:?}");
+    }
+
+    fn utf16(text: &str, endian: Endian, mark: bool) -> Vec<u8> {
+        let mut out = Vec::new();
+        for unit in text.encode_utf16() {
+            out.extend_from_slice(&match endian {
+                Endian::Little => unit.to_le_bytes(),
+                Endian::Big => unit.to_be_bytes(),
+            });
+        }
+        if mark {
+            let bom = match endian {
+                Endian::Little => [0xFF, 0xFE],
+                Endian::Big => [0xFE, 0xFF],
+            };
+            out.splice(0..0, bom);
+        }
+        out
+    }
+
+    #[test]
+    fn utf16_and_a_utf8_mark_read_as_utf8() {
+        // Long enough to cross chunks, with a character outside the BMP (a surrogate pair).
+        let text =
+            format!("{{\"Records\":[{{\"userAgent\":\"caf\u{e9} \u{1F512} {}\"}}]}}", "x".repeat(70_000));
+        for endian in [Endian::Little, Endian::Big] {
+            for mark in [true, false] {
+                let got = read_all(&utf16(&text, endian, mark), u64::MAX).unwrap();
+                assert_eq!(String::from_utf8(got).unwrap(), text, "{endian:?}, mark {mark}");
+            }
+        }
+        let mut marked = vec![0xEF, 0xBB, 0xBF];
+        marked.extend_from_slice(text.as_bytes());
+        assert_eq!(read_all(&marked, u64::MAX).unwrap(), text.as_bytes());
+        assert_eq!(read_all(&gzip(&utf16(&text, Endian::Little, true)), u64::MAX).unwrap(), text.as_bytes());
+    }
+
+    #[test]
+    fn broken_utf16_is_an_error_that_says_so() {
+        let mut lone = utf16("{\"a\":\"", Endian::Little, true);
+        lone.extend_from_slice(&0xD800u16.to_le_bytes());
+        lone.extend_from_slice(&utf16("x\"}", Endian::Little, false));
+        let err = read_all(&lone, u64::MAX).unwrap_err().to_string();
+        assert!(err.contains("UTF-16") && err.contains("unpaired surrogate"), "{err}");
+        let odd = utf16("{}", Endian::Little, true);
+        let err = read_all(&odd[..odd.len() - 1], u64::MAX).unwrap_err().to_string();
+        assert!(err.contains("middle of a character"), "{err}");
     }
 
     #[test]
