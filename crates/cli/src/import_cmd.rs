@@ -6,7 +6,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, bail};
 use clap::{Args, Subcommand};
-use granttrail_grants::reconcile;
+use granttrail_grants::{last_usage, reconcile};
 use granttrail_store::Store;
 use serde_json::Value;
 
@@ -35,6 +35,24 @@ pub enum ImportCommand {
     /// whose attributes or state differ (GT103). The listing is taken as of --at (default: now);
     /// the latest listing of each key counts.
     ListGrants(ListGrantsArgs),
+    /// KMS's record of the key's last use, as printed by `aws kms get-key-last-usage --key-id ARN`.
+    ///
+    /// `granttrail findings` raises GT105 when KMS reports a use the logs do not hold, or one
+    /// later than the latest logged call on the key: the logs are incomplete for that key. The
+    /// report shows the last use per key. Read as of --at (default: now); the latest record of
+    /// each key counts.
+    KeyLastUsage(KeyLastUsageArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct KeyLastUsageArgs {
+    file: PathBuf,
+    /// The key it describes (full key ARN).
+    #[arg(long, value_name = "ARN")]
+    key: String,
+    /// When it was read: RFC 3339 or a date.
+    #[arg(long, value_name = "TIME", value_parser = parse_time)]
+    at: Option<i64>,
 }
 
 #[derive(Debug, Args)]
@@ -128,6 +146,26 @@ pub fn run(store: &mut Store, command: &ImportCommand) -> anyhow::Result<ExitCod
                     "granttrail: warning: {source} is a truncated listing (\"Truncated\": true); grants it does not show are not reported as gone"
                 );
             }
+        }
+        ImportCommand::KeyLastUsage(args) => {
+            check_key_arn(&args.key)?;
+            let text = read(&args.file)?;
+            let source =
+                std::fs::canonicalize(&args.file).unwrap_or_else(|_| args.file.clone()).display().to_string();
+            let usage = last_usage::parse(&text).map_err(anyhow::Error::msg).context(source.clone())?;
+            let value: Value = serde_json::from_str(&text).context(source.clone())?;
+            if let Some(id) = value.get("KeyId").and_then(Value::as_str)
+                && !args.key.ends_with(id)
+            {
+                bail!("{source}: describes key {id}, not --key {}", args.key);
+            }
+            let at = args.at.unwrap_or_else(granttrail_ingest::now);
+            store.import_key_last_usage(&args.key, at, &text, &source).context(source.clone())?;
+            let what = match &usage.last_use {
+                Some(u) => format!("last used {}", granttrail_grants::timestamp::format(u.at)),
+                None => "not used since KMS began tracking".to_string(),
+            };
+            writeln!(std::io::stdout(), "imported the last usage of {} ({what}) from {source}", args.key)?;
         }
     }
     Ok(ExitCode::SUCCESS)

@@ -509,3 +509,57 @@ fn a_utf16_lookup_events_file_reads_as_its_utf8_twin() {
     assert_eq!(utf16.grants_json(), utf8.grants_json());
     assert_eq!(utf16.ok(&["calls", "--format", "json"]), utf8.ok(&["calls", "--format", "json"]));
 }
+
+/// `import key-last-usage`: KMS's record of a key's last use against the logs (GT105), and the
+/// last use per key in the report.
+#[test]
+fn kms_last_usage_the_logs_do_not_hold_is_gt105() {
+    let ws = Workspace::new();
+    ws.ok(&["ingest", "-q", &example()]);
+    let calls: Vec<Value> = serde_json::from_str(&ws.ok(&["calls", "--format", "json"])).unwrap();
+    let logged = calls.iter().rev().find(|c| c["event_name"] == "Decrypt" && c["side"] == "key").unwrap();
+    let key = logged["key_arn"].as_str().unwrap();
+    let key_id = key.rsplit('/').next().unwrap();
+    let answer = |event_id: &str, at: &str| {
+        serde_json::json!({
+            "KeyId": key_id,
+            "KeyCreationDate": "2024-01-01T00:00:00+00:00",
+            "TrackingStartDate": "2024-01-01T00:00:00+00:00",
+            "KeyLastUsage": {"CloudTrailEventId": event_id, "KmsRequestId": "r-1", "Operation": "Decrypt", "Timestamp": at},
+        })
+        .to_string()
+    };
+    let import = |text: String| {
+        let file = ws.path("last-usage.json");
+        std::fs::write(&file, text).unwrap();
+        ws.run(&["import", "key-last-usage", file.to_str().unwrap(), "--key", key, "--at", "2024-06-01"])
+    };
+    let gt105 = || -> Vec<Value> {
+        let found: Vec<Value> = serde_json::from_str(&ws.ok(&["findings", "--format", "json"])).unwrap();
+        found.into_iter().filter(|f| f["rule_id"] == "GT105").collect()
+    };
+    assert!(gt105().is_empty());
+
+    let at = logged["event_time"].as_str().unwrap();
+    assert!(import(answer(logged["event_id"].as_str().unwrap(), at)).status.success());
+    assert!(gt105().is_empty(), "KMS's last use is in the logs");
+    let report: Value = serde_json::from_str(&ws.ok(&["report", "--format", "json", "-o", "-"])).unwrap();
+    let entry = report["keys"].as_array().unwrap().iter().find(|k| k["key_arn"] == key).unwrap();
+    assert_eq!(entry["kms_last_use"]["in_logs"], true, "{entry:#}");
+
+    assert!(import(answer("00000000-0000-0000-0000-00000000dead", "2024-05-31T23:00:00Z")).status.success());
+    let found = gt105();
+    assert_eq!(found.len(), 1, "{found:#?}");
+    assert_eq!(found[0]["key_arn"], key);
+    assert!(found[0]["detail"].as_str().unwrap().contains("00000000-0000-0000-0000-00000000dead"));
+    assert_eq!(found[0]["severity"], "medium");
+    let markdown = ws.ok(&["report", "--format", "md", "-o", "-"]);
+    assert!(markdown.contains("2024-05-31 23:00:00 Decrypt, not in the logs"), "{markdown}");
+
+    let wrong_key = import(answer("x", at).replace(key_id, "ffffffff-0000-0000-0000-000000000000"));
+    assert!(!wrong_key.status.success());
+    assert!(stderr(&wrong_key).contains("not --key"), "{}", stderr(&wrong_key));
+    let not_it = import(r#"{"Grants": []}"#.to_string());
+    assert!(!not_it.status.success());
+    assert!(stderr(&not_it).contains("last-usage.json") && stderr(&not_it).contains("get-key-last-usage"));
+}

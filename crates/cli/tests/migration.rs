@@ -112,8 +112,20 @@ fn first_difference(expected: &Value, actual: &Value, at: &str) -> Option<String
 }
 
 /// Fields the JSON outputs gained after schema 6 (the interface only ever adds fields): they
-/// are taken out of a finding before it is compared with what the schema-6 binary printed.
+/// are taken out of each finding, and of each key of the report, before the output is compared
+/// with what the schema-6 binary printed.
 const FINDING_FIELDS_SINCE_V6: &[&str] = &["as_of"];
+const REPORT_KEY_FIELDS_SINCE_V6: &[&str] = &["kms_last_use"];
+
+/// Takes `fields` out of every object of the array `items`, each of which must have them.
+fn drop_added_fields(items: Option<&mut Vec<Value>>, fields: &[&str], pass: &str) {
+    for item in items.into_iter().flatten() {
+        for field in fields {
+            let added = item.as_object_mut().and_then(|f| f.remove(*field));
+            assert!(added.is_some(), "{pass}: no {field} in {item}");
+        }
+    }
+}
 
 /// Runs every command of [`COMMANDS`] on the workspace's database and compares its output with
 /// the schema-6 binary's.
@@ -122,13 +134,12 @@ fn assert_v6_answers(ws: &Workspace, pass: &str) {
         let stdout = ws.ok(args);
         let mut actual: Value = serde_json::from_str(&stdout)
             .unwrap_or_else(|e| panic!("{pass}: granttrail {args:?} printed no JSON ({e}): {stdout}"));
-        if *file == "findings.json" {
-            for finding in actual.as_array_mut().into_iter().flatten() {
-                for field in FINDING_FIELDS_SINCE_V6 {
-                    let added = finding.as_object_mut().and_then(|f| f.remove(*field));
-                    assert!(added.is_some(), "{pass}: a finding without {field}: {finding}");
-                }
+        match *file {
+            "findings.json" => drop_added_fields(actual.as_array_mut(), FINDING_FIELDS_SINCE_V6, pass),
+            "report.json" => {
+                drop_added_fields(actual["keys"].as_array_mut(), REPORT_KEY_FIELDS_SINCE_V6, pass)
             }
+            _ => {}
         }
         if let Some(difference) = first_difference(&expected_output(file), &actual, "") {
             panic!("{pass}: granttrail {args:?} differs from fixtures/v6/expected/{file} at {difference}");

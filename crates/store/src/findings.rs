@@ -2,7 +2,7 @@
 //! the reconciliation of imported list-grants snapshots. One loader for every front end.
 
 use granttrail_grants::findings::{self, Finding, FindingInputs, RulesConfig, evaluate, grant_uses};
-use granttrail_grants::reconcile;
+use granttrail_grants::{last_usage, reconcile};
 
 use crate::{GrantFilter, Result, Store};
 
@@ -67,6 +67,18 @@ impl Store {
             if keys.is_none_or(|keys| keys.contains(&snapshot.key_arn)) {
                 found.extend(reconcile::reconcile(&snapshot, &grants, rules, window));
             }
+        }
+        let checked = !rules.disabled_rules.iter().any(|r| r == last_usage::USE_NOT_LOGGED.id);
+        for imported in self.key_last_usages(None)?.into_iter().filter(|_| checked) {
+            let key = imported.key_arn.as_str();
+            if keys.is_some_and(|keys| !keys.iter().any(|k| k == key))
+                || rules.allow_keys.iter().any(|k| k == key)
+            {
+                continue;
+            }
+            let event_id = imported.usage.last_use.as_ref().and_then(|u| u.event_id.as_deref());
+            let logged = self.logged_use(key, event_id)?;
+            found.extend(last_usage::check(key, &imported.usage, logged, &imported.source));
         }
         findings::sort(&mut found);
         Ok(found)

@@ -20,9 +20,11 @@ mod write;
 use std::path::Path;
 use std::time::Duration;
 
+use granttrail_grants::last_usage::{self, KeyLastUsage};
 use granttrail_grants::reconcile::{Listing, Snapshot};
 use granttrail_grants::{IamSnapshot, Invalidation, Policy, Settings};
 use rusqlite::{Connection, OptionalExtension};
+use texts::KEY;
 
 pub use coverage::{DayCount, GrantUseRow, Silence, Window};
 pub use labels::Relabelled;
@@ -32,7 +34,7 @@ pub use records::StoredRecord;
 pub use write::{Batch, ObjectCounts, ObjectWriter};
 
 /// The schema version this granttrail writes; older databases are migrated to it when opened.
-pub const SCHEMA_VERSION: i64 = 8;
+pub const SCHEMA_VERSION: i64 = 9;
 
 /// Rewrites rows a migration changed the form of, reporting `(done, total)` rows as it goes.
 type Rewrite = fn(&Connection, &mut dyn FnMut(u64, u64)) -> Result<()>;
@@ -53,11 +55,23 @@ const MIGRATIONS: &[Migration] = &[
     Migration { sql: include_str!("schema_6.sql"), rewrite: None },
     Migration { sql: include_str!("schema_7.sql"), rewrite: Some(records::move_v6_records) },
     Migration { sql: include_str!("schema_8.sql"), rewrite: Some(texts::hash_v7_event_ids) },
+    Migration { sql: include_str!("schema_9.sql"), rewrite: None },
 ];
 
 /// How far a migration of an existing database has got, for a progress bar: `done` of `total`
 /// rows rewritten on the way to schema `version`; `compacting` once the rows are rewritten
 /// and the file is being compacted to give back the space they took.
+/// KMS's record of a key's last use, as imported.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImportedLastUsage {
+    pub key_arn: String,
+    /// When it was read.
+    pub at: i64,
+    /// The file it came from.
+    pub source: String,
+    pub usage: KeyLastUsage,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct MigrationProgress {
     pub version: i64,
@@ -441,6 +455,71 @@ impl Store {
             rusqlite::params![key_arn, at, listing.complete, grants, source],
         )?;
         Ok(())
+    }
+
+    /// Stores KMS's record of the last use of `key_arn` (`aws kms get-key-last-usage` output)
+    /// as read at `at`.
+    pub fn import_key_last_usage(
+        &mut self,
+        key_arn: &str,
+        at: i64,
+        document: &str,
+        source: &str,
+    ) -> Result<()> {
+        last_usage::parse(document).map_err(StoreError::Invalid)?;
+        self.conn.execute(
+            "INSERT INTO imported_key_last_usage (key_arn, at, document, source) VALUES (?1, ?2, ?3, ?4)",
+            rusqlite::params![key_arn, at, document, source],
+        )?;
+        Ok(())
+    }
+
+    /// The latest imported last-usage record of each key (by time, then by import order), on
+    /// `key` only when given: the key, when it was read, where from, and what it says.
+    pub fn key_last_usages(&self, key: Option<&str>) -> Result<Vec<ImportedLastUsage>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT key_arn, at, source, document FROM imported_key_last_usage l
+             WHERE (?1 IS NULL OR key_arn = ?1)
+               AND id = (SELECT id FROM imported_key_last_usage m WHERE m.key_arn = l.key_arn ORDER BY at DESC, id DESC LIMIT 1)
+             ORDER BY key_arn",
+        )?;
+        let rows = stmt.query_map([key], |r| {
+            Ok((r.get::<_, String>(0)?, r.get::<_, i64>(1)?, r.get::<_, String>(2)?, r.get::<_, String>(3)?))
+        })?;
+        let mut out = Vec::new();
+        for row in rows {
+            let (key_arn, at, source, document) = row?;
+            let usage = last_usage::parse(&document)
+                .map_err(|e| StoreError::Corrupt(format!("imported key last usage of {key_arn}: {e}")))?;
+            out.push(ImportedLastUsage { key_arn, at, source, usage });
+        }
+        Ok(out)
+    }
+
+    /// What the logs hold about a use KMS reported on `key`: whether a successful call with
+    /// its eventID is stored on the key, and the time of the latest logged successful call of
+    /// an operation KMS tracks.
+    pub fn logged_use(&self, key: &str, event_id: Option<&str>) -> Result<last_usage::Logged> {
+        let event_stored = match event_id {
+            Some(id) => self.conn.prepare_cached(&format!(
+                "SELECT 1 FROM events WHERE event_hash = granttrail_hash(?2) AND event_id = ?2 AND error_code IS NULL
+                   AND (key = {KEY} OR destination_key = {KEY})"
+            ))?
+            .exists(rusqlite::params![key, id])?,
+            None => false,
+        };
+        let tracked: Vec<String> = last_usage::TRACKED_OPERATIONS.iter().map(|o| format!("'{o}'")).collect();
+        let latest_call: Option<i64> = self.conn.query_row(
+            &format!(
+                "SELECT max(event_time) FROM events
+                 WHERE (key = {KEY} OR destination_key = {KEY}) AND error_code IS NULL
+                   AND event_source = 'kms.amazonaws.com' AND event_name IN ({})",
+                tracked.join(", ")
+            ),
+            [key],
+            |r| r.get(0),
+        )?;
+        Ok(last_usage::Logged { event_stored, latest_call })
     }
 
     /// The latest list-grants snapshot of each key (by time, then by import order).

@@ -90,7 +90,7 @@ fn a_version_1_database_is_brought_up_to_date_and_keeps_its_data() {
     drop(store);
     let conn = rusqlite::Connection::open(&path).unwrap();
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
-    assert_eq!(version, 8);
+    assert_eq!(version, granttrail_store::SCHEMA_VERSION);
     let published: i64 = conn.query_row("SELECT count(*) FROM published_findings", [], |r| r.get(0)).unwrap();
     assert_eq!(published, 0);
     let kept: i64 = conn.query_row("SELECT count(*) FROM imported_iam", [], |r| r.get(0)).unwrap();

@@ -126,6 +126,7 @@ fn a_version_4_database_keeps_its_call_grant_links() {
              DROP VIEW events;
              DROP TABLE event_rows;
              DROP TABLE texts;
+             DROP TABLE imported_key_last_usage;
              ALTER TABLE events_as_text RENAME TO events;
              CREATE INDEX events_by_destination_key ON events (destination_key_arn);
              CREATE VIEW events_readable AS SELECT * FROM events;
@@ -171,7 +172,7 @@ fn a_version_4_database_keeps_its_call_grant_links() {
     let conn = rusqlite::Connection::open(&path).unwrap();
     assert_eq!(links(&conn), linked[..1]);
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
-    assert_eq!(version, 8);
+    assert_eq!(version, granttrail_store::SCHEMA_VERSION);
     let records: i64 = conn.query_row("SELECT count(*) FROM event_records", [], |r| r.get(0)).unwrap();
     assert_eq!(records, 4, "every record survives the migrations");
 }

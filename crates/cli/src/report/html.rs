@@ -149,6 +149,9 @@ pub fn write(r: &Report, out: &mut dyn Write) -> io::Result<()> {
             short_time(&k.timeline_start),
             short_time(&k.timeline_end),
         )?;
+        if let Some(used) = &k.kms_last_use {
+            writeln!(out, "<p class=\"small\">Last use recorded by KMS: {}</p>", escape(&used.describe()))?;
+        }
         writeln!(out, "{}", svg::timeline(k, grants, i))?;
     }
     writeln!(out, "</section>")?;

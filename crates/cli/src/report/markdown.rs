@@ -83,7 +83,18 @@ pub fn write(r: &Report, out: &mut dyn Write) -> io::Result<()> {
     }
 
     writeln!(out, "## Keys\n")?;
-    header(out, &["key", "grants", "active", "calls through grants", "grant-only calls", "timeline"])?;
+    header(
+        out,
+        &[
+            "key",
+            "grants",
+            "active",
+            "calls through grants",
+            "grant-only calls",
+            "timeline",
+            "last use (KMS)",
+        ],
+    )?;
     for k in &r.keys {
         row(
             out,
@@ -94,6 +105,7 @@ pub fn write(r: &Report, out: &mut dyn Write) -> io::Result<()> {
                 k.calls_through_grants.to_string(),
                 k.grant_only_calls.to_string(),
                 format!("{} to {}", short_time(&k.timeline_start), short_time(&k.timeline_end)),
+                k.kms_last_use.as_ref().map_or_else(|| "–".into(), |u| escape(&u.describe())),
             ],
         )?;
     }

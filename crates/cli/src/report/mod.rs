@@ -148,8 +148,31 @@ pub struct KeyEntry {
     /// The period the timeline shows.
     pub timeline_start: String,
     pub timeline_end: String,
+    /// KMS's own record of the key's last use, when one was imported (`import key-last-usage`).
+    pub kms_last_use: Option<KmsLastUse>,
     #[serde(skip)]
     pub span: (i64, i64),
+}
+
+/// The last successful cryptographic use KMS recorded for a key.
+#[derive(Debug, Serialize)]
+pub struct KmsLastUse {
+    pub at: String,
+    pub operation: Option<String>,
+    pub event_id: Option<String>,
+    /// Whether the logs hold that call.
+    pub in_logs: bool,
+    /// When the record was read from KMS.
+    pub read_at: String,
+}
+
+impl KmsLastUse {
+    /// `2024-05-01 12:00:00 Decrypt, in the logs`, for tables.
+    pub fn describe(&self) -> String {
+        let what = self.operation.as_deref().unwrap_or("a cryptographic operation");
+        let logged = if self.in_logs { "in the logs" } else { "not in the logs" };
+        format!("{} {what}, {logged}", short_time(&self.at))
+    }
 }
 
 /// One grant of the inventory.
@@ -517,6 +540,7 @@ pub fn build(store: &Store, config: &Config, options: &Options) -> anyhow::Resul
             grant_only_calls: only,
             timeline_start: timestamp::format(start),
             timeline_end: timestamp::format(end.max(start)),
+            kms_last_use: kms_last_use(store, key)?,
             span: (start, end.max(start)),
         });
     }
@@ -648,6 +672,20 @@ pub fn constraints_text(c: Option<&Constraints>) -> Option<String> {
 }
 
 /// The scope in one sentence (the same in HTML and Markdown, before escaping).
+/// KMS's record of `key`'s last use, if one was imported, and whether the logs hold that call.
+fn kms_last_use(store: &Store, key: &str) -> anyhow::Result<Option<KmsLastUse>> {
+    let Some(imported) = store.key_last_usages(Some(key))?.into_iter().next() else { return Ok(None) };
+    let Some(used) = imported.usage.last_use else { return Ok(None) };
+    let logged = store.logged_use(key, used.event_id.as_deref())?;
+    Ok(Some(KmsLastUse {
+        at: timestamp::format(used.at),
+        operation: used.operation,
+        event_id: used.event_id,
+        in_logs: logged.event_stored,
+        read_at: timestamp::format(imported.at),
+    }))
+}
+
 pub fn scope_sentence(scope: &Scope) -> String {
     let key = scope.key_arn.as_deref().map(|k| format!("key {k}")).unwrap_or_else(|| "all keys".into());
     let when = if scope.as_of_from == "no_events" {

@@ -268,6 +268,7 @@ mod tests {
             grant_only_calls: 0,
             timeline_start: String::new(),
             timeline_end: String::new(),
+            kms_last_use: None,
             span,
         }
     }
