@@ -5,28 +5,11 @@
 
 use std::collections::BTreeMap;
 
+pub use granttrail_grants::findings::Evidence;
 use granttrail_grants::findings::{self, Finding, Rule, Severity};
 use granttrail_grants::reconcile;
 use granttrail_grants::timestamp;
-use serde::Serialize;
 use serde_json::{Value, json};
-
-/// One piece of evidence: a CloudTrail event and the object it came from, or the list-grants
-/// snapshot a reconciliation finding compares with.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Evidence {
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub event_id: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub event_name: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub event_time: Option<String>,
-    /// The object (log file, `s3://` object, list-grants file) the evidence was read from.
-    pub object: Option<String>,
-    /// For a list-grants snapshot: when it was taken.
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub listed_at: Option<String>,
-}
 
 /// A finding with its evidence resolved.
 #[derive(Debug, Clone)]

@@ -5,15 +5,13 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
-use granttrail_grants::findings::{Finding, Severity};
-use granttrail_grants::reconcile::{self, Snapshot};
+use granttrail_grants::findings::{Finding, FindingView, Severity};
 use granttrail_grants::timestamp;
 use granttrail_grants::when::{Reference, When};
 use granttrail_store::Store;
-use serde::Serialize;
 
 use crate::config::Config;
-use crate::finding_formats::{self, Evidence, Reported};
+use crate::finding_formats::{self, Reported};
 use crate::grants_cmd::{latest_event, open_existing};
 use crate::output::{Table, print_json};
 use crate::{parse_time, parse_when};
@@ -58,25 +56,6 @@ pub struct FindingsArgs {
     format: FindingsFormat,
 }
 
-/// A finding as `--format json` prints it: a stable interface.
-#[derive(Debug, Serialize)]
-struct FindingView<'a> {
-    id: &'a str,
-    rule_id: &'a str,
-    severity: &'a str,
-    title: &'a str,
-    why: &'a str,
-    detail: &'a str,
-    remediation: &'a str,
-    key_arn: &'a str,
-    grant_id: &'a str,
-    grantee_principal: Option<&'a str>,
-    observed_at: Option<String>,
-    evidence: &'a [Evidence],
-    /// The reference time the finding was evaluated at.
-    as_of: &'a str,
-}
-
 pub fn run(db: &Path, config: &Config, args: &FindingsArgs) -> anyhow::Result<ExitCode> {
     let mut store = open_existing(db)?;
     store.refresh_labels()?;
@@ -95,33 +74,21 @@ pub fn run(db: &Path, config: &Config, args: &FindingsArgs) -> anyhow::Result<Ex
     let mut reported = Vec::new();
     if args.format != FindingsFormat::Table {
         for f in &listed {
-            reported.push(Reported { finding: f, evidence: evidence(&store, &snapshots, f)? });
+            reported.push(Reported { finding: f, evidence: store.finding_evidence(f, &snapshots)? });
         }
     }
     let mut out = std::io::stdout().lock();
     match args.format {
         FindingsFormat::Json | FindingsFormat::Jsonl => {
-            let views: Vec<FindingView<'_>> = reported
-                .iter()
-                .map(|r| {
-                    let f = r.finding;
-                    FindingView {
-                        id: &f.id,
-                        rule_id: f.rule.id,
-                        severity: f.rule.severity.as_str(),
-                        title: f.rule.title,
-                        why: f.rule.why,
-                        detail: &f.detail,
-                        remediation: &f.remediation,
-                        key_arn: &f.key_arn,
-                        grant_id: &f.grant_id,
-                        grantee_principal: f.grantee_principal.as_deref(),
-                        observed_at: f.observed_at.map(timestamp::format),
-                        evidence: &r.evidence,
-                        as_of: &as_of,
-                    }
-                })
-                .collect();
+            let mut views = Vec::with_capacity(reported.len());
+            for r in &reported {
+                views.push(FindingView::new(
+                    r.finding,
+                    grant_name(&store, r.finding)?,
+                    r.evidence.clone(),
+                    now,
+                ));
+            }
             print_json(&views, args.format == FindingsFormat::Jsonl, &mut out)?;
         }
         FindingsFormat::Sarif => write_document(&finding_formats::sarif(&reported), &mut out)?,
@@ -159,35 +126,11 @@ fn write_document(doc: &serde_json::Value, out: &mut impl Write) -> anyhow::Resu
     Ok(())
 }
 
-/// The evidence of a finding: each event with the object it came from, and for the
-/// reconciliation rules the list-grants snapshot compared with.
-pub fn evidence(store: &Store, snapshots: &[Snapshot], f: &Finding) -> anyhow::Result<Vec<Evidence>> {
-    let mut out = Vec::new();
-    for id in &f.event_ids {
-        let stored = store.event(id)?;
-        out.push(Evidence {
-            event_id: Some(id.clone()),
-            event_name: stored.as_ref().map(|s| s.event.event_name.clone()),
-            event_time: stored.as_ref().map(|s| timestamp::format(s.event.event_time)),
-            object: stored.map(|s| s.object),
-            listed_at: None,
-        });
-    }
-    if reconcile::is_reconciliation_rule(f.rule.id)
-        && let Some(s) = snapshots.iter().find(|s| s.key_arn == f.key_arn)
-    {
-        out.push(Evidence {
-            event_id: None,
-            event_name: None,
-            event_time: None,
-            object: Some(s.source.clone()),
-            listed_at: Some(timestamp::format(s.at)),
-        });
-    }
-    Ok(out)
+/// The name of the grant a finding is about, for its view.
+pub fn grant_name(store: &Store, f: &Finding) -> anyhow::Result<Option<String>> {
+    Ok(store.grant(&f.key_arn, &f.grant_id)?.and_then(|g| g.spec.name))
 }
 
-/// Every finding the database shows, as of `now`.
 /// The findings as of `now`, for logs that end at `logs_end`.
 pub fn findings(
     store: &Store,

@@ -240,6 +240,69 @@ pub struct GrantOnlyCall {
 /// A day in seconds: the shortest history that can show a grant was never used.
 const DAY: i64 = 86_400;
 
+/// One piece of evidence behind a finding: a CloudTrail event and the object it came from, or
+/// the imported file (list-grants, key last usage) it compares with.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Evidence {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_id: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_name: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub event_time: Option<String>,
+    /// The object (log file, `s3://` object, imported file) the evidence was read from.
+    pub object: Option<String>,
+    /// For an imported file (a list-grants snapshot, a key's last usage): when it was taken.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listed_at: Option<String>,
+}
+
+/// A finding as every interface shows it: `findings --format json`, the report's JSON and the
+/// Lambda's SNS message. A stable interface: add fields, never rename or remove them (a test
+/// pins the shape).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct FindingView {
+    pub id: String,
+    pub rule_id: &'static str,
+    pub severity: &'static str,
+    pub title: &'static str,
+    pub why: &'static str,
+    pub detail: String,
+    pub remediation: String,
+    pub key_arn: String,
+    pub grant_id: String,
+    pub grant_name: Option<String>,
+    pub grantee_principal: Option<String>,
+    /// RFC 3339 UTC.
+    pub observed_at: Option<String>,
+    pub event_ids: Vec<String>,
+    pub evidence: Vec<Evidence>,
+    /// The reference time the finding was evaluated at (RFC 3339 UTC).
+    pub as_of: String,
+}
+
+impl FindingView {
+    pub fn new(f: &Finding, grant_name: Option<String>, evidence: Vec<Evidence>, as_of: i64) -> FindingView {
+        FindingView {
+            id: f.id.clone(),
+            rule_id: f.rule.id,
+            severity: f.rule.severity.as_str(),
+            title: f.rule.title,
+            why: f.rule.why,
+            detail: f.detail.clone(),
+            remediation: f.remediation.clone(),
+            key_arn: f.key_arn.clone(),
+            grant_id: f.grant_id.clone(),
+            grant_name,
+            grantee_principal: f.grantee_principal.clone(),
+            observed_at: f.observed_at.map(timestamp::format),
+            event_ids: f.event_ids.clone(),
+            evidence,
+            as_of: timestamp::format(as_of),
+        }
+    }
+}
+
 /// One labelled call a grant covered, as the store lists them.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct CoveredCall {
@@ -1547,5 +1610,63 @@ mod tests {
         let by_hand_ids: Vec<String> =
             loud.iter().filter(|f| SERVICE_QUIET_RULES.contains(&f.rule.id)).map(|f| f.id.clone()).collect();
         assert_eq!(ids_by_mode, by_hand_ids, "a finding's id does not depend on its severity");
+    }
+
+    /// The JSON every interface shows a finding in: the fields, their order and their types.
+    #[test]
+    fn a_finding_view_keeps_its_shape() {
+        let g = grant("g", APP, &["Decrypt", "CreateGrant"]);
+        let config = RulesConfig { service_grants: ServiceGrants::Report, ..RulesConfig::default() };
+        let f = evaluate_with(std::slice::from_ref(&g), &[], &Events::default(), &config, DAY).remove(0);
+        let evidence = vec![Evidence {
+            event_id: Some("create-g".into()),
+            event_name: Some("CreateGrant".into()),
+            event_time: Some("1970-01-01T00:00:00Z".into()),
+            object: Some("s3://bucket/log.json.gz".into()),
+            listed_at: None,
+        }];
+        let view = FindingView::new(&f, Some("name".into()), evidence, DAY);
+        let text = serde_json::to_string(&view).unwrap();
+        let view: serde_json::Value = serde_json::from_str(&text).unwrap();
+        let kind = |v: &serde_json::Value| match v {
+            serde_json::Value::String(_) => "string",
+            serde_json::Value::Array(_) => "array",
+            serde_json::Value::Null => "null",
+            _ => "other",
+        };
+        let shape = [
+            ("id", "string"),
+            ("rule_id", "string"),
+            ("severity", "string"),
+            ("title", "string"),
+            ("why", "string"),
+            ("detail", "string"),
+            ("remediation", "string"),
+            ("key_arn", "string"),
+            ("grant_id", "string"),
+            ("grant_name", "string"),
+            ("grantee_principal", "string"),
+            ("observed_at", "string"),
+            ("event_ids", "array"),
+            ("evidence", "array"),
+            ("as_of", "string"),
+        ];
+        assert_eq!(view.as_object().unwrap().len(), shape.len(), "{text}");
+        let mut at = 0;
+        for (field, expected) in shape {
+            assert_eq!(kind(&view[field]), expected, "{field} in {text}");
+            let position = text.find(&format!("\"{field}\":")).unwrap();
+            assert!(position >= at, "{field} out of order in {text}");
+            at = position;
+        }
+        assert_eq!(
+            view["evidence"][0],
+            serde_json::json!({"event_id": "create-g", "event_name": "CreateGrant",
+                "event_time": "1970-01-01T00:00:00Z", "object": "s3://bucket/log.json.gz"})
+        );
+        assert_eq!(
+            (view["as_of"].as_str(), view["rule_id"].as_str()),
+            (Some("1970-01-02T00:00:00Z"), Some("GT002"))
+        );
     }
 }

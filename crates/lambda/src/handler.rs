@@ -10,6 +10,7 @@ use aws_lambda_events::event::sqs::SqsBatchResponse;
 use aws_sdk_s3::primitives::ByteStream;
 use granttrail_cloudtrail::envelope::{Delivery, unwrap_event};
 use granttrail_cloudtrail::{KeyClass, ObjectKey};
+use granttrail_grants::findings::FindingView;
 use granttrail_grants::timestamp;
 use granttrail_ingest::{Limits, Outcome, ingest_object, now};
 use granttrail_s3::{ClientOptions, connect, object_name, open_object};
@@ -203,16 +204,16 @@ impl Handler {
             let ids: Vec<&str> = findings.iter().map(|f| f.id.as_str()).collect();
             let new = store.unpublished(&ids)?;
             let mut out = Vec::new();
+            let snapshots = store.grant_lists()?;
             for f in findings.iter().filter(|f| new.contains(&f.id.as_str())) {
-                let mut objects = Vec::new();
-                for id in &f.event_ids {
-                    if let Some(e) = store.event(id)? {
-                        objects.push(e.object);
-                    }
-                }
+                let evidence = store.finding_evidence(f, &snapshots)?;
+                let mut objects: Vec<String> = evidence.iter().filter_map(|e| e.object.clone()).collect();
                 objects.sort();
                 objects.dedup();
-                out.push((f.id.clone(), json!({ "finding": f, "objects": objects })));
+                let name = store.grant(&f.key_arn, &f.grant_id)?.and_then(|g| g.spec.name);
+                // The shape `findings --format json` prints, so that one interface is learnt once.
+                let view = FindingView::new(f, name, evidence, at);
+                out.push((f.id.clone(), json!({ "finding": view, "objects": objects })));
             }
             Ok(out)
         })
@@ -227,8 +228,8 @@ impl Handler {
                     .build()
             };
             let finding = &message["finding"];
-            let severity = finding["rule"]["severity"].as_str().unwrap_or_default().to_string();
-            let rule = finding["rule"]["id"].as_str().unwrap_or_default().to_string();
+            let severity = finding["severity"].as_str().unwrap_or_default().to_string();
+            let rule = finding["rule_id"].as_str().unwrap_or_default().to_string();
             self.sns
                 .publish()
                 .topic_arn(topic)

@@ -322,8 +322,12 @@ fn new_findings_are_published_once_each_with_their_evidence() {
         })
         .collect();
     published.sort_by_key(|m| m["finding"]["id"].as_str().unwrap().to_string());
-    let cross = published.iter().find(|m| m["finding"]["rule"]["id"] == "GT001").unwrap();
+    let cross = published.iter().find(|m| m["finding"]["rule_id"] == "GT001").unwrap();
     assert!(!cross["finding"]["event_ids"].as_array().unwrap().is_empty());
+    // The shape `findings --format json` prints (grants::findings::FindingView).
+    assert_eq!(cross["finding"]["severity"], "high");
+    let evidence = cross["finding"]["evidence"].as_array().unwrap();
+    assert!(evidence.iter().all(|e| e["object"].as_str().unwrap().starts_with("s3://")), "{evidence:?}");
     let objects = cross["objects"].as_array().unwrap();
     assert!(
         objects.iter().all(|o| o.as_str().unwrap().starts_with(&format!("s3://{BUCKET}/AWSLogs/"))),

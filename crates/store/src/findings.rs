@@ -1,7 +1,11 @@
 //! Every finding the database shows: the rules over the rebuilt grants and their uses, plus
 //! the reconciliation of imported list-grants snapshots. One loader for every front end.
 
-use granttrail_grants::findings::{self, Finding, FindingInputs, RulesConfig, evaluate, grant_uses};
+use granttrail_grants::findings::{
+    self, Evidence, Finding, FindingInputs, RulesConfig, evaluate, grant_uses,
+};
+use granttrail_grants::reconcile::Snapshot;
+use granttrail_grants::timestamp;
 use granttrail_grants::{last_usage, reconcile};
 
 use crate::{GrantFilter, Result, Store};
@@ -82,5 +86,40 @@ impl Store {
         }
         findings::sort(&mut found);
         Ok(found)
+    }
+
+    /// The evidence of a finding: each event it names with the object it came from (a name
+    /// and time when the event is stored), and the imported file it compares with: for the
+    /// reconciliation rules the list-grants snapshot (`snapshots`, from
+    /// [`Store::grant_lists`]), for GT105 the key's last-usage record.
+    pub fn finding_evidence(&self, f: &Finding, snapshots: &[Snapshot]) -> Result<Vec<Evidence>> {
+        let mut out = Vec::new();
+        for id in &f.event_ids {
+            let stored = self.event(id)?;
+            out.push(Evidence {
+                event_id: Some(id.clone()),
+                event_name: stored.as_ref().map(|s| s.event.event_name.clone()),
+                event_time: stored.as_ref().map(|s| timestamp::format(s.event.event_time)),
+                object: stored.map(|s| s.object),
+                listed_at: None,
+            });
+        }
+        let imported = if reconcile::is_reconciliation_rule(f.rule.id) {
+            snapshots.iter().find(|s| s.key_arn == f.key_arn).map(|s| (s.source.clone(), s.at))
+        } else if f.rule.id == last_usage::USE_NOT_LOGGED.id {
+            self.key_last_usages(Some(&f.key_arn))?.into_iter().next().map(|u| (u.source, u.at))
+        } else {
+            None
+        };
+        if let Some((source, at)) = imported {
+            out.push(Evidence {
+                event_id: None,
+                event_name: None,
+                event_time: None,
+                object: Some(source),
+                listed_at: Some(timestamp::format(at)),
+            });
+        }
+        Ok(out)
     }
 }

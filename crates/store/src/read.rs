@@ -69,6 +69,11 @@ impl Store {
         rows.map(|r| r?).collect()
     }
 
+    /// The grant `grant_id` on `key_arn`, if it is stored.
+    pub fn grant(&self, key_arn: &str, grant_id: &str) -> Result<Option<Grant>> {
+        grant(self.conn(), key_arn, grant_id)
+    }
+
     /// Every stored event that names the grant (failed attempts included) and every deletion
     /// of its key, in time order.
     pub fn grant_events(&self, key_arn: &str, grant_id: &str) -> Result<Vec<StoredEvent>> {

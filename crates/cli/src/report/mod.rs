@@ -17,7 +17,7 @@ use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
-use granttrail_grants::findings::Severity;
+use granttrail_grants::findings::{FindingView, Severity};
 use granttrail_grants::when::{Reference, When};
 use granttrail_grants::{Constraints, Grant, Side, timestamp};
 use granttrail_store::{GrantFilter, Store, Window};
@@ -83,7 +83,7 @@ pub struct Report {
     pub summary: Summary,
     pub keys: Vec<KeyEntry>,
     pub grants: Vec<GrantEntry>,
-    pub findings: Vec<FindingEntry>,
+    pub findings: Vec<FindingView>,
     pub coverage: Coverage,
 }
 
@@ -226,7 +226,7 @@ pub struct GrantEntry {
 
 impl Report {
     /// The findings by id.
-    pub fn findings_by_id(&self) -> BTreeMap<&str, &FindingEntry> {
+    pub fn findings_by_id(&self) -> BTreeMap<&str, &FindingView> {
         self.findings.iter().map(|f| (f.id.as_str(), f)).collect()
     }
 
@@ -252,23 +252,6 @@ impl GrantEntry {
             None => format!("{}…", self.grant_id.chars().take(12).collect::<String>()),
         }
     }
-}
-
-/// One finding, with its rule's explanation and the remediation.
-#[derive(Debug, Serialize)]
-pub struct FindingEntry {
-    pub id: String,
-    pub rule_id: &'static str,
-    pub severity: &'static str,
-    pub title: &'static str,
-    pub why: &'static str,
-    pub detail: String,
-    pub remediation: String,
-    pub key_arn: String,
-    pub grant_id: String,
-    pub grant_name: Option<String>,
-    pub observed_at: Option<String>,
-    pub event_ids: Vec<String>,
 }
 
 pub fn run(db: &Path, config: &Config, args: &ReportArgs) -> anyhow::Result<ExitCode> {
@@ -422,28 +405,18 @@ pub fn build(store: &Store, config: &Config, options: &Options) -> anyhow::Resul
     let all_findings = crate::findings_cmd::findings(store, config, as_of, latest)?;
     let names: BTreeMap<(&str, &str), Option<&str>> =
         grants.iter().map(|g| ((g.key_arn.as_str(), g.grant_id.as_str()), g.spec.name.as_deref())).collect();
-    let mut findings: Vec<FindingEntry> = all_findings
-        .iter()
-        .filter(|f| in_scope.contains(&(f.key_arn.as_str(), f.grant_id.as_str())))
-        .map(|f| FindingEntry {
-            id: f.id.clone(),
-            rule_id: f.rule.id,
-            severity: f.rule.severity.as_str(),
-            title: f.rule.title,
-            why: f.rule.why,
-            detail: f.detail.clone(),
-            remediation: f.remediation.clone(),
-            key_arn: f.key_arn.clone(),
-            grant_id: f.grant_id.clone(),
-            grant_name: names
-                .get(&(f.key_arn.as_str(), f.grant_id.as_str()))
-                .copied()
-                .flatten()
-                .map(str::to_string),
-            observed_at: f.observed_at.map(timestamp::format),
-            event_ids: f.event_ids.clone(),
-        })
-        .collect();
+    let snapshots = store.grant_lists()?;
+    let mut findings: Vec<FindingView> = Vec::new();
+    for f in &all_findings {
+        // A finding about a grant in the report, or about a key as a whole (GT105) in scope.
+        let about_key = f.grant_id.is_empty() && options.key.as_ref().is_none_or(|k| *k == f.key_arn);
+        if !about_key && !in_scope.contains(&(f.key_arn.as_str(), f.grant_id.as_str())) {
+            continue;
+        }
+        let name =
+            names.get(&(f.key_arn.as_str(), f.grant_id.as_str())).copied().flatten().map(str::to_string);
+        findings.push(FindingView::new(f, name, store.finding_evidence(f, &snapshots)?, as_of));
+    }
     let severity_rank = |s: &str| Severity::parse(s).map_or(0, |s| 4 - s as usize);
     findings.sort_by(|a, b| {
         (severity_rank(a.severity), a.rule_id, &a.key_arn, &a.grant_id, &a.id).cmp(&(
