@@ -16,7 +16,7 @@ use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
-use crate::event::{KmsEvent, arn_account};
+use crate::event::KmsEvent;
 use crate::lifecycle::{Grant, GrantState};
 use crate::settings::Settings;
 use crate::timestamp;
@@ -35,9 +35,8 @@ pub use service::{SERVICE_QUIET_RULES, ServiceGrants};
 pub use uses::{CoveredCall, GrantOnlyCall, GrantUse, grant_uses};
 
 use context::{Context, MAX_CALL_EVIDENCE};
-use rules::{CRYPTO_OPS, date_in_name, key_kind};
+use rules::CHECKS;
 use service::{service_made, service_remediation};
-use uses::principal_family;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -193,299 +192,117 @@ pub fn evaluate(inputs: &FindingInputs<'_>) -> Vec<Finding> {
     let ctx = Context::new(inputs);
     let mut out = Vec::new();
     for g in inputs.grants.iter().filter(|g| !cfg.allowed(g)) {
-        let by_service = service_made(g);
-        let revoke = if by_service {
-            service_remediation(g)
-        } else {
-            format!("aws kms revoke-grant --key-id {} --grant-id {}", g.key_arn, g.grant_id)
-        };
-        let mut push =
-            |rule: Rule, detail: String, mut event_ids: Vec<String>, remediation: Option<String>| {
-                if cfg.disabled_rules.iter().any(|d| d == rule.id) {
-                    return;
-                }
-                let quiet = by_service && SERVICE_QUIET_RULES.contains(&rule.id);
-                if quiet && cfg.service_grants == ServiceGrants::Ignore {
-                    return;
-                }
-                let rule = if quiet { Rule { severity: Severity::Low, ..rule } } else { rule };
-                if event_ids.is_empty() {
-                    event_ids = g.create_event_ids.iter().chain(&g.end_event_ids).cloned().collect();
-                }
-                let mut seen = BTreeSet::new();
-                event_ids.retain(|id| seen.insert(id.clone()));
-                let remediation = remediation.unwrap_or_else(|| {
-                    if g.state == GrantState::Active {
-                        revoke.clone()
-                    } else {
-                        "none needed: the grant has ended; review how it came to exist".to_string()
-                    }
-                });
-                out.push(Finding {
-                    id: stable_id(&[rule.id, &g.key_arn, &g.grant_id]),
-                    rule,
-                    key_arn: g.key_arn.clone(),
-                    grant_id: g.grant_id.clone(),
-                    grantee_principal: g.spec.grantee_principal.clone(),
-                    detail,
-                    remediation,
-                    event_ids,
-                    observed_at: g.created_at.or(g.ended_at),
-                });
-            };
-        let key_account = arn_account(&g.key_arn).unwrap_or_default();
-        let foreign = |p: &str| {
-            p.starts_with("arn:")
-                && arn_account(p)
-                    .is_some_and(|a| a != key_account && !cfg.trusted_accounts.iter().any(|t| t == a))
-        };
-        let grantee = g.spec.grantee_principal.as_deref().unwrap_or_default();
-        let retiring = g.spec.retiring_principal.as_deref().unwrap_or_default();
-        for (role, p) in [("grantee", grantee), ("retiring principal", retiring)] {
-            if foreign(p) {
-                push(
-                    CROSS_ACCOUNT,
-                    format!("the {role} {p} is in another account than the key ({key_account})"),
-                    Vec::new(),
-                    None,
-                );
-                break;
-            }
+        let subject = Subject::new(g, inputs, &ctx);
+        let mut hits = Vec::new();
+        for check in CHECKS {
+            check(&subject, &mut hits);
         }
-        let ops: Vec<&str> = g.spec.operations.iter().flatten().map(String::as_str).collect();
-        if ops.contains(&"CreateGrant") {
-            push(REDELEGATION, format!("{grantee} may create grants on the key"), Vec::new(), None);
-        }
-        let kind = key_kind(&ops);
-        if let Some((kind_name, supported)) = kind
-            && supported.iter().all(|o| ops.contains(o))
-        {
-            let everything = ["CreateGrant", "DescribeKey", "RetireGrant"].iter().all(|o| ops.contains(o));
-            let detail = if everything {
-                format!("{grantee} may use every operation a {kind_name} key supports, CreateGrant included")
-            } else {
-                format!("{grantee} may use every cryptographic operation of a {kind_name} key")
-            };
-            push(ALL_OPERATIONS, detail, Vec::new(), None);
-        }
-        // Encryption-context constraints only apply to symmetric encryption keys.
-        let crypto = ops.iter().any(|o| CRYPTO_OPS.contains(o))
-            && kind.is_none_or(|(name, _)| name == "symmetric encryption");
-        let constrained = g.spec.constraints.as_ref().is_some_and(|c| {
-            c.encryption_context_equals.is_some()
-                || c.encryption_context_subset.is_some()
-                || c.source_arn.is_some()
-        });
-        if g.creation_seen && crypto && !constrained && !by_service {
-            push(
-                NO_CONSTRAINT,
-                format!("{} with no encryption-context constraint", ops.join(", ")),
-                Vec::new(),
-                None,
-            );
-        }
-        let creator =
-            g.created_by.as_ref().and_then(|a| a.principal.clone()).unwrap_or_else(|| "unknown".into());
-        if g.creation_seen && !by_service {
-            push(
-                HUMAN_CREATED,
-                format!("created by {creator} directly, not by an AWS service"),
-                Vec::new(),
-                None,
-            );
-        }
-        let active = g.state == GrantState::Active;
-        if let (true, Some(created)) = (active, g.created_at) {
-            let days = (inputs.now - created) / DAY;
-            if days > cfg.max_active_days {
-                push(
-                    LONG_LIVED,
-                    format!("active for {days} days (allowed: {})", cfg.max_active_days),
-                    Vec::new(),
-                    None,
-                );
-            }
-        }
-        if let (true, Some(expiry)) = (active, g.spec.name.as_deref().and_then(date_in_name))
-            && expiry < inputs.now
-        {
-            push(
-                NAME_EXPIRED,
-                format!(
-                    "named {:?}, which says it expired on {}",
-                    g.spec.name.as_deref().unwrap_or_default(),
-                    &timestamp::format(expiry)[..10]
-                ),
-                Vec::new(),
-                None,
-            );
-        }
-        let used = inputs.uses.get(&(g.key_arn.clone(), g.grant_id.clone()));
-        if active
-            && g.creation_seen
-            && used.is_none_or(|u| u.calls == 0)
-            && g.created_at
-                .is_some_and(|c| inputs.now - c > DAY && inputs.logs_end.is_some_and(|end| end - c >= DAY))
-        {
-            push(NEVER_USED, "no call was covered by this grant".into(), Vec::new(), None);
-        }
-        if let Some(u) = used.filter(|u| u.calls > 0) {
-            let unused: Vec<&str> = ops
-                .iter()
-                .copied()
-                .filter(|o| CRYPTO_OPS.contains(o) && !u.operations.contains(*o))
-                .collect();
-            if !unused.is_empty() {
-                push(UNUSED_OPERATIONS, format!("never used for {}", unused.join(", ")), Vec::new(), None);
-            }
-        }
-        // Escalation: denied, then this grant appeared, then the same operation succeeded only
-        // through it. A grant the principal made for itself is GT012, any other GT014.
-        if let (Some(u), Some(created)) = (used, g.created_at) {
-            let creator_family =
-                g.created_by.as_ref().and_then(|a| a.principal.as_deref()).map(principal_family);
-            let mut escalations: BTreeMap<bool, (Vec<String>, Vec<String>, String)> = BTreeMap::new();
-            for c in &u.grant_only_calls {
-                let (Some(op), Some(principal)) = (c.operation.as_deref(), c.principal.as_deref()) else {
-                    continue;
-                };
-                let Some(d) = ctx.denial_before(&g.key_arn, op, principal, created) else { continue };
-                let self_made = creator_family.as_deref() == Some(principal_family(principal).as_str());
-                let entry = escalations.entry(self_made).or_insert_with(|| {
-                    let summary = format!(
-                        "{principal} was denied {op} at {}, the grant was created at {} by {creator}, then {op} succeeded through it",
-                        timestamp::format(d.event_time),
-                        timestamp::format(created)
-                    );
-                    (Vec::new(), Vec::new(), summary)
-                });
-                entry.0.push(d.event_id.clone());
-                if entry.1.len() < MAX_CALL_EVIDENCE {
-                    entry.1.push(c.event_id.clone());
-                }
-            }
-            for (self_made, (denials, calls, summary)) in escalations {
-                let evidence =
-                    denials.into_iter().chain(g.create_event_ids.iter().cloned()).chain(calls).collect();
-                let (rule, detail) = if self_made {
-                    (SELF_GRANT, format!("{summary}: it granted itself access"))
-                } else {
-                    (ESCALATION, summary)
-                };
-                push(rule, detail, evidence, None);
-            }
-        }
-        if g.creation_seen {
-            let parents = ctx.parents(g);
-            if let Some((_, certain)) = parents.first() {
-                let chain = ctx.chain(g);
-                let root_creator = chain
-                    .last()
-                    .and_then(|r| r.created_by.as_ref())
-                    .and_then(|a| a.principal.as_deref())
-                    .unwrap_or("unknown");
-                let links: Vec<&str> = [g.grant_id.as_str()]
-                    .into_iter()
-                    .chain(chain.iter().map(|p| p.grant_id.as_str()))
-                    .collect();
-                let mut detail = format!(
-                    "created by {creator} {}through grant {}; chain {} (the first created by {root_creator})",
-                    if *certain { "" } else { "possibly " },
-                    parents[0].0,
-                    links.join(" <- "),
-                );
-                if parents.len() > 1 {
-                    let others: Vec<&str> = parents[1..].iter().map(|(p, _)| *p).collect();
-                    detail.push_str(&format!("; other candidate parents: {}", others.join(", ")));
-                }
-                let evidence = g
-                    .create_event_ids
-                    .iter()
-                    .chain(chain.iter().flat_map(|p| p.create_event_ids.iter()))
-                    .cloned()
-                    .collect();
-                let parent_active = ctx
-                    .by_id
-                    .get(&(g.key_arn.as_str(), parents[0].0))
-                    .is_some_and(|p| p.state == GrantState::Active);
-                let remediation = (active && parent_active).then(|| {
-                    format!(
-                        "{revoke}; and replace the parent without CreateGrant: aws kms revoke-grant --key-id {} --grant-id {}",
-                        g.key_arn, parents[0].0
-                    )
-                });
-                push(DELEGATED, detail, evidence, remediation);
-            }
-        }
-        let after_end = ctx.calls_after_end(g);
-        if let Some(first) = after_end.first() {
-            let ended = g.ended_at.map(timestamp::format).unwrap_or_default();
-            let detail = format!(
-                "{} call(s) the grant allowed succeeded after it was {} at {ended}, beyond the {}s consistency window (first: {} by {} at {})",
-                after_end.len(),
-                g.state.as_str(),
-                inputs.settings.consistency_window_seconds,
-                first.event_name,
-                first.caller.principal().unwrap_or("unknown"),
-                timestamp::format(first.event_time),
-            );
-            let evidence = g
-                .end_event_ids
-                .iter()
-                .cloned()
-                .chain(after_end.iter().take(MAX_CALL_EVIDENCE).map(|e| e.event_id.clone()))
-                .collect();
-            let remediation = format!(
-                "find the path that still allows {grantee}: aws kms get-key-policy --key-id {} --policy-name default; \
-                 its IAM policies; aws kms list-grants --key-id {}",
-                g.key_arn, g.key_arn
-            );
-            push(USED_AFTER_END, detail, evidence, Some(remediation));
-        }
-        if active {
-            let twin = inputs.grants.iter().find(|o| {
-                o.grant_id != g.grant_id
-                    && o.key_arn == g.key_arn
-                    && o.state != GrantState::Active
-                    && o.creation_seen
-                    && o.spec == g.spec
-            });
-            if let Some(t) = twin {
-                push(
-                    DUPLICATE_LEFTOVER,
-                    format!("identical to grant {}, which was {}", t.grant_id, t.state.as_str()),
-                    g.create_event_ids.iter().chain(&t.end_event_ids).cloned().collect(),
-                    None,
-                );
-            }
-            if let Some(resource) = grantee.strip_prefix("arn:").and_then(|r| r.splitn(5, ':').nth(4)) {
-                let kind = resource.split('/').next().unwrap_or_default();
-                let name = resource.rsplit('/').next().unwrap_or_default();
-                let deletion = inputs.principal_deletions.iter().find(|e| {
-                    e.succeeded()
-                        && ((kind == "role" && e.event_name == "DeleteRole")
-                            || (kind == "user" && e.event_name == "DeleteUser"))
-                        && e.details.target.as_deref() == Some(&format!("{kind}/{name}"))
-                        && g.created_at.is_none_or(|c| e.event_time > c)
-                        && (e.recipient_account_id.as_deref() == arn_account(grantee)
-                            || e.caller.account_id.as_deref() == arn_account(grantee))
-                });
-                if let Some(d) = deletion {
-                    push(
-                        GRANTEE_DELETED,
-                        format!(
-                            "{grantee} was deleted at {} and the grant is still active",
-                            timestamp::format(d.event_time)
-                        ),
-                        g.create_event_ids.iter().cloned().chain([d.event_id.clone()]).collect(),
-                        None,
-                    );
-                }
-            }
-        }
+        out.extend(hits.into_iter().filter_map(|hit| subject.finding(hit, cfg)));
     }
     sort(&mut out);
     out
+}
+
+/// What a rule found on one grant: the finding's sentence, the events that show it (none: the
+/// grant's own creation and end), and a remediation when the default is not the right one.
+pub(crate) struct Hit {
+    rule: Rule,
+    detail: String,
+    event_ids: Vec<String>,
+    remediation: Option<String>,
+}
+
+impl Hit {
+    fn new(rule: Rule, detail: String) -> Hit {
+        Hit { rule, detail, event_ids: Vec::new(), remediation: None }
+    }
+
+    fn citing(self, event_ids: Vec<String>) -> Hit {
+        Hit { event_ids, ..self }
+    }
+
+    fn advising(self, remediation: Option<String>) -> Hit {
+        Hit { remediation, ..self }
+    }
+}
+
+/// One grant and what every rule may read about it.
+pub(crate) struct Subject<'a> {
+    g: &'a Grant,
+    inputs: &'a FindingInputs<'a>,
+    ctx: &'a Context<'a>,
+    ops: Vec<&'a str>,
+    grantee: &'a str,
+    creator: String,
+    active: bool,
+    by_service: bool,
+    used: Option<&'a GrantUse>,
+    /// What to do about an active grant by default: revoke it, unless a service made it.
+    revoke: String,
+}
+
+impl<'a> Subject<'a> {
+    fn new(g: &'a Grant, inputs: &'a FindingInputs<'a>, ctx: &'a Context<'a>) -> Subject<'a> {
+        let by_service = service_made(g);
+        Subject {
+            g,
+            inputs,
+            ctx,
+            ops: g.spec.operations.iter().flatten().map(String::as_str).collect(),
+            grantee: g.spec.grantee_principal.as_deref().unwrap_or_default(),
+            creator: g
+                .created_by
+                .as_ref()
+                .and_then(|a| a.principal.clone())
+                .unwrap_or_else(|| "unknown".into()),
+            active: g.state == GrantState::Active,
+            by_service,
+            used: inputs.uses.get(&(g.key_arn.clone(), g.grant_id.clone())),
+            revoke: if by_service {
+                service_remediation(g)
+            } else {
+                format!("aws kms revoke-grant --key-id {} --grant-id {}", g.key_arn, g.grant_id)
+            },
+        }
+    }
+
+    /// The finding a hit makes, unless its rule is off, or it is a hygiene rule on a grant a
+    /// service made and those are ignored (reported, they are of low severity).
+    fn finding(&self, hit: Hit, cfg: &RulesConfig) -> Option<Finding> {
+        let g = self.g;
+        if cfg.disabled_rules.iter().any(|d| d == hit.rule.id) {
+            return None;
+        }
+        let quiet = self.by_service && SERVICE_QUIET_RULES.contains(&hit.rule.id);
+        if quiet && cfg.service_grants == ServiceGrants::Ignore {
+            return None;
+        }
+        let rule = if quiet { Rule { severity: Severity::Low, ..hit.rule } } else { hit.rule };
+        let mut event_ids = hit.event_ids;
+        if event_ids.is_empty() {
+            event_ids = g.create_event_ids.iter().chain(&g.end_event_ids).cloned().collect();
+        }
+        let mut seen = BTreeSet::new();
+        event_ids.retain(|id| seen.insert(id.clone()));
+        let remediation = hit.remediation.unwrap_or_else(|| {
+            if self.active {
+                self.revoke.clone()
+            } else {
+                "none needed: the grant has ended; review how it came to exist".to_string()
+            }
+        });
+        Some(Finding {
+            id: stable_id(&[rule.id, &g.key_arn, &g.grant_id]),
+            rule,
+            key_arn: g.key_arn.clone(),
+            grant_id: g.grant_id.clone(),
+            grantee_principal: g.spec.grantee_principal.clone(),
+            detail: hit.detail,
+            remediation,
+            event_ids,
+            observed_at: g.created_at.or(g.ended_at),
+        })
+    }
 }
 
 /// The order findings are listed in: most severe first, then by rule, key and grant.
