@@ -107,6 +107,14 @@ fn service_made_grants_raise_no_findings_unless_asked_and_risky_ones_keep_theirs
 
     let ws = account_with(&shared, RISKY[1].0);
     let quiet = findings(&ws, None);
+    // The report lists the same findings, measured from the same time.
+    let report: Value =
+        serde_json::from_str(&ws.ok(&["report", "--format", "json", "-o", "-", "--as-of", "2026-01-01"]))
+            .unwrap();
+    let ids = |listing: &[Value]| -> BTreeSet<String> {
+        listing.iter().map(|f| f["id"].as_str().unwrap().to_string()).collect()
+    };
+    assert_eq!(ids(&quiet), ids(report["findings"].as_array().unwrap()));
     let config = ws.path("granttrail.toml");
     std::fs::write(&config, "[findings]\nservice_grants = \"report\"\n").unwrap();
     let inventory = findings(&ws, Some(config.to_str().unwrap()));
