@@ -11,6 +11,7 @@
 mod config;
 mod object;
 mod parallel;
+pub mod report;
 mod sources;
 
 pub use config::Config;

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use granttrail_grants::timestamp;
-use granttrail_store::{Store, Window};
+use granttrail_store::{Result, Store, Window};
 use serde::Serialize;
 use serde_json::Value;
 
@@ -79,7 +79,7 @@ fn day_text(day: i64) -> String {
     timestamp::format(day * DAY).chars().take(10).collect()
 }
 
-pub fn build(store: &Store, options: &Options, span: Option<(i64, i64)>) -> anyhow::Result<Coverage> {
+pub fn build(store: &Store, options: &Options, span: Option<(i64, i64)>) -> Result<Coverage> {
     let window = Window { since: options.since, until: options.until };
     // The key's own account and region, when the report is about one key.
     let key_source = options.key.as_deref().map(|k| {
