@@ -92,6 +92,16 @@ fn print_fields(found: &EventRecord, out: &mut dyn Write) -> anyhow::Result<()> 
         let name = if i == 0 { "other copies" } else { "" };
         writeln!(out, "{name:<width$}  {}", terminal_safe(line))?;
     }
+    for (i, other) in found.collisions.iter().enumerate() {
+        let name = if i == 0 { "same eventID" } else { "" };
+        let line = format!(
+            "a different record: {} at {} from {}",
+            other.event.event_name,
+            timestamp::format(other.event.event_time),
+            other.object
+        );
+        writeln!(out, "{name:<width$}  {}", terminal_safe(&line))?;
+    }
     match found.record {
         Some(_) => writeln!(
             out,

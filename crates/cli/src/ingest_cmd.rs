@@ -85,6 +85,16 @@ impl Reporter {
             Outcome::Ingested { counts, first_skip } => {
                 totals.objects += 1;
                 totals.add(&counts);
+                for c in &counts.collisions {
+                    bar.suspend(|| {
+                        eprintln!(
+                            "granttrail: warning: {}: eventID {} is also carried by a different record, from {}; both are kept (the grants they touch show it as an anomaly)",
+                            terminal_safe(name),
+                            terminal_safe(&c.event_id),
+                            terminal_safe(&c.other_object)
+                        )
+                    });
+                }
                 if let Some(reason) = first_skip {
                     bar.suspend(|| {
                         eprintln!(

@@ -563,3 +563,71 @@ fn kms_last_usage_the_logs_do_not_hold_is_gt105() {
     assert!(!not_it.status.success());
     assert!(stderr(&not_it).contains("last-usage.json") && stderr(&not_it).contains("get-key-last-usage"));
 }
+
+/// Two different records with one eventID (an edited documentation example, or a forged file):
+/// both are kept, ingest names them, the grant shows the collision, and the result does not
+/// depend on which file came first. The same record twice stays a duplicate.
+#[test]
+fn an_event_id_collision_is_kept_reported_and_order_independent() {
+    let logs = fixtures().join("scenarios/T27_grantee_retires_its_own_grant/logs/1.json");
+    let records: Value = serde_json::from_str(&std::fs::read_to_string(logs).unwrap()).unwrap();
+    let records = records["Records"].as_array().unwrap();
+    let create = records.iter().find(|r| r["eventName"] == "CreateGrant").unwrap().clone();
+    let grant_id = create["responseElements"]["grantId"].as_str().unwrap().to_string();
+    let mut retire = records
+        .iter()
+        .find(|r| {
+            r["eventName"] == "RetireGrant" && r["errorCode"].is_null() && r.to_string().contains(&grant_id)
+        })
+        .unwrap()
+        .clone();
+    let shared_id = create["eventID"].clone();
+    retire["eventID"] = shared_id.clone();
+
+    let run = |first: &Value, second: &Value| {
+        let ws = Workspace::new();
+        let mut errs = String::new();
+        for (name, record) in [("a.json", first), ("b.json", second)] {
+            let file = ws.path(name);
+            std::fs::write(&file, serde_json::json!({ "Records": [record] }).to_string()).unwrap();
+            let out = ws.run(&["ingest", "-q", file.to_str().unwrap()]);
+            assert!(out.status.success(), "{}", stderr(&out));
+            errs.push_str(&stderr(&out));
+        }
+        let grants = ws.grants_json();
+        let grant = grants.as_array().unwrap().iter().find(|g| g["grant_id"] == grant_id.as_str()).cloned();
+        (grant, ws.ok(&["calls", "--format", "json"]), errs)
+    };
+    let (one, calls_one, warned) = run(&create, &retire);
+    let (other, calls_other, _) = run(&retire, &create);
+    let grant = one.clone().expect("the grant exists, whichever record came first");
+    assert_eq!(one, other, "the same grant whichever record came first");
+    assert_eq!(calls_one, calls_other);
+    assert_eq!(grant["state"], "retired");
+    assert_eq!(grant["creation_seen"], true, "the CreateGrant is not hidden by the other record");
+    assert!(
+        grant["anomalies"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["kind"] == "event_id_collision" && a["event_id"] == shared_id),
+        "{grant:#}"
+    );
+    let id = shared_id.as_str().unwrap();
+    assert!(warned.contains(&format!("eventID {id} is also carried by a different record")), "{warned}");
+    assert!(warned.contains("a.json") && warned.contains("b.json"), "names both objects: {warned}");
+
+    // `granttrail event` shows the other record too.
+    let ws = Workspace::new();
+    for (name, record) in [("a.json", &create), ("b.json", &retire)] {
+        let file = ws.path(name);
+        std::fs::write(&file, serde_json::json!({ "Records": [record] }).to_string()).unwrap();
+        ws.ok(&["ingest", "-q", file.to_str().unwrap()]);
+    }
+    let shown = ws.ok(&["event", id]);
+    assert!(shown.contains("same eventID") && shown.contains("a different record: RetireGrant"), "{shown}");
+
+    let (same, _, quiet) = run(&create, &create);
+    assert!(quiet.is_empty(), "a duplicate is not a collision: {quiet}");
+    assert!(same.unwrap()["anomalies"].as_array().unwrap().is_empty());
+}

@@ -106,49 +106,12 @@ fn check(name: &str) {
     let (calls, grants, findings) = state(&ws, &dir);
     check_findings(name, &dir, &findings);
 
-    for want in expected["calls"].as_array().unwrap() {
-        let got = calls
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|c| c["event_id"] == want["event_id"] && c["side"] == want["side"])
-            .unwrap_or_else(|| {
-                panic!("{name}: no labelled call {} ({}); calls: {calls:#}", want["event_id"], want["side"])
-            });
-        for (field, value) in want.as_object().unwrap() {
-            if field == "flags" {
-                for flag in value.as_array().unwrap() {
-                    assert!(
-                        got["flags"].as_array().unwrap().contains(flag),
-                        "{name}: flag {flag} missing in {got:#}"
-                    );
-                }
-            } else {
-                assert_eq!(
-                    &got[field], value,
-                    "{name}: {field} of {} {}: {got:#}",
-                    got["event_name"], got["event_id"]
-                );
-            }
-        }
-    }
-    for absent in expected["absent"].as_array().unwrap() {
-        assert!(
-            !calls.as_array().unwrap().iter().any(|c| &c["event_id"] == absent),
-            "{name}: {absent} must not be a labelled call"
-        );
-    }
-    for want in expected["grants"].as_array().unwrap() {
-        let got = grants
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|g| g["grant_id"] == want["grant_id"])
-            .unwrap_or_else(|| panic!("{name}: no grant {}", want["grant_id"]));
-        for (field, value) in want.as_object().unwrap() {
-            assert_eq!(&got[field], value, "{name}: {field} of grant {}", got["grant_id"]);
-        }
-    }
+    granttrail_testkit::scenario::check_expected(
+        name,
+        &expected,
+        calls.as_array().unwrap(),
+        grants.as_array().unwrap(),
+    );
 
     // Imports first, then the files one at a time in reverse order: the same result.
     let reverse = Workspace::new();

@@ -6,7 +6,7 @@
 //! gives the same grant.
 
 use std::borrow::Cow;
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -63,6 +63,9 @@ pub enum Anomaly {
     DuplicateEnd { event_id: String },
     /// An event names the grant after its key was deleted.
     EventAfterKeyDeleted { event_id: String },
+    /// Two different records carry this eventID (AWS documentation examples do; so can anyone
+    /// who writes to the log bucket). Both count as evidence.
+    EventIdCollision { event_id: String },
 }
 
 /// One grant's rebuilt history.
@@ -90,7 +93,9 @@ pub struct Grant {
 
 /// Collapses cross-account copies of one call (same `sharedEventID`) into one event and drops
 /// repeated `eventID`s. The copy kept is the key owner's when present, else the smallest
-/// `eventID`; its caller identity is completed from a copy that names the caller's ARN.
+/// `eventID`; its caller identity is completed from a copy that names the caller's ARN. Of two
+/// different records with one `eventID` (a collision), the one first in content order is the
+/// call, whichever arrived first; [`fold_grant`] counts both.
 pub fn logical_events<'a, I>(events: I) -> Vec<KmsEvent>
 where
     I: IntoIterator<Item = &'a KmsEvent>,
@@ -112,7 +117,7 @@ where
     groups
         .into_values()
         .map(|mut copies| {
-            copies.sort_by(|a, b| a.event_id.cmp(&b.event_id));
+            copies.sort_by(|a, b| a.event_id.cmp(&b.event_id).then_with(|| content_order(a, b)));
             copies.dedup_by(|a, b| a.event_id == b.event_id);
             let owner_copy = copies.iter().find(|e| {
                 e.recipient_account_id.is_some() && e.recipient_account_id.as_deref() == e.key_account()
@@ -148,6 +153,31 @@ fn actor(e: &KmsEvent) -> Actor {
     }
 }
 
+/// An order of events by what they say, not by when they arrived: for the rare records that
+/// share an eventID.
+fn content_order(a: &KmsEvent, b: &KmsEvent) -> std::cmp::Ordering {
+    if a == b { std::cmp::Ordering::Equal } else { format!("{a:?}").cmp(&format!("{b:?}")) }
+}
+
+/// The events a grant is rebuilt from: one per call ([`logical_events`]), plus every other
+/// distinct record that carries the eventID of one of them (a collision), so that a CreateGrant
+/// is never hidden behind a different record of its eventID, whichever arrived first. Returns
+/// the events and the eventIDs that collide.
+fn with_colliding_records<'a>(
+    events: impl Iterator<Item = &'a KmsEvent> + Clone,
+) -> (Vec<KmsEvent>, BTreeSet<String>) {
+    let mut all = logical_events(events.clone());
+    let mut colliding = BTreeSet::new();
+    for e in events.filter(|e| e.shared_event_id.is_none()) {
+        let same_id = |l: &KmsEvent| l.event_id == e.event_id && l.shared_event_id.is_none();
+        if all.iter().any(same_id) && !all.iter().any(|l| l == e) {
+            colliding.insert(e.event_id.clone());
+            all.push(e.clone());
+        }
+    }
+    (all, colliding)
+}
+
 fn rank(e: &KmsEvent) -> (i64, &str) {
     (e.event_time, e.event_id.as_str())
 }
@@ -157,7 +187,7 @@ fn rank(e: &KmsEvent) -> (i64, &str) {
 /// or keys, and failed events, are ignored. Returns `None` when no successful event creates or
 /// ends the grant (failed attempts alone make no grant).
 pub fn fold_grant(key_arn: &str, grant_id: &str, events: &[KmsEvent]) -> Option<Grant> {
-    let events = logical_events(events.iter().filter(|e| e.succeeded()));
+    let (events, colliding) = with_colliding_records(events.iter().filter(|e| e.succeeded()));
     let names_grant = |e: &&KmsEvent| e.grant_id.as_deref() == Some(grant_id);
     let on_key = |e: &&KmsEvent| e.key_arn.as_deref().is_none_or(|k| k == key_arn);
 
@@ -212,7 +242,14 @@ pub fn fold_grant(key_arn: &str, grant_id: &str, events: &[KmsEvent]) -> Option<
             });
         }
     }
+    let cited = |id: &String| {
+        creates.iter().map(|c| &c.event_id).chain(ends.iter().map(|(e, _)| &e.event_id)).any(|c| c == id)
+    };
+    anomalies.extend(
+        colliding.iter().filter(|id| cited(id)).map(|id| Anomaly::EventIdCollision { event_id: id.clone() }),
+    );
     anomalies.sort();
+    anomalies.dedup();
 
     Some(Grant {
         key_arn: key_arn.to_string(),
@@ -530,5 +567,27 @@ mod tests {
             c.caller.account_id = Some(odd.into());
             assert_eq!(fold_grant(K, "G1", &[c.clone()]).unwrap().issuing_account, None, "{odd}");
         }
+    }
+
+    #[test]
+    fn two_records_of_one_event_id_both_count_whichever_arrives_first() {
+        // A CreateGrant and a RetireGrant carrying one eventID, as an edited documentation
+        // example or a forged file can.
+        let create = create("x", "G1", 0);
+        let retire = end("x", "RetireGrant", "G1", 10);
+        let one = fold_grant(K, "G1", &[create.clone(), retire.clone()]).unwrap();
+        let other = fold_grant(K, "G1", &[retire.clone(), create.clone()]).unwrap();
+        assert_eq!(one, other);
+        assert!(one.creation_seen, "the CreateGrant is not hidden by the other record");
+        assert_eq!(one.state, GrantState::Retired);
+        assert_eq!(one.anomalies, vec![Anomaly::EventIdCollision { event_id: "x".into() }]);
+
+        // The same record twice is a duplicate, not a collision.
+        let twice = fold_grant(K, "G1", &[create.clone(), create.clone()]).unwrap();
+        assert!(twice.anomalies.is_empty());
+        // The call a colliding eventID stands for does not depend on arrival either.
+        let decrypt = base("y", "Decrypt", 5);
+        let encrypt = base("y", "Encrypt", 5);
+        assert_eq!(logical_events([&decrypt, &encrypt]), logical_events([&encrypt, &decrypt]));
     }
 }

@@ -158,41 +158,8 @@ fn check(name: &str) {
     let (grants, labels) = classify(&dir);
     let calls: Vec<Value> = labels.iter().map(call_json).collect();
 
-    for want in expected["calls"].as_array().unwrap() {
-        let got = calls
-            .iter()
-            .find(|c| c["event_id"] == want["event_id"] && c["side"] == want["side"])
-            .unwrap_or_else(|| {
-                panic!("{name}: no label for {} ({}); labels: {calls:#?}", want["event_id"], want["side"])
-            });
-        for (field, value) in want.as_object().unwrap() {
-            if field == "flags" {
-                for flag in value.as_array().unwrap() {
-                    assert!(
-                        got["flags"].as_array().unwrap().contains(flag),
-                        "{name}: flag {flag} missing in {got:#}"
-                    );
-                }
-            } else {
-                assert!(got.get(field).is_some(), "{name}: the test does not compare {field}");
-                assert_eq!(&got[field], value, "{name}: {field} of {}: {got:#}", got["event_id"]);
-            }
-        }
-    }
-    for absent in expected["absent"].as_array().unwrap() {
-        assert!(!calls.iter().any(|c| &c["event_id"] == absent), "{name}: {absent} must not be labelled");
-    }
     let grants: Vec<Value> = grants.iter().map(grant_json).collect();
-    for want in expected["grants"].as_array().unwrap() {
-        let got = grants
-            .iter()
-            .find(|g| g["grant_id"] == want["grant_id"])
-            .unwrap_or_else(|| panic!("{name}: no grant {}", want["grant_id"]));
-        for (field, value) in want.as_object().unwrap() {
-            assert!(got.get(field).is_some(), "{name}: the test does not compare grant {field}");
-            assert_eq!(&got[field], value, "{name}: {field} of grant {}", got["grant_id"]);
-        }
-    }
+    granttrail_testkit::scenario::check_expected(name, &expected, &calls, &grants);
 }
 
 #[test]

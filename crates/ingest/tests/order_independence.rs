@@ -514,3 +514,50 @@ fn a_relabelled_call_keeps_the_grant_made_for_its_own_session() {
     store.rebuild().unwrap();
     assert_eq!(after, calls(&mut store));
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(100))]
+
+    /// A different record that carries an earlier record's eventID (a collision) is kept: the
+    /// grants and labels are those of one clean ingest, and of the pure fold, whichever file
+    /// holds which record and whatever the order the files arrive in.
+    #[test]
+    fn an_event_id_collision_does_not_depend_on_arrival(
+        specs in prop::collection::vec(spec(), 2..20),
+        pair in (0..20usize, 0..20usize),
+        assignment in prop::collection::vec(0..3usize, 40),
+        order in Just((0..3usize).collect::<Vec<_>>()).prop_shuffle(),
+    ) {
+        let mut all: Vec<Value> = specs.iter().enumerate().flat_map(|(i, s)| records(i, s)).collect();
+        let (from, to) = (pair.0 % all.len(), pair.1 % all.len());
+        prop_assume!(from != to && all[from] != all[to] && all[to]["sharedEventID"].is_null());
+        let id = all[from]["eventID"].clone();
+        all[to]["eventID"] = id;
+
+        let mut clean = Store::open_in_memory().unwrap();
+        ingest(&mut clean, "all", &log_file(&all.iter().collect::<Vec<_>>()));
+        let expected = grants(&clean);
+        let expected_calls = calls(&mut clean);
+
+        let events: Vec<KmsEvent> = all.iter().map(|r| normalise(r.to_string().as_bytes()).unwrap().unwrap()).collect();
+        let mut oracle = fold_all(&events);
+        oracle.sort_by(|a, b| (&a.key_arn, a.created_at.is_some(), a.created_at, &a.grant_id)
+            .cmp(&(&b.key_arn, b.created_at.is_some(), b.created_at, &b.grant_id)));
+        prop_assert_eq!(&oracle, &expected);
+
+        let mut files: Vec<Vec<&Value>> = vec![Vec::new(); 3];
+        for (i, record) in all.iter().enumerate() {
+            files[assignment[i % assignment.len()]].push(record);
+        }
+        let mut split = Store::open_in_memory().unwrap();
+        for &f in &order {
+            ingest(&mut split, &format!("file-{f}"), &log_file(&files[f]));
+            split.refresh_labels().unwrap();
+        }
+        prop_assert_eq!(&grants(&split), &expected);
+        prop_assert_eq!(&calls(&mut split), &expected_calls);
+        split.rebuild().unwrap();
+        prop_assert_eq!(grants(&split), expected);
+        prop_assert_eq!(calls(&mut split), expected_calls);
+    }
+}

@@ -17,7 +17,7 @@ use granttrail_s3::{ClientOptions, connect, object_name, open_object};
 use granttrail_store::{Journal, Store};
 use serde_json::{Value, json};
 use tokio::runtime::Handle;
-use tracing::{error, info};
+use tracing::{error, info, warn};
 
 use crate::Env;
 
@@ -158,6 +158,9 @@ impl Handler {
         let duration_ms = started.elapsed().as_millis() as u64;
         match outcome {
             Outcome::Ingested { counts, first_skip } => {
+                for c in &counts.collisions {
+                    warn!(object = %name, event_id = %c.event_id, other_object = %c.other_object, "eventID collision: both records kept");
+                }
                 info!(
                     object = %name,
                     outcome = "ingested",

@@ -36,6 +36,8 @@ pub struct EventRecord {
     pub record: Option<String>,
     /// The other copies of the same call, logged in other accounts (same `sharedEventID`).
     pub copies: Vec<StoredEvent>,
+    /// Other, different records that carry the same `eventID` (collisions), in storage order.
+    pub collisions: Vec<StoredEvent>,
 }
 
 const GRANT_COLUMNS: &str = "key_arn, grant_id, state, creation_seen, grantee_principal, retiring_principal,
@@ -89,7 +91,8 @@ impl Store {
     /// One stored event by its `eventID`.
     pub fn event(&self, event_id: &str) -> Result<Option<StoredEvent>> {
         let sql = format!(
-            "SELECT {EVENT_COLUMNS}, o.source FROM events e JOIN objects o ON o.id = e.object_id WHERE e.event_hash = granttrail_hash(?1) AND e.event_id = ?1"
+            "SELECT {EVENT_COLUMNS}, o.source FROM events e JOIN objects o ON o.id = e.object_id
+             WHERE e.event_hash = granttrail_hash(?1) AND e.event_id = ?1 ORDER BY e.id"
         );
         Ok(self.stored_events(&sql, &[event_id])?.into_iter().next())
     }
@@ -103,7 +106,7 @@ impl Store {
             .conn()
             .query_row(
                 "SELECT r.dictionary, r.record FROM event_records r JOIN events e ON e.id = r.event_rowid
-                 WHERE e.event_hash = granttrail_hash(?1) AND e.event_id = ?1",
+                 WHERE e.event_hash = granttrail_hash(?1) AND e.event_id = ?1 ORDER BY e.id LIMIT 1",
                 [event_id],
                 |r| Ok((r.get(0)?, r.get(1)?)),
             )
@@ -121,7 +124,12 @@ impl Store {
             }
             None => Vec::new(),
         };
-        Ok(Some(EventRecord { stored, record, copies }))
+        let sql = format!(
+            "SELECT {EVENT_COLUMNS}, o.source FROM events e JOIN objects o ON o.id = e.object_id
+             WHERE e.event_hash = granttrail_hash(?1) AND e.event_id = ?1 ORDER BY e.id"
+        );
+        let collisions = self.stored_events(&sql, &[event_id])?.into_iter().skip(1).collect();
+        Ok(Some(EventRecord { stored, record, copies, collisions }))
     }
 
     fn stored_events(&self, sql: &str, args: &[&str]) -> Result<Vec<StoredEvent>> {
@@ -424,7 +432,7 @@ impl Store {
         let sql = format!(
             "SELECT e.event_id, e.shared_event_id, c.event_time, e.event_name, c.side, {CALL_TEXTS}
              FROM call_labels c {index} JOIN events e ON e.id = c.event {CALL_TEXT_JOINS}
-             {where_sql} ORDER BY c.event_time, e.event_id, c.side"
+             {where_sql} ORDER BY c.event_time, e.event_id, c.side, k.text, e.event_name"
         );
         let mut stmt = self.conn().prepare(&sql).map_err(StoreError::from)?;
         let mut rows = stmt.query(params_from_iter(args)).map_err(StoreError::from)?;

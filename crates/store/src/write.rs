@@ -11,7 +11,7 @@ use crate::texts::{self, KEY, Texts};
 use crate::{Result, StoreError};
 
 /// What one object contributed, for the object's row and the ingest summary.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct ObjectCounts {
     pub bytes: u64,
     pub records: u64,
@@ -22,6 +22,16 @@ pub struct ObjectCounts {
     pub grant_events: u64,
     /// KMS records that could not be used (malformed), skipped with a count.
     pub skipped_records: u64,
+    /// Records whose eventID a different stored record carries: both are kept.
+    pub collisions: Vec<Collision>,
+}
+
+/// A record whose eventID a different record stored before carries.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Collision {
+    pub event_id: String,
+    /// The object the other record came from.
+    pub other_object: String,
 }
 
 /// The `(key ARN, grant id)` pairs whose derived row may change. An unknown key is `None`.
@@ -149,14 +159,31 @@ impl<'c> ObjectWriter<'c> {
         if event.is_kms() {
             self.counts.kms_events += 1;
         }
-        // eventIDs are unique by this check, not by an index on the text (texts.rs says why).
+        // A record already stored is a duplicate delivery; a different record with a stored
+        // eventID is a collision, kept beside the other (found by this check, not by an index
+        // on the text: texts.rs says why).
         let event_hash = texts::hash(&event.event_id);
         let known = self
             .tx
             .prepare_cached("SELECT 1 FROM event_rows WHERE event_hash = ?1 AND event_id = ?2")?
             .exists(params![event_hash, event.event_id])?;
         if known {
-            return Ok(false);
+            let stored = stored_with_id(&self.tx, &event.event_id)?;
+            if stored.iter().any(|(e, _)| e == event) {
+                return Ok(false);
+            }
+            // The grants the other records build are rebuilt: they gain the collision.
+            for (other, _) in stored.iter().filter(|(e, _)| e.is_grant_event() && e.succeeded()) {
+                if let Some(grant_id) = &other.grant_id {
+                    self.touched.insert((other.key_arn.clone(), grant_id.clone()));
+                }
+                if let (true, Some(key)) = (other.event_name == "DeleteKey", &other.key_arn) {
+                    self.deleted_keys.insert(key.clone());
+                }
+            }
+            if let Some((_, other_object)) = stored.into_iter().next() {
+                self.counts.collisions.push(Collision { event_id: event.event_id.clone(), other_object });
+            }
         }
         let spec = event.grant_spec.as_ref().map(serde_json::to_string).transpose().map_err(json_error)?;
         let details = if event.details.is_empty() { None } else { Some(to_json(&event.details)?) };
@@ -351,6 +378,21 @@ pub(crate) fn recompute(tx: &Connection, pairs: &BTreeSet<(String, String)>) -> 
     Ok(written)
 }
 
+/// The stored events with this eventID, with the object each came from.
+fn stored_with_id(tx: &Connection, event_id: &str) -> Result<Vec<(KmsEvent, String)>> {
+    let mut stmt = tx.prepare_cached(&format!(
+        "SELECT {EVENT_COLUMNS}, o.source FROM events e JOIN objects o ON o.id = e.object_id
+         WHERE e.event_hash = granttrail_hash(?1) AND e.event_id = ?1 ORDER BY e.id"
+    ))?;
+    let mut rows = stmt.query([event_id])?;
+    let mut out = Vec::new();
+    while let Some(r) = rows.next()? {
+        let source: String = r.get(25)?;
+        out.push((event_from_row(r)??, source));
+    }
+    Ok(out)
+}
+
 pub(crate) const EVENT_COLUMNS: &str =
     "event_id, shared_event_id, event_time, event_name, event_type, aws_region,
     recipient_account_id, error_code, error_message, caller_type, caller_arn, caller_principal_id,
@@ -372,6 +414,16 @@ fn grant_events(tx: &Connection, key: &str, grant_id: &str) -> Result<Vec<KmsEve
     let mut events = Vec::new();
     for row in rows {
         events.push(row??);
+    }
+    // A different record that carries the eventID of one of these (a collision) is evidence
+    // too: the grant shows it, whatever the other record is.
+    let ids: BTreeSet<String> = events.iter().map(|e| e.event_id.clone()).collect();
+    for id in ids {
+        for (other, _) in stored_with_id(tx, &id)? {
+            if !events.contains(&other) {
+                events.push(other);
+            }
+        }
     }
     Ok(events)
 }

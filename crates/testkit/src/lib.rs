@@ -5,6 +5,7 @@
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 mod runtime_api;
+pub mod scenario;
 mod sink;
 
 use std::io::{Read, Write};

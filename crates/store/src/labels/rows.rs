@@ -175,12 +175,17 @@ impl<'c> LabelWriter<'c> {
     }
 }
 
-/// The row id of the stored event `event_id`, which every label's call is.
-fn event_row(conn: &Connection, event_id: &str) -> Result<i64> {
-    conn.prepare_cached("SELECT id FROM event_rows WHERE event_hash = ?1 AND event_id = ?2")?
-        .query_row(params![texts::hash(event_id), event_id], |r| r.get(0))
-        .optional()?
-        .ok_or_else(|| StoreError::Corrupt(format!("a label names event {event_id}, which is not stored")))
+/// The row id of the stored event a label is about. Of two different records with its eventID
+/// (a collision), the one with the label's call name and time: the record the label describes,
+/// whichever was stored first.
+fn event_row(conn: &Connection, l: &CallLabel) -> Result<i64> {
+    conn.prepare_cached(
+        "SELECT id FROM event_rows WHERE event_hash = ?1 AND event_id = ?2
+         ORDER BY event_name = ?3 DESC, event_time = ?4 DESC, id LIMIT 1",
+    )?
+    .query_row(params![texts::hash(&l.event_id), l.event_id, l.event_name, l.event_time], |r| r.get(0))
+    .optional()?
+    .ok_or_else(|| StoreError::Corrupt(format!("a label names event {}, which is not stored", l.event_id)))
 }
 
 /// Makes the stored labels of `key` equal to `labels`, writing only the rows that differ:
@@ -234,17 +239,16 @@ pub(super) fn replace_labels_between(
             }
         }
     }
-    for (is_gone, stored) in changed.iter().map(|c| (false, c)).chain(gone.iter().map(|g| (true, g))) {
+    // What is gone was labelled before and is not any more; what changed is written again, on
+    // the record the label now describes (of two with one eventID, it may be the other).
+    for stored in changed.iter().chain(&gone) {
         writer.unlink(stored)?;
-        // What is gone was labelled before and is not any more.
-        if is_gone {
-            conn.prepare_cached("DELETE FROM call_labels WHERE event = ?1 AND side = ?2")?
-                .execute(params![stored.event, stored.side])?;
-        }
+        conn.prepare_cached("DELETE FROM call_labels WHERE event = ?1 AND side = ?2")?
+            .execute(params![stored.event, stored.side])?;
     }
     for (l, _) in labels.iter().zip(&unchanged).filter(|(l, same)| inside(l) && !**same) {
         let row = writer.row(key_id, l)?;
-        writer.write(event_row(conn, &l.event_id)?, l, &row)?;
+        writer.write(event_row(conn, l)?, l, &row)?;
     }
     update_with(&mut writer, key_id, labels.iter().filter(|l| !inside(l)))
 }
@@ -270,7 +274,7 @@ fn update_with<'l>(
         "SELECT {LABEL_COLUMNS} FROM call_labels c WHERE event = ?1 AND side = ?2"
     ))?;
     for l in labels {
-        let event = event_row(conn, &l.event_id)?;
+        let event = event_row(conn, l)?;
         let row = writer.row(key, l)?;
         let old: Option<(Linked, LabelRow)> = {
             let mut rows = stored.query(params![event, l.side.code()])?;
