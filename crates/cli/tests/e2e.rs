@@ -615,6 +615,17 @@ fn an_event_id_collision_is_kept_reported_and_order_independent() {
     );
     let id = shared_id.as_str().unwrap();
     assert!(warned.contains(&format!("eventID {id} is also carried by a different record")), "{warned}");
+    // The call's label says so too.
+    let calls: Value = serde_json::from_str(&calls_one).unwrap();
+    let call = calls.as_array().unwrap().iter().find(|c| c["event_id"] == shared_id).unwrap();
+    assert!(call["flags"].as_array().unwrap().contains(&Value::from("event_id_collision")), "{call:#}");
+    assert!(
+        call["reasons"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|r| r["text"].as_str().unwrap().contains("same eventID"))
+    );
     assert!(warned.contains("a.json") && warned.contains("b.json"), "names both objects: {warned}");
 
     // `granttrail event` shows the other record too.

@@ -720,12 +720,38 @@ pub fn classify_key(inputs: &KeyInputs<'_>) -> KeyLabels {
     let calls = logical_event_refs(inputs.events.iter().filter(|e| e.is_kms()));
     let observations: Vec<Observation> = calls.iter().filter_map(|c| classifier.observation(c)).collect();
     let index = ObservationIndex::new(&observations);
-    let labels = calls.iter().flat_map(|c| classifier.label(c, &index)).collect();
+    let mut labels: Vec<CallLabel> = calls.iter().flat_map(|c| classifier.label(c, &index)).collect();
+    mark_collisions(&mut labels, inputs.events);
     KeyLabels { labels, observations }
 }
 
+/// Says on each label whose call's eventID two different records carry (a collision) that it
+/// describes one of them (the first in content order, `logical_event_refs`). `events` must hold
+/// every record of the labelled calls' eventIDs.
+pub fn mark_collisions<'e>(labels: &mut [CallLabel], events: impl IntoIterator<Item = &'e KmsEvent>) {
+    let colliding = crate::lifecycle::colliding_event_ids(events);
+    for l in labels.iter_mut().filter(|l| colliding.contains(&l.event_id)) {
+        if !l.flags.iter().any(|f| f == EVENT_ID_COLLISION) {
+            l.flags.push(EVENT_ID_COLLISION.into());
+            l.reasons.push(Reason {
+                text: "a different record carries the same eventID; this label describes the first of them in content order (granttrail event shows both)".into(),
+                event_ids: vec![l.event_id.clone()],
+            });
+        }
+    }
+}
+
+/// The flag of a label whose eventID two different records carry.
+pub const EVENT_ID_COLLISION: &str = "event_id_collision";
+
 /// Successful KMS calls whose key could not be identified (an alias and no `resources`).
 pub fn classify_keyless(events: &[KmsEvent]) -> Vec<CallLabel> {
+    let mut labels = keyless_labels(events);
+    mark_collisions(&mut labels, events);
+    labels
+}
+
+fn keyless_labels(events: &[KmsEvent]) -> Vec<CallLabel> {
     logical_events(events.iter().filter(|e| e.is_kms() && e.succeeded() && e.key_arn.is_none()))
         .iter()
         .map(|call| {

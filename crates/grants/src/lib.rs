@@ -31,7 +31,7 @@ pub mod when;
 pub use classify::{
     CallLabel, Evidence, GrantReasons, ImportedIam, ImportedKeyPolicy, KeyClassifier, KeyInputs, KeyLabels,
     Label, Observation, ObservationIndex, ObservationKind, Reason, behaviour_group, classify_key,
-    classify_keyless, observed_group,
+    classify_keyless, mark_collisions, observed_group,
 };
 pub use event::{Caller, Constraints, Details, GrantSpec, KmsEvent, RecordError, normalise, normalise_str};
 pub use iam::IamSnapshot;

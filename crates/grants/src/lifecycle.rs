@@ -178,6 +178,19 @@ fn with_colliding_records<'a>(
     (all, colliding)
 }
 
+/// The eventIDs that two different records carry (collisions), among `events`. Cross-account
+/// copies (a `sharedEventID`) are one call, not a collision.
+pub fn colliding_event_ids<'a>(events: impl IntoIterator<Item = &'a KmsEvent>) -> BTreeSet<String> {
+    let mut by_id: BTreeMap<&str, Vec<&KmsEvent>> = BTreeMap::new();
+    for e in events.into_iter().filter(|e| e.shared_event_id.is_none()) {
+        let records = by_id.entry(e.event_id.as_str()).or_default();
+        if !records.contains(&e) {
+            records.push(e);
+        }
+    }
+    by_id.into_iter().filter(|(_, records)| records.len() > 1).map(|(id, _)| id.to_string()).collect()
+}
+
 fn rank(e: &KmsEvent) -> (i64, &str) {
     (e.event_time, e.event_id.as_str())
 }
@@ -582,6 +595,8 @@ mod tests {
         assert_eq!(one.state, GrantState::Retired);
         assert_eq!(one.anomalies, vec![Anomaly::EventIdCollision { event_id: "x".into() }]);
 
+        assert_eq!(colliding_event_ids([&create, &retire, &create]), ["x".to_string()].into());
+        assert!(colliding_event_ids([&create, &create]).is_empty());
         // The same record twice is a duplicate, not a collision.
         let twice = fold_grant(K, "G1", &[create.clone(), create.clone()]).unwrap();
         assert!(twice.anomalies.is_empty());

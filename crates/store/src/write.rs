@@ -182,6 +182,9 @@ impl<'c> ObjectWriter<'c> {
                 }
             }
             if let Some((_, other_object)) = stored.into_iter().next() {
+                self.tx
+                    .prepare_cached("INSERT OR IGNORE INTO event_id_collisions (event_id) VALUES (?1)")?
+                    .execute([&event.event_id])?;
                 self.counts.collisions.push(Collision { event_id: event.event_id.clone(), other_object });
             }
         }
@@ -418,7 +421,11 @@ fn grant_events(tx: &Connection, key: &str, grant_id: &str) -> Result<Vec<KmsEve
     // A different record that carries the eventID of one of these (a collision) is evidence
     // too: the grant shows it, whatever the other record is.
     let ids: BTreeSet<String> = events.iter().map(|e| e.event_id.clone()).collect();
+    let mut collided = tx.prepare_cached("SELECT 1 FROM event_id_collisions WHERE event_id = ?1")?;
     for id in ids {
+        if !collided.exists([&id])? {
+            continue;
+        }
         for (other, _) in stored_with_id(tx, &id)? {
             if !events.contains(&other) {
                 events.push(other);

@@ -6,7 +6,7 @@ use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use granttrail_grants::invalidation::{grants_ended_before_are_dead, merge_spans, recheck_from};
 use granttrail_grants::{
     CallLabel, Invalidation, KeyClassifier, KeyInputs, KmsEvent, Observation, ObservationIndex,
-    ObservationKind, Settings, logical_event_refs, observed_group,
+    ObservationKind, Settings, logical_event_refs, mark_collisions, observed_group,
 };
 use rusqlite::{Connection, OptionalExtension, params};
 
@@ -249,7 +249,7 @@ pub(super) fn relabel_incrementally(
         ObservationIndex::new(&nearest_observations(conn, key_id, relabelled.iter().map(|c| c.as_ref()))?);
     // Labels of earlier calls may need grants that ended before the rechecked calls.
     let affected_from = alive_after(&affected_events);
-    let labels: Vec<CallLabel> = if affected_from < recheck_from {
+    let mut labels: Vec<CallLabel> = if affected_from < recheck_from {
         let grants = grants_not_ended_before(conn, key, affected_from)?;
         let inputs = KeyInputs { grants: &grants, ..inputs };
         let classifier = KeyClassifier::new(&inputs);
@@ -257,6 +257,7 @@ pub(super) fn relabel_incrementally(
     } else {
         relabelled.iter().flat_map(|c| classifier.label(c, &index)).collect()
     };
+    mark_collisions(&mut labels, recheck_events.iter().chain(&affected_events));
     update_labels(conn, key, &labels)?;
     Ok(true)
 }

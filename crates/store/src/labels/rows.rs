@@ -3,7 +3,7 @@
 use std::collections::{HashMap, HashSet};
 
 use granttrail_grants::{CallLabel, Grant, GrantReasons, Observation, Side};
-use rusqlite::{Connection, OptionalExtension, params};
+use rusqlite::{Connection, params};
 
 use crate::codes::{self, Coded};
 use crate::texts::{self, Texts};
@@ -179,13 +179,21 @@ impl<'c> LabelWriter<'c> {
 /// (a collision), the one with the label's call name and time: the record the label describes,
 /// whichever was stored first.
 fn event_row(conn: &Connection, l: &CallLabel) -> Result<i64> {
-    conn.prepare_cached(
-        "SELECT id FROM event_rows WHERE event_hash = ?1 AND event_id = ?2
-         ORDER BY event_name = ?3 DESC, event_time = ?4 DESC, id LIMIT 1",
-    )?
-    .query_row(params![texts::hash(&l.event_id), l.event_id, l.event_name, l.event_time], |r| r.get(0))
-    .optional()?
-    .ok_or_else(|| StoreError::Corrupt(format!("a label names event {}, which is not stored", l.event_id)))
+    let mut stmt = conn.prepare_cached(
+        "SELECT id, event_name, event_time FROM event_rows WHERE event_hash = ?1 AND event_id = ?2",
+    )?;
+    let mut rows = stmt.query(params![texts::hash(&l.event_id), l.event_id])?;
+    let mut fallback: Option<i64> = None;
+    while let Some(r) = rows.next()? {
+        let (id, name, time): (i64, String, i64) = (r.get(0)?, r.get(1)?, r.get(2)?);
+        if name == l.event_name && time == l.event_time {
+            return Ok(id);
+        }
+        fallback = Some(fallback.map_or(id, |f| f.min(id)));
+    }
+    fallback.ok_or_else(|| {
+        StoreError::Corrupt(format!("a label names event {}, which is not stored", l.event_id))
+    })
 }
 
 /// Makes the stored labels of `key` equal to `labels`, writing only the rows that differ:

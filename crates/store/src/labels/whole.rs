@@ -7,7 +7,7 @@ use std::collections::{HashMap, HashSet};
 
 use granttrail_grants::{
     CallLabel, KeyClassifier, KeyInputs, KeyLabels, KmsEvent, Observation, ObservationIndex, Side,
-    classify_key, logical_event_refs,
+    classify_key, logical_event_refs, mark_collisions,
 };
 use rusqlite::{Connection, params};
 
@@ -90,7 +90,8 @@ pub(super) fn classify_whole_key(
     for &(from, to) in &windows {
         let events = window_events_of(conn, key, from, to)?;
         let calls = logical_event_refs(events.iter().filter(|e| e.is_kms()));
-        let labels: Vec<CallLabel> = calls.iter().flat_map(|c| classifier.label(c, &index)).collect();
+        let mut labels: Vec<CallLabel> = calls.iter().flat_map(|c| classifier.label(c, &index)).collect();
+        mark_collisions(&mut labels, &events);
         write(KeyWrite::Window { from, to, labels })?;
     }
     Ok(())
@@ -174,7 +175,12 @@ fn window_sql() -> String {
 /// not trusted to: a call is read whole in the window where it begins, as a single pass sees it.
 fn window_events_of(conn: &Connection, key: &str, from: i64, to: i64) -> Result<Vec<KmsEvent>> {
     let mut events = load_events(conn, &window_sql(), params![key, from, to])?;
-    let mut referenced = conn.prepare_cached("SELECT 1 FROM events WHERE shared_event_id = ?1")?;
+    // Another account's copy of the call, or a different record with its eventID (a collision):
+    // either way the call is read whole where it begins.
+    let mut referenced = conn.prepare_cached(
+        "SELECT 1 FROM events WHERE shared_event_id = ?1
+         UNION ALL SELECT 1 FROM event_id_collisions WHERE event_id = ?1",
+    )?;
     let copies_sql = format!(
         "SELECT {EVENT_COLUMNS} FROM events WHERE shared_event_id = ?1
          UNION ALL SELECT {EVENT_COLUMNS} FROM events WHERE event_hash = granttrail_hash(?1) AND event_id = ?1 AND shared_event_id IS NULL"
