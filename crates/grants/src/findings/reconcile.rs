@@ -44,12 +44,6 @@ pub const MISMATCH: Rule = Rule {
 /// The reconciliation rules.
 pub const RULES: [Rule; 4] = [UNSEEN_CREATION, MISSING_END, MISMATCH, UNSEEN_SERVICE_CREATION];
 
-/// A grantee AWS services use for themselves: a service principal, or an infrastructure
-/// principal such as `111122223333:aws:ec2-infrastructure:i-...`.
-fn service_grantee(p: &str) -> bool {
-    crate::matching::is_service_principal(p) || (!p.starts_with("arn:") && p.contains(":aws:"))
-}
-
 /// Is this rule one of the reconciliation rules (whose evidence includes a list-grants snapshot)?
 pub fn is_reconciliation_rule(rule_id: &str) -> bool {
     RULES.iter().any(|r| r.id == rule_id)
@@ -320,7 +314,9 @@ pub fn reconcile(snapshot: &Snapshot, grants: &[Grant], config: &RulesConfig, wi
                 let created =
                     l.creation_date.map_or_else(|| "at an unknown time".to_string(), timestamp::format);
                 let grantee = show(l.grantee_principal.as_deref());
-                let rule = if l.grantee_principal.as_deref().is_some_and(service_grantee) {
+                // A listing says nothing of who created the grant: the one test of a service-made
+                // grant reads its grantee and retiring principal.
+                let rule = if super::service::service_made(&listed_grant) {
                     UNSEEN_SERVICE_CREATION
                 } else {
                     UNSEEN_CREATION
