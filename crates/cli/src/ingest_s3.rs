@@ -5,8 +5,12 @@ use std::io::Read;
 
 use anyhow::Context;
 use clap::Args;
+use granttrail_cloudtrail::{KeyClass, ObjectKey};
+use granttrail_ingest::verify::{Input, read_digest, read_log, read_parallel};
 use granttrail_ingest::{Plan, ingest_parallel};
-use granttrail_s3::{ClientOptions, Listed, S3Url, Walker, Window, connect, object_name, open_object};
+use granttrail_s3::{
+    ClientOptions, Listed, S3Url, Walker, Window, connect, object_name, open_digest_object, open_object,
+};
 use granttrail_store::Store;
 use indicatif::HumanBytes;
 
@@ -24,17 +28,17 @@ pub struct S3Args {
     /// each file name, without downloading: RFC 3339, a date, or a duration back from now
     /// (30d, 12h, 90m).
     #[arg(long, value_name = "TIME", value_parser = parse_when)]
-    since: Option<When>,
+    pub since: Option<When>,
     /// Only objects that can hold records from before this time (delivered up to an hour
     /// later): RFC 3339, a date, or a duration back from now.
     #[arg(long, value_name = "TIME", value_parser = parse_when)]
-    until: Option<When>,
+    pub until: Option<When>,
     /// Only this account's logs (repeatable).
     #[arg(long = "account", value_name = "ID")]
-    accounts: Vec<String>,
+    pub accounts: Vec<String>,
     /// Only logs of this region (repeatable). The bucket's own region is --bucket-region.
     #[arg(long = "region", value_name = "REGION")]
-    regions: Vec<String>,
+    pub regions: Vec<String>,
     /// AWS profile for the credentials (default: the standard credential chain).
     #[arg(long, value_name = "NAME")]
     profile: Option<String>,
@@ -63,19 +67,10 @@ pub fn ingest(
         until: args.until.map(|w| w.resolve(now)),
         accounts: args.accounts.clone(),
         regions: args.regions.clone(),
+        digests: false,
     };
-    let options = ClientOptions {
-        profile: args.profile.clone(),
-        region: args.bucket_region.clone(),
-        endpoint_url: args.endpoint_url.clone(),
-    };
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-        .context("cannot start the S3 client's runtime")?;
+    let (runtime, client) = args.client()?;
     let handle = runtime.handle().clone();
-    let client = runtime.block_on(connect(&options));
     let bucket = location.bucket.as_str();
     let mut walker = Walker::new(client.clone(), bucket, &location.prefix, window);
     let (mut listed_bytes, mut done_bytes) = (0u64, 0u64);
@@ -97,4 +92,81 @@ pub fn ingest(
         eprintln!("granttrail: {url}: {} of objects listed", HumanBytes(listed_bytes));
     }
     Ok(())
+}
+
+impl S3Args {
+    /// A client for these options, on a runtime of its own (kept alive by the caller).
+    fn client(&self) -> anyhow::Result<(tokio::runtime::Runtime, granttrail_s3::Client)> {
+        let options = ClientOptions {
+            profile: self.profile.clone(),
+            region: self.bucket_region.clone(),
+            endpoint_url: self.endpoint_url.clone(),
+        };
+        let runtime = tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .context("cannot start the S3 client's runtime")?;
+        let client = runtime.block_on(connect(&options));
+        Ok((runtime, client))
+    }
+}
+
+/// What [`read_for_verify`] read.
+pub struct S3Read {
+    pub inputs: Vec<Input>,
+    /// Objects that could not be read, by name.
+    pub errors: Vec<(String, String)>,
+}
+
+/// Lists the log files and digests under `url` that `args` select and reads each: log files
+/// hashed, digests parsed with the signature from their metadata.
+pub fn read_for_verify(
+    url: &str,
+    args: &S3Args,
+    jobs: Option<usize>,
+    max_object_bytes: u64,
+) -> anyhow::Result<S3Read> {
+    let location = S3Url::parse(url).with_context(|| format!("{url}: not an s3://bucket[/prefix] URL"))?;
+    let now = granttrail_ingest::now();
+    let window = Window {
+        // Digests list files up to an hour after their delivery: the walk takes a day more.
+        since: args.since.map(|w| w.resolve(now) - 86_400),
+        until: args.until.map(|w| w.resolve(now) + 86_400),
+        accounts: args.accounts.clone(),
+        regions: args.regions.clone(),
+        digests: true,
+    };
+    let (runtime, client) = args.client()?;
+    let handle = runtime.handle().clone();
+    let bucket = location.bucket.as_str();
+    let mut walker = Walker::new(client.clone(), bucket, &location.prefix, window);
+    let mut read = S3Read { inputs: Vec::new(), errors: Vec::new() };
+    let jobs = jobs.unwrap_or(DEFAULT_JOBS);
+    while let Some(page) = walker.next_page(&handle).with_context(|| format!("listing {url}"))? {
+        let results = read_parallel(&page, jobs, |o: &Listed| {
+            let name = object_name(bucket, &o.key);
+            if ObjectKey::parse(&o.key).class == KeyClass::Digest {
+                let (body, signature) =
+                    open_digest_object(&client, &handle, bucket, &o.key).map_err(|e| e.to_string())?;
+                Ok(Input::Digest(Box::new(read_digest(
+                    name,
+                    &o.key,
+                    Some(bucket.to_string()),
+                    body,
+                    signature,
+                ))))
+            } else {
+                let body = open_object(&client, &handle, bucket, &o.key).map_err(|e| e.to_string())?;
+                Ok(Input::Log(read_log(name, &o.key, body, max_object_bytes)))
+            }
+        });
+        for (o, result) in page.iter().zip(results) {
+            match result {
+                Ok(input) => read.inputs.push(input),
+                Err(e) => read.errors.push((object_name(bucket, &o.key), e)),
+            }
+        }
+    }
+    Ok(read)
 }

@@ -13,6 +13,7 @@ mod ingest_s3;
 mod output;
 mod prune_cmd;
 mod report;
+mod verify_cmd;
 mod views;
 
 use std::path::PathBuf;
@@ -89,6 +90,16 @@ enum Command {
     /// finding or a grant-only label cites are always kept. Freed space goes back to the file
     /// system.
     Prune(prune_cmd::PruneArgs),
+    /// Check log files against CloudTrail's signed digests (log file integrity validation),
+    /// offline: on a downloaded copy of the log bucket, or on `s3://bucket[/prefix]`.
+    ///
+    /// Per account and region: every log file a digest lists must be present with the SHA-256
+    /// it lists (else altered or missing); every log file present must be listed by a digest
+    /// when digests cover its delivery (else unlisted); each digest must hash as the next one
+    /// in its chain records and sit where it says it was delivered; with --public-keys, each
+    /// digest's signature is checked. Hours with no digests are reported as unverified, not as
+    /// errors. Exit status 1 if anything is altered, missing or unlisted, or a digest fails.
+    Verify(verify_cmd::VerifyArgs),
 }
 
 fn main() -> ExitCode {
@@ -105,6 +116,7 @@ fn main() -> ExitCode {
             .and_then(|mut store| import_cmd::run(&mut store, &command)),
         Command::Rebuild => grants_cmd::rebuild(&cli.db, &config),
         Command::Prune(args) => prune_cmd::run(&cli.db, &config, &args),
+        Command::Verify(args) => verify_cmd::run(&args),
     });
     match result {
         Ok(code) => code,

@@ -17,6 +17,7 @@
 #![forbid(unsafe_code)]
 
 mod decode;
+pub mod digest;
 pub mod envelope;
 mod error;
 mod key;

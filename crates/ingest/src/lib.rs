@@ -13,6 +13,7 @@ mod object;
 mod parallel;
 pub mod report;
 mod sources;
+pub mod verify;
 
 pub use config::Config;
 pub use object::{IngestError, Outcome, ingest_object};

@@ -23,6 +23,8 @@ pub struct Window {
     pub accounts: Vec<String>,
     /// Only these regions (empty: all).
     pub regions: Vec<String>,
+    /// Also the digest files (for `verify`); log files only otherwise.
+    pub digests: bool,
 }
 
 impl Window {
@@ -45,6 +47,7 @@ impl Window {
         match rest.next() {
             None => return true,
             Some(&"CloudTrail") => {}
+            Some(&"CloudTrail-Digest") if self.digests => {}
             // CloudTrail-Digest, CloudTrail-Insight, other services' logs.
             Some(_) => return false,
         }
@@ -62,11 +65,19 @@ impl Window {
         }
     }
 
-    /// Is the object `key` wanted? Digests, Insights and other files never are.
+    /// Is the object `key` wanted? Digests only with [`Window::digests`] (their folders are
+    /// pruned by date, the rest is for the verifier to judge); Insights and other files never.
     pub fn wants(&self, key: &str) -> bool {
         let k = ObjectKey::parse(key);
-        if k.class != KeyClass::Log {
-            return false;
+        match k.class {
+            KeyClass::Log => {}
+            KeyClass::Digest if self.digests => {
+                let listed = |wanted: &[String], have: &Option<String>| {
+                    wanted.is_empty() || have.as_ref().is_some_and(|h| wanted.contains(h))
+                };
+                return listed(&self.accounts, &k.account) && listed(&self.regions, &k.region);
+            }
+            _ => return false,
         }
         let listed = |wanted: &[String], have: &Option<String>| {
             wanted.is_empty() || have.as_ref().is_some_and(|h| wanted.contains(h))

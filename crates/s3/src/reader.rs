@@ -47,3 +47,18 @@ pub fn open_object(client: &Client, handle: &Handle, bucket: &str, key: &str) ->
         .map_err(|e| io::Error::other(S3Error::new("GetObject", e)))?;
     Ok(BodyReader::new(response.body, handle.clone()))
 }
+
+/// Starts a GetObject and returns its body and the `x-amz-meta-signature` metadata CloudTrail
+/// sets on a digest (the digest's own signature).
+pub fn open_digest_object(
+    client: &Client,
+    handle: &Handle,
+    bucket: &str,
+    key: &str,
+) -> io::Result<(BodyReader, Option<String>)> {
+    let response = handle
+        .block_on(client.get_object().bucket(bucket).key(key).send())
+        .map_err(|e| io::Error::other(S3Error::new("GetObject", e)))?;
+    let signature = response.metadata().and_then(|m| m.get("signature")).cloned();
+    Ok((BodyReader::new(response.body, handle.clone()), signature))
+}

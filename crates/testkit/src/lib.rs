@@ -7,6 +7,7 @@
 mod runtime_api;
 pub mod scenario;
 mod sink;
+pub mod trail;
 
 use std::io::{Read, Write};
 use std::net::{TcpListener, TcpStream};

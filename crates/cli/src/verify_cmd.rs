@@ -1,0 +1,192 @@
+//! `granttrail verify`: check log files against CloudTrail's signed digests, offline.
+
+use std::io::Write;
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, ValueEnum};
+use granttrail_cloudtrail::digest::PublicKeys;
+use granttrail_grants::timestamp;
+use granttrail_ingest::verify::{self, Filter, Input, Verification};
+use granttrail_ingest::{Limits, now};
+
+use crate::output::terminal_safe;
+
+#[derive(Debug, Args)]
+pub struct VerifyArgs {
+    /// Directories or files of a downloaded copy of the log bucket (digests included), or
+    /// `s3://bucket[/prefix]`.
+    #[arg(required = true, value_name = "PATH")]
+    paths: Vec<PathBuf>,
+
+    /// The output of `aws cloudtrail list-public-keys` for the period (any region's keys can
+    /// be concatenated into one `PublicKeyList`). Without it, signatures are not checked.
+    #[arg(long, value_name = "FILE")]
+    public_keys: Option<PathBuf>,
+
+    /// `table`: a line per problem and a summary per account and region; `json`: the same as
+    /// one object.
+    #[arg(long, value_enum, default_value_t = VerifyFormat::Table)]
+    format: VerifyFormat,
+
+    /// Threads reading files (default: one per core; for S3, 8 downloads at a time).
+    #[arg(long, short, value_name = "N")]
+    jobs: Option<usize>,
+
+    /// Treat a log file as altered once it inflates past this many bytes.
+    #[arg(long, value_name = "BYTES", default_value_t = Limits::DEFAULT_MAX_OBJECT_BYTES)]
+    max_object_bytes: u64,
+
+    #[command(flatten)]
+    s3: crate::ingest_s3::S3Args,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum VerifyFormat {
+    Table,
+    Json,
+}
+
+pub fn run(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
+    let keys = match &args.public_keys {
+        Some(path) => {
+            let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+            Some(PublicKeys::parse(&bytes).with_context(|| path.display().to_string())?)
+        }
+        None => None,
+    };
+    let filter = args.s3.filter(now());
+    let mut inputs: Vec<Input> = Vec::new();
+    let mut unreadable = 0;
+    let (urls, files): (Vec<&PathBuf>, Vec<&PathBuf>) =
+        args.paths.iter().partition(|p| p.to_string_lossy().starts_with("s3://"));
+    if !files.is_empty() {
+        let jobs = args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
+        let files: Vec<PathBuf> = files.into_iter().cloned().collect();
+        let read = verify::read_paths(&files, jobs, args.max_object_bytes);
+        for (path, error) in &read.errors {
+            eprintln!(
+                "granttrail: cannot read {}: {}",
+                terminal_safe(&path.display().to_string()),
+                terminal_safe(error)
+            );
+        }
+        unreadable += read.errors.len();
+        inputs.extend(read.inputs);
+    }
+    for url in urls {
+        let read = crate::ingest_s3::read_for_verify(
+            &url.to_string_lossy(),
+            &args.s3,
+            args.jobs,
+            args.max_object_bytes,
+        )?;
+        for (name, error) in &read.errors {
+            eprintln!("granttrail: cannot read {}: {}", terminal_safe(name), terminal_safe(error));
+        }
+        unreadable += read.errors.len();
+        inputs.extend(read.inputs);
+    }
+    let digests = inputs.iter().filter(|i| matches!(i, Input::Digest(_))).count();
+    let verification = verify::analyse(&inputs, keys.as_ref(), &filter);
+    drop(inputs);
+
+    let mut out = std::io::stdout().lock();
+    match args.format {
+        VerifyFormat::Json => {
+            serde_json::to_writer_pretty(&mut out, &verification)?;
+            writeln!(out)?;
+        }
+        VerifyFormat::Table => print_table(&verification, keys.as_ref(), digests, &mut out)?,
+    }
+    if unreadable > 0 {
+        anyhow::bail!("{unreadable} path(s) could not be read; the verdict above leaves them out");
+    }
+    Ok(if verification.failed() { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+fn print_table(
+    v: &Verification,
+    keys: Option<&PublicKeys>,
+    digests: usize,
+    out: &mut dyn Write,
+) -> anyhow::Result<()> {
+    for p in &v.problems {
+        writeln!(out, "{}\t{}\t{}", p.verdict.as_str(), terminal_safe(&p.object), terminal_safe(&p.reason))?;
+    }
+    if !v.problems.is_empty() {
+        writeln!(out)?;
+    }
+    for s in &v.summaries {
+        writeln!(
+            out,
+            "{} {}: {} log files verified, {} altered, {} missing, {} unlisted, {} not covered by any digest; \
+             {} digests ({} trusted)",
+            terminal_safe(&s.account),
+            terminal_safe(&s.region),
+            s.verified,
+            s.altered,
+            s.missing,
+            s.unlisted,
+            s.not_covered,
+            s.digests,
+            s.digests_trusted
+        )?;
+        if let (Some(first), Some(last)) = (s.covered.first(), s.covered.last()) {
+            writeln!(
+                out,
+                "  digests cover {} to {}",
+                timestamp::format(first.start),
+                timestamp::format(last.end)
+            )?;
+        }
+        for gap in &s.gaps {
+            writeln!(
+                out,
+                "  no digests {} to {}: log files delivered then cannot be verified",
+                timestamp::format(gap.start),
+                timestamp::format(gap.end)
+            )?;
+        }
+        if v.signatures_checked && s.signatures_unchecked > 0 {
+            writeln!(
+                out,
+                "  {} digest signature(s) not checked: the newest digest of a downloaded copy is signed only \
+                 in its S3 metadata (verify s3://... to check it)",
+                s.signatures_unchecked
+            )?;
+        }
+    }
+    match keys {
+        Some(keys) => {
+            let valid: u64 = v.summaries.iter().map(|s| s.signatures_valid).sum();
+            writeln!(out, "signatures: {valid} valid, checked with {} public key(s)", keys.len())?;
+        }
+        None => writeln!(
+            out,
+            "signatures: not checked (give --public-keys FILE, the output of `aws cloudtrail list-public-keys`); \
+             hashes and the chain were checked"
+        )?,
+    }
+    if digests == 0 {
+        writeln!(
+            out,
+            "no digest files among the inputs: nothing could be verified (is log file validation on for the trail, \
+             and were the CloudTrail-Digest folders copied?)"
+        )?;
+    }
+    Ok(())
+}
+
+impl crate::ingest_s3::S3Args {
+    /// The selection as a verification filter; durations count back from `now`.
+    pub fn filter(&self, now: i64) -> Filter {
+        Filter {
+            since: self.since.map(|w| w.resolve(now)),
+            until: self.until.map(|w| w.resolve(now)),
+            accounts: self.accounts.clone(),
+            regions: self.regions.clone(),
+        }
+    }
+}

@@ -1,0 +1,436 @@
+//! Judging log files and digests that have been read: no I/O here.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use granttrail_cloudtrail::ObjectKey;
+use granttrail_cloudtrail::digest::{Digest, PublicKeys, Sha256, signature_is_valid};
+use granttrail_grants::timestamp;
+
+use super::read::file_name;
+use super::{
+    DigestObject, Filter, Input, LogObject, LogVerdict, Period, Problem, ProblemKind, Summary, Verification,
+};
+
+/// CloudTrail delivers a log file within minutes of the time in its name (usually under 15) and
+/// lists it in the digest of the hour it was delivered. A file no digest lists is only called
+/// unlisted when digests cover this long after the time in its name.
+pub const DELIVERY_WINDOW_SECONDS: i64 = 3600;
+
+/// Consecutive digests share an end and a start time; this much apart still counts as one
+/// covered stretch.
+const CONTIGUOUS_SECONDS: i64 = 60;
+
+/// A digest that could be read, with what the checks found.
+struct Read<'a> {
+    object: &'a DigestObject,
+    digest: &'a Digest,
+    sha256: Sha256,
+    period: Period,
+    account: String,
+    region: String,
+    /// Backfill digests list late files; they are not links of the hourly chain.
+    backfill: bool,
+    trusted: bool,
+    /// The signature the next digest of the chain records for this one.
+    signature_from_next: Option<&'a str>,
+}
+
+/// Judges what [`super::read`] produced. `keys`: the public keys to check signatures with.
+pub fn analyse(inputs: &[Input], keys: Option<&PublicKeys>, filter: &Filter) -> Verification {
+    let mut out = Verification { signatures_checked: keys.is_some(), ..Verification::default() };
+    let mut digests = Vec::new();
+    let mut logs = Vec::new();
+    for input in inputs {
+        match input {
+            Input::Log(log) if filter.wants_log(log) => logs.push(log),
+            Input::Log(_) => {}
+            Input::Digest(object) => match read(object) {
+                Ok(read) if filter.wants_digest(&read) => digests.push(read),
+                Ok(_) => {}
+                Err(reason) => {
+                    let key = ObjectKey::parse(&object.key);
+                    if filter.wants_place(key.account.as_deref(), key.region.as_deref()) {
+                        out.problems.push(Problem {
+                            object: object.name.clone(),
+                            verdict: ProblemKind::DigestUnreadable,
+                            reason,
+                            account: key.account,
+                            region: key.region,
+                        });
+                    }
+                }
+            },
+        }
+    }
+
+    check_locations(&mut digests, &mut out.problems);
+    check_chains(&mut digests, &mut out.problems);
+    let signatures = check_signatures(&mut digests, keys, &mut out.problems);
+
+    let mut summaries: BTreeMap<(String, String), Summary> = BTreeMap::new();
+    let place = |summaries: &mut BTreeMap<(String, String), Summary>, account: &str, region: &str| {
+        let key = (account.to_string(), region.to_string());
+        summaries.entry(key).or_insert_with(|| Summary {
+            account: account.to_string(),
+            region: region.to_string(),
+            ..Summary::default()
+        });
+        (account.to_string(), region.to_string())
+    };
+    for (d, signature) in digests.iter().zip(&signatures) {
+        let key = place(&mut summaries, &d.account, &d.region);
+        let Some(s) = summaries.get_mut(&key) else { continue };
+        s.digests += 1;
+        s.digests_trusted += u64::from(d.trusted);
+        match signature {
+            Signature::Valid => s.signatures_valid += 1,
+            Signature::Unchecked => s.signatures_unchecked += 1,
+            Signature::Failed => {}
+        }
+        if d.trusted && !d.backfill {
+            s.covered.push(d.period);
+        }
+    }
+    for s in summaries.values_mut() {
+        s.covered = merge(std::mem::take(&mut s.covered));
+        s.gaps = s.covered.windows(2).map(|w| Period { start: w[0].end, end: w[1].start }).collect();
+    }
+
+    // Every log file a trusted digest lists, by file name; and those only untrusted ones list.
+    let mut listed: HashMap<&str, (&Read, usize)> = HashMap::new();
+    let mut listed_untrusted: HashMap<&str, &Read> = HashMap::new();
+    for d in &digests {
+        for (i, file) in d.digest.log_files.iter().enumerate() {
+            let name = file_name(&file.s3_object);
+            if d.trusted {
+                listed.entry(name).or_insert((d, i));
+            } else {
+                listed_untrusted.entry(name).or_insert(d);
+            }
+        }
+    }
+
+    let mut seen: HashSet<&str> = HashSet::new();
+    for log in logs {
+        let account = log.account.clone().unwrap_or_default();
+        let region = log.region.clone().unwrap_or_default();
+        let key = place(&mut summaries, &account, &region);
+        let (verdict, problem) = judge_log(log, &listed, &listed_untrusted, summaries.get(&key));
+        seen.insert(log.file.as_str());
+        if let Some(s) = summaries.get_mut(&key) {
+            match verdict {
+                LogVerdict::Verified => s.verified += 1,
+                LogVerdict::Altered => s.altered += 1,
+                LogVerdict::Unlisted => s.unlisted += 1,
+                LogVerdict::NotCovered => s.not_covered += 1,
+            }
+        }
+        if let Some((verdict, reason)) = problem {
+            out.problems.push(Problem {
+                object: log.name.clone(),
+                verdict,
+                reason,
+                account: log.account.clone(),
+                region: log.region.clone(),
+            });
+        }
+        out.log_files.push((log.name.clone(), verdict));
+    }
+
+    for (name, (d, i)) in &listed {
+        let Some(file) = d.digest.log_files.get(*i) else { continue };
+        if seen.contains(name) || !filter.wants_listed(&file.s3_object) {
+            continue;
+        }
+        let key = place(&mut summaries, &d.account, &d.region);
+        if let Some(s) = summaries.get_mut(&key) {
+            s.missing += 1;
+        }
+        out.problems.push(Problem {
+            object: format!("s3://{}/{}", file.s3_bucket, file.s3_object),
+            verdict: ProblemKind::Missing,
+            reason: format!(
+                "listed by {} (log files delivered {} to {}) but not among the inputs: it may have held any event of account {} in {} delivered then",
+                d.object.name,
+                timestamp::format(d.period.start),
+                timestamp::format(d.period.end),
+                d.account,
+                d.region
+            ),
+            account: Some(d.account.clone()),
+            region: Some(d.region.clone()),
+        });
+    }
+
+    out.problems.sort_by(|a, b| {
+        (&a.account, &a.region, a.verdict, &a.object).cmp(&(&b.account, &b.region, b.verdict, &b.object))
+    });
+    out.summaries = summaries.into_values().collect();
+    out
+}
+
+impl Filter {
+    fn wants_place(&self, account: Option<&str>, region: Option<&str>) -> bool {
+        let listed = |wanted: &[String], have: Option<&str>| {
+            wanted.is_empty() || have.is_some_and(|h| wanted.iter().any(|w| w == h))
+        };
+        listed(&self.accounts, account) && listed(&self.regions, region)
+    }
+
+    /// The same window `ingest` applies to S3 keys: delivered at or after `since`, and at most
+    /// an hour after `until`.
+    fn wants_time(&self, delivered: Option<i64>) -> bool {
+        let Some(t) = delivered else { return true };
+        self.since.is_none_or(|s| t + 60 > s) && self.until.is_none_or(|u| t <= u + DELIVERY_WINDOW_SECONDS)
+    }
+
+    fn wants_log(&self, log: &LogObject) -> bool {
+        self.wants_place(log.account.as_deref(), log.region.as_deref()) && self.wants_time(log.delivered)
+    }
+
+    fn wants_listed(&self, s3_object: &str) -> bool {
+        let key = ObjectKey::parse(s3_object);
+        let delivered = key.delivered.and_then(|((y, m, d), hh, mm)| {
+            timestamp::parse(&format!("{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:00Z"))
+        });
+        self.wants_place(key.account.as_deref(), key.region.as_deref()) && self.wants_time(delivered)
+    }
+
+    /// Digests are kept a little beyond the window: the files it selects are listed by them.
+    fn wants_digest(&self, d: &Read) -> bool {
+        let slack = 2 * DELIVERY_WINDOW_SECONDS;
+        self.wants_place(Some(&d.account), Some(&d.region))
+            && self.since.is_none_or(|s| d.period.end + slack >= s)
+            && self.until.is_none_or(|u| d.period.start <= u + slack)
+    }
+}
+
+fn read(object: &DigestObject) -> Result<Read<'_>, String> {
+    let (digest, sha256) = object.content.as_ref().map_err(Clone::clone)?;
+    let time = |field: &str, text: &str| {
+        timestamp::parse(text).ok_or_else(|| format!("{field} is not a time: {text:?}"))
+    };
+    let period = Period {
+        start: time("digestStartTime", &digest.digest_start_time)?,
+        end: time("digestEndTime", &digest.digest_end_time)?,
+    };
+    let claimed = ObjectKey::parse(&digest.digest_s3_object);
+    let region = claimed.region.ok_or_else(|| {
+        format!("digestS3Object is not a CloudTrail digest key: {:?}", digest.digest_s3_object)
+    })?;
+    Ok(Read {
+        object,
+        digest,
+        sha256: *sha256,
+        period,
+        account: digest.aws_account_id.clone(),
+        region,
+        backfill: file_name(&digest.digest_s3_object).ends_with("_backfill.json.gz"),
+        trusted: true,
+        signature_from_next: None,
+    })
+}
+
+/// A digest must be where it says CloudTrail delivered it: the same bucket and key in S3, or a
+/// path ending in its key from `AWSLogs/` on in a downloaded copy.
+fn check_locations(digests: &mut [Read], problems: &mut Vec<Problem>) {
+    for d in digests.iter_mut() {
+        let claimed = &d.digest.digest_s3_object;
+        let in_place = match &d.object.bucket {
+            Some(bucket) => *bucket == d.digest.digest_s3_bucket && d.object.key == *claimed,
+            None => {
+                let tail = claimed.find("AWSLogs/").map_or(claimed.as_str(), |i| &claimed[i..]);
+                let path = d.object.key.replace('\\', "/");
+                path == tail || path.ends_with(&format!("/{tail}"))
+            }
+        };
+        if !in_place {
+            d.trusted = false;
+            problems.push(problem(
+                d,
+                ProblemKind::DigestMoved,
+                format!("it says CloudTrail delivered it to s3://{}/{claimed}", d.digest.digest_s3_bucket),
+            ));
+        }
+    }
+}
+
+/// Links each hourly chain (per account, region and trail) and checks each digest's hash against
+/// the one the next digest records. A link named but absent is a missing digest, unless it lies
+/// before the earliest digest given (a copy starts somewhere).
+fn check_chains<'a>(digests: &mut [Read<'a>], problems: &mut Vec<Problem>) {
+    let mut chains: BTreeMap<(String, String, String), Vec<usize>> = BTreeMap::new();
+    for (i, d) in digests.iter().enumerate() {
+        // A moved digest stays a link (it is there, only not trusted), so it is not also missing.
+        if !d.backfill {
+            let trail = trail_of(&d.digest.digest_s3_object).to_string();
+            chains.entry((d.account.clone(), d.region.clone(), trail)).or_default().push(i);
+        }
+    }
+    for chain in chains.values_mut() {
+        chain.sort_by_key(|&i| digests[i].period.end);
+        let by_file: HashMap<String, usize> =
+            chain.iter().map(|&i| (file_name(&digests[i].digest.digest_s3_object).to_string(), i)).collect();
+        for (position, &i) in chain.iter().enumerate() {
+            let Some(previous) = digests[i].digest.previous_digest_s3_object.clone() else { continue };
+            match by_file.get(file_name(&previous)) {
+                Some(&p) => {
+                    let next: &'a Digest = digests[i].digest;
+                    let recorded = next.previous_hash().ok().flatten();
+                    digests[p].signature_from_next = next.previous_digest_signature.as_deref();
+                    if recorded != Some(digests[p].sha256) {
+                        digests[p].trusted = false;
+                        let next = digests[i].object.name.clone();
+                        problems.push(problem(
+                            &digests[p],
+                            ProblemKind::DigestAltered,
+                            format!("its content does not have the SHA-256 the next digest, {next}, records"),
+                        ));
+                    }
+                }
+                None if position > 0 => {
+                    let d = &digests[i];
+                    let bucket =
+                        d.digest.previous_digest_s3_bucket.as_deref().unwrap_or(&d.digest.digest_s3_bucket);
+                    problems.push(Problem {
+                        object: format!("s3://{bucket}/{previous}"),
+                        verdict: ProblemKind::DigestMissing,
+                        reason: format!(
+                            "{} names it as the previous digest, but it is not among the inputs: the log files it listed cannot be checked",
+                            d.object.name
+                        ),
+                        account: Some(d.account.clone()),
+                        region: Some(d.region.clone()),
+                    });
+                }
+                None => {}
+            }
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Signature {
+    Valid,
+    Failed,
+    Unchecked,
+}
+
+/// Checks each still-trusted digest's signature: from its S3 metadata, or as the next digest
+/// records it.
+fn check_signatures(
+    digests: &mut [Read],
+    keys: Option<&PublicKeys>,
+    problems: &mut Vec<Problem>,
+) -> Vec<Signature> {
+    digests
+        .iter_mut()
+        .map(|d| {
+            if !d.trusted {
+                return Signature::Failed;
+            }
+            let from_metadata = d.object.metadata_signature.as_deref();
+            if let (Some(a), Some(b)) = (from_metadata, d.signature_from_next)
+                && !a.eq_ignore_ascii_case(b)
+            {
+                d.trusted = false;
+                problems.push(problem(
+                    d,
+                    ProblemKind::DigestSignatureInvalid,
+                    "the signature in its S3 metadata differs from the one the next digest records".to_string(),
+                ));
+                return Signature::Failed;
+            }
+            let (Some(keys), Some(signature)) = (keys, from_metadata.or(d.signature_from_next)) else {
+                return Signature::Unchecked;
+            };
+            let fingerprint = &d.digest.digest_public_key_fingerprint;
+            let Some(key) = keys.get(fingerprint) else {
+                d.trusted = false;
+                problems.push(problem(
+                    d,
+                    ProblemKind::DigestKeyUnknown,
+                    format!("signed with the key whose fingerprint is {fingerprint}, which the public keys given do not hold"),
+                ));
+                return Signature::Failed;
+            };
+            if signature_is_valid(key, d.digest.signing_string(&d.sha256).as_bytes(), signature) {
+                Signature::Valid
+            } else {
+                d.trusted = false;
+                problems.push(problem(
+                    d,
+                    ProblemKind::DigestSignatureInvalid,
+                    format!("its signature does not verify with the key whose fingerprint is {fingerprint}"),
+                ));
+                Signature::Failed
+            }
+        })
+        .collect()
+}
+
+fn judge_log(
+    log: &LogObject,
+    listed: &HashMap<&str, (&Read, usize)>,
+    listed_untrusted: &HashMap<&str, &Read>,
+    summary: Option<&Summary>,
+) -> (LogVerdict, Option<(ProblemKind, String)>) {
+    let sha256 = match &log.sha256 {
+        Ok(sha256) => sha256,
+        Err(reason) => return (LogVerdict::Altered, Some((ProblemKind::Altered, reason.clone()))),
+    };
+    if let Some((d, i)) = listed.get(log.file.as_str()) {
+        let listed_hash = d.digest.log_files.get(*i).and_then(|f| f.hash().ok());
+        return if listed_hash == Some(*sha256) {
+            (LogVerdict::Verified, None)
+        } else {
+            let reason = format!("its content does not have the SHA-256 {} lists for it", d.object.name);
+            (LogVerdict::Altered, Some((ProblemKind::Altered, reason)))
+        };
+    }
+    if let Some(d) = listed_untrusted.get(log.file.as_str()) {
+        let reason = format!("only {} lists it, and that digest failed verification", d.object.name);
+        return (LogVerdict::Unlisted, Some((ProblemKind::Unlisted, reason)));
+    }
+    let covered = log.delivered.is_some_and(|t| {
+        summary
+            .is_some_and(|s| s.covered.iter().any(|p| p.start <= t && t + DELIVERY_WINDOW_SECONDS <= p.end))
+    });
+    if covered {
+        let reason = "digests cover the hour after its delivery, but none lists it".to_string();
+        (LogVerdict::Unlisted, Some((ProblemKind::Unlisted, reason)))
+    } else {
+        (LogVerdict::NotCovered, None)
+    }
+}
+
+/// The trail part of a digest key's file name: everything before the end timestamp.
+fn trail_of(key: &str) -> &str {
+    let file = file_name(key);
+    let file = file.strip_suffix(".json.gz").unwrap_or(file);
+    let file = file.strip_suffix("_backfill").unwrap_or(file);
+    file.rsplit_once('_').map_or(file, |(trail, _)| trail)
+}
+
+/// Sorted, merged periods; neighbours within [`CONTIGUOUS_SECONDS`] join.
+fn merge(mut periods: Vec<Period>) -> Vec<Period> {
+    periods.sort_by_key(|p| p.start);
+    let mut out: Vec<Period> = Vec::with_capacity(periods.len());
+    for p in periods {
+        match out.last_mut() {
+            Some(last) if p.start <= last.end + CONTIGUOUS_SECONDS => last.end = last.end.max(p.end),
+            _ => out.push(p),
+        }
+    }
+    out
+}
+
+fn problem(d: &Read, verdict: ProblemKind, reason: String) -> Problem {
+    Problem {
+        object: d.object.name.clone(),
+        verdict,
+        reason,
+        account: Some(d.account.clone()),
+        region: Some(d.region.clone()),
+    }
+}

@@ -1,0 +1,271 @@
+//! Signed chains of the tests' own, intact and then tampered with: each tampering is reported
+//! exactly, and nothing intact is.
+
+use granttrail_cloudtrail::digest::PublicKeys;
+use granttrail_cloudtrail::{KeyClass, ObjectKey};
+use granttrail_testkit::trail::SignedTrail;
+use serde_json::json;
+
+use super::*;
+
+/// Three hours of a trail: two log files an hour, each hour's digest after it.
+fn three_hours() -> (SignedTrail, Vec<String>, Vec<String>) {
+    let mut trail = SignedTrail::new("111122223333", "eu-west-1");
+    let mut logs = Vec::new();
+    let mut digests = Vec::new();
+    for hour in 10..13 {
+        for minute in ["05", "35"] {
+            let at = format!("2025-03-04T{hour}:{minute}:00Z");
+            logs.push(trail.log_file(&at, &[json!({"eventID": at, "eventSource": "kms.amazonaws.com"})]));
+        }
+        digests.push(
+            trail.digest(&format!("2025-03-04T{hour}:00:00Z"), &format!("2025-03-04T{}:00:00Z", hour + 1)),
+        );
+    }
+    (trail, logs, digests)
+}
+
+/// The trail's objects as a downloaded copy (`copy`) or as read from S3 with metadata.
+fn inputs(trail: &SignedTrail, from_s3: bool) -> Vec<Input> {
+    trail
+        .objects
+        .iter()
+        .map(|(key, bytes)| {
+            let name = if from_s3 { format!("s3://{}/{key}", trail.bucket) } else { format!("/copy/{key}") };
+            let place = if from_s3 { key.clone() } else { format!("/copy/{key}") };
+            match ObjectKey::parse(key).class {
+                KeyClass::Digest => Input::Digest(Box::new(read_digest(
+                    name,
+                    &place,
+                    from_s3.then(|| trail.bucket.clone()),
+                    bytes.as_slice(),
+                    if from_s3 { trail.signatures.get(key).cloned() } else { None },
+                ))),
+                _ => Input::Log(read_log(name, &place, bytes.as_slice(), 1 << 30)),
+            }
+        })
+        .collect()
+}
+
+fn keys(trail: &SignedTrail) -> PublicKeys {
+    PublicKeys::parse(trail.public_keys_json().as_bytes()).unwrap()
+}
+
+fn verdicts(v: &Verification) -> Vec<(ProblemKind, String)> {
+    v.problems
+        .iter()
+        .map(|p| (p.verdict, p.object.rsplit('/').next().unwrap_or_default().to_string()))
+        .collect()
+}
+
+fn file(key: &str) -> String {
+    key.rsplit('/').next().unwrap().to_string()
+}
+
+#[test]
+fn an_intact_copy_is_verified_and_only_the_newest_signature_is_left_unchecked() {
+    let (trail, logs, _) = three_hours();
+    let v = analyse(&inputs(&trail, false), Some(&keys(&trail)), &Filter::default());
+    assert_eq!(verdicts(&v), vec![]);
+    assert!(!v.failed());
+    let s = &v.summaries[0];
+    assert_eq!((s.account.as_str(), s.region.as_str()), ("111122223333", "eu-west-1"));
+    assert_eq!((s.verified, s.altered, s.missing, s.unlisted, s.not_covered), (6, 0, 0, 0, 0));
+    assert_eq!((s.digests, s.digests_trusted, s.signatures_valid, s.signatures_unchecked), (3, 3, 2, 1));
+    assert_eq!(s.gaps, vec![]);
+    assert_eq!(v.log_files.len(), logs.len());
+    assert!(v.log_files.iter().all(|(_, verdict)| *verdict == LogVerdict::Verified));
+}
+
+#[test]
+fn from_s3_the_newest_signature_is_checked_too() {
+    let (trail, _, _) = three_hours();
+    let v = analyse(&inputs(&trail, true), Some(&keys(&trail)), &Filter::default());
+    assert_eq!(verdicts(&v), vec![]);
+    assert_eq!((v.summaries[0].signatures_valid, v.summaries[0].signatures_unchecked), (3, 0));
+}
+
+#[test]
+fn without_keys_nothing_is_said_of_signatures() {
+    let (trail, _, _) = three_hours();
+    let v = analyse(&inputs(&trail, false), None, &Filter::default());
+    assert!(!v.signatures_checked);
+    assert_eq!(verdicts(&v), vec![]);
+    assert_eq!((v.summaries[0].signatures_valid, v.summaries[0].signatures_unchecked), (0, 3));
+}
+
+#[test]
+fn an_altered_log_file_is_reported_alone() {
+    let (mut trail, logs, _) = three_hours();
+    let text = trail.content(&logs[2]).unwrap().replace("kms", "sts");
+    trail.tamper(&logs[2], &text);
+    let v = analyse(&inputs(&trail, false), Some(&keys(&trail)), &Filter::default());
+    assert_eq!(verdicts(&v), vec![(ProblemKind::Altered, file(&logs[2]))]);
+    assert_eq!(v.summaries[0].verified, 5);
+}
+
+#[test]
+fn a_deleted_log_file_is_missing_and_named_as_listed() {
+    let (mut trail, logs, _) = three_hours();
+    trail.objects.remove(&logs[3]);
+    let v = analyse(&inputs(&trail, false), Some(&keys(&trail)), &Filter::default());
+    assert_eq!(verdicts(&v), vec![(ProblemKind::Missing, file(&logs[3]))]);
+    assert_eq!(v.problems[0].object, format!("s3://trail-bucket/{}", logs[3]));
+    assert!(
+        v.problems[0].reason.contains("2025-03-04T11:00:00Z to 2025-03-04T12:00:00Z"),
+        "{}",
+        v.problems[0].reason
+    );
+}
+
+#[test]
+fn a_planted_file_is_unlisted_inside_the_digests_hours_and_only_not_covered_after_them() {
+    let (mut trail, _, _) = three_hours();
+    let planted = trail.log_file("2025-03-04T10:50:00Z", &[json!({"eventSource": "kms.amazonaws.com"})]);
+    let later = trail.log_file("2025-03-04T12:40:00Z", &[]);
+    let v = analyse(&inputs(&trail, false), Some(&keys(&trail)), &Filter::default());
+    assert_eq!(verdicts(&v), vec![(ProblemKind::Unlisted, file(&planted))]);
+    let not_covered: Vec<_> = v
+        .log_files
+        .iter()
+        .filter(|(_, verdict)| *verdict == LogVerdict::NotCovered)
+        .map(|(n, _)| file(n))
+        .collect();
+    assert_eq!(not_covered, vec![file(&later)], "the newest hour is not covered yet, not a forgery");
+}
+
+#[test]
+fn a_deleted_digest_breaks_the_chain_and_leaves_its_hour_unverified() {
+    let (mut trail, _, digests) = three_hours();
+    trail.objects.remove(&digests[1]);
+    let v = analyse(&inputs(&trail, false), Some(&keys(&trail)), &Filter::default());
+    assert_eq!(verdicts(&v), vec![(ProblemKind::DigestMissing, file(&digests[1]))]);
+    let s = &v.summaries[0];
+    assert_eq!((s.verified, s.not_covered), (4, 2), "the deleted digest's files can no longer be checked");
+    assert_eq!(s.hours_without_digests(), 1);
+}
+
+#[test]
+fn an_altered_digest_is_caught_by_the_next_one_and_its_files_are_not_vouched_for() {
+    let (mut trail, logs, digests) = three_hours();
+    let text = trail.content(&digests[0]).unwrap().replace("\"newestEventTime\"", "\"newestEventTime \"");
+    trail.tamper(&digests[0], &text);
+    let v = analyse(&inputs(&trail, false), Some(&keys(&trail)), &Filter::default());
+    assert_eq!(
+        verdicts(&v),
+        vec![
+            (ProblemKind::Unlisted, file(&logs[0])),
+            (ProblemKind::Unlisted, file(&logs[1])),
+            (ProblemKind::DigestAltered, file(&digests[0])),
+        ]
+    );
+}
+
+#[test]
+fn a_corrupt_signature_is_caught_with_the_keys() {
+    let (mut trail, logs, digests) = three_hours();
+    let corrupt = |signature: &str| {
+        format!("{}{}", if signature.starts_with('0') { "1" } else { "0" }, &signature[1..])
+    };
+    let newest = trail.signatures.get(&digests[2]).unwrap().clone();
+    trail.signatures.insert(digests[2].clone(), corrupt(&newest));
+    let v = analyse(&inputs(&trail, true), Some(&keys(&trail)), &Filter::default());
+    assert_eq!(
+        verdicts(&v),
+        vec![
+            (ProblemKind::Unlisted, file(&logs[4])),
+            (ProblemKind::Unlisted, file(&logs[5])),
+            (ProblemKind::DigestSignatureInvalid, file(&digests[2])),
+        ]
+    );
+
+    // An older digest's metadata disagreeing with what the next digest recorded.
+    let (mut trail, logs, digests) = three_hours();
+    let first = trail.signatures.get(&digests[0]).unwrap().clone();
+    trail.signatures.insert(digests[0].clone(), corrupt(&first));
+    let v = analyse(&inputs(&trail, true), Some(&keys(&trail)), &Filter::default());
+    assert_eq!(
+        verdicts(&v),
+        vec![
+            (ProblemKind::Unlisted, file(&logs[0])),
+            (ProblemKind::Unlisted, file(&logs[1])),
+            (ProblemKind::DigestSignatureInvalid, file(&digests[0])),
+        ]
+    );
+}
+
+#[test]
+fn a_key_the_public_keys_do_not_hold_leaves_the_digest_untrusted() {
+    let other = SignedTrail::new("111122223333", "eu-west-1");
+    let (trail, _, digests) = three_hours();
+    let v = analyse(&inputs(&trail, false), Some(&keys(&other)), &Filter::default());
+    let unknown: Vec<_> = v
+        .problems
+        .iter()
+        .filter(|p| p.verdict == ProblemKind::DigestKeyUnknown)
+        .map(|p| file(&p.object))
+        .collect();
+    assert_eq!(unknown, vec![file(&digests[0]), file(&digests[1])], "the newest has no signature offline");
+}
+
+#[test]
+fn a_moved_digest_is_not_trusted() {
+    let (mut trail, logs, digests) = three_hours();
+    let bytes = trail.objects.remove(&digests[2]).unwrap();
+    let moved = digests[2].replace("eu-west-1/2025", "eu-west-1/2024");
+    trail.objects.insert(moved.clone(), bytes);
+    let v = analyse(&inputs(&trail, false), Some(&keys(&trail)), &Filter::default());
+    assert_eq!(
+        verdicts(&v),
+        vec![
+            (ProblemKind::Unlisted, file(&logs[4])),
+            (ProblemKind::Unlisted, file(&logs[5])),
+            (ProblemKind::DigestMoved, file(&moved)),
+        ]
+    );
+}
+
+#[test]
+fn a_chain_restarted_after_validation_was_off_is_a_gap_not_an_error() {
+    let (mut trail, _, _) = three_hours();
+    trail.restart_chain();
+    let quiet = trail.log_file("2025-03-04T14:10:00Z", &[]);
+    trail.restart_chain();
+    trail.log_file("2025-03-04T16:10:00Z", &[]);
+    trail.digest("2025-03-04T16:00:00Z", "2025-03-04T17:00:00Z");
+    let v = analyse(&inputs(&trail, false), Some(&keys(&trail)), &Filter::default());
+    assert_eq!(verdicts(&v), vec![]);
+    let s = &v.summaries[0];
+    assert_eq!(s.gaps.len(), 1);
+    assert_eq!(s.hours_without_digests(), 3);
+    assert_eq!((s.verified, s.not_covered), (7, 1));
+    assert!(v.log_files.contains(&(format!("/copy/{quiet}"), LogVerdict::NotCovered)));
+}
+
+#[test]
+fn organization_layouts_and_prefixes_verify_alike() {
+    let mut trail = SignedTrail::new("444455556666", "us-east-2");
+    trail.prefix = "logs/org".to_string();
+    trail.org_id = Some("o-abcdef1234".to_string());
+    trail.log_file("2025-03-04T10:05:00Z", &[]);
+    trail.digest("2025-03-04T10:00:00Z", "2025-03-04T11:00:00Z");
+    trail.digest("2025-03-04T11:00:00Z", "2025-03-04T12:00:00Z");
+    let v = analyse(&inputs(&trail, false), Some(&keys(&trail)), &Filter::default());
+    assert_eq!(verdicts(&v), vec![]);
+    assert_eq!((v.summaries[0].verified, v.summaries[0].signatures_valid), (1, 1));
+}
+
+#[test]
+fn the_filter_keeps_what_is_outside_it_out_of_the_verdict() {
+    let (mut trail, logs, _) = three_hours();
+    trail.objects.remove(&logs[0]);
+    let filter = Filter {
+        since: Some(granttrail_grants::timestamp::parse("2025-03-04T11:00:00Z").unwrap()),
+        ..Filter::default()
+    };
+    let v = analyse(&inputs(&trail, false), Some(&keys(&trail)), &filter);
+    assert_eq!(verdicts(&v), vec![], "a file before --since is not missing");
+    assert_eq!(v.summaries[0].verified, 4);
+    let filter = Filter { regions: vec!["us-east-1".to_string()], ..Filter::default() };
+    assert!(analyse(&inputs(&trail, false), None, &filter).summaries.is_empty());
+}
