@@ -136,3 +136,45 @@ fn the_aws_documentation_digest_parses() {
         digest.previous_digest_hash_value.as_deref()
     );
 }
+
+/// The trail in a real S3-compatible server (moto), each digest with its signature in
+/// `x-amz-meta-signature` as CloudTrail writes it.
+fn in_bucket(trail: &SignedTrail) -> Option<(granttrail_testkit::Moto, tokio::runtime::Runtime)> {
+    let moto = granttrail_testkit::Moto::start()?;
+    let runtime = tokio::runtime::Runtime::new().unwrap();
+    let client = moto.client();
+    runtime.block_on(client.create_bucket().bucket(&trail.bucket).send()).unwrap();
+    for (key, body) in &trail.objects {
+        let mut request = client.put_object().bucket(&trail.bucket).key(key).body(body.clone().into());
+        if let Some(signature) = trail.signatures.get(key) {
+            request =
+                request.metadata("signature", signature).metadata("signature-algorithm", "SHA256withRSA");
+        }
+        runtime.block_on(request.send()).unwrap();
+    }
+    Some((moto, runtime))
+}
+
+#[test]
+fn from_s3_every_signature_is_checked_and_a_forged_newest_digest_is_caught() {
+    let ws = Workspace::new();
+    let (mut trail, _) = downloaded(&ws);
+    let Some((moto, _runtime)) = in_bucket(&trail) else { return };
+    let keys = ws.path("keys.json");
+    let url = format!("s3://{}", trail.bucket);
+    let args = ["verify", &url, "--endpoint-url", &moto.endpoint, "--public-keys", keys.to_str().unwrap()];
+    let out = ws.run_env(&args, &moto.env());
+    assert!(out.status.success(), "{}{}", stdout(&out), stderr(&out));
+    assert!(stdout(&out).contains("signatures: 3 valid"), "{}", stdout(&out));
+    assert!(stdout(&out).contains("4 log files verified"), "{}", stdout(&out));
+
+    // An intruder rewrites the newest digest; offline nothing could tell, S3's metadata can.
+    let newest = trail.signatures.keys().max().unwrap().clone();
+    let forged = trail.content(&newest).unwrap().replace("12:00:00Z", "12:00:01Z");
+    trail.tamper(&newest, &forged);
+    let Some((moto, _runtime)) = in_bucket(&trail) else { return };
+    let args = ["verify", &url, "--endpoint-url", &moto.endpoint, "--public-keys", keys.to_str().unwrap()];
+    let out = ws.run_env(&args, &moto.env());
+    assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
+    assert!(stdout(&out).contains("digest signature invalid\ts3://trail-bucket/"), "{}", stdout(&out));
+}
