@@ -12,6 +12,7 @@ use granttrail_store::{CallFilter, StoredCall};
 use crate::grants_cmd::{latest_event, open_existing};
 use crate::output::{CsvOut, Format, Table, print_json, print_json_line};
 use crate::parse_when;
+use crate::provenance::LogFiles;
 
 fn parse_label(text: &str) -> Result<Label, String> {
     Label::parse(text).ok_or_else(|| {
@@ -64,6 +65,10 @@ pub struct CallView<'a> {
     pub grant_ids: &'a [String],
     pub reasons: &'a [granttrail_grants::Reason],
     pub flags: &'a [String],
+    /// What `granttrail verify` said of the log file the call was read from (absent until
+    /// verify has recorded anything).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_file: Option<&'static str>,
 }
 
 impl<'a> CallView<'a> {
@@ -82,7 +87,12 @@ impl<'a> CallView<'a> {
             grant_ids: &c.grant_ids,
             reasons: &c.reasons,
             flags: &c.flags,
+            log_file: None,
         }
+    }
+
+    pub fn with_log_file(self, log_file: Option<&'static str>) -> CallView<'a> {
+        CallView { log_file, ..self }
     }
 }
 
@@ -104,9 +114,13 @@ pub fn run(db: &Path, args: &CallsArgs) -> anyhow::Result<ExitCode> {
         until: args.until.map(|w| w.resolve(latest)),
     };
     let mut out = std::io::stdout().lock();
+    let log_files = LogFiles::new(&store)?;
     // Lines and CSV rows are printed as the calls are read: a key's history can be long.
     match args.format {
-        Format::Jsonl => store.for_each_call(&filter, |c| print_json_line(&CallView::new(&c), &mut out))?,
+        Format::Jsonl => store.for_each_call(&filter, |c| {
+            let log_file = log_files.of_event(&c.event_id)?;
+            print_json_line(&CallView::new(&c).with_log_file(log_file), &mut out)
+        })?,
         Format::Csv => {
             let mut csv = CsvOut::new(&CSV_HEADER, &mut out)?;
             store.for_each_call(&filter, |c| csv.row(&csv_row(&c)))?;
@@ -114,10 +128,13 @@ pub fn run(db: &Path, args: &CallsArgs) -> anyhow::Result<ExitCode> {
         }
         Format::Json => {
             let calls = store.calls(&filter)?;
-            let views: Vec<CallView> = calls.iter().map(CallView::new).collect();
+            let views = calls
+                .iter()
+                .map(|c| Ok(CallView::new(c).with_log_file(log_files.of_event(&c.event_id)?)))
+                .collect::<anyhow::Result<Vec<CallView>>>()?;
             print_json(&views, false, &mut out)?;
         }
-        Format::Table => print_table(&store.calls(&filter)?, &mut out)?,
+        Format::Table => print_table(&store.calls(&filter)?, &log_files, &mut out)?,
     }
     Ok(ExitCode::SUCCESS)
 }
@@ -153,12 +170,15 @@ fn csv_row(c: &StoredCall) -> Vec<String> {
 }
 
 /// The table aligns its columns over every row, so it is printed once all are read.
-fn print_table(calls: &[StoredCall], out: &mut dyn Write) -> anyhow::Result<()> {
-    let mut table =
-        Table::new(vec!["TIME", "EVENT", "SIDE", "PRINCIPAL", "LABEL", "EVIDENCE", "GRANTS", "EVENT ID"]);
+fn print_table(calls: &[StoredCall], log_files: &LogFiles, out: &mut dyn Write) -> anyhow::Result<()> {
+    let mut columns = vec!["TIME", "EVENT", "SIDE", "PRINCIPAL", "LABEL", "EVIDENCE", "GRANTS", "EVENT ID"];
+    if log_files.recorded() {
+        columns.push("LOG FILE");
+    }
+    let mut table = Table::new(columns);
     for c in calls {
         let grants: Vec<String> = c.grant_ids.iter().map(|g| g.chars().take(12).collect()).collect();
-        table.row(vec![
+        let mut row = vec![
             timestamp::format(c.event_time),
             c.event_name.clone(),
             c.side.to_string(),
@@ -167,7 +187,9 @@ fn print_table(calls: &[StoredCall], out: &mut dyn Write) -> anyhow::Result<()> 
             c.evidence.as_str().to_string(),
             if grants.is_empty() { "-".into() } else { grants.join(",") },
             c.event_id.clone(),
-        ]);
+        ];
+        row.extend(log_files.of_event(&c.event_id)?.map(str::to_string));
+        table.row(row);
     }
     table.print(out)?;
     writeln!(out, "{} call(s)", calls.len())?;

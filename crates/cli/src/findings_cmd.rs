@@ -107,7 +107,7 @@ pub fn run(db: &Path, config: &Config, args: &FindingsArgs) -> anyhow::Result<Ex
                     f.rule.severity.as_str().into(),
                     f.rule.id.into(),
                     f.rule.title.into(),
-                    f.grant_id.chars().take(12).collect(),
+                    if f.grant_id.is_empty() { "-".into() } else { f.grant_id.chars().take(12).collect() },
                     f.detail.clone(),
                 ]);
             }

@@ -13,6 +13,7 @@ use crate::calls_cmd::CallView;
 use crate::config::Config;
 use crate::output::{CsvOut, Format, Table, print_csv, print_json, print_json_line, terminal_safe};
 use crate::parse_time;
+use crate::provenance::LogFiles;
 use crate::views::{CoveredCallView, EventView, GrantView, StoryView};
 
 #[derive(Debug, Clone, Copy, ValueEnum)]
@@ -172,21 +173,28 @@ pub fn story(db: &Path, args: &GrantArgs) -> anyhow::Result<ExitCode> {
         calls.push(store.calls(&CallFilter { grant_id: Some(g.grant_id.clone()), ..CallFilter::default() })?);
     }
     let mut out = std::io::stdout().lock();
+    let log_files = LogFiles::new(&store)?;
     match args.format {
         Format::Json | Format::Jsonl => {
-            let views: Vec<StoryView> = stories
+            let views = stories
                 .iter()
                 .zip(&calls)
-                .map(|((g, parents, events), calls)| StoryView {
-                    grant: GrantView::new(g),
-                    created_through_grants: parents.clone(),
-                    events: events.iter().map(EventView::new).collect(),
-                    calls: calls
-                        .iter()
-                        .map(|c| CoveredCallView { depended_on_grant: depended(c), call: CallView::new(c) })
-                        .collect(),
+                .map(|((g, parents, events), calls)| {
+                    Ok(StoryView {
+                        grant: GrantView::new(g),
+                        created_through_grants: parents.clone(),
+                        events: checked(events, &log_files)?,
+                        calls: calls
+                            .iter()
+                            .map(|c| {
+                                let log_file = log_files.of_event(&c.event_id)?;
+                                let call = CallView::new(c).with_log_file(log_file);
+                                Ok(CoveredCallView { depended_on_grant: depended(c), call })
+                            })
+                            .collect::<anyhow::Result<_>>()?,
+                    })
                 })
-                .collect();
+                .collect::<anyhow::Result<Vec<StoryView>>>()?;
             print_json(&views, args.format == Format::Jsonl, &mut out)?;
         }
         Format::Csv => {
@@ -220,7 +228,7 @@ pub fn story(db: &Path, args: &GrantArgs) -> anyhow::Result<ExitCode> {
         }
         Format::Table => {
             for ((g, parents, events), calls) in stories.iter().zip(&calls) {
-                print_story(g, parents, events, &mut out)?;
+                print_story(g, parents, &checked(events, &log_files)?, &mut out)?;
                 print_covered_calls(calls, &mut out)?;
             }
         }
@@ -228,10 +236,18 @@ pub fn story(db: &Path, args: &GrantArgs) -> anyhow::Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
+/// Each event with what verify said of its log file.
+fn checked<'a>(
+    events: &'a [granttrail_store::StoredEvent],
+    log_files: &LogFiles,
+) -> anyhow::Result<Vec<EventView<'a>>> {
+    events.iter().map(|e| EventView::checked(e, log_files)).collect()
+}
+
 fn print_story(
     g: &Grant,
     parents: &[String],
-    events: &[granttrail_store::StoredEvent],
+    events: &[EventView],
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
     let v = GrantView::new(g);
@@ -271,16 +287,20 @@ fn print_story(
     writeln!(out)?;
     let mut table =
         Table::new(vec!["TIME", "EVENT", "RESULT", "CALLER", "VIA", "SOURCE IP", "EVENT ID", "OBJECT"]);
-    for e in events.iter().map(EventView::new) {
+    for e in events {
+        let object = match e.log_file {
+            Some(verdict) => format!("{} ({verdict})", e.object),
+            None => e.object.to_string(),
+        };
         table.row(vec![
-            e.event_time,
+            e.event_time.clone(),
             e.event_name.into(),
             e.error_code.unwrap_or("ok").into(),
             e.caller.unwrap_or("-").into(),
             e.invoked_by.unwrap_or("-").into(),
             e.source_ip.unwrap_or("-").into(),
             e.event_id.into(),
-            e.object.into(),
+            object,
         ]);
     }
     table.print(out)?;

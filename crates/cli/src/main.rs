@@ -11,6 +11,7 @@ mod import_cmd;
 mod ingest_cmd;
 mod ingest_s3;
 mod output;
+mod provenance;
 mod prune_cmd;
 mod report;
 mod verify_cmd;
@@ -99,6 +100,10 @@ enum Command {
     /// in its chain records and sit where it says it was delivered; with --public-keys, each
     /// digest's signature is checked. Hours with no digests are reported as unverified, not as
     /// errors. Exit status 1 if anything is altered, missing or unlisted, or a digest fails.
+    ///
+    /// The verdicts are recorded in the database (created if missing), by log file name, so
+    /// `grant`, `calls`, `findings` (GT106-GT108) and `report` say whether the events they
+    /// cite come from files CloudTrail vouches for, whether verify ran before or after ingest.
     Verify(verify_cmd::VerifyArgs),
 }
 
@@ -116,7 +121,7 @@ fn main() -> ExitCode {
             .and_then(|mut store| import_cmd::run(&mut store, &command)),
         Command::Rebuild => grants_cmd::rebuild(&cli.db, &config),
         Command::Prune(args) => prune_cmd::run(&cli.db, &config, &args),
-        Command::Verify(args) => verify_cmd::run(&args),
+        Command::Verify(args) => verify_cmd::run(&cli.db, &config, &args),
     });
     match result {
         Ok(code) => code,

@@ -1,16 +1,20 @@
 //! `granttrail verify`: check log files against CloudTrail's signed digests, offline.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use granttrail_cloudtrail::digest::PublicKeys;
+use granttrail_grants::integrity::{FileVerdict, file_name};
 use granttrail_grants::timestamp;
 use granttrail_ingest::verify::{self, Filter, Input, Verification};
 use granttrail_ingest::{Limits, now};
+use granttrail_store::VerificationRun;
 
+use crate::config::Config;
+use crate::grants_cmd::open_configured;
 use crate::output::terminal_safe;
 
 #[derive(Debug, Args)]
@@ -48,7 +52,7 @@ enum VerifyFormat {
     Json,
 }
 
-pub fn run(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
+pub fn run(db: &Path, config: &Config, args: &VerifyArgs) -> anyhow::Result<ExitCode> {
     let keys = match &args.public_keys {
         Some(path) => {
             let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
@@ -91,6 +95,7 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
     let digests = inputs.iter().filter(|i| matches!(i, Input::Digest(_))).count();
     let verification = verify::analyse(&inputs, keys.as_ref(), &filter);
     drop(inputs);
+    record(db, config, &verification)?;
 
     let mut out = std::io::stdout().lock();
     match args.format {
@@ -104,6 +109,38 @@ pub fn run(args: &VerifyArgs) -> anyhow::Result<ExitCode> {
         anyhow::bail!("{unreadable} path(s) could not be read; the verdict above leaves them out");
     }
     Ok(if verification.failed() { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+/// Keeps the verdicts in the database, so that `grant`, `calls`, `findings` and `report` can say
+/// whether the events they cite come from files CloudTrail vouches for.
+fn record(db: &Path, config: &Config, v: &Verification) -> anyhow::Result<()> {
+    let at = now();
+    let files: Vec<FileVerdict> = v
+        .log_files
+        .iter()
+        .map(|(object, verdict, reason)| FileVerdict {
+            file_name: file_name(object).to_string(),
+            verdict: *verdict,
+            reason: reason.clone(),
+            object: object.clone(),
+            verified_at: at,
+        })
+        .collect();
+    let summaries = v
+        .summaries
+        .iter()
+        .map(|s| Ok((s.account.clone(), s.region.clone(), serde_json::to_string(s)?)))
+        .collect::<anyhow::Result<Vec<_>>>()?;
+    let mut store = open_configured(db, config)?;
+    store
+        .record_verification(VerificationRun {
+            files: &files,
+            missing: &v.missing,
+            summaries: &summaries,
+            at,
+        })
+        .with_context(|| format!("recording the verification in {}", db.display()))?;
+    Ok(())
 }
 
 fn print_table(

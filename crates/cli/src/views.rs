@@ -1,6 +1,7 @@
 //! The JSON shapes users script against. Field names and meanings are a stable interface:
 //! add fields, never rename or remove them.
 
+use crate::provenance::LogFiles;
 use granttrail_grants::{Anomaly, Constraints, Grant, timestamp};
 use granttrail_store::StoredEvent;
 use serde::Serialize;
@@ -75,6 +76,9 @@ pub struct EventView<'a> {
     pub source_ip: Option<&'a str>,
     pub key_arn: Option<&'a str>,
     pub object: &'a str,
+    /// What `granttrail verify` said of `object` (absent until verify has recorded anything).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub log_file: Option<&'static str>,
 }
 
 impl<'a> EventView<'a> {
@@ -91,7 +95,13 @@ impl<'a> EventView<'a> {
             source_ip: e.source_ip.as_deref(),
             key_arn: e.key_arn.as_deref(),
             object: &s.object,
+            log_file: None,
         }
+    }
+
+    /// The event with what verify said of its log file.
+    pub fn checked(s: &'a StoredEvent, log_files: &LogFiles) -> anyhow::Result<EventView<'a>> {
+        Ok(EventView { log_file: log_files.of_object(&s.object)?, ..EventView::new(s) })
     }
 }
 

@@ -52,7 +52,7 @@ fn an_intact_copy_verifies_with_exit_status_zero() {
     );
     assert!(text.contains("signatures: 2 valid, checked with 1 public key(s)"), "{text}");
     assert!(text.contains("1 digest signature(s) not checked"), "{text}");
-    assert!(!ws.db().exists(), "verify alone writes no database");
+    assert!(ws.db().exists(), "the verdicts are recorded");
 }
 
 #[test]
@@ -177,4 +177,116 @@ fn from_s3_every_signature_is_checked_and_a_forged_newest_digest_is_caught() {
     let out = ws.run_env(&args, &moto.env());
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
     assert!(stdout(&out).contains("digest signature invalid\ts3://trail-bucket/"), "{}", stdout(&out));
+}
+
+const EXAMPLE_DAY: &str = "AWSLogs/o-a1b2c3d4e5/111122223333/CloudTrail/us-east-1/2024/05/01";
+
+/// The bundled example's us-east-1 files for 111122223333, as a signed trail lists them.
+fn example_trail() -> (SignedTrail, Vec<String>) {
+    let mut trail = SignedTrail::new("111122223333", "us-east-1");
+    trail.org_id = Some("o-a1b2c3d4e5".to_string());
+    let dir = common::fixtures().join("example").join(EXAMPLE_DAY);
+    let mut keys = Vec::new();
+    let mut names: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+    names.sort();
+    for name in names {
+        let key = format!("{EXAMPLE_DAY}/{}", name.to_string_lossy());
+        let mut content = String::new();
+        let file = std::fs::File::open(dir.join(&name)).unwrap();
+        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(file), &mut content).unwrap();
+        if key.contains("T1040Z") {
+            trail.digest("2024-05-01T09:00:00Z", "2024-05-01T10:00:00Z");
+        }
+        trail.add_log_content(&key, &content);
+        keys.push(key);
+    }
+    trail.digest("2024-05-01T10:00:00Z", "2024-05-01T11:00:00Z");
+    trail.digest("2024-05-01T11:00:00Z", "2024-05-01T12:00:00Z");
+    (trail, keys)
+}
+
+fn findings_by_rule(ws: &Workspace) -> Vec<(String, String, String)> {
+    let out = ws.ok(&["findings", "--format", "json"]);
+    let findings: Value = serde_json::from_str(&out).unwrap();
+    let mut found: Vec<(String, String, String)> = findings
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|f| ["GT106", "GT107", "GT108"].contains(&f["rule_id"].as_str().unwrap()))
+        .map(|f| {
+            let rule = f["rule_id"].as_str().unwrap().to_string();
+            (rule, f["grant_id"].as_str().unwrap().to_string(), f["detail"].as_str().unwrap().to_string())
+        })
+        .collect();
+    found.sort();
+    found
+}
+
+/// Verify and ingest the tampered example, in either order: the same GT106-GT108, and each
+/// event of a planted grant says its file is unlisted.
+#[test]
+fn tampered_evidence_travels_into_findings_and_grant_stories() {
+    let (mut trail, keys) = example_trail();
+    let file = |key: &str| key.rsplit('/').next().unwrap().to_string();
+    // Planted: a CreateGrant nobody made, in a file no digest lists.
+    let source = trail.content(&keys[2]).unwrap();
+    let mut records: Value = serde_json::from_str(&source).unwrap();
+    let planted_grant = "f".repeat(64);
+    let create = records["Records"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|r| r["eventName"] == "CreateGrant")
+        .unwrap();
+    create["eventID"] = json!("00000000-0000-4000-8000-00000000beef");
+    create["responseElements"]["grantId"] = json!(planted_grant);
+    let planted =
+        format!("{EXAMPLE_DAY}/111122223333_CloudTrail_us-east-1_20240501T0945Z_PLANTEDPLANTED01.json.gz");
+    trail.tamper(&planted, &json!({"Records": [create.clone()]}).to_string());
+    // Altered: the same events, rewritten.
+    let altered = keys[3].clone();
+    let pretty = serde_json::to_string_pretty(
+        &serde_json::from_str::<Value>(&trail.content(&altered).unwrap()).unwrap(),
+    )
+    .unwrap();
+    trail.tamper(&altered, &pretty);
+    // Missing: deleted.
+    let deleted = keys[5].clone();
+    trail.objects.remove(&deleted);
+
+    let verify_first = Workspace::new();
+    trail.write_to(&verify_first.path("copy")).unwrap();
+    std::fs::write(verify_first.path("keys.json"), trail.public_keys_json()).unwrap();
+    let copy = verify_first.path("copy");
+    let out = verify(&verify_first, &[]);
+    assert_eq!(out.status.code(), Some(1), "{}", stdout(&out));
+    verify_first.ok(&["ingest", "-q", copy.to_str().unwrap()]);
+    let found = findings_by_rule(&verify_first);
+
+    let rules: Vec<&str> = found.iter().map(|(r, _, _)| r.as_str()).collect();
+    assert_eq!(rules, ["GT106", "GT106", "GT107", "GT108"], "{found:#?}");
+    assert!(
+        found.iter().any(|(r, g, d)| r == "GT106" && *g == planted_grant && d.contains("unlisted")),
+        "{found:#?}"
+    );
+    assert!(found.iter().any(|(r, _, d)| r == "GT107" && d.contains(&file(&altered))), "{found:#?}");
+    assert!(found.iter().any(|(r, _, d)| r == "GT108" && d.contains(&file(&deleted))), "{found:#?}");
+
+    let story: Value =
+        serde_json::from_str(&verify_first.ok(&["grant", &planted_grant, "--format", "json"])).unwrap();
+    assert_eq!(story[0]["events"][0]["log_file"], "unlisted", "{story:#}");
+    let calls: Value = serde_json::from_str(&verify_first.ok(&["calls", "--format", "json"])).unwrap();
+    assert!(calls.as_array().unwrap().iter().all(|c| c["log_file"].is_string()), "every call says");
+
+    // Ingest first, verify after: the same findings.
+    let ingest_first = Workspace::new();
+    trail.write_to(&ingest_first.path("copy")).unwrap();
+    std::fs::write(ingest_first.path("keys.json"), trail.public_keys_json()).unwrap();
+    ingest_first.ok(&["ingest", "-q", ingest_first.path("copy").to_str().unwrap()]);
+    assert_eq!(verify(&ingest_first, &[]).status.code(), Some(1));
+    let again = findings_by_rule(&ingest_first);
+    let without_paths = |f: &[(String, String, String)]| -> Vec<(String, String)> {
+        f.iter().map(|(r, g, _)| (r.clone(), g.clone())).collect()
+    };
+    assert_eq!(without_paths(&again), without_paths(&found));
 }

@@ -18,6 +18,7 @@ pub mod findings;
 pub mod iam;
 pub mod invalidation;
 mod json;
+pub use findings::integrity;
 pub use findings::last_usage;
 pub mod lifecycle;
 pub mod matching;

@@ -135,6 +135,7 @@ mod tests {
         round_trips::<Side>();
         round_trips::<GrantReasons>();
         round_trips::<ObservationKind>();
+        round_trips::<granttrail_grants::integrity::LogVerdict>();
     }
 
     #[test]

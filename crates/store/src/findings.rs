@@ -1,9 +1,13 @@
 //! Every finding the database shows: the rules over the rebuilt grants and their uses, plus
 //! the reconciliation of imported list-grants snapshots. One loader for every front end.
 
+use std::collections::{BTreeMap, HashMap};
+
 use granttrail_grants::findings::{
-    self, Evidence, Finding, FindingInputs, RulesConfig, evaluate, grant_uses,
+    self, Evidence, Finding, FindingInputs, GrantUse, RulesConfig, evaluate, grant_uses,
 };
+use granttrail_grants::integrity::{self, EventSource, FileVerdict, Role};
+use granttrail_grants::lifecycle::Grant;
 use granttrail_grants::reconcile::Snapshot;
 use granttrail_grants::timestamp;
 use granttrail_grants::{last_usage, reconcile};
@@ -84,8 +88,58 @@ impl Store {
             let logged = self.logged_use(key, event_id)?;
             found.extend(last_usage::check(key, &imported.usage, logged, &imported.source));
         }
+        found.extend(self.integrity_findings(rules, &grants, &uses, keys.is_none())?);
         findings::sort(&mut found);
         Ok(found)
+    }
+
+    /// GT106 on grants whose events were read from altered or unlisted log files; with
+    /// `files`, also GT107 and GT108 on the files themselves (they belong to no key).
+    fn integrity_findings(
+        &self,
+        rules: &RulesConfig,
+        grants: &[Grant],
+        uses: &BTreeMap<(String, String), GrantUse>,
+        files: bool,
+    ) -> Result<Vec<Finding>> {
+        let on = |rule: &findings::Rule| !rules.disabled_rules.iter().any(|r| r == rule.id);
+        let untrusted: HashMap<String, FileVerdict> =
+            self.untrusted_log_files()?.into_iter().map(|f| (f.file_name.clone(), f)).collect();
+        let mut out = Vec::new();
+        if files && on(&integrity::LOG_FILE_ALTERED) {
+            out.extend(untrusted.values().filter_map(integrity::altered));
+        }
+        if files && on(&integrity::LOG_FILE_MISSING) {
+            out.extend(self.missing_log_files()?.iter().map(integrity::missing));
+        }
+        if untrusted.is_empty() || !on(&integrity::UNVERIFIED_GRANT_EVIDENCE) {
+            return Ok(out);
+        }
+        for g in grants.iter().filter(|g| !rules.allow_keys.contains(&g.key_arn)) {
+            let grant_only: Vec<(&String, Role)> = uses
+                .get(&(g.key_arn.clone(), g.grant_id.clone()))
+                .map(|u| u.grant_only_calls.iter().map(|c| (&c.event_id, Role::GrantOnlyCall)).collect())
+                .unwrap_or_default();
+            let events = g
+                .create_event_ids
+                .iter()
+                .map(|id| (id, Role::Creates))
+                .chain(g.end_event_ids.iter().map(|id| (id, Role::Ends)))
+                .chain(grant_only);
+            let mut sources = Vec::new();
+            for (event_id, role) in events {
+                let Some(stored) = self.event(event_id)? else { continue };
+                let verdict = untrusted.get(integrity::file_name(&stored.object)).map(|f| f.verdict);
+                sources.push(EventSource {
+                    event_id: event_id.clone(),
+                    role,
+                    object: stored.object,
+                    verdict,
+                });
+            }
+            out.extend(integrity::unverified_grant_evidence(g, &sources));
+        }
+        Ok(out)
     }
 
     /// The evidence of a finding: each event it names with the object it came from (a name
@@ -108,6 +162,13 @@ impl Store {
             snapshots.iter().find(|s| s.key_arn == f.key_arn).map(|s| (s.source.clone(), s.at))
         } else if f.rule.id == last_usage::USE_NOT_LOGGED.id {
             self.key_last_usages(Some(&f.key_arn))?.into_iter().next().map(|u| (u.source, u.at))
+        } else if f.rule.id == integrity::LOG_FILE_ALTERED.id {
+            let files = self.untrusted_log_files()?;
+            let file = files.into_iter().find(|file| integrity::altered(file).is_some_and(|a| a.id == f.id));
+            file.map(|file| (file.object, file.verified_at))
+        } else if f.rule.id == integrity::LOG_FILE_MISSING.id {
+            let files = self.missing_log_files()?;
+            files.into_iter().find(|m| integrity::missing(m).id == f.id).map(|m| (m.listed_by, m.period_end))
         } else {
             None
         };

@@ -15,6 +15,7 @@ mod prune;
 mod read;
 mod records;
 mod texts;
+mod verification;
 mod write;
 
 use std::path::Path;
@@ -31,10 +32,11 @@ pub use labels::Relabelled;
 pub use prune::Pruned;
 pub use read::{CallFilter, EventRecord, GrantFilter, StoredCall, StoredEvent};
 pub use records::StoredRecord;
+pub use verification::{StoredSummary, VerificationRun};
 pub use write::{Batch, ObjectCounts, ObjectWriter};
 
 /// The schema version this granttrail writes; older databases are migrated to it when opened.
-pub const SCHEMA_VERSION: i64 = 9;
+pub const SCHEMA_VERSION: i64 = 10;
 
 /// Rewrites rows a migration changed the form of, reporting `(done, total)` rows as it goes.
 type Rewrite = fn(&Connection, &mut dyn FnMut(u64, u64)) -> Result<()>;
@@ -56,6 +58,7 @@ const MIGRATIONS: &[Migration] = &[
     Migration { sql: include_str!("schema_7.sql"), rewrite: Some(records::move_v6_records) },
     Migration { sql: include_str!("schema_8.sql"), rewrite: Some(texts::hash_v7_event_ids) },
     Migration { sql: include_str!("schema_9.sql"), rewrite: None },
+    Migration { sql: include_str!("schema_10.sql"), rewrite: None },
 ];
 
 /// How far a migration of an existing database has got, for a progress bar: `done` of `total`

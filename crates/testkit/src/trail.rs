@@ -90,6 +90,14 @@ impl SignedTrail {
         key
     }
 
+    /// Adds a log file at `key` (as found in a copy of a bucket) holding `content`; the next
+    /// digest lists it.
+    pub fn add_log_content(&mut self, key: &str, content: &str) {
+        let sha = hex(digest(&SHA256, content.as_bytes()).as_ref());
+        self.objects.insert(key.to_string(), gzip(content.as_bytes()));
+        self.pending.push((key.to_string(), sha));
+    }
+
     /// Adds the digest for `[start, end)` listing the log files added since the last one,
     /// chained to it and signed, and returns its key.
     pub fn digest(&mut self, start: &str, end: &str) -> String {

@@ -10,7 +10,8 @@
 //! - `context`: what the rules look up beyond a grant (denials, parents, calls after an end);
 //! - `config`: `[findings]` in granttrail.toml;
 //! - `reconcile`: GT101-GT104, against `aws kms list-grants`;
-//! - `last_usage`: GT105, against `aws kms get-key-last-usage`.
+//! - `last_usage`: GT105, against `aws kms get-key-last-usage`;
+//! - `integrity`: GT106-GT108, from what CloudTrail's digests say of the log files.
 
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -23,6 +24,7 @@ use crate::timestamp;
 
 mod config;
 mod context;
+pub mod integrity;
 pub mod last_usage;
 pub mod reconcile;
 mod rules;

@@ -8,7 +8,8 @@ use granttrail_grants::timestamp;
 
 use super::read::file_name;
 use super::{
-    DigestObject, Filter, Input, LogObject, LogVerdict, Period, Problem, ProblemKind, Summary, Verification,
+    DigestObject, Filter, Input, LogObject, LogVerdict, MissingLogFile, Period, Problem, ProblemKind,
+    Summary, Verification,
 };
 
 /// CloudTrail delivers a log file within minutes of the time in its name (usually under 15) and
@@ -125,16 +126,17 @@ pub fn analyse(inputs: &[Input], keys: Option<&PublicKeys>, filter: &Filter) -> 
                 LogVerdict::NotCovered => s.not_covered += 1,
             }
         }
-        if let Some((verdict, reason)) = problem {
+        let reason = problem.as_ref().map(|(_, reason)| reason.clone());
+        if let Some((kind, reason)) = problem {
             out.problems.push(Problem {
                 object: log.name.clone(),
-                verdict,
+                verdict: kind,
                 reason,
                 account: log.account.clone(),
                 region: log.region.clone(),
             });
         }
-        out.log_files.push((log.name.clone(), verdict));
+        out.log_files.push((log.name.clone(), verdict, reason));
     }
 
     for (name, (d, i)) in &listed {
@@ -146,8 +148,18 @@ pub fn analyse(inputs: &[Input], keys: Option<&PublicKeys>, filter: &Filter) -> 
         if let Some(s) = summaries.get_mut(&key) {
             s.missing += 1;
         }
+        let object = format!("s3://{}/{}", file.s3_bucket, file.s3_object);
+        out.missing.push(MissingLogFile {
+            file_name: (*name).to_string(),
+            object: object.clone(),
+            account: d.account.clone(),
+            region: d.region.clone(),
+            listed_by: d.object.name.clone(),
+            period_start: d.period.start,
+            period_end: d.period.end,
+        });
         out.problems.push(Problem {
-            object: format!("s3://{}/{}", file.s3_bucket, file.s3_object),
+            object,
             verdict: ProblemKind::Missing,
             reason: format!(
                 "listed by {} (log files delivered {} to {}) but not among the inputs: it may have held any event of account {} in {} delivered then",
@@ -162,6 +174,7 @@ pub fn analyse(inputs: &[Input], keys: Option<&PublicKeys>, filter: &Filter) -> 
         });
     }
 
+    out.missing.sort_by(|a, b| a.object.cmp(&b.object));
     out.problems.sort_by(|a, b| {
         (&a.account, &a.region, a.verdict, &a.object).cmp(&(&b.account, &b.region, b.verdict, &b.object))
     });

@@ -24,6 +24,7 @@ pub use read::{
     read_paths,
 };
 
+pub use granttrail_grants::integrity::{LogVerdict, MissingLogFile};
 use granttrail_grants::timestamp;
 use serde::Serialize;
 
@@ -91,20 +92,6 @@ pub struct Problem {
     pub region: Option<String>,
 }
 
-/// What the digests say of one log file that is among the inputs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum LogVerdict {
-    /// Listed by a trusted digest with this content's SHA-256.
-    Verified,
-    /// Listed with another SHA-256, or unreadable.
-    Altered,
-    /// Not listed by any trusted digest although digests cover its delivery.
-    Unlisted,
-    /// Delivered when no digest covers: validation off, a gap, or after the newest digest.
-    NotCovered,
-}
-
 /// A period (seconds since the epoch, `[start, end)`); RFC 3339 times in JSON.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Period {
@@ -164,9 +151,13 @@ pub struct Verification {
     pub summaries: Vec<Summary>,
     /// Were signatures checked (public keys given)?
     pub signatures_checked: bool,
-    /// The verdict of every log file among the inputs, by the name it is stored under.
+    /// The verdict of every log file among the inputs, by the name it is stored under, with
+    /// the reason for a verdict other than verified.
     #[serde(skip)]
-    pub log_files: Vec<(String, LogVerdict)>,
+    pub log_files: Vec<(String, LogVerdict, Option<String>)>,
+    /// The log files digests list that are not among the inputs.
+    #[serde(skip)]
+    pub missing: Vec<MissingLogFile>,
 }
 
 impl Verification {

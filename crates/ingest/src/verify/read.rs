@@ -7,6 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use granttrail_cloudtrail::digest::{Digest, Sha256, read_content, sha256, sha256_of_content};
 use granttrail_cloudtrail::{KeyClass, ObjectKey};
+pub(crate) use granttrail_grants::integrity::file_name;
 use granttrail_grants::timestamp;
 
 /// A digest lists an hour of log files in a few hundred bytes each: one larger than this is
@@ -81,11 +82,6 @@ pub fn read_digest(
 
 fn inflate(reader: impl Read) -> Result<Vec<u8>, String> {
     read_content(reader, MAX_DIGEST_BYTES).map_err(|e| format!("cannot be read: {e}"))
-}
-
-/// The last component of a key or path.
-pub(crate) fn file_name(key: &str) -> &str {
-    key.rsplit(['/', '\\']).next().unwrap_or(key)
 }
 
 /// What [`read_paths`] found besides the inputs.

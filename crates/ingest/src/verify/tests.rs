@@ -74,7 +74,7 @@ fn an_intact_copy_is_verified_and_only_the_newest_signature_is_left_unchecked() 
     assert_eq!((s.digests, s.digests_trusted, s.signatures_valid, s.signatures_unchecked), (3, 3, 2, 1));
     assert_eq!(s.gaps, vec![]);
     assert_eq!(v.log_files.len(), logs.len());
-    assert!(v.log_files.iter().all(|(_, verdict)| *verdict == LogVerdict::Verified));
+    assert!(v.log_files.iter().all(|(_, verdict, _)| *verdict == LogVerdict::Verified));
 }
 
 #[test]
@@ -111,6 +111,11 @@ fn a_deleted_log_file_is_missing_and_named_as_listed() {
     let v = analyse(&inputs(&trail, false), Some(&keys(&trail)), &Filter::default());
     assert_eq!(verdicts(&v), vec![(ProblemKind::Missing, file(&logs[3]))]);
     assert_eq!(v.problems[0].object, format!("s3://trail-bucket/{}", logs[3]));
+    assert_eq!(v.missing.len(), 1);
+    assert_eq!(
+        (v.missing[0].file_name.as_str(), v.missing[0].region.as_str()),
+        (file(&logs[3]).as_str(), "eu-west-1")
+    );
     assert!(
         v.problems[0].reason.contains("2025-03-04T11:00:00Z to 2025-03-04T12:00:00Z"),
         "{}",
@@ -128,8 +133,8 @@ fn a_planted_file_is_unlisted_inside_the_digests_hours_and_only_not_covered_afte
     let not_covered: Vec<_> = v
         .log_files
         .iter()
-        .filter(|(_, verdict)| *verdict == LogVerdict::NotCovered)
-        .map(|(n, _)| file(n))
+        .filter(|(_, verdict, _)| *verdict == LogVerdict::NotCovered)
+        .map(|(n, _, _)| file(n))
         .collect();
     assert_eq!(not_covered, vec![file(&later)], "the newest hour is not covered yet, not a forgery");
 }
@@ -239,7 +244,7 @@ fn a_chain_restarted_after_validation_was_off_is_a_gap_not_an_error() {
     assert_eq!(s.gaps.len(), 1);
     assert_eq!(s.hours_without_digests(), 3);
     assert_eq!((s.verified, s.not_covered), (7, 1));
-    assert!(v.log_files.contains(&(format!("/copy/{quiet}"), LogVerdict::NotCovered)));
+    assert!(v.log_files.contains(&(format!("/copy/{quiet}"), LogVerdict::NotCovered, None)));
 }
 
 #[test]
