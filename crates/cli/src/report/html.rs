@@ -366,6 +366,7 @@ pub fn write(r: &Report, out: &mut dyn Write) -> io::Result<()> {
         }
         writeln!(out, "</tbody>\n</table>")?;
     }
+    verification(c, out)?;
     writeln!(out, "<ul class=\"notes\">")?;
     for n in &c.notes {
         writeln!(out, "<li>{}</li>", escape(n))?;
@@ -382,6 +383,43 @@ fn short_id(id: &str) -> String {
     } else {
         id.to_string()
     }
+}
+
+/// What CloudTrail's digests say of the log files, or that nobody asked them.
+fn verification(c: &granttrail_ingest::report::Coverage, out: &mut dyn Write) -> io::Result<()> {
+    writeln!(out, "<h3>Log file integrity</h3>")?;
+    if c.verification.is_empty() {
+        writeln!(
+            out,
+            "<p>The log files were not checked against CloudTrail's signed digests (<code>granttrail verify</code>).</p>"
+        )?;
+        return Ok(());
+    }
+    writeln!(
+        out,
+        "<table>\n<thead><tr><th>Account / region</th><th>Verified</th><th>Altered</th><th>Missing</th><th>Unlisted</th><th>Not covered</th><th>Digests trusted</th><th>Signatures valid</th><th>Hours without digests</th><th>Checked</th></tr></thead>\n<tbody>"
+    )?;
+    for v in &c.verification {
+        writeln!(
+            out,
+            "<tr><td>{} {}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{}</td><td>{} of {}</td><td>{} ({} unchecked)</td><td>{}</td><td>{}</td></tr>",
+            escape(&v.account),
+            escape(&v.region),
+            v.verified,
+            v.altered,
+            v.missing,
+            v.unlisted,
+            v.not_covered,
+            v.digests_trusted,
+            v.digests,
+            v.signatures_valid,
+            v.signatures_unchecked,
+            v.hours_without_digests,
+            short_time(&v.verified_at)
+        )?;
+    }
+    writeln!(out, "</tbody>\n</table>")?;
+    Ok(())
 }
 
 #[cfg(test)]

@@ -226,6 +226,7 @@ pub fn write(r: &Report, out: &mut dyn Write) -> io::Result<()> {
         c.first_day.as_deref().unwrap_or("none"),
         c.last_day.as_deref().unwrap_or("none")
     )?;
+    verification(c, out)?;
     header(out, &["account", "region", "KMS events", "days with events", "days without KMS events"])?;
     for src in &c.sources {
         let missing = if src.days_without_events.is_empty() {
@@ -305,6 +306,54 @@ pub fn write(r: &Report, out: &mut dyn Write) -> io::Result<()> {
         writeln!(out, "- {n}")?;
     }
     writeln!(out, "\n---\n{}; report format {}.", escape(&r.generator), r.report_version)?;
+    Ok(())
+}
+
+/// What CloudTrail's digests say of the log files, or that nobody asked them.
+fn verification(c: &granttrail_ingest::report::Coverage, out: &mut dyn Write) -> io::Result<()> {
+    if c.verification.is_empty() {
+        writeln!(
+            out,
+            "The log files were not checked against CloudTrail's signed digests (`granttrail verify`).\n"
+        )?;
+        return Ok(());
+    }
+    writeln!(out, "Log files checked against CloudTrail's signed digests (`granttrail verify`):\n")?;
+    header(
+        out,
+        &[
+            "account",
+            "region",
+            "verified",
+            "altered",
+            "missing",
+            "unlisted",
+            "not covered",
+            "digests trusted",
+            "signatures valid",
+            "hours without digests",
+            "checked at",
+        ],
+    )?;
+    for v in &c.verification {
+        row(
+            out,
+            &[
+                escape(&v.account),
+                escape(&v.region),
+                v.verified.to_string(),
+                v.altered.to_string(),
+                v.missing.to_string(),
+                v.unlisted.to_string(),
+                v.not_covered.to_string(),
+                format!("{} of {}", v.digests_trusted, v.digests),
+                format!("{} ({} unchecked)", v.signatures_valid, v.signatures_unchecked),
+                v.hours_without_digests.to_string(),
+                short_time(&v.verified_at),
+            ],
+        )?;
+    }
+    writeln!(out)?;
     Ok(())
 }
 

@@ -26,6 +26,59 @@ pub struct Coverage {
     pub trail_changes: Vec<TrailChange>,
     /// What the notes can and cannot say.
     pub notes: Vec<String>,
+    /// The latest `granttrail verify` of each account and region (absent when never run).
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub verification: Vec<VerificationEntry>,
+}
+
+/// What `granttrail verify` last found for one account and region.
+#[derive(Debug, Default, Serialize)]
+pub struct VerificationEntry {
+    pub account: String,
+    pub region: String,
+    pub verified_at: String,
+    pub verified: u64,
+    pub altered: u64,
+    pub missing: u64,
+    pub unlisted: u64,
+    pub not_covered: u64,
+    pub digests: u64,
+    pub digests_trusted: u64,
+    pub signatures_valid: u64,
+    pub signatures_unchecked: u64,
+    /// Hours between the first and last digest that no digest covers.
+    pub hours_without_digests: u64,
+}
+
+impl VerificationEntry {
+    /// Reads a stored summary (as `verify --format json` prints one).
+    fn from_stored(stored: &granttrail_store::StoredSummary) -> VerificationEntry {
+        let v: serde_json::Value = serde_json::from_str(&stored.summary).unwrap_or_default();
+        let n = |field: &str| v[field].as_u64().unwrap_or(0);
+        let hours = v["gaps"].as_array().map_or(0, |gaps| {
+            gaps.iter()
+                .filter_map(|g| {
+                    Some((timestamp::parse(g["start"].as_str()?)?, timestamp::parse(g["end"].as_str()?)?))
+                })
+                .map(|(start, end)| u64::try_from((end - start + 3599) / 3600).unwrap_or(0))
+                .sum()
+        });
+        VerificationEntry {
+            account: stored.account.clone(),
+            region: stored.region.clone(),
+            verified_at: timestamp::format(stored.verified_at),
+            verified: n("verified"),
+            altered: n("altered"),
+            missing: n("missing"),
+            unlisted: n("unlisted"),
+            not_covered: n("not_covered"),
+            digests: n("digests"),
+            digests_trusted: n("digests_trusted"),
+            signatures_valid: n("signatures_valid"),
+            signatures_unchecked: n("signatures_unchecked"),
+            hours_without_digests: hours,
+        }
+    }
 }
 
 #[derive(Debug, Serialize)]
@@ -214,6 +267,12 @@ pub fn build(store: &Store, options: &Options, span: Option<(i64, i64)>) -> Resu
         gaps,
         trail_changes,
         notes,
+        verification: store
+            .verification_summaries()?
+            .iter()
+            .filter(|v| wanted(&v.account, &v.region))
+            .map(VerificationEntry::from_stored)
+            .collect(),
     })
 }
 
