@@ -278,10 +278,18 @@ fn tampered_evidence_travels_into_findings_and_grant_stories() {
     let calls: Value = serde_json::from_str(&verify_first.ok(&["calls", "--format", "json"])).unwrap();
     assert!(calls.as_array().unwrap().iter().all(|c| c["log_file"].is_string()), "every call says");
 
-    let report: Value = serde_json::from_str(&verify_first.ok(&["report", "--format", "json", "--output", "-"])).unwrap();
+    let report: Value =
+        serde_json::from_str(&verify_first.ok(&["report", "--format", "json", "--output", "-"])).unwrap();
     let v = &report["coverage"]["verification"][0];
-    assert_eq!((v["account"].as_str(), v["region"].as_str()), (Some("111122223333"), Some("us-east-1")), "{report:#}");
-    assert_eq!((v["altered"].as_u64(), v["missing"].as_u64(), v["unlisted"].as_u64()), (Some(1), Some(1), Some(1)));
+    assert_eq!(
+        (v["account"].as_str(), v["region"].as_str()),
+        (Some("111122223333"), Some("us-east-1")),
+        "{report:#}"
+    );
+    assert_eq!(
+        (v["altered"].as_u64(), v["missing"].as_u64(), v["unlisted"].as_u64()),
+        (Some(1), Some(1), Some(1))
+    );
     let md = verify_first.ok(&["report", "--format", "md", "--output", "-"]);
     assert!(md.contains("checked against CloudTrail's signed digests"), "{md}");
 

@@ -314,11 +314,11 @@ fn verification(c: &granttrail_ingest::report::Coverage, out: &mut dyn Write) ->
     if c.verification.is_empty() {
         writeln!(
             out,
-            "The log files were not checked against CloudTrail's signed digests (`granttrail verify`).\n"
+            "The log files were not checked against CloudTrail's signed digests (granttrail verify).\n"
         )?;
         return Ok(());
     }
-    writeln!(out, "Log files checked against CloudTrail's signed digests (`granttrail verify`):\n")?;
+    writeln!(out, "Log files checked against CloudTrail's signed digests (granttrail verify):\n")?;
     header(
         out,
         &[
