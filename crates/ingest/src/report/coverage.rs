@@ -55,14 +55,6 @@ impl VerificationEntry {
     fn from_stored(stored: &granttrail_store::StoredSummary) -> VerificationEntry {
         let v: serde_json::Value = serde_json::from_str(&stored.summary).unwrap_or_default();
         let n = |field: &str| v[field].as_u64().unwrap_or(0);
-        let hours = v["gaps"].as_array().map_or(0, |gaps| {
-            gaps.iter()
-                .filter_map(|g| {
-                    Some((timestamp::parse(g["start"].as_str()?)?, timestamp::parse(g["end"].as_str()?)?))
-                })
-                .map(|(start, end)| u64::try_from((end - start + 3599) / 3600).unwrap_or(0))
-                .sum()
-        });
         VerificationEntry {
             account: stored.account.clone(),
             region: stored.region.clone(),
@@ -76,7 +68,7 @@ impl VerificationEntry {
             digests_trusted: n("digests_trusted"),
             signatures_valid: n("signatures_valid"),
             signatures_unchecked: n("signatures_unchecked"),
-            hours_without_digests: hours,
+            hours_without_digests: n("hours_without_digests"),
         }
     }
 }

@@ -6,7 +6,7 @@ use granttrail_cloudtrail::ObjectKey;
 use granttrail_cloudtrail::digest::{Digest, PublicKeys, Sha256, signature_is_valid};
 use granttrail_grants::timestamp;
 
-use super::read::file_name;
+use super::read::{delivered_at, file_name};
 use super::{
     DigestObject, Filter, Input, LogObject, LogVerdict, MissingLogFile, Period, Problem, ProblemKind,
     Summary, Verification,
@@ -69,18 +69,8 @@ pub fn analyse(inputs: &[Input], keys: Option<&PublicKeys>, filter: &Filter) -> 
     let signatures = check_signatures(&mut digests, keys, &mut out.problems);
 
     let mut summaries: BTreeMap<(String, String), Summary> = BTreeMap::new();
-    let place = |summaries: &mut BTreeMap<(String, String), Summary>, account: &str, region: &str| {
-        let key = (account.to_string(), region.to_string());
-        summaries.entry(key).or_insert_with(|| Summary {
-            account: account.to_string(),
-            region: region.to_string(),
-            ..Summary::default()
-        });
-        (account.to_string(), region.to_string())
-    };
     for (d, signature) in digests.iter().zip(&signatures) {
-        let key = place(&mut summaries, &d.account, &d.region);
-        let Some(s) = summaries.get_mut(&key) else { continue };
+        let s = summary_of(&mut summaries, &d.account, &d.region);
         s.digests += 1;
         s.digests_trusted += u64::from(d.trusted);
         match signature {
@@ -95,6 +85,8 @@ pub fn analyse(inputs: &[Input], keys: Option<&PublicKeys>, filter: &Filter) -> 
     for s in summaries.values_mut() {
         s.covered = merge(std::mem::take(&mut s.covered));
         s.gaps = s.covered.windows(2).map(|w| Period { start: w[0].end, end: w[1].start }).collect();
+        s.hours_without_digests =
+            s.gaps.iter().map(|g| u64::try_from((g.end - g.start + 3599) / 3600).unwrap_or(0)).sum();
     }
 
     // Every log file a trusted digest lists, by file name; and those only untrusted ones list.
@@ -113,18 +105,18 @@ pub fn analyse(inputs: &[Input], keys: Option<&PublicKeys>, filter: &Filter) -> 
 
     let mut seen: HashSet<&str> = HashSet::new();
     for log in logs {
-        let account = log.account.clone().unwrap_or_default();
-        let region = log.region.clone().unwrap_or_default();
-        let key = place(&mut summaries, &account, &region);
-        let (verdict, problem) = judge_log(log, &listed, &listed_untrusted, summaries.get(&key));
+        let s = summary_of(
+            &mut summaries,
+            log.account.as_deref().unwrap_or_default(),
+            log.region.as_deref().unwrap_or_default(),
+        );
+        let (verdict, problem) = judge_log(log, &listed, &listed_untrusted, &s.covered);
         seen.insert(log.file.as_str());
-        if let Some(s) = summaries.get_mut(&key) {
-            match verdict {
-                LogVerdict::Verified => s.verified += 1,
-                LogVerdict::Altered => s.altered += 1,
-                LogVerdict::Unlisted => s.unlisted += 1,
-                LogVerdict::NotCovered => s.not_covered += 1,
-            }
+        match verdict {
+            LogVerdict::Verified => s.verified += 1,
+            LogVerdict::Altered => s.altered += 1,
+            LogVerdict::Unlisted => s.unlisted += 1,
+            LogVerdict::NotCovered => s.not_covered += 1,
         }
         let reason = problem.as_ref().map(|(_, reason)| reason.clone());
         if let Some((kind, reason)) = problem {
@@ -144,10 +136,7 @@ pub fn analyse(inputs: &[Input], keys: Option<&PublicKeys>, filter: &Filter) -> 
         if seen.contains(name) || !filter.wants_listed(&file.s3_object) {
             continue;
         }
-        let key = place(&mut summaries, &d.account, &d.region);
-        if let Some(s) = summaries.get_mut(&key) {
-            s.missing += 1;
-        }
+        summary_of(&mut summaries, &d.account, &d.region).missing += 1;
         let object = format!("s3://{}/{}", file.s3_bucket, file.s3_object);
         out.missing.push(MissingLogFile {
             file_name: (*name).to_string(),
@@ -203,10 +192,7 @@ impl Filter {
 
     fn wants_listed(&self, s3_object: &str) -> bool {
         let key = ObjectKey::parse(s3_object);
-        let delivered = key.delivered.and_then(|((y, m, d), hh, mm)| {
-            timestamp::parse(&format!("{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:00Z"))
-        });
-        self.wants_place(key.account.as_deref(), key.region.as_deref()) && self.wants_time(delivered)
+        self.wants_place(key.account.as_deref(), key.region.as_deref()) && self.wants_time(delivered_at(&key))
     }
 
     /// Digests are kept a little beyond the window: the files it selects are listed by them.
@@ -386,7 +372,7 @@ fn judge_log(
     log: &LogObject,
     listed: &HashMap<&str, (&Read, usize)>,
     listed_untrusted: &HashMap<&str, &Read>,
-    summary: Option<&Summary>,
+    covered: &[Period],
 ) -> (LogVerdict, Option<(ProblemKind, String)>) {
     let sha256 = match &log.sha256 {
         Ok(sha256) => sha256,
@@ -405,16 +391,28 @@ fn judge_log(
         let reason = format!("only {} lists it, and that digest failed verification", d.object.name);
         return (LogVerdict::Unlisted, Some((ProblemKind::Unlisted, reason)));
     }
-    let covered = log.delivered.is_some_and(|t| {
-        summary
-            .is_some_and(|s| s.covered.iter().any(|p| p.start <= t && t + DELIVERY_WINDOW_SECONDS <= p.end))
-    });
-    if covered {
+    let in_covered_hour = log
+        .delivered
+        .is_some_and(|t| covered.iter().any(|p| p.start <= t && t + DELIVERY_WINDOW_SECONDS <= p.end));
+    if in_covered_hour {
         let reason = "digests cover the hour after its delivery, but none lists it".to_string();
         (LogVerdict::Unlisted, Some((ProblemKind::Unlisted, reason)))
     } else {
         (LogVerdict::NotCovered, None)
     }
+}
+
+/// The summary of an account and region, started when first needed.
+fn summary_of<'m>(
+    summaries: &'m mut BTreeMap<(String, String), Summary>,
+    account: &str,
+    region: &str,
+) -> &'m mut Summary {
+    summaries.entry((account.to_string(), region.to_string())).or_insert_with(|| Summary {
+        account: account.to_string(),
+        region: region.to_string(),
+        ..Summary::default()
+    })
 }
 
 /// The trail part of a digest key's file name: everything before the end timestamp.

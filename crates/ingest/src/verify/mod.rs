@@ -133,13 +133,8 @@ pub struct Summary {
     pub covered: Vec<Period>,
     /// Periods between the first and last covered moments that no digest covers.
     pub gaps: Vec<Period>,
-}
-
-impl Summary {
-    /// Whole hours inside [`Summary::gaps`] (rounded up).
-    pub fn hours_without_digests(&self) -> u64 {
-        self.gaps.iter().map(|g| u64::try_from((g.end - g.start + 3599) / 3600).unwrap_or(0)).sum()
-    }
+    /// Whole hours inside the gaps (each rounded up).
+    pub hours_without_digests: u64,
 }
 
 /// Everything `verify` found.

@@ -52,9 +52,7 @@ pub enum Input {
 /// Hashes a log file's decompressed content (at most `max_bytes` of it).
 pub fn read_log(name: String, key: &str, reader: impl Read, max_bytes: u64) -> LogObject {
     let parsed = ObjectKey::parse(key);
-    let delivered = parsed.delivered.and_then(|((y, m, d), hh, mm)| {
-        timestamp::parse(&format!("{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:00Z"))
-    });
+    let delivered = delivered_at(&parsed);
     LogObject {
         name,
         file: file_name(key).to_string(),
@@ -82,6 +80,13 @@ pub fn read_digest(
 
 fn inflate(reader: impl Read) -> Result<Vec<u8>, String> {
     read_content(reader, MAX_DIGEST_BYTES).map_err(|e| format!("cannot be read: {e}"))
+}
+
+/// The delivery time in a log file's name (to the minute), seconds since the epoch.
+pub(crate) fn delivered_at(key: &ObjectKey) -> Option<i64> {
+    key.delivered.and_then(|((y, m, d), hh, mm)| {
+        timestamp::parse(&format!("{y:04}-{m:02}-{d:02}T{hh:02}:{mm:02}:00Z"))
+    })
 }
 
 /// What [`read_paths`] found besides the inputs.

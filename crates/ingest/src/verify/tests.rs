@@ -147,7 +147,7 @@ fn a_deleted_digest_breaks_the_chain_and_leaves_its_hour_unverified() {
     assert_eq!(verdicts(&v), vec![(ProblemKind::DigestMissing, file(&digests[1]))]);
     let s = &v.summaries[0];
     assert_eq!((s.verified, s.not_covered), (4, 2), "the deleted digest's files can no longer be checked");
-    assert_eq!(s.hours_without_digests(), 1);
+    assert_eq!(s.hours_without_digests, 1);
 }
 
 #[test]
@@ -242,7 +242,7 @@ fn a_chain_restarted_after_validation_was_off_is_a_gap_not_an_error() {
     assert_eq!(verdicts(&v), vec![]);
     let s = &v.summaries[0];
     assert_eq!(s.gaps.len(), 1);
-    assert_eq!(s.hours_without_digests(), 3);
+    assert_eq!(s.hours_without_digests, 3);
     assert_eq!((s.verified, s.not_covered), (7, 1));
     assert!(v.log_files.contains(&(format!("/copy/{quiet}"), LogVerdict::NotCovered, None)));
 }
