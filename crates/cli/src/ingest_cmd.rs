@@ -8,14 +8,16 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use clap::Args;
+use granttrail_cloudtrail::{KeyClass, ObjectKey};
 use granttrail_grants::Label;
 use granttrail_ingest::{
-    COMMIT_BYTES, Limits, ObjectCounts, Outcome, Plan, Source, collect_sources, ingest_parallel, now,
+    COMMIT_BYTES, Limits, ObjectCounts, Outcome, Plan, Skip, Source, collect_sources, ingest_parallel, now,
 };
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::config::Config;
 use crate::output::terminal_safe;
+use crate::verify_cmd::Gathered;
 
 #[derive(Debug, Args)]
 pub struct IngestArgs {
@@ -43,6 +45,18 @@ pub struct IngestArgs {
     /// database has one writer.
     #[arg(long, short, value_name = "N")]
     jobs: Option<usize>,
+
+    /// Also check every log file against CloudTrail's signed digests, hashed in the same read
+    /// that stores its events, and record the verdicts, as `granttrail verify` does. Digest
+    /// files among the paths are read instead of skipped. Exit status 1 if anything is altered,
+    /// missing or unlisted.
+    #[arg(long)]
+    verify: bool,
+
+    /// With --verify: the output of `aws cloudtrail list-public-keys`, to check the digests'
+    /// signatures.
+    #[arg(long, value_name = "FILE", requires = "verify")]
+    public_keys: Option<PathBuf>,
 
     #[command(flatten)]
     s3: crate::ingest_s3::S3Args,
@@ -82,7 +96,7 @@ impl Reporter {
         let (bar, totals) = (&self.bar, &mut self.totals);
         bar.set_message(short_name(name));
         match outcome {
-            Outcome::Ingested { counts, first_skip } => {
+            Outcome::Ingested { counts, first_skip, .. } => {
                 totals.objects += 1;
                 totals.add(&counts);
                 for c in &counts.collisions {
@@ -140,7 +154,24 @@ pub fn run(db: &Path, config: &Config, args: &IngestArgs) -> anyhow::Result<Exit
     let (urls, paths): (Vec<&PathBuf>, Vec<&PathBuf>) =
         args.paths.iter().partition(|p| p.to_str().is_some_and(|t| t.starts_with("s3://")));
     let paths: Vec<PathBuf> = paths.into_iter().cloned().collect();
-    let list = collect_sources(&paths);
+    let keys = crate::verify_cmd::load_public_keys(args.public_keys.as_deref())?;
+    let mut list = collect_sources(&paths);
+    let mut gathered = args.verify.then(Gathered::default);
+    let cores = std::thread::available_parallelism().map_or(1, usize::from);
+    let jobs = args.jobs.unwrap_or(cores);
+    if let Some(gathered) = gathered.as_mut() {
+        // Digests are read, not skipped.
+        let (digests, skipped): (Vec<Skip>, Vec<Skip>) = std::mem::take(&mut list.skipped)
+            .into_iter()
+            .partition(|s| ObjectKey::parse(&s.path.to_string_lossy()).class == KeyClass::Digest);
+        list.skipped = skipped;
+        let digests: Vec<PathBuf> = digests.into_iter().map(|s| s.path).collect();
+        let read = granttrail_ingest::verify::read_paths(&digests, jobs, args.max_object_bytes);
+        for (path, error) in &read.errors {
+            eprintln!("granttrail: {}: {}", path.display(), terminal_safe(error));
+        }
+        gathered.inputs.extend(read.inputs);
+    }
     let mut store = crate::grants_cmd::open_configured(db, config)?;
     let mut reporter = Reporter {
         totals: Totals::default(),
@@ -167,12 +198,19 @@ pub fn run(db: &Path, config: &Config, args: &IngestArgs) -> anyhow::Result<Exit
             Source::File(path) => Ok(Box::new(std::fs::File::open(path)?)),
         }
     };
-    let cores = std::thread::available_parallelism().map_or(1, usize::from);
-    let plan = Plan { limits, jobs: args.jobs.unwrap_or(cores), now: now(), commit_bytes: COMMIT_BYTES };
-    ingest_parallel(&mut store, &list.sources, &name, &open, &plan, &mut |_, name, outcome| {
+    let plan = Plan { limits, jobs, now: now(), commit_bytes: COMMIT_BYTES, hash_content: args.verify };
+    ingest_parallel(&mut store, &list.sources, &name, &open, &plan, &mut |source, name, outcome| {
+        if let (Some(gathered), Source::File(path)) = (gathered.as_mut(), source) {
+            gathered.outcome(name, &path.to_string_lossy(), &outcome);
+        }
         reporter.outcome(name, outcome)
     })
     .context("while storing")?;
+    if let Some(gathered) = gathered.as_mut() {
+        gathered.hash_unread(jobs, args.max_object_bytes, |path| {
+            Ok(Box::new(std::fs::File::open(path)?) as Box<dyn std::io::Read + Send>)
+        });
+    }
     for url in urls {
         let plan = Plan { jobs: args.jobs.unwrap_or(crate::ingest_s3::DEFAULT_JOBS), ..plan };
         crate::ingest_s3::ingest(
@@ -181,6 +219,7 @@ pub fn run(db: &Path, config: &Config, args: &IngestArgs) -> anyhow::Result<Exit
             &args.s3,
             &plan,
             &mut reporter,
+            gathered.as_mut(),
             args.quiet,
         )?;
     }
@@ -189,6 +228,10 @@ pub fn run(db: &Path, config: &Config, args: &IngestArgs) -> anyhow::Result<Exit
     store.refresh_labels().context("while labelling calls")?;
     bar.finish_and_clear();
     print_summary(&totals, started.elapsed())?;
+    let mut failed = failed;
+    if let Some(gathered) = gathered {
+        failed |= gathered.finish(&mut store, keys.as_ref(), &args.s3.filter(plan.now))?;
+    }
     let grant_only = store.count_labels(&[Label::GrantOnly, Label::GrantOnlyLikely])?;
     writeln!(
         std::io::stdout(),

@@ -16,6 +16,7 @@ use indicatif::HumanBytes;
 
 use crate::ingest_cmd::Reporter;
 use crate::parse_when;
+use crate::verify_cmd::Gathered;
 use granttrail_grants::when::When;
 
 /// Objects downloaded and decoded at once from S3: the network, not the cores, is the limit.
@@ -58,35 +59,55 @@ pub fn ingest(
     args: &S3Args,
     plan: &Plan,
     reporter: &mut Reporter,
+    mut gathered: Option<&mut Gathered>,
     quiet: bool,
 ) -> anyhow::Result<()> {
     let location = S3Url::parse(url).with_context(|| format!("{url}: not an s3://bucket[/prefix] URL"))?;
     let now = granttrail_ingest::now();
-    let window = Window {
-        since: args.since.map(|w| w.resolve(now)),
-        until: args.until.map(|w| w.resolve(now)),
-        accounts: args.accounts.clone(),
-        regions: args.regions.clone(),
-        digests: false,
-    };
+    let window = args.window(now);
     let (runtime, client) = args.client()?;
     let handle = runtime.handle().clone();
     let bucket = location.bucket.as_str();
-    let mut walker = Walker::new(client.clone(), bucket, &location.prefix, window);
+    // Verifying reads the digests too, a day either side: they list files up to an hour after
+    // their delivery. Only the log files the window selects are ingested.
+    let walk = match gathered {
+        Some(_) => args.verify_window(now),
+        None => window.clone(),
+    };
+    let mut walker = Walker::new(client.clone(), bucket, &location.prefix, walk);
     let (mut listed_bytes, mut done_bytes) = (0u64, 0u64);
     let name = |o: &Listed| object_name(bucket, &o.key);
     let open = |o: &Listed| -> std::io::Result<Box<dyn Read + Send>> {
         Ok(Box::new(open_object(&client, &handle, bucket, &o.key)?))
     };
     while let Some(page) = walker.next_page(&handle).with_context(|| format!("listing {url}"))? {
+        let (digests, page): (Vec<Listed>, Vec<Listed>) =
+            page.into_iter().partition(|o| ObjectKey::parse(&o.key).class == KeyClass::Digest);
+        let page: Vec<Listed> = page.into_iter().filter(|o| window.wants(&o.key)).collect();
         reporter.bar.inc_length(page.len() as u64);
         listed_bytes += page.iter().map(|o| o.size).sum::<u64>();
         ingest_parallel(store, &page, &name, &open, plan, &mut |object, name, outcome| {
             done_bytes += object.size;
+            if let Some(gathered) = gathered.as_deref_mut() {
+                gathered.outcome(name, &object.key, &outcome);
+            }
             reporter.outcome(name, outcome);
             reporter.bar.set_prefix(format!("{}/{}", HumanBytes(done_bytes), HumanBytes(listed_bytes)));
         })
         .context("while storing")?;
+        if let Some(gathered) = gathered.as_deref_mut() {
+            gathered.hash_unread(plan.jobs, plan.limits.max_object_bytes, |key| {
+                Ok(Box::new(open_object(&client, &handle, bucket, key)?) as Box<dyn Read + Send>)
+            });
+            let read =
+                read_parallel(&digests, plan.jobs, |o| read_digest_object(&client, &handle, bucket, o));
+            for (o, result) in digests.iter().zip(read) {
+                match result {
+                    Ok(input) => gathered.inputs.push(input),
+                    Err(e) => eprintln!("granttrail: cannot read {}: {e}", object_name(bucket, &o.key)),
+                }
+            }
+        }
     }
     if !quiet && reporter.bar.is_hidden() {
         eprintln!("granttrail: {url}: {} of objects listed", HumanBytes(listed_bytes));
@@ -95,6 +116,29 @@ pub fn ingest(
 }
 
 impl S3Args {
+    /// The objects `ingest` selects.
+    fn window(&self, now: i64) -> Window {
+        Window {
+            since: self.since.map(|w| w.resolve(now)),
+            until: self.until.map(|w| w.resolve(now)),
+            accounts: self.accounts.clone(),
+            regions: self.regions.clone(),
+            digests: false,
+        }
+    }
+
+    /// What verifying them needs: digests too, and a day either side, since digests list files
+    /// up to an hour after their delivery.
+    fn verify_window(&self, now: i64) -> Window {
+        let window = self.window(now);
+        Window {
+            since: window.since.map(|t| t - 86_400),
+            until: window.until.map(|t| t + 86_400),
+            digests: true,
+            ..window
+        }
+    }
+
     /// A client for these options, on a runtime of its own (kept alive by the caller).
     fn client(&self) -> anyhow::Result<(tokio::runtime::Runtime, granttrail_s3::Client)> {
         let options = ClientOptions {
@@ -128,15 +172,7 @@ pub fn read_for_verify(
     max_object_bytes: u64,
 ) -> anyhow::Result<S3Read> {
     let location = S3Url::parse(url).with_context(|| format!("{url}: not an s3://bucket[/prefix] URL"))?;
-    let now = granttrail_ingest::now();
-    let window = Window {
-        // Digests list files up to an hour after their delivery: the walk takes a day more.
-        since: args.since.map(|w| w.resolve(now) - 86_400),
-        until: args.until.map(|w| w.resolve(now) + 86_400),
-        accounts: args.accounts.clone(),
-        regions: args.regions.clone(),
-        digests: true,
-    };
+    let window = args.verify_window(granttrail_ingest::now());
     let (runtime, client) = args.client()?;
     let handle = runtime.handle().clone();
     let bucket = location.bucket.as_str();
@@ -145,20 +181,11 @@ pub fn read_for_verify(
     let jobs = jobs.unwrap_or(DEFAULT_JOBS);
     while let Some(page) = walker.next_page(&handle).with_context(|| format!("listing {url}"))? {
         let results = read_parallel(&page, jobs, |o: &Listed| {
-            let name = object_name(bucket, &o.key);
             if ObjectKey::parse(&o.key).class == KeyClass::Digest {
-                let (body, signature) =
-                    open_digest_object(&client, &handle, bucket, &o.key).map_err(|e| e.to_string())?;
-                Ok(Input::Digest(Box::new(read_digest(
-                    name,
-                    &o.key,
-                    Some(bucket.to_string()),
-                    body,
-                    signature,
-                ))))
+                read_digest_object(&client, &handle, bucket, o)
             } else {
                 let body = open_object(&client, &handle, bucket, &o.key).map_err(|e| e.to_string())?;
-                Ok(Input::Log(read_log(name, &o.key, body, max_object_bytes)))
+                Ok(Input::Log(read_log(object_name(bucket, &o.key), &o.key, body, max_object_bytes)))
             }
         });
         for (o, result) in page.iter().zip(results) {
@@ -169,4 +196,16 @@ pub fn read_for_verify(
         }
     }
     Ok(read)
+}
+
+/// Reads a digest object with the signature in its metadata.
+fn read_digest_object(
+    client: &granttrail_s3::Client,
+    handle: &tokio::runtime::Handle,
+    bucket: &str,
+    o: &Listed,
+) -> Result<Input, String> {
+    let (body, signature) = open_digest_object(client, handle, bucket, &o.key).map_err(|e| e.to_string())?;
+    let name = object_name(bucket, &o.key);
+    Ok(Input::Digest(Box::new(read_digest(name, &o.key, Some(bucket.to_string()), body, signature))))
 }

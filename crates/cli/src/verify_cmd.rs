@@ -10,8 +10,8 @@ use granttrail_cloudtrail::digest::PublicKeys;
 use granttrail_grants::integrity::{FileVerdict, file_name};
 use granttrail_grants::timestamp;
 use granttrail_ingest::verify::{self, Filter, Input, Verification};
-use granttrail_ingest::{Limits, now};
-use granttrail_store::VerificationRun;
+use granttrail_ingest::{Limits, Outcome, now};
+use granttrail_store::{Store, VerificationRun};
 
 use crate::config::Config;
 use crate::grants_cmd::open_configured;
@@ -53,13 +53,7 @@ enum VerifyFormat {
 }
 
 pub fn run(db: &Path, config: &Config, args: &VerifyArgs) -> anyhow::Result<ExitCode> {
-    let keys = match &args.public_keys {
-        Some(path) => {
-            let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
-            Some(PublicKeys::parse(&bytes).with_context(|| path.display().to_string())?)
-        }
-        None => None,
-    };
+    let keys = load_public_keys(args.public_keys.as_deref())?;
     let filter = args.s3.filter(now());
     let mut inputs: Vec<Input> = Vec::new();
     let mut unreadable = 0;
@@ -95,7 +89,9 @@ pub fn run(db: &Path, config: &Config, args: &VerifyArgs) -> anyhow::Result<Exit
     let digests = inputs.iter().filter(|i| matches!(i, Input::Digest(_))).count();
     let verification = verify::analyse(&inputs, keys.as_ref(), &filter);
     drop(inputs);
-    record(db, config, &verification)?;
+    let mut store = open_configured(db, config)?;
+    record(&mut store, &verification)
+        .with_context(|| format!("recording the verification in {}", db.display()))?;
 
     let mut out = std::io::stdout().lock();
     match args.format {
@@ -111,9 +107,16 @@ pub fn run(db: &Path, config: &Config, args: &VerifyArgs) -> anyhow::Result<Exit
     Ok(if verification.failed() { ExitCode::FAILURE } else { ExitCode::SUCCESS })
 }
 
+/// Reads `--public-keys FILE` (the output of `aws cloudtrail list-public-keys`), if given.
+pub(crate) fn load_public_keys(path: Option<&Path>) -> anyhow::Result<Option<PublicKeys>> {
+    let Some(path) = path else { return Ok(None) };
+    let bytes = std::fs::read(path).with_context(|| format!("cannot read {}", path.display()))?;
+    Ok(Some(PublicKeys::parse(&bytes).with_context(|| path.display().to_string())?))
+}
+
 /// Keeps the verdicts in the database, so that `grant`, `calls`, `findings` and `report` can say
 /// whether the events they cite come from files CloudTrail vouches for.
-fn record(db: &Path, config: &Config, v: &Verification) -> anyhow::Result<()> {
+pub(crate) fn record(store: &mut Store, v: &Verification) -> anyhow::Result<()> {
     let at = now();
     let files: Vec<FileVerdict> = v
         .log_files
@@ -131,16 +134,100 @@ fn record(db: &Path, config: &Config, v: &Verification) -> anyhow::Result<()> {
         .iter()
         .map(|s| Ok((s.account.clone(), s.region.clone(), serde_json::to_string(s)?)))
         .collect::<anyhow::Result<Vec<_>>>()?;
-    let mut store = open_configured(db, config)?;
-    store
-        .record_verification(VerificationRun {
-            files: &files,
-            missing: &v.missing,
-            summaries: &summaries,
-            at,
-        })
-        .with_context(|| format!("recording the verification in {}", db.display()))?;
+    store.record_verification(VerificationRun {
+        files: &files,
+        missing: &v.missing,
+        summaries: &summaries,
+        at,
+    })?;
     Ok(())
+}
+
+/// What `ingest --verify` gathers as it ingests: each log file's hash from the read that
+/// stores its events, and the digests beside them.
+#[derive(Default)]
+pub(crate) struct Gathered {
+    pub inputs: Vec<Input>,
+    /// Objects ingest did not read to the end (stored before, or rejected), by name and key:
+    /// hashed by a read of their own.
+    unread: Vec<(String, String)>,
+}
+
+impl Gathered {
+    /// Takes what ingesting the object `name` (at `key`) produced.
+    pub fn outcome(&mut self, name: &str, key: &str, outcome: &Outcome) {
+        match outcome {
+            Outcome::Ingested { content_sha256: Some(sha256), .. } => {
+                self.inputs.push(Input::Log(verify::hashed_log(name.to_string(), key, Ok(*sha256))))
+            }
+            _ => self.unread.push((name.to_string(), key.to_string())),
+        }
+    }
+
+    /// Hashes the objects ingest did not read, `open` giving each one's bytes by key.
+    pub fn hash_unread(
+        &mut self,
+        jobs: usize,
+        max_object_bytes: u64,
+        open: impl Fn(&str) -> std::io::Result<Box<dyn std::io::Read + Send>> + Sync,
+    ) {
+        let unread = std::mem::take(&mut self.unread);
+        let read = verify::read_parallel(&unread, jobs, |(name, key)| {
+            let sha256 = open(key)
+                .map_err(|e| format!("cannot be read: {e}"))
+                .and_then(|reader| verify::read_log(name.clone(), key, reader, max_object_bytes).sha256);
+            Ok(Input::Log(verify::hashed_log(name.clone(), key, sha256)))
+        });
+        self.inputs.extend(read.into_iter().flatten());
+    }
+
+    /// Judges what was gathered, records the verdicts, and says what was found: problems on
+    /// standard error, a summary line on standard output. True when anything failed.
+    pub fn finish(
+        self,
+        store: &mut Store,
+        keys: Option<&PublicKeys>,
+        filter: &Filter,
+    ) -> anyhow::Result<bool> {
+        let digests = self.inputs.iter().filter(|i| matches!(i, Input::Digest(_))).count();
+        let v = verify::analyse(&self.inputs, keys, filter);
+        drop(self.inputs);
+        record(store, &v).context("while recording the verification")?;
+        for p in &v.problems {
+            eprintln!(
+                "granttrail: {}: {}: {}",
+                p.verdict.as_str(),
+                terminal_safe(&p.object),
+                terminal_safe(&p.reason)
+            );
+        }
+        let sum = |f: fn(&verify::Summary) -> u64| v.summaries.iter().map(f).sum::<u64>();
+        let mut out = std::io::stdout().lock();
+        write!(
+            out,
+            "verified against {digests} digest(s) ({} trusted): {} log file(s) verified, {} altered, {} missing, \
+             {} unlisted, {} not covered by any digest; ",
+            sum(|s| s.digests_trusted),
+            sum(|s| s.verified),
+            sum(|s| s.altered),
+            sum(|s| s.missing),
+            sum(|s| s.unlisted),
+            sum(|s| s.not_covered),
+        )?;
+        match keys {
+            Some(_) => match sum(|s| s.signatures_unchecked) {
+                0 => writeln!(out, "{} signature(s) valid", sum(|s| s.signatures_valid))?,
+                unchecked => writeln!(
+                    out,
+                    "{} signature(s) valid, {unchecked} not checked (the newest digest of a downloaded copy is \
+                     signed only in its S3 metadata)",
+                    sum(|s| s.signatures_valid)
+                )?,
+            },
+            None => writeln!(out, "signatures not checked (give --public-keys FILE)")?,
+        }
+        Ok(v.failed())
+    }
 }
 
 fn print_table(

@@ -304,4 +304,58 @@ fn tampered_evidence_travels_into_findings_and_grant_stories() {
         f.iter().map(|(r, g, _)| (r.clone(), g.clone())).collect()
     };
     assert_eq!(without_paths(&again), without_paths(&found));
+
+    // Both in one pass (`ingest --verify`): the same findings; run again (every object
+    // already stored, so hashed by a read of its own), the same again.
+    let one_pass = Workspace::new();
+    trail.write_to(&one_pass.path("copy")).unwrap();
+    std::fs::write(one_pass.path("keys.json"), trail.public_keys_json()).unwrap();
+    let copy = one_pass.path("copy");
+    let keys = one_pass.path("keys.json");
+    let args = ["ingest", "-q", "--verify", "--public-keys", keys.to_str().unwrap(), copy.to_str().unwrap()];
+    for run in 0..2 {
+        let out = one_pass.run(&args);
+        assert_eq!(out.status.code(), Some(1), "run {run}: {}", stderr(&out));
+        let (text, err) = (stdout(&out), stderr(&out));
+        assert!(
+            text.contains("1 altered, 1 missing, 1 unlisted, 0 not covered by any digest; 2 signature(s) valid, 1 not checked"),
+            "run {run}: {text}"
+        );
+        assert!(err.contains(&format!("granttrail: unlisted: {}", copy.join(&planted).display())), "{err}");
+        assert!(!err.contains("digest file"), "digests are read, not skipped: {err}");
+        assert_eq!(without_paths(&findings_by_rule(&one_pass)), without_paths(&found), "run {run}");
+    }
+}
+
+#[test]
+fn ingest_verify_from_s3_judges_every_object_and_the_newest_signature() {
+    let ws = Workspace::new();
+    let (mut trail, logs) = downloaded(&ws);
+    trail.tamper(&logs[1], r#"{"Records":[{"eventSource":"s3.amazonaws.com"}]}"#);
+    let Some((moto, _runtime)) = in_bucket(&trail) else { return };
+    let keys = ws.path("keys.json");
+    let url = format!("s3://{}", trail.bucket);
+    let args = [
+        "ingest",
+        "-q",
+        "--verify",
+        &url,
+        "--endpoint-url",
+        &moto.endpoint,
+        "--public-keys",
+        keys.to_str().unwrap(),
+    ];
+    let out = ws.run_env(&args, &moto.env());
+    assert_eq!(out.status.code(), Some(1), "{}{}", stdout(&out), stderr(&out));
+    let text = stdout(&out);
+    assert!(text.contains("ingested 4 object(s)"), "digests are not ingested as logs: {text}");
+    assert!(
+        text.contains(
+            "verified against 3 digest(s) (3 trusted): 3 log file(s) verified, 1 altered, 0 missing"
+        ),
+        "{text}"
+    );
+    assert!(text.contains("3 signature(s) valid"), "the newest digest's signature from S3 metadata: {text}");
+    let altered = format!("granttrail: altered: s3://{}/{}", trail.bucket, logs[1]);
+    assert!(stderr(&out).contains(&altered), "{}", stderr(&out));
 }

@@ -14,7 +14,20 @@ pub fn is_gzip(prefix: &[u8]) -> bool {
 /// Wraps `reader` so that it yields the object's JSON text as UTF-8, decompressing gzip when
 /// the magic bytes say so, converting UTF-16 text ([`as_utf8`]), and failing once more than
 /// `max_bytes` bytes of text are read.
-pub fn open<'a, R: Read + 'a>(mut reader: R, max_bytes: u64) -> io::Result<Box<dyn Read + 'a>> {
+pub fn open<'a, R: Read + 'a>(reader: R, max_bytes: u64) -> io::Result<Box<dyn Read + 'a>> {
+    open_tapped(reader, max_bytes, None)
+}
+
+/// Sees the content of an object as it is read: decompressed, but before any conversion of its
+/// text, which is what CloudTrail's digests hash.
+pub(crate) type Tap<'a> = Box<dyn FnMut(&[u8]) + 'a>;
+
+/// [`open`], handing the decompressed content to `tap` as it is read.
+pub(crate) fn open_tapped<'a, R: Read + 'a>(
+    mut reader: R,
+    max_bytes: u64,
+    tap: Option<Tap<'a>>,
+) -> io::Result<Box<dyn Read + 'a>> {
     let mut prefix = [0u8; 2];
     let mut got = 0;
     while got < prefix.len() {
@@ -27,11 +40,14 @@ pub fn open<'a, R: Read + 'a>(mut reader: R, max_bytes: u64) -> io::Result<Box<d
     }
     let whole = io::Cursor::new(prefix[..got].to_vec()).chain(reader);
     let buffered = BufReader::with_capacity(256 * 1024, whole);
-    let inner: Box<dyn Read + 'a> = if is_gzip(&prefix[..got]) {
+    let mut inner: Box<dyn Read + 'a> = if is_gzip(&prefix[..got]) {
         Box::new(GzipErrors(MultiGzDecoder::new(buffered)))
     } else {
         Box::new(buffered)
     };
+    if let Some(tap) = tap {
+        inner = Box::new(Tapped { inner, tap });
+    }
     let inner = as_utf8(inner)?;
     Ok(Box::new(Capped { inner, left: max_bytes, limit: max_bytes }))
 }
@@ -151,6 +167,20 @@ impl<R: Read> Read for Utf16<R> {
         let n = buf.len().min(self.out.len() - self.at);
         buf[..n].copy_from_slice(&self.out[self.at..self.at + n]);
         self.at += n;
+        Ok(n)
+    }
+}
+
+/// Hands every byte read to a tap.
+struct Tapped<'a> {
+    inner: Box<dyn Read + 'a>,
+    tap: Tap<'a>,
+}
+
+impl Read for Tapped<'_> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        (self.tap)(buf.get(..n).unwrap_or_default());
         Ok(n)
     }
 }

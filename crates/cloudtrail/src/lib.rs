@@ -28,7 +28,7 @@ pub use decode::{is_gzip, open};
 pub use error::ObjectError;
 pub use key::{KeyClass, ObjectKey};
 pub use limits::Limits;
-pub use scan::{ObjectFormat, ReadSummary, ScanError, for_each_record};
+pub use scan::{ObjectFormat, ReadSummary, ScanError, for_each_record, for_each_record_hashed};
 
 /// The services whose events granttrail keeps (`eventSource` is `<service>.amazonaws.com`):
 /// KMS, IAM and Organizations for their policy changes, and CloudTrail for trail selector

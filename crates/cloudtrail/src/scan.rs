@@ -5,8 +5,13 @@
 //! record that is broken inside is passed on as it is and fails when the caller parses it;
 //! broken structure *between* records (truncation, a missing comma) rejects the object.
 
+use std::cell::RefCell;
 use std::io::Read;
+use std::rc::Rc;
 
+use aws_lc_rs::digest::{Context, SHA256};
+
+use crate::digest::Sha256;
 use crate::{Limits, ObjectError, decode};
 
 /// How the object's records were laid out.
@@ -48,16 +53,51 @@ impl<E> From<ObjectError> for ScanError<E> {
 ///
 /// A lookup-events entry whose `CloudTrailEvent` is missing or not a string is passed on as
 /// the entry's own text, so the caller sees it fail as a record rather than vanish.
-pub fn for_each_record<R, E, F>(
-    reader: R,
-    limits: &Limits,
-    mut on_record: F,
-) -> Result<ReadSummary, ScanError<E>>
+pub fn for_each_record<R, E, F>(reader: R, limits: &Limits, on_record: F) -> Result<ReadSummary, ScanError<E>>
 where
     R: Read,
     F: FnMut(&[u8]) -> Result<(), E>,
 {
     let input = decode::open(reader, limits.max_object_bytes).map_err(decode::classify_io)?;
+    scan(input, limits, on_record)
+}
+
+/// [`for_each_record`], also returning the SHA-256 of the object's decompressed content (what
+/// a CloudTrail digest lists for it), so that verifying costs no second read. Reading goes to
+/// the end of the object, so the hash covers all of it.
+pub fn for_each_record_hashed<R, E, F>(
+    reader: R,
+    limits: &Limits,
+    on_record: F,
+) -> Result<(ReadSummary, Sha256), ScanError<E>>
+where
+    R: Read,
+    F: FnMut(&[u8]) -> Result<(), E>,
+{
+    let context = Rc::new(RefCell::new(Context::new(&SHA256)));
+    let tap = Rc::clone(&context);
+    let input = decode::open_tapped(
+        reader,
+        limits.max_object_bytes,
+        Some(Box::new(move |bytes: &[u8]| tap.borrow_mut().update(bytes))),
+    )
+    .map_err(decode::classify_io)?;
+    let summary = scan(input, limits, on_record)?;
+    // The scanner, and with it the tap's handle, is gone: the context is ours alone.
+    let context = Rc::try_unwrap(context).map_or_else(|shared| shared.borrow().clone(), RefCell::into_inner);
+    let mut sha256 = [0u8; 32];
+    sha256.copy_from_slice(context.finish().as_ref());
+    Ok((summary, sha256))
+}
+
+fn scan<'a, E, F>(
+    input: Box<dyn Read + 'a>,
+    limits: &Limits,
+    mut on_record: F,
+) -> Result<ReadSummary, ScanError<E>>
+where
+    F: FnMut(&[u8]) -> Result<(), E>,
+{
     let mut scanner = Scanner::new(input, *limits);
     let mut format = None;
     let mut records = 0u64;

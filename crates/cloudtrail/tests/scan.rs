@@ -249,3 +249,32 @@ proptest::proptest! {
         }
     }
 }
+
+#[test]
+fn the_hashed_read_gives_the_records_and_the_hash_a_digest_lists() {
+    use granttrail_cloudtrail::digest::sha256_of_content;
+    use granttrail_cloudtrail::for_each_record_hashed;
+    use std::io::Write as _;
+
+    // Larger than a read chunk, with whitespace after the last value: all of it is hashed.
+    let text =
+        format!("{{\"Records\":[{{\"eventName\":\"Decrypt\",\"x\":\"{}\"}}]}}\n\n", "y".repeat(300_000));
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(text.as_bytes()).unwrap();
+    let gzipped = gz.finish().unwrap();
+    for bytes in [text.as_bytes(), &gzipped[..]] {
+        let mut seen = 0;
+        let (summary, hash) = for_each_record_hashed(bytes, &Limits::default(), |_| {
+            seen += 1;
+            Ok::<(), Infallible>(())
+        })
+        .unwrap();
+        assert_eq!((summary.records, seen), (1, 1));
+        assert_eq!(hash, sha256_of_content(bytes, u64::MAX).unwrap());
+    }
+    // A different byte is a different hash.
+    let other = text.replacen("Decrypt", "Encrypt", 1);
+    let (_, hash) =
+        for_each_record_hashed(other.as_bytes(), &Limits::default(), |_| Ok::<(), Infallible>(())).unwrap();
+    assert_ne!(hash, sha256_of_content(text.as_bytes(), u64::MAX).unwrap());
+}

@@ -1,5 +1,6 @@
 use std::io::Read;
 
+use granttrail_cloudtrail::digest::Sha256;
 use granttrail_cloudtrail::{Limits, ObjectError, ScanError, for_each_record, may_be_relevant};
 use granttrail_grants::{KmsEvent, RecordError, normalise, normalise_str};
 use granttrail_store::{ObjectCounts, Store, StoreError};
@@ -19,7 +20,12 @@ pub enum IngestError {
 #[derive(Debug)]
 pub enum Outcome {
     /// Committed. `skipped` tells how many KMS records were malformed, with the first reason.
-    Ingested { counts: ObjectCounts, first_skip: Option<RecordError> },
+    Ingested {
+        counts: ObjectCounts,
+        first_skip: Option<RecordError>,
+        /// The SHA-256 of the decompressed content, when the read was asked to hash it.
+        content_sha256: Option<Sha256>,
+    },
     /// The same object was committed before; nothing was read.
     AlreadyIngested,
     /// Rejected whole; nothing of it was stored.
@@ -78,7 +84,7 @@ pub fn ingest_object<R: Read>(
         Ok(summary) => {
             let format = format!("{:?}", summary.format);
             let counts = writer.commit(&format, summary.bytes, summary.records, now)?;
-            Ok(Outcome::Ingested { counts, first_skip })
+            Ok(Outcome::Ingested { counts, first_skip, content_sha256: None })
         }
         Err(ScanError::Callback(store_error)) => Err(store_error),
         Err(ScanError::Object(object_error)) => {

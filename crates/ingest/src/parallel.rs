@@ -14,7 +14,10 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::mpsc::{Receiver, SyncSender, sync_channel};
 
-use granttrail_cloudtrail::{Limits, ObjectError, ReadSummary, ScanError, for_each_record};
+use granttrail_cloudtrail::digest::Sha256;
+use granttrail_cloudtrail::{
+    Limits, ObjectError, ReadSummary, ScanError, for_each_record, for_each_record_hashed,
+};
 use granttrail_grants::{KmsEvent, RecordError};
 use granttrail_store::{Store, StoreError, StoredRecord};
 
@@ -33,7 +36,8 @@ enum Item {
         skipped: u64,
         first_skip: Option<RecordError>,
     },
-    Done(ReadSummary),
+    /// The whole object was read (with its content's SHA-256 when the plan asks for it).
+    Done(ReadSummary, Option<Sha256>),
     Failed(IngestError),
 }
 
@@ -59,6 +63,9 @@ pub struct Plan {
     /// Objects are committed together until they add up to this many decompressed bytes
     /// ([`COMMIT_BYTES`]).
     pub commit_bytes: u64,
+    /// Hash each object's decompressed content as it is read, for verification against
+    /// CloudTrail's digests ([`Outcome::Ingested::content_sha256`]).
+    pub hash_content: bool,
 }
 
 /// Ingests `sources` as `plan` says. `name` gives each source's stored name, `open` its
@@ -109,7 +116,7 @@ pub fn ingest_parallel<S: Sync>(
                     let Some(&index) = todo.get(slot) else { break };
                     let sender = senders.lock().ok().and_then(|mut s| s.get_mut(slot).and_then(Option::take));
                     if let Some(tx) = sender {
-                        decode(&sources[index], open, limits, &tx);
+                        decode(&sources[index], open, limits, plan.hash_content, &tx);
                     }
                 }
             });
@@ -122,7 +129,7 @@ pub fn ingest_parallel<S: Sync>(
     })
 }
 
-fn decode<S>(source: &S, open: &Opener<'_, S>, limits: &Limits, tx: &SyncSender<Item>) {
+fn decode<S>(source: &S, open: &Opener<'_, S>, limits: &Limits, hash: bool, tx: &SyncSender<Item>) {
     let reader = match open(source) {
         Ok(r) => r,
         Err(e) => {
@@ -141,7 +148,7 @@ fn decode<S>(source: &S, open: &Opener<'_, S>, limits: &Limits, tx: &SyncSender<
         *skipped = 0;
         tx.send(item).map_err(|_| Stop::WriterGone)
     };
-    let read = for_each_record(reader, limits, |record| {
+    let on_record = |record: &[u8]| {
         match parse_record(record) {
             Ok(Some((event, raw))) => {
                 batch.push((event, StoredRecord::compress(&raw).map_err(Stop::Failed)?))
@@ -156,9 +163,16 @@ fn decode<S>(source: &S, open: &Opener<'_, S>, limits: &Limits, tx: &SyncSender<
             flush(&mut batch, &mut skipped, &mut first_skip)?;
         }
         Ok(())
-    });
+    };
+    let read = if hash {
+        for_each_record_hashed(reader, limits, on_record).map(|(summary, sha256)| (summary, Some(sha256)))
+    } else {
+        for_each_record(reader, limits, on_record).map(|summary| (summary, None))
+    };
     let last = match read {
-        Ok(summary) => flush(&mut batch, &mut skipped, &mut first_skip).map(|()| Item::Done(summary)),
+        Ok((summary, sha256)) => {
+            flush(&mut batch, &mut skipped, &mut first_skip).map(|()| Item::Done(summary, sha256))
+        }
         Err(ScanError::Object(e)) => Ok(Item::Failed(IngestError::Object(e))),
         Err(ScanError::Callback(Stop::Failed(e))) => Ok(Item::Failed(IngestError::Store(e))),
         // The writer stopped listening: nothing more to do.
@@ -210,11 +224,11 @@ fn write_in_order(
                         first_skip = skip;
                     }
                 }
-                Ok(Item::Done(summary)) => {
+                Ok(Item::Done(summary, content_sha256)) => {
                     let format = format!("{:?}", summary.format);
                     let counts = writer.commit(&format, summary.bytes, summary.records, now)?;
                     batched += summary.bytes;
-                    break Outcome::Ingested { counts, first_skip };
+                    break Outcome::Ingested { counts, first_skip, content_sha256 };
                 }
                 Ok(Item::Failed(error)) => {
                     drop(writer);

@@ -53,7 +53,7 @@ fn rejected_object_in_a_run(commit_bytes: u64) {
     let open = |o: &(String, Vec<u8>)| -> std::io::Result<Box<dyn Read + Send>> {
         Ok(Box::new(std::io::Cursor::new(o.1.clone())))
     };
-    let plan = Plan { limits: Limits::default(), jobs: 2, now: 0, commit_bytes };
+    let plan = Plan { limits: Limits::default(), jobs: 2, now: 0, commit_bytes, hash_content: false };
     let mut reported = Vec::new();
     ingest_parallel(&mut store, &objects, &|o| o.0.clone(), &open, &plan, &mut |_, name, outcome| {
         reported.push((name.to_string(), matches!(outcome, Outcome::Ingested { .. })));
@@ -86,7 +86,7 @@ fn objects_are_decoded_only_a_few_ahead_of_the_writer() {
     };
     let jobs = 2;
     // A commit per object, so each object is reported as soon as it is written.
-    let plan = Plan { limits: Limits::default(), jobs, now: 0, commit_bytes: 1 };
+    let plan = Plan { limits: Limits::default(), jobs, now: 0, commit_bytes: 1, hash_content: false };
     let mut store = Store::open_in_memory().unwrap();
     ingest_parallel(&mut store, &objects, &|o| o.0.clone(), &open, &plan, &mut |_, _, outcome| {
         assert!(matches!(outcome, Outcome::Ingested { .. }));
@@ -96,4 +96,33 @@ fn objects_are_decoded_only_a_few_ahead_of_the_writer() {
     assert_eq!(written.load(Ordering::SeqCst), 60);
     let most = most_ahead.load(Ordering::SeqCst);
     assert!(most <= 2 * jobs + 2, "{most} objects were opened before the writer caught up");
+}
+
+/// With `hash_content`, each object ingested comes back with the SHA-256 a CloudTrail digest
+/// lists for it (of the decompressed content), from the one read that stored its events.
+#[test]
+fn a_hashing_run_reports_each_objects_content_hash() {
+    use granttrail_cloudtrail::digest::sha256_of_content;
+    use std::io::Write as _;
+    let plain = log_file(&ids("p", 700));
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&log_file(&ids("g", 3))).unwrap();
+    let objects: Vec<(String, Vec<u8>)> =
+        vec![("plain.json".into(), plain), ("gzip.json.gz".into(), gz.finish().unwrap())];
+    let open = |o: &(String, Vec<u8>)| -> std::io::Result<Box<dyn Read + Send>> {
+        Ok(Box::new(std::io::Cursor::new(o.1.clone())))
+    };
+    for hash_content in [true, false] {
+        let plan = Plan { limits: Limits::default(), jobs: 2, now: 0, commit_bytes: 1, hash_content };
+        let mut store = Store::open_in_memory().unwrap();
+        let mut hashes = Vec::new();
+        ingest_parallel(&mut store, &objects, &|o| o.0.clone(), &open, &plan, &mut |o, _, outcome| {
+            let Outcome::Ingested { content_sha256, .. } = outcome else { panic!("{outcome:?}") };
+            let expected = hash_content.then(|| sha256_of_content(o.1.as_slice(), u64::MAX).unwrap());
+            hashes.push((content_sha256, expected));
+        })
+        .unwrap();
+        assert_eq!(hashes.len(), 2);
+        assert!(hashes.iter().all(|(got, expected)| got == expected), "{hashes:?}");
+    }
 }

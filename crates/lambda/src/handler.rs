@@ -157,7 +157,7 @@ impl Handler {
         .map_err(|e| format!("{name}: {e}"))?;
         let duration_ms = started.elapsed().as_millis() as u64;
         match outcome {
-            Outcome::Ingested { counts, first_skip } => {
+            Outcome::Ingested { counts, first_skip, .. } => {
                 for c in &counts.collisions {
                     warn!(object = %name, event_id = %c.event_id, other_object = %c.other_object, "eventID collision: both records kept");
                 }

@@ -20,8 +20,8 @@ mod tests;
 
 pub use analyse::{DELIVERY_WINDOW_SECONDS, analyse};
 pub use read::{
-    DigestObject, Input, LogObject, MAX_DIGEST_BYTES, PathsRead, read_digest, read_log, read_parallel,
-    read_paths,
+    DigestObject, Input, LogObject, MAX_DIGEST_BYTES, PathsRead, hashed_log, read_digest, read_log,
+    read_parallel, read_paths,
 };
 
 pub use granttrail_grants::integrity::{LogVerdict, MissingLogFile};

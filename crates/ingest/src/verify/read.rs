@@ -51,15 +51,20 @@ pub enum Input {
 
 /// Hashes a log file's decompressed content (at most `max_bytes` of it).
 pub fn read_log(name: String, key: &str, reader: impl Read, max_bytes: u64) -> LogObject {
+    let sha256 = sha256_of_content(reader, max_bytes).map_err(|e| format!("cannot be read: {e}"));
+    hashed_log(name, key, sha256)
+}
+
+/// A log file whose content was hashed elsewhere (by `ingest --verify`, as it read the records).
+pub fn hashed_log(name: String, key: &str, sha256: Result<Sha256, String>) -> LogObject {
     let parsed = ObjectKey::parse(key);
-    let delivered = delivered_at(&parsed);
     LogObject {
         name,
         file: file_name(key).to_string(),
+        delivered: delivered_at(&parsed),
         account: parsed.account,
         region: parsed.region,
-        delivered,
-        sha256: sha256_of_content(reader, max_bytes).map_err(|e| format!("cannot be read: {e}")),
+        sha256,
     }
 }
 
