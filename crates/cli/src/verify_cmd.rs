@@ -311,6 +311,7 @@ impl crate::ingest_s3::S3Args {
             until: self.until.map(|w| w.resolve(now)),
             accounts: self.accounts.clone(),
             regions: self.regions.clone(),
+            listings_of: None,
         }
     }
 }

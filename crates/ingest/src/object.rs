@@ -1,7 +1,7 @@
 use std::io::Read;
 
 use granttrail_cloudtrail::digest::Sha256;
-use granttrail_cloudtrail::{Limits, ObjectError, ScanError, for_each_record, may_be_relevant};
+use granttrail_cloudtrail::{Limits, ObjectError, ScanError, for_each_record_hashed, may_be_relevant};
 use granttrail_grants::{KmsEvent, RecordError, normalise, normalise_str};
 use granttrail_store::{ObjectCounts, Store, StoreError};
 
@@ -47,7 +47,8 @@ pub(crate) fn parse_record(record: &[u8]) -> Result<Option<(KmsEvent, String)>, 
     }
 }
 
-/// Reads one object and commits its KMS events in one transaction.
+/// Reads one object and commits its KMS events in one transaction, with the SHA-256 of its
+/// content (for a CloudTrail digest that arrives later).
 ///
 /// Store failures (the database itself) are returned as `Err`: they are not the object's
 /// fault and the caller should stop. Everything wrong with the object is an
@@ -67,7 +68,7 @@ pub fn ingest_object<R: Read>(
         return Ok(Outcome::AlreadyIngested);
     };
     let mut first_skip = None;
-    let read = for_each_record(reader, limits, |record| {
+    let read = for_each_record_hashed(reader, limits, |record| {
         match parse_record(record) {
             Ok(Some((event, raw))) => {
                 writer.add(&event, &raw)?;
@@ -81,10 +82,11 @@ pub fn ingest_object<R: Read>(
         Ok::<(), StoreError>(())
     });
     match read {
-        Ok(summary) => {
+        Ok((summary, sha256)) => {
+            writer.set_content_sha256(sha256);
             let format = format!("{:?}", summary.format);
             let counts = writer.commit(&format, summary.bytes, summary.records, now)?;
-            Ok(Outcome::Ingested { counts, first_skip, content_sha256: None })
+            Ok(Outcome::Ingested { counts, first_skip, content_sha256: Some(sha256) })
         }
         Err(ScanError::Callback(store_error)) => Err(store_error),
         Err(ScanError::Object(object_error)) => {

@@ -225,6 +225,9 @@ fn write_in_order(
                     }
                 }
                 Ok(Item::Done(summary, content_sha256)) => {
+                    if let Some(sha256) = content_sha256 {
+                        writer.set_content_sha256(sha256);
+                    }
                     let format = format!("{:?}", summary.format);
                     let counts = writer.commit(&format, summary.bytes, summary.records, now)?;
                     batched += summary.bytes;

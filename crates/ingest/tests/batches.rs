@@ -124,5 +124,8 @@ fn a_hashing_run_reports_each_objects_content_hash() {
         .unwrap();
         assert_eq!(hashes.len(), 2);
         assert!(hashes.iter().all(|(got, expected)| got == expected), "{hashes:?}");
+        // Kept with the object, for a digest that arrives later.
+        let stored: Vec<_> = objects.iter().map(|o| store.content_sha256(&o.0).unwrap()).collect();
+        assert_eq!(stored, hashes.iter().map(|(got, _)| *got).collect::<Vec<_>>());
     }
 }

@@ -36,7 +36,7 @@ pub use verification::{StoredSummary, VerificationRun};
 pub use write::{Batch, ObjectCounts, ObjectWriter};
 
 /// The schema version this granttrail writes; older databases are migrated to it when opened.
-pub const SCHEMA_VERSION: i64 = 10;
+pub const SCHEMA_VERSION: i64 = 11;
 
 /// Rewrites rows a migration changed the form of, reporting `(done, total)` rows as it goes.
 type Rewrite = fn(&Connection, &mut dyn FnMut(u64, u64)) -> Result<()>;
@@ -59,6 +59,7 @@ const MIGRATIONS: &[Migration] = &[
     Migration { sql: include_str!("schema_8.sql"), rewrite: Some(texts::hash_v7_event_ids) },
     Migration { sql: include_str!("schema_9.sql"), rewrite: None },
     Migration { sql: include_str!("schema_10.sql"), rewrite: None },
+    Migration { sql: include_str!("schema_11.sql"), rewrite: None },
 ];
 
 /// How far a migration of an existing database has got, for a progress bar: `done` of `total`
@@ -310,6 +311,23 @@ impl Store {
             Ok(()) => Ok(true),
             Err(rusqlite::Error::QueryReturnedNoRows) => Ok(false),
             Err(e) => Err(e.into()),
+        }
+    }
+
+    /// The SHA-256 of the content of the object stored as `source`, if its read hashed it.
+    pub fn content_sha256(&self, source: &str) -> Result<Option<[u8; 32]>> {
+        let stored: Option<Option<Vec<u8>>> = self
+            .conn
+            .query_row("SELECT content_sha256 FROM objects WHERE source = ?1", [source], |r| r.get(0))
+            .optional()?;
+        match stored.flatten() {
+            None => Ok(None),
+            Some(bytes) => <[u8; 32]>::try_from(bytes.as_slice()).map(Some).map_err(|_| {
+                StoreError::Corrupt(format!(
+                    "objects.content_sha256 of {source} is {} bytes, not 32",
+                    bytes.len()
+                ))
+            }),
         }
     }
 

@@ -48,6 +48,8 @@ pub struct ObjectWriter<'c> {
     deleted_keys: BTreeSet<String>,
     dirty: Invalidation,
     counts: ObjectCounts,
+    /// The SHA-256 of the object's decompressed content, if the read hashed it.
+    content_sha256: Option<[u8; 32]>,
 }
 
 /// Where an object's writes go: a transaction of its own, or a savepoint in a [`Batch`].
@@ -145,6 +147,7 @@ impl<'c> ObjectWriter<'c> {
             deleted_keys: BTreeSet::new(),
             dirty: Invalidation::default(),
             counts: ObjectCounts::default(),
+            content_sha256: None,
         }))
     }
 
@@ -265,6 +268,12 @@ impl<'c> ObjectWriter<'c> {
 
     /// Recomputes the touched grants, completes the object's row and commits. Returns what
     /// the object contributed.
+    /// Keeps the SHA-256 of the object's decompressed content with it, for checking against a
+    /// digest that arrives later.
+    pub fn set_content_sha256(&mut self, sha256: [u8; 32]) {
+        self.content_sha256 = Some(sha256);
+    }
+
     pub fn commit(mut self, format: &str, bytes: u64, records: u64, now: i64) -> Result<ObjectCounts> {
         self.counts.bytes = bytes;
         self.counts.records = records;
@@ -299,7 +308,7 @@ impl<'c> ObjectWriter<'c> {
         let c = self.counts;
         self.tx.execute(
             "UPDATE objects SET ingested_at = ?2, format = ?3, bytes = ?4, records = ?5, kms_events = ?6,
-                 new_events = ?7, grant_events = ?8, skipped_records = ?9
+                 new_events = ?7, grant_events = ?8, skipped_records = ?9, content_sha256 = ?10
              WHERE id = ?1",
             params![
                 self.object_id,
@@ -310,7 +319,8 @@ impl<'c> ObjectWriter<'c> {
                 c.kms_events as i64,
                 c.new_events as i64,
                 c.grant_events as i64,
-                c.skipped_records as i64
+                c.skipped_records as i64,
+                self.content_sha256.as_ref().map(<[u8; 32]>::as_slice)
             ],
         )?;
         self.tx.commit()?;

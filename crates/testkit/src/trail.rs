@@ -101,8 +101,19 @@ impl SignedTrail {
     /// Adds the digest for `[start, end)` listing the log files added since the last one,
     /// chained to it and signed, and returns its key.
     pub fn digest(&mut self, start: &str, end: &str) -> String {
+        self.write_digest(start, end, false)
+    }
+
+    /// Adds a backfill digest (`..._backfill.json.gz`) for `[start, end)` listing the log files
+    /// added since the last digest: signed, but outside the hourly chain, as CloudTrail writes
+    /// one for files it listed late.
+    pub fn backfill_digest(&mut self, start: &str, end: &str) -> String {
+        self.write_digest(start, end, true)
+    }
+
+    fn write_digest(&mut self, start: &str, end: &str, backfill: bool) -> String {
         let key = format!(
-            "{}/CloudTrail-Digest/{}/{}/{}_CloudTrail-Digest_{}_{}_{}_{}.json.gz",
+            "{}/CloudTrail-Digest/{}/{}/{}_CloudTrail-Digest_{}_{}_{}_{}{}.json.gz",
             self.root(),
             self.region,
             folders(end),
@@ -110,7 +121,8 @@ impl SignedTrail {
             self.region,
             self.trail,
             self.region,
-            compact(end)
+            compact(end),
+            if backfill { "_backfill" } else { "" }
         );
         let files: Vec<serde_json::Value> = self
             .pending
@@ -120,7 +132,7 @@ impl SignedTrail {
                        "newestEventTime": start, "oldestEventTime": start})
             })
             .collect();
-        let previous = self.previous.take();
+        let previous = if backfill { None } else { self.previous.take() };
         let body = json!({
             "awsAccountId": self.account,
             "digestStartTime": start,
@@ -145,7 +157,9 @@ impl SignedTrail {
         let signature = self.sign(text.as_bytes());
         self.objects.insert(key.clone(), gzip(body.as_bytes()));
         self.signatures.insert(key.clone(), signature.clone());
-        self.previous = Some(Previous { key: key.clone(), sha256, signature });
+        if !backfill {
+            self.previous = Some(Previous { key: key.clone(), sha256, signature });
+        }
         key
     }
 

@@ -92,7 +92,8 @@ pub fn analyse(inputs: &[Input], keys: Option<&PublicKeys>, filter: &Filter) -> 
     // Every log file a trusted digest lists, by file name; and those only untrusted ones list.
     let mut listed: HashMap<&str, (&Read, usize)> = HashMap::new();
     let mut listed_untrusted: HashMap<&str, &Read> = HashMap::new();
-    for d in &digests {
+    let judged = |d: &Read| filter.listings_of.as_ref().is_none_or(|name| *name == d.object.name);
+    for d in digests.iter().filter(|d| judged(d)) {
         for (i, file) in d.digest.log_files.iter().enumerate() {
             let name = file_name(&file.s3_object);
             if d.trusted {

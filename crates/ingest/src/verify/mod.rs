@@ -39,6 +39,10 @@ pub struct Filter {
     pub accounts: Vec<String>,
     /// Only these regions (empty: all).
     pub regions: Vec<String>,
+    /// Judge only the log files the digest of this name lists; other digests among the inputs
+    /// serve only the chain and the signatures (the Lambda, checking each digest as it arrives
+    /// with the one before it).
+    pub listings_of: Option<String>,
 }
 
 /// What went wrong with one object. Every problem is a reason to distrust the logs.

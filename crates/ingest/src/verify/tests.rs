@@ -274,3 +274,58 @@ fn the_filter_keeps_what_is_outside_it_out_of_the_verdict() {
     let filter = Filter { regions: vec!["us-east-1".to_string()], ..Filter::default() };
     assert!(analyse(&inputs(&trail, false), None, &filter).summaries.is_empty());
 }
+
+#[test]
+fn a_backfill_digest_vouches_for_its_files_and_stays_out_of_the_chain() {
+    let (mut trail, _, _) = three_hours();
+    // A file of 10:50 that the hourly digests did not list, listed later by a backfill digest.
+    let late = trail.log_file("2025-03-04T10:50:00Z", &[]);
+    let backfill = trail.backfill_digest("2025-03-04T10:00:00Z", "2025-03-04T11:00:00Z");
+    assert!(backfill.ends_with("_backfill.json.gz"));
+    let v = analyse(&inputs(&trail, true), Some(&keys(&trail)), &Filter::default());
+    assert_eq!(verdicts(&v), vec![], "the late file is listed, and the chain is whole");
+    let s = &v.summaries[0];
+    assert_eq!((s.verified, s.unlisted, s.digests, s.digests_trusted, s.signatures_valid), (7, 0, 4, 4, 4));
+    assert_eq!(s.gaps, vec![]);
+
+    // Without the backfill digest the late file is unlisted; with it altered, altered.
+    let mut without = inputs(&trail, true);
+    without.retain(|i| !matches!(i, Input::Digest(d) if d.key == backfill));
+    let v = analyse(&without, Some(&keys(&trail)), &Filter::default());
+    assert_eq!(verdicts(&v), vec![(ProblemKind::Unlisted, file(&late))]);
+    trail.tamper(&late, r#"{"Records":[{"eventName":"CreateGrant"}]}"#);
+    let v = analyse(&inputs(&trail, true), Some(&keys(&trail)), &Filter::default());
+    assert_eq!(verdicts(&v), vec![(ProblemKind::Altered, file(&late))]);
+}
+
+#[test]
+fn one_digest_judged_as_it_arrives_with_the_one_before_it() {
+    let (mut trail, logs, digests) = three_hours();
+    // What the Lambda reads when the 13:00 digest arrives: it, the 12:00 digest it chains to,
+    // and the files it lists (one altered, one gone).
+    trail.tamper(&logs[5], r#"{"Records":[]}"#);
+    let arrived = format!("s3://{}/{}", trail.bucket, digests[2]);
+    let wanted = [digests[1].as_str(), digests[2].as_str(), logs[4].as_str(), logs[5].as_str()];
+    let mut read = inputs(&trail, true);
+    read.retain(|i| match i {
+        Input::Digest(d) => wanted.contains(&d.key.as_str()),
+        Input::Log(l) => wanted.iter().any(|w| l.name.ends_with(w)) && !l.name.ends_with(&logs[4]),
+    });
+    let filter = Filter { listings_of: Some(arrived), ..Filter::default() };
+    let v = analyse(&read, Some(&keys(&trail)), &filter);
+    // The earlier digest's own files are not judged (not missing), its signature is checked
+    // through the new digest, and its own predecessor is not asked for.
+    assert_eq!(
+        verdicts(&v),
+        vec![(ProblemKind::Altered, file(&logs[5])), (ProblemKind::Missing, file(&logs[4]))]
+    );
+    assert_eq!(v.summaries[0].signatures_valid, 2);
+    assert_eq!(v.log_files.len(), 1);
+
+    // A forged predecessor is caught by the hash the arriving digest records.
+    trail.tamper(&digests[1], &trail.content(&digests[1]).unwrap().replace("11:00:00Z", "11:00:01Z"));
+    let mut read = inputs(&trail, true);
+    read.retain(|i| matches!(i, Input::Digest(d) if wanted.contains(&d.key.as_str())));
+    let v = analyse(&read, Some(&keys(&trail)), &filter);
+    assert!(verdicts(&v).contains(&(ProblemKind::DigestAltered, file(&digests[1]))), "{:?}", verdicts(&v));
+}
