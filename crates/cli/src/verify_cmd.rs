@@ -7,7 +7,6 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use granttrail_cloudtrail::digest::PublicKeys;
-use granttrail_grants::integrity::{FileVerdict, file_name};
 use granttrail_grants::timestamp;
 use granttrail_ingest::verify::{self, Filter, Input, Verification};
 use granttrail_ingest::{Limits, Outcome, now};
@@ -118,17 +117,7 @@ pub(crate) fn load_public_keys(path: Option<&Path>) -> anyhow::Result<Option<Pub
 /// whether the events they cite come from files CloudTrail vouches for.
 pub(crate) fn record(store: &mut Store, v: &Verification) -> anyhow::Result<()> {
     let at = now();
-    let files: Vec<FileVerdict> = v
-        .log_files
-        .iter()
-        .map(|(object, verdict, reason)| FileVerdict {
-            file_name: file_name(object).to_string(),
-            verdict: *verdict,
-            reason: reason.clone(),
-            object: object.clone(),
-            verified_at: at,
-        })
-        .collect();
+    let files = v.file_verdicts(at);
     let summaries = v
         .summaries
         .iter()

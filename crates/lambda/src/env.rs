@@ -2,6 +2,7 @@
 
 use std::path::PathBuf;
 
+use granttrail_cloudtrail::digest::PublicKeys;
 use granttrail_ingest::Config;
 
 /// What the function is told by its environment (see infra/README.md).
@@ -15,6 +16,9 @@ pub struct Env {
     pub snapshot: Option<(String, String)>,
     /// `GRANTTRAIL_CONFIG`: a granttrail.toml, parsed.
     pub config: Config,
+    /// `GRANTTRAIL_PUBLIC_KEYS`: the output of `aws cloudtrail list-public-keys`, parsed, to
+    /// check each arriving digest's signature (none: signatures are not checked).
+    pub public_keys: Option<PublicKeys>,
 }
 
 /// Where the database lives when `GRANTTRAIL_DB` is not set: the template's EFS mount.
@@ -32,12 +36,21 @@ impl Env {
                 Config::from_toml(&text).map_err(|e| format!("GRANTTRAIL_CONFIG {path}: {e}"))?
             }
         };
+        let public_keys = match set("GRANTTRAIL_PUBLIC_KEYS") {
+            None => None,
+            Some(path) => {
+                let bytes =
+                    std::fs::read(&path).map_err(|e| format!("GRANTTRAIL_PUBLIC_KEYS {path}: {e}"))?;
+                Some(PublicKeys::parse(&bytes).map_err(|e| format!("GRANTTRAIL_PUBLIC_KEYS {path}: {e}"))?)
+            }
+        };
         Ok(Env {
             db: PathBuf::from(set("GRANTTRAIL_DB").unwrap_or_else(|| DEFAULT_DB.to_string())),
             findings_topic_arn: set("GRANTTRAIL_FINDINGS_TOPIC_ARN"),
             snapshot: set("GRANTTRAIL_SNAPSHOT_BUCKET")
                 .map(|bucket| (bucket, set("GRANTTRAIL_SNAPSHOT_PREFIX").unwrap_or_default())),
             config,
+            public_keys,
         })
     }
 }
@@ -64,5 +77,7 @@ mod tests {
         assert!(env.findings_topic_arn.is_none(), "blank means unset");
         let missing = Env::from_vars(|n| (n == "GRANTTRAIL_CONFIG").then(|| "/nonexistent.toml".into()));
         assert!(missing.unwrap_err().contains("GRANTTRAIL_CONFIG /nonexistent.toml"));
+        let keys = Env::from_vars(|n| (n == "GRANTTRAIL_PUBLIC_KEYS").then(|| "/nonexistent.json".into()));
+        assert!(keys.unwrap_err().contains("GRANTTRAIL_PUBLIC_KEYS /nonexistent.json"));
     }
 }

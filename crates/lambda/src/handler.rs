@@ -12,9 +12,12 @@ use granttrail_cloudtrail::envelope::{Delivery, unwrap_event};
 use granttrail_cloudtrail::{KeyClass, ObjectKey};
 use granttrail_grants::findings::FindingView;
 use granttrail_grants::timestamp;
+use granttrail_ingest::verify::{
+    Filter, Input, LogVerdict, Verification, analyse, hashed_log, read_digest, read_log,
+};
 use granttrail_ingest::{Limits, Outcome, ingest_object, now};
-use granttrail_s3::{ClientOptions, connect, object_name, open_object};
-use granttrail_store::{Journal, Store};
+use granttrail_s3::{ClientOptions, connect, object_name, open_digest_object, open_object};
+use granttrail_store::{Journal, Store, VerificationRun};
 use serde_json::{Value, json};
 use tokio::runtime::Handle;
 use tracing::{error, info, warn};
@@ -64,10 +67,12 @@ impl Handler {
         let mut response = SqsBatchResponse::default();
         let mut failures = Vec::new();
         let mut objects = 0usize;
+        // The keys a digest checked in this batch calls into question, once any was checked.
+        let mut verified = None;
         for message in &messages {
             let result = match &message.deliveries {
                 Err(reason) => Err(reason.clone()),
-                Ok(deliveries) => self.deliver(deliveries, &mut objects).await,
+                Ok(deliveries) => self.deliver(deliveries, &mut objects, &mut verified).await,
             };
             if let Err(reason) = result {
                 error!(message_id = message.id.as_deref(), error = %reason, "message failed");
@@ -79,7 +84,11 @@ impl Handler {
         }
         // Everything acknowledged below is committed; labels and findings are derived, so a
         // failure there is logged and retried by the next invocation, not by redelivery.
-        let published = match self.publish_new_findings(Scope::TouchedKeys).await {
+        let scope = match verified {
+            None => Scope::TouchedKeys,
+            Some(keys) => Scope::Verified(keys),
+        };
+        let published = match self.publish_new_findings(scope).await {
             Ok(n) => n,
             Err(e) => {
                 error!(error = %e, "publishing findings failed; they are retried next time");
@@ -103,13 +112,25 @@ impl Handler {
         Ok(json!({ "objects": objects, "published_findings": published }))
     }
 
-    /// Ingests what one message asks for; the first failure fails the message.
-    async fn deliver(&self, deliveries: &[Delivery], objects: &mut usize) -> Result<(), String> {
+    /// Ingests what one message asks for, and checks the digests it announces; the first
+    /// failure fails the message.
+    async fn deliver(
+        &self,
+        deliveries: &[Delivery],
+        objects: &mut usize,
+        verified: &mut Option<Vec<String>>,
+    ) -> Result<(), String> {
         for delivery in deliveries {
             match delivery {
                 Delivery::Object { bucket, key } => {
                     let name = object_name(bucket, key);
                     let class = ObjectKey::parse(key).class;
+                    if class == KeyClass::Digest {
+                        let keys = self.verify_digest(bucket.clone(), key.clone()).await?;
+                        verified.get_or_insert_with(Vec::new).extend(keys);
+                        *objects += 1;
+                        continue;
+                    }
                     if class != KeyClass::Log {
                         info!(object = %name, outcome = "skipped", reason = skip_reason(class), "object");
                         continue;
@@ -186,6 +207,96 @@ impl Handler {
         }
     }
 
+    /// Checks a digest as it arrives, against the digest before it (the chain, and the
+    /// signature the new one records for it) and the log files it lists: each one's content
+    /// hash as kept when it was ingested, or read now when it was not; a listed file that is not
+    /// in the bucket is missing. The verdicts are recorded like `granttrail verify`'s. Returns
+    /// the keys of the events stored from files found altered or unlisted.
+    ///
+    /// Files no digest lists (planted) are found by `granttrail verify` over the bucket: a
+    /// digest alone does not say which files were delivered.
+    async fn verify_digest(&self, bucket: String, key: String) -> Result<Vec<String>, String> {
+        let started = Instant::now();
+        let name = object_name(&bucket, &key);
+        let (store, s3, handle) = (self.store.clone(), self.s3.clone(), Handle::current());
+        let (public_keys, max_bytes) = (self.env.public_keys.clone(), self.limits.max_object_bytes);
+        let task_name = name.clone();
+        let (v, keys) = tokio::task::spawn_blocking(move || -> Result<(Verification, Vec<String>), String> {
+            let read_digest_at = |bucket: &str, key: &str| {
+                let (body, signature) = open_digest_object(&s3, &handle, bucket, key)?;
+                let name = object_name(bucket, key);
+                Ok::<_, std::io::Error>(read_digest(name, key, Some(bucket.to_string()), body, signature))
+            };
+            let digest = read_digest_at(&bucket, &key).map_err(|e| format!("cannot read: {e}"))?;
+            let mut inputs = Vec::new();
+            if let Ok((d, _)) = &digest.content {
+                if let Some(previous) = &d.previous_digest_s3_object {
+                    let at = d.previous_digest_s3_bucket.as_deref().unwrap_or(&bucket);
+                    match read_digest_at(at, previous) {
+                        Ok(previous) => inputs.push(Input::Digest(Box::new(previous))),
+                        Err(e) if e.kind() == std::io::ErrorKind::NotFound => error!(
+                            object = %object_name(at, previous),
+                            problem = "digest missing",
+                            listed_by = %task_name,
+                            "the previous digest of the chain is not in the bucket: the log files it listed cannot be checked"
+                        ),
+                        Err(e) => return Err(format!("previous digest {}: {e}", object_name(at, previous))),
+                    }
+                }
+                for file in &d.log_files {
+                    let name = object_name(&file.s3_bucket, &file.s3_object);
+                    let kept = lock(&store)?.content_sha256(&name).map_err(|e| e.to_string())?;
+                    let log = match kept {
+                        Some(sha256) => hashed_log(name, &file.s3_object, Ok(sha256)),
+                        None => match open_object(&s3, &handle, &file.s3_bucket, &file.s3_object) {
+                            Ok(body) => read_log(name, &file.s3_object, body, max_bytes),
+                            // Not among the inputs: judged missing.
+                            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                            Err(e) => return Err(format!("{name}: {e}")),
+                        },
+                    };
+                    inputs.push(Input::Log(log));
+                }
+            }
+            inputs.push(Input::Digest(Box::new(digest)));
+            let filter = Filter { listings_of: Some(task_name), ..Filter::default() };
+            let v = analyse(&inputs, public_keys.as_ref(), &filter);
+            let at = now();
+            let mut store = lock(&store)?;
+            let files = v.file_verdicts(at);
+            // No summaries: they describe whole accounts and regions, which one digest does not.
+            store
+                .record_verification(VerificationRun { files: &files, missing: &v.missing, summaries: &[], at })
+                .map_err(|e| e.to_string())?;
+            let untrusted: Vec<String> = files
+                .iter()
+                .filter(|f| matches!(f.verdict, LogVerdict::Altered | LogVerdict::Unlisted))
+                .map(|f| f.object.clone())
+                .collect();
+            let keys = store.keys_of_objects(&untrusted).map_err(|e| e.to_string())?;
+            Ok((v, keys))
+        })
+        .await
+        .map_err(|e| format!("{name}: {e}"))?
+        .map_err(|e| format!("{name}: {e}"))?;
+        for p in &v.problems {
+            error!(object = %p.object, problem = p.verdict.as_str(), reason = %p.reason, digest = %name, "log integrity");
+        }
+        let count = |verdict: LogVerdict| v.log_files.iter().filter(|(_, got, _)| *got == verdict).count();
+        info!(
+            object = %name,
+            outcome = "verified",
+            verified = count(LogVerdict::Verified),
+            altered = count(LogVerdict::Altered),
+            missing = v.missing.len(),
+            signatures_checked = v.signatures_checked,
+            problems = v.problems.len(),
+            duration_ms = started.elapsed().as_millis() as u64,
+            "digest"
+        );
+        Ok(keys)
+    }
+
     /// Relabels, evaluates every rule (on the keys the relabelling touched, or on all), and
     /// publishes the findings not published before, one SNS message each. Returns how many
     /// were published.
@@ -203,6 +314,12 @@ impl Handler {
             let findings = match scope {
                 Scope::AllKeys => store.findings(&rules, at, Some(at))?,
                 Scope::TouchedKeys => store.findings_on_keys(&rules, at, Some(at), &relabelled.keys)?,
+                Scope::Verified(mut keys) => {
+                    keys.extend(relabelled.keys);
+                    keys.sort();
+                    keys.dedup();
+                    store.findings_after_verification(&rules, at, Some(at), &keys)?
+                }
             };
             let ids: Vec<&str> = findings.iter().map(|f| f.id.as_str()).collect();
             let new = store.unpublished(&ids)?;
@@ -319,18 +436,25 @@ impl Handler {
     }
 }
 
+/// The database, unless an earlier panic while holding it left it unusable.
+fn lock(store: &Mutex<Store>) -> Result<std::sync::MutexGuard<'_, Store>, String> {
+    store.lock().map_err(|_| "the database is unusable after an earlier crash".to_string())
+}
+
 fn skip_reason(class: KeyClass) -> &'static str {
     match class {
-        KeyClass::Digest => "a CloudTrail digest file",
         KeyClass::Insight => "a CloudTrail Insights file",
         _ => "not a CloudTrail log file",
     }
 }
 
 /// Which keys' findings an invocation evaluates.
-#[derive(Debug, Clone, Copy)]
+#[derive(Debug, Clone)]
 enum Scope {
     /// The keys whose labels this invocation brought up to date.
     TouchedKeys,
+    /// Those, the keys whose events came from files a digest found untrusted, and the findings
+    /// on log files themselves (altered, missing).
+    Verified(Vec<String>),
     AllKeys,
 }

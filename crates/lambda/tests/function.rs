@@ -38,10 +38,16 @@ struct Deployment {
     dir: tempfile::TempDir,
     api: RuntimeApi,
     function: Option<Child>,
+    /// More environment for the function.
+    env: Vec<(String, String)>,
 }
 
 impl Deployment {
     fn start() -> Option<Deployment> {
+        Deployment::start_with(Vec::new())
+    }
+
+    fn start_with(env: Vec<(String, String)>) -> Option<Deployment> {
         let moto = Moto::start()?;
         let runtime = tokio::runtime::Runtime::new().unwrap();
         let s3 = moto.client();
@@ -62,6 +68,7 @@ impl Deployment {
             dir: tempfile::tempdir().unwrap(),
             api: RuntimeApi::start(),
             function: None,
+            env,
         };
         d.start_function();
         Some(d)
@@ -89,6 +96,7 @@ impl Deployment {
             .env("GRANTTRAIL_SNAPSHOT_BUCKET", SNAPSHOTS)
             .env("GRANTTRAIL_SNAPSHOT_PREFIX", "granttrail/")
             .env("RUST_LOG", "info")
+            .envs(self.env.iter().map(|(k, v)| (k.as_str(), v.as_str())))
             .stdout(std::fs::File::create(self.dir.path().join("function.log")).unwrap())
             .stderr(Stdio::null())
             .spawn()
@@ -269,7 +277,10 @@ fn an_sqs_batch_commits_the_good_messages_and_returns_only_the_poison_one() {
         assert!(store.is_ingested(&format!("s3://{BUCKET}/{key}")).unwrap(), "{key} committed");
     }
     assert!(!store.is_ingested(&format!("s3://{BUCKET}/{poison}")).unwrap());
-    assert!(!store.is_ingested(&format!("s3://{BUCKET}/{digest}")).unwrap(), "digests are skipped");
+    assert!(
+        !store.is_ingested(&format!("s3://{BUCKET}/{digest}")).unwrap(),
+        "digests are checked, not stored"
+    );
     let log = d.log();
     assert!(log.contains(&format!("s3://{BUCKET}/{poison}")) && log.contains("gzip"), "{log}");
     let object_line = log
@@ -513,4 +524,113 @@ fn a_batch_cut_short_by_a_timeout_is_redelivered_without_loss_or_double_counting
         interrupted.iter().any(|&committed| committed < files.len() as u64),
         "some kill must land before the batch was done: {interrupted:?} objects committed"
     );
+}
+
+/// The bundled example's us-east-1 day for 111122223333 as a signed trail lists it, tampered
+/// with: one file altered after delivery, one deleted.
+fn tampered_example() -> (granttrail_testkit::trail::SignedTrail, Vec<String>, String, String) {
+    let mut trail = granttrail_testkit::trail::SignedTrail::new("111122223333", "us-east-1");
+    trail.org_id = Some("o-a1b2c3d4e5".to_string());
+    let dir = example().join(DAY);
+    let mut names: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
+    names.sort();
+    let mut logs = Vec::new();
+    for name in names {
+        let key = format!("{DAY}{}", name.to_string_lossy());
+        let mut content = String::new();
+        let file = std::fs::File::open(dir.join(&name)).unwrap();
+        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(file), &mut content).unwrap();
+        if key.contains("T1040Z") {
+            trail.digest("2024-05-01T09:00:00Z", "2024-05-01T10:00:00Z");
+        }
+        trail.add_log_content(&key, &content);
+        logs.push(key);
+    }
+    trail.digest("2024-05-01T10:00:00Z", "2024-05-01T11:00:00Z");
+    trail.digest("2024-05-01T11:00:00Z", "2024-05-01T12:00:00Z");
+    let altered = logs[3].clone();
+    let pretty = serde_json::to_string_pretty(
+        &serde_json::from_str::<Value>(&trail.content(&altered).unwrap()).unwrap(),
+    )
+    .unwrap();
+    trail.tamper(&altered, &pretty);
+    let deleted = logs[5].clone();
+    trail.objects.remove(&deleted);
+    logs.retain(|k| *k != deleted);
+    (trail, logs, altered, deleted)
+}
+
+#[test]
+fn each_digest_is_checked_as_it_arrives_and_tampering_is_published() {
+    let (trail, logs, altered, deleted) = tampered_example();
+    let keys_file = tempfile::NamedTempFile::new().unwrap();
+    std::fs::write(keys_file.path(), trail.public_keys_json()).unwrap();
+    let env = vec![("GRANTTRAIL_PUBLIC_KEYS".to_string(), keys_file.path().display().to_string())];
+    let Some(d) = Deployment::start_with(env) else { return };
+    let s3 = d.moto.client();
+    let mut digests = Vec::new();
+    for (key, body) in &trail.objects {
+        let mut put = s3.put_object().bucket(BUCKET).key(key).body(body.clone().into());
+        if let Some(signature) = trail.signatures.get(key) {
+            put = put.metadata("signature", signature).metadata("signature-algorithm", "SHA256withRSA");
+            digests.push(key.clone());
+        }
+        d.runtime.block_on(put.send()).unwrap();
+    }
+
+    // The log files arrive first and are ingested (each one's hash kept), then the digests.
+    let refs: Vec<&str> = logs.iter().map(String::as_str).collect();
+    let (ok, body) = d.invoke(&sqs(&[("logs", s3_notification(&refs))]));
+    assert!(ok && failures(&body).is_empty(), "{body}\n{}", d.log());
+    let at = granttrail_ingest::now();
+    let before = d.store().findings(&Default::default(), at, Some(at)).unwrap().len();
+    assert_eq!(d.sink.wait_for(before, WAIT).len(), before);
+
+    let refs: Vec<&str> = digests.iter().map(String::as_str).collect();
+    let event = sqs(&[("digests", s3_notification(&refs))]);
+    let (ok, body) = d.invoke(&event);
+    assert!(ok && failures(&body).is_empty(), "{body}\n{}", d.log());
+
+    let store = d.store();
+    let verdict = |key: &str| store.log_verdict(&format!("s3://{BUCKET}/{key}")).unwrap().map(|v| v.verdict);
+    assert_eq!(verdict(&altered), Some(granttrail_ingest::verify::LogVerdict::Altered));
+    assert!(
+        logs.iter()
+            .filter(|k| **k != altered)
+            .all(|k| verdict(k) == Some(granttrail_ingest::verify::LogVerdict::Verified)),
+        "every other file is verified"
+    );
+    let missing: Vec<String> = store.missing_log_files().unwrap().into_iter().map(|m| m.object).collect();
+    assert_eq!(missing, [format!("s3://{BUCKET}/{deleted}")]);
+    let log = d.log();
+    let digest_lines: Vec<Value> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|l| l["fields"]["message"] == "digest")
+        .collect();
+    assert_eq!(digest_lines.len(), digests.len(), "{log}");
+    assert!(digest_lines.iter().all(|l| l["fields"]["signatures_checked"] == true), "{log}");
+
+    // GT106 (a grant's evidence in the altered file), GT107 and GT108, through SNS.
+    let after = store.findings(&Default::default(), at, Some(at)).unwrap();
+    let bodies = d.sink.wait_for(after.len(), WAIT);
+    assert_eq!(bodies.len(), after.len(), "{log}");
+    let mut rules: Vec<String> = bodies[before..]
+        .iter()
+        .map(|b| {
+            let envelope: Value = serde_json::from_str(b).unwrap();
+            let message: Value = serde_json::from_str(envelope["Message"].as_str().unwrap()).unwrap();
+            message["finding"]["rule_id"].as_str().unwrap().to_string()
+        })
+        .collect();
+    rules.sort();
+    rules.dedup();
+    assert_eq!(rules, ["GT106", "GT107", "GT108"], "{log}");
+
+    // A redelivered digest changes nothing and publishes nothing again.
+    let (ok, _) = d.invoke(&event);
+    assert!(ok);
+    std::thread::sleep(Duration::from_millis(500));
+    assert_eq!(d.sink.bodies().len(), after.len());
+    assert_eq!(store.missing_log_files().unwrap().len(), 1);
 }

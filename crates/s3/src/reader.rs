@@ -42,9 +42,8 @@ impl Read for BodyReader {
 
 /// Starts a GetObject and returns its body as a reader (blocking, like [`BodyReader`]).
 pub fn open_object(client: &Client, handle: &Handle, bucket: &str, key: &str) -> io::Result<BodyReader> {
-    let response = handle
-        .block_on(client.get_object().bucket(bucket).key(key).send())
-        .map_err(|e| io::Error::other(S3Error::new("GetObject", e)))?;
+    let response =
+        handle.block_on(client.get_object().bucket(bucket).key(key).send()).map_err(get_object_error)?;
     Ok(BodyReader::new(response.body, handle.clone()))
 }
 
@@ -56,9 +55,20 @@ pub fn open_digest_object(
     bucket: &str,
     key: &str,
 ) -> io::Result<(BodyReader, Option<String>)> {
-    let response = handle
-        .block_on(client.get_object().bucket(bucket).key(key).send())
-        .map_err(|e| io::Error::other(S3Error::new("GetObject", e)))?;
+    let response =
+        handle.block_on(client.get_object().bucket(bucket).key(key).send()).map_err(get_object_error)?;
     let signature = response.metadata().and_then(|m| m.get("signature")).cloned();
     Ok((BodyReader::new(response.body, handle.clone()), signature))
+}
+
+/// A failed GetObject as an I/O error; an object that does not exist is [`io::ErrorKind::NotFound`],
+/// so that a verifier can tell a missing file from a failed request.
+fn get_object_error(
+    e: aws_sdk_s3::error::SdkError<aws_sdk_s3::operation::get_object::GetObjectError>,
+) -> io::Error {
+    let kind = match e.as_service_error() {
+        Some(service) if service.is_no_such_key() => io::ErrorKind::NotFound,
+        _ => io::ErrorKind::Other,
+    };
+    io::Error::new(kind, S3Error::new("GetObject", e))
 }

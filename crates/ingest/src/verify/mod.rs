@@ -24,7 +24,8 @@ pub use read::{
     read_parallel, read_paths,
 };
 
-pub use granttrail_grants::integrity::{LogVerdict, MissingLogFile};
+use granttrail_grants::integrity::file_name;
+pub use granttrail_grants::integrity::{FileVerdict, LogVerdict, MissingLogFile};
 use granttrail_grants::timestamp;
 use serde::Serialize;
 
@@ -163,5 +164,19 @@ impl Verification {
     /// Did anything fail (exit status 1)?
     pub fn failed(&self) -> bool {
         !self.problems.is_empty()
+    }
+
+    /// The verdict on each log file judged, as the store keeps it (by file name), reached `at`.
+    pub fn file_verdicts(&self, at: i64) -> Vec<FileVerdict> {
+        self.log_files
+            .iter()
+            .map(|(object, verdict, reason)| FileVerdict {
+                file_name: file_name(object).to_string(),
+                verdict: *verdict,
+                reason: reason.clone(),
+                object: object.clone(),
+                verified_at: at,
+            })
+            .collect()
     }
 }
