@@ -5,8 +5,10 @@ use std::io::Read;
 
 use anyhow::Context;
 use clap::Args;
+use granttrail_cloudtrail::digest::PublicKeys;
 use granttrail_cloudtrail::{KeyClass, ObjectKey};
-use granttrail_ingest::verify::{Input, read_digest, read_log, read_parallel};
+use granttrail_ingest::verify::walk::{self, Layout, Walked};
+use granttrail_ingest::verify::{Filter, Input, Verification, read_digest, read_log, read_parallel};
 use granttrail_ingest::{Plan, ingest_parallel};
 use granttrail_s3::{
     ClientOptions, Listed, S3Url, Walker, Window, connect, object_name, open_digest_object, open_object,
@@ -156,46 +158,79 @@ impl S3Args {
     }
 }
 
-/// What [`read_for_verify`] read.
-pub struct S3Read {
-    pub inputs: Vec<Input>,
-    /// Objects that could not be read, by name.
-    pub errors: Vec<(String, String)>,
-}
-
-/// Lists the log files and digests under `url` that `args` select and reads each: log files
-/// hashed, digests parsed with the signature from their metadata.
-pub fn read_for_verify(
+/// Verifies the objects under `url` a day at a time ([`walk`]), `slice_done` hearing each
+/// day's verdicts.
+pub fn verify(
     url: &str,
     args: &S3Args,
     jobs: Option<usize>,
     max_object_bytes: u64,
-) -> anyhow::Result<S3Read> {
+    keys: Option<&PublicKeys>,
+    filter: &Filter,
+    slice_done: &mut dyn FnMut(&Verification) -> Result<(), String>,
+) -> anyhow::Result<Walked> {
     let location = S3Url::parse(url).with_context(|| format!("{url}: not an s3://bucket[/prefix] URL"))?;
-    let window = args.verify_window(granttrail_ingest::now());
     let (runtime, client) = args.client()?;
-    let handle = runtime.handle().clone();
-    let bucket = location.bucket.as_str();
-    let mut walker = Walker::new(client.clone(), bucket, &location.prefix, window);
-    let mut read = S3Read { inputs: Vec::new(), errors: Vec::new() };
+    let bucket =
+        Bucket { client, handle: runtime.handle().clone(), name: location.bucket.clone(), max_object_bytes };
     let jobs = jobs.unwrap_or(DEFAULT_JOBS);
-    while let Some(page) = walker.next_page(&handle).with_context(|| format!("listing {url}"))? {
-        let results = read_parallel(&page, jobs, |o: &Listed| {
-            if ObjectKey::parse(&o.key).class == KeyClass::Digest {
-                read_digest_object(&client, &handle, bucket, o)
-            } else {
-                let body = open_object(&client, &handle, bucket, &o.key).map_err(|e| e.to_string())?;
-                Ok(Input::Log(read_log(object_name(bucket, &o.key), &o.key, body, max_object_bytes)))
-            }
-        });
-        for (o, result) in page.iter().zip(results) {
-            match result {
-                Ok(input) => read.inputs.push(input),
-                Err(e) => read.errors.push((object_name(bucket, &o.key), e)),
+    walk::walk(&bucket, &[location.prefix], &[], keys, filter, jobs, slice_done).map_err(anyhow::Error::msg)
+}
+
+/// A bucket, as the verifier walks it.
+struct Bucket {
+    client: granttrail_s3::Client,
+    handle: tokio::runtime::Handle,
+    name: String,
+    max_object_bytes: u64,
+}
+
+impl Bucket {
+    /// One folder's listing: its subfolders and its files.
+    fn list(&self, prefix: &str) -> Result<(Vec<String>, Vec<String>), String> {
+        let (mut folders, mut files) = (Vec::new(), Vec::new());
+        let mut token = None;
+        loop {
+            let request = self
+                .client
+                .list_objects_v2()
+                .bucket(&self.name)
+                .prefix(prefix)
+                .delimiter("/")
+                .set_continuation_token(token);
+            let page = self.handle.block_on(request.send()).map_err(|e| {
+                format!("ListObjectsV2 s3://{}/{prefix}: {}", self.name, granttrail_s3::error_chain(&e))
+            })?;
+            folders.extend(page.common_prefixes().iter().filter_map(|p| p.prefix()).map(str::to_string));
+            files.extend(page.contents().iter().filter_map(|o| o.key()).map(str::to_string));
+            match page.next_continuation_token() {
+                Some(next) if page.is_truncated() == Some(true) => token = Some(next.to_string()),
+                _ => return Ok((folders, files)),
             }
         }
     }
-    Ok(read)
+}
+
+impl Layout for Bucket {
+    fn folders(&self, prefix: &str) -> Result<Vec<String>, String> {
+        Ok(self.list(prefix)?.0)
+    }
+
+    fn files(&self, prefix: &str) -> Result<Vec<String>, String> {
+        Ok(self.list(prefix)?.1)
+    }
+
+    fn read(&self, key: &str, class: KeyClass) -> Result<Input, String> {
+        let listed = Listed { key: key.to_string(), size: 0 };
+        match class {
+            KeyClass::Digest => read_digest_object(&self.client, &self.handle, &self.name, &listed),
+            _ => {
+                let body =
+                    open_object(&self.client, &self.handle, &self.name, key).map_err(|e| e.to_string())?;
+                Ok(Input::Log(read_log(object_name(&self.name, key), key, body, self.max_object_bytes)))
+            }
+        }
+    }
 }
 
 /// Reads a digest object with the signature in its metadata.

@@ -8,6 +8,7 @@ use anyhow::Context;
 use clap::{Args, ValueEnum};
 use granttrail_cloudtrail::digest::PublicKeys;
 use granttrail_grants::timestamp;
+use granttrail_ingest::verify::walk::{self, Walked};
 use granttrail_ingest::verify::{self, Filter, Input, Verification};
 use granttrail_ingest::{Limits, Outcome, now};
 use granttrail_store::{Store, VerificationRun};
@@ -54,42 +55,55 @@ enum VerifyFormat {
 pub fn run(db: &Path, config: &Config, args: &VerifyArgs) -> anyhow::Result<ExitCode> {
     let keys = load_public_keys(args.public_keys.as_deref())?;
     let filter = args.s3.filter(now());
-    let mut inputs: Vec<Input> = Vec::new();
-    let mut unreadable = 0;
-    let (urls, files): (Vec<&PathBuf>, Vec<&PathBuf>) =
+    let mut store = open_configured(db, config)?;
+    // One time for the whole run: its verdicts are recorded as each day is judged, the
+    // summaries last.
+    let at = now();
+    let mut record_slice = |v: &Verification| -> Result<(), String> {
+        let files = v.file_verdicts(at);
+        store
+            .record_verification(VerificationRun { files: &files, missing: &v.missing, summaries: &[], at })
+            .map_err(|e| format!("recording the verification in {}: {e}", db.display()))
+    };
+    let mut walked: Vec<Walked> = Vec::new();
+    let (urls, paths): (Vec<&PathBuf>, Vec<&PathBuf>) =
         args.paths.iter().partition(|p| p.to_string_lossy().starts_with("s3://"));
-    if !files.is_empty() {
+    if !paths.is_empty() {
         let jobs = args.jobs.unwrap_or_else(|| std::thread::available_parallelism().map_or(1, usize::from));
-        let files: Vec<PathBuf> = files.into_iter().cloned().collect();
-        let read = verify::read_paths(&files, jobs, args.max_object_bytes);
-        for (path, error) in &read.errors {
-            eprintln!(
-                "granttrail: cannot read {}: {}",
-                terminal_safe(&path.display().to_string()),
-                terminal_safe(error)
-            );
+        let (mut roots, mut files, mut errors) = (Vec::new(), Vec::new(), Vec::new());
+        for path in paths {
+            let name = path.display().to_string();
+            match std::fs::metadata(path) {
+                Ok(meta) if meta.is_dir() => roots.push(name),
+                Ok(_) => files.push(name),
+                Err(e) => errors.push((name, e.to_string())),
+            }
         }
-        unreadable += read.errors.len();
-        inputs.extend(read.inputs);
+        let layout = walk::Directory { max_object_bytes: args.max_object_bytes };
+        let mut found = walk::walk(&layout, &roots, &files, keys.as_ref(), &filter, jobs, &mut record_slice)
+            .map_err(anyhow::Error::msg)?;
+        found.errors.extend(errors);
+        walked.push(found);
     }
     for url in urls {
-        let read = crate::ingest_s3::read_for_verify(
+        walked.push(crate::ingest_s3::verify(
             &url.to_string_lossy(),
             &args.s3,
             args.jobs,
             args.max_object_bytes,
-        )?;
-        for (name, error) in &read.errors {
-            eprintln!("granttrail: cannot read {}: {}", terminal_safe(name), terminal_safe(error));
-        }
-        unreadable += read.errors.len();
-        inputs.extend(read.inputs);
+            keys.as_ref(),
+            &filter,
+            &mut record_slice,
+        )?);
     }
-    let digests = inputs.iter().filter(|i| matches!(i, Input::Digest(_))).count();
-    let verification = verify::analyse(&inputs, keys.as_ref(), &filter);
-    drop(inputs);
-    let mut store = open_configured(db, config)?;
-    record(&mut store, &verification)
+    let found = walk::merge(walked);
+    for (name, error) in &found.errors {
+        eprintln!("granttrail: cannot read {}: {}", terminal_safe(name), terminal_safe(error));
+    }
+    let verification = found.verification(keys.is_some());
+    let summaries = summary_rows(&verification)?;
+    store
+        .record_verification(VerificationRun { files: &[], missing: &[], summaries: &summaries, at })
         .with_context(|| format!("recording the verification in {}", db.display()))?;
 
     let mut out = std::io::stdout().lock();
@@ -98,12 +112,17 @@ pub fn run(db: &Path, config: &Config, args: &VerifyArgs) -> anyhow::Result<Exit
             serde_json::to_writer_pretty(&mut out, &verification)?;
             writeln!(out)?;
         }
-        VerifyFormat::Table => print_table(&verification, keys.as_ref(), digests, &mut out)?,
+        VerifyFormat::Table => print_table(&verification, keys.as_ref(), found.digests, &mut out)?,
     }
-    if unreadable > 0 {
-        anyhow::bail!("{unreadable} path(s) could not be read; the verdict above leaves them out");
+    if !found.errors.is_empty() {
+        anyhow::bail!("{} path(s) could not be read; the verdict above leaves them out", found.errors.len());
     }
     Ok(if verification.failed() { ExitCode::FAILURE } else { ExitCode::SUCCESS })
+}
+
+/// Each account and region's summary as the store keeps it (as JSON).
+fn summary_rows(v: &Verification) -> anyhow::Result<Vec<(String, String, String)>> {
+    v.summaries.iter().map(|s| Ok((s.account.clone(), s.region.clone(), serde_json::to_string(s)?))).collect()
 }
 
 /// Reads `--public-keys FILE` (the output of `aws cloudtrail list-public-keys`), if given.
@@ -118,11 +137,7 @@ pub(crate) fn load_public_keys(path: Option<&Path>) -> anyhow::Result<Option<Pub
 pub(crate) fn record(store: &mut Store, v: &Verification) -> anyhow::Result<()> {
     let at = now();
     let files = v.file_verdicts(at);
-    let summaries = v
-        .summaries
-        .iter()
-        .map(|s| Ok((s.account.clone(), s.region.clone(), serde_json::to_string(s)?)))
-        .collect::<anyhow::Result<Vec<_>>>()?;
+    let summaries = summary_rows(v)?;
     store.record_verification(VerificationRun {
         files: &files,
         missing: &v.missing,
@@ -222,7 +237,7 @@ impl Gathered {
 fn print_table(
     v: &Verification,
     keys: Option<&PublicKeys>,
-    digests: usize,
+    digests: u64,
     out: &mut dyn Write,
 ) -> anyhow::Result<()> {
     for p in &v.problems {
@@ -301,6 +316,7 @@ impl crate::ingest_s3::S3Args {
             accounts: self.accounts.clone(),
             regions: self.regions.clone(),
             listings_of: None,
+            slice: None,
         }
     }
 }

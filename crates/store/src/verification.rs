@@ -43,7 +43,9 @@ pub struct StoredSummary {
 impl Store {
     /// Records a verification in one transaction. A file's latest verdict replaces an earlier
     /// one; the missing files of each account and region verified are replaced by this run's,
-    /// and a file found since is no longer missing.
+    /// and a file found since is no longer missing. A long run may be recorded in parts, all
+    /// with the same `at`: the files as they are judged, the summaries (which retire what
+    /// earlier runs found missing) last.
     pub fn record_verification(&mut self, run: VerificationRun<'_>) -> Result<()> {
         let tx = self.conn.transaction()?;
         {
@@ -60,11 +62,13 @@ impl Store {
                 "INSERT OR REPLACE INTO verification_summaries (account, region, summary, verified_at)
                  VALUES (?1, ?2, ?3, ?4)",
             )?;
-            let mut clear =
-                tx.prepare_cached("DELETE FROM missing_log_files WHERE account = ?1 AND region = ?2")?;
+            // What an earlier run found missing; a run recorded in parts shares one `at`.
+            let mut clear = tx.prepare_cached(
+                "DELETE FROM missing_log_files WHERE account = ?1 AND region = ?2 AND verified_at < ?3",
+            )?;
             for (account, region, json) in run.summaries {
                 summary.execute(params![account, region, json, run.at])?;
-                clear.execute([account, region])?;
+                clear.execute(params![account, region, run.at])?;
             }
             let mut missing = tx.prepare_cached(
                 "INSERT OR REPLACE INTO missing_log_files

@@ -50,7 +50,9 @@ pub fn analyse(inputs: &[Input], keys: Option<&PublicKeys>, filter: &Filter) -> 
                 Ok(_) => {}
                 Err(reason) => {
                     let key = ObjectKey::parse(&object.key);
-                    if filter.wants_place(key.account.as_deref(), key.region.as_deref()) {
+                    if filter.wants_place(key.account.as_deref(), key.region.as_deref())
+                        && filter.owns(&object.name)
+                    {
                         out.problems.push(Problem {
                             object: object.name.clone(),
                             verdict: ProblemKind::DigestUnreadable,
@@ -64,12 +66,31 @@ pub fn analyse(inputs: &[Input], keys: Option<&PublicKeys>, filter: &Filter) -> 
         }
     }
 
-    check_locations(&mut digests, &mut out.problems);
-    check_chains(&mut digests, &mut out.problems);
-    let signatures = check_signatures(&mut digests, keys, &mut out.problems);
+    // Every digest is checked (its trust decides what its listing is worth), but a slice
+    // reports and counts only its own.
+    let mut digest_problems = Vec::new();
+    check_locations(&mut digests, &mut digest_problems);
+    check_chains(&mut digests, &mut digest_problems, &|d| filter.owns(&d.object.name));
+    let signatures = check_signatures(&mut digests, keys, &mut digest_problems);
+    out.problems.extend(
+        digest_problems
+            .into_iter()
+            .filter(|p| p.verdict == ProblemKind::DigestMissing || filter.owns(&p.object)),
+    );
+
+    // What trusted digests cover, own or not: a log file is judged unlisted against this.
+    let mut covering: BTreeMap<(&str, &str), Vec<Period>> = BTreeMap::new();
+    for d in digests.iter().filter(|d| d.trusted && !d.backfill) {
+        covering.entry((&d.account, &d.region)).or_default().push(d.period);
+    }
+    let covering: BTreeMap<(&str, &str), Vec<Period>> =
+        covering.into_iter().map(|(place, periods)| (place, merge(periods))).collect();
 
     let mut summaries: BTreeMap<(String, String), Summary> = BTreeMap::new();
     for (d, signature) in digests.iter().zip(&signatures) {
+        if !filter.owns(&d.object.name) {
+            continue;
+        }
         let s = summary_of(&mut summaries, &d.account, &d.region);
         s.digests += 1;
         s.digests_trusted += u64::from(d.trusted);
@@ -83,10 +104,7 @@ pub fn analyse(inputs: &[Input], keys: Option<&PublicKeys>, filter: &Filter) -> 
         }
     }
     for s in summaries.values_mut() {
-        s.covered = merge(std::mem::take(&mut s.covered));
-        s.gaps = s.covered.windows(2).map(|w| Period { start: w[0].end, end: w[1].start }).collect();
-        s.hours_without_digests =
-            s.gaps.iter().map(|g| u64::try_from((g.end - g.start + 3599) / 3600).unwrap_or(0)).sum();
+        s.close_periods();
     }
 
     // Every log file a trusted digest lists, by file name; and those only untrusted ones list.
@@ -106,12 +124,10 @@ pub fn analyse(inputs: &[Input], keys: Option<&PublicKeys>, filter: &Filter) -> 
 
     let mut seen: HashSet<&str> = HashSet::new();
     for log in logs {
-        let s = summary_of(
-            &mut summaries,
-            log.account.as_deref().unwrap_or_default(),
-            log.region.as_deref().unwrap_or_default(),
-        );
-        let (verdict, problem) = judge_log(log, &listed, &listed_untrusted, &s.covered);
+        let place = (log.account.as_deref().unwrap_or_default(), log.region.as_deref().unwrap_or_default());
+        let covered = covering.get(&place).map_or(&[][..], Vec::as_slice);
+        let s = summary_of(&mut summaries, place.0, place.1);
+        let (verdict, problem) = judge_log(log, &listed, &listed_untrusted, covered);
         seen.insert(log.file.as_str());
         match verdict {
             LogVerdict::Verified => s.verified += 1,
@@ -134,7 +150,7 @@ pub fn analyse(inputs: &[Input], keys: Option<&PublicKeys>, filter: &Filter) -> 
 
     for (name, (d, i)) in &listed {
         let Some(file) = d.digest.log_files.get(*i) else { continue };
-        if seen.contains(name) || !filter.wants_listed(&file.s3_object) {
+        if seen.contains(name) || !filter.wants_listed(&file.s3_object, &d.object.name) {
             continue;
         }
         summary_of(&mut summaries, &d.account, &d.region).missing += 1;
@@ -191,9 +207,24 @@ impl Filter {
         self.wants_place(log.account.as_deref(), log.region.as_deref()) && self.wants_time(log.delivered)
     }
 
-    fn wants_listed(&self, s3_object: &str) -> bool {
+    /// Is a listed file that was not found missing here? In a slice, only if its time is the
+    /// slice's (or, without a time, its digest is the slice's).
+    fn wants_listed(&self, s3_object: &str, listed_by: &str) -> bool {
         let key = ObjectKey::parse(s3_object);
-        self.wants_place(key.account.as_deref(), key.region.as_deref()) && self.wants_time(delivered_at(&key))
+        let delivered = delivered_at(&key);
+        let in_slice = match (&self.slice, delivered) {
+            (None, _) => true,
+            (Some(slice), Some(t)) => slice.from <= t && t < slice.to,
+            (Some(_), None) => self.owns(listed_by),
+        };
+        in_slice
+            && self.wants_place(key.account.as_deref(), key.region.as_deref())
+            && self.wants_time(delivered)
+    }
+
+    /// Is the digest of this name counted and reported here (always, outside a slice)?
+    fn owns(&self, digest: &str) -> bool {
+        self.slice.as_ref().is_none_or(|slice| slice.own.contains(digest))
     }
 
     /// Digests are kept a little beyond the window: the files it selects are listed by them.
@@ -258,7 +289,7 @@ fn check_locations(digests: &mut [Read], problems: &mut Vec<Problem>) {
 /// Links each hourly chain (per account, region and trail) and checks each digest's hash against
 /// the one the next digest records. A link named but absent is a missing digest, unless it lies
 /// before the earliest digest given (a copy starts somewhere).
-fn check_chains<'a>(digests: &mut [Read<'a>], problems: &mut Vec<Problem>) {
+fn check_chains<'a>(digests: &mut [Read<'a>], problems: &mut Vec<Problem>, reports: &dyn Fn(&Read) -> bool) {
     let mut chains: BTreeMap<(String, String, String), Vec<usize>> = BTreeMap::new();
     for (i, d) in digests.iter().enumerate() {
         // A moved digest stays a link (it is there, only not trusted), so it is not also missing.
@@ -288,7 +319,7 @@ fn check_chains<'a>(digests: &mut [Read<'a>], problems: &mut Vec<Problem>) {
                         ));
                     }
                 }
-                None if position > 0 => {
+                None if position > 0 && reports(&digests[i]) => {
                     let d = &digests[i];
                     let bucket =
                         d.digest.previous_digest_s3_bucket.as_deref().unwrap_or(&d.digest.digest_s3_bucket);
@@ -444,5 +475,30 @@ fn problem(d: &Read, verdict: ProblemKind, reason: String) -> Problem {
         reason,
         account: Some(d.account.clone()),
         region: Some(d.region.clone()),
+    }
+}
+
+impl Summary {
+    /// Merges the covered periods and derives the gaps between them (after they were added to).
+    pub(crate) fn close_periods(&mut self) {
+        self.covered = merge(std::mem::take(&mut self.covered));
+        self.gaps = self.covered.windows(2).map(|w| Period { start: w[0].end, end: w[1].start }).collect();
+        self.hours_without_digests =
+            self.gaps.iter().map(|g| u64::try_from((g.end - g.start + 3599) / 3600).unwrap_or(0)).sum();
+    }
+
+    /// Adds the counts and periods of a slice of the same account and region.
+    pub(crate) fn add(&mut self, other: &Summary) {
+        self.verified += other.verified;
+        self.altered += other.altered;
+        self.unlisted += other.unlisted;
+        self.not_covered += other.not_covered;
+        self.missing += other.missing;
+        self.digests += other.digests;
+        self.digests_trusted += other.digests_trusted;
+        self.signatures_valid += other.signatures_valid;
+        self.signatures_unchecked += other.signatures_unchecked;
+        self.covered.extend_from_slice(&other.covered);
+        self.close_periods();
     }
 }

@@ -17,6 +17,7 @@ mod analyse;
 mod read;
 #[cfg(test)]
 mod tests;
+pub mod walk;
 
 pub use analyse::{DELIVERY_WINDOW_SECONDS, analyse};
 pub use read::{
@@ -44,6 +45,19 @@ pub struct Filter {
     /// serve only the chain and the signatures (the Lambda, checking each digest as it arrives
     /// with the one before it).
     pub listings_of: Option<String>,
+    /// Judge one slice of a longer walk ([`walk`]); none: the inputs are the whole story.
+    pub slice: Option<Slice>,
+}
+
+/// One day of one account and region, judged with its neighbours: the log files given are
+/// judged, a listed file is missing only if its name's time is in `[from, to)`, and the digests
+/// named in `own` are counted and reported; the others (the days before and after) are read for
+/// the chain, the signatures the next digest records, and their listings.
+#[derive(Debug, Clone, Default)]
+pub struct Slice {
+    pub from: i64,
+    pub to: i64,
+    pub own: std::collections::HashSet<String>,
 }
 
 /// What went wrong with one object. Every problem is a reason to distrust the logs.

@@ -171,7 +171,7 @@ pub fn read_parallel<T: Sync>(
         .collect()
 }
 
-fn read_file(path: &Path, class: KeyClass, max_object_bytes: u64) -> Result<Input, String> {
+pub(crate) fn read_file(path: &Path, class: KeyClass, max_object_bytes: u64) -> Result<Input, String> {
     let file = std::fs::File::open(path).map_err(|e| e.to_string())?;
     let name = std::path::absolute(path).unwrap_or_else(|_| path.to_path_buf()).display().to_string();
     let key = path.to_string_lossy();

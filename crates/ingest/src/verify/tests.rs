@@ -329,3 +329,120 @@ fn one_digest_judged_as_it_arrives_with_the_one_before_it() {
     let v = analyse(&read, Some(&keys(&trail)), &filter);
     assert!(verdicts(&v).contains(&(ProblemKind::DigestAltered, file(&digests[1]))), "{:?}", verdicts(&v));
 }
+
+/// Three days of a trail, a digest an hour and two log files an hour.
+fn three_days() -> (SignedTrail, Vec<String>, Vec<String>) {
+    let mut trail = SignedTrail::new("111122223333", "eu-west-1");
+    let (mut logs, mut digests) = (Vec::new(), Vec::new());
+    for day in 1..=3 {
+        for hour in 0..24 {
+            let start = format!("2025-03-{day:02}T{hour:02}:00:00Z");
+            for minute in ["20", "50"] {
+                let at = format!("2025-03-{day:02}T{hour:02}:{minute}:00Z");
+                logs.push(trail.log_file(&at, &[json!({"eventID": at, "eventSource": "kms.amazonaws.com"})]));
+            }
+            let end = granttrail_grants::timestamp::format(
+                granttrail_grants::timestamp::parse(&start).unwrap() + 3600,
+            );
+            digests.push(trail.digest(&start, &end));
+        }
+    }
+    (trail, logs, digests)
+}
+
+/// The walk, a day at a time, against judging everything at once: the same problems and
+/// summaries, and no slice holding more than a day of log files.
+fn walk_matches_whole(trail: &SignedTrail, filter: &Filter) -> Verification {
+    let dir = tempfile::tempdir().unwrap();
+    trail.write_to(dir.path()).unwrap();
+    let root = format!("{}/", dir.path().display());
+    let whole = {
+        let read = read_paths(&[dir.path().to_path_buf()], 2, 1 << 30);
+        assert!(read.errors.is_empty());
+        analyse(&read.inputs, Some(&keys(trail)), filter)
+    };
+    let mut most = 0;
+    let mut judged = 0;
+    let walked = walk::walk(
+        &walk::Directory { max_object_bytes: 1 << 30 },
+        std::slice::from_ref(&root),
+        &[],
+        Some(&keys(trail)),
+        filter,
+        2,
+        &mut |v| {
+            most = most.max(v.log_files.len());
+            judged += v.log_files.len();
+            Ok(())
+        },
+    )
+    .unwrap();
+    assert!(walked.errors.is_empty(), "{:?}", walked.errors);
+    assert_eq!(judged, whole.log_files.len(), "each file judged once");
+    assert!(most <= 49, "a slice judged {most} files: more than a day (48, and one planted)");
+    let v = walked.verification(true);
+    assert_eq!(v.problems, whole.problems);
+    assert_eq!(v.summaries, whole.summaries);
+    v
+}
+
+#[test]
+fn a_walk_day_by_day_finds_what_judging_everything_at_once_finds() {
+    let (mut trail, logs, digests) = three_days();
+    assert!(walk_matches_whole(&trail, &Filter::default()).problems.is_empty());
+    // Across midnight: the 23:50 file of the 1st is listed by the digest in the 2nd's folder.
+    trail.objects.remove(&logs[47]);
+    trail.tamper(&logs[70], r#"{"Records":[]}"#);
+    trail.objects.remove(&digests[30]);
+    trail.tamper(
+        &digests[50],
+        &trail.content(&digests[50]).unwrap().replace(r#""logFiles":["#, r#""logFiles": ["#),
+    );
+    trail.tamper(&digests[71], &trail.content(&digests[71]).unwrap().replace("eu-west-1", "eu-west-2"));
+    trail.log_file("2025-03-03T05:10:00Z", &[]);
+    let mut planted = trail.log_file("2025-03-02T23:55:00Z", &[]);
+    planted = file(&planted);
+    let v = walk_matches_whole(&trail, &Filter::default());
+    let kinds: Vec<ProblemKind> = v.problems.iter().map(|p| p.verdict).collect();
+    assert!(kinds.contains(&ProblemKind::Missing) && kinds.contains(&ProblemKind::Altered), "{kinds:?}");
+    for kind in [ProblemKind::DigestMissing, ProblemKind::DigestAltered, ProblemKind::DigestMoved] {
+        assert!(kinds.contains(&kind), "{kind:?} in {kinds:?}");
+    }
+    assert!(v.problems.iter().any(|p| p.object.ends_with(&planted) && p.verdict == ProblemKind::Unlisted));
+    // A window, and another account and region filtered away, alike.
+    let since = granttrail_grants::timestamp::parse("2025-03-02T06:00:00Z");
+    walk_matches_whole(&trail, &Filter { since, ..Filter::default() });
+    walk_matches_whole(&trail, &Filter { regions: vec!["us-east-1".into()], ..Filter::default() });
+}
+
+#[test]
+fn a_walk_from_inside_the_layout_or_without_it_judges_the_same() {
+    let (mut trail, logs, _) = three_hours();
+    trail.tamper(&logs[2], r#"{"Records":[]}"#);
+    let dir = tempfile::tempdir().unwrap();
+    trail.write_to(dir.path()).unwrap();
+    let judge = |root: String| {
+        let walked = walk::walk(
+            &walk::Directory { max_object_bytes: 1 << 30 },
+            std::slice::from_ref(&root),
+            &[],
+            Some(&keys(&trail)),
+            &Filter::default(),
+            2,
+            &mut |_| Ok(()),
+        )
+        .unwrap();
+        let v = walked.verification(true);
+        assert_eq!(verdicts(&v), vec![(ProblemKind::Altered, file(&logs[2]))], "{root}");
+        assert_eq!(v.summaries[0].verified, 5, "{root}");
+    };
+    let account = dir.path().join("AWSLogs/111122223333");
+    judge(account.display().to_string());
+    // A copy deeper in a case folder than the walk looks for `AWSLogs/`: judged together, none
+    // left out.
+    let case = tempfile::tempdir().unwrap();
+    let deep = case.path().join("a/b/c/d/e/f");
+    std::fs::create_dir_all(&deep).unwrap();
+    std::fs::rename(dir.path().join("AWSLogs"), deep.join("AWSLogs")).unwrap();
+    judge(case.path().display().to_string());
+}
