@@ -177,10 +177,10 @@ impl Gathered {
     ) {
         let unread = std::mem::take(&mut self.unread);
         let read = verify::read_parallel(&unread, jobs, |(name, key)| {
-            let sha256 = open(key)
-                .map_err(|e| format!("cannot be read: {e}"))
-                .and_then(|reader| verify::read_log(name.clone(), key, reader, max_object_bytes).sha256);
-            Ok(Input::Log(verify::hashed_log(name.clone(), key, sha256)))
+            Ok(Input::Log(match open(key) {
+                Ok(reader) => verify::read_log(name.clone(), key, reader, max_object_bytes),
+                Err(e) => verify::hashed_log(name.clone(), key, Err(format!("cannot be read: {e}"))),
+            }))
         });
         self.inputs.extend(read.into_iter().flatten());
     }

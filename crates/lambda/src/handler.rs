@@ -13,7 +13,7 @@ use granttrail_cloudtrail::{KeyClass, ObjectKey};
 use granttrail_grants::findings::FindingView;
 use granttrail_grants::timestamp;
 use granttrail_ingest::verify::{
-    Filter, Input, LogVerdict, Verification, analyse, hashed_log, read_digest, read_log,
+    Filter, Input, LogVerdict, Verification, analyse, hashed_log, named_log, read_digest, read_log,
 };
 use granttrail_ingest::{Limits, Outcome, ingest_object, now};
 use granttrail_s3::{ClientOptions, connect, object_name, open_digest_object, open_object};
@@ -213,8 +213,9 @@ impl Handler {
     /// in the bucket is missing. The verdicts are recorded like `granttrail verify`'s. Returns
     /// the keys of the events stored from files found altered or unlisted.
     ///
-    /// Files no digest lists (planted) are found by `granttrail verify` over the bucket: a
-    /// digest alone does not say which files were delivered.
+    /// A log file named in the hours of the previous digest that neither digest lists is
+    /// unlisted (planted, or its listing removed): the bucket's log folder for those hours is
+    /// listed, by name only.
     async fn verify_digest(&self, bucket: String, key: String) -> Result<Vec<String>, String> {
         let started = Instant::now();
         let name = object_name(&bucket, &key);
@@ -233,7 +234,16 @@ impl Handler {
                 if let Some(previous) = &d.previous_digest_s3_object {
                     let at = d.previous_digest_s3_bucket.as_deref().unwrap_or(&bucket);
                     match read_digest_at(at, previous) {
-                        Ok(previous) => inputs.push(Input::Digest(Box::new(previous))),
+                        Ok(previous) => {
+                            // The two digests cover the previous one's hours and the hour after:
+                            // a file named then that neither lists is unlisted.
+                            if let Ok((p, _)) = &previous.content {
+                                for key in logs_named_during(&s3, &handle, &bucket, &key, p)? {
+                                    inputs.push(Input::Log(named_log(object_name(&bucket, &key), &key)));
+                                }
+                            }
+                            inputs.push(Input::Digest(Box::new(previous)));
+                        }
                         Err(e) if e.kind() == std::io::ErrorKind::NotFound => error!(
                             object = %object_name(at, previous),
                             problem = "digest missing",
@@ -434,6 +444,52 @@ impl Handler {
         info!(snapshot = %location, bytes, duration_ms = started.elapsed().as_millis() as u64, "snapshot");
         Ok(json!({ "snapshot": location, "latest": format!("s3://{bucket}/{}", keys[1]), "bytes": bytes }))
     }
+}
+
+/// The log files in `bucket` whose names put them in the hours `previous` covers, found by
+/// listing the log folder of the account and region of the digest `digest_key` (one listing
+/// an hour, narrowed by the file names' time).
+fn logs_named_during(
+    s3: &aws_sdk_s3::Client,
+    handle: &Handle,
+    bucket: &str,
+    digest_key: &str,
+    previous: &granttrail_cloudtrail::digest::Digest,
+) -> Result<Vec<String>, String> {
+    let (Some(base), Some(region)) = (
+        digest_key.find("/CloudTrail-Digest/").map(|i| &digest_key[..i]),
+        ObjectKey::parse(digest_key).region,
+    ) else {
+        return Ok(Vec::new());
+    };
+    let (Some(start), Some(end)) =
+        (timestamp::parse(&previous.digest_start_time), timestamp::parse(&previous.digest_end_time))
+    else {
+        return Ok(Vec::new());
+    };
+    let account = &previous.aws_account_id;
+    let mut keys = Vec::new();
+    // A digest covers an hour; a day at most, whatever it says.
+    for hour in (start - start.rem_euclid(3600)..end).step_by(3600).take(24) {
+        let t = timestamp::format(hour);
+        let (y, m, d, hh) = (&t[0..4], &t[5..7], &t[8..10], &t[11..13]);
+        let prefix =
+            format!("{base}/CloudTrail/{region}/{y}/{m}/{d}/{account}_CloudTrail_{region}_{y}{m}{d}T{hh}");
+        let mut token = None;
+        loop {
+            let request =
+                s3.list_objects_v2().bucket(bucket).prefix(&prefix).set_continuation_token(token.take());
+            let page = handle.block_on(request.send()).map_err(|e| {
+                format!("ListObjectsV2 s3://{bucket}/{prefix}: {}", granttrail_s3::error_chain(&e))
+            })?;
+            keys.extend(page.contents().iter().filter_map(|o| o.key()).map(str::to_string));
+            match page.next_continuation_token() {
+                Some(next) if page.is_truncated() == Some(true) => token = Some(next.to_string()),
+                _ => break,
+            }
+        }
+    }
+    Ok(keys)
 }
 
 /// The database, unless an earlier panic while holding it left it unusable.

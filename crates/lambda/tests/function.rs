@@ -527,8 +527,8 @@ fn a_batch_cut_short_by_a_timeout_is_redelivered_without_loss_or_double_counting
 }
 
 /// The bundled example's us-east-1 day for 111122223333 as a signed trail lists it, tampered
-/// with: one file altered after delivery, one deleted.
-fn tampered_example() -> (granttrail_testkit::trail::SignedTrail, Vec<String>, String, String) {
+/// with: one file altered after delivery, one deleted, one planted.
+fn tampered_example() -> (granttrail_testkit::trail::SignedTrail, Vec<String>, String, String, String) {
     let mut trail = granttrail_testkit::trail::SignedTrail::new("111122223333", "us-east-1");
     trail.org_id = Some("o-a1b2c3d4e5".to_string());
     let dir = example().join(DAY);
@@ -557,12 +557,27 @@ fn tampered_example() -> (granttrail_testkit::trail::SignedTrail, Vec<String>, S
     let deleted = logs[5].clone();
     trail.objects.remove(&deleted);
     logs.retain(|k| *k != deleted);
-    (trail, logs, altered, deleted)
+    // Planted: a CreateGrant nobody made, in a file of 10:45 no digest lists.
+    let mut records: Value = serde_json::from_str(&trail.content(&logs[2]).unwrap()).unwrap();
+    let create = records["Records"]
+        .as_array_mut()
+        .unwrap()
+        .iter_mut()
+        .find(|r| r["eventName"] == "CreateGrant")
+        .unwrap();
+    create["eventID"] = json!("00000000-0000-4000-8000-00000000beef");
+    create["responseElements"]["grantId"] = json!(PLANTED_GRANT);
+    let planted = format!("{DAY}111122223333_CloudTrail_us-east-1_20240501T1045Z_PLANTEDPLANTED01.json.gz");
+    trail.tamper(&planted, &json!({"Records": [create.clone()]}).to_string());
+    logs.push(planted.clone());
+    (trail, logs, altered, deleted, planted)
 }
+
+const PLANTED_GRANT: &str = "ffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffffff";
 
 #[test]
 fn each_digest_is_checked_as_it_arrives_and_tampering_is_published() {
-    let (trail, logs, altered, deleted) = tampered_example();
+    let (trail, logs, altered, deleted, planted) = tampered_example();
     let keys_file = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(keys_file.path(), trail.public_keys_json()).unwrap();
     let env = vec![("GRANTTRAIL_PUBLIC_KEYS".to_string(), keys_file.path().display().to_string())];
@@ -594,9 +609,10 @@ fn each_digest_is_checked_as_it_arrives_and_tampering_is_published() {
     let store = d.store();
     let verdict = |key: &str| store.log_verdict(&format!("s3://{BUCKET}/{key}")).unwrap().map(|v| v.verdict);
     assert_eq!(verdict(&altered), Some(granttrail_ingest::verify::LogVerdict::Altered));
+    assert_eq!(verdict(&planted), Some(granttrail_ingest::verify::LogVerdict::Unlisted));
     assert!(
         logs.iter()
-            .filter(|k| **k != altered)
+            .filter(|k| **k != altered && **k != planted)
             .all(|k| verdict(k) == Some(granttrail_ingest::verify::LogVerdict::Verified)),
         "every other file is verified"
     );
@@ -623,6 +639,12 @@ fn each_digest_is_checked_as_it_arrives_and_tampering_is_published() {
             message["finding"]["rule_id"].as_str().unwrap().to_string()
         })
         .collect();
+    let planted_finding = bodies[before..].iter().any(|b| {
+        let envelope: Value = serde_json::from_str(b).unwrap();
+        let message: Value = serde_json::from_str(envelope["Message"].as_str().unwrap()).unwrap();
+        message["finding"]["rule_id"] == "GT106" && message["finding"]["grant_id"] == PLANTED_GRANT
+    });
+    assert!(planted_finding, "GT106 on the planted grant: {log}");
     rules.sort();
     rules.dedup();
     assert_eq!(rules, ["GT106", "GT107", "GT108"], "{log}");

@@ -122,12 +122,26 @@ pub fn analyse(inputs: &[Input], keys: Option<&PublicKeys>, filter: &Filter) -> 
         }
     }
 
+    // A file known by name only is judged only when no trusted digest at all lists it.
+    let listed_anywhere: HashSet<&str> = digests
+        .iter()
+        .filter(|d| d.trusted)
+        .flat_map(|d| d.digest.log_files.iter().map(|f| file_name(&f.s3_object)))
+        .collect();
+
     let mut seen: HashSet<&str> = HashSet::new();
     for log in logs {
+        let name_only = log.sha256.is_none();
+        if name_only && listed_anywhere.contains(log.file.as_str()) {
+            continue;
+        }
         let place = (log.account.as_deref().unwrap_or_default(), log.region.as_deref().unwrap_or_default());
         let covered = covering.get(&place).map_or(&[][..], Vec::as_slice);
-        let s = summary_of(&mut summaries, place.0, place.1);
         let (verdict, problem) = judge_log(log, &listed, &listed_untrusted, covered);
+        if name_only && verdict == LogVerdict::NotCovered {
+            continue;
+        }
+        let s = summary_of(&mut summaries, place.0, place.1);
         seen.insert(log.file.as_str());
         match verdict {
             LogVerdict::Verified => s.verified += 1,
@@ -407,10 +421,11 @@ fn judge_log(
     covered: &[Period],
 ) -> (LogVerdict, Option<(ProblemKind, String)>) {
     let sha256 = match &log.sha256 {
-        Ok(sha256) => sha256,
-        Err(reason) => return (LogVerdict::Altered, Some((ProblemKind::Altered, reason.clone()))),
+        Some(Ok(sha256)) => Some(sha256),
+        Some(Err(reason)) => return (LogVerdict::Altered, Some((ProblemKind::Altered, reason.clone()))),
+        None => None,
     };
-    if let Some((d, i)) = listed.get(log.file.as_str()) {
+    if let (Some(sha256), Some((d, i))) = (sha256, listed.get(log.file.as_str())) {
         let listed_hash = d.digest.log_files.get(*i).and_then(|f| f.hash().ok());
         return if listed_hash == Some(*sha256) {
             (LogVerdict::Verified, None)

@@ -21,8 +21,8 @@ pub mod walk;
 
 pub use analyse::{DELIVERY_WINDOW_SECONDS, analyse};
 pub use read::{
-    DigestObject, Input, LogObject, MAX_DIGEST_BYTES, PathsRead, hashed_log, read_digest, read_log,
-    read_parallel, read_paths,
+    DigestObject, Input, LogObject, MAX_DIGEST_BYTES, PathsRead, hashed_log, named_log, read_digest,
+    read_log, read_parallel, read_paths,
 };
 
 use granttrail_grants::integrity::file_name;

@@ -25,8 +25,9 @@ pub struct LogObject {
     pub region: Option<String>,
     /// The delivery time in the file name (to the minute), seconds since the epoch.
     pub delivered: Option<i64>,
-    /// The SHA-256 of the decompressed content, or why it could not be read.
-    pub sha256: Result<Sha256, String>,
+    /// The SHA-256 of the decompressed content, or why it could not be read; `None` when only
+    /// its name is known (listed in a bucket, not read): then it can only be found unlisted.
+    pub sha256: Option<Result<Sha256, String>>,
 }
 
 /// A digest file, read.
@@ -57,6 +58,11 @@ pub fn read_log(name: String, key: &str, reader: impl Read, max_bytes: u64) -> L
 
 /// A log file whose content was hashed elsewhere (by `ingest --verify`, as it read the records).
 pub fn hashed_log(name: String, key: &str, sha256: Result<Sha256, String>) -> LogObject {
+    LogObject { sha256: Some(sha256), ..named_log(name, key) }
+}
+
+/// A log file known by its name only (listed in a bucket): enough to find it unlisted.
+pub fn named_log(name: String, key: &str) -> LogObject {
     let parsed = ObjectKey::parse(key);
     LogObject {
         name,
@@ -64,7 +70,7 @@ pub fn hashed_log(name: String, key: &str, sha256: Result<Sha256, String>) -> Lo
         delivered: delivered_at(&parsed),
         account: parsed.account,
         region: parsed.region,
-        sha256,
+        sha256: None,
     }
 }
 

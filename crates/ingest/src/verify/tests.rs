@@ -322,6 +322,24 @@ fn one_digest_judged_as_it_arrives_with_the_one_before_it() {
     assert_eq!(v.summaries[0].signatures_valid, 2);
     assert_eq!(v.log_files.len(), 1);
 
+    // Files known by name only, from a listing of the bucket: one the earlier digest lists
+    // is not judged again; one nobody lists, in the hours the two digests cover, is unlisted.
+    let planted = trail.log_file("2025-03-04T11:50:00Z", &[]);
+    let mut named = read.clone();
+    for key in [&logs[2], &planted] {
+        named.push(Input::Log(named_log(format!("s3://{}/{key}", trail.bucket), key)));
+    }
+    let v = analyse(&named, Some(&keys(&trail)), &filter);
+    assert_eq!(
+        verdicts(&v),
+        vec![
+            (ProblemKind::Altered, file(&logs[5])),
+            (ProblemKind::Missing, file(&logs[4])),
+            (ProblemKind::Unlisted, file(&planted))
+        ]
+    );
+    assert_eq!(v.log_files.len(), 2, "{:?}", v.log_files);
+
     // A forged predecessor is caught by the hash the arriving digest records.
     trail.tamper(&digests[1], &trail.content(&digests[1]).unwrap().replace("11:00:00Z", "11:00:01Z"));
     let mut read = inputs(&trail, true);
