@@ -243,6 +243,13 @@ fn tampered_evidence_travels_into_findings_and_grant_stories() {
     let planted =
         format!("{EXAMPLE_DAY}/111122223333_CloudTrail_us-east-1_20240501T0945Z_PLANTEDPLANTED01.json.gz");
     trail.tamper(&planted, &json!({"Records": [create.clone()]}).to_string());
+    // Planted too, but a copy of a real record, ingested before the file CloudTrail listed it
+    // in: the event rests on that file too, so it is not unverified evidence.
+    let copied = source.clone();
+    let echo =
+        format!("{EXAMPLE_DAY}/111122223333_CloudTrail_us-east-1_20240501T0930Z_PLANTEDCOPY00001.json.gz");
+    assert!(echo < keys[2], "ingested first");
+    trail.tamper(&echo, &copied);
     // Altered: the same events, rewritten.
     let altered = keys[3].clone();
     let pretty = serde_json::to_string_pretty(
@@ -270,6 +277,10 @@ fn tampered_evidence_travels_into_findings_and_grant_stories() {
         "{found:#?}"
     );
     assert!(found.iter().any(|(r, _, d)| r == "GT107" && d.contains(&file(&altered))), "{found:#?}");
+    assert!(
+        !found.iter().any(|(r, _, d)| r == "GT106" && d.contains("PLANTEDCOPY")),
+        "events also read from a listed file are vouched for: {found:#?}"
+    );
     assert!(found.iter().any(|(r, _, d)| r == "GT108" && d.contains(&file(&deleted))), "{found:#?}");
 
     let story: Value =
@@ -288,7 +299,7 @@ fn tampered_evidence_travels_into_findings_and_grant_stories() {
     );
     assert_eq!(
         (v["altered"].as_u64(), v["missing"].as_u64(), v["unlisted"].as_u64()),
-        (Some(1), Some(1), Some(1))
+        (Some(1), Some(1), Some(2))
     );
     let md = verify_first.ok(&["report", "--format", "md", "--output", "-"]);
     assert!(md.contains("checked against CloudTrail's signed digests"), "{md}");
@@ -318,7 +329,7 @@ fn tampered_evidence_travels_into_findings_and_grant_stories() {
         assert_eq!(out.status.code(), Some(1), "run {run}: {}", stderr(&out));
         let (text, err) = (stdout(&out), stderr(&out));
         assert!(
-            text.contains("1 altered, 1 missing, 1 unlisted, 0 not covered by any digest; 2 signature(s) valid, 1 not checked"),
+            text.contains("1 altered, 1 missing, 2 unlisted, 0 not covered by any digest; 2 signature(s) valid, 1 not checked"),
             "run {run}: {text}"
         );
         assert!(err.contains(&format!("granttrail: unlisted: {}", copy.join(&planted).display())), "{err}");

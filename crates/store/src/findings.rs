@@ -158,14 +158,18 @@ impl Store {
                 .chain(grant_only);
             let mut sources = Vec::new();
             for (event_id, role) in events {
-                let Some(stored) = self.event(event_id)? else { continue };
-                let verdict = untrusted.get(integrity::file_name(&stored.object)).map(|f| f.verdict);
-                sources.push(EventSource {
-                    event_id: event_id.clone(),
-                    role,
-                    object: stored.object,
-                    verdict,
-                });
+                // The event is CloudTrail's word if any file it was read from is.
+                let objects = self.event_objects(event_id)?;
+                let verdicts: Vec<_> = objects
+                    .iter()
+                    .map(|object| untrusted.get(integrity::file_name(object)).map(|f| f.verdict))
+                    .collect();
+                let Some(first) = objects.first() else { continue };
+                let (object, verdict) = match verdicts.iter().position(Option::is_none) {
+                    Some(vouched) => (objects[vouched].clone(), None),
+                    None => (first.clone(), verdicts.first().copied().flatten()),
+                };
+                sources.push(EventSource { event_id: event_id.clone(), role, object, verdict });
             }
             out.extend(integrity::unverified_grant_evidence(g, &sources));
         }

@@ -36,7 +36,7 @@ pub use verification::{StoredSummary, VerificationRun};
 pub use write::{Batch, ObjectCounts, ObjectWriter};
 
 /// The schema version this granttrail writes; older databases are migrated to it when opened.
-pub const SCHEMA_VERSION: i64 = 11;
+pub const SCHEMA_VERSION: i64 = 12;
 
 /// Rewrites rows a migration changed the form of, reporting `(done, total)` rows as it goes.
 type Rewrite = fn(&Connection, &mut dyn FnMut(u64, u64)) -> Result<()>;
@@ -60,6 +60,7 @@ const MIGRATIONS: &[Migration] = &[
     Migration { sql: include_str!("schema_9.sql"), rewrite: None },
     Migration { sql: include_str!("schema_10.sql"), rewrite: None },
     Migration { sql: include_str!("schema_11.sql"), rewrite: None },
+    Migration { sql: include_str!("schema_12.sql"), rewrite: None },
 ];
 
 /// How far a migration of an existing database has got, for a progress bar: `done` of `total`

@@ -98,6 +98,19 @@ impl Store {
     }
 
     /// One stored event by its `eventID`, with its record and the other accounts' copies.
+    /// Every object a record with this `eventID` was read from: where it was stored from, and
+    /// where identical copies were delivered again.
+    pub fn event_objects(&self, event_id: &str) -> Result<Vec<String>> {
+        let mut stmt = self.conn.prepare_cached(
+            "SELECT o.source FROM event_rows e JOIN objects o ON o.id = e.object_id
+             WHERE e.event_hash = granttrail_hash(?1) AND e.event_id = ?1
+             UNION
+             SELECT o.source FROM event_copies c JOIN objects o ON o.id = c.object_id WHERE c.event_id = ?1",
+        )?;
+        let rows = stmt.query_map([event_id], |r| r.get(0))?;
+        Ok(rows.collect::<rusqlite::Result<_>>()?)
+    }
+
     pub fn event_record(&self, event_id: &str) -> Result<Option<EventRecord>> {
         let Some(stored) = self.event(event_id)? else {
             return Ok(None);

@@ -173,6 +173,14 @@ impl<'c> ObjectWriter<'c> {
         if known {
             let stored = stored_with_id(&self.tx, &event.event_id)?;
             if stored.iter().any(|(e, _)| e == event) {
+                // Kept for what it says of the evidence: the event rests on this object too.
+                self.tx
+                    .prepare_cached(
+                        "INSERT OR IGNORE INTO event_copies (event_id, object_id)
+                         SELECT ?1, ?2 WHERE NOT EXISTS
+                             (SELECT 1 FROM event_rows WHERE event_hash = ?3 AND event_id = ?1 AND object_id = ?2)",
+                    )?
+                    .execute(params![event.event_id, self.object_id, event_hash])?;
                 return Ok(false);
             }
             // The grants the other records build are rebuilt: they gain the collision.

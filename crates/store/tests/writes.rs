@@ -132,6 +132,7 @@ fn a_version_4_database_keeps_its_call_grant_links() {
              DROP TABLE missing_log_files;
              DROP TABLE verification_summaries;
              ALTER TABLE objects DROP COLUMN content_sha256;
+             DROP TABLE event_copies;
              ALTER TABLE events_as_text RENAME TO events;
              CREATE INDEX events_by_destination_key ON events (destination_key_arn);
              CREATE VIEW events_readable AS SELECT * FROM events;
