@@ -167,9 +167,7 @@ pub fn run(db: &Path, config: &Config, args: &IngestArgs) -> anyhow::Result<Exit
         list.skipped = skipped;
         let digests: Vec<PathBuf> = digests.into_iter().map(|s| s.path).collect();
         let read = granttrail_ingest::verify::read_paths(&digests, jobs, args.max_object_bytes);
-        for (path, error) in &read.errors {
-            eprintln!("granttrail: {}: {}", path.display(), terminal_safe(error));
-        }
+        gathered.errors.extend(read.errors.into_iter().map(|(path, e)| (path.display().to_string(), e)));
         gathered.inputs.extend(read.inputs);
     }
     let mut store = crate::grants_cmd::open_configured(db, config)?;
@@ -207,9 +205,12 @@ pub fn run(db: &Path, config: &Config, args: &IngestArgs) -> anyhow::Result<Exit
     })
     .context("while storing")?;
     if let Some(gathered) = gathered.as_mut() {
-        gathered.hash_unread(jobs, args.max_object_bytes, |path| {
-            Ok(Box::new(std::fs::File::open(path)?) as Box<dyn std::io::Read + Send>)
-        });
+        gathered.hash_unread(
+            |name| store.content_sha256(name).ok().flatten(),
+            jobs,
+            args.max_object_bytes,
+            |path| std::fs::read(path),
+        );
     }
     for url in urls {
         let plan = Plan { jobs: args.jobs.unwrap_or(crate::ingest_s3::DEFAULT_JOBS), ..plan };

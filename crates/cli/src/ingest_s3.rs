@@ -11,7 +11,8 @@ use granttrail_ingest::verify::walk::{self, Layout, Walked};
 use granttrail_ingest::verify::{Filter, Input, Verification, read_digest, read_log, read_parallel};
 use granttrail_ingest::{Plan, ingest_parallel};
 use granttrail_s3::{
-    ClientOptions, Listed, S3Url, Walker, Window, connect, object_name, open_digest_object, open_object,
+    ClientOptions, Listed, S3Url, Walker, Window, connect, fetch_digest_object, fetch_object, object_name,
+    open_object,
 };
 use granttrail_store::Store;
 use indicatif::HumanBytes;
@@ -65,7 +66,8 @@ pub fn ingest(
     quiet: bool,
 ) -> anyhow::Result<()> {
     let location = S3Url::parse(url).with_context(|| format!("{url}: not an s3://bucket[/prefix] URL"))?;
-    let now = granttrail_ingest::now();
+    // The run's one time: the verification's filter counts back from it too.
+    let now = plan.now;
     let window = args.window(now);
     let (runtime, client) = args.client()?;
     let handle = runtime.handle().clone();
@@ -98,15 +100,18 @@ pub fn ingest(
         })
         .context("while storing")?;
         if let Some(gathered) = gathered.as_deref_mut() {
-            gathered.hash_unread(plan.jobs, plan.limits.max_object_bytes, |key| {
-                Ok(Box::new(open_object(&client, &handle, bucket, key)?) as Box<dyn Read + Send>)
-            });
+            gathered.hash_unread(
+                |name| store.content_sha256(name).ok().flatten(),
+                plan.jobs,
+                plan.limits.max_object_bytes,
+                |key| fetch_object(&client, &handle, bucket, key),
+            );
             let read =
                 read_parallel(&digests, plan.jobs, |o| read_digest_object(&client, &handle, bucket, o));
             for (o, result) in digests.iter().zip(read) {
                 match result {
                     Ok(input) => gathered.inputs.push(input),
-                    Err(e) => eprintln!("granttrail: cannot read {}: {e}", object_name(bucket, &o.key)),
+                    Err(e) => gathered.errors.push((object_name(bucket, &o.key), e)),
                 }
             }
         }
@@ -187,7 +192,7 @@ struct Bucket {
 
 impl Bucket {
     /// One folder's listing: its subfolders and its files.
-    fn list(&self, prefix: &str) -> Result<(Vec<String>, Vec<String>), String> {
+    fn list_folder(&self, prefix: &str) -> Result<(Vec<String>, Vec<String>), String> {
         let (mut folders, mut files) = (Vec::new(), Vec::new());
         let mut token = None;
         loop {
@@ -212,12 +217,8 @@ impl Bucket {
 }
 
 impl Layout for Bucket {
-    fn folders(&self, prefix: &str) -> Result<Vec<String>, String> {
-        Ok(self.list(prefix)?.0)
-    }
-
-    fn files(&self, prefix: &str) -> Result<Vec<String>, String> {
-        Ok(self.list(prefix)?.1)
+    fn list(&self, prefix: &str) -> Result<(Vec<String>, Vec<String>), String> {
+        self.list_folder(prefix)
     }
 
     fn read(&self, key: &str, class: KeyClass) -> Result<Input, String> {
@@ -225,9 +226,14 @@ impl Layout for Bucket {
         match class {
             KeyClass::Digest => read_digest_object(&self.client, &self.handle, &self.name, &listed),
             _ => {
-                let body =
-                    open_object(&self.client, &self.handle, &self.name, key).map_err(|e| e.to_string())?;
-                Ok(Input::Log(read_log(object_name(&self.name, key), key, body, self.max_object_bytes)))
+                let bytes =
+                    fetch_object(&self.client, &self.handle, &self.name, key).map_err(|e| e.to_string())?;
+                Ok(Input::Log(read_log(
+                    object_name(&self.name, key),
+                    key,
+                    bytes.as_slice(),
+                    self.max_object_bytes,
+                )))
             }
         }
     }
@@ -240,7 +246,14 @@ fn read_digest_object(
     bucket: &str,
     o: &Listed,
 ) -> Result<Input, String> {
-    let (body, signature) = open_digest_object(client, handle, bucket, &o.key).map_err(|e| e.to_string())?;
+    let (bytes, signature) =
+        fetch_digest_object(client, handle, bucket, &o.key).map_err(|e| e.to_string())?;
     let name = object_name(bucket, &o.key);
-    Ok(Input::Digest(Box::new(read_digest(name, &o.key, Some(bucket.to_string()), body, signature))))
+    Ok(Input::Digest(Box::new(read_digest(
+        name,
+        &o.key,
+        Some(bucket.to_string()),
+        bytes.as_slice(),
+        signature,
+    ))))
 }

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use anyhow::Context;
 use clap::{Args, ValueEnum};
 use granttrail_cloudtrail::digest::PublicKeys;
+use granttrail_cloudtrail::{KeyClass, ObjectKey};
 use granttrail_grants::timestamp;
 use granttrail_ingest::verify::walk::{self, Walked};
 use granttrail_ingest::verify::{self, Filter, Input, Verification};
@@ -153,13 +154,19 @@ pub(crate) fn record(store: &mut Store, v: &Verification) -> anyhow::Result<()> 
 pub(crate) struct Gathered {
     pub inputs: Vec<Input>,
     /// Objects ingest did not read to the end (stored before, or rejected), by name and key:
-    /// hashed by a read of their own.
+    /// hashed by a read of their own, unless their hash was kept when they were stored.
     unread: Vec<(String, String)>,
+    /// Objects that could not be read (not a verdict on their content), by name.
+    pub errors: Vec<(String, String)>,
 }
 
 impl Gathered {
-    /// Takes what ingesting the object `name` (at `key`) produced.
+    /// Takes what ingesting the object `name` (at `key`) produced. Only CloudTrail log files
+    /// are judged: other files (lookup-events output, record lines) have no digest to match.
     pub fn outcome(&mut self, name: &str, key: &str, outcome: &Outcome) {
+        if ObjectKey::parse(key).class != KeyClass::Log {
+            return;
+        }
         match outcome {
             Outcome::Ingested { content_sha256: Some(sha256), .. } => {
                 self.inputs.push(Input::Log(verify::hashed_log(name.to_string(), key, Ok(*sha256))))
@@ -168,21 +175,32 @@ impl Gathered {
         }
     }
 
-    /// Hashes the objects ingest did not read, `open` giving each one's bytes by key.
+    /// Hashes the objects ingest did not read: from the hash kept with a stored object (`kept`,
+    /// by name), or by reading it whole (`fetch`, by key).
     pub fn hash_unread(
         &mut self,
+        kept: impl Fn(&str) -> Option<[u8; 32]>,
         jobs: usize,
         max_object_bytes: u64,
-        open: impl Fn(&str) -> std::io::Result<Box<dyn std::io::Read + Send>> + Sync,
+        fetch: impl Fn(&str) -> std::io::Result<Vec<u8>> + Sync,
     ) {
-        let unread = std::mem::take(&mut self.unread);
+        let mut unread = Vec::new();
+        for (name, key) in std::mem::take(&mut self.unread) {
+            match kept(&name) {
+                Some(sha256) => self.inputs.push(Input::Log(verify::hashed_log(name, &key, Ok(sha256)))),
+                None => unread.push((name, key)),
+            }
+        }
         let read = verify::read_parallel(&unread, jobs, |(name, key)| {
-            Ok(Input::Log(match open(key) {
-                Ok(reader) => verify::read_log(name.clone(), key, reader, max_object_bytes),
-                Err(e) => verify::hashed_log(name.clone(), key, Err(format!("cannot be read: {e}"))),
-            }))
+            let bytes = fetch(key).map_err(|e| e.to_string())?;
+            Ok(Input::Log(verify::read_log(name.clone(), key, bytes.as_slice(), max_object_bytes)))
         });
-        self.inputs.extend(read.into_iter().flatten());
+        for ((name, _), result) in unread.into_iter().zip(read) {
+            match result {
+                Ok(input) => self.inputs.push(input),
+                Err(e) => self.errors.push((name, e)),
+            }
+        }
     }
 
     /// Judges what was gathered, records the verdicts, and says what was found: problems on
@@ -193,6 +211,9 @@ impl Gathered {
         keys: Option<&PublicKeys>,
         filter: &Filter,
     ) -> anyhow::Result<bool> {
+        for (name, error) in &self.errors {
+            eprintln!("granttrail: cannot read {}: {}", terminal_safe(name), terminal_safe(error));
+        }
         let digests = self.inputs.iter().filter(|i| matches!(i, Input::Digest(_))).count();
         let v = verify::analyse(&self.inputs, keys, filter);
         drop(self.inputs);
@@ -230,7 +251,7 @@ impl Gathered {
             },
             None => writeln!(out, "signatures not checked (give --public-keys FILE)")?,
         }
-        Ok(v.failed())
+        Ok(v.failed() || !self.errors.is_empty())
     }
 }
 

@@ -243,6 +243,20 @@ fn tampered_evidence_travels_into_findings_and_grant_stories() {
     let planted =
         format!("{EXAMPLE_DAY}/111122223333_CloudTrail_us-east-1_20240501T0945Z_PLANTEDPLANTED01.json.gz");
     trail.tamper(&planted, &json!({"Records": [create.clone()]}).to_string());
+    // Planted: a grant nobody made, in a record reusing a real eventID (a collision): the real
+    // record's file does not vouch for it.
+    let forged_grant = "e".repeat(64);
+    let mut forged = serde_json::from_str::<Value>(&source).unwrap()["Records"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["eventName"] == "CreateGrant")
+        .unwrap()
+        .clone();
+    forged["responseElements"]["grantId"] = json!(forged_grant);
+    let collide =
+        format!("{EXAMPLE_DAY}/111122223333_CloudTrail_us-east-1_20240501T0946Z_PLANTEDCOLLIDE01.json.gz");
+    trail.tamper(&collide, &json!({"Records": [forged]}).to_string());
     // Planted too, but a copy of a real record, ingested before the file CloudTrail listed it
     // in: the event rests on that file too, so it is not unverified evidence.
     let copied = source.clone();
@@ -271,7 +285,8 @@ fn tampered_evidence_travels_into_findings_and_grant_stories() {
     let found = findings_by_rule(&verify_first);
 
     let rules: Vec<&str> = found.iter().map(|(r, _, _)| r.as_str()).collect();
-    assert_eq!(rules, ["GT106", "GT106", "GT107", "GT108"], "{found:#?}");
+    assert_eq!(rules, ["GT106", "GT106", "GT106", "GT107", "GT108"], "{found:#?}");
+    assert!(found.iter().any(|(r, g, _)| r == "GT106" && *g == forged_grant), "{found:#?}");
     assert!(
         found.iter().any(|(r, g, d)| r == "GT106" && *g == planted_grant && d.contains("unlisted")),
         "{found:#?}"
@@ -299,7 +314,7 @@ fn tampered_evidence_travels_into_findings_and_grant_stories() {
     );
     assert_eq!(
         (v["altered"].as_u64(), v["missing"].as_u64(), v["unlisted"].as_u64()),
-        (Some(1), Some(1), Some(2))
+        (Some(1), Some(1), Some(3))
     );
     let md = verify_first.ok(&["report", "--format", "md", "--output", "-"]);
     assert!(md.contains("checked against CloudTrail's signed digests"), "{md}");
@@ -329,7 +344,7 @@ fn tampered_evidence_travels_into_findings_and_grant_stories() {
         assert_eq!(out.status.code(), Some(1), "run {run}: {}", stderr(&out));
         let (text, err) = (stdout(&out), stderr(&out));
         assert!(
-            text.contains("1 altered, 1 missing, 2 unlisted, 0 not covered by any digest; 2 signature(s) valid, 1 not checked"),
+            text.contains("1 altered, 1 missing, 3 unlisted, 0 not covered by any digest; 2 signature(s) valid, 1 not checked"),
             "run {run}: {text}"
         );
         assert!(err.contains(&format!("granttrail: unlisted: {}", copy.join(&planted).display())), "{err}");

@@ -16,7 +16,7 @@ use granttrail_ingest::verify::{
     Filter, Input, LogVerdict, Verification, analyse, hashed_log, named_log, read_digest, read_log,
 };
 use granttrail_ingest::{Limits, Outcome, ingest_object, now};
-use granttrail_s3::{ClientOptions, connect, object_name, open_digest_object, open_object};
+use granttrail_s3::{ClientOptions, connect, fetch_digest_object, fetch_object, object_name, open_object};
 use granttrail_store::{Journal, Store, VerificationRun};
 use serde_json::{Value, json};
 use tokio::runtime::Handle;
@@ -223,10 +223,12 @@ impl Handler {
         let (public_keys, max_bytes) = (self.env.public_keys.clone(), self.limits.max_object_bytes);
         let task_name = name.clone();
         let (v, keys) = tokio::task::spawn_blocking(move || -> Result<(Verification, Vec<String>), String> {
+            // Objects are fetched whole: a failed transfer is an error (the message is retried),
+            // never a verdict on the content.
             let read_digest_at = |bucket: &str, key: &str| {
-                let (body, signature) = open_digest_object(&s3, &handle, bucket, key)?;
+                let (bytes, signature) = fetch_digest_object(&s3, &handle, bucket, key)?;
                 let name = object_name(bucket, key);
-                Ok::<_, std::io::Error>(read_digest(name, key, Some(bucket.to_string()), body, signature))
+                Ok::<_, std::io::Error>(read_digest(name, key, Some(bucket.to_string()), bytes.as_slice(), signature))
             };
             let digest = read_digest_at(&bucket, &key).map_err(|e| format!("cannot read: {e}"))?;
             let mut inputs = Vec::new();
@@ -258,8 +260,8 @@ impl Handler {
                     let kept = lock(&store)?.content_sha256(&name).map_err(|e| e.to_string())?;
                     let log = match kept {
                         Some(sha256) => hashed_log(name, &file.s3_object, Ok(sha256)),
-                        None => match open_object(&s3, &handle, &file.s3_bucket, &file.s3_object) {
-                            Ok(body) => read_log(name, &file.s3_object, body, max_bytes),
+                        None => match fetch_object(&s3, &handle, &file.s3_bucket, &file.s3_object) {
+                            Ok(bytes) => read_log(name, &file.s3_object, bytes.as_slice(), max_bytes),
                             // Not among the inputs: judged missing.
                             Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
                             Err(e) => return Err(format!("{name}: {e}")),

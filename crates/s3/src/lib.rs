@@ -11,7 +11,7 @@ mod walk;
 pub use aws_sdk_s3::Client;
 pub use client::{ClientOptions, connect};
 pub use layout::Window;
-pub use reader::{BodyReader, open_digest_object, open_object};
+pub use reader::{BodyReader, fetch_digest_object, fetch_object, open_digest_object, open_object};
 pub use walk::{Listed, Walker};
 
 /// `s3://bucket[/prefix]`, split.

@@ -61,6 +61,27 @@ pub fn open_digest_object(
     Ok((BodyReader::new(response.body, handle.clone()), signature))
 }
 
+/// An object's bytes, whole: for verifying, where a failed transfer must be told from content
+/// that does not hash as listed (it is an error, not an altered file).
+pub fn fetch_object(client: &Client, handle: &Handle, bucket: &str, key: &str) -> io::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    open_object(client, handle, bucket, key)?.read_to_end(&mut bytes)?;
+    Ok(bytes)
+}
+
+/// A digest's bytes, whole, and the signature in its metadata ([`open_digest_object`]).
+pub fn fetch_digest_object(
+    client: &Client,
+    handle: &Handle,
+    bucket: &str,
+    key: &str,
+) -> io::Result<(Vec<u8>, Option<String>)> {
+    let (mut body, signature) = open_digest_object(client, handle, bucket, key)?;
+    let mut bytes = Vec::new();
+    body.read_to_end(&mut bytes)?;
+    Ok((bytes, signature))
+}
+
 /// A failed GetObject as an I/O error; an object that does not exist is [`io::ErrorKind::NotFound`],
 /// so that a verifier can tell a missing file from a failed request.
 fn get_object_error(

@@ -158,18 +158,30 @@ impl Store {
                 .chain(grant_only);
             let mut sources = Vec::new();
             for (event_id, role) in events {
-                // The event is CloudTrail's word if any file it was read from is.
-                let objects = self.event_objects(event_id)?;
-                let verdicts: Vec<_> = objects
-                    .iter()
-                    .map(|object| untrusted.get(integrity::file_name(object)).map(|f| f.verdict))
-                    .collect();
-                let Some(first) = objects.first() else { continue };
-                let (object, verdict) = match verdicts.iter().position(Option::is_none) {
-                    Some(vouched) => (objects[vouched].clone(), None),
-                    None => (first.clone(), verdicts.first().copied().flatten()),
-                };
-                sources.push(EventSource { event_id: event_id.clone(), role, object, verdict });
+                for (event, objects) in self.event_copies(event_id)? {
+                    // Of records colliding on one eventID, not those about another grant.
+                    if role != Role::GrantOnlyCall
+                        && event.grant_id.as_deref().is_some_and(|id| id != g.grant_id)
+                    {
+                        continue;
+                    }
+                    // A record rests on every file it was read from: unverified only if each
+                    // of them is altered or unlisted.
+                    let verdicts: Vec<_> = objects
+                        .iter()
+                        .map(|object| untrusted.get(integrity::file_name(object)).map(|f| f.verdict))
+                        .collect();
+                    let chosen = verdicts.iter().position(Option::is_none).unwrap_or(0);
+                    let (Some(object), Some(&verdict)) = (objects.get(chosen), verdicts.get(chosen)) else {
+                        continue;
+                    };
+                    sources.push(EventSource {
+                        event_id: event_id.clone(),
+                        role,
+                        object: object.clone(),
+                        verdict,
+                    });
+                }
             }
             out.extend(integrity::unverified_grant_evidence(g, &sources));
         }

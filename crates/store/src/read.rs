@@ -97,20 +97,26 @@ impl Store {
         Ok(self.stored_events(&sql, &[event_id])?.into_iter().next())
     }
 
-    /// One stored event by its `eventID`, with its record and the other accounts' copies.
-    /// Every object a record with this `eventID` was read from: where it was stored from, and
-    /// where identical copies were delivered again.
-    pub fn event_objects(&self, event_id: &str) -> Result<Vec<String>> {
-        let mut stmt = self.conn.prepare_cached(
-            "SELECT o.source FROM event_rows e JOIN objects o ON o.id = e.object_id
-             WHERE e.event_hash = granttrail_hash(?1) AND e.event_id = ?1
-             UNION
-             SELECT o.source FROM event_copies c JOIN objects o ON o.id = c.object_id WHERE c.event_id = ?1",
+    /// Each record stored with this `eventID` (more than one: a collision), with every object
+    /// it was read from: the one it was stored from first, then those identical copies were
+    /// delivered in again.
+    pub fn event_copies(&self, event_id: &str) -> Result<Vec<(KmsEvent, Vec<String>)>> {
+        let mut copies = self.conn.prepare_cached(
+            "SELECT o.source FROM event_copies c JOIN objects o ON o.id = c.object_id
+             WHERE c.event_rowid = ?1 ORDER BY o.id",
         )?;
-        let rows = stmt.query_map([event_id], |r| r.get(0))?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        let mut out = Vec::new();
+        for (row, event, object) in crate::write::stored_with_id(&self.conn, event_id)? {
+            let mut objects = vec![object];
+            for copy in copies.query_map([row], |r| r.get(0))? {
+                objects.push(copy?);
+            }
+            out.push((event, objects));
+        }
+        Ok(out)
     }
 
+    /// One stored event by its `eventID`, with its record and the other accounts' copies.
     pub fn event_record(&self, event_id: &str) -> Result<Option<EventRecord>> {
         let Some(stored) = self.event(event_id)? else {
             return Ok(None);

@@ -172,19 +172,18 @@ impl<'c> ObjectWriter<'c> {
             .exists(params![event_hash, event.event_id])?;
         if known {
             let stored = stored_with_id(&self.tx, &event.event_id)?;
-            if stored.iter().any(|(e, _)| e == event) {
-                // Kept for what it says of the evidence: the event rests on this object too.
+            if let Some(&(row, _, _)) = stored.iter().find(|(_, e, _)| e == event) {
+                // Kept for what it says of the evidence: the record rests on this object too.
                 self.tx
                     .prepare_cached(
-                        "INSERT OR IGNORE INTO event_copies (event_id, object_id)
-                         SELECT ?1, ?2 WHERE NOT EXISTS
-                             (SELECT 1 FROM event_rows WHERE event_hash = ?3 AND event_id = ?1 AND object_id = ?2)",
+                        "INSERT OR IGNORE INTO event_copies (event_rowid, object_id)
+                         SELECT ?1, ?2 WHERE NOT EXISTS (SELECT 1 FROM event_rows WHERE id = ?1 AND object_id = ?2)",
                     )?
-                    .execute(params![event.event_id, self.object_id, event_hash])?;
+                    .execute(params![row, self.object_id])?;
                 return Ok(false);
             }
             // The grants the other records build are rebuilt: they gain the collision.
-            for (other, _) in stored.iter().filter(|(e, _)| e.is_grant_event() && e.succeeded()) {
+            for (_, other, _) in stored.iter().filter(|(_, e, _)| e.is_grant_event() && e.succeeded()) {
                 if let Some(grant_id) = &other.grant_id {
                     self.touched.insert((other.key_arn.clone(), grant_id.clone()));
                 }
@@ -192,7 +191,7 @@ impl<'c> ObjectWriter<'c> {
                     self.deleted_keys.insert(key.clone());
                 }
             }
-            if let Some((_, other_object)) = stored.into_iter().next() {
+            if let Some((_, _, other_object)) = stored.into_iter().next() {
                 self.tx
                     .prepare_cached("INSERT OR IGNORE INTO event_id_collisions (event_id) VALUES (?1)")?
                     .execute([&event.event_id])?;
@@ -400,16 +399,18 @@ pub(crate) fn recompute(tx: &Connection, pairs: &BTreeSet<(String, String)>) -> 
 }
 
 /// The stored events with this eventID, with the object each came from.
-fn stored_with_id(tx: &Connection, event_id: &str) -> Result<Vec<(KmsEvent, String)>> {
+/// The records stored with this `eventID` (more than one: a collision), each with its row id
+/// and the object it was stored from.
+pub(crate) fn stored_with_id(tx: &Connection, event_id: &str) -> Result<Vec<(i64, KmsEvent, String)>> {
     let mut stmt = tx.prepare_cached(&format!(
-        "SELECT {EVENT_COLUMNS}, o.source FROM events e JOIN objects o ON o.id = e.object_id
+        "SELECT {EVENT_COLUMNS}, o.source, e.id FROM events e JOIN objects o ON o.id = e.object_id
          WHERE e.event_hash = granttrail_hash(?1) AND e.event_id = ?1 ORDER BY e.id"
     ))?;
     let mut rows = stmt.query([event_id])?;
     let mut out = Vec::new();
     while let Some(r) = rows.next()? {
         let source: String = r.get(25)?;
-        out.push((event_from_row(r)??, source));
+        out.push((r.get(26)?, event_from_row(r)??, source));
     }
     Ok(out)
 }
@@ -444,7 +445,7 @@ fn grant_events(tx: &Connection, key: &str, grant_id: &str) -> Result<Vec<KmsEve
         if !collided.exists([&id])? {
             continue;
         }
-        for (other, _) in stored_with_id(tx, &id)? {
+        for (_, other, _) in stored_with_id(tx, &id)? {
             if !events.contains(&other) {
                 events.push(other);
             }

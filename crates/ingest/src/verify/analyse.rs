@@ -122,17 +122,20 @@ pub fn analyse(inputs: &[Input], keys: Option<&PublicKeys>, filter: &Filter) -> 
         }
     }
 
-    // A file known by name only is judged only when no trusted digest at all lists it.
+    // A file known by name only is judged only when no trusted digest lists it and it was not
+    // read as well.
     let listed_anywhere: HashSet<&str> = digests
         .iter()
         .filter(|d| d.trusted)
         .flat_map(|d| d.digest.log_files.iter().map(|f| file_name(&f.s3_object)))
         .collect();
 
+    let hashed: HashSet<&str> = logs.iter().filter(|l| l.sha256.is_some()).map(|l| l.file.as_str()).collect();
+
     let mut seen: HashSet<&str> = HashSet::new();
     for log in logs {
         let name_only = log.sha256.is_none();
-        if name_only && listed_anywhere.contains(log.file.as_str()) {
+        if name_only && (listed_anywhere.contains(log.file.as_str()) || hashed.contains(log.file.as_str())) {
             continue;
         }
         let place = (log.account.as_deref().unwrap_or_default(), log.region.as_deref().unwrap_or_default());
@@ -375,6 +378,16 @@ fn check_signatures(
                 return Signature::Failed;
             }
             let from_metadata = d.object.metadata_signature.as_deref();
+            if keys.is_some() && d.object.bucket.is_some() && from_metadata.is_none() {
+                d.trusted = false;
+                problems.push(problem(
+                    d,
+                    ProblemKind::DigestSignatureInvalid,
+                    "its S3 object carries no signature (x-amz-meta-signature), which CloudTrail sets on every digest"
+                        .to_string(),
+                ));
+                return Signature::Failed;
+            }
             if let (Some(a), Some(b)) = (from_metadata, d.signature_from_next)
                 && !a.eq_ignore_ascii_case(b)
             {

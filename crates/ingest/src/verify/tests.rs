@@ -427,10 +427,26 @@ fn a_walk_day_by_day_finds_what_judging_everything_at_once_finds() {
         assert!(kinds.contains(&kind), "{kind:?} in {kinds:?}");
     }
     assert!(v.problems.iter().any(|p| p.object.ends_with(&planted) && p.verdict == ProblemKind::Unlisted));
+    // A day without digests: the break in the chain is still found.
+    let mut gapped = trail.objects.clone();
+    for d in &digests[24..48] {
+        gapped.remove(d);
+    }
+    let saved = std::mem::replace(&mut trail.objects, gapped);
+    let v = walk_matches_whole(&trail, &Filter::default());
+    assert!(v.problems.iter().any(|p| p.verdict == ProblemKind::DigestMissing), "{:?}", verdicts(&v));
+    trail.objects = saved;
+    // A log file where CloudTrail writes none (a folder inside a day): judged, not left out.
+    let stray = logs[10].replace("/2025/03/01/", "/2025/03/01/extra/");
+    let content = trail.content(&logs[10]).unwrap();
+    trail.tamper(&stray, &content);
+    walk_matches_whole(&trail, &Filter::default());
     // A window, and another account and region filtered away, alike.
     let since = granttrail_grants::timestamp::parse("2025-03-02T06:00:00Z");
     walk_matches_whole(&trail, &Filter { since, ..Filter::default() });
     walk_matches_whole(&trail, &Filter { regions: vec!["us-east-1".into()], ..Filter::default() });
+    let until = granttrail_grants::timestamp::parse("2025-03-02T18:00:00Z");
+    walk_matches_whole(&trail, &Filter { since, until, ..Filter::default() });
 }
 
 #[test]
@@ -463,4 +479,28 @@ fn a_walk_from_inside_the_layout_or_without_it_judges_the_same() {
     std::fs::create_dir_all(&deep).unwrap();
     std::fs::rename(dir.path().join("AWSLogs"), deep.join("AWSLogs")).unwrap();
     judge(case.path().display().to_string());
+}
+
+#[test]
+fn a_digest_in_s3_without_its_signature_is_not_trusted() {
+    let (trail, logs, digests) = three_hours();
+    let mut read = inputs(&trail, true);
+    for input in &mut read {
+        if let Input::Digest(d) = input
+            && d.key == digests[2]
+        {
+            d.metadata_signature = None;
+        }
+    }
+    let v = analyse(&read, Some(&keys(&trail)), &Filter::default());
+    assert_eq!(
+        verdicts(&v),
+        vec![
+            (ProblemKind::Unlisted, file(&logs[4])),
+            (ProblemKind::Unlisted, file(&logs[5])),
+            (ProblemKind::DigestSignatureInvalid, file(&digests[2]))
+        ]
+    );
+    // Without keys nothing is said of signatures, present or not.
+    assert_eq!(verdicts(&analyse(&read, None, &Filter::default())), vec![]);
 }

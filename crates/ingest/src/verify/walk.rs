@@ -5,8 +5,9 @@
 //! The walk finds each account's folders, and for each region takes the days in order: a day's
 //! log files are judged with the digests of that day, of the day before (the chain's previous
 //! link) and of the day after (files delivered late in the day, and the signature the next
-//! digest records), as a [`Slice`]. Files outside that layout (a flat folder of downloads, or a
-//! path inside an account's folders) are judged together at the end, in memory.
+//! digest records), as a [`Slice`]. Files outside that layout (a flat folder of downloads, a
+//! root deeper than an account's folder, files where CloudTrail writes none) are judged
+//! together at the end, in memory: nothing found is left out.
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
@@ -19,11 +20,9 @@ use super::{Filter, Input, Problem, Slice, Summary, Verification, analyse, read_
 /// Where the objects are: a directory tree, or a bucket. Prefixes are `/`-separated and end in
 /// `/` (the root as given may not).
 pub trait Layout: Sync {
-    /// The folders directly under `prefix`, each ending in `/`, in name order (none when
-    /// `prefix` does not exist).
-    fn folders(&self, prefix: &str) -> Result<Vec<String>, String>;
-    /// The files directly under `prefix`, in name order.
-    fn files(&self, prefix: &str) -> Result<Vec<String>, String>;
+    /// The folders (each ending in `/`) and the files directly under `prefix`, each in name
+    /// order; none when `prefix` does not exist.
+    fn list(&self, prefix: &str) -> Result<(Vec<String>, Vec<String>), String>;
     /// Reads one file: a log file hashed, a digest parsed.
     fn read(&self, key: &str, class: KeyClass) -> Result<Input, String>;
 }
@@ -102,17 +101,30 @@ pub fn walk(
     jobs: usize,
     slice_done: &mut dyn FnMut(&Verification) -> Result<(), String>,
 ) -> Result<Walked, String> {
-    let mut walk = Walk { layout, keys, filter, jobs, out: Walked::default(), summaries: BTreeMap::new() };
+    let mut walk = Walk {
+        layout,
+        keys,
+        filter,
+        jobs,
+        out: Walked::default(),
+        summaries: BTreeMap::new(),
+        loose: files.to_vec(),
+    };
     let mut accounts = Vec::new();
-    let mut loose = files.to_vec();
     for root in roots {
-        walk.find_roots(root, &mut accounts, &mut loose);
+        walk.find_roots(root, &mut accounts);
     }
+    // Overlapping roots name an account twice.
+    accounts.sort();
+    accounts.dedup();
     for account in &accounts {
         for region in walk.regions(account) {
             walk.place(account, &region, slice_done)?;
         }
     }
+    let mut loose = std::mem::take(&mut walk.loose);
+    loose.sort();
+    loose.dedup();
     if !loose.is_empty() {
         let inputs = walk.read_all(&loose);
         let v = analyse(&inputs, keys, filter);
@@ -133,6 +145,8 @@ struct Walk<'a> {
     jobs: usize,
     out: Walked,
     summaries: BTreeMap<(String, String), Summary>,
+    /// Files found outside the layout, judged together at the end.
+    loose: Vec<String>,
 }
 
 /// The last name in a `/`-separated prefix or key.
@@ -145,92 +159,99 @@ fn is_account(name: &str) -> bool {
 }
 
 impl Walk<'_> {
-    fn folders(&mut self, prefix: &str) -> Vec<String> {
-        self.layout.folders(prefix).unwrap_or_else(|e| {
+    /// A folder's subfolders and files; an error is kept and reads as an empty folder.
+    fn list(&mut self, prefix: &str) -> (Vec<String>, Vec<String>) {
+        self.layout.list(prefix).unwrap_or_else(|e| {
             self.out.errors.push((prefix.to_string(), e));
-            Vec::new()
+            (Vec::new(), Vec::new())
         })
     }
 
-    fn files(&mut self, prefix: &str) -> Vec<String> {
-        self.layout.files(prefix).unwrap_or_else(|e| {
-            self.out.errors.push((prefix.to_string(), e));
-            Vec::new()
-        })
-    }
-
-    /// Collects the account folders (`.../AWSLogs/[o-org/]ACCOUNT/`) at or under `root`. Files
-    /// on the way, and everything under a root deeper inside the layout than an account's
-    /// folder, are `loose`.
-    fn find_roots(&mut self, root: &str, accounts: &mut Vec<String>, loose: &mut Vec<String>) {
+    /// Collects the account folders (`.../AWSLogs/[o-org/]ACCOUNT/`) at or under `root`; what
+    /// lies outside them goes loose.
+    fn find_roots(&mut self, root: &str, accounts: &mut Vec<String>) {
         let root = if root.ends_with('/') || root.is_empty() { root.to_string() } else { format!("{root}/") };
         let parts: Vec<&str> = root.trim_end_matches('/').split('/').collect();
         match parts.iter().rposition(|p| *p == "AWSLogs").map(|i| &parts[i + 1..]) {
-            None => self.search(&root, 0, accounts, loose),
-            Some([]) => self.awslogs(&root, accounts, loose),
-            Some([org]) if org.starts_with("o-") => self.organization(&root, accounts, loose),
+            None => self.search(&root, 0, accounts),
+            Some([]) => self.awslogs(&root, accounts),
+            Some([org]) if org.starts_with("o-") => self.organization(&root, accounts),
             Some([account]) if is_account(account) => accounts.push(root),
             Some([org, account]) if org.starts_with("o-") && is_account(account) => accounts.push(root),
-            Some(_) => self.all_files(&root, loose),
+            Some(_) => self.all_loose(&root),
         }
     }
 
     /// Looks for `AWSLogs/` a few folders down.
-    fn search(&mut self, prefix: &str, depth: usize, accounts: &mut Vec<String>, loose: &mut Vec<String>) {
-        loose.extend(self.files(prefix));
-        for folder in self.folders(prefix) {
+    fn search(&mut self, prefix: &str, depth: usize, accounts: &mut Vec<String>) {
+        let (folders, files) = self.list(prefix);
+        self.loose.extend(files);
+        for folder in folders {
             if last_name(&folder) == "AWSLogs" {
-                self.awslogs(&folder, accounts, loose);
+                self.awslogs(&folder, accounts);
             } else if depth < SEARCH_DEPTH {
-                self.search(&folder, depth + 1, accounts, loose);
+                self.search(&folder, depth + 1, accounts);
             } else {
                 // Deeper than a copy's `AWSLogs/` would be: judged loose, never left out.
-                self.all_files(&folder, loose);
+                self.all_loose(&folder);
             }
         }
     }
 
-    fn awslogs(&mut self, folder: &str, accounts: &mut Vec<String>, loose: &mut Vec<String>) {
-        loose.extend(self.files(folder));
-        for child in self.folders(folder) {
+    fn awslogs(&mut self, folder: &str, accounts: &mut Vec<String>) {
+        let (folders, files) = self.list(folder);
+        self.loose.extend(files);
+        for child in folders {
             let name = last_name(&child);
             if is_account(name) {
                 accounts.push(child);
             } else if name.starts_with("o-") {
-                self.organization(&child, accounts, loose);
+                self.organization(&child, accounts);
             } else {
-                self.all_files(&child, loose);
+                self.all_loose(&child);
             }
         }
     }
 
-    fn organization(&mut self, folder: &str, accounts: &mut Vec<String>, loose: &mut Vec<String>) {
-        loose.extend(self.files(folder));
-        for account in self.folders(folder) {
+    fn organization(&mut self, folder: &str, accounts: &mut Vec<String>) {
+        let (folders, files) = self.list(folder);
+        self.loose.extend(files);
+        for account in folders {
             if is_account(last_name(&account)) {
                 accounts.push(account);
             } else {
-                self.all_files(&account, loose);
+                self.all_loose(&account);
             }
         }
     }
 
-    fn all_files(&mut self, prefix: &str, into: &mut Vec<String>) {
-        into.extend(self.files(prefix));
-        for folder in self.folders(prefix) {
-            self.all_files(&folder, into);
+    /// Everything under `prefix`, to be judged loose.
+    fn all_loose(&mut self, prefix: &str) {
+        let (folders, files) = self.list(prefix);
+        self.loose.extend(files);
+        for folder in folders {
+            self.all_loose(&folder);
         }
     }
 
-    /// The regions of an account that the filter wants, from both trees.
+    /// The regions of an account that the filter wants, from both trees. Anything else in the
+    /// account's folder but Insights goes loose.
     fn regions(&mut self, account: &str) -> Vec<String> {
         if !self.filter.accounts.is_empty() && !self.filter.accounts.iter().any(|a| a == last_name(account)) {
             return Vec::new();
         }
+        let (folders, files) = self.list(account);
+        self.loose.extend(files);
         let mut regions = BTreeSet::new();
-        for tree in ["CloudTrail/", "CloudTrail-Digest/"] {
-            for folder in self.folders(&format!("{account}{tree}")) {
-                regions.insert(last_name(&folder).to_string());
+        for folder in folders {
+            match last_name(&folder) {
+                "CloudTrail" | "CloudTrail-Digest" => {
+                    let (folders, files) = self.list(&folder);
+                    self.loose.extend(files);
+                    regions.extend(folders.iter().map(|f| last_name(f).to_string()));
+                }
+                "CloudTrail-Insight" => {}
+                _ => self.all_loose(&folder),
             }
         }
         regions
@@ -240,14 +261,24 @@ impl Walk<'_> {
     }
 
     /// The date folders (`YYYY/MM/DD/`, as the start of that day) under `prefix` the filter may
-    /// need: a day either side of its window, for the digests.
+    /// need: a few days either side of its window, for the digests. What is not a date folder
+    /// goes loose.
     fn days(&mut self, prefix: &str, into: &mut BTreeSet<i64>) {
-        for year in self.folders(prefix) {
-            for month in self.folders(&year) {
-                for day in self.folders(&month) {
+        let (years, files) = self.list(prefix);
+        self.loose.extend(files);
+        for year in years {
+            let (months, files) = self.list(&year);
+            self.loose.extend(files);
+            for month in months {
+                let (days, files) = self.list(&month);
+                self.loose.extend(files);
+                for day in days {
                     let date =
                         format!("{}-{}-{}T00:00:00Z", last_name(&year), last_name(&month), last_name(&day));
-                    let Some(start) = timestamp::parse(&date) else { continue };
+                    let Some(start) = timestamp::parse(&date).filter(|_| last_name(&day).len() == 2) else {
+                        self.all_loose(&day);
+                        continue;
+                    };
                     let wanted = self.filter.since.is_none_or(|s| start + 3 * DAY > s)
                         && self.filter.until.is_none_or(|u| start - 2 * DAY <= u);
                     if wanted {
@@ -256,6 +287,12 @@ impl Walk<'_> {
                 }
             }
         }
+    }
+
+    /// May the filter want log files of the day starting at `day`?
+    fn wants_logs_of(&self, day: i64) -> bool {
+        self.filter.since.is_none_or(|s| day + DAY + 60 > s)
+            && self.filter.until.is_none_or(|u| day <= u + super::DELIVERY_WINDOW_SECONDS)
     }
 
     /// One account and region, day by day.
@@ -281,7 +318,7 @@ impl Walk<'_> {
                 Some(&later) => self.read_folder(&digests_at(later)),
                 None => Vec::new(),
             };
-            let logs = self.read_folder(&logs_at(day));
+            let logs = if self.wants_logs_of(day) { self.read_folder(&logs_at(day)) } else { Vec::new() };
             let own: HashSet<String> = current
                 .iter()
                 .filter_map(|input| match input {
@@ -300,18 +337,25 @@ impl Walk<'_> {
             let v = analyse(&inputs, self.keys, &filter);
             slice_done(&v)?;
             self.absorb(v);
-            // This day's digests are the next day's previous ones; the next day's, its own.
+            // This day's digests are the next day's previous ones (unless it had none: a day
+            // without digests must not hide where the chain broke); the next day's, its own.
             inputs.truncate(n_previous + n_current + n_next);
             let mut rest = inputs.split_off(n_previous);
             current = rest.split_off(n_current);
-            previous = rest;
+            previous = if rest.is_empty() { inputs } else { rest };
         }
         Ok(())
     }
 
-    /// Reads the CloudTrail files directly in a folder, `jobs` at a time.
+    /// Reads the CloudTrail files in a day's folder (and in any folder below it, judged with
+    /// the day), `jobs` at a time.
     fn read_folder(&mut self, prefix: &str) -> Vec<Input> {
-        let files = self.files(prefix);
+        let (mut folders, mut files) = self.list(prefix);
+        while let Some(folder) = folders.pop() {
+            let (more, found) = self.list(&folder);
+            folders.extend(more);
+            files.extend(found);
+        }
         self.read_all(&files)
     }
 
@@ -365,35 +409,27 @@ pub struct Directory {
     pub max_object_bytes: u64,
 }
 
-impl Directory {
-    fn entries(prefix: &str, want_folders: bool) -> Result<Vec<String>, String> {
-        let mut out = Vec::new();
+impl Layout for Directory {
+    fn list(&self, prefix: &str) -> Result<(Vec<String>, Vec<String>), String> {
+        let (mut folders, mut files) = (Vec::new(), Vec::new());
         let entries = match std::fs::read_dir(prefix) {
             Ok(entries) => entries,
             // A day with digests and no log files, or the reverse.
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(out),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((folders, files)),
             Err(e) => return Err(e.to_string()),
         };
         for entry in entries {
             let entry = entry.map_err(|e| e.to_string())?;
-            let is_folder = entry.file_type().map_err(|e| e.to_string())?.is_dir();
-            if is_folder == want_folders {
-                let name = entry.file_name().to_string_lossy().into_owned();
-                out.push(if is_folder { format!("{prefix}{name}/") } else { format!("{prefix}{name}") });
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if entry.file_type().map_err(|e| e.to_string())?.is_dir() {
+                folders.push(format!("{prefix}{name}/"));
+            } else {
+                files.push(format!("{prefix}{name}"));
             }
         }
-        out.sort();
-        Ok(out)
-    }
-}
-
-impl Layout for Directory {
-    fn folders(&self, prefix: &str) -> Result<Vec<String>, String> {
-        Directory::entries(prefix, true)
-    }
-
-    fn files(&self, prefix: &str) -> Result<Vec<String>, String> {
-        Directory::entries(prefix, false)
+        folders.sort();
+        files.sort();
+        Ok((folders, files))
     }
 
     fn read(&self, key: &str, class: KeyClass) -> Result<Input, String> {
