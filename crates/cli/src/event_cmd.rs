@@ -17,8 +17,9 @@ pub struct EventArgs {
     /// The event's CloudTrail `eventID`.
     event_id: String,
 
-    /// `table`: the normalised fields, the object the record came from and the other
-    /// accounts' copies of the call; `json`: the record exactly as CloudTrail delivered it.
+    /// `table`: the normalised fields, the object the record came from (and any other it was
+    /// delivered in again), the other accounts' copies of the call and any different record with
+    /// the same eventID; `json`: the record exactly as CloudTrail delivered it.
     #[arg(long, value_enum, default_value_t = EventFormat::Table)]
     format: EventFormat,
 }
@@ -91,6 +92,10 @@ fn print_fields(found: &EventRecord, out: &mut dyn Write) -> anyhow::Result<()> 
     for (i, line) in copies.iter().enumerate() {
         let name = if i == 0 { "other copies" } else { "" };
         writeln!(out, "{name:<width$}  {}", terminal_safe(line))?;
+    }
+    for (i, object) in found.delivered_again.iter().enumerate() {
+        let name = if i == 0 { "also delivered in" } else { "" };
+        writeln!(out, "{name:<width$}  {}", terminal_safe(object))?;
     }
     for (i, other) in found.collisions.iter().enumerate() {
         let name = if i == 0 { "same eventID" } else { "" };

@@ -136,3 +136,38 @@ fn an_unknown_event_id_is_an_error_naming_it() {
     assert!(stderr(&out).contains("no-such-event"), "{}", stderr(&out));
     assert!(out.stdout.is_empty());
 }
+
+#[test]
+fn a_record_delivered_again_names_every_object_it_came_in() {
+    let ws = Workspace::new();
+    let example = fixtures().join("example");
+    ws.ok(&["ingest", "-q", example.to_str().unwrap()]);
+    // One file of the example, delivered again under another name.
+    let file = walk_files(&example).into_iter().find(|p| p.to_string_lossy().contains("T0935Z")).unwrap();
+    let again = ws.path("again.json.gz");
+    std::fs::copy(&file, &again).unwrap();
+    ws.ok(&["ingest", "-q", again.to_str().unwrap()]);
+    let conn = rusqlite::Connection::open(ws.db()).unwrap();
+    let id: String = conn
+        .query_row(
+            "SELECT e.event_id FROM events e JOIN objects o ON o.id = e.object_id WHERE o.source LIKE '%T0935Z%' LIMIT 1",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    let table = ws.ok(&["event", &id]);
+    // Listed under "also delivered in" (the example itself delivers some records twice).
+    let block: Vec<&str> = table
+        .lines()
+        .skip_while(|l| !l.starts_with("also delivered in"))
+        .take_while(|l| l.starts_with("also delivered in") || l.starts_with(' '))
+        .collect();
+    assert!(block.iter().any(|l| l.ends_with("again.json.gz")), "{table}");
+    assert_eq!(stored_event_ids(&ws).iter().filter(|e| **e == id).count(), 1, "stored once");
+}
+
+fn walk_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    walk(dir, &mut out);
+    out
+}

@@ -38,6 +38,8 @@ pub struct EventRecord {
     pub copies: Vec<StoredEvent>,
     /// Other, different records that carry the same `eventID` (collisions), in storage order.
     pub collisions: Vec<StoredEvent>,
+    /// The other objects the same record was delivered in again (not stored twice).
+    pub delivered_again: Vec<String>,
 }
 
 const GRANT_COLUMNS: &str = "key_arn, grant_id, state, creation_seen, grantee_principal, retiring_principal,
@@ -148,7 +150,11 @@ impl Store {
              WHERE e.event_hash = granttrail_hash(?1) AND e.event_id = ?1 ORDER BY e.id"
         );
         let collisions = self.stored_events(&sql, &[event_id])?.into_iter().skip(1).collect();
-        Ok(Some(EventRecord { stored, record, copies, collisions }))
+        let delivered_again = match self.event_copies(event_id)?.into_iter().next() {
+            Some((_, objects)) => objects.into_iter().skip(1).collect(),
+            None => Vec::new(),
+        };
+        Ok(Some(EventRecord { stored, record, copies, collisions, delivered_again }))
     }
 
     fn stored_events(&self, sql: &str, args: &[&str]) -> Result<Vec<StoredEvent>> {
