@@ -4,6 +4,7 @@
 // Test support fails loudly: a broken harness must stop the test.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
+mod postgres;
 mod runtime_api;
 pub mod scenario;
 mod sink;
@@ -15,6 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
+pub use postgres::Postgres;
 pub use runtime_api::{Invocation, RuntimeApi};
 pub use sink::HttpSink;
 

@@ -1,0 +1,172 @@
+//! A real PostgreSQL server for tests: Debian's package (installed by `scripts/test-tools`),
+//! a cluster of its own in a temporary folder, listening on a loopback port, stopped and
+//! removed when dropped. PostgreSQL refuses to run as root, and CI runs as root: then the
+//! server runs as the package's `postgres` user, through `runuser`.
+
+use std::path::PathBuf;
+use std::process::{Command, Output};
+use std::sync::atomic::{AtomicUsize, Ordering};
+
+use crate::free_port;
+
+/// A running server; `postgres` may connect without a password from loopback.
+pub struct Postgres {
+    bin: PathBuf,
+    dir: PathBuf,
+    /// The user the server runs as, when not the test's own.
+    owner: Option<&'static str>,
+    pub port: u16,
+}
+
+impl Postgres {
+    /// Starts a server, or `None` (test skipped) when PostgreSQL is not installed; under CI
+    /// a missing PostgreSQL is a failure.
+    pub fn start() -> Option<Postgres> {
+        let Some(bin) = server_binaries() else {
+            if std::env::var_os("CI").is_some() {
+                panic!("PostgreSQL is not installed: run scripts/test-tools (CI must run every test)");
+            }
+            eprintln!("skipped: PostgreSQL is not installed (scripts/test-tools installs it)");
+            return None;
+        };
+        static STARTED: AtomicUsize = AtomicUsize::new(0);
+        let dir = std::env::temp_dir().join(format!(
+            "granttrail-postgres-{}-{}",
+            std::process::id(),
+            STARTED.fetch_add(1, Ordering::Relaxed)
+        ));
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&dir).expect("a folder for the cluster");
+        let owner = running_as_root().then_some("postgres");
+        if let Some(user) = owner {
+            let chown = Command::new("chown").arg(format!("{user}:")).arg(&dir).output().expect("chown runs");
+            assert!(chown.status.success(), "chown {user}: {}", String::from_utf8_lossy(&chown.stderr));
+        }
+        let server = Postgres { bin, dir, owner, port: free_port() };
+        let data = server.dir.join("data");
+        server.run_ok(
+            "initdb",
+            &[
+                "-D".as_ref(),
+                data.as_os_str(),
+                "-A".as_ref(),
+                "trust".as_ref(),
+                "-U".as_ref(),
+                "postgres".as_ref(),
+                "-E".as_ref(),
+                "UTF8".as_ref(),
+                "--no-sync".as_ref(),
+            ],
+        );
+        // Durability is not what the tests measure: no fsync, as on a scratch cluster.
+        let options = format!(
+            "-c listen_addresses=127.0.0.1 -p {} -k {} -c fsync=off -c synchronous_commit=off -c full_page_writes=off",
+            server.port,
+            server.dir.display()
+        );
+        let log = server.dir.join("server.log");
+        server.run_ok(
+            "pg_ctl",
+            &[
+                "-D".as_ref(),
+                data.as_os_str(),
+                "-l".as_ref(),
+                log.as_os_str(),
+                "-w".as_ref(),
+                "-o".as_ref(),
+                options.as_ref(),
+                "start".as_ref(),
+            ],
+        );
+        Some(server)
+    }
+
+    /// `postgres://` URL of the `postgres` database as the `postgres` user.
+    pub fn url(&self) -> String {
+        format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// Runs `sql` through `psql` and returns its unaligned output; panics on an error.
+    pub fn psql(&self, sql: &str) -> String {
+        let out = Command::new(self.bin.join("psql"))
+            .args([
+                "-X",
+                "-q",
+                "-At",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-h",
+                "127.0.0.1",
+                "-U",
+                "postgres",
+                "-d",
+                "postgres",
+            ])
+            .args(["-p", &self.port.to_string(), "-c", sql])
+            .output()
+            .expect("psql runs");
+        assert!(out.status.success(), "psql {sql:?}: {}", String::from_utf8_lossy(&out.stderr));
+        String::from_utf8_lossy(&out.stdout).trim_end().to_string()
+    }
+
+    fn run(&self, program: &str, args: &[&std::ffi::OsStr]) -> Output {
+        let program = self.bin.join(program);
+        let mut command = match self.owner {
+            Some(user) => {
+                let mut c = Command::new("runuser");
+                c.args(["-u", user, "--"]).arg(&program);
+                c
+            }
+            None => Command::new(&program),
+        };
+        command.args(args).current_dir(&self.dir).output().expect("a PostgreSQL program runs")
+    }
+
+    fn run_ok(&self, program: &str, args: &[&std::ffi::OsStr]) {
+        let out = self.run(program, args);
+        let log = std::fs::read_to_string(self.dir.join("server.log")).unwrap_or_default();
+        assert!(
+            out.status.success(),
+            "{program} failed: {}{}\n{log}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        let data = self.dir.join("data");
+        let _ = self.run(
+            "pg_ctl",
+            &[
+                "-D".as_ref(),
+                data.as_os_str(),
+                "-m".as_ref(),
+                "immediate".as_ref(),
+                "-w".as_ref(),
+                "stop".as_ref(),
+            ],
+        );
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+/// The newest installed server's programs (Debian: `/usr/lib/postgresql/VERSION/bin`).
+fn server_binaries() -> Option<PathBuf> {
+    let mut versions: Vec<(u32, PathBuf)> = std::fs::read_dir("/usr/lib/postgresql")
+        .ok()?
+        .filter_map(|entry| {
+            let entry = entry.ok()?;
+            let version = entry.file_name().to_string_lossy().parse().ok()?;
+            let bin = entry.path().join("bin");
+            bin.join("initdb").is_file().then_some((version, bin))
+        })
+        .collect();
+    versions.sort();
+    versions.pop().map(|(_, bin)| bin)
+}
+
+fn running_as_root() -> bool {
+    Command::new("id").arg("-u").output().is_ok_and(|out| String::from_utf8_lossy(&out.stdout).trim() == "0")
+}
