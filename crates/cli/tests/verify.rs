@@ -385,3 +385,56 @@ fn ingest_verify_from_s3_judges_every_object_and_the_newest_signature() {
     let altered = format!("granttrail: altered: s3://{}/{}", trail.bucket, logs[1]);
     assert!(stderr(&out).contains(&altered), "{}", stderr(&out));
 }
+
+/// Three days of a trail in a bucket, one file of the first day altered: the walk over S3 goes a
+/// day at a time, and a window leaves out what is outside it.
+#[test]
+fn from_s3_a_long_trail_is_walked_day_by_day_and_windows_hold() {
+    let ws = Workspace::new();
+    let mut trail = SignedTrail::new("111122223333", "eu-west-1");
+    trail.org_id = Some("o-a1b2c3d4e5".to_string());
+    trail.prefix = "trails".to_string();
+    let mut logs = Vec::new();
+    for day in 1..=3 {
+        for hour in 0..24 {
+            let at = format!("2025-03-{day:02}T{hour:02}:30:00Z");
+            logs.push(trail.log_file(&at, &[json!({"eventID": at})]));
+            let start = format!("2025-03-{day:02}T{hour:02}:00:00Z");
+            let end = if hour == 23 {
+                format!("2025-03-{:02}T00:00:00Z", day + 1)
+            } else {
+                format!("2025-03-{day:02}T{:02}:00:00Z", hour + 1)
+            };
+            trail.digest(&start, &end);
+        }
+    }
+    trail.tamper(&logs[5], r#"{"Records":[]}"#);
+    std::fs::write(ws.path("keys.json"), trail.public_keys_json()).unwrap();
+    let Some((moto, _runtime)) = in_bucket(&trail) else { return };
+    let keys = ws.path("keys.json");
+    let url = format!("s3://{}/trails/", trail.bucket);
+    let verify = |extra: &[&str]| {
+        let mut args =
+            vec!["verify", &url, "--endpoint-url", &moto.endpoint, "--public-keys", keys.to_str().unwrap()];
+        args.extend_from_slice(extra);
+        args.extend_from_slice(&["--format", "json"]);
+        let out = ws.run_env(&args, &moto.env());
+        (out.status.code(), serde_json::from_slice::<Value>(&out.stdout).unwrap_or(Value::Null), stderr(&out))
+    };
+
+    let (code, v, err) = verify(&[]);
+    assert_eq!(code, Some(1), "{err}");
+    let s = &v["summaries"][0];
+    assert_eq!((s["verified"].as_u64(), s["altered"].as_u64()), (Some(71), Some(1)), "{v:#}");
+    assert_eq!(s["signatures_valid"].as_u64(), Some(72), "every digest, the newest from its metadata: {v:#}");
+    assert_eq!(v["problems"][0]["verdict"], "altered");
+
+    // From the second day on: the altered file is outside the window, nothing is missing.
+    let (code, v, err) = verify(&["--since", "2025-03-02T00:00:00Z"]);
+    assert_eq!(code, Some(0), "{v:#}{err}");
+    assert_eq!(v["summaries"][0]["verified"].as_u64(), Some(48), "{v:#}");
+    // Up to the first day's noon: the altered file is in it.
+    let (code, v, _) = verify(&["--until", "2025-03-01T12:00:00Z"]);
+    assert_eq!(code, Some(1));
+    assert_eq!(v["summaries"][0]["altered"].as_u64(), Some(1), "{v:#}");
+}
