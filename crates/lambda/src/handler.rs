@@ -222,7 +222,7 @@ impl Handler {
         let (store, s3, handle) = (self.store.clone(), self.s3.clone(), Handle::current());
         let (public_keys, max_bytes) = (self.env.public_keys.clone(), self.limits.max_object_bytes);
         let task_name = name.clone();
-        let (v, keys) = tokio::task::spawn_blocking(move || -> Result<(Verification, Vec<String>), String> {
+        let judged = tokio::task::spawn_blocking(move || -> Result<Option<(Verification, Vec<String>)>, String> {
             // Objects are fetched whole: a failed transfer is an error (the message is retried),
             // never a verdict on the content.
             let read_digest_at = |bucket: &str, key: &str| {
@@ -230,7 +230,21 @@ impl Handler {
                 let name = object_name(bucket, key);
                 Ok::<_, std::io::Error>(read_digest(name, key, Some(bucket.to_string()), bytes.as_slice(), signature))
             };
-            let digest = read_digest_at(&bucket, &key).map_err(|e| format!("cannot read: {e}"))?;
+            let digest = match read_digest_at(&bucket, &key) {
+                Ok(digest) => digest,
+                // Announced, then gone: S3 is consistent, so it was deleted. Nothing to retry.
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    error!(
+                        object = %task_name,
+                        problem = "digest missing",
+                        reason = "announced by the bucket's notification, then deleted before it could be read",
+                        digest = %task_name,
+                        "log integrity"
+                    );
+                    return Ok(None);
+                }
+                Err(e) => return Err(format!("cannot read: {e}")),
+            };
             let mut inputs = Vec::new();
             if let Ok((d, _)) = &digest.content {
                 if let Some(previous) = &d.previous_digest_s3_object {
@@ -249,8 +263,9 @@ impl Handler {
                         Err(e) if e.kind() == std::io::ErrorKind::NotFound => error!(
                             object = %object_name(at, previous),
                             problem = "digest missing",
-                            listed_by = %task_name,
-                            "the previous digest of the chain is not in the bucket: the log files it listed cannot be checked"
+                            reason = %format!("{task_name} names it as the previous digest, but it is not in the bucket: the log files it listed cannot be checked"),
+                            digest = %task_name,
+                            "log integrity"
                         ),
                         Err(e) => return Err(format!("previous digest {}: {e}", object_name(at, previous))),
                     }
@@ -286,11 +301,12 @@ impl Handler {
                 .map(|f| f.object.clone())
                 .collect();
             let keys = store.keys_of_objects(&untrusted).map_err(|e| e.to_string())?;
-            Ok((v, keys))
+            Ok(Some((v, keys)))
         })
         .await
         .map_err(|e| format!("{name}: {e}"))?
         .map_err(|e| format!("{name}: {e}"))?;
+        let Some((v, keys)) = judged else { return Ok(Vec::new()) };
         for p in &v.problems {
             error!(object = %p.object, problem = p.verdict.as_str(), reason = %p.reason, digest = %name, "log integrity");
         }

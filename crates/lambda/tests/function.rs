@@ -626,6 +626,16 @@ fn each_digest_is_checked_as_it_arrives_and_tampering_is_published() {
         .collect();
     assert_eq!(digest_lines.len(), digests.len(), "{log}");
     assert!(digest_lines.iter().all(|l| l["fields"]["signatures_checked"] == true), "{log}");
+    // Each problem is a line the template's alarm counts.
+    let problems: Vec<String> = log
+        .lines()
+        .filter_map(|l| serde_json::from_str::<Value>(l).ok())
+        .filter(|l| l["fields"]["message"] == "log integrity")
+        .map(|l| l["fields"]["problem"].as_str().unwrap_or_default().to_string())
+        .collect();
+    for problem in ["altered", "missing", "unlisted"] {
+        assert!(problems.iter().any(|p| p == problem), "{problem} in {problems:?}");
+    }
 
     // GT106 (a grant's evidence in the altered file), GT107 and GT108, through SNS.
     let after = store.findings(&Default::default(), at, Some(at)).unwrap();
@@ -655,4 +665,18 @@ fn each_digest_is_checked_as_it_arrives_and_tampering_is_published() {
     std::thread::sleep(Duration::from_millis(500));
     assert_eq!(d.sink.bodies().len(), after.len());
     assert_eq!(store.missing_log_files().unwrap().len(), 1);
+
+    // A digest announced and deleted before it is read: a problem, not a retry.
+    let gone = digests[0].replace("T100000Z", "T130000Z");
+    let (ok, body) = d.invoke(&sqs(&[("gone", s3_notification(&[&gone]))]));
+    assert!(ok && failures(&body).is_empty(), "{body}");
+    let log = d.log();
+    assert!(
+        log.lines().filter_map(|l| serde_json::from_str::<Value>(l).ok()).any(|l| {
+            l["fields"]["message"] == "log integrity"
+                && l["fields"]["problem"] == "digest missing"
+                && l["fields"]["object"].as_str().is_some_and(|o| o.ends_with(&gone))
+        }),
+        "{log}"
+    );
 }
