@@ -183,26 +183,7 @@ const EXAMPLE_DAY: &str = "AWSLogs/o-a1b2c3d4e5/111122223333/CloudTrail/us-east-
 
 /// The bundled example's us-east-1 files for 111122223333, as a signed trail lists them.
 fn example_trail() -> (SignedTrail, Vec<String>) {
-    let mut trail = SignedTrail::new("111122223333", "us-east-1");
-    trail.org_id = Some("o-a1b2c3d4e5".to_string());
-    let dir = common::fixtures().join("example").join(EXAMPLE_DAY);
-    let mut keys = Vec::new();
-    let mut names: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
-    names.sort();
-    for name in names {
-        let key = format!("{EXAMPLE_DAY}/{}", name.to_string_lossy());
-        let mut content = String::new();
-        let file = std::fs::File::open(dir.join(&name)).unwrap();
-        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(file), &mut content).unwrap();
-        if key.contains("T1040Z") {
-            trail.digest("2024-05-01T09:00:00Z", "2024-05-01T10:00:00Z");
-        }
-        trail.add_log_content(&key, &content);
-        keys.push(key);
-    }
-    trail.digest("2024-05-01T10:00:00Z", "2024-05-01T11:00:00Z");
-    trail.digest("2024-05-01T11:00:00Z", "2024-05-01T12:00:00Z");
-    (trail, keys)
+    granttrail_testkit::trail::example_trail(&common::fixtures().join("example"), EXAMPLE_DAY).unwrap()
 }
 
 fn findings_by_rule(ws: &Workspace) -> Vec<(String, String, String)> {

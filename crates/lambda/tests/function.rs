@@ -529,25 +529,7 @@ fn a_batch_cut_short_by_a_timeout_is_redelivered_without_loss_or_double_counting
 /// The bundled example's us-east-1 day for 111122223333 as a signed trail lists it, tampered
 /// with: one file altered after delivery, one deleted, one planted.
 fn tampered_example() -> (granttrail_testkit::trail::SignedTrail, Vec<String>, String, String, String) {
-    let mut trail = granttrail_testkit::trail::SignedTrail::new("111122223333", "us-east-1");
-    trail.org_id = Some("o-a1b2c3d4e5".to_string());
-    let dir = example().join(DAY);
-    let mut names: Vec<_> = std::fs::read_dir(&dir).unwrap().map(|e| e.unwrap().file_name()).collect();
-    names.sort();
-    let mut logs = Vec::new();
-    for name in names {
-        let key = format!("{DAY}{}", name.to_string_lossy());
-        let mut content = String::new();
-        let file = std::fs::File::open(dir.join(&name)).unwrap();
-        std::io::Read::read_to_string(&mut flate2::read::GzDecoder::new(file), &mut content).unwrap();
-        if key.contains("T1040Z") {
-            trail.digest("2024-05-01T09:00:00Z", "2024-05-01T10:00:00Z");
-        }
-        trail.add_log_content(&key, &content);
-        logs.push(key);
-    }
-    trail.digest("2024-05-01T10:00:00Z", "2024-05-01T11:00:00Z");
-    trail.digest("2024-05-01T11:00:00Z", "2024-05-01T12:00:00Z");
+    let (mut trail, mut logs) = granttrail_testkit::trail::example_trail(&example(), DAY).unwrap();
     let altered = logs[3].clone();
     let pretty = serde_json::to_string_pretty(
         &serde_json::from_str::<Value>(&trail.content(&altered).unwrap()).unwrap(),

@@ -233,3 +233,35 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
 fn hex(bytes: &[u8]) -> String {
     bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
+
+/// The bundled example's files of one day folder (`day`, a key prefix from `AWSLogs/` on) under
+/// `example`, as a signed trail of account 111122223333 in us-east-1 (organization
+/// o-a1b2c3d4e5) lists them: digests for 09:00-10:00, 10:00-11:00 and 11:00-12:00. Returns the
+/// trail and the log files' keys, in name order.
+pub fn example_trail(example: &Path, day: &str) -> std::io::Result<(SignedTrail, Vec<String>)> {
+    let mut trail = SignedTrail::new("111122223333", "us-east-1");
+    trail.org_id = Some("o-a1b2c3d4e5".to_string());
+    let dir = example.join(day);
+    let mut names = Vec::new();
+    for entry in std::fs::read_dir(&dir)? {
+        names.push(entry?.file_name());
+    }
+    names.sort();
+    let mut keys = Vec::new();
+    for name in names {
+        let key = format!("{}/{}", day.trim_end_matches('/'), name.to_string_lossy());
+        let mut content = String::new();
+        std::io::Read::read_to_string(
+            &mut flate2::read::GzDecoder::new(std::fs::File::open(dir.join(&name))?),
+            &mut content,
+        )?;
+        if key.contains("T1040Z") {
+            trail.digest("2024-05-01T09:00:00Z", "2024-05-01T10:00:00Z");
+        }
+        trail.add_log_content(&key, &content);
+        keys.push(key);
+    }
+    trail.digest("2024-05-01T10:00:00Z", "2024-05-01T11:00:00Z");
+    trail.digest("2024-05-01T11:00:00Z", "2024-05-01T12:00:00Z");
+    Ok((trail, keys))
+}
