@@ -33,7 +33,7 @@ use granttrail_grants::when::{self, When};
 #[command(name = "granttrail", version, max_term_width = 100)]
 struct Cli {
     /// SQLite database to use (created if missing).
-    #[arg(long, global = true, env = "GRANTTRAIL_DB", default_value = "granttrail.db")]
+    #[arg(long, global = true, env = "GRANTTRAIL_DB", default_value = "granttrail.db", value_parser = parse_db)]
     db: PathBuf,
 
     /// Settings file (default: granttrail.toml in the working directory, if present).
@@ -169,6 +169,22 @@ fn parse_time(text: &str) -> Result<i64, String> {
 
 /// Parses the start or end of a period: RFC 3339, a date, or a duration back from the
 /// reference time.
+/// A database file. A URL (`postgres://...`) is refused rather than taken for a file name:
+/// this granttrail keeps its database in SQLite only.
+fn parse_db(text: &str) -> Result<PathBuf, String> {
+    match text.split_once("://") {
+        Some((scheme, _))
+            if !scheme.is_empty() && scheme.chars().all(|c| c.is_ascii_alphanumeric() || c == '+') =>
+        {
+            Err(format!(
+                "{scheme}:// is a URL; this granttrail keeps its database in a SQLite file (give a path): \
+                 PostgreSQL is not supported yet"
+            ))
+        }
+        _ => Ok(PathBuf::from(text)),
+    }
+}
+
 fn parse_when(text: &str) -> Result<When, String> {
     when::parse_when(text).ok_or_else(|| {
         format!(

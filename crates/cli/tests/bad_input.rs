@@ -116,3 +116,23 @@ fn duplicate_keys_keep_the_last_value() {
     let calls: Value = serde_json::from_str(&ws.ok(&["calls", "--format", "json"])).unwrap();
     assert_eq!(calls[0]["event_name"], "Decrypt");
 }
+
+#[test]
+fn a_database_url_is_refused_not_taken_for_a_file_name() {
+    let ws = Workspace::new();
+    for (args, env) in [
+        (vec!["--db", "postgres://granttrail@db.example/granttrail", "grants"], None),
+        (vec!["grants"], Some("postgresql://granttrail@db.example/granttrail")),
+    ] {
+        let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_granttrail"));
+        cmd.args(&args).current_dir(ws.path("")).env_remove("GRANTTRAIL_DB");
+        if let Some(url) = env {
+            cmd.env("GRANTTRAIL_DB", url);
+        }
+        let out = cmd.output().unwrap();
+        assert!(!out.status.success());
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert!(err.contains("is a URL") && err.contains("SQLite file"), "{err}");
+    }
+    assert_eq!(std::fs::read_dir(ws.path("")).unwrap().count(), 0, "no file was created");
+}

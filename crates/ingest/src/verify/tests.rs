@@ -447,6 +447,17 @@ fn a_walk_day_by_day_finds_what_judging_everything_at_once_finds() {
     walk_matches_whole(&trail, &Filter { regions: vec!["us-east-1".into()], ..Filter::default() });
     let until = granttrail_grants::timestamp::parse("2025-03-02T18:00:00Z");
     walk_matches_whole(&trail, &Filter { since, until, ..Filter::default() });
+    // Windows months after the trail (its month is pruned) or before its year (the year is):
+    // nothing judged, as when judging everything at once.
+    for (since, until) in [(Some("2025-06-01T00:00:00Z"), None), (None, Some("2024-06-01T00:00:00Z"))] {
+        let filter = Filter {
+            since: since.and_then(granttrail_grants::timestamp::parse),
+            until: until.and_then(granttrail_grants::timestamp::parse),
+            ..Filter::default()
+        };
+        let v = walk_matches_whole(&trail, &filter);
+        assert!(v.problems.is_empty() && v.summaries.is_empty(), "{:?}", v.summaries);
+    }
 }
 
 #[test]

@@ -261,15 +261,30 @@ impl Walk<'_> {
     }
 
     /// The date folders (`YYYY/MM/DD/`, as the start of that day) under `prefix` the filter may
-    /// need: a few days either side of its window, for the digests. What is not a date folder
-    /// goes loose.
+    /// need: a few days either side of its window, for the digests; years and months wholly
+    /// outside it are not listed. What is not a date folder goes loose.
     fn days(&mut self, prefix: &str, into: &mut BTreeSet<i64>) {
         let (years, files) = self.list(prefix);
         self.loose.extend(files);
         for year in years {
+            let y: Option<i32> = last_name(&year).parse().ok().filter(|_| last_name(&year).len() == 4);
+            if let Some((start, end)) = y.and_then(|y| Some((month_start(y, 1)?, month_start(y + 1, 1)?)))
+                && !self.wants_span(start, end)
+            {
+                continue;
+            }
             let (months, files) = self.list(&year);
             self.loose.extend(files);
             for month in months {
+                let m: Option<u32> = last_name(&month).parse().ok().filter(|_| last_name(&month).len() == 2);
+                if let (Some(y), Some(m @ 1..=12)) = (y, m) {
+                    let (next_y, next_m) = if m == 12 { (y + 1, 1) } else { (y, m + 1) };
+                    if let (Some(start), Some(end)) = (month_start(y, m), month_start(next_y, next_m))
+                        && !self.wants_span(start, end)
+                    {
+                        continue;
+                    }
+                }
                 let (days, files) = self.list(&month);
                 self.loose.extend(files);
                 for day in days {
@@ -279,14 +294,19 @@ impl Walk<'_> {
                         self.all_loose(&day);
                         continue;
                     };
-                    let wanted = self.filter.since.is_none_or(|s| start + 3 * DAY > s)
-                        && self.filter.until.is_none_or(|u| start - 2 * DAY <= u);
-                    if wanted {
+                    if self.wants_span(start, start + DAY) {
                         into.insert(start);
                     }
                 }
             }
         }
+    }
+
+    /// May folders of `[start, end)` hold what the filter wants, digests two days either side
+    /// of its window included?
+    fn wants_span(&self, start: i64, end: i64) -> bool {
+        self.filter.since.is_none_or(|s| end + 2 * DAY > s)
+            && self.filter.until.is_none_or(|u| start - 2 * DAY <= u)
     }
 
     /// May the filter want log files of the day starting at `day`?
@@ -394,6 +414,11 @@ impl Walk<'_> {
             }
         }
     }
+}
+
+/// The start of a month, if it is a date.
+fn month_start(year: i32, month: u32) -> Option<i64> {
+    timestamp::parse(&format!("{year:04}-{month:02}-01T00:00:00Z"))
 }
 
 /// `YYYY/MM/DD/` of the day starting at `start`.
