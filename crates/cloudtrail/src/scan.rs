@@ -5,9 +5,7 @@
 //! record that is broken inside is passed on as it is and fails when the caller parses it;
 //! broken structure *between* records (truncation, a missing comma) rejects the object.
 
-use std::cell::RefCell;
 use std::io::Read;
-use std::rc::Rc;
 
 use aws_lc_rs::digest::{Context, SHA256};
 
@@ -74,17 +72,12 @@ where
     R: Read,
     F: FnMut(&[u8]) -> Result<(), E>,
 {
-    let context = Rc::new(RefCell::new(Context::new(&SHA256)));
-    let tap = Rc::clone(&context);
-    let input = decode::open_tapped(
-        reader,
-        limits.max_object_bytes,
-        Some(Box::new(move |bytes: &[u8]| tap.borrow_mut().update(bytes))),
-    )
-    .map_err(decode::classify_io)?;
+    let mut context = Context::new(&SHA256);
+    let tap = Box::new(|bytes: &[u8]| context.update(bytes));
+    let input =
+        decode::open_tapped(reader, limits.max_object_bytes, Some(tap)).map_err(decode::classify_io)?;
+    // The scanner, and with it the tap's borrow of the context, ends inside `scan`.
     let summary = scan(input, limits, on_record)?;
-    // The scanner, and with it the tap's handle, is gone: the context is ours alone.
-    let context = Rc::try_unwrap(context).map_or_else(|shared| shared.borrow().clone(), RefCell::into_inner);
     let mut sha256 = [0u8; 32];
     sha256.copy_from_slice(context.finish().as_ref());
     Ok((summary, sha256))
