@@ -11,8 +11,8 @@ use granttrail_ingest::verify::walk::{self, Layout, Walked};
 use granttrail_ingest::verify::{Filter, Input, Verification, read_digest, read_log, read_parallel};
 use granttrail_ingest::{Plan, ingest_parallel};
 use granttrail_s3::{
-    ClientOptions, Listed, S3Url, Walker, Window, connect, fetch_digest_object, fetch_object, object_name,
-    open_object,
+    ClientOptions, Listed, S3Url, Walker, Window, connect, fetch_digest_object, fetch_object, list_all,
+    object_name, open_object,
 };
 use granttrail_store::Store;
 use indicatif::HumanBytes;
@@ -190,35 +190,9 @@ struct Bucket {
     max_object_bytes: u64,
 }
 
-impl Bucket {
-    /// One folder's listing: its subfolders and its files.
-    fn list_folder(&self, prefix: &str) -> Result<(Vec<String>, Vec<String>), String> {
-        let (mut folders, mut files) = (Vec::new(), Vec::new());
-        let mut token = None;
-        loop {
-            let request = self
-                .client
-                .list_objects_v2()
-                .bucket(&self.name)
-                .prefix(prefix)
-                .delimiter("/")
-                .set_continuation_token(token);
-            let page = self.handle.block_on(request.send()).map_err(|e| {
-                format!("ListObjectsV2 s3://{}/{prefix}: {}", self.name, granttrail_s3::error_chain(&e))
-            })?;
-            folders.extend(page.common_prefixes().iter().filter_map(|p| p.prefix()).map(str::to_string));
-            files.extend(page.contents().iter().filter_map(|o| o.key()).map(str::to_string));
-            match page.next_continuation_token() {
-                Some(next) if page.is_truncated() == Some(true) => token = Some(next.to_string()),
-                _ => return Ok((folders, files)),
-            }
-        }
-    }
-}
-
 impl Layout for Bucket {
     fn list(&self, prefix: &str) -> Result<(Vec<String>, Vec<String>), String> {
-        self.list_folder(prefix)
+        list_all(&self.client, &self.handle, &self.name, prefix, true).map_err(|e| e.to_string())
     }
 
     fn read(&self, key: &str, class: KeyClass) -> Result<Input, String> {

@@ -12,7 +12,7 @@ pub use aws_sdk_s3::Client;
 pub use client::{ClientOptions, connect};
 pub use layout::Window;
 pub use reader::{BodyReader, fetch_digest_object, fetch_object, open_digest_object, open_object};
-pub use walk::{Listed, Walker};
+pub use walk::{Listed, Walker, list_all};
 
 /// `s3://bucket[/prefix]`, split.
 #[derive(Debug, Clone, PartialEq, Eq)]

@@ -83,3 +83,34 @@ impl Walker {
         ))
     }
 }
+
+/// One folder's listing, every page of it: the subfolders (each ending in `/`) and the keys of
+/// the objects directly under `prefix`, in key order. Without `folders`, the keys of every object
+/// under `prefix`, however deep (and no subfolders).
+pub fn list_all(
+    client: &Client,
+    handle: &Handle,
+    bucket: &str,
+    prefix: &str,
+    folders: bool,
+) -> Result<(Vec<String>, Vec<String>), S3Error> {
+    let (mut subfolders, mut keys) = (Vec::new(), Vec::new());
+    let mut token = None;
+    loop {
+        let request = client
+            .list_objects_v2()
+            .bucket(bucket)
+            .prefix(prefix)
+            .set_delimiter(folders.then(|| "/".to_string()))
+            .set_continuation_token(token.take());
+        let page = handle
+            .block_on(request.send())
+            .map_err(|e| S3Error::new(format!("ListObjectsV2 s3://{bucket}/{prefix}"), e))?;
+        subfolders.extend(page.common_prefixes().iter().filter_map(|p| p.prefix()).map(str::to_string));
+        keys.extend(page.contents().iter().filter_map(|o| o.key()).map(str::to_string));
+        match page.next_continuation_token() {
+            Some(next) if page.is_truncated() == Some(true) => token = Some(next.to_string()),
+            _ => return Ok((subfolders, keys)),
+        }
+    }
+}
