@@ -16,7 +16,9 @@ use granttrail_ingest::verify::{
     Filter, Input, LogVerdict, Verification, analyse, hashed_log, named_log, read_digest, read_log,
 };
 use granttrail_ingest::{Limits, Outcome, ingest_object, now};
-use granttrail_s3::{ClientOptions, connect, fetch_digest_object, fetch_object, object_name, open_object};
+use granttrail_s3::{
+    ClientOptions, connect, fetch_digest_object, fetch_object, list_all, object_name, open_object,
+};
 use granttrail_store::{Journal, Store, VerificationRun};
 use serde_json::{Value, json};
 use tokio::runtime::Handle;
@@ -165,8 +167,7 @@ impl Handler {
         let (store, limits, handle) = (self.store.clone(), self.limits, Handle::current());
         let task_name = name.clone();
         let outcome = tokio::task::spawn_blocking(move || -> Result<Outcome, String> {
-            let mut store =
-                store.lock().map_err(|_| "the database is unusable after an earlier crash".to_string())?;
+            let mut store = lock(&store)?;
             if store.is_ingested(&task_name).map_err(|e| e.to_string())? {
                 return Ok(Outcome::AlreadyIngested);
             }
@@ -332,7 +333,7 @@ impl Handler {
         let (store, rules, topic) =
             (self.store.clone(), self.env.config.findings.clone(), self.env.findings_topic_arn.clone());
         let pending = tokio::task::spawn_blocking(move || -> Result<Vec<(String, Value)>, Error> {
-            let mut store = store.lock().map_err(|_| "the database is unusable after an earlier crash")?;
+            let mut store = lock(&store)?;
             let relabelled = store.refresh_labels()?;
             if topic.is_none() {
                 return Ok(Vec::new());
@@ -389,7 +390,7 @@ impl Handler {
                 .map_err(|e| format!("SNS Publish to {topic}: {}", granttrail_s3::error_chain(&e)))?;
             let store = self.store.clone();
             tokio::task::spawn_blocking(move || -> Result<(), Error> {
-                let store = store.lock().map_err(|_| "the database is unusable after an earlier crash")?;
+                let store = lock(&store)?;
                 Ok(store.mark_published(&id, now())?)
             })
             .await??;
@@ -405,7 +406,7 @@ impl Handler {
         let Some(days) = self.env.config.store.keep_call_records_days else { return Ok(()) };
         let (store, rules) = (self.store.clone(), self.env.config.findings.clone());
         let (pruned, _) = tokio::task::spawn_blocking(move || -> Result<_, Error> {
-            let mut store = store.lock().map_err(|_| "the database is unusable after an earlier crash")?;
+            let mut store = lock(&store)?;
             Ok(store.prune_call_records(&rules, now(), days)?)
         })
         .await??;
@@ -432,7 +433,7 @@ impl Handler {
         let target = file.clone();
         tokio::task::spawn_blocking(move || -> Result<(), Error> {
             let _ = std::fs::remove_file(&target);
-            let store = store.lock().map_err(|_| "the database is unusable after an earlier crash")?;
+            let store = lock(&store)?;
             Ok(store.snapshot_to(&target)?)
         })
         .await??;
@@ -493,19 +494,7 @@ fn logs_named_during(
         let (y, m, d, hh) = (&t[0..4], &t[5..7], &t[8..10], &t[11..13]);
         let prefix =
             format!("{base}/CloudTrail/{region}/{y}/{m}/{d}/{account}_CloudTrail_{region}_{y}{m}{d}T{hh}");
-        let mut token = None;
-        loop {
-            let request =
-                s3.list_objects_v2().bucket(bucket).prefix(&prefix).set_continuation_token(token.take());
-            let page = handle.block_on(request.send()).map_err(|e| {
-                format!("ListObjectsV2 s3://{bucket}/{prefix}: {}", granttrail_s3::error_chain(&e))
-            })?;
-            keys.extend(page.contents().iter().filter_map(|o| o.key()).map(str::to_string));
-            match page.next_continuation_token() {
-                Some(next) if page.is_truncated() == Some(true) => token = Some(next.to_string()),
-                _ => break,
-            }
-        }
+        keys.extend(list_all(s3, handle, bucket, &prefix, false).map_err(|e| e.to_string())?.1);
     }
     Ok(keys)
 }
