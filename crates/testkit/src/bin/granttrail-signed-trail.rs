@@ -8,6 +8,7 @@
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+use granttrail_grants::timestamp::format as time;
 use granttrail_testkit::trail::SignedTrail;
 use serde_json::json;
 
@@ -60,8 +61,4 @@ fn main() -> ExitCode {
         return ExitCode::FAILURE;
     }
     ExitCode::SUCCESS
-}
-
-fn time(at: i64) -> String {
-    granttrail_grants::timestamp::format(at)
 }
