@@ -1,7 +1,7 @@
 //! `granttrail calls`.
 
+use granttrail_store::Location;
 use std::io::Write;
-use std::path::Path;
 use std::process::ExitCode;
 
 use clap::Args;
@@ -96,7 +96,7 @@ impl<'a> CallView<'a> {
     }
 }
 
-pub fn run(db: &Path, args: &CallsArgs) -> anyhow::Result<ExitCode> {
+pub fn run(db: &Location, args: &CallsArgs) -> anyhow::Result<ExitCode> {
     let mut store = open_existing(db)?;
     store.refresh_labels()?;
     let mut labels = args.labels.clone();

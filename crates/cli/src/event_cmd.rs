@@ -1,7 +1,7 @@
 //! `granttrail event`: one stored event and the CloudTrail record behind it.
 
+use granttrail_store::Location;
 use std::io::Write;
-use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::bail;
@@ -30,10 +30,10 @@ enum EventFormat {
     Json,
 }
 
-pub fn run(db: &Path, args: &EventArgs) -> anyhow::Result<ExitCode> {
+pub fn run(db: &Location, args: &EventArgs) -> anyhow::Result<ExitCode> {
     let store = open_existing(db)?;
     let Some(found) = store.event_record(&args.event_id)? else {
-        bail!("no event with eventID {:?} in {}", args.event_id, db.display());
+        bail!("no event with eventID {:?} in {}", args.event_id, db);
     };
     let mut out = std::io::stdout().lock();
     match args.format {

@@ -1,7 +1,7 @@
 //! `granttrail findings`.
 
+use granttrail_store::Location;
 use std::io::Write;
-use std::path::Path;
 use std::process::ExitCode;
 
 use clap::{Args, ValueEnum};
@@ -56,7 +56,7 @@ pub struct FindingsArgs {
     format: FindingsFormat,
 }
 
-pub fn run(db: &Path, config: &Config, args: &FindingsArgs) -> anyhow::Result<ExitCode> {
+pub fn run(db: &Location, config: &Config, args: &FindingsArgs) -> anyhow::Result<ExitCode> {
     let mut store = open_existing(db)?;
     store.refresh_labels()?;
     let latest = latest_event(&store)?;

@@ -1,7 +1,7 @@
 //! `granttrail grants`, `granttrail grant` and `granttrail rebuild`.
 
+use granttrail_store::Location;
 use std::io::Write;
-use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::bail;
@@ -61,7 +61,7 @@ pub struct GrantArgs {
     format: Format,
 }
 
-pub fn list(db: &Path, args: &GrantsArgs) -> anyhow::Result<ExitCode> {
+pub fn list(db: &Location, args: &GrantsArgs) -> anyhow::Result<ExitCode> {
     let store = open_existing(db)?;
     let filter = GrantFilter {
         key_arn: args.key.clone(),
@@ -155,12 +155,12 @@ fn csv_row(g: &Grant) -> Vec<String> {
     ]
 }
 
-pub fn story(db: &Path, args: &GrantArgs) -> anyhow::Result<ExitCode> {
+pub fn story(db: &Location, args: &GrantArgs) -> anyhow::Result<ExitCode> {
     let mut store = open_existing(db)?;
     store.refresh_labels()?;
     let grants = store.grants_by_id(&args.grant_id)?;
     if grants.is_empty() {
-        bail!("no grant with id {:?} in {}", args.grant_id, db.display());
+        bail!("no grant with id {:?} in {}", args.grant_id, db);
     }
     let ids: std::collections::BTreeSet<&str> = grants.iter().map(|g| g.grant_id.as_str()).collect();
     if ids.len() > 1 {
@@ -343,7 +343,7 @@ fn print_covered_calls(calls: &[StoredCall], out: &mut dyn Write) -> anyhow::Res
     Ok(())
 }
 
-pub fn rebuild(db: &Path, config: &Config) -> anyhow::Result<ExitCode> {
+pub fn rebuild(db: &Location, config: &Config) -> anyhow::Result<ExitCode> {
     let mut store = open_existing(db)?;
     store.use_settings(&config.labels, true)?;
     let grants = store.rebuild()?;
@@ -354,7 +354,7 @@ pub fn rebuild(db: &Path, config: &Config) -> anyhow::Result<ExitCode> {
 
 /// Opens (creating if needed) a database to write to with the configured settings, which must
 /// be those its labels were computed with.
-pub fn open_configured(db: &Path, config: &Config) -> anyhow::Result<Store> {
+pub fn open_configured(db: &Location, config: &Config) -> anyhow::Result<Store> {
     let mut store = open_store(db)?;
     store.use_settings(&config.labels, false)?;
     Ok(store)
@@ -362,9 +362,11 @@ pub fn open_configured(db: &Path, config: &Config) -> anyhow::Result<Store> {
 
 /// Opens a database that must already exist: a query against a typo'd path should say so,
 /// not answer from a new empty database.
-pub fn open_existing(db: &Path) -> anyhow::Result<Store> {
-    if !db.exists() {
-        bail!("database {} does not exist; run `granttrail ingest` first", db.display());
+pub fn open_existing(db: &Location) -> anyhow::Result<Store> {
+    if let Location::File(path) = db
+        && !path.exists()
+    {
+        bail!("database {} does not exist; run `granttrail ingest` first", path.display());
     }
     open_store(db)
 }
@@ -377,16 +379,18 @@ pub fn latest_event(store: &Store) -> anyhow::Result<Option<i64>> {
 
 /// Opens the database, saying on standard error when an older schema is being migrated
 /// (rewriting the records of a large database takes minutes) and how long it took.
-fn open_store(db: &Path) -> anyhow::Result<Store> {
+fn open_store(db: &Location) -> anyhow::Result<Store> {
     let started = std::time::Instant::now();
-    let gigabytes = std::fs::metadata(db).map(|m| m.len() as f64 / 1e9).unwrap_or(0.0);
+    let gigabytes = match db {
+        Location::File(path) => std::fs::metadata(path).map(|m| m.len() as f64 / 1e9).unwrap_or(0.0),
+        Location::Postgres(_) => 0.0,
+    };
     let mut bar: Option<indicatif::ProgressBar> = None;
-    let store = Store::open_with(db, Journal::Wal, &mut |p: MigrationProgress| {
+    let store = Store::open_at(db, Journal::Wal, &mut |p: MigrationProgress| {
         let bar = bar.get_or_insert_with(|| {
             // To the current schema, through every version in between (`p.version` is the step).
             eprintln!(
-                "granttrail: migrating {} ({gigabytes:.2} GB) to schema {}",
-                db.display(),
+                "granttrail: migrating {db} ({gigabytes:.2} GB) to schema {}",
                 granttrail_store::SCHEMA_VERSION
             );
             crate::ingest_cmd::counting_bar(p.total, "records")
@@ -400,7 +404,7 @@ fn open_store(db: &Path) -> anyhow::Result<Store> {
     })?;
     if let Some(bar) = bar {
         bar.finish_and_clear();
-        eprintln!("granttrail: migrated {} in {:.1} s", db.display(), started.elapsed().as_secs_f64());
+        eprintln!("granttrail: migrated {db} in {:.1} s", started.elapsed().as_secs_f64());
     }
     Ok(store)
 }

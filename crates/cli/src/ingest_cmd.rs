@@ -1,8 +1,9 @@
 //! `granttrail ingest`.
 
+use granttrail_store::Location;
 use std::io::IsTerminal;
 use std::io::Write as _;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 use std::time::{Duration, Instant};
 
@@ -144,7 +145,7 @@ impl Reporter {
     }
 }
 
-pub fn run(db: &Path, config: &Config, args: &IngestArgs) -> anyhow::Result<ExitCode> {
+pub fn run(db: &Location, config: &Config, args: &IngestArgs) -> anyhow::Result<ExitCode> {
     let started = Instant::now();
     let limits = Limits {
         max_object_bytes: args.max_object_bytes,

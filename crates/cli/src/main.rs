@@ -17,6 +17,7 @@ mod report;
 mod verify_cmd;
 mod views;
 
+use granttrail_store::Location;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -34,7 +35,7 @@ use granttrail_grants::when::{self, When};
 struct Cli {
     /// SQLite database to use (created if missing).
     #[arg(long, global = true, env = "GRANTTRAIL_DB", default_value = "granttrail.db", value_parser = parse_db)]
-    db: PathBuf,
+    db: Location,
 
     /// Settings file (default: granttrail.toml in the working directory, if present).
     #[arg(long, global = true, value_name = "PATH")]
@@ -169,20 +170,9 @@ fn parse_time(text: &str) -> Result<i64, String> {
 
 /// Parses the start or end of a period: RFC 3339, a date, or a duration back from the
 /// reference time.
-/// A database file. A URL (`postgres://...`) is refused rather than taken for a file name:
-/// this granttrail keeps its database in SQLite only.
-fn parse_db(text: &str) -> Result<PathBuf, String> {
-    match text.split_once("://") {
-        Some((scheme, _))
-            if !scheme.is_empty() && scheme.chars().all(|c| c.is_ascii_alphanumeric() || c == '+') =>
-        {
-            Err(format!(
-                "{scheme}:// is a URL; this granttrail keeps its database in a SQLite file (give a path): \
-                 PostgreSQL is not supported yet"
-            ))
-        }
-        _ => Ok(PathBuf::from(text)),
-    }
+/// A database: a SQLite file's path or a `postgres://` URL.
+fn parse_db(text: &str) -> Result<Location, String> {
+    Location::parse(text)
 }
 
 fn parse_when(text: &str) -> Result<When, String> {

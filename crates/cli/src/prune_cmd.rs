@@ -1,6 +1,6 @@
 //! `granttrail prune`: drop the records of old calls, keeping everything the evidence rests on.
 
-use std::path::Path;
+use granttrail_store::Location;
 use std::process::ExitCode;
 
 use anyhow::bail;
@@ -24,7 +24,7 @@ pub struct PruneArgs {
     as_of: Option<i64>,
 }
 
-pub fn run(db: &Path, config: &Config, args: &PruneArgs) -> anyhow::Result<ExitCode> {
+pub fn run(db: &Location, config: &Config, args: &PruneArgs) -> anyhow::Result<ExitCode> {
     let Some(days) = args.keep_days.or(config.store.keep_call_records_days) else {
         bail!(
             "say how many days of call records to keep: --keep-days N, or keep_call_records_days under [store] in granttrail.toml"
@@ -35,17 +35,21 @@ pub fn run(db: &Path, config: &Config, args: &PruneArgs) -> anyhow::Result<ExitC
     let now = args.as_of.unwrap_or_else(granttrail_ingest::now);
     let cutoff = now - i64::from(days) * retention::DAY;
     let (pruned, cited) = store.prune_call_records(&config.findings, now, days)?;
-    let size = std::fs::metadata(db).map(|m| m.len()).unwrap_or(0);
+    let size = match db {
+        Location::File(path) => {
+            let bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+            format!(" {db} is now {:.1} MB.", bytes as f64 / 1e6)
+        }
+        // PostgreSQL's autovacuum reuses the space; the database does not shrink on disk.
+        Location::Postgres(_) => String::new(),
+    };
     println!(
         "dropped the records of {} call(s) made before {} ({:.1} MB compressed); kept the records of grant \
-         lifecycle and key events, events outside KMS, and the {} event(s) findings and grant-only labels cite. \
-         {} is now {:.1} MB.",
+         lifecycle and key events, events outside KMS, and the {} event(s) findings and grant-only labels cite.{size}",
         pruned.records,
         timestamp::format(cutoff),
         pruned.bytes as f64 / 1e6,
         cited,
-        db.display(),
-        size as f64 / 1e6
     );
     Ok(ExitCode::SUCCESS)
 }

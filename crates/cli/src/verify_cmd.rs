@@ -1,5 +1,6 @@
 //! `granttrail verify`: check log files against CloudTrail's signed digests, offline.
 
+use granttrail_store::Location;
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
@@ -53,7 +54,7 @@ enum VerifyFormat {
     Json,
 }
 
-pub fn run(db: &Path, config: &Config, args: &VerifyArgs) -> anyhow::Result<ExitCode> {
+pub fn run(db: &Location, config: &Config, args: &VerifyArgs) -> anyhow::Result<ExitCode> {
     let keys = load_public_keys(args.public_keys.as_deref())?;
     let filter = args.s3.filter(now());
     let mut store = open_configured(db, config)?;
@@ -64,7 +65,7 @@ pub fn run(db: &Path, config: &Config, args: &VerifyArgs) -> anyhow::Result<Exit
         let files = v.file_verdicts(at);
         store
             .record_verification(VerificationRun { files: &files, missing: &v.missing, summaries: &[], at })
-            .map_err(|e| format!("recording the verification in {}: {e}", db.display()))
+            .map_err(|e| format!("recording the verification in {}: {e}", db))
     };
     let mut walked: Vec<Walked> = Vec::new();
     let (urls, paths): (Vec<&PathBuf>, Vec<&PathBuf>) =
@@ -105,7 +106,7 @@ pub fn run(db: &Path, config: &Config, args: &VerifyArgs) -> anyhow::Result<Exit
     let summaries = summary_rows(&verification)?;
     store
         .record_verification(VerificationRun { files: &[], missing: &[], summaries: &summaries, at })
-        .with_context(|| format!("recording the verification in {}", db.display()))?;
+        .with_context(|| format!("recording the verification in {}", db))?;
 
     let mut out = std::io::stdout().lock();
     match args.format {

@@ -118,11 +118,26 @@ fn duplicate_keys_keep_the_last_value() {
 }
 
 #[test]
-fn a_database_url_is_refused_not_taken_for_a_file_name() {
+fn a_database_url_is_never_taken_for_a_file_name() {
     let ws = Workspace::new();
-    for (args, env) in [
-        (vec!["--db", "postgres://granttrail@db.example/granttrail", "grants"], None),
-        (vec!["grants"], Some("postgresql://granttrail@db.example/granttrail")),
+    for (args, env, said) in [
+        // A PostgreSQL server that cannot be reached: named (without its password), and why.
+        (
+            vec!["--db", "postgres://granttrail:pw@db.invalid/granttrail", "grants"],
+            None,
+            "postgres://granttrail:***@db.invalid/granttrail",
+        ),
+        (
+            vec!["grants"],
+            Some("postgresql://granttrail@db.invalid/granttrail"),
+            "postgresql://granttrail@db.invalid/granttrail",
+        ),
+        // An engine granttrail does not store in.
+        (
+            vec!["--db", "mysql://granttrail@db.invalid/granttrail", "grants"],
+            None,
+            "mysql:// is a URL granttrail cannot store in",
+        ),
     ] {
         let mut cmd = std::process::Command::new(env!("CARGO_BIN_EXE_granttrail"));
         cmd.args(&args).current_dir(ws.path("")).env_remove("GRANTTRAIL_DB");
@@ -132,7 +147,7 @@ fn a_database_url_is_refused_not_taken_for_a_file_name() {
         let out = cmd.output().unwrap();
         assert!(!out.status.success());
         let err = String::from_utf8_lossy(&out.stderr);
-        assert!(err.contains("is a URL") && err.contains("SQLite file"), "{err}");
+        assert!(err.contains(said) && !err.contains(":pw@"), "{err}");
     }
     assert_eq!(std::fs::read_dir(ws.path("")).unwrap().count(), 0, "no file was created");
 }

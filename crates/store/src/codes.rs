@@ -2,8 +2,8 @@
 //! renumber them. A stored code granttrail does not know is an error naming its column, never
 //! a default.
 
+use crate::db::{FromSql, ToSql, ValueRef};
 use granttrail_grants::{Evidence, GrantReasons, Label, ObservationKind, Side};
-use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
 
 use crate::{Result, StoreError};
 
@@ -30,14 +30,17 @@ pub(crate) fn from_code<T: Coded>(code: i64) -> Result<T> {
 pub(crate) struct Code<T>(pub T);
 
 impl<T: Coded> ToSql for Code<T> {
-    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-        Ok(ToSqlOutput::from(self.0.code()))
+    fn to_sql(&self) -> ValueRef<'_> {
+        ValueRef::Integer(self.0.code())
     }
 }
 
 impl<T: Coded> FromSql for Code<T> {
-    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
-        from_code(value.as_i64()?).map(Code).map_err(|e| FromSqlError::Other(Box::new(e)))
+    fn column_result(value: ValueRef<'_>) -> std::result::Result<Self, String> {
+        let ValueRef::Integer(code) = value else {
+            return Err(format!("{} is not an integer code", T::COLUMN));
+        };
+        from_code(code).map(Code).map_err(|e| e.to_string())
     }
 }
 
@@ -147,7 +150,7 @@ mod tests {
 
     #[test]
     fn a_column_with_an_unknown_code_is_an_error_naming_it() {
-        let conn = rusqlite::Connection::open_in_memory().expect("database");
+        let conn = crate::db::Connection::open_in_memory().expect("database");
         let read = conn.query_row("SELECT 9", [], |r| r.get::<_, Code<Label>>(0));
         let error = read.expect_err("code 9").to_string();
         assert!(error.contains("call_labels.label 9"), "{error}");

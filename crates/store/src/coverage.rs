@@ -1,8 +1,8 @@
 //! Read queries about what the logs cover, for reports: where and when KMS events were
 //! recorded, where they stop, and the trail configuration changes that can explain it.
 
+use crate::db::{Value, params_from_iter};
 use granttrail_grants::{Label, Side};
-use rusqlite::{params_from_iter, types::Value};
 
 use crate::codes::Code;
 use crate::read::StoredEvent;
@@ -122,7 +122,7 @@ impl Store {
             "SELECT account, region, previous, event_time FROM (
                 SELECT coalesce(recipient_account_id, '') AS account, coalesce(aws_region, '') AS region, event_time,
                        lag(event_time) OVER (PARTITION BY recipient_account_id, aws_region ORDER BY event_time) AS previous
-                FROM events WHERE event_source = 'kms.amazonaws.com'{filter})
+                FROM events WHERE event_source = 'kms.amazonaws.com'{filter}) AS spans
              WHERE previous IS NOT NULL AND event_time - previous > ?1
              ORDER BY account, region, previous"
         );
@@ -212,6 +212,6 @@ impl Store {
                 label: r.get::<_, Code<Label>>(5)?.0,
             })
         })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        Ok(rows.collect::<crate::db::Result<_>>()?)
     }
 }

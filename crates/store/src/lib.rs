@@ -1,7 +1,7 @@
 //! granttrail's SQLite store.
 //!
 //! Events are the facts; grants are derived from them. Each object is written in one
-//! transaction ([`ObjectWriter`]): its events go in with `INSERT OR IGNORE` on `eventID`, and
+//! transaction ([`ObjectWriter`]): its events go in once per `eventID`, and
 //! before commit every grant a *new* event touched is recomputed from all stored events of
 //! that grant. A full [`Store::rebuild`] runs the same recompute for every grant, so an
 //! incremental ingest and a rebuild cannot disagree.
@@ -9,6 +9,7 @@
 
 mod codes;
 mod coverage;
+pub mod db;
 mod findings;
 mod labels;
 mod prune;
@@ -21,10 +22,10 @@ mod write;
 use std::path::Path;
 use std::time::Duration;
 
+use db::{Connection, OptionalExtension, TransactionBehavior};
 use granttrail_grants::last_usage::{self, KeyLastUsage};
 use granttrail_grants::reconcile::{Listing, Snapshot};
 use granttrail_grants::{IamSnapshot, Invalidation, Policy, Settings};
-use rusqlite::{Connection, OptionalExtension};
 use texts::KEY;
 
 pub use coverage::{DayCount, GrantUseRow, Silence, Window};
@@ -62,6 +63,61 @@ const MIGRATIONS: &[Migration] = &[
     Migration { sql: include_str!("schema_11.sql"), rewrite: None },
     Migration { sql: include_str!("schema_12.sql"), rewrite: None },
 ];
+
+/// PostgreSQL's schema: one step to SQLite's version 12 (`postgres.sql`), then a file per
+/// version, numbered as SQLite's are, so a version means the same tables on both engines.
+const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[(12, include_str!("postgres.sql"))];
+
+/// The advisory lock PostgreSQL clients hold while they bring the schema up to date.
+const POSTGRES_MIGRATION_LOCK: i64 = 0x6772_616e_7473_6368; // "grantsch"
+
+/// Where a granttrail database lives: a SQLite file, or a PostgreSQL database.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Location {
+    File(std::path::PathBuf),
+    /// A `postgres://` or `postgresql://` URL (or a libpq `key=value` string).
+    Postgres(String),
+}
+
+impl Location {
+    /// `postgres://...` and `postgresql://...` name a PostgreSQL database; another URL is an
+    /// error (rather than a file of that odd name); anything else is a file.
+    pub fn parse(text: &str) -> Result<Location, String> {
+        match text.split_once("://") {
+            Some((scheme, _)) if scheme == "postgres" || scheme == "postgresql" => {
+                Ok(Location::Postgres(text.to_string()))
+            }
+            Some((scheme, _))
+                if !scheme.is_empty() && scheme.chars().all(|c| c.is_ascii_alphanumeric() || c == '+') =>
+            {
+                Err(format!(
+                    "{scheme}:// is a URL granttrail cannot store in: give a SQLite file's path or a \
+                     postgres:// URL"
+                ))
+            }
+            _ => Ok(Location::File(text.into())),
+        }
+    }
+}
+
+impl std::fmt::Display for Location {
+    /// The file's path, or the URL without its password.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Location::File(path) => write!(f, "{}", path.display()),
+            Location::Postgres(url) => {
+                let Some((scheme, rest)) = url.split_once("://") else { return f.write_str(url) };
+                match rest.split_once('@') {
+                    Some((credentials, host)) if credentials.contains(':') => {
+                        let user = credentials.split(':').next().unwrap_or_default();
+                        write!(f, "{scheme}://{user}:***@{host}")
+                    }
+                    _ => f.write_str(url),
+                }
+            }
+        }
+    }
+}
 
 /// How far a migration of an existing database has got, for a progress bar: `done` of `total`
 /// rows rewritten on the way to schema `version`; `compacting` once the rows are rewritten
@@ -104,31 +160,33 @@ pub const BUSY_TIMEOUT: Duration = Duration::from_secs(600);
 /// turns with the writer, and reads the pages the writer has cached again).
 fn reader_of(conn: &Connection) -> Result<Option<impl Fn() -> Result<Connection> + Sync + use<>>> {
     let cores = std::thread::available_parallelism().map_or(1, usize::from);
-    let Some(path) = conn.path().filter(|p| !p.is_empty() && cores > 1).map(str::to_string) else {
+    let Some(sqlite) = conn.sqlite() else { return Ok(None) };
+    let Some(path) = sqlite.path().filter(|p| !p.is_empty() && cores > 1).map(str::to_string) else {
         return Ok(None);
     };
-    let mode: String = conn.pragma_query_value(None, "journal_mode", |r| r.get(0))?;
+    let mode: String =
+        sqlite.pragma_query_value(None, "journal_mode", |r| r.get(0)).map_err(db::Error::from)?;
     if !mode.eq_ignore_ascii_case("wal") {
         return Ok(None);
     }
     Ok(Some(move || {
         let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
-        let reader = Connection::open_with_flags(&path, flags)?;
-        reader.busy_timeout(BUSY_TIMEOUT)?;
-        texts::register_hash(&reader)?;
-        reader.pragma_update(None, "cache_size", -CACHE_KIB)?;
+        let reader = rusqlite::Connection::open_with_flags(&path, flags).map_err(db::Error::from)?;
+        reader.busy_timeout(BUSY_TIMEOUT).map_err(db::Error::from)?;
+        texts::register_hash(&reader).map_err(db::Error::from)?;
+        reader.pragma_update(None, "cache_size", -CACHE_KIB).map_err(db::Error::from)?;
         // One snapshot for every key read, taken at the first read.
-        reader.execute_batch("BEGIN")?;
-        Ok(reader)
+        reader.execute_batch("BEGIN").map_err(db::Error::from)?;
+        Ok(Connection::from_sqlite(reader))
     }))
 }
 
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error("database error: {0}")]
-    Sqlite(#[from] rusqlite::Error),
+    Database(#[from] db::Error),
     #[error("database {path}: {source}")]
-    Open { path: String, source: rusqlite::Error },
+    Open { path: String, source: db::Error },
     #[error("database schema version {found} is newer than this granttrail understands ({SCHEMA_VERSION})")]
     TooNew { found: i64 },
     #[error("stored value is corrupt: {0}")]
@@ -163,6 +221,40 @@ impl Journal {
     }
 }
 
+/// Creates granttrail's tables in a PostgreSQL database, or brings them up to date. Clients
+/// starting at once take turns: the first creates, the others find the tables made.
+fn migrate_postgres(conn: &mut Connection) -> Result<()> {
+    let tx = conn.transaction()?;
+    tx.query_row("SELECT pg_advisory_xact_lock(?1)", [POSTGRES_MIGRATION_LOCK], |_| Ok(()))?;
+    tx.execute_batch("CREATE TABLE IF NOT EXISTS granttrail_schema (version BIGINT NOT NULL)")?;
+    let found: Option<i64> =
+        tx.query_row("SELECT version FROM granttrail_schema", [], |r| r.get(0)).optional()?;
+    if let Some(found) = found.filter(|&v| v > SCHEMA_VERSION) {
+        return Err(StoreError::TooNew { found });
+    }
+    for &(version, sql) in POSTGRES_MIGRATIONS.iter().filter(|(v, _)| found.is_none_or(|f| *v > f)) {
+        tx.execute_batch(sql)?;
+        if found.is_none() && version == POSTGRES_MIGRATIONS[0].0 {
+            records::store_dictionary(&tx)?;
+            tx.execute("INSERT INTO labelled_through (id, event_id) VALUES (1, 0)", [])?;
+        }
+        tx.execute("DELETE FROM granttrail_schema", [])?;
+        tx.execute("INSERT INTO granttrail_schema (version) VALUES (?1)", [version])?;
+    }
+    tx.commit()?;
+    Ok(())
+}
+
+/// The settings a database's derived tables were computed with.
+fn stored_settings(conn: &Connection) -> Result<Settings> {
+    let stored: Option<String> =
+        conn.query_row("SELECT value FROM settings WHERE id = 1", [], |r| r.get(0)).optional()?;
+    match stored {
+        Some(text) => serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("settings: {e}"))),
+        None => Ok(Settings::default()),
+    }
+}
+
 /// A granttrail database.
 pub struct Store {
     conn: Connection,
@@ -192,52 +284,83 @@ impl Store {
         journal: Journal,
         progress: &mut dyn FnMut(MigrationProgress),
     ) -> Result<Store> {
-        let conn = Connection::open(path)
-            .map_err(|source| StoreError::Open { path: path.display().to_string(), source })?;
+        let conn = rusqlite::Connection::open(path)
+            .map_err(|source| StoreError::Open { path: path.display().to_string(), source: source.into() })?;
         Store::init(conn, journal, progress).map_err(|e| match e {
-            StoreError::Sqlite(source) => StoreError::Open { path: path.display().to_string(), source },
+            StoreError::Database(source) => StoreError::Open { path: path.display().to_string(), source },
             other => other,
         })
     }
 
-    /// A private database in memory, for tests and one-off analyses.
-    pub fn open_in_memory() -> Result<Store> {
-        Store::init(Connection::open_in_memory()?, Journal::Wal, &mut |_| {})
-    }
-
-    fn init(
-        mut conn: Connection,
+    /// Opens the database at `location`: a SQLite file (see [`Store::open_with`]) or a
+    /// PostgreSQL database, whose schema is created or brought up to date.
+    pub fn open_at(
+        location: &Location,
         journal: Journal,
         progress: &mut dyn FnMut(MigrationProgress),
     ) -> Result<Store> {
-        conn.busy_timeout(BUSY_TIMEOUT)?;
-        texts::register_hash(&conn)?;
+        match location {
+            Location::File(path) => Store::open_with(path, journal, progress),
+            Location::Postgres(url) => {
+                let open = |source| StoreError::Open { path: location.to_string(), source };
+                let mut conn = Connection::connect_postgres(url).map_err(open)?;
+                migrate_postgres(&mut conn).map_err(|e| match e {
+                    StoreError::Database(source) => open(source),
+                    other => other,
+                })?;
+                let settings = stored_settings(&conn)?;
+                Ok(Store { conn, settings, strategy: labels::Strategy::default() })
+            }
+        }
+    }
+
+    /// The engine this database is in.
+    pub fn engine(&self) -> db::Engine {
+        self.conn.engine()
+    }
+
+    /// A private database in memory, for tests and one-off analyses.
+    pub fn open_in_memory() -> Result<Store> {
+        let conn = rusqlite::Connection::open_in_memory().map_err(db::Error::from)?;
+        Store::init(conn, Journal::Wal, &mut |_| {})
+    }
+
+    fn init(
+        conn: rusqlite::Connection,
+        journal: Journal,
+        progress: &mut dyn FnMut(MigrationProgress),
+    ) -> Result<Store> {
+        let sqlite = |e: rusqlite::Error| StoreError::Database(e.into());
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(sqlite)?;
+        texts::register_hash(&conn).map_err(sqlite)?;
         // Refuse a newer schema before anything below changes the file (its journal mode).
-        let found: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        let found: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(sqlite)?;
         if found > SCHEMA_VERSION {
             return Err(StoreError::TooNew { found });
         }
         // 16 KB pages: fewer, fuller pages for the wide rows (labels, grants). Like
         // auto_vacuum, only takes effect on a new, empty database.
-        conn.pragma_update(None, "page_size", PAGE_SIZE)?;
+        conn.pragma_update(None, "page_size", PAGE_SIZE).map_err(sqlite)?;
         // Pages freed by `granttrail prune` go back to the file system a batch at a time.
-        conn.pragma_update(None, "auto_vacuum", "INCREMENTAL")?;
-        conn.pragma_update(None, "journal_mode", journal.pragma())?;
-        conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.pragma_update(None, "auto_vacuum", "INCREMENTAL").map_err(sqlite)?;
+        conn.pragma_update(None, "journal_mode", journal.pragma()).map_err(sqlite)?;
+        conn.pragma_update(None, "synchronous", "NORMAL").map_err(sqlite)?;
         // Off while migrations move rows between tables (SQLite ignores the setting inside a
         // transaction); checked before they commit, and on from then on.
-        conn.pragma_update(None, "foreign_keys", "OFF")?;
+        conn.pragma_update(None, "foreign_keys", "OFF").map_err(sqlite)?;
         // A page cache large enough for the indexes ingest touches; the default (2 MB) turns
         // ingest into millions of small reads. Bounded, so memory stays flat.
-        conn.pragma_update(None, "cache_size", -CACHE_KIB)?;
+        conn.pragma_update(None, "cache_size", -CACHE_KIB).map_err(sqlite)?;
         // Savepoint journals and sorts in temporary files, which the OS caches: in memory, the
         // journal of a run of grant-heavy objects committed together took 100 MB more.
-        conn.pragma_update(None, "temp_store", "FILE")?;
+        conn.pragma_update(None, "temp_store", "FILE").map_err(sqlite)?;
         // Checkpoint the WAL every ~64 MB instead of every 4 MB: fewer fsyncs, and index pages
         // that change in many transactions are written back once per checkpoint.
-        conn.pragma_update(None, "wal_autocheckpoint", WAL_CHECKPOINT_PAGES)?;
-        let tx = conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
-        let version: i64 = tx.pragma_query_value(None, "user_version", |r| r.get(0))?;
+        conn.pragma_update(None, "wal_autocheckpoint", WAL_CHECKPOINT_PAGES).map_err(sqlite)?;
+        let mut conn = Connection::from_sqlite(conn);
+        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        let user_version = |tx: &Connection| tx.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0));
+        let version: i64 = user_version(&tx)?;
         if version > SCHEMA_VERSION {
             return Err(StoreError::TooNew { found: version });
         }
@@ -254,7 +377,7 @@ impl Store {
                 })?;
                 rewritten |= version > 0;
             }
-            tx.pragma_update(None, "user_version", to)?;
+            tx.execute_batch(&format!("PRAGMA user_version = {to}"))?;
         }
         if version < SCHEMA_VERSION {
             let broken: Option<String> =
@@ -265,14 +388,7 @@ impl Store {
                 )));
             }
         }
-        let stored: Option<String> =
-            tx.query_row("SELECT value FROM settings WHERE id = 1", [], |r| r.get(0)).optional()?;
-        let settings = match stored {
-            Some(text) => {
-                serde_json::from_str(&text).map_err(|e| StoreError::Corrupt(format!("settings: {e}")))?
-            }
-            None => Settings::default(),
-        };
+        let settings = stored_settings(&tx)?;
         tx.commit()?;
         if rewritten {
             // The rewritten rows left the old ones' pages free inside the file: give them back
@@ -280,7 +396,7 @@ impl Store {
             progress(MigrationProgress { version: SCHEMA_VERSION, done: 0, total: 0, compacting: true });
             conn.execute_batch("VACUUM")?;
         }
-        conn.pragma_update(None, "foreign_keys", "ON")?;
+        conn.execute_batch("PRAGMA foreign_keys = ON")?;
         Ok(Store { conn, settings, strategy: labels::Strategy::default() })
     }
 
@@ -300,7 +416,7 @@ impl Store {
             return Err(StoreError::SettingsChanged);
         }
         let text = serde_json::to_string(settings).map_err(|e| StoreError::Corrupt(e.to_string()))?;
-        self.conn.execute("INSERT OR REPLACE INTO settings (id, value) VALUES (1, ?1)", [text])?;
+        self.conn.execute("INSERT INTO settings (id, value) VALUES (1, ?1) ON CONFLICT (id) DO UPDATE SET value = excluded.value", [text])?;
         self.settings = settings.clone();
         Ok(())
     }
@@ -310,7 +426,7 @@ impl Store {
         let found = self.conn.query_row("SELECT 1 FROM objects WHERE source = ?1", [source], |_| Ok(()));
         match found {
             Ok(()) => Ok(true),
-            Err(rusqlite::Error::QueryReturnedNoRows) => Ok(false),
+            Err(db::Error::NoRows) => Ok(false),
             Err(e) => Err(e.into()),
         }
     }
@@ -350,6 +466,9 @@ impl Store {
     pub fn snapshot_to(&self, path: &Path) -> Result<()> {
         let target =
             path.to_str().ok_or_else(|| StoreError::Invalid(format!("{}: not UTF-8", path.display())))?;
+        if self.conn.engine() != db::Engine::Sqlite {
+            return Err(StoreError::Invalid("a copy into a file is made from a SQLite database only".into()));
+        }
         self.conn.execute("VACUUM INTO ?1", [target])?;
         Ok(())
     }
@@ -369,8 +488,8 @@ impl Store {
     /// Remembers that the finding `id` was published at `at`.
     pub fn mark_published(&self, id: &str, at: i64) -> Result<()> {
         self.conn.execute(
-            "INSERT OR IGNORE INTO published_findings (finding_id, published_at) VALUES (?1, ?2)",
-            rusqlite::params![id, at],
+            "INSERT INTO published_findings (finding_id, published_at) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
+            db::params![id, at],
         )?;
         Ok(())
     }
@@ -383,7 +502,7 @@ impl Store {
     /// Recomputes every derived grant and call label from the stored events and imports, in
     /// one transaction. Returns the number of grants.
     pub fn rebuild(&mut self) -> Result<usize> {
-        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         tx.execute_batch(
             "DELETE FROM grants; DELETE FROM call_labels; DELETE FROM call_label_grants; DELETE FROM stale_labels;
              DELETE FROM observations; DELETE FROM stale_since;",
@@ -418,7 +537,7 @@ impl Store {
         if labels::stale(&self.conn)?.is_empty() {
             return Ok(Relabelled::default());
         }
-        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         // Read again inside the write lock: another process may have refreshed meanwhile.
         let dirty = labels::stale(&tx)?;
         // This transaction changes no event, grant or import: another connection may read
@@ -435,10 +554,10 @@ impl Store {
     /// `aws kms get-key-policy`) as in force at `at`, and relabels the key's calls.
     pub fn import_key_policy(&mut self, key_arn: &str, at: i64, policy: &str, source: &str) -> Result<()> {
         Policy::parse(policy).map_err(StoreError::Invalid)?;
-        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         tx.execute(
             "INSERT INTO imported_key_policies (key_arn, at, policy, source) VALUES (?1, ?2, ?3, ?4)",
-            rusqlite::params![key_arn, at, policy, source],
+            db::params![key_arn, at, policy, source],
         )?;
         let dirty = Invalidation { context_keys: [key_arn.to_string()].into(), ..Invalidation::default() };
         labels::recompute(&tx, &dirty, &self.settings, self.strategy, None)?;
@@ -450,10 +569,10 @@ impl Store {
     /// `account` as of `at`, and relabels the calls of that account's principals.
     pub fn import_iam(&mut self, account: &str, at: i64, document: &str, source: &str) -> Result<usize> {
         let snapshot = IamSnapshot::parse(document).map_err(StoreError::Invalid)?;
-        let tx = self.conn.transaction_with_behavior(rusqlite::TransactionBehavior::Immediate)?;
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         tx.execute(
             "INSERT INTO imported_iam (account, at, document, source) VALUES (?1, ?2, ?3, ?4)",
-            rusqlite::params![account, at, document, source],
+            db::params![account, at, document, source],
         )?;
         let dirty = Invalidation { accounts: [account.to_string()].into(), ..Invalidation::default() };
         labels::recompute(&tx, &dirty, &self.settings, self.strategy, None)?;
@@ -474,7 +593,7 @@ impl Store {
             serde_json::to_string(&listing.grants).map_err(|e| StoreError::Corrupt(e.to_string()))?;
         self.conn.execute(
             "INSERT INTO imported_grant_lists (key_arn, at, complete, grants, source) VALUES (?1, ?2, ?3, ?4, ?5)",
-            rusqlite::params![key_arn, at, listing.complete, grants, source],
+            db::params![key_arn, at, listing.complete, grants, source],
         )?;
         Ok(())
     }
@@ -491,7 +610,7 @@ impl Store {
         last_usage::parse(document).map_err(StoreError::Invalid)?;
         self.conn.execute(
             "INSERT INTO imported_key_last_usage (key_arn, at, document, source) VALUES (?1, ?2, ?3, ?4)",
-            rusqlite::params![key_arn, at, document, source],
+            db::params![key_arn, at, document, source],
         )?;
         Ok(())
     }
@@ -501,7 +620,7 @@ impl Store {
     pub fn key_last_usages(&self, key: Option<&str>) -> Result<Vec<ImportedLastUsage>> {
         let mut stmt = self.conn.prepare_cached(
             "SELECT key_arn, at, source, document FROM imported_key_last_usage l
-             WHERE (?1 IS NULL OR key_arn = ?1)
+             WHERE (CAST(?1 AS TEXT) IS NULL OR key_arn = ?1)
                AND id = (SELECT id FROM imported_key_last_usage m WHERE m.key_arn = l.key_arn ORDER BY at DESC, id DESC LIMIT 1)
              ORDER BY key_arn",
         )?;
@@ -527,7 +646,7 @@ impl Store {
                 "SELECT 1 FROM events WHERE event_hash = granttrail_hash(?2) AND event_id = ?2 AND error_code IS NULL
                    AND (key = {KEY} OR destination_key = {KEY})"
             ))?
-            .exists(rusqlite::params![key, id])?,
+            .exists(db::params![key, id])?,
             None => false,
         };
         let tracked: Vec<String> = last_usage::TRACKED_OPERATIONS.iter().map(|o| format!("'{o}'")).collect();

@@ -4,9 +4,9 @@
 
 use std::collections::BTreeSet;
 
+use crate::db::{TransactionBehavior, params};
 use granttrail_grants::findings::RulesConfig;
 use granttrail_grants::{Label, retention};
-use rusqlite::{TransactionBehavior, params};
 
 use crate::write::{EVENT_COLUMNS, event_from_row};
 use crate::{CallFilter, Result, Store};
@@ -66,7 +66,7 @@ impl Store {
                 let mut doomed = Vec::new();
                 let mut rows = candidates.query(params![from, from + SLICE, cutoff])?;
                 while let Some(r) = rows.next()? {
-                    let event = event_from_row(r)??;
+                    let event = event_from_row(&r)??;
                     if retention::prunable(&event, cutoff) && !cited.contains(&event.event_id) {
                         doomed.push((r.get::<_, i64>(25)?, r.get::<_, i64>(26)?));
                     }
@@ -80,9 +80,11 @@ impl Store {
             }
         }
         tx.commit()?;
-        // Databases are created (or migrated) with incremental auto-vacuum: this truncates the
-        // file by the pages the records freed.
-        self.conn.execute_batch("PRAGMA incremental_vacuum")?;
+        // SQLite databases are created (or migrated) with incremental auto-vacuum: this truncates
+        // the file by the pages the records freed. PostgreSQL's autovacuum reuses them itself.
+        if self.conn.engine() == crate::db::Engine::Sqlite {
+            self.conn.execute_batch("PRAGMA incremental_vacuum")?;
+        }
         Ok(pruned)
     }
 }

@@ -1,7 +1,7 @@
 //! Read queries for the front ends.
 
+use crate::db::{OptionalExtension, Row, Value, params_from_iter};
 use granttrail_grants::{Actor, Evidence, Grant, GrantReasons, GrantSpec, GrantState, KmsEvent, Label, Side};
-use rusqlite::{OptionalExtension, Row, params_from_iter, types::Value};
 
 use crate::codes::{Code, Coded};
 use crate::records;
@@ -207,7 +207,7 @@ impl Store {
 }
 
 /// Grants matching `filter`, ordered by key, creation time and grant id.
-pub(crate) fn query_grants(conn: &rusqlite::Connection, filter: &GrantFilter) -> Result<Vec<Grant>> {
+pub(crate) fn query_grants(conn: &crate::db::Connection, filter: &GrantFilter) -> Result<Vec<Grant>> {
     let mut grants = Vec::new();
     each_grant(conn, filter, |g| {
         grants.push(g);
@@ -219,7 +219,7 @@ pub(crate) fn query_grants(conn: &rusqlite::Connection, filter: &GrantFilter) ->
 /// Calls `each` with the grants matching `filter` one at a time, ordered by key, creation
 /// time (grants created before the logs first) and grant id: SQLite sorts, in bounded memory.
 pub(crate) fn each_grant<E: From<StoreError>>(
-    conn: &rusqlite::Connection,
+    conn: &crate::db::Connection,
     filter: &GrantFilter,
     mut each: impl FnMut(Grant) -> std::result::Result<(), E>,
 ) -> std::result::Result<(), E> {
@@ -255,19 +255,19 @@ pub(crate) fn each_grant<E: From<StoreError>>(
         }
         None => select(&clauses),
     };
-    // SQLite orders NULL first: grants created before the logs lead each key.
-    let sql = format!("SELECT * FROM ({sql}) ORDER BY key_arn, created_at, grant_id");
+    // Grants created before the logs lead each key.
+    let sql = format!("SELECT * FROM ({sql}) AS g ORDER BY key_arn, created_at NULLS FIRST, grant_id");
     let mut stmt = conn.prepare(&sql).map_err(StoreError::from)?;
     let mut rows = stmt.query(params_from_iter(args)).map_err(StoreError::from)?;
     while let Some(row) = rows.next().map_err(StoreError::from)? {
-        each(grant_from_row(row).map_err(StoreError::from)??)?;
+        each(grant_from_row(&row).map_err(StoreError::from)??)?;
     }
     Ok(())
 }
 
 /// The grants on `key_arn` that had not ended before `t` (or never ended).
 pub(crate) fn grants_not_ended_before(
-    conn: &rusqlite::Connection,
+    conn: &crate::db::Connection,
     key_arn: &str,
     t: i64,
 ) -> Result<Vec<Grant>> {
@@ -275,12 +275,12 @@ pub(crate) fn grants_not_ended_before(
         "SELECT {GRANT_COLUMNS} FROM grants WHERE key_arn = ?1 AND ended_at IS NULL
          UNION ALL SELECT {GRANT_COLUMNS} FROM grants WHERE key_arn = ?1 AND ended_at >= ?2"
     ))?;
-    let rows = stmt.query_map(rusqlite::params![key_arn, t], grant_from_row)?;
+    let rows = stmt.query_map(crate::db::params![key_arn, t], grant_from_row)?;
     rows.map(|r| r?).collect()
 }
 
 /// One grant as stored, if it is.
-pub(crate) fn grant(conn: &rusqlite::Connection, key_arn: &str, grant_id: &str) -> Result<Option<Grant>> {
+pub(crate) fn grant(conn: &crate::db::Connection, key_arn: &str, grant_id: &str) -> Result<Option<Grant>> {
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT {GRANT_COLUMNS} FROM grants WHERE key_arn = ?1 AND grant_id = ?2"
     ))?;
@@ -292,9 +292,9 @@ fn json_column<T: serde::de::DeserializeOwned>(text: Option<String>) -> Result<O
     text.map(|t| serde_json::from_str(&t).map_err(|e| StoreError::Corrupt(e.to_string()))).transpose()
 }
 
-fn grant_from_row(r: &Row<'_>) -> rusqlite::Result<Result<Grant>> {
+fn grant_from_row(r: &Row<'_>) -> crate::db::Result<Result<Grant>> {
     let state: String = r.get(2)?;
-    let actor = |principal: usize| -> rusqlite::Result<Option<Actor>> {
+    let actor = |principal: usize| -> crate::db::Result<Option<Actor>> {
         let event_id: Option<String> = r.get(principal + 3)?;
         Ok(match event_id {
             Some(event_id) => Some(Actor {
@@ -354,7 +354,7 @@ struct GrantReader {
 impl GrantReader {
     const REMEMBERED: usize = 4096;
 
-    fn get(&mut self, conn: &rusqlite::Connection, key_arn: &str, grant_id: &str) -> Result<&Grant> {
+    fn get(&mut self, conn: &crate::db::Connection, key_arn: &str, grant_id: &str) -> Result<&Grant> {
         let at = (key_arn.to_string(), grant_id.to_string());
         if !self.read.contains_key(&at) {
             if self.read.len() >= Self::REMEMBERED {
@@ -452,8 +452,9 @@ impl Store {
             if clauses.is_empty() { String::new() } else { format!("WHERE {}", clauses.join(" AND ")) };
         // Without statistics SQLite prefers the key index for `--label X --key K` (it also gives
         // the time order) and then reads every call on the key; the label index finds the few
-        // calls with those labels on that key directly.
-        let index = if filter.labels.is_empty() { "" } else { "INDEXED BY call_labels_by_label" };
+        // calls with those labels on that key directly. (PostgreSQL's planner has statistics.)
+        let sqlite = self.conn().engine() == crate::db::Engine::Sqlite;
+        let index = if filter.labels.is_empty() || !sqlite { "" } else { "INDEXED BY call_labels_by_label" };
         let sql = format!(
             "SELECT e.event_id, e.shared_event_id, c.event_time, e.event_name, c.side, {CALL_TEXTS}
              FROM call_labels c {index} JOIN events e ON e.id = c.event {CALL_TEXT_JOINS}
@@ -516,7 +517,7 @@ impl Store {
              JOIN texts g ON g.id = l.grant_id JOIN events e ON e.id = c.event JOIN texts k ON k.id = c.key
              LEFT JOIN texts o ON o.id = c.operation LEFT JOIN texts p ON p.id = c.principal
              JOIN texts f ON f.id = c.flags
-             WHERE ?1 IS NULL OR c.key = {KEY}
+             WHERE CAST(?1 AS TEXT) IS NULL OR c.key = {KEY}
              ORDER BY g.text, c.event_time, e.event_id"
         ))?;
         let rows = stmt.query_map([key], |r| {
@@ -557,7 +558,7 @@ impl Store {
         let events = match key {
             Some(_) => format!(
                 "SELECT * FROM events WHERE key = {KEY}
-                 UNION ALL SELECT * FROM events WHERE destination_key = {KEY} AND key IS NOT {KEY}"
+                 UNION ALL SELECT * FROM events WHERE destination_key = {KEY} AND key IS DISTINCT FROM {KEY}"
             ),
             None => "SELECT * FROM events".to_string(),
         };
@@ -566,7 +567,7 @@ impl Store {
              WHERE e.event_source = 'kms.amazonaws.com' AND e.error_code IS NULL
                AND EXISTS (SELECT 1 FROM grants g
                            WHERE g.key_arn IN (e.key_arn, e.destination_key_arn)
-                             AND g.state IN ('retired', 'revoked') AND g.creation_seen
+                             AND g.state IN ('retired', 'revoked') AND g.creation_seen <> 0
                              AND e.event_time >= g.ended_at + {window})
              ORDER BY e.event_time, e.event_id"
         );

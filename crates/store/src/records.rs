@@ -12,7 +12,7 @@
 
 use std::cell::RefCell;
 
-use rusqlite::{Connection, OptionalExtension, params};
+use crate::db::{Connection, OptionalExtension, params};
 
 use crate::{Result, StoreError};
 
@@ -86,7 +86,7 @@ impl StoredRecord {
 /// Makes sure the database holds the dictionary new records are compressed with.
 pub(crate) fn store_dictionary(conn: &Connection) -> Result<()> {
     conn.execute(
-        "INSERT OR IGNORE INTO record_dictionaries (id, dictionary) VALUES (?1, ?2)",
+        "INSERT INTO record_dictionaries (id, dictionary) VALUES (?1, ?2) ON CONFLICT DO NOTHING",
         params![DICTIONARY_ID, DICTIONARY],
     )?;
     Ok(())

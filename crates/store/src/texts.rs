@@ -11,8 +11,8 @@
 
 use std::collections::HashMap;
 
+use crate::db::{Connection, OptionalExtension};
 use rusqlite::functions::FunctionFlags;
-use rusqlite::{Connection, OptionalExtension};
 
 use crate::{Result, StoreError};
 
@@ -32,14 +32,13 @@ pub(crate) fn hash(text: &str) -> i64 {
 }
 
 /// Registers [`hash`] as the SQL function `granttrail_hash(text)`, for filters and migrations.
-pub(crate) fn register_hash(conn: &Connection) -> Result<()> {
+pub(crate) fn register_hash(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
     conn.create_scalar_function(
         "granttrail_hash",
         1,
         FunctionFlags::SQLITE_UTF8 | FunctionFlags::SQLITE_DETERMINISTIC | FunctionFlags::SQLITE_INNOCUOUS,
         |ctx| Ok(ctx.get_raw(0).as_str_or_null()?.map(hash)),
-    )?;
-    Ok(())
+    )
 }
 
 /// Finds or adds texts, remembering the ids it has seen. Use one within a single transaction
@@ -57,11 +56,9 @@ impl Texts {
         }
         let id = match find(conn, text)? {
             Some(id) => id,
-            None => {
-                conn.prepare_cached("INSERT INTO texts (hash, text) VALUES (?1, ?2)")?
-                    .execute(rusqlite::params![hash(text), text])?;
-                conn.last_insert_rowid()
-            }
+            None => conn
+                .prepare_cached("INSERT INTO texts (hash, text) VALUES (?1, ?2) RETURNING id")?
+                .query_row(crate::db::params![hash(text), text], |r| r.get(0))?,
         };
         if self.seen.len() >= CACHE_LIMIT {
             self.seen.clear();
@@ -75,7 +72,7 @@ impl Texts {
 pub(crate) fn find(conn: &Connection, text: &str) -> Result<Option<i64>> {
     Ok(conn
         .prepare_cached("SELECT id FROM texts WHERE hash = ?1 AND text = ?2")?
-        .query_row(rusqlite::params![hash(text), text], |r| r.get(0))
+        .query_row(crate::db::params![hash(text), text], |r| r.get(0))
         .optional()?)
 }
 
@@ -187,7 +184,6 @@ mod tests {
         });
         assert_ne!(hash("kms.amazonaws.com"), hash("kms.amazonaws.con"));
         let conn = Connection::open_in_memory().expect("database");
-        register_hash(&conn).expect("registered");
         let text = "arn:aws:kms:us-east-1:111122223333:key/k";
         let in_sql: i64 = conn.query_row("SELECT granttrail_hash(?1)", [text], |r| r.get(0)).expect("hashed");
         assert_eq!(in_sql, hash(text));

@@ -1,8 +1,8 @@
 //! What `granttrail verify` found, kept so that every answer can say whether the events behind
 //! it come from log files CloudTrail vouches for.
 
+use crate::db::{OptionalExtension, params};
 use granttrail_grants::integrity::{FileVerdict, LogVerdict, MissingLogFile, file_name};
-use rusqlite::{OptionalExtension, params};
 
 use crate::codes::{Code, Coded};
 use crate::{Result, Store};
@@ -50,8 +50,10 @@ impl Store {
         let tx = self.conn.transaction()?;
         {
             let mut verdict = tx.prepare_cached(
-                "INSERT OR REPLACE INTO verified_log_files (file_name, verdict, reason, object, verified_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5)",
+                "INSERT INTO verified_log_files (file_name, verdict, reason, object, verified_at)
+                 VALUES (?1, ?2, ?3, ?4, ?5)
+                 ON CONFLICT (file_name) DO UPDATE SET verdict = excluded.verdict, reason = excluded.reason,
+                     object = excluded.object, verified_at = excluded.verified_at",
             )?;
             let mut found = tx.prepare_cached("DELETE FROM missing_log_files WHERE file_name = ?1")?;
             for f in run.files {
@@ -59,8 +61,10 @@ impl Store {
                 found.execute([&f.file_name])?;
             }
             let mut summary = tx.prepare_cached(
-                "INSERT OR REPLACE INTO verification_summaries (account, region, summary, verified_at)
-                 VALUES (?1, ?2, ?3, ?4)",
+                "INSERT INTO verification_summaries (account, region, summary, verified_at)
+                 VALUES (?1, ?2, ?3, ?4)
+                 ON CONFLICT (account, region) DO UPDATE SET summary = excluded.summary,
+                     verified_at = excluded.verified_at",
             )?;
             // What an earlier run found missing; a run recorded in parts shares one `at`.
             let mut clear = tx.prepare_cached(
@@ -71,9 +75,13 @@ impl Store {
                 clear.execute(params![account, region, run.at])?;
             }
             let mut missing = tx.prepare_cached(
-                "INSERT OR REPLACE INTO missing_log_files
+                "INSERT INTO missing_log_files
                  (file_name, object, account, region, listed_by, period_start, period_end, verified_at)
-                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)",
+                 VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8)
+                 ON CONFLICT (file_name) DO UPDATE SET object = excluded.object, account = excluded.account,
+                     region = excluded.region, listed_by = excluded.listed_by,
+                     period_start = excluded.period_start, period_end = excluded.period_end,
+                     verified_at = excluded.verified_at",
             )?;
             for m in run.missing {
                 missing.execute(params![
@@ -114,7 +122,7 @@ impl Store {
         )?;
         let rows =
             stmt.query_map(params![Code(LogVerdict::Altered), Code(LogVerdict::Unlisted)], file_verdict)?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        Ok(rows.collect::<crate::db::Result<_>>()?)
     }
 
     /// The log files the latest verifications found missing, by object.
@@ -134,7 +142,7 @@ impl Store {
                 period_end: r.get(6)?,
             })
         })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        Ok(rows.collect::<crate::db::Result<_>>()?)
     }
 
     /// The latest verification summary of each account and region, in that order.
@@ -150,11 +158,11 @@ impl Store {
                 verified_at: r.get(3)?,
             })
         })?;
-        Ok(rows.collect::<rusqlite::Result<_>>()?)
+        Ok(rows.collect::<crate::db::Result<_>>()?)
     }
 }
 
-fn file_verdict(r: &rusqlite::Row<'_>) -> rusqlite::Result<FileVerdict> {
+fn file_verdict(r: &crate::db::Row<'_>) -> crate::db::Result<FileVerdict> {
     Ok(FileVerdict {
         file_name: r.get(0)?,
         verdict: r.get::<_, Code<LogVerdict>>(1)?.0,

@@ -2,8 +2,8 @@
 
 use std::collections::BTreeSet;
 
+use crate::db::{Connection, OptionalExtension, Savepoint, Transaction, TransactionBehavior, params};
 use granttrail_grants::{Caller, Details, Grant, GrantSpec, Invalidation, KmsEvent, fold_grant};
-use rusqlite::{Connection, Savepoint, Transaction, TransactionBehavior, params};
 
 use crate::labels;
 use crate::records::{self, StoredRecord};
@@ -71,7 +71,7 @@ impl std::ops::Deref for Scope<'_> {
 }
 
 impl Scope<'_> {
-    fn commit(self) -> rusqlite::Result<()> {
+    fn commit(self) -> crate::db::Result<()> {
         match self {
             Scope::Own(tx) => tx.commit(),
             Scope::InBatch(sp) => sp.commit(),
@@ -128,17 +128,20 @@ impl<'c> ObjectWriter<'c> {
     fn start(tx: Scope<'c>, source: &str) -> Result<Option<ObjectWriter<'c>>> {
         // The row is completed at commit; inserting it first gives events their object id
         // and makes a concurrent writer of the same object wait, then see it as done.
-        let inserted = tx.execute(
-            "INSERT INTO objects (source, ingested_at, format, bytes, records, kms_events, new_events,
-                                  grant_events, skipped_records)
-             VALUES (?1, 0, '', 0, 0, 0, 0, 0, 0)
-             ON CONFLICT (source) DO NOTHING",
-            [source],
-        )?;
-        if inserted == 0 {
+        let inserted: Option<i64> = tx
+            .query_row(
+                "INSERT INTO objects (source, ingested_at, format, bytes, records, kms_events, new_events,
+                                      grant_events, skipped_records)
+                 VALUES (?1, 0, '', 0, 0, 0, 0, 0, 0)
+                 ON CONFLICT (source) DO NOTHING
+                 RETURNING id",
+                [source],
+                |r| r.get(0),
+            )
+            .optional()?;
+        let Some(object_id) = inserted else {
             return Ok(None);
-        }
-        let object_id = tx.last_insert_rowid();
+        };
         Ok(Some(ObjectWriter {
             tx,
             texts: Texts::default(),
@@ -176,8 +179,9 @@ impl<'c> ObjectWriter<'c> {
                 // Kept for what it says of the evidence: the record rests on this object too.
                 self.tx
                     .prepare_cached(
-                        "INSERT OR IGNORE INTO event_copies (event_rowid, object_id)
-                         SELECT ?1, ?2 WHERE NOT EXISTS (SELECT 1 FROM event_rows WHERE id = ?1 AND object_id = ?2)",
+                        "INSERT INTO event_copies (event_rowid, object_id)
+                         SELECT ?1, ?2 WHERE NOT EXISTS (SELECT 1 FROM event_rows WHERE id = ?1 AND object_id = ?2)
+                         ON CONFLICT DO NOTHING",
                     )?
                     .execute(params![row, self.object_id])?;
                 return Ok(false);
@@ -193,7 +197,9 @@ impl<'c> ObjectWriter<'c> {
             }
             if let Some((_, _, other_object)) = stored.into_iter().next() {
                 self.tx
-                    .prepare_cached("INSERT OR IGNORE INTO event_id_collisions (event_id) VALUES (?1)")?
+                    .prepare_cached(
+                        "INSERT INTO event_id_collisions (event_id) VALUES (?1) ON CONFLICT DO NOTHING",
+                    )?
                     .execute([&event.event_id])?;
                 self.counts.collisions.push(Collision { event_id: event.event_id.clone(), other_object });
             }
@@ -206,16 +212,18 @@ impl<'c> ObjectWriter<'c> {
             value.as_deref().map(|v| self.texts.id(tx, v)).transpose()
         };
         let details = text(&details)?;
-        tx.prepare_cached(
+        let rowid: i64 = tx
+            .prepare_cached(
                 "INSERT INTO event_rows (event_id, event_hash, shared_event_id, event_time, event_name, event_type,
                  aws_region, recipient_account_id, error_code, error_message, caller_type, caller_arn,
                  caller_principal_id, caller_account_id, session_issuer_arn, invoked_by, source_ip,
                  user_agent, key, destination_key, request_key_id, grant_id, grant_spec, dry_run,
                  object_id, event_source, details)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19,
-                     ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27)",
+                     ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27)
+             RETURNING id",
             )?
-            .execute(params![
+            .query_row(params![
                 event.event_id,
                 event_hash,
                 event.shared_event_id,
@@ -243,8 +251,7 @@ impl<'c> ObjectWriter<'c> {
                 self.object_id,
                 event.event_source,
                 details,
-            ])?;
-        let rowid = self.tx.last_insert_rowid();
+            ], |r| r.get::<_, i64>(0))?;
         self.tx
             .prepare_cached(
                 "INSERT INTO event_records (event_rowid, dictionary, record) VALUES (?1, ?2, ?3)",
@@ -410,7 +417,7 @@ pub(crate) fn stored_with_id(tx: &Connection, event_id: &str) -> Result<Vec<(i64
     let mut out = Vec::new();
     while let Some(r) = rows.next()? {
         let source: String = r.get(25)?;
-        out.push((r.get(26)?, event_from_row(r)??, source));
+        out.push((r.get(26)?, event_from_row(&r)??, source));
     }
     Ok(out)
 }
@@ -455,7 +462,7 @@ fn grant_events(tx: &Connection, key: &str, grant_id: &str) -> Result<Vec<KmsEve
 }
 
 /// Reads a row of [`EVENT_COLUMNS`] back into a [`KmsEvent`].
-pub(crate) fn event_from_row(r: &rusqlite::Row<'_>) -> rusqlite::Result<Result<KmsEvent>> {
+pub(crate) fn event_from_row(r: &crate::db::Row<'_>) -> crate::db::Result<Result<KmsEvent>> {
     let spec: Option<String> = r.get(21)?;
     let grant_spec = match spec.map(|s| serde_json::from_str::<GrantSpec>(&s)).transpose() {
         Ok(spec) => spec,

@@ -86,8 +86,23 @@ impl Postgres {
         format!("postgres://postgres@127.0.0.1:{}/postgres", self.port)
     }
 
+    /// Creates the database `name` and returns its `postgres://` URL.
+    pub fn database(&self, name: &str) -> String {
+        self.psql(&format!("CREATE DATABASE \"{name}\""));
+        format!("postgres://postgres@127.0.0.1:{}/{name}", self.port)
+    }
+
+    /// Runs `sql` in the database `name` through `psql` and returns its unaligned output.
+    pub fn psql_in(&self, name: &str, sql: &str) -> String {
+        self.psql_on(name, sql)
+    }
+
     /// Runs `sql` through `psql` and returns its unaligned output; panics on an error.
     pub fn psql(&self, sql: &str) -> String {
+        self.psql_on("postgres", sql)
+    }
+
+    fn psql_on(&self, database: &str, sql: &str) -> String {
         let out = Command::new(self.bin.join("psql"))
             .args([
                 "-X",
@@ -100,7 +115,7 @@ impl Postgres {
                 "-U",
                 "postgres",
                 "-d",
-                "postgres",
+                database,
             ])
             .args(["-p", &self.port.to_string(), "-c", sql])
             .output()

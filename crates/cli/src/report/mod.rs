@@ -8,9 +8,10 @@ mod html;
 mod markdown;
 mod svg;
 
+use granttrail_store::Location;
 use std::collections::BTreeMap;
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
 use anyhow::Context;
@@ -65,7 +66,7 @@ pub struct ReportArgs {
     output: PathBuf,
 }
 
-pub fn run(db: &Path, config: &Config, args: &ReportArgs) -> anyhow::Result<ExitCode> {
+pub fn run(db: &Location, config: &Config, args: &ReportArgs) -> anyhow::Result<ExitCode> {
     let mut store = open_existing(db)?;
     store.refresh_labels()?;
     // Durations count back from --as-of, else from the latest event.

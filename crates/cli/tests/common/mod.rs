@@ -8,14 +8,25 @@ pub fn fixtures() -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("../../fixtures")
 }
 
-/// A temporary directory with a database path in it.
+/// A temporary directory with a database path in it, or a PostgreSQL database's URL.
 pub struct Workspace {
     pub dir: tempfile::TempDir,
+    url: Option<String>,
 }
 
 impl Workspace {
     pub fn new() -> Workspace {
-        Workspace { dir: tempfile::tempdir().unwrap() }
+        Workspace { dir: tempfile::tempdir().unwrap(), url: None }
+    }
+
+    /// A workspace whose commands use the PostgreSQL database at `url`.
+    pub fn postgres(url: String) -> Workspace {
+        Workspace { dir: tempfile::tempdir().unwrap(), url: Some(url) }
+    }
+
+    /// What `--db` is given: the URL, or the file's path.
+    pub fn db_arg(&self) -> String {
+        self.url.clone().unwrap_or_else(|| self.db().to_string_lossy().into_owned())
     }
 
     pub fn db(&self) -> PathBuf {
@@ -42,7 +53,7 @@ impl Workspace {
 
     fn run_full(&self, args: &[&str], stdin: Option<&[u8]>, env: &[(&str, String)]) -> Output {
         let mut cmd = Command::new(env!("CARGO_BIN_EXE_granttrail"));
-        cmd.arg("--db").arg(self.db()).args(args).env_remove("GRANTTRAIL_DB");
+        cmd.arg("--db").arg(self.db_arg()).args(args).env_remove("GRANTTRAIL_DB");
         cmd.envs(env.iter().map(|(k, v)| (k, v)));
         cmd.stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() });
         cmd.stdout(Stdio::piped()).stderr(Stdio::piped());

@@ -3,12 +3,12 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
+use crate::db::{Connection, OptionalExtension, params};
 use granttrail_grants::invalidation::{grants_ended_before_are_dead, merge_spans, recheck_from};
 use granttrail_grants::{
     CallLabel, Invalidation, KeyClassifier, KeyInputs, KmsEvent, Observation, ObservationIndex,
     ObservationKind, Settings, logical_event_refs, mark_collisions, observed_group,
 };
-use rusqlite::{Connection, OptionalExtension, params};
 
 use super::rows::update_labels;
 use super::{KEY_CONTEXT, Shared, Strategy, imported_key_policies, load_events};
@@ -79,7 +79,7 @@ pub(super) fn incremental_plan(
     let mut calls_since =
         conn.prepare_cached(&format!("SELECT count(*) FROM events WHERE key = {KEY} AND event_time >= ?2"))?;
     let mut history = conn.prepare_cached(&format!(
-        "SELECT count(*) FROM (SELECT 1 FROM call_labels WHERE key = {KEY} LIMIT ?2)"
+        "SELECT count(*) FROM (SELECT 1 FROM call_labels WHERE key = {KEY} LIMIT ?2) AS c"
     ))?;
     let mut out = BTreeMap::new();
     for key in candidates {
@@ -114,7 +114,7 @@ fn new_events(conn: &Connection, key: &str, increment: &Increment) -> Result<Opt
             "SELECT {EVENT_COLUMNS} FROM events WHERE key = {KEY} AND event_time >= ?2 AND id > ?3
              UNION ALL
              SELECT {EVENT_COLUMNS} FROM events
-             WHERE destination_key = {KEY} AND key IS NOT {KEY} AND event_time >= ?2 AND id > ?3"
+             WHERE destination_key = {KEY} AND key IS DISTINCT FROM {KEY} AND event_time >= ?2 AND id > ?3"
         ),
         params![key, from, increment.through],
     )?;
@@ -158,7 +158,7 @@ pub(super) fn relabel_incrementally(
                 "SELECT {EVENT_COLUMNS} FROM events WHERE key = {KEY} AND event_time >= ?2
                  UNION ALL
                  SELECT {EVENT_COLUMNS} FROM events
-                 WHERE destination_key = {KEY} AND key IS NOT {KEY} AND event_time >= ?2"
+                 WHERE destination_key = {KEY} AND key IS DISTINCT FROM {KEY} AND event_time >= ?2"
             ),
             params![key, since],
         )?);
@@ -220,8 +220,8 @@ pub(super) fn relabel_incrementally(
         delete.execute(params![key_id, o.group, Code(o.kind), o.time, o.event_id])?;
     }
     let mut insert = conn.prepare_cached(
-        "INSERT OR IGNORE INTO observations (key, behaviour_group, kind, event_time, event_id)
-         VALUES (?1, ?2, ?3, ?4, ?5)",
+        "INSERT INTO observations (key, behaviour_group, kind, event_time, event_id)
+         VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
     )?;
     for o in &added {
         insert.execute(params![key_id, o.group, Code(o.kind), o.time, o.event_id])?;

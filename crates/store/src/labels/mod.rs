@@ -22,12 +22,12 @@ mod whole;
 use std::collections::BTreeSet;
 use std::sync::LazyLock;
 
+use crate::db::Connection;
 use granttrail_grants::event::{CLOUDTRAIL_SOURCE, KMS_SOURCE};
 use granttrail_grants::invalidation::KEY_CONTEXT_EVENTS;
 use granttrail_grants::{
     IamSnapshot, ImportedIam, ImportedKeyPolicy, Invalidation, KmsEvent, Policy, Settings, classify_keyless,
 };
-use rusqlite::Connection;
 
 use crate::texts::KEY;
 use crate::write::{EVENT_COLUMNS, event_from_row};
@@ -69,7 +69,7 @@ static KEY_CONTEXT: LazyLock<String> = LazyLock::new(|| format!("key = {KEY} AND
 static PERMISSION_CHANGES: LazyLock<String> =
     LazyLock::new(|| format!("event_source <> '{KMS_SOURCE}' AND event_source <> '{CLOUDTRAIL_SOURCE}'"));
 
-fn load_events(conn: &Connection, sql: &str, args: impl rusqlite::Params) -> Result<Vec<KmsEvent>> {
+fn load_events(conn: &Connection, sql: &str, args: impl crate::db::Params) -> Result<Vec<KmsEvent>> {
     let mut stmt = conn.prepare_cached(sql)?;
     let rows = stmt.query_map(args, event_from_row)?;
     rows.map(|r| r?).collect()
@@ -276,7 +276,7 @@ mod tests {
     use crate::Store;
     use crate::write::EVENT_COLUMNS;
 
-    fn plan(condition: &str, args: impl rusqlite::Params) -> Vec<String> {
+    fn plan(condition: &str, args: impl crate::db::Params) -> Vec<String> {
         let store = Store::open_in_memory().unwrap();
         let sql = format!("EXPLAIN QUERY PLAN SELECT {EVENT_COLUMNS} FROM events WHERE {condition}");
         let mut stmt = store.conn().prepare(&sql).unwrap();

@@ -2,8 +2,8 @@
 
 use std::collections::{HashMap, HashSet};
 
+use crate::db::{Connection, params};
 use granttrail_grants::{CallLabel, Grant, GrantReasons, Observation, Side};
-use rusqlite::{Connection, params};
 
 use crate::codes::{self, Coded};
 use crate::texts::{self, Texts};
@@ -237,7 +237,7 @@ pub(super) fn replace_labels_between(
         let mut rows = stmt.query(params![key_id, from, to])?;
         while let Some(r) = rows.next()? {
             let event_id: String = r.get(0)?;
-            let (linked, stored) = stored_row(r, 1)?;
+            let (linked, stored) = stored_row(&r, 1)?;
             match index.get(&(event_id.as_str(), linked.side)) {
                 Some(&i) if writer.row(key_id, &labels[i])? == stored => unchanged[i] = true,
                 Some(_) => changed.push(linked),
@@ -287,7 +287,7 @@ fn update_with<'l>(
         let old: Option<(Linked, LabelRow)> = {
             let mut rows = stored.query(params![event, l.side.code()])?;
             match rows.next()? {
-                Some(r) => Some(stored_row(r, 0)?),
+                Some(r) => Some(stored_row(&r, 0)?),
                 None => None,
             }
         };
@@ -314,7 +314,7 @@ const LABEL_COLUMNS: &str = "c.event, c.side, c.event_time, c.key, c.operation, 
      c.evidence, c.grant_ids, c.grant_reasons, c.reasons, c.flags, c.behaviour_group";
 
 /// A stored row, read from column `at` on ([`LABEL_COLUMNS`]).
-fn stored_row(r: &rusqlite::Row<'_>, at: usize) -> Result<(Linked, LabelRow)> {
+fn stored_row(r: &crate::db::Row<'_>, at: usize) -> Result<(Linked, LabelRow)> {
     let row = LabelRow {
         event_time: r.get(at + 2)?,
         key: r.get(at + 3)?,
@@ -340,8 +340,13 @@ fn stored_row(r: &rusqlite::Row<'_>, at: usize) -> Result<(Linked, LabelRow)> {
 const UNLINK: &str =
     "DELETE FROM call_label_grants WHERE grant_id = ?1 AND event_time = ?2 AND event = ?3 AND side = ?4";
 const INSERT_LABEL: &str =
-    "INSERT OR REPLACE INTO call_labels (event, side, event_time, key, operation, principal, label, evidence,
+    "INSERT INTO call_labels (event, side, event_time, key, operation, principal, label, evidence,
          grant_ids, grant_reasons, reasons, flags, behaviour_group)
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)";
+     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
+     ON CONFLICT (event, side) DO UPDATE SET event_time = excluded.event_time, key = excluded.key,
+         operation = excluded.operation, principal = excluded.principal, label = excluded.label,
+         evidence = excluded.evidence, grant_ids = excluded.grant_ids, grant_reasons = excluded.grant_reasons,
+         reasons = excluded.reasons, flags = excluded.flags, behaviour_group = excluded.behaviour_group";
 const INSERT_LINK: &str =
-    "INSERT OR IGNORE INTO call_label_grants (grant_id, event_time, event, side) VALUES (?1, ?2, ?3, ?4)";
+    "INSERT INTO call_label_grants (grant_id, event_time, event, side) VALUES (?1, ?2, ?3, ?4)
+     ON CONFLICT DO NOTHING";

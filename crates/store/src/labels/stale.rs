@@ -1,9 +1,9 @@
 //! Persisting what ingested objects left to relabel ([`Invalidation`], whose rules are in the
 //! `grants` crate): written with their events, read by a refresh.
 
+use crate::db::{Connection, params};
+use crate::db::{FromSql, ToSql, ValueRef};
 use granttrail_grants::Invalidation;
-use rusqlite::types::{FromSql, FromSqlError, FromSqlResult, ToSql, ToSqlOutput, ValueRef};
-use rusqlite::{Connection, params};
 
 use crate::Result;
 
@@ -38,24 +38,27 @@ impl StaleKind {
 }
 
 impl ToSql for StaleKind {
-    fn to_sql(&self) -> rusqlite::Result<ToSqlOutput<'_>> {
-        Ok(ToSqlOutput::from(self.as_str()))
+    fn to_sql(&self) -> ValueRef<'_> {
+        ValueRef::Text(self.as_str())
     }
 }
 
 impl FromSql for StaleKind {
-    fn column_result(value: ValueRef<'_>) -> FromSqlResult<Self> {
-        let text = value.as_str()?;
-        StaleKind::ALL.into_iter().find(|k| k.as_str() == text).ok_or_else(|| {
-            FromSqlError::Other(format!("stale_labels.kind {text:?} is none of granttrail's").into())
-        })
+    fn column_result(value: ValueRef<'_>) -> std::result::Result<Self, String> {
+        let ValueRef::Text(text) = value else {
+            return Err("stale_labels.kind is not text".to_string());
+        };
+        StaleKind::ALL
+            .into_iter()
+            .find(|k| k.as_str() == text)
+            .ok_or_else(|| format!("stale_labels.kind {text:?} is none of granttrail's"))
     }
 }
 
 /// Remembers what must be relabelled, inside the caller's transaction.
 pub(crate) fn mark_stale(conn: &Connection, dirty: &Invalidation) -> Result<()> {
     let mut insert =
-        conn.prepare_cached("INSERT OR IGNORE INTO stale_labels (kind, value) VALUES (?1, ?2)")?;
+        conn.prepare_cached("INSERT INTO stale_labels (kind, value) VALUES (?1, ?2) ON CONFLICT DO NOTHING")?;
     for key in &dirty.keys {
         insert.execute(params![StaleKind::Key, key])?;
     }
@@ -67,7 +70,8 @@ pub(crate) fn mark_stale(conn: &Connection, dirty: &Invalidation) -> Result<()> 
     }
     let mut since = conn.prepare_cached(
         "INSERT INTO stale_since (key_arn, since) VALUES (?1, ?2)
-         ON CONFLICT (key_arn) DO UPDATE SET since = min(since, excluded.since)",
+         ON CONFLICT (key_arn) DO UPDATE
+         SET since = CASE WHEN excluded.since < stale_since.since THEN excluded.since ELSE stale_since.since END",
     )?;
     for (key, t) in &dirty.since {
         since.execute(params![key, t])?;

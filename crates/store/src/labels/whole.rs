@@ -5,11 +5,11 @@
 
 use std::collections::{HashMap, HashSet};
 
+use crate::db::{Connection, params};
 use granttrail_grants::{
     CallLabel, KeyClassifier, KeyInputs, KeyLabels, KmsEvent, Observation, ObservationIndex, Side,
     classify_key, logical_event_refs, mark_collisions,
 };
-use rusqlite::{Connection, params};
 
 use super::rows::{replace_labels, replace_labels_between, replace_observations};
 use super::{KEY_CONTEXT, Shared, imported_key_policies, load_events};
@@ -143,7 +143,7 @@ fn window_starts(conn: &Connection, key: &str, window_events: usize) -> Result<V
     let mut stmt = conn.prepare_cached(&format!(
         "SELECT event_time FROM events WHERE key = {KEY}
          UNION ALL
-         SELECT event_time FROM events WHERE destination_key = {KEY} AND key IS NOT {KEY}
+         SELECT event_time FROM events WHERE destination_key = {KEY} AND key IS DISTINCT FROM {KEY}
          ORDER BY 1"
     ))?;
     let mut rows = stmt.query([key])?;
@@ -166,7 +166,7 @@ fn window_sql() -> String {
         "SELECT {EVENT_COLUMNS} FROM events WHERE key = {KEY} AND event_time >= ?2 AND event_time < ?3
          UNION ALL
          SELECT {EVENT_COLUMNS} FROM events
-         WHERE destination_key = {KEY} AND key IS NOT {KEY} AND event_time >= ?2 AND event_time < ?3"
+         WHERE destination_key = {KEY} AND key IS DISTINCT FROM {KEY} AND event_time >= ?2 AND event_time < ?3"
     )
 }
 
@@ -226,8 +226,11 @@ mod tests {
     fn a_window_is_read_through_the_key_and_time_indexes() {
         let store = crate::Store::open_in_memory().unwrap();
         let mut stmt = store.conn.prepare(&format!("EXPLAIN QUERY PLAN {}", super::window_sql())).unwrap();
-        let plan: Vec<String> =
-            stmt.query_map(rusqlite::params!["k", 0, 1], |r| r.get(3)).unwrap().map(Result::unwrap).collect();
+        let plan: Vec<String> = stmt
+            .query_map(crate::db::params!["k", 0, 1], |r| r.get(3))
+            .unwrap()
+            .map(Result::unwrap)
+            .collect();
         // The texts of each event read are found by id; what matters is how events are found.
         let searches: Vec<&String> = plan
             .iter()

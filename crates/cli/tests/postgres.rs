@@ -1,0 +1,312 @@
+//! granttrail on PostgreSQL, against a real server started by the test (testkit::Postgres):
+//! every command prints what it prints on SQLite, byte for byte, for the bundled example, every
+//! classification scenario (in order, in reverse order, and after a rebuild) and a generated
+//! corpus; several ingests at once into one PostgreSQL database give one SQLite ingest's answer.
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+mod common;
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+use common::{Workspace, fixtures};
+use granttrail_testkit::Postgres;
+use serde_json::Value;
+
+/// `granttrail [--config dir/config.toml] args...` in `ws`: its exit status and standard output.
+fn run(ws: &Workspace, config: Option<&Path>, args: &[&str]) -> (i32, String) {
+    let mut full: Vec<String> = Vec::new();
+    if let Some(config) = config.filter(|c| c.exists()) {
+        full.extend(["--config".to_string(), config.to_string_lossy().into_owned()]);
+    }
+    full.extend(args.iter().map(|a| a.to_string()));
+    let full: Vec<&str> = full.iter().map(String::as_str).collect();
+    let out = ws.run(&full);
+    (out.status.code().unwrap_or(-1), String::from_utf8(out.stdout).unwrap())
+}
+
+fn ok(ws: &Workspace, config: Option<&Path>, args: &[&str]) -> String {
+    let (status, stdout) = run(ws, config, args);
+    assert_eq!(status, 0, "granttrail {args:?} on {} failed", ws.db_arg());
+    stdout
+}
+
+/// What every reading command prints about the database of `ws`, by command. `as_of` adds
+/// findings runs at those reference times.
+fn outputs(ws: &Workspace, config: Option<&Path>, as_of: &[String]) -> Vec<(String, (i32, String))> {
+    let mut commands: Vec<Vec<String>> = [
+        &["grants"][..],
+        &["grants", "--format", "json"],
+        &["grants", "--state", "active", "--format", "csv"],
+        &["calls"],
+        &["calls", "--format", "json"],
+        &["calls", "--grant-only", "--format", "json"],
+        &["findings"],
+        &["findings", "--format", "json"],
+        &["findings", "--format", "sarif"],
+    ]
+    .iter()
+    .map(|c| c.iter().map(|a| a.to_string()).collect())
+    .collect();
+    for t in as_of {
+        commands.push(["findings", "--format", "json", "--as-of", t].map(String::from).to_vec());
+    }
+    let grants: Value = serde_json::from_str(&ok(ws, config, &["grants", "--format", "json"])).unwrap();
+    for g in grants.as_array().unwrap().iter().take(3) {
+        let id = g["grant_id"].as_str().unwrap().to_string();
+        commands.push(vec!["grant".into(), id.clone()]);
+        commands.push(vec!["grant".into(), id, "--format".into(), "json".into()]);
+        let key = g["key_arn"].as_str().unwrap().to_string();
+        commands.push(vec!["calls".into(), "--key".into(), key.clone(), "--format".into(), "json".into()]);
+        commands.push(vec![
+            "grants".into(),
+            "--key".into(),
+            key,
+            "--active-at".into(),
+            "2024-05-01T10:00:00Z".into(),
+        ]);
+    }
+    let calls: Value = serde_json::from_str(&ok(ws, config, &["calls", "--format", "json"])).unwrap();
+    for c in calls.as_array().unwrap().iter().take(3) {
+        let id = c["event_id"].as_str().unwrap().to_string();
+        commands.push(vec!["event".into(), id.clone()]);
+        commands.push(vec!["event".into(), id, "--format".into(), "json".into()]);
+    }
+    let mut out: Vec<(String, (i32, String))> = commands
+        .iter()
+        .map(|c| {
+            let args: Vec<&str> = c.iter().map(String::as_str).collect();
+            (c.join(" "), run(ws, config, &args))
+        })
+        .collect();
+    for format in ["md", "json", "csv", "html"] {
+        let file = ws.path(&format!("report.{format}"));
+        let status = run(ws, config, &["report", "--format", format, "--output", file.to_str().unwrap()]).0;
+        out.push((format!("report {format}"), (status, std::fs::read_to_string(&file).unwrap_or_default())));
+    }
+    out
+}
+
+fn assert_same(what: &str, sqlite: &[(String, (i32, String))], postgres: &[(String, (i32, String))]) {
+    assert_eq!(sqlite.len(), postgres.len(), "{what}: a different list of commands");
+    for ((command, on_sqlite), (_, on_postgres)) in sqlite.iter().zip(postgres) {
+        assert_eq!(
+            on_sqlite, on_postgres,
+            "{what}: `granttrail {command}` differs between SQLite and PostgreSQL"
+        );
+    }
+}
+
+fn read_json(path: &Path) -> Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// The imports a scenario asks for (imports.json), in its order.
+fn imports(ws: &Workspace, dir: &Path) {
+    let path = dir.join("imports.json");
+    if !path.exists() {
+        return;
+    }
+    let config = dir.join("config.toml");
+    for step in read_json(&path).as_array().unwrap() {
+        let file = dir.join(step["file"].as_str().unwrap());
+        let file = file.to_str().unwrap();
+        let at = step["at"].as_str().unwrap();
+        match step["kind"].as_str().unwrap() {
+            "key-policy" => {
+                let key = step["key"].as_str().unwrap();
+                ok(ws, Some(&config), &["import", "key-policy", file, "--key", key, "--at", at])
+            }
+            "iam" => ok(ws, Some(&config), &["import", "iam", file, "--at", at]),
+            other => panic!("unknown import {other}"),
+        };
+    }
+}
+
+fn as_of_times(dir: &Path) -> Vec<String> {
+    let path = dir.join("findings.json");
+    if !path.exists() {
+        return Vec::new();
+    }
+    read_json(&path).as_array().unwrap().iter().map(|c| c["as_of"].as_str().unwrap().to_string()).collect()
+}
+
+#[test]
+fn every_scenario_reads_the_same_on_postgres_in_any_order_and_after_a_rebuild() {
+    let Some(pg) = Postgres::start() else { return };
+    let mut names: Vec<PathBuf> =
+        std::fs::read_dir(fixtures().join("scenarios")).unwrap().map(|e| e.unwrap().path()).collect();
+    names.sort();
+    assert!(names.len() > 50, "the scenarios are missing");
+    for (i, dir) in names.iter().enumerate() {
+        let name = dir.file_name().unwrap().to_string_lossy().into_owned();
+        let config = dir.join("config.toml");
+        let logs = dir.join("logs");
+        let as_of = as_of_times(dir);
+
+        let sqlite = Workspace::new();
+        ok(&sqlite, Some(&config), &["ingest", "-q", logs.to_str().unwrap()]);
+        imports(&sqlite, dir);
+        let expected = outputs(&sqlite, Some(&config), &as_of);
+
+        let postgres = Workspace::postgres(pg.database(&format!("scenario_{i}")));
+        ok(&postgres, Some(&config), &["ingest", "-q", logs.to_str().unwrap()]);
+        imports(&postgres, dir);
+        assert_same(&name, &expected, &outputs(&postgres, Some(&config), &as_of));
+
+        // Imports first, then the files one at a time in reverse order (which object a record
+        // is shown from is the first that delivered it, on both engines).
+        let mut files: Vec<_> = std::fs::read_dir(&logs).unwrap().map(|e| e.unwrap().path()).collect();
+        files.sort();
+        files.reverse();
+        let reversed = |ws: &Workspace| {
+            imports(ws, dir);
+            for file in &files {
+                ok(ws, Some(&config), &["ingest", "-q", file.to_str().unwrap()]);
+            }
+            outputs(ws, Some(&config), &as_of)
+        };
+        let on_sqlite = reversed(&Workspace::new());
+        let on_postgres = reversed(&Workspace::postgres(pg.database(&format!("scenario_{i}_reversed"))));
+        assert_same(&format!("{name} (reversed)"), &on_sqlite, &on_postgres);
+
+        ok(&postgres, Some(&config), &["rebuild"]);
+        assert_same(&format!("{name} (rebuilt)"), &expected, &outputs(&postgres, Some(&config), &as_of));
+    }
+}
+
+#[test]
+fn the_example_and_a_generated_corpus_read_the_same_on_postgres() {
+    let Some(pg) = Postgres::start() else { return };
+    let corpus = tempfile::tempdir().unwrap();
+    granttrail_corpus::write_corpus(&granttrail_corpus::Options {
+        out: corpus.path().to_path_buf(),
+        records: 6_000,
+        kms_share: 0.4,
+        grant_share: 0.02,
+        files: 12,
+        accounts: 2,
+        regions: 2,
+        seed: 5,
+        gzip: true,
+    })
+    .unwrap();
+    let example = fixtures().join("example");
+    for (i, input) in [example.as_path(), corpus.path()].iter().enumerate() {
+        let sqlite = Workspace::new();
+        ok(&sqlite, None, &["ingest", "-q", input.to_str().unwrap()]);
+        let postgres = Workspace::postgres(pg.database(&format!("input_{i}")));
+        ok(&postgres, None, &["ingest", "-q", input.to_str().unwrap()]);
+        let expected = outputs(&sqlite, None, &[]);
+        assert!(expected.iter().any(|(c, (_, out))| c == "calls --format json" && out.len() > 100));
+        assert_same(&input.display().to_string(), &expected, &outputs(&postgres, None, &[]));
+        // A second ingest of the same input adds nothing.
+        let again = ok(&postgres, None, &["ingest", input.to_str().unwrap()]);
+        assert!(again.contains("0 new"), "{again}");
+        assert_same(&format!("{} again", input.display()), &expected, &outputs(&postgres, None, &[]));
+    }
+}
+
+/// A deterministic choice for file `i` in `round`: below `n`.
+fn pick(i: usize, round: usize, salt: usize, n: usize) -> usize {
+    let mut x = (i as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15) ^ ((round * 31 + salt) as u64 + 7);
+    x ^= x >> 29;
+    x = x.wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    x ^= x >> 32;
+    (x % n as u64) as usize
+}
+
+#[test]
+fn concurrent_ingests_into_postgres_give_one_sqlite_ingests_answer() {
+    let Some(pg) = Postgres::start() else { return };
+    let corpus = tempfile::tempdir().unwrap();
+    granttrail_corpus::write_corpus(&granttrail_corpus::Options {
+        out: corpus.path().to_path_buf(),
+        records: 12_000,
+        kms_share: 0.3,
+        grant_share: 0.01,
+        files: 30,
+        accounts: 2,
+        regions: 2,
+        seed: 23,
+        gzip: true,
+    })
+    .unwrap();
+    let mut files: Vec<PathBuf> = walk(corpus.path());
+    files.sort();
+    assert_eq!(files.len(), 30, "{files:?}");
+
+    let sqlite = Workspace::new();
+    ok(&sqlite, None, &["ingest", "-q", corpus.path().to_str().unwrap()]);
+    let grants = ok(&sqlite, None, &["grants", "--format", "json"]);
+    let calls = ok(&sqlite, None, &["calls", "--format", "json"]);
+    let findings = ok(&sqlite, None, &["findings", "--format", "json"]);
+
+    for (round, writers) in [(0, 2), (1, 3), (2, 4)] {
+        let url = pg.database(&format!("writers_{round}"));
+        // Every file to one writer, and a third of them to a second as well: overlapping inputs.
+        let mut shares: Vec<Vec<&PathBuf>> = vec![Vec::new(); writers];
+        for (i, file) in files.iter().enumerate() {
+            let first = pick(i, round, 0, writers);
+            shares[first].push(file);
+            if pick(i, round, 1, 3) == 0 {
+                shares[(first + 1 + pick(i, round, 2, writers - 1)) % writers].push(file);
+            }
+        }
+        let children: Vec<_> = shares
+            .iter()
+            .map(|share| {
+                Command::new(env!("CARGO_BIN_EXE_granttrail"))
+                    .args(["--db", &url, "ingest", "-q"])
+                    .args(share.iter())
+                    .env_remove("GRANTTRAIL_DB")
+                    .stdin(Stdio::null())
+                    .stdout(Stdio::null())
+                    .stderr(Stdio::piped())
+                    .spawn()
+                    .unwrap()
+            })
+            .collect();
+        for child in children {
+            let out = child.wait_with_output().unwrap();
+            assert!(out.status.success(), "round {round}: {}", String::from_utf8_lossy(&out.stderr));
+        }
+        let ws = Workspace::postgres(url);
+        assert_eq!(ok(&ws, None, &["grants", "--format", "json"]), grants, "round {round}: grants");
+        assert_eq!(ok(&ws, None, &["calls", "--format", "json"]), calls, "round {round}: calls");
+        assert_eq!(ok(&ws, None, &["findings", "--format", "json"]), findings, "round {round}: findings");
+    }
+}
+
+fn walk(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for entry in std::fs::read_dir(dir).unwrap() {
+        let path = entry.unwrap().path();
+        if path.is_dir() {
+            out.extend(walk(&path));
+        } else {
+            out.push(path);
+        }
+    }
+    out
+}
+
+#[test]
+fn a_database_of_a_newer_granttrail_is_refused_and_a_bad_url_is_named() {
+    let Some(pg) = Postgres::start() else { return };
+    let url = pg.database("newer");
+    let ws = Workspace::postgres(url.clone());
+    ok(&ws, None, &["ingest", "-q", fixtures().join("example").to_str().unwrap()]);
+    pg.psql_in("newer", "UPDATE granttrail_schema SET version = 99");
+    let out = ws.run(&["grants"]);
+    assert!(!out.status.success());
+    let said = common::stderr(&out);
+    assert!(said.contains("schema version 99 is newer"), "{said}");
+
+    let closed = format!("postgres://postgres:secret@127.0.0.1:{}/nothing", granttrail_testkit::free_port());
+    let out = Workspace::postgres(closed).run(&["grants"]);
+    assert!(!out.status.success());
+    let said = common::stderr(&out);
+    assert!(said.contains("postgres://postgres:***@127.0.0.1"), "names the database: {said}");
+    assert!(!said.contains("secret"), "never prints the password: {said}");
+}

@@ -1,0 +1,903 @@
+//! One connection type over the two engines granttrail stores in: SQLite (embedded, a file) and
+//! PostgreSQL (shared by many writers). The store's SQL is written once, in the dialect both
+//! understand (`?N` parameters, `ON CONFLICT`, `RETURNING`, no engine-specific functions but
+//! `granttrail_hash`, which both define); a PostgreSQL connection renumbers the parameters.
+//! Values cross as [`ValueRef`]s, which each engine encodes in its own column types, so the
+//! rest of the store neither knows nor cares which engine it talks to.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::error::Error as StdError;
+
+use postgres::types::{IsNull, Type};
+
+/// The engine behind a [`Connection`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Engine {
+    Sqlite,
+    Postgres,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    #[error("{0}")]
+    Sqlite(rusqlite::Error),
+    #[error("{}", postgres_message(.0))]
+    Postgres(postgres::Error),
+    #[error("query returned no rows")]
+    NoRows,
+    #[error("column {index}: {message}")]
+    Column { index: usize, message: String },
+}
+
+impl From<rusqlite::Error> for Error {
+    fn from(e: rusqlite::Error) -> Error {
+        match e {
+            rusqlite::Error::QueryReturnedNoRows => Error::NoRows,
+            other => Error::Sqlite(other),
+        }
+    }
+}
+
+impl From<postgres::Error> for Error {
+    fn from(e: postgres::Error) -> Error {
+        Error::Postgres(e)
+    }
+}
+
+/// The server's own words when there are some (the crate's Display says only "db error").
+fn postgres_message(e: &postgres::Error) -> String {
+    match e.as_db_error() {
+        Some(db) => match db.detail() {
+            Some(detail) => format!("PostgreSQL: {} ({detail})", db.message()),
+            None => format!("PostgreSQL: {}", db.message()),
+        },
+        None => match e.source() {
+            Some(cause) => format!("{e}: {cause}"),
+            None => e.to_string(),
+        },
+    }
+}
+
+impl Error {
+    /// Did PostgreSQL abort the transaction to break a deadlock or a serialization conflict?
+    /// Such a transaction can simply be run again.
+    pub fn is_retryable(&self) -> bool {
+        let Error::Postgres(e) = self else { return false };
+        e.code().is_some_and(|c| {
+            *c == postgres::error::SqlState::T_R_DEADLOCK_DETECTED
+                || *c == postgres::error::SqlState::T_R_SERIALIZATION_FAILURE
+        })
+    }
+}
+
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A value read from or bound to a statement, borrowed.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub enum ValueRef<'a> {
+    Null,
+    Integer(i64),
+    Real(f64),
+    Text(&'a str),
+    Blob(&'a [u8]),
+}
+
+/// A value owned, for parameter lists built at run time.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Value {
+    Null,
+    Integer(i64),
+    Real(f64),
+    Text(String),
+    Blob(Vec<u8>),
+}
+
+impl Value {
+    fn as_ref(&self) -> ValueRef<'_> {
+        match self {
+            Value::Null => ValueRef::Null,
+            Value::Integer(i) => ValueRef::Integer(*i),
+            Value::Real(f) => ValueRef::Real(*f),
+            Value::Text(s) => ValueRef::Text(s),
+            Value::Blob(b) => ValueRef::Blob(b),
+        }
+    }
+}
+
+impl ValueRef<'_> {
+    fn kind(&self) -> &'static str {
+        match self {
+            ValueRef::Null => "NULL",
+            ValueRef::Integer(_) => "an integer",
+            ValueRef::Real(_) => "a real",
+            ValueRef::Text(_) => "text",
+            ValueRef::Blob(_) => "a blob",
+        }
+    }
+
+    fn as_i64(&self) -> Result<i64, String> {
+        match *self {
+            ValueRef::Integer(i) => Ok(i),
+            other => Err(format!("expected an integer, found {}", other.kind())),
+        }
+    }
+}
+
+/// A Rust value a statement can take as a parameter.
+pub trait ToSql {
+    fn to_sql(&self) -> ValueRef<'_>;
+}
+
+/// A Rust value a column can be read as. The error says what was found instead.
+pub trait FromSql: Sized {
+    fn column_result(value: ValueRef<'_>) -> Result<Self, String>;
+}
+
+macro_rules! integer_to_sql {
+    ($($t:ty),*) => {$(
+        impl ToSql for $t {
+            fn to_sql(&self) -> ValueRef<'_> {
+                ValueRef::Integer(i64::from(*self))
+            }
+        }
+        impl FromSql for $t {
+            fn column_result(value: ValueRef<'_>) -> Result<Self, String> {
+                let i = value.as_i64()?;
+                <$t>::try_from(i).map_err(|_| format!("{i} is out of range for {}", stringify!($t)))
+            }
+        }
+    )*};
+}
+integer_to_sql!(i64, i32, u32, u16, u8);
+
+impl ToSql for usize {
+    fn to_sql(&self) -> ValueRef<'_> {
+        ValueRef::Integer(i64::try_from(*self).unwrap_or(i64::MAX))
+    }
+}
+
+impl FromSql for usize {
+    fn column_result(value: ValueRef<'_>) -> Result<Self, String> {
+        let i = value.as_i64()?;
+        usize::try_from(i).map_err(|_| format!("{i} is out of range for a count"))
+    }
+}
+
+impl FromSql for u64 {
+    fn column_result(value: ValueRef<'_>) -> Result<Self, String> {
+        let i = value.as_i64()?;
+        u64::try_from(i).map_err(|_| format!("{i} is out of range for a count"))
+    }
+}
+
+impl ToSql for bool {
+    fn to_sql(&self) -> ValueRef<'_> {
+        ValueRef::Integer(i64::from(*self))
+    }
+}
+
+impl FromSql for bool {
+    fn column_result(value: ValueRef<'_>) -> Result<Self, String> {
+        Ok(value.as_i64()? != 0)
+    }
+}
+
+impl ToSql for f64 {
+    fn to_sql(&self) -> ValueRef<'_> {
+        ValueRef::Real(*self)
+    }
+}
+
+impl FromSql for f64 {
+    fn column_result(value: ValueRef<'_>) -> Result<Self, String> {
+        match value {
+            ValueRef::Real(f) => Ok(f),
+            ValueRef::Integer(i) => Ok(i as f64),
+            other => Err(format!("expected a number, found {}", other.kind())),
+        }
+    }
+}
+
+impl ToSql for str {
+    fn to_sql(&self) -> ValueRef<'_> {
+        ValueRef::Text(self)
+    }
+}
+
+impl ToSql for String {
+    fn to_sql(&self) -> ValueRef<'_> {
+        ValueRef::Text(self)
+    }
+}
+
+impl FromSql for String {
+    fn column_result(value: ValueRef<'_>) -> Result<Self, String> {
+        match value {
+            ValueRef::Text(s) => Ok(s.to_string()),
+            other => Err(format!("expected text, found {}", other.kind())),
+        }
+    }
+}
+
+impl ToSql for [u8] {
+    fn to_sql(&self) -> ValueRef<'_> {
+        ValueRef::Blob(self)
+    }
+}
+
+impl ToSql for Vec<u8> {
+    fn to_sql(&self) -> ValueRef<'_> {
+        ValueRef::Blob(self)
+    }
+}
+
+impl<const N: usize> ToSql for [u8; N] {
+    fn to_sql(&self) -> ValueRef<'_> {
+        ValueRef::Blob(self)
+    }
+}
+
+impl FromSql for Vec<u8> {
+    fn column_result(value: ValueRef<'_>) -> Result<Self, String> {
+        match value {
+            ValueRef::Blob(b) => Ok(b.to_vec()),
+            other => Err(format!("expected a blob, found {}", other.kind())),
+        }
+    }
+}
+
+impl ToSql for Value {
+    fn to_sql(&self) -> ValueRef<'_> {
+        self.as_ref()
+    }
+}
+
+impl<T: ToSql + ?Sized> ToSql for &T {
+    fn to_sql(&self) -> ValueRef<'_> {
+        (**self).to_sql()
+    }
+}
+
+impl<T: ToSql> ToSql for Option<T> {
+    fn to_sql(&self) -> ValueRef<'_> {
+        match self {
+            Some(v) => v.to_sql(),
+            None => ValueRef::Null,
+        }
+    }
+}
+
+impl<T: FromSql> FromSql for Option<T> {
+    fn column_result(value: ValueRef<'_>) -> Result<Self, String> {
+        match value {
+            ValueRef::Null => Ok(None),
+            other => T::column_result(other).map(Some),
+        }
+    }
+}
+
+/// A statement's parameters: `params![a, b]`, an array of one type, or [`params_from_iter`].
+pub trait Params {
+    fn values(&self) -> Vec<ValueRef<'_>>;
+}
+
+impl Params for &[&dyn ToSql] {
+    fn values(&self) -> Vec<ValueRef<'_>> {
+        self.iter().map(|p| p.to_sql()).collect()
+    }
+}
+
+impl Params for [&dyn ToSql; 0] {
+    fn values(&self) -> Vec<ValueRef<'_>> {
+        Vec::new()
+    }
+}
+
+macro_rules! array_params {
+    ($($n:literal),*) => {$(
+        impl<T: ToSql> Params for [T; $n] {
+            fn values(&self) -> Vec<ValueRef<'_>> {
+                self.iter().map(|p| p.to_sql()).collect()
+            }
+        }
+    )*};
+}
+array_params!(1, 2, 3, 4, 5, 6, 7, 8);
+
+/// Parameters from a list built at run time.
+pub struct ParamsFromIter<T>(Vec<T>);
+
+pub fn params_from_iter<T: ToSql>(values: impl IntoIterator<Item = T>) -> ParamsFromIter<T> {
+    ParamsFromIter(values.into_iter().collect())
+}
+
+impl<T: ToSql> Params for ParamsFromIter<T> {
+    fn values(&self) -> Vec<ValueRef<'_>> {
+        self.0.iter().map(|p| p.to_sql()).collect()
+    }
+}
+
+/// `params![a, b, c]`: parameters of different types.
+#[macro_export]
+#[doc(hidden)]
+macro_rules! params {
+    () => { &[] as &[&dyn $crate::db::ToSql] };
+    ($($p:expr),+ $(,)?) => { &[$(&$p as &dyn $crate::db::ToSql),+] as &[&dyn $crate::db::ToSql] };
+}
+pub(crate) use params;
+
+/// How a transaction takes the write lock.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TransactionBehavior {
+    /// When it first writes (SQLite), and no lock at all (PostgreSQL).
+    Deferred,
+    /// At once: one writer at a time.
+    Immediate,
+}
+
+/// The advisory lock PostgreSQL writers take where SQLite would take its write lock.
+const WRITER_LOCK: i64 = 0x6772_616e_7474_7261; // "granttra"
+
+/// Statements kept prepared per PostgreSQL connection before the cache starts again.
+const PG_STATEMENT_CACHE: usize = 512;
+
+pub struct Connection {
+    inner: Inner,
+}
+
+enum Inner {
+    Sqlite(rusqlite::Connection),
+    Postgres(Box<Pg>),
+}
+
+struct Pg {
+    client: RefCell<postgres::Client>,
+    statements: RefCell<HashMap<String, postgres::Statement>>,
+}
+
+impl Pg {
+    fn statement(&self, sql: &str) -> Result<postgres::Statement> {
+        if let Some(s) = self.statements.borrow().get(sql) {
+            return Ok(s.clone());
+        }
+        let prepared = self.client.borrow_mut().prepare(&postgres_sql(sql))?;
+        let mut cache = self.statements.borrow_mut();
+        if cache.len() >= PG_STATEMENT_CACHE {
+            cache.clear();
+        }
+        cache.insert(sql.to_string(), prepared.clone());
+        Ok(prepared)
+    }
+
+    fn run(&self, stmt: &postgres::Statement, params: &[ValueRef<'_>]) -> Result<Vec<postgres::Row>> {
+        let args: Vec<&(dyn postgres::types::ToSql + Sync)> =
+            params.iter().map(|p| p as &(dyn postgres::types::ToSql + Sync)).collect();
+        Ok(self.client.borrow_mut().query(stmt, &args)?)
+    }
+
+    fn execute(&self, stmt: &postgres::Statement, params: &[ValueRef<'_>]) -> Result<usize> {
+        let args: Vec<&(dyn postgres::types::ToSql + Sync)> =
+            params.iter().map(|p| p as &(dyn postgres::types::ToSql + Sync)).collect();
+        let n = self.client.borrow_mut().execute(stmt, &args)?;
+        Ok(usize::try_from(n).unwrap_or(usize::MAX))
+    }
+}
+
+/// `sql` with SQLite's `?N` (and bare `?`) parameters numbered the PostgreSQL way (`$N`),
+/// outside string literals, quoted names and comments.
+pub(crate) fn postgres_sql(sql: &str) -> String {
+    let mut out = String::with_capacity(sql.len() + 8);
+    let mut chars = sql.chars().peekable();
+    let mut next_bare = 1;
+    while let Some(c) = chars.next() {
+        match c {
+            '\'' | '"' => {
+                out.push(c);
+                for d in chars.by_ref() {
+                    out.push(d);
+                    if d == c {
+                        break;
+                    }
+                }
+            }
+            '-' if chars.peek() == Some(&'-') => {
+                out.push(c);
+                for d in chars.by_ref() {
+                    out.push(d);
+                    if d == '\n' {
+                        break;
+                    }
+                }
+            }
+            '?' => {
+                let mut digits = String::new();
+                while let Some(d) = chars.peek().copied().filter(char::is_ascii_digit) {
+                    digits.push(d);
+                    chars.next();
+                }
+                out.push('$');
+                if digits.is_empty() {
+                    out.push_str(&next_bare.to_string());
+                    next_bare += 1;
+                } else {
+                    out.push_str(&digits);
+                }
+            }
+            _ => out.push(c),
+        }
+    }
+    out
+}
+
+impl Connection {
+    pub fn from_sqlite(conn: rusqlite::Connection) -> Connection {
+        Connection { inner: Inner::Sqlite(conn) }
+    }
+
+    /// A private SQLite database in memory, with granttrail's SQL functions.
+    pub fn open_in_memory() -> Result<Connection> {
+        let conn = rusqlite::Connection::open_in_memory()?;
+        crate::texts::register_hash(&conn)?;
+        Ok(Connection::from_sqlite(conn))
+    }
+
+    /// Connects to the PostgreSQL server of `url` (`postgres://user@host:port/database`).
+    pub fn connect_postgres(url: &str) -> Result<Connection> {
+        let client = postgres::Client::connect(url, postgres::NoTls)?;
+        Ok(Connection {
+            inner: Inner::Postgres(Box::new(Pg {
+                client: RefCell::new(client),
+                statements: RefCell::default(),
+            })),
+        })
+    }
+
+    pub fn engine(&self) -> Engine {
+        match self.inner {
+            Inner::Sqlite(_) => Engine::Sqlite,
+            Inner::Postgres(_) => Engine::Postgres,
+        }
+    }
+
+    /// The SQLite connection, for what only SQLite has (pragmas, functions, `VACUUM`).
+    pub fn sqlite(&self) -> Option<&rusqlite::Connection> {
+        match &self.inner {
+            Inner::Sqlite(c) => Some(c),
+            Inner::Postgres(_) => None,
+        }
+    }
+
+    pub fn execute<P: Params>(&self, sql: &str, params: P) -> Result<usize> {
+        self.prepare(sql)?.execute(params)
+    }
+
+    /// Runs statements separated by `;`, without parameters.
+    pub fn execute_batch(&self, sql: &str) -> Result<()> {
+        match &self.inner {
+            Inner::Sqlite(c) => Ok(c.execute_batch(sql)?),
+            Inner::Postgres(pg) => Ok(pg.client.borrow_mut().batch_execute(sql)?),
+        }
+    }
+
+    pub fn query_row<T, P: Params, F: FnOnce(&Row<'_>) -> Result<T>>(
+        &self,
+        sql: &str,
+        params: P,
+        f: F,
+    ) -> Result<T> {
+        self.prepare(sql)?.query_row(params, f)
+    }
+
+    pub fn prepare(&self, sql: &str) -> Result<Statement<'_>> {
+        self.statement(sql, false)
+    }
+
+    /// Like [`Connection::prepare`], keeping the statement prepared for the next use.
+    pub fn prepare_cached(&self, sql: &str) -> Result<Statement<'_>> {
+        self.statement(sql, true)
+    }
+
+    fn statement(&self, sql: &str, cached: bool) -> Result<Statement<'_>> {
+        let inner = match &self.inner {
+            Inner::Sqlite(c) if cached => StatementInner::SqliteCached(c.prepare_cached(sql)?),
+            Inner::Sqlite(c) => StatementInner::Sqlite(c.prepare(sql)?),
+            Inner::Postgres(pg) => StatementInner::Postgres { pg, stmt: pg.statement(sql)? },
+        };
+        Ok(Statement { inner })
+    }
+
+    pub fn transaction(&mut self) -> Result<Transaction<'_>> {
+        self.transaction_with_behavior(TransactionBehavior::Deferred)
+    }
+
+    /// Begins a transaction; [`TransactionBehavior::Immediate`] waits for the other writers.
+    pub fn transaction_with_behavior(&mut self, behavior: TransactionBehavior) -> Result<Transaction<'_>> {
+        match (&self.inner, behavior) {
+            (Inner::Sqlite(_), TransactionBehavior::Deferred) => self.execute_batch("BEGIN DEFERRED")?,
+            (Inner::Sqlite(_), TransactionBehavior::Immediate) => self.execute_batch("BEGIN IMMEDIATE")?,
+            (Inner::Postgres(_), TransactionBehavior::Deferred) => self.execute_batch("BEGIN")?,
+            (Inner::Postgres(_), TransactionBehavior::Immediate) => {
+                self.execute_batch("BEGIN")?;
+                let locked = self.query_row("SELECT pg_advisory_xact_lock(?1)", [WRITER_LOCK], |_| Ok(()));
+                if let Err(e) = locked {
+                    let _ = self.execute_batch("ROLLBACK");
+                    return Err(e);
+                }
+            }
+        }
+        Ok(Transaction { conn: self, done: false })
+    }
+}
+
+/// A transaction: committed by [`Transaction::commit`], rolled back when dropped otherwise.
+pub struct Transaction<'c> {
+    conn: &'c mut Connection,
+    done: bool,
+}
+
+impl Transaction<'_> {
+    pub fn commit(mut self) -> Result<()> {
+        self.done = true;
+        self.conn.execute_batch("COMMIT")
+    }
+
+    /// A savepoint inside this transaction: its writes are undone alone if it is dropped.
+    pub fn savepoint(&mut self) -> Result<Savepoint<'_>> {
+        self.conn.execute_batch("SAVEPOINT granttrail")?;
+        Ok(Savepoint { conn: self.conn, done: false })
+    }
+}
+
+impl std::ops::Deref for Transaction<'_> {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        self.conn
+    }
+}
+
+impl Drop for Transaction<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            // Nothing to report to: the caller is already returning an error.
+            let _ = self.conn.execute_batch("ROLLBACK");
+        }
+    }
+}
+
+/// A savepoint: released by [`Savepoint::commit`], rolled back to when dropped otherwise.
+pub struct Savepoint<'c> {
+    conn: &'c Connection,
+    done: bool,
+}
+
+impl Savepoint<'_> {
+    pub fn commit(mut self) -> Result<()> {
+        self.done = true;
+        self.conn.execute_batch("RELEASE granttrail")
+    }
+}
+
+impl std::ops::Deref for Savepoint<'_> {
+    type Target = Connection;
+    fn deref(&self) -> &Connection {
+        self.conn
+    }
+}
+
+impl Drop for Savepoint<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            let _ = self.conn.execute_batch("ROLLBACK TO granttrail; RELEASE granttrail");
+        }
+    }
+}
+
+pub struct Statement<'c> {
+    inner: StatementInner<'c>,
+}
+
+enum StatementInner<'c> {
+    Sqlite(rusqlite::Statement<'c>),
+    SqliteCached(rusqlite::CachedStatement<'c>),
+    Postgres { pg: &'c Pg, stmt: postgres::Statement },
+}
+
+/// A parameter as SQLite takes it.
+struct Bind<'a>(ValueRef<'a>);
+
+impl rusqlite::ToSql for Bind<'_> {
+    fn to_sql(&self) -> rusqlite::Result<rusqlite::types::ToSqlOutput<'_>> {
+        use rusqlite::types::ValueRef as V;
+        Ok(rusqlite::types::ToSqlOutput::Borrowed(match self.0 {
+            ValueRef::Null => V::Null,
+            ValueRef::Integer(i) => V::Integer(i),
+            ValueRef::Real(f) => V::Real(f),
+            ValueRef::Text(s) => V::Text(s.as_bytes()),
+            ValueRef::Blob(b) => V::Blob(b),
+        }))
+    }
+}
+
+fn sqlite_params<'a>(values: &'a [ValueRef<'a>]) -> impl rusqlite::Params + 'a {
+    rusqlite::params_from_iter(values.iter().map(|v| Bind(*v)))
+}
+
+impl<'c> Statement<'c> {
+    fn sqlite(&mut self) -> Option<&mut rusqlite::Statement<'c>> {
+        match &mut self.inner {
+            StatementInner::Sqlite(s) => Some(s),
+            StatementInner::SqliteCached(s) => Some(s),
+            StatementInner::Postgres { .. } => None,
+        }
+    }
+
+    pub fn execute<P: Params>(&mut self, params: P) -> Result<usize> {
+        let values = params.values();
+        if let StatementInner::Postgres { pg, stmt } = &self.inner {
+            return pg.execute(stmt, &values);
+        }
+        let Some(s) = self.sqlite() else { return Err(Error::NoRows) };
+        Ok(s.execute(sqlite_params(&values))?)
+    }
+
+    pub fn query<P: Params>(&mut self, params: P) -> Result<Rows<'_>> {
+        let values = params.values();
+        if let StatementInner::Postgres { pg, stmt } = &self.inner {
+            let rows = pg.run(stmt, &values)?;
+            return Ok(Rows { inner: RowsInner::Postgres { rows: rows.into_iter(), current: None } });
+        }
+        let Some(s) = self.sqlite() else { return Err(Error::NoRows) };
+        let rows = s.query(sqlite_params(&values))?;
+        Ok(Rows { inner: RowsInner::Sqlite(rows) })
+    }
+
+    pub fn query_map<T, P: Params, F: FnMut(&Row<'_>) -> Result<T>>(
+        &mut self,
+        params: P,
+        map: F,
+    ) -> Result<MappedRows<'_, F>> {
+        Ok(MappedRows { rows: self.query(params)?, map })
+    }
+
+    pub fn query_row<T, P: Params, F: FnOnce(&Row<'_>) -> Result<T>>(
+        &mut self,
+        params: P,
+        f: F,
+    ) -> Result<T> {
+        let mut rows = self.query(params)?;
+        match rows.next()? {
+            Some(row) => f(&row),
+            None => Err(Error::NoRows),
+        }
+    }
+
+    pub fn exists<P: Params>(&mut self, params: P) -> Result<bool> {
+        Ok(self.query(params)?.next()?.is_some())
+    }
+}
+
+pub struct Rows<'s> {
+    inner: RowsInner<'s>,
+}
+
+enum RowsInner<'s> {
+    Sqlite(rusqlite::Rows<'s>),
+    Postgres { rows: std::vec::IntoIter<postgres::Row>, current: Option<postgres::Row> },
+}
+
+impl Rows<'_> {
+    /// The next row, borrowed until the one after is asked for (so not an `Iterator`).
+    #[allow(clippy::should_implement_trait)]
+    pub fn next(&mut self) -> Result<Option<Row<'_>>> {
+        match &mut self.inner {
+            RowsInner::Sqlite(rows) => Ok(rows.next()?.map(|r| Row { inner: RowInner::Sqlite(r) })),
+            RowsInner::Postgres { rows, current } => {
+                *current = rows.next();
+                Ok(current.as_ref().map(|r| Row { inner: RowInner::Postgres(r) }))
+            }
+        }
+    }
+}
+
+pub struct MappedRows<'s, F> {
+    rows: Rows<'s>,
+    map: F,
+}
+
+impl<T, F: FnMut(&Row<'_>) -> Result<T>> Iterator for MappedRows<'_, F> {
+    type Item = Result<T>;
+    fn next(&mut self) -> Option<Result<T>> {
+        match self.rows.next() {
+            Ok(Some(row)) => Some((self.map)(&row)),
+            Ok(None) => None,
+            Err(e) => Some(Err(e)),
+        }
+    }
+}
+
+/// A column position (only positions: the store names no columns when reading).
+pub trait RowIndex {
+    fn position(self) -> usize;
+}
+
+impl RowIndex for usize {
+    fn position(self) -> usize {
+        self
+    }
+}
+
+pub struct Row<'r> {
+    inner: RowInner<'r>,
+}
+
+enum RowInner<'r> {
+    Sqlite(&'r rusqlite::Row<'r>),
+    Postgres(&'r postgres::Row),
+}
+
+impl Row<'_> {
+    /// Column `index` read as `T`; a value of another type is an error naming the column.
+    pub fn get<I: RowIndex, T: FromSql>(&self, index: I) -> Result<T> {
+        let index = index.position();
+        let column = |message: String| Error::Column { index, message };
+        match &self.inner {
+            RowInner::Sqlite(row) => {
+                let value = row.get_ref(index)?;
+                T::column_result(sqlite_value(value)).map_err(column)
+            }
+            RowInner::Postgres(row) => {
+                let value: PgValue = row.try_get(index)?;
+                T::column_result(value.0.as_ref()).map_err(column)
+            }
+        }
+    }
+}
+
+fn sqlite_value(value: rusqlite::types::ValueRef<'_>) -> ValueRef<'_> {
+    use rusqlite::types::ValueRef as V;
+    match value {
+        V::Null => ValueRef::Null,
+        V::Integer(i) => ValueRef::Integer(i),
+        V::Real(f) => ValueRef::Real(f),
+        // SQLite's text is UTF-8 unless something outside granttrail wrote it; such text reads
+        // as a blob and fails as the wrong type, never as garbage.
+        V::Text(t) => std::str::from_utf8(t).map_or(ValueRef::Blob(t), ValueRef::Text),
+        V::Blob(b) => ValueRef::Blob(b),
+    }
+}
+
+type BoxError = Box<dyn StdError + Sync + Send>;
+
+impl postgres::types::ToSql for ValueRef<'_> {
+    fn to_sql(&self, ty: &Type, out: &mut bytes::BytesMut) -> Result<IsNull, BoxError> {
+        use postgres::types::ToSql as Pg;
+        match *self {
+            ValueRef::Null => Ok(IsNull::Yes),
+            ValueRef::Integer(i) => match *ty {
+                Type::INT8 => Pg::to_sql(&i, ty, out),
+                Type::INT4 => Pg::to_sql(&i32::try_from(i)?, ty, out),
+                Type::INT2 => Pg::to_sql(&i16::try_from(i)?, ty, out),
+                Type::BOOL => Pg::to_sql(&(i != 0), ty, out),
+                Type::FLOAT8 => Pg::to_sql(&(i as f64), ty, out),
+                Type::TEXT | Type::VARCHAR => Pg::to_sql(&i.to_string(), ty, out),
+                _ => Err(format!("an integer cannot be bound to a parameter of type {ty}").into()),
+            },
+            ValueRef::Real(f) => match *ty {
+                Type::FLOAT4 => Pg::to_sql(&(f as f32), ty, out),
+                _ => Pg::to_sql(&f, ty, out),
+            },
+            ValueRef::Text(s) => Pg::to_sql(&s, ty, out),
+            ValueRef::Blob(b) => Pg::to_sql(&b, ty, out),
+        }
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+
+    postgres::types::to_sql_checked!();
+}
+
+/// A column of any type granttrail's schema uses, read from PostgreSQL.
+struct PgValue(Value);
+
+impl<'a> postgres::types::FromSql<'a> for PgValue {
+    fn from_sql(ty: &Type, raw: &'a [u8]) -> Result<Self, BoxError> {
+        let value = match *ty {
+            Type::INT8 => Value::Integer(i64::from_sql(ty, raw)?),
+            Type::INT4 => Value::Integer(i32::from_sql(ty, raw)?.into()),
+            Type::INT2 => Value::Integer(i16::from_sql(ty, raw)?.into()),
+            Type::OID => Value::Integer(u32::from_sql(ty, raw)?.into()),
+            Type::BOOL => Value::Integer(bool::from_sql(ty, raw)?.into()),
+            Type::FLOAT8 => Value::Real(f64::from_sql(ty, raw)?),
+            Type::FLOAT4 => Value::Real(f32::from_sql(ty, raw)?.into()),
+            Type::NUMERIC => numeric(raw)?,
+            Type::BYTEA => Value::Blob(raw.to_vec()),
+            _ => Value::Text(String::from_sql(ty, raw)?),
+        };
+        Ok(PgValue(value))
+    }
+
+    fn from_sql_null(_: &Type) -> Result<Self, BoxError> {
+        Ok(PgValue(Value::Null))
+    }
+
+    fn accepts(_: &Type) -> bool {
+        true
+    }
+}
+
+/// A NUMERIC (what PostgreSQL's `sum` of integers returns), as an integer when it is one.
+fn numeric(raw: &[u8]) -> Result<Value, BoxError> {
+    let word = |i: usize| -> Result<u16, BoxError> {
+        raw.get(i * 2..i * 2 + 2)
+            .map(|b| u16::from_be_bytes([b[0], b[1]]))
+            .ok_or_else(|| "a NUMERIC value is cut short".into())
+    };
+    let digits = usize::from(word(0)?);
+    let weight = i32::from(word(1)? as i16);
+    let sign = word(2)?;
+    let scale = word(3)?;
+    if sign == 0xC000 {
+        return Ok(Value::Real(f64::NAN));
+    }
+    let mut value = 0f64;
+    let mut integer: Option<i128> = Some(0);
+    for i in 0..digits {
+        let d = word(4 + i)?;
+        let power = weight - i as i32;
+        value += f64::from(d) * 10000f64.powi(power);
+        integer = match (integer, u32::try_from(power)) {
+            (Some(n), Ok(p)) => 10000i128.checked_pow(p).and_then(|m| n.checked_add(i128::from(d) * m)),
+            _ if d == 0 => integer,
+            _ => None,
+        };
+    }
+    let negative = sign == 0x4000;
+    match integer.and_then(|n| i64::try_from(if negative { -n } else { n }).ok()) {
+        Some(n) if scale == 0 => Ok(Value::Integer(n)),
+        _ => Ok(Value::Real(if negative { -value } else { value })),
+    }
+}
+
+/// Something that answers SQL: a connection, a transaction or a savepoint.
+pub trait OptionalExtension<T> {
+    /// `None` for a query that returned no row.
+    fn optional(self) -> Result<Option<T>>;
+}
+
+impl<T> OptionalExtension<T> for Result<T> {
+    fn optional(self) -> Result<Option<T>> {
+        match self {
+            Ok(v) => Ok(Some(v)),
+            Err(Error::NoRows) => Ok(None),
+            Err(e) => Err(e),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parameters_are_numbered_the_postgres_way_outside_literals() {
+        assert_eq!(
+            postgres_sql("SELECT '?1', \"a?\" FROM t WHERE a = ?1 AND b = ?12 -- c ?3\n AND d = ?"),
+            "SELECT '?1', \"a?\" FROM t WHERE a = $1 AND b = $12 -- c ?3\n AND d = $1"
+        );
+    }
+
+    #[test]
+    fn numerics_read_as_integers_when_whole() {
+        // 123456789: weight 2, digits 1 2345 6789.
+        let raw = [0, 3, 0, 2, 0, 0, 0, 0, 0, 1, 0x09, 0x29, 0x1a, 0x85];
+        assert_eq!(numeric(&raw).ok(), Some(Value::Integer(123_456_789)));
+        let negative = [0, 1, 0, 0, 0x40, 0, 0, 0, 0, 7];
+        assert_eq!(numeric(&negative).ok(), Some(Value::Integer(-7)));
+        let zero = [0, 0, 0, 0, 0, 0, 0, 0];
+        assert_eq!(numeric(&zero).ok(), Some(Value::Integer(0)));
+        assert!(numeric(&[0, 1]).is_err());
+    }
+}
