@@ -3,6 +3,7 @@
 
 mod calls_cmd;
 mod config;
+mod copy_cmd;
 mod event_cmd;
 mod finding_formats;
 mod findings_cmd;
@@ -106,6 +107,13 @@ enum Command {
     /// `grant`, `calls`, `findings` (GT106-GT108) and `report` say whether the events they
     /// cite come from files CloudTrail vouches for, whether verify ran before or after ingest.
     Verify(verify_cmd::VerifyArgs),
+    /// Copy a whole database into a new one: a SQLite file into PostgreSQL when a deployment
+    /// outgrows one machine, or PostgreSQL into a file to take away.
+    ///
+    /// Every row is copied as it is (events, records, grants, labels, imports, verdicts), in one
+    /// transaction of the target's and one consistent read of the source's while its writers go
+    /// on, so the copy answers every command exactly as the original. `--db` is not used.
+    Copy(copy_cmd::CopyArgs),
 }
 
 fn main() -> ExitCode {
@@ -123,6 +131,7 @@ fn main() -> ExitCode {
         Command::Rebuild => grants_cmd::rebuild(&cli.db, &config),
         Command::Prune(args) => prune_cmd::run(&cli.db, &config, &args),
         Command::Verify(args) => verify_cmd::run(&cli.db, &config, &args),
+        Command::Copy(args) => copy_cmd::run(&args),
     });
     match result {
         Ok(code) => code,

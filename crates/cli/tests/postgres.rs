@@ -310,3 +310,46 @@ fn a_database_of_a_newer_granttrail_is_refused_and_a_bad_url_is_named() {
     assert!(said.contains("postgres://postgres:***@127.0.0.1"), "names the database: {said}");
     assert!(!said.contains("secret"), "never prints the password: {said}");
 }
+
+#[test]
+fn copy_moves_a_database_between_engines_and_every_answer_stays() {
+    let Some(pg) = Postgres::start() else { return };
+    let example = fixtures().join("example");
+    let mut files: Vec<PathBuf> =
+        walk(&example).into_iter().filter(|f| !f.to_string_lossy().contains("Digest")).collect();
+    files.sort();
+    assert!(files.len() > 4, "{files:?}");
+    let (first, rest) = files.split_at(files.len() / 2);
+    let ingest = |ws: &Workspace, files: &[PathBuf]| {
+        let mut args = vec!["ingest", "-q"];
+        args.extend(files.iter().map(|f| f.to_str().unwrap()));
+        ok(ws, None, &args);
+    };
+    let sqlite = Workspace::new();
+    ingest(&sqlite, first);
+    // Verdicts, and the imports the T39 scenario makes, go along too.
+    let scenario = fixtures().join("scenarios/T39_key_policy_proves_grant_only");
+    imports(&sqlite, &scenario);
+    let _ = sqlite.run(&["verify", example.to_str().unwrap()]);
+
+    // SQLite -> PostgreSQL -> SQLite: the same answers at each step.
+    let url = pg.database("copied");
+    let copied = ok(&sqlite, None, &["copy", "--from", &sqlite.db_arg(), "--to", &url]);
+    assert!(copied.contains("event(s)"), "{copied}");
+    let postgres = Workspace::postgres(url.clone());
+    let expected = outputs(&sqlite, None, &[]);
+    assert_same("copied into PostgreSQL", &expected, &outputs(&postgres, None, &[]));
+    let back = Workspace::new();
+    ok(&back, None, &["copy", "--from", &url, "--to", &back.db_arg()]);
+    assert_same("copied back into SQLite", &expected, &outputs(&back, None, &[]));
+
+    // Ingest goes on in the copy as in the original (ids carry on past the copied ones).
+    ingest(&sqlite, rest);
+    ingest(&postgres, rest);
+    assert_same("ingested after the copy", &outputs(&sqlite, None, &[]), &outputs(&postgres, None, &[]));
+
+    // Never into a database that holds something.
+    let out = sqlite.run(&["copy", "--from", &back.db_arg(), "--to", &url]);
+    assert!(!out.status.success());
+    assert!(common::stderr(&out).contains("copy into a new, empty database"), "{}", common::stderr(&out));
+}

@@ -253,6 +253,18 @@ impl ToSql for Value {
     }
 }
 
+impl FromSql for Value {
+    fn column_result(value: ValueRef<'_>) -> Result<Self, String> {
+        Ok(match value {
+            ValueRef::Null => Value::Null,
+            ValueRef::Integer(i) => Value::Integer(i),
+            ValueRef::Real(f) => Value::Real(f),
+            ValueRef::Text(s) => Value::Text(s.to_string()),
+            ValueRef::Blob(b) => Value::Blob(b.to_vec()),
+        })
+    }
+}
+
 impl<T: ToSql + ?Sized> ToSql for &T {
     fn to_sql(&self) -> ValueRef<'_> {
         (**self).to_sql()
@@ -624,6 +636,17 @@ fn sqlite_params<'a>(values: &'a [ValueRef<'a>]) -> impl rusqlite::Params + 'a {
 }
 
 impl<'c> Statement<'c> {
+    /// The names of the columns the statement returns.
+    pub fn column_names(&self) -> Vec<String> {
+        match &self.inner {
+            StatementInner::Sqlite(s) => s.column_names().map(String::from).collect(),
+            StatementInner::SqliteCached(s) => s.column_names().map(String::from).collect(),
+            StatementInner::Postgres { stmt, .. } => {
+                stmt.columns().iter().map(|c| c.name().to_string()).collect()
+            }
+        }
+    }
+
     fn sqlite(&mut self) -> Option<&mut rusqlite::Statement<'c>> {
         match &mut self.inner {
             StatementInner::Sqlite(s) => Some(s),

@@ -8,6 +8,7 @@
 #![forbid(unsafe_code)]
 
 mod codes;
+mod copy;
 mod coverage;
 pub mod db;
 mod findings;
@@ -28,6 +29,7 @@ use granttrail_grants::reconcile::{Listing, Snapshot};
 use granttrail_grants::{IamSnapshot, Invalidation, Policy, Settings};
 use texts::KEY;
 
+pub use copy::Copied;
 pub use coverage::{DayCount, GrantUseRow, Silence, Window};
 pub use labels::Relabelled;
 pub use prune::Pruned;
