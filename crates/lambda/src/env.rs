@@ -1,15 +1,18 @@
 //! The function's configuration, from its environment variables.
 
-use std::path::PathBuf;
-
 use granttrail_cloudtrail::digest::PublicKeys;
 use granttrail_ingest::Config;
+use granttrail_store::Location;
 
 /// What the function is told by its environment (see infra/README.md).
 #[derive(Debug, Clone)]
 pub struct Env {
-    /// `GRANTTRAIL_DB`: the SQLite file, on the durable file system.
-    pub db: PathBuf,
+    /// `GRANTTRAIL_DB`: the SQLite file on the durable file system, or a `postgres://` URL
+    /// (without its password when `GRANTTRAIL_DB_SECRET_ARN` gives it).
+    pub db: Location,
+    /// `GRANTTRAIL_DB_SECRET_ARN`: a Secrets Manager secret whose JSON `password` (and
+    /// `username`, when the URL names no user) the function connects to PostgreSQL with.
+    pub db_secret_arn: Option<String>,
     /// `GRANTTRAIL_FINDINGS_TOPIC_ARN`: where new findings go (none: not published).
     pub findings_topic_arn: Option<String>,
     /// `GRANTTRAIL_SNAPSHOT_BUCKET` and `GRANTTRAIL_SNAPSHOT_PREFIX`: where snapshots go.
@@ -44,8 +47,15 @@ impl Env {
                 Some(PublicKeys::parse(&bytes).map_err(|e| format!("GRANTTRAIL_PUBLIC_KEYS {path}: {e}"))?)
             }
         };
+        let db = Location::parse(&set("GRANTTRAIL_DB").unwrap_or_else(|| DEFAULT_DB.to_string()))
+            .map_err(|e| format!("GRANTTRAIL_DB: {e}"))?;
+        let db_secret_arn = set("GRANTTRAIL_DB_SECRET_ARN");
+        if db_secret_arn.is_some() && !matches!(db, Location::Postgres(_)) {
+            return Err("GRANTTRAIL_DB_SECRET_ARN is set but GRANTTRAIL_DB is not a postgres:// URL".into());
+        }
         Ok(Env {
-            db: PathBuf::from(set("GRANTTRAIL_DB").unwrap_or_else(|| DEFAULT_DB.to_string())),
+            db,
+            db_secret_arn,
             findings_topic_arn: set("GRANTTRAIL_FINDINGS_TOPIC_ARN"),
             snapshot: set("GRANTTRAIL_SNAPSHOT_BUCKET")
                 .map(|bucket| (bucket, set("GRANTTRAIL_SNAPSHOT_PREFIX").unwrap_or_default())),
@@ -62,7 +72,7 @@ mod tests {
     #[test]
     fn defaults_and_overrides() {
         let env = Env::from_vars(|_| None).unwrap();
-        assert_eq!(env.db, PathBuf::from(DEFAULT_DB));
+        assert_eq!(env.db, Location::File(DEFAULT_DB.into()));
         assert!(env.findings_topic_arn.is_none() && env.snapshot.is_none());
         let env = Env::from_vars(|name| match name {
             "GRANTTRAIL_DB" => Some("/tmp/x.db".into()),
@@ -72,7 +82,27 @@ mod tests {
             _ => None,
         })
         .unwrap();
-        assert_eq!(env.db, PathBuf::from("/tmp/x.db"));
+        assert_eq!(env.db, Location::File("/tmp/x.db".into()));
+        let pg = Env::from_vars(|name| match name {
+            "GRANTTRAIL_DB" => {
+                Some("postgres://granttrail@db.internal:5432/granttrail?sslmode=require".into())
+            }
+            "GRANTTRAIL_DB_SECRET_ARN" => {
+                Some("arn:aws:secretsmanager:us-east-1:111122223333:secret:db".into())
+            }
+            _ => None,
+        })
+        .unwrap();
+        assert!(matches!(pg.db, Location::Postgres(_)) && pg.db_secret_arn.is_some());
+        let secret_for_a_file = Env::from_vars(|name| match name {
+            "GRANTTRAIL_DB_SECRET_ARN" => {
+                Some("arn:aws:secretsmanager:us-east-1:111122223333:secret:db".into())
+            }
+            _ => None,
+        });
+        assert!(secret_for_a_file.unwrap_err().contains("not a postgres:// URL"));
+        let other_engine = Env::from_vars(|n| (n == "GRANTTRAIL_DB").then(|| "mysql://db/x".into()));
+        assert!(other_engine.unwrap_err().contains("GRANTTRAIL_DB: mysql://"));
         assert_eq!(env.snapshot, Some(("snaps".into(), "granttrail/".into())));
         assert!(env.findings_topic_arn.is_none(), "blank means unset");
         let missing = Env::from_vars(|n| (n == "GRANTTRAIL_CONFIG").then(|| "/nonexistent.toml".into()));

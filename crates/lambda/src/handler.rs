@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use std::time::Instant;
 
 use aws_lambda_events::event::sqs::SqsBatchResponse;
+use aws_sdk_s3::error::DisplayErrorContext;
 use aws_sdk_s3::primitives::ByteStream;
 use granttrail_cloudtrail::envelope::{Delivery, unwrap_event};
 use granttrail_cloudtrail::{KeyClass, ObjectKey};
@@ -19,7 +20,8 @@ use granttrail_ingest::{Limits, Outcome, ingest_object, now};
 use granttrail_s3::{
     ClientOptions, connect, fetch_digest_object, fetch_object, list_all, object_name, open_object,
 };
-use granttrail_store::{Journal, Store, VerificationRun};
+use granttrail_store::db::Engine;
+use granttrail_store::{Journal, Location, Store, VerificationRun};
 use serde_json::{Value, json};
 use tokio::runtime::Handle;
 use tracing::{error, info, warn};
@@ -41,9 +43,32 @@ impl Handler {
     /// Opens the database (rollback journal: it lives on a network file system) and the AWS
     /// clients (standard chain; `AWS_ENDPOINT_URL` is honoured, with path-style S3).
     pub async fn new(env: Env) -> Result<Handler, Error> {
-        let mut store = Store::open_with_journal(&env.db, Journal::Rollback)?;
-        store.use_settings(&env.config.labels, false)?;
         let shared = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
+        let location = match (&env.db, &env.db_secret_arn) {
+            (Location::Postgres(url), Some(arn)) => {
+                let secret = aws_sdk_secretsmanager::Client::new(&shared)
+                    .get_secret_value()
+                    .secret_id(arn)
+                    .send()
+                    .await
+                    .map_err(|e| format!("reading the database secret {arn}: {}", DisplayErrorContext(&e)))?;
+                let text = secret
+                    .secret_string()
+                    .ok_or_else(|| format!("the database secret {arn} holds no text"))?;
+                Location::Postgres(
+                    with_credentials(url, text).map_err(|e| format!("the database secret {arn}: {e}"))?,
+                )
+            }
+            (location, _) => location.clone(),
+        };
+        let labels = env.config.labels.clone();
+        // PostgreSQL's client runs its own runtime: it must not be started on this one's thread.
+        let store = tokio::task::spawn_blocking(move || -> Result<Store, Error> {
+            let mut store = Store::open_at(&location, Journal::Rollback, &mut |_| {})?;
+            store.use_settings(&labels, false)?;
+            Ok(store)
+        })
+        .await??;
         Ok(Handler {
             store: Arc::new(Mutex::new(store)),
             s3: connect(&ClientOptions::default()).await,
@@ -433,8 +458,16 @@ impl Handler {
         let target = file.clone();
         tokio::task::spawn_blocking(move || -> Result<(), Error> {
             let _ = std::fs::remove_file(&target);
-            let store = lock(&store)?;
-            Ok(store.snapshot_to(&target)?)
+            let mut store = lock(&store)?;
+            match store.engine() {
+                Engine::Sqlite => store.snapshot_to(&target)?,
+                // The shared database, copied into a SQLite file an investigator can take away.
+                Engine::Postgres => {
+                    let mut file = Store::open(&target)?;
+                    store.copy_into(&mut file, &mut |_, _| {})?;
+                }
+            }
+            Ok(())
         })
         .await??;
         let bytes = std::fs::metadata(&file)?.len();
@@ -500,6 +533,35 @@ fn logs_named_during(
 }
 
 /// The database, unless an earlier panic while holding it left it unusable.
+/// `url` with the user name (when it names none) and password of a Secrets Manager secret's
+/// JSON (`username`, `password`, as Amazon RDS keeps a database's credentials).
+fn with_credentials(url: &str, secret: &str) -> Result<String, String> {
+    let secret: Value = serde_json::from_str(secret).map_err(|e| format!("not JSON: {e}"))?;
+    let password = secret["password"].as_str().ok_or("no \"password\" in it")?;
+    let (scheme, rest) = url.split_once("://").ok_or("GRANTTRAIL_DB is not a URL")?;
+    let (user, host) = match rest.split_once('@') {
+        Some((user, host)) => (user.split(':').next().unwrap_or_default().to_string(), host),
+        None => (
+            secret["username"]
+                .as_str()
+                .ok_or("no user in GRANTTRAIL_DB and no \"username\" in it")?
+                .to_string(),
+            rest,
+        ),
+    };
+    Ok(format!("{scheme}://{}:{}@{host}", percent_encoded(&user), percent_encoded(password)))
+}
+
+/// `text` safe inside a URL's user information.
+fn percent_encoded(text: &str) -> String {
+    text.bytes()
+        .map(|b| match b {
+            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'.' | b'_' | b'~' => char::from(b).to_string(),
+            other => format!("%{other:02X}"),
+        })
+        .collect()
+}
+
 fn lock(store: &Mutex<Store>) -> Result<std::sync::MutexGuard<'_, Store>, String> {
     store.lock().map_err(|_| "the database is unusable after an earlier crash".to_string())
 }
@@ -520,4 +582,27 @@ enum Scope {
     /// on log files themselves (altered, missing).
     Verified(Vec<String>),
     AllKeys,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_secret_gives_the_url_its_password_and_if_needed_its_user() {
+        let secret = r#"{"username": "admin", "password": "p@ss:w/rd"}"#;
+        assert_eq!(
+            with_credentials("postgres://granttrail@db.internal:5432/g?sslmode=require", secret).unwrap(),
+            "postgres://granttrail:p%40ss%3Aw%2Frd@db.internal:5432/g?sslmode=require"
+        );
+        assert_eq!(
+            with_credentials("postgres://db.internal/g", secret).unwrap(),
+            "postgres://admin:p%40ss%3Aw%2Frd@db.internal/g"
+        );
+        assert!(with_credentials("postgres://db/g", "{}").unwrap_err().contains("password"));
+        assert!(
+            with_credentials("postgres://db/g", r#"{"password": "x"}"#).unwrap_err().contains("username")
+        );
+        assert!(with_credentials("postgres://db/g", "not json").unwrap_err().contains("not JSON"));
+    }
 }

@@ -662,3 +662,63 @@ fn each_digest_is_checked_as_it_arrives_and_tampering_is_published() {
         "{log}"
     );
 }
+
+/// Organisation scale: several function instances at once (reserved concurrency above one),
+/// each fed overlapping batches of the same objects, write one PostgreSQL database; the result
+/// is what one instance writing a SQLite file gets from all of them.
+#[test]
+fn several_instances_at_once_into_postgres_equal_one_into_sqlite() {
+    let Some(pg) = granttrail_testkit::Postgres::start() else { return };
+    let url = pg.database("lambda");
+    let keys: Vec<String> = files_under(&example())
+        .iter()
+        .map(|p| p.strip_prefix(example()).unwrap().to_string_lossy().replace('\\', "/"))
+        .collect();
+    assert!(keys.len() > 5);
+    let deploy = |env: Vec<(String, String)>| {
+        let d = Deployment::start_with(env)?;
+        for key in &keys {
+            d.put(key, &std::fs::read(example().join(key)).unwrap());
+        }
+        Some(d)
+    };
+    let Some(sqlite) = deploy(Vec::new()) else { return };
+    let all: Vec<&str> = keys.iter().map(String::as_str).collect();
+    let (ok, body) = sqlite.invoke(&sqs(&[("all", s3_notification(&all))]));
+    assert!(ok && failures(&body).is_empty(), "{body}");
+
+    let instances: Vec<Deployment> =
+        (0..3).map(|_| deploy(vec![("GRANTTRAIL_DB".into(), url.clone())]).unwrap()).collect();
+    // Each instance gets every third object and the next instance's first one: overlapping
+    // batches, all in flight at once.
+    let requests: Vec<String> = instances
+        .iter()
+        .enumerate()
+        .map(|(i, d)| {
+            let mut batch: Vec<(String, Value)> = all
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| j % 3 == i || *j == (i + 1) % 3)
+                .map(|(j, key)| (format!("m{j}"), s3_notification(&[*key])))
+                .collect();
+            batch.dedup_by(|a, b| a.0 == b.0);
+            let messages: Vec<(&str, Value)> = batch.iter().map(|(id, m)| (id.as_str(), m.clone())).collect();
+            d.api.push(&sqs(&messages).to_string())
+        })
+        .collect();
+    for (d, id) in instances.iter().zip(&requests) {
+        let answer = d.api.wait_for(id, WAIT);
+        assert!(answer.ok && failures(&answer.body).is_empty(), "{}\n{}", answer.body, d.log());
+    }
+    let shared =
+        Store::open_at(&granttrail_store::Location::Postgres(url), Journal::Rollback, &mut |_| {}).unwrap();
+    let single = sqlite.store();
+    assert_eq!(counts(&shared), counts(&single));
+    assert_eq!(
+        format!("{:?}", shared.grants(&GrantFilter::default()).unwrap()),
+        format!("{:?}", single.grants(&GrantFilter::default()).unwrap())
+    );
+    let calls = |s: &Store| format!("{:?}", s.calls(&granttrail_store::CallFilter::default()).unwrap());
+    assert_eq!(calls(&shared), calls(&single));
+    assert!(!shared.grants(&GrantFilter::default()).unwrap().is_empty());
+}
