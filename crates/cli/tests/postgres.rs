@@ -15,20 +15,24 @@ use serde_json::Value;
 
 /// `granttrail [--config dir/config.toml] args...` in `ws`: its exit status and standard output.
 fn run(ws: &Workspace, config: Option<&Path>, args: &[&str]) -> (i32, String) {
+    let out = run_full(ws, config, args);
+    (out.status.code().unwrap_or(-1), String::from_utf8(out.stdout).unwrap())
+}
+
+fn run_full(ws: &Workspace, config: Option<&Path>, args: &[&str]) -> std::process::Output {
     let mut full: Vec<String> = Vec::new();
     if let Some(config) = config.filter(|c| c.exists()) {
         full.extend(["--config".to_string(), config.to_string_lossy().into_owned()]);
     }
     full.extend(args.iter().map(|a| a.to_string()));
     let full: Vec<&str> = full.iter().map(String::as_str).collect();
-    let out = ws.run(&full);
-    (out.status.code().unwrap_or(-1), String::from_utf8(out.stdout).unwrap())
+    ws.run(&full)
 }
 
 fn ok(ws: &Workspace, config: Option<&Path>, args: &[&str]) -> String {
-    let (status, stdout) = run(ws, config, args);
-    assert_eq!(status, 0, "granttrail {args:?} on {} failed", ws.db_arg());
-    stdout
+    let out = run_full(ws, config, args);
+    assert!(out.status.success(), "granttrail {args:?} on {} failed: {}", ws.db_arg(), common::stderr(&out));
+    String::from_utf8(out.stdout).unwrap()
 }
 
 /// What every reading command prints about the database of `ws`, by command. `as_of` adds
@@ -352,4 +356,35 @@ fn copy_moves_a_database_between_engines_and_every_answer_stays() {
     let out = sqlite.run(&["copy", "--from", &back.db_arg(), "--to", &url]);
     assert!(!out.status.success());
     assert!(common::stderr(&out).contains("copy into a new, empty database"), "{}", common::stderr(&out));
+}
+
+#[test]
+fn tls_as_libpq_asks_for_it_and_a_certificate_that_does_not_check_out_is_refused() {
+    let Some(pg) = Postgres::start_tls() else { return };
+    let url = pg.database("tls");
+    let example = fixtures().join("example");
+    let cert = pg.certificate();
+    let cert = cert.to_str().unwrap();
+    // Encrypted without checking the server (libpq's require), and checked against the
+    // certificate given as the authority, by IP address and by name.
+    for (i, params) in [
+        "sslmode=require".to_string(),
+        format!("sslmode=verify-full&sslrootcert={cert}"),
+        format!("sslrootcert={cert}"),
+    ]
+    .iter()
+    .enumerate()
+    {
+        let host = if i == 1 { url.replace("127.0.0.1", "localhost") } else { url.clone() };
+        let ws = Workspace::postgres(format!("{host}?{params}"));
+        ok(&ws, None, &["ingest", "-q", example.to_str().unwrap()]);
+        assert!(ok(&ws, None, &["grants", "--format", "json"]).contains("grant_id"), "{params}");
+    }
+    // The server takes no plain connection; a certificate no authority given vouches for fails.
+    for params in ["sslmode=disable", "sslmode=verify-full"] {
+        let out = Workspace::postgres(format!("{url}?{params}")).run(&["grants"]);
+        assert!(!out.status.success(), "{params} connected");
+        let said = common::stderr(&out);
+        assert!(said.contains("database postgres://postgres@127.0.0.1"), "{params}: {said}");
+    }
 }

@@ -22,6 +22,22 @@ impl Postgres {
     /// Starts a server, or `None` (test skipped) when PostgreSQL is not installed; under CI
     /// a missing PostgreSQL is a failure.
     pub fn start() -> Option<Postgres> {
+        Postgres::start_with(false)
+    }
+
+    /// A server that takes TLS connections only, with a certificate for `localhost` and
+    /// 127.0.0.1 signed by an authority of its own (made with `openssl`; the authority's
+    /// certificate is at [`Postgres::certificate`]).
+    pub fn start_tls() -> Option<Postgres> {
+        Postgres::start_with(true)
+    }
+
+    /// The PEM certificate of the authority that signed a [`Postgres::start_tls`] server's.
+    pub fn certificate(&self) -> PathBuf {
+        self.dir.join("ca.crt")
+    }
+
+    fn start_with(tls: bool) -> Option<Postgres> {
         let Some(bin) = server_binaries() else {
             if std::env::var_os("CI").is_some() {
                 panic!("PostgreSQL is not installed: run scripts/test-tools (CI must run every test)");
@@ -58,12 +74,24 @@ impl Postgres {
                 "--no-sync".as_ref(),
             ],
         );
+        let mut tls_options = String::new();
+        if tls {
+            server.make_certificate();
+            // TLS connections from loopback only: a plain connection is refused.
+            std::fs::write(data.join("pg_hba.conf"), "hostssl all all 127.0.0.1/32 trust\nhostnossl all all 127.0.0.1/32 reject\nlocal all all trust\n")
+                .expect("pg_hba.conf written");
+            tls_options = format!(
+                " -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
+                server.dir.join("server.crt").display(),
+                server.dir.join("server.key").display()
+            );
+        }
         // Durability is not what the tests measure: no fsync, as on a scratch cluster.
         let options = format!(
             "-c listen_addresses=127.0.0.1 -p {} -k {} -c fsync=off -c synchronous_commit=off -c full_page_writes=off",
             server.port,
             server.dir.display()
-        );
+        ) + &tls_options;
         let log = server.dir.join("server.log");
         server.run_ok(
             "pg_ctl",
@@ -122,6 +150,69 @@ impl Postgres {
             .expect("psql runs");
         assert!(out.status.success(), "psql {sql:?}: {}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8_lossy(&out.stdout).trim_end().to_string()
+    }
+
+    /// A certificate authority of its own and, signed by it, a key and certificate for
+    /// `localhost` and 127.0.0.1, readable by the server only.
+    fn make_certificate(&self) {
+        let openssl = |args: &[&str]| {
+            let out = Command::new("openssl")
+                .args(args)
+                .current_dir(&self.dir)
+                .output()
+                .expect("openssl runs (it comes with the system)");
+            assert!(out.status.success(), "openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        };
+        let subject_ca = "/CN=granttrail test authority";
+        openssl(&[
+            "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2", "-subj", subject_ca, "-keyout",
+            "ca.key", "-out", "ca.crt",
+        ]);
+        openssl(&[
+            "req",
+            "-newkey",
+            "rsa:2048",
+            "-nodes",
+            "-subj",
+            "/CN=localhost",
+            "-keyout",
+            "server.key",
+            "-out",
+            "server.csr",
+        ]);
+        std::fs::write(
+            self.dir.join("server.ext"),
+            "subjectAltName=DNS:localhost,IP:127.0.0.1\nbasicConstraints=CA:FALSE\n",
+        )
+        .expect("extensions written");
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            "server.csr",
+            "-CA",
+            "ca.crt",
+            "-CAkey",
+            "ca.key",
+            "-CAcreateserial",
+            "-days",
+            "2",
+            "-extfile",
+            "server.ext",
+            "-out",
+            "server.crt",
+        ]);
+        for file in ["server.key", "server.crt"] {
+            let path = self.dir.join(file);
+            if let Some(user) = self.owner {
+                let chown =
+                    Command::new("chown").arg(format!("{user}:")).arg(&path).output().expect("chown runs");
+                assert!(chown.status.success());
+            }
+        }
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(self.dir.join("server.key"), std::fs::Permissions::from_mode(0o600))
+            .expect("key made private");
     }
 
     fn run(&self, program: &str, args: &[&std::ffi::OsStr]) -> Output {

@@ -18,6 +18,8 @@ pub enum Engine {
     Postgres,
 }
 
+mod tls;
+
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     #[error("{0}")]
@@ -28,6 +30,8 @@ pub enum Error {
     NoRows,
     #[error("column {index}: {message}")]
     Column { index: usize, message: String },
+    #[error("{0}")]
+    Tls(String),
 }
 
 impl From<rusqlite::Error> for Error {
@@ -454,9 +458,16 @@ impl Connection {
         Ok(Connection::from_sqlite(conn))
     }
 
-    /// Connects to the PostgreSQL server of `url` (`postgres://user@host:port/database`).
+    /// Connects to the PostgreSQL server of `url` (`postgres://user@host:port/database`), over
+    /// TLS unless `sslmode=disable` ([`tls`]).
     pub fn connect_postgres(url: &str) -> Result<Connection> {
-        let client = postgres::Client::connect(url, postgres::NoTls)?;
+        let (url, tls) = tls::settings(url)?;
+        let client = match tls {
+            None => postgres::Client::connect(&url, postgres::NoTls)?,
+            Some(config) => {
+                postgres::Client::connect(&url, tokio_postgres_rustls::MakeRustlsConnect::new(config))?
+            }
+        };
         Ok(Connection {
             inner: Inner::Postgres(Box::new(Pg {
                 client: RefCell::new(client),
