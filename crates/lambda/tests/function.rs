@@ -663,52 +663,140 @@ fn each_digest_is_checked_as_it_arrives_and_tampering_is_published() {
     );
 }
 
-/// Organisation scale: several function instances at once (reserved concurrency above one),
-/// each fed overlapping batches of the same objects, write one PostgreSQL database; the result
-/// is what one instance writing a SQLite file gets from all of them.
+/// `cargo lambda watch`'s Lambda emulator (from scripts/test-tools) with only its APIs on:
+/// the real function binaries started by the test poll it, as they would Lambda's.
+struct Watch {
+    server: Child,
+    address: String,
+    functions: Vec<Child>,
+    dir: tempfile::TempDir,
+}
+
+impl Watch {
+    fn start() -> Option<Watch> {
+        let program = granttrail_testkit::tool("cargo-lambda", "cargo-lambda")?;
+        let port = granttrail_testkit::free_port();
+        let dir = tempfile::tempdir().unwrap();
+        let server = Command::new(program)
+            .args(["lambda", "watch", "--only-lambda-apis", "-A", "127.0.0.1", "-P", &port.to_string()])
+            .current_dir(env!("CARGO_MANIFEST_DIR"))
+            .stdout(std::fs::File::create(dir.path().join("watch.log")).unwrap())
+            .stderr(std::fs::File::create(dir.path().join("watch.err")).unwrap())
+            .spawn()
+            .unwrap();
+        let address = format!("127.0.0.1:{port}");
+        let started = std::time::Instant::now();
+        while std::net::TcpStream::connect(&address).is_err() {
+            assert!(started.elapsed() < WAIT, "cargo lambda watch did not start");
+            std::thread::sleep(Duration::from_millis(100));
+        }
+        Some(Watch { server, address, functions: Vec::new(), dir })
+    }
+
+    /// Starts one more instance of the function.
+    fn add_function(&mut self, env: &[(&str, String)]) {
+        let log = self.dir.path().join(format!("function-{}.log", self.functions.len()));
+        let child = Command::new(env!("CARGO_BIN_EXE_granttrail-lambda"))
+            .envs(env.iter().map(|(k, v)| (*k, v.as_str())))
+            .env("AWS_LAMBDA_RUNTIME_API", format!("http://{}/.rt", self.address))
+            .env("AWS_LAMBDA_FUNCTION_NAME", "_")
+            .env("AWS_LAMBDA_FUNCTION_VERSION", "1")
+            .env("AWS_LAMBDA_FUNCTION_MEMORY_SIZE", "1024")
+            .env("RUST_LOG", "info")
+            .stdout(std::fs::File::create(log).unwrap())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap();
+        self.functions.push(child);
+    }
+
+    /// Invokes the function through the emulator's invoke API and returns its answer.
+    fn invoke(&self, event: &Value) -> Value {
+        use std::io::Read;
+        let body = event.to_string();
+        let mut stream = std::net::TcpStream::connect(&self.address).unwrap();
+        stream.set_read_timeout(Some(WAIT)).unwrap();
+        write!(
+            stream,
+            "POST /2015-03-31/functions/_/invocations HTTP/1.0\r\nHost: {}\r\nContent-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+            self.address,
+            body.len()
+        )
+        .unwrap();
+        let mut answer = String::new();
+        stream.read_to_string(&mut answer).unwrap();
+        let (head, body) = answer.split_once("\r\n\r\n").unwrap();
+        assert!(head.starts_with("HTTP/1.") && head.contains(" 200"), "{head}\n{body}");
+        serde_json::from_str(body).unwrap_or_else(|e| panic!("{e}: {body}"))
+    }
+
+    fn logs(&self) -> String {
+        (0..self.functions.len())
+            .map(|i| {
+                std::fs::read_to_string(self.dir.path().join(format!("function-{i}.log"))).unwrap_or_default()
+            })
+            .collect()
+    }
+}
+
+impl Drop for Watch {
+    fn drop(&mut self) {
+        for child in self.functions.iter_mut().chain([&mut self.server]) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Organisation scale, under the emulator deployers use: several function instances at once
+/// (reserved concurrency above one), fed overlapping batches of the same objects concurrently,
+/// write one PostgreSQL database; the result is what one instance writing a SQLite file gets.
 #[test]
 fn several_instances_at_once_into_postgres_equal_one_into_sqlite() {
     let Some(pg) = granttrail_testkit::Postgres::start() else { return };
+    let Some(mut watch) = Watch::start() else { return };
     let url = pg.database("lambda");
     let keys: Vec<String> = files_under(&example())
         .iter()
         .map(|p| p.strip_prefix(example()).unwrap().to_string_lossy().replace('\\', "/"))
         .collect();
     assert!(keys.len() > 5);
-    let deploy = |env: Vec<(String, String)>| {
-        let d = Deployment::start_with(env)?;
-        for key in &keys {
-            d.put(key, &std::fs::read(example().join(key)).unwrap());
-        }
-        Some(d)
-    };
-    let Some(sqlite) = deploy(Vec::new()) else { return };
+    let Some(sqlite) = Deployment::start() else { return };
+    for key in &keys {
+        sqlite.put(key, &std::fs::read(example().join(key)).unwrap());
+    }
     let all: Vec<&str> = keys.iter().map(String::as_str).collect();
     let (ok, body) = sqlite.invoke(&sqs(&[("all", s3_notification(&all))]));
     assert!(ok && failures(&body).is_empty(), "{body}");
 
-    let instances: Vec<Deployment> =
-        (0..3).map(|_| deploy(vec![("GRANTTRAIL_DB".into(), url.clone())]).unwrap()).collect();
-    // Each instance gets every third object and the next instance's first one: overlapping
+    // Three instances on the same bucket (moto) and the same database.
+    let mut env = sqlite.moto.env();
+    env.push(("GRANTTRAIL_DB", url.clone()));
+    env.push(("GRANTTRAIL_FINDINGS_TOPIC_ARN", sqlite.topic.clone()));
+    for _ in 0..3 {
+        watch.add_function(&env);
+    }
+    // Each batch holds every third object and the next batch's first one: overlapping
     // batches, all in flight at once.
-    let requests: Vec<String> = instances
-        .iter()
-        .enumerate()
-        .map(|(i, d)| {
-            let mut batch: Vec<(String, Value)> = all
+    let batches: Vec<Value> = (0..3)
+        .map(|i| {
+            let messages: Vec<(String, Value)> = all
                 .iter()
                 .enumerate()
                 .filter(|(j, _)| j % 3 == i || *j == (i + 1) % 3)
                 .map(|(j, key)| (format!("m{j}"), s3_notification(&[*key])))
                 .collect();
-            batch.dedup_by(|a, b| a.0 == b.0);
-            let messages: Vec<(&str, Value)> = batch.iter().map(|(id, m)| (id.as_str(), m.clone())).collect();
-            d.api.push(&sqs(&messages).to_string())
+            let messages: Vec<(&str, Value)> =
+                messages.iter().map(|(id, m)| (id.as_str(), m.clone())).collect();
+            sqs(&messages)
         })
         .collect();
-    for (d, id) in instances.iter().zip(&requests) {
-        let answer = d.api.wait_for(id, WAIT);
-        assert!(answer.ok && failures(&answer.body).is_empty(), "{}\n{}", answer.body, d.log());
+    let answers: Vec<Value> = std::thread::scope(|scope| {
+        let calls: Vec<_> = batches.iter().map(|b| scope.spawn(|| watch.invoke(b))).collect();
+        calls.into_iter().map(|c| c.join().unwrap()).collect()
+    });
+    for answer in &answers {
+        assert!(failures(answer).is_empty(), "{answer}\n{}", watch.logs());
     }
     let shared =
         Store::open_at(&granttrail_store::Location::Postgres(url), Journal::Rollback, &mut |_| {}).unwrap();
@@ -721,4 +809,13 @@ fn several_instances_at_once_into_postgres_equal_one_into_sqlite() {
     let calls = |s: &Store| format!("{:?}", s.calls(&granttrail_store::CallFilter::default()).unwrap());
     assert_eq!(calls(&shared), calls(&single));
     assert!(!shared.grants(&GrantFilter::default()).unwrap().is_empty());
+    // More than one instance did the work.
+    let served = (0..3)
+        .filter(|i| {
+            std::fs::read_to_string(watch.dir.path().join(format!("function-{i}.log")))
+                .unwrap_or_default()
+                .contains("\"invocation\"")
+        })
+        .count();
+    assert!(served > 1, "one instance served every invocation:\n{}", watch.logs());
 }
