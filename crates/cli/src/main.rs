@@ -34,7 +34,7 @@ use granttrail_grants::when::{self, When};
 #[derive(Debug, Parser)]
 #[command(name = "granttrail", version, max_term_width = 100)]
 struct Cli {
-    /// SQLite database to use (created if missing).
+    /// Database to use: a SQLite file (created if missing) or a postgres:// URL (tables created if missing).
     #[arg(long, global = true, env = "GRANTTRAIL_DB", default_value = "granttrail.db", value_parser = parse_db)]
     db: Location,
 

@@ -388,3 +388,40 @@ fn tls_as_libpq_asks_for_it_and_a_certificate_that_does_not_check_out_is_refused
         assert!(said.contains("database postgres://postgres@127.0.0.1"), "{params}: {said}");
     }
 }
+
+#[test]
+fn postgresql_has_the_tables_columns_and_views_of_sqlite() {
+    let Some(pg) = Postgres::start() else { return };
+    let ws = Workspace::postgres(pg.database("schema"));
+    ok(&ws, None, &["grants"]);
+    let listed = pg.psql_in(
+        "schema",
+        "SELECT c.table_name || '.' || c.column_name FROM information_schema.columns c
+         JOIN information_schema.tables t ON t.table_name = c.table_name AND t.table_schema = c.table_schema
+         WHERE c.table_schema = 'public' AND t.table_type = 'BASE TABLE' AND c.table_name <> 'granttrail_schema'
+         UNION SELECT 'view ' || table_name FROM information_schema.views WHERE table_schema = 'public'
+         ORDER BY 1",
+    );
+    let on_postgres: Vec<String> = listed.lines().map(String::from).collect();
+
+    let sqlite = Workspace::new();
+    drop(granttrail_store::Store::open(&sqlite.db()).unwrap());
+    let conn = rusqlite::Connection::open(sqlite.db()).unwrap();
+    let mut on_sqlite: Vec<String> = Vec::new();
+    let mut objects =
+        conn.prepare("SELECT name, type FROM sqlite_master WHERE type IN ('table', 'view')").unwrap();
+    let objects: Vec<(String, String)> =
+        objects.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(Result::unwrap).collect();
+    for (name, kind) in objects {
+        if kind == "view" {
+            on_sqlite.push(format!("view {name}"));
+            continue;
+        }
+        let mut columns = conn.prepare(&format!("PRAGMA table_info({name})")).unwrap();
+        let columns: Vec<String> = columns.query_map([], |r| r.get(1)).unwrap().map(Result::unwrap).collect();
+        on_sqlite.extend(columns.into_iter().map(|c| format!("{name}.{c}")));
+    }
+    on_sqlite.sort();
+    assert!(on_sqlite.len() > 100, "{on_sqlite:?}");
+    assert_eq!(on_postgres, on_sqlite, "the two engines' schemas differ");
+}

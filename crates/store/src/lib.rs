@@ -1,4 +1,5 @@
-//! granttrail's SQLite store.
+//! granttrail's store, in a SQLite file or a PostgreSQL database ([`db`]: one connection type,
+//! one set of SQL, the same answers).
 //!
 //! Events are the facts; grants are derived from them. Each object is written in one
 //! transaction ([`ObjectWriter`]): its events go in once per `eventID`, and
