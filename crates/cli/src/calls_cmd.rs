@@ -99,6 +99,7 @@ impl<'a> CallView<'a> {
 pub fn run(db: &Location, args: &CallsArgs) -> anyhow::Result<ExitCode> {
     let mut store = open_existing(db)?;
     store.refresh_labels()?;
+    store.read_snapshot()?;
     let mut labels = args.labels.clone();
     if args.grant_only {
         labels.extend([Label::GrantOnly, Label::GrantOnlyLikely]);

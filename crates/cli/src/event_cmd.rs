@@ -31,7 +31,8 @@ enum EventFormat {
 }
 
 pub fn run(db: &Location, args: &EventArgs) -> anyhow::Result<ExitCode> {
-    let store = open_existing(db)?;
+    let mut store = open_existing(db)?;
+    store.read_snapshot()?;
     let Some(found) = store.event_record(&args.event_id)? else {
         bail!("no event with eventID {:?} in {}", args.event_id, db);
     };

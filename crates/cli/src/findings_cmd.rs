@@ -59,6 +59,7 @@ pub struct FindingsArgs {
 pub fn run(db: &Location, config: &Config, args: &FindingsArgs) -> anyhow::Result<ExitCode> {
     let mut store = open_existing(db)?;
     store.refresh_labels()?;
+    store.read_snapshot()?;
     let latest = latest_event(&store)?;
     let reference = Reference::new(args.as_of, None, latest);
     let now = reference.at;

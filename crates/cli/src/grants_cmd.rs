@@ -62,7 +62,8 @@ pub struct GrantArgs {
 }
 
 pub fn list(db: &Location, args: &GrantsArgs) -> anyhow::Result<ExitCode> {
-    let store = open_existing(db)?;
+    let mut store = open_existing(db)?;
+    store.read_snapshot()?;
     let filter = GrantFilter {
         key_arn: args.key.clone(),
         grantee: args.grantee.clone(),
@@ -158,6 +159,7 @@ fn csv_row(g: &Grant) -> Vec<String> {
 pub fn story(db: &Location, args: &GrantArgs) -> anyhow::Result<ExitCode> {
     let mut store = open_existing(db)?;
     store.refresh_labels()?;
+    store.read_snapshot()?;
     let grants = store.grants_by_id(&args.grant_id)?;
     if grants.is_empty() {
         bail!("no grant with id {:?} in {}", args.grant_id, db);

@@ -82,12 +82,15 @@ impl Handler {
     /// other events a failure is an error, so Lambda's own retries and destinations apply.
     pub async fn handle(&self, event: Value) -> Result<Value, Error> {
         let started = Instant::now();
-        if event.get("granttrail").and_then(Value::as_str) == Some("snapshot") {
+        if let Some(scheduled @ ("snapshot" | "evaluate")) = event.get("granttrail").and_then(Value::as_str) {
             // Some findings appear with time alone (a grant grows old): the scheduled
             // invocation evaluates every key, batches only the keys they touched.
             let published = self.publish_new_findings(Scope::AllKeys).await?;
             info!(published_findings = published, "every key evaluated");
             self.apply_retention().await?;
+            if scheduled == "evaluate" {
+                return Ok(json!({ "published_findings": published }));
+            }
             return self.snapshot().await;
         }
         let messages = unwrap_event(&serde_json::to_vec(&event)?)?;

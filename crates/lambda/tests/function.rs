@@ -818,4 +818,9 @@ fn several_instances_at_once_into_postgres_equal_one_into_sqlite() {
         })
         .count();
     assert!(served > 1, "one instance served every invocation:\n{}", watch.logs());
+
+    // Aurora mode's schedule: every key evaluated (and old records pruned), no snapshot.
+    let evaluated = watch.invoke(&json!({"granttrail": "evaluate"}));
+    assert!(evaluated["published_findings"].is_u64(), "{evaluated}");
+    assert!(evaluated.get("snapshot").is_none(), "{evaluated}");
 }

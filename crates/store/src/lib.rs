@@ -553,6 +553,17 @@ impl Store {
         Ok(relabelled)
     }
 
+    /// From now on, every read sees the database as it is at the first one, whatever writers
+    /// commit meanwhile: a listing or a report made of many queries is of one state. For a
+    /// command that only reads from here on (a write would fail).
+    pub fn read_snapshot(&mut self) -> Result<()> {
+        match self.conn.engine() {
+            db::Engine::Sqlite => self.conn.execute_batch("BEGIN DEFERRED")?,
+            db::Engine::Postgres => self.conn.execute_batch("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")?,
+        }
+        Ok(())
+    }
+
     /// Stores a key policy document known from outside the logs (for example the output of
     /// `aws kms get-key-policy`) as in force at `at`, and relabels the key's calls.
     pub fn import_key_policy(&mut self, key_arn: &str, at: i64, policy: &str, source: &str) -> Result<()> {

@@ -69,6 +69,7 @@ pub struct ReportArgs {
 pub fn run(db: &Location, config: &Config, args: &ReportArgs) -> anyhow::Result<ExitCode> {
     let mut store = open_existing(db)?;
     store.refresh_labels()?;
+    store.read_snapshot()?;
     // Durations count back from --as-of, else from the latest event.
     let relative_to = match args.as_of {
         Some(t) => t,
