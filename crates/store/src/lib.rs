@@ -559,7 +559,9 @@ impl Store {
     pub fn read_snapshot(&mut self) -> Result<()> {
         match self.conn.engine() {
             db::Engine::Sqlite => self.conn.execute_batch("BEGIN DEFERRED")?,
-            db::Engine::Postgres => self.conn.execute_batch("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")?,
+            db::Engine::Postgres => {
+                self.conn.execute_batch("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")?
+            }
         }
         Ok(())
     }

@@ -57,8 +57,11 @@ impl Texts {
         let id = match find(conn, text)? {
             Some(id) => id,
             None => conn
-                .prepare_cached("INSERT INTO texts (hash, text) VALUES (?1, ?2) RETURNING id")?
-                .query_row(crate::db::params![hash(text), text], |r| r.get(0))?,
+                .insert(
+                    "INSERT INTO texts (hash, text) VALUES (?1, ?2)",
+                    crate::db::params![hash(text), text],
+                )?
+                .ok_or_else(|| StoreError::Corrupt(format!("the text {text:?} was not added")))?,
         };
         if self.seen.len() >= CACHE_LIMIT {
             self.seen.clear();

@@ -2,7 +2,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::db::{Connection, OptionalExtension, Savepoint, Transaction, TransactionBehavior, params};
+use crate::db::{Connection, Savepoint, Transaction, TransactionBehavior, params};
 use granttrail_grants::{Caller, Details, Grant, GrantSpec, Invalidation, KmsEvent, fold_grant};
 
 use crate::labels;
@@ -128,17 +128,13 @@ impl<'c> ObjectWriter<'c> {
     fn start(tx: Scope<'c>, source: &str) -> Result<Option<ObjectWriter<'c>>> {
         // The row is completed at commit; inserting it first gives events their object id
         // and makes a concurrent writer of the same object wait, then see it as done.
-        let inserted: Option<i64> = tx
-            .query_row(
-                "INSERT INTO objects (source, ingested_at, format, bytes, records, kms_events, new_events,
-                                      grant_events, skipped_records)
-                 VALUES (?1, 0, '', 0, 0, 0, 0, 0, 0)
-                 ON CONFLICT (source) DO NOTHING
-                 RETURNING id",
-                [source],
-                |r| r.get(0),
-            )
-            .optional()?;
+        let inserted = tx.insert(
+            "INSERT INTO objects (source, ingested_at, format, bytes, records, kms_events, new_events,
+                                  grant_events, skipped_records)
+             VALUES (?1, 0, '', 0, 0, 0, 0, 0, 0)
+             ON CONFLICT (source) DO NOTHING",
+            [source],
+        )?;
         let Some(object_id) = inserted else {
             return Ok(None);
         };
@@ -212,18 +208,16 @@ impl<'c> ObjectWriter<'c> {
             value.as_deref().map(|v| self.texts.id(tx, v)).transpose()
         };
         let details = text(&details)?;
-        let rowid: i64 = tx
-            .prepare_cached(
+        let rowid = tx
+            .insert(
                 "INSERT INTO event_rows (event_id, event_hash, shared_event_id, event_time, event_name, event_type,
                  aws_region, recipient_account_id, error_code, error_message, caller_type, caller_arn,
                  caller_principal_id, caller_account_id, session_issuer_arn, invoked_by, source_ip,
                  user_agent, key, destination_key, request_key_id, grant_id, grant_spec, dry_run,
                  object_id, event_source, details)
              VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19,
-                     ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27)
-             RETURNING id",
-            )?
-            .query_row(params![
+                     ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27)",
+                params![
                 event.event_id,
                 event_hash,
                 event.shared_event_id,
@@ -250,8 +244,10 @@ impl<'c> ObjectWriter<'c> {
                 event.dry_run,
                 self.object_id,
                 event.event_source,
-                details,
-            ], |r| r.get::<_, i64>(0))?;
+                    details,
+                ],
+            )?
+            .ok_or_else(|| StoreError::Corrupt(format!("event {} was not added", event.event_id)))?;
         self.tx
             .prepare_cached(
                 "INSERT INTO event_records (event_rowid, dictionary, record) VALUES (?1, ?2, ?3)",
