@@ -9,7 +9,7 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-use common::{Workspace, fixtures};
+use common::{Workspace, fixtures, read_json, scenario_imports as imports};
 use granttrail_testkit::Postgres;
 use serde_json::Value;
 
@@ -98,32 +98,6 @@ fn assert_same(what: &str, sqlite: &[(String, (i32, String))], postgres: &[(Stri
             on_sqlite, on_postgres,
             "{what}: `granttrail {command}` differs between SQLite and PostgreSQL"
         );
-    }
-}
-
-fn read_json(path: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
-
-/// The imports a scenario asks for (imports.json), in its order.
-fn imports(ws: &Workspace, dir: &Path) {
-    let path = dir.join("imports.json");
-    if !path.exists() {
-        return;
-    }
-    let config = dir.join("config.toml");
-    for step in read_json(&path).as_array().unwrap() {
-        let file = dir.join(step["file"].as_str().unwrap());
-        let file = file.to_str().unwrap();
-        let at = step["at"].as_str().unwrap();
-        match step["kind"].as_str().unwrap() {
-            "key-policy" => {
-                let key = step["key"].as_str().unwrap();
-                ok(ws, Some(&config), &["import", "key-policy", file, "--key", key, "--at", at])
-            }
-            "iam" => ok(ws, Some(&config), &["import", "iam", file, "--at", at]),
-            other => panic!("unknown import {other}"),
-        };
     }
 }
 
@@ -236,7 +210,7 @@ fn concurrent_ingests_into_postgres_give_one_sqlite_ingests_answer() {
         gzip: true,
     })
     .unwrap();
-    let mut files: Vec<PathBuf> = walk(corpus.path());
+    let mut files: Vec<PathBuf> = granttrail_testkit::files_under(corpus.path());
     files.sort();
     assert_eq!(files.len(), 30, "{files:?}");
 
@@ -282,19 +256,6 @@ fn concurrent_ingests_into_postgres_give_one_sqlite_ingests_answer() {
     }
 }
 
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    for entry in std::fs::read_dir(dir).unwrap() {
-        let path = entry.unwrap().path();
-        if path.is_dir() {
-            out.extend(walk(&path));
-        } else {
-            out.push(path);
-        }
-    }
-    out
-}
-
 #[test]
 fn a_database_of_a_newer_granttrail_is_refused_and_a_bad_url_is_named() {
     let Some(pg) = Postgres::start() else { return };
@@ -319,8 +280,10 @@ fn a_database_of_a_newer_granttrail_is_refused_and_a_bad_url_is_named() {
 fn copy_moves_a_database_between_engines_and_every_answer_stays() {
     let Some(pg) = Postgres::start() else { return };
     let example = fixtures().join("example");
-    let mut files: Vec<PathBuf> =
-        walk(&example).into_iter().filter(|f| !f.to_string_lossy().contains("Digest")).collect();
+    let mut files: Vec<PathBuf> = granttrail_testkit::files_under(&example)
+        .into_iter()
+        .filter(|f| !f.to_string_lossy().contains("Digest"))
+        .collect();
     files.sort();
     assert!(files.len() > 4, "{files:?}");
     let (first, rest) = files.split_at(files.len() / 2);

@@ -8,12 +8,8 @@ mod common;
 
 use std::path::Path;
 
-use common::{Workspace, fixtures};
+use common::{Workspace, fixtures, read_json, scenario_imports as imports};
 use serde_json::Value;
-
-fn read_json(path: &Path) -> Value {
-    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
-}
 
 /// `granttrail [--config dir/config.toml] args...`
 fn run(ws: &Workspace, dir: &Path, args: &[&str]) -> String {
@@ -25,27 +21,6 @@ fn run(ws: &Workspace, dir: &Path, args: &[&str]) -> String {
     }
     full.extend(args);
     ws.ok(&full)
-}
-
-fn imports(ws: &Workspace, dir: &Path) {
-    let path = dir.join("imports.json");
-    if !path.exists() {
-        return;
-    }
-    for step in read_json(&path).as_array().unwrap() {
-        let file = dir.join(step["file"].as_str().unwrap());
-        let file = file.to_str().unwrap();
-        let at = step["at"].as_str().unwrap();
-        match step["kind"].as_str().unwrap() {
-            "key-policy" => run(
-                ws,
-                dir,
-                &["import", "key-policy", file, "--key", step["key"].as_str().unwrap(), "--at", at],
-            ),
-            "iam" => run(ws, dir, &["import", "iam", file, "--at", at]),
-            other => panic!("unknown import {other}"),
-        };
-    }
 }
 
 /// The runs of `granttrail findings` a scenario asks for (findings.json): at each `as_of`, the

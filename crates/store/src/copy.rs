@@ -150,11 +150,16 @@ fn copy_table(
             (0..width).map(|i| r.get::<_, Value>(i)).collect::<crate::db::Result<Vec<Value>>>()
         })?;
         let mut in_page = 0;
+        let mut last_row = None;
         for row in rows {
             let row = row?;
             write.execute(params_from_iter(row.iter()))?;
-            last = Some(positions.iter().map(|&p| row[p].clone()).collect());
+            last_row = Some(row);
             in_page += 1;
+        }
+        // The next page starts after the key of this one's last row.
+        if let Some(row) = last_row {
+            last = Some(positions.iter().map(|&p| row[p].clone()).collect());
         }
         total += in_page;
         progress(table, total);

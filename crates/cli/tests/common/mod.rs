@@ -101,3 +101,41 @@ pub fn tool(relative: &str) -> Option<PathBuf> {
     eprintln!("skipping: {} is missing (run scripts/test-tools)", path.display());
     None
 }
+
+pub fn read_json(path: &Path) -> serde_json::Value {
+    serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap()
+}
+
+/// The imports a scenario of fixtures/scenarios asks for (its imports.json), in their order,
+/// with the scenario's settings (its config.toml) when it has some.
+pub fn scenario_imports(ws: &Workspace, dir: &Path) {
+    let path = dir.join("imports.json");
+    if !path.exists() {
+        return;
+    }
+    let config = dir.join("config.toml");
+    let config = config.to_str().unwrap();
+    let with_config = |args: &[&str]| {
+        let mut full = if dir.join("config.toml").exists() { vec!["--config", config] } else { Vec::new() };
+        full.extend(args);
+        ws.ok(&full);
+    };
+    for step in read_json(&path).as_array().unwrap() {
+        let file = dir.join(step["file"].as_str().unwrap());
+        let file = file.to_str().unwrap();
+        let at = step["at"].as_str().unwrap();
+        match step["kind"].as_str().unwrap() {
+            "key-policy" => with_config(&[
+                "import",
+                "key-policy",
+                file,
+                "--key",
+                step["key"].as_str().unwrap(),
+                "--at",
+                at,
+            ]),
+            "iam" => with_config(&["import", "iam", file, "--at", at]),
+            other => panic!("unknown import {other}"),
+        }
+    }
+}

@@ -63,18 +63,6 @@ fn postgres_message(e: &postgres::Error) -> String {
     }
 }
 
-impl Error {
-    /// Did PostgreSQL abort the transaction to break a deadlock or a serialization conflict?
-    /// Such a transaction can simply be run again.
-    pub fn is_retryable(&self) -> bool {
-        let Error::Postgres(e) = self else { return false };
-        e.code().is_some_and(|c| {
-            *c == postgres::error::SqlState::T_R_DEADLOCK_DETECTED
-                || *c == postgres::error::SqlState::T_R_SERIALIZATION_FAILURE
-        })
-    }
-}
-
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 /// A value read from or bound to a statement, borrowed.
@@ -369,16 +357,29 @@ enum Inner {
 
 struct Pg {
     client: RefCell<postgres::Client>,
+    /// Prepared statements by the store's SQL.
     statements: RefCell<HashMap<String, postgres::Statement>>,
+    /// The same for [`Connection::insert`]'s inserts, prepared with `RETURNING id`.
+    inserts: RefCell<HashMap<String, postgres::Statement>>,
 }
 
 impl Pg {
     fn statement(&self, sql: &str) -> Result<postgres::Statement> {
-        if let Some(s) = self.statements.borrow().get(sql) {
+        self.prepared(&self.statements, sql, "")
+    }
+
+    /// `sql` (with `suffix`) as prepared in `cache`, prepared now if it is not there yet.
+    fn prepared(
+        &self,
+        cache: &RefCell<HashMap<String, postgres::Statement>>,
+        sql: &str,
+        suffix: &str,
+    ) -> Result<postgres::Statement> {
+        if let Some(s) = cache.borrow().get(sql) {
             return Ok(s.clone());
         }
-        let prepared = self.client.borrow_mut().prepare(&postgres_sql(sql))?;
-        let mut cache = self.statements.borrow_mut();
+        let prepared = self.client.borrow_mut().prepare(&(postgres_sql(sql) + suffix))?;
+        let mut cache = cache.borrow_mut();
         if cache.len() >= PG_STATEMENT_CACHE {
             cache.clear();
         }
@@ -387,17 +388,17 @@ impl Pg {
     }
 
     fn run(&self, stmt: &postgres::Statement, params: &[ValueRef<'_>]) -> Result<Vec<postgres::Row>> {
-        let args: Vec<&(dyn postgres::types::ToSql + Sync)> =
-            params.iter().map(|p| p as &(dyn postgres::types::ToSql + Sync)).collect();
-        Ok(self.client.borrow_mut().query(stmt, &args)?)
+        Ok(self.client.borrow_mut().query(stmt, &postgres_params(params))?)
     }
 
     fn execute(&self, stmt: &postgres::Statement, params: &[ValueRef<'_>]) -> Result<usize> {
-        let args: Vec<&(dyn postgres::types::ToSql + Sync)> =
-            params.iter().map(|p| p as &(dyn postgres::types::ToSql + Sync)).collect();
-        let n = self.client.borrow_mut().execute(stmt, &args)?;
+        let n = self.client.borrow_mut().execute(stmt, &postgres_params(params))?;
         Ok(usize::try_from(n).unwrap_or(usize::MAX))
     }
+}
+
+fn postgres_params<'a>(values: &'a [ValueRef<'a>]) -> Vec<&'a (dyn postgres::types::ToSql + Sync)> {
+    values.iter().map(|p| p as &(dyn postgres::types::ToSql + Sync)).collect()
 }
 
 /// `sql` with SQLite's `?N` (and bare `?`) parameters numbered the PostgreSQL way (`$N`),
@@ -472,6 +473,7 @@ impl Connection {
             inner: Inner::Postgres(Box::new(Pg {
                 client: RefCell::new(client),
                 statements: RefCell::default(),
+                inserts: RefCell::default(),
             })),
         })
     }
@@ -527,13 +529,12 @@ impl Connection {
                 let inserted = c.prepare_cached(insert)?.execute(sqlite_params(&values))?;
                 Ok((inserted > 0).then(|| c.last_insert_rowid()))
             }
-            Inner::Postgres(_) => {
-                let mut stmt = self.prepare_cached(&format!("{insert} RETURNING id"))?;
-                let mut rows = stmt.query(params)?;
-                Ok(match rows.next()? {
-                    Some(row) => Some(row.get(0)?),
-                    None => None,
-                })
+            Inner::Postgres(pg) => {
+                let stmt = pg.prepared(&pg.inserts, insert, " RETURNING id")?;
+                match pg.run(&stmt, &params.values())?.first() {
+                    Some(row) => Ok(Some(Row { inner: RowInner::Postgres(row) }.get(0)?)),
+                    None => Ok(None),
+                }
             }
         }
     }
@@ -648,6 +649,12 @@ enum StatementInner<'c> {
     Postgres { pg: &'c Pg, stmt: postgres::Statement },
 }
 
+/// What a statement runs on.
+enum Target<'s, 'c> {
+    Sqlite(&'s mut rusqlite::Statement<'c>),
+    Postgres(&'c Pg, &'s postgres::Statement),
+}
+
 /// A parameter as SQLite takes it.
 struct Bind<'a>(ValueRef<'a>);
 
@@ -680,32 +687,31 @@ impl<'c> Statement<'c> {
         }
     }
 
-    fn sqlite(&mut self) -> Option<&mut rusqlite::Statement<'c>> {
+    fn target(&mut self) -> Target<'_, 'c> {
         match &mut self.inner {
-            StatementInner::Sqlite(s) => Some(s),
-            StatementInner::SqliteCached(s) => Some(s),
-            StatementInner::Postgres { .. } => None,
+            StatementInner::Sqlite(s) => Target::Sqlite(s),
+            StatementInner::SqliteCached(s) => Target::Sqlite(s),
+            StatementInner::Postgres { pg, stmt } => Target::Postgres(pg, stmt),
         }
     }
 
     pub fn execute<P: Params>(&mut self, params: P) -> Result<usize> {
         let values = params.values();
-        if let StatementInner::Postgres { pg, stmt } = &self.inner {
-            return pg.execute(stmt, &values);
+        match self.target() {
+            Target::Sqlite(s) => Ok(s.execute(sqlite_params(&values))?),
+            Target::Postgres(pg, stmt) => pg.execute(stmt, &values),
         }
-        let Some(s) = self.sqlite() else { return Err(Error::NoRows) };
-        Ok(s.execute(sqlite_params(&values))?)
     }
 
     pub fn query<P: Params>(&mut self, params: P) -> Result<Rows<'_>> {
         let values = params.values();
-        if let StatementInner::Postgres { pg, stmt } = &self.inner {
-            let rows = pg.run(stmt, &values)?;
-            return Ok(Rows { inner: RowsInner::Postgres { rows: rows.into_iter(), current: None } });
-        }
-        let Some(s) = self.sqlite() else { return Err(Error::NoRows) };
-        let rows = s.query(sqlite_params(&values))?;
-        Ok(Rows { inner: RowsInner::Sqlite(rows) })
+        let inner = match self.target() {
+            Target::Sqlite(s) => RowsInner::Sqlite(s.query(sqlite_params(&values))?),
+            Target::Postgres(pg, stmt) => {
+                RowsInner::Postgres { rows: pg.run(stmt, &values)?.into_iter(), current: None }
+            }
+        };
+        Ok(Rows { inner })
     }
 
     pub fn query_map<T, P: Params, F: FnMut(&Row<'_>) -> Result<T>>(
