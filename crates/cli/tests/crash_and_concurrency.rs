@@ -7,10 +7,9 @@
 mod common;
 
 use std::path::Path;
-use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::Workspace;
+use common::{Workspace, crash_iterations as iterations, kill_delays as delays};
 use serde_json::Value;
 
 /// A corpus large enough that an ingest takes a while: 40 files, 16,000 records, 30 % KMS.
@@ -41,35 +40,6 @@ fn integrity_ok(db: &Path) {
     assert_eq!(result, "ok");
 }
 
-fn spawn(ws: &Workspace, args: &[&str]) -> std::process::Child {
-    Command::new(env!("CARGO_BIN_EXE_granttrail"))
-        .arg("--db")
-        .arg(ws.db())
-        .args(args)
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::piped())
-        .spawn()
-        .unwrap()
-}
-
-/// A small deterministic generator for kill delays.
-fn delays(n: usize, max: Duration) -> Vec<Duration> {
-    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
-    (0..n)
-        .map(|_| {
-            x ^= x << 13;
-            x ^= x >> 7;
-            x ^= x << 17;
-            max.mul_f64((x % 10_000) as f64 / 10_000.0)
-        })
-        .collect()
-}
-
-fn iterations() -> usize {
-    std::env::var("GRANTTRAIL_CRASH_ITERATIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(8)
-}
-
 #[test]
 fn killing_ingest_or_rebuild_anywhere_loses_and_corrupts_nothing() {
     let data = Workspace::new();
@@ -86,7 +56,7 @@ fn killing_ingest_or_rebuild_anywhere_loses_and_corrupts_nothing() {
 
     for (i, delay) in delays(iterations(), full).into_iter().enumerate() {
         let ws = Workspace::new();
-        let mut child = spawn(&ws, &["ingest", "-q", logs]);
+        let mut child = ws.spawn(&["ingest", "-q", logs]);
         std::thread::sleep(delay);
         let _ = child.kill(); // SIGKILL; the process may have finished already
         child.wait().unwrap();
@@ -105,7 +75,7 @@ fn killing_ingest_or_rebuild_anywhere_loses_and_corrupts_nothing() {
     ws.ok(&["rebuild"]);
     let rebuild = started.elapsed();
     for delay in delays(iterations().div_ceil(2), rebuild) {
-        let mut child = spawn(&ws, &["rebuild"]);
+        let mut child = ws.spawn(&["rebuild"]);
         std::thread::sleep(delay);
         let _ = child.kill();
         child.wait().unwrap();
@@ -129,8 +99,8 @@ fn concurrent_ingests_and_readers_agree_with_one_run() {
     let ws = Workspace::new();
     let account =
         std::fs::read_dir(logs.join("AWSLogs/o-exampleorg")).unwrap().next().unwrap().unwrap().path();
-    let mut first = spawn(&ws, &["ingest", "-q", logs_text]);
-    let mut second = spawn(&ws, &["ingest", "-q", account.to_str().unwrap()]);
+    let mut first = ws.spawn(&["ingest", "-q", logs_text]);
+    let mut second = ws.spawn(&["ingest", "-q", account.to_str().unwrap()]);
 
     // Readers meanwhile: every answer is complete, valid JSON.
     let mut reads = 0;

@@ -65,6 +65,21 @@ impl Workspace {
         child.wait_with_output().unwrap()
     }
 
+    /// Starts `granttrail --db <db> args...` without waiting: its output is discarded but for
+    /// standard error.
+    pub fn spawn(&self, args: &[&str]) -> std::process::Child {
+        Command::new(env!("CARGO_BIN_EXE_granttrail"))
+            .arg("--db")
+            .arg(self.db_arg())
+            .args(args)
+            .env_remove("GRANTTRAIL_DB")
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .unwrap()
+    }
+
     /// Runs and insists on success, returning stdout.
     pub fn ok(&self, args: &[&str]) -> String {
         let out = self.run(args);
@@ -138,4 +153,22 @@ pub fn scenario_imports(ws: &Workspace, dir: &Path) {
             other => panic!("unknown import {other}"),
         }
     }
+}
+
+/// `n` deterministic points in time up to `max`, at which the kill tests stop a process.
+pub fn kill_delays(n: usize, max: std::time::Duration) -> Vec<std::time::Duration> {
+    let mut x: u64 = 0x2545_F491_4F6C_DD1D;
+    (0..n)
+        .map(|_| {
+            x ^= x << 13;
+            x ^= x >> 7;
+            x ^= x << 17;
+            max.mul_f64((x % 10_000) as f64 / 10_000.0)
+        })
+        .collect()
+}
+
+/// How many kill points the kill tests try: `GRANTTRAIL_CRASH_ITERATIONS`, 8 by default.
+pub fn crash_iterations() -> usize {
+    std::env::var("GRANTTRAIL_CRASH_ITERATIONS").ok().and_then(|v| v.parse().ok()).unwrap_or(8)
 }
