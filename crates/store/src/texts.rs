@@ -16,8 +16,8 @@ use rusqlite::functions::FunctionFlags;
 
 use crate::{Result, StoreError};
 
-/// Ids remembered by one [`Texts`] before it starts again: bounds memory when a long
-/// relabelling meets many principals.
+/// Texts a [`TextReader`] remembers before it starts again: bounds memory when a listing
+/// meets many principals.
 const CACHE_LIMIT: usize = 1 << 16;
 
 /// The hash `texts.hash` and `event_rows.event_hash` store: FNV-1a (64 bits) of the UTF-8
@@ -41,34 +41,19 @@ pub(crate) fn register_hash(conn: &rusqlite::Connection) -> rusqlite::Result<()>
     )
 }
 
-/// Finds or adds texts, remembering the ids it has seen. Use one within a single transaction
-/// only: after a rollback it could remember an id whose row was undone.
-#[derive(Default)]
-pub(crate) struct Texts {
-    seen: HashMap<String, i64>,
-}
-
-impl Texts {
-    /// The id of `text`, added if it is new.
-    pub(crate) fn id(&mut self, conn: &Connection, text: &str) -> Result<i64> {
-        if let Some(&id) = self.seen.get(text) {
-            return Ok(id);
-        }
-        let id = match find(conn, text)? {
-            Some(id) => id,
-            None => conn
-                .insert(
-                    "INSERT INTO texts (hash, text) VALUES (?1, ?2)",
-                    crate::db::params![hash(text), text],
-                )?
-                .ok_or_else(|| StoreError::Corrupt(format!("the text {text:?} was not added")))?,
-        };
-        if self.seen.len() >= CACHE_LIMIT {
-            self.seen.clear();
-        }
-        self.seen.insert(text.to_string(), id);
-        Ok(id)
+/// The id of `text`, added if it is new. The connection remembers it for later transactions.
+pub(crate) fn id(conn: &Connection, text: &str) -> Result<i64> {
+    if let Some(id) = conn.remembered(text) {
+        return Ok(id);
     }
+    let id = match find(conn, text)? {
+        Some(id) => id,
+        None => conn
+            .insert("INSERT INTO texts (hash, text) VALUES (?1, ?2)", crate::db::params![hash(text), text])?
+            .ok_or_else(|| StoreError::Corrupt(format!("the text {text:?} was not added")))?,
+    };
+    conn.remember(text, id);
+    Ok(id)
 }
 
 /// The id of `text`, if it is stored. A filter on a text never stored matches nothing.
@@ -168,13 +153,33 @@ mod tests {
              CREATE INDEX texts_by_hash ON texts (hash);",
         )
         .expect("table");
-        let (mut first, mut second) = (Texts::default(), Texts::default());
-        let a = first.id(&conn, "arn:aws:kms:us-east-1:111122223333:key/k").expect("added");
-        assert_eq!(second.id(&conn, "arn:aws:kms:us-east-1:111122223333:key/k").expect("found"), a);
-        assert_ne!(first.id(&conn, "other").expect("added"), a);
+        let a = id(&conn, "arn:aws:kms:us-east-1:111122223333:key/k").expect("added");
+        assert_eq!(id(&conn, "arn:aws:kms:us-east-1:111122223333:key/k").expect("found"), a);
+        assert_ne!(id(&conn, "other").expect("added"), a);
         assert_eq!(find(&conn, "missing").expect("looked up"), None);
         let count: i64 = conn.query_row("SELECT count(*) FROM texts", [], |r| r.get(0)).expect("count");
         assert_eq!(count, 2);
+    }
+
+    #[test]
+    fn a_rolled_back_text_is_forgotten_with_its_id() {
+        let mut conn = Connection::open_in_memory().expect("database");
+        conn.execute_batch(
+            "CREATE TABLE texts (id INTEGER PRIMARY KEY, hash INTEGER NOT NULL, text TEXT NOT NULL)",
+        )
+        .expect("table");
+        let undone = {
+            let tx = conn.transaction().expect("transaction");
+            id(&tx, "rolled back").expect("added")
+        };
+        // SQLite gives the freed id to the next row: the remembered one must not be used.
+        let kept = id(&conn, "kept").expect("added");
+        assert_eq!(kept, undone);
+        let again = id(&conn, "rolled back").expect("added again");
+        assert_ne!(again, kept);
+        let text: String =
+            conn.query_row("SELECT text FROM texts WHERE id = ?1", [again], |r| r.get(0)).expect("stored");
+        assert_eq!(text, "rolled back");
     }
 
     #[test]

@@ -7,7 +7,7 @@ use granttrail_grants::{Caller, Details, Grant, GrantSpec, Invalidation, KmsEven
 
 use crate::labels;
 use crate::records::{self, StoredRecord};
-use crate::texts::{self, KEY, Texts};
+use crate::texts::{self, KEY};
 use crate::{Result, StoreError};
 
 /// What one object contributed, for the object's row and the ingest summary.
@@ -40,9 +40,6 @@ type Touched = BTreeSet<(Option<String>, String)>;
 /// One object's transaction. Dropping it without [`ObjectWriter::commit`] rolls back.
 pub struct ObjectWriter<'c> {
     tx: Scope<'c>,
-    /// The texts this object's events refer to; per object, since a rolled-back object
-    /// takes the texts it added with it.
-    texts: Texts,
     object_id: i64,
     touched: Touched,
     deleted_keys: BTreeSet<String>,
@@ -140,7 +137,6 @@ impl<'c> ObjectWriter<'c> {
         };
         Ok(Some(ObjectWriter {
             tx,
-            texts: Texts::default(),
             object_id,
             touched: Touched::new(),
             deleted_keys: BTreeSet::new(),
@@ -204,8 +200,8 @@ impl<'c> ObjectWriter<'c> {
         let details = if event.details.is_empty() { None } else { Some(to_json(&event.details)?) };
         let c = &event.caller;
         let tx = &*self.tx;
-        let mut text = |value: &Option<String>| -> Result<Option<i64>> {
-            value.as_deref().map(|v| self.texts.id(tx, v)).transpose()
+        let text = |value: &Option<String>| -> Result<Option<i64>> {
+            value.as_deref().map(|v| texts::id(tx, v)).transpose()
         };
         let details = text(&details)?;
         let rowid = tx

@@ -348,7 +348,20 @@ const PG_STATEMENT_CACHE: usize = 512;
 
 pub struct Connection {
     inner: Inner,
+    ids: RefCell<Remembered>,
 }
+
+/// Ids of rows that are never deleted (texts), by their text, kept across transactions: each
+/// is looked up once per connection rather than once per object. A rollback may undo rows some
+/// of them name (and SQLite may then give their ids to other rows), so it forgets them all.
+#[derive(Default)]
+struct Remembered {
+    ids: HashMap<String, i64>,
+    bytes: usize,
+}
+
+/// The text bytes [`Remembered`] holds before it starts again: memory stays flat.
+const REMEMBERED_BYTES: usize = 8 << 20;
 
 enum Inner {
     Sqlite(rusqlite::Connection),
@@ -449,7 +462,7 @@ pub(crate) fn postgres_sql(sql: &str) -> String {
 
 impl Connection {
     pub fn from_sqlite(conn: rusqlite::Connection) -> Connection {
-        Connection { inner: Inner::Sqlite(conn) }
+        Connection { inner: Inner::Sqlite(conn), ids: RefCell::default() }
     }
 
     /// A private SQLite database in memory, with granttrail's SQL functions.
@@ -475,6 +488,33 @@ impl Connection {
                 statements: RefCell::default(),
                 inserts: RefCell::default(),
             })),
+            ids: RefCell::default(),
+        })
+    }
+
+    /// The id remembered for `text` ([`Connection::remember`]), if no rollback came since.
+    pub(crate) fn remembered(&self, text: &str) -> Option<i64> {
+        self.ids.borrow().ids.get(text).copied()
+    }
+
+    /// Remembers the id of the row of a text that is never deleted.
+    pub(crate) fn remember(&self, text: &str, id: i64) {
+        let mut memory = self.ids.borrow_mut();
+        if memory.bytes + text.len() > REMEMBERED_BYTES {
+            *memory = Remembered::default();
+        }
+        memory.bytes += text.len();
+        memory.ids.insert(text.to_string(), id);
+    }
+
+    /// Undoes the open transaction (or, with `to_savepoint`, the open savepoint), forgetting
+    /// the remembered ids: some may name rows the rollback removes.
+    fn roll_back(&self, to_savepoint: bool) -> Result<()> {
+        *self.ids.borrow_mut() = Remembered::default();
+        self.execute_batch(if to_savepoint {
+            "ROLLBACK TO granttrail; RELEASE granttrail"
+        } else {
+            "ROLLBACK"
         })
     }
 
@@ -567,7 +607,7 @@ impl Connection {
                 self.execute_batch("BEGIN")?;
                 let locked = self.query_row("SELECT pg_advisory_xact_lock(?1)", [WRITER_LOCK], |_| Ok(()));
                 if let Err(e) = locked {
-                    let _ = self.execute_batch("ROLLBACK");
+                    let _ = self.roll_back(false);
                     return Err(e);
                 }
             }
@@ -585,7 +625,12 @@ pub struct Transaction<'c> {
 impl Transaction<'_> {
     pub fn commit(mut self) -> Result<()> {
         self.done = true;
-        self.conn.execute_batch("COMMIT")
+        let committed = self.conn.execute_batch("COMMIT");
+        if committed.is_err() {
+            // A commit that fails rolls the transaction back.
+            *self.conn.ids.borrow_mut() = Remembered::default();
+        }
+        committed
     }
 
     /// A savepoint inside this transaction: its writes are undone alone if it is dropped.
@@ -606,7 +651,7 @@ impl Drop for Transaction<'_> {
     fn drop(&mut self) {
         if !self.done {
             // Nothing to report to: the caller is already returning an error.
-            let _ = self.conn.execute_batch("ROLLBACK");
+            let _ = self.conn.roll_back(false);
         }
     }
 }
@@ -634,7 +679,7 @@ impl std::ops::Deref for Savepoint<'_> {
 impl Drop for Savepoint<'_> {
     fn drop(&mut self) {
         if !self.done {
-            let _ = self.conn.execute_batch("ROLLBACK TO granttrail; RELEASE granttrail");
+            let _ = self.conn.roll_back(true);
         }
     }
 }

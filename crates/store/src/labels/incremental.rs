@@ -15,7 +15,7 @@ use super::{KEY_CONTEXT, Shared, Strategy, imported_key_policies, load_events};
 use crate::Result;
 use crate::codes::Code;
 use crate::read::grants_not_ended_before;
-use crate::texts::{KEY, Texts};
+use crate::texts::{self, KEY};
 use crate::write::EVENT_COLUMNS;
 
 /// A key with more calls than this to recheck is relabelled whole, which is cheaper per call
@@ -145,7 +145,7 @@ pub(super) fn relabel_incrementally(
     settings: &Settings,
 ) -> Result<bool> {
     let Some(new_events) = new_events(conn, key, increment)? else { return Ok(false) };
-    let key_id = Texts::default().id(conn, key)?;
+    let key_id = texts::id(conn, key)?;
     let context =
         load_events(conn, &format!("SELECT {EVENT_COLUMNS} FROM events WHERE {}", *KEY_CONTEXT), [key])?;
     let policies = imported_key_policies(conn, key)?;

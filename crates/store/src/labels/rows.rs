@@ -6,12 +6,12 @@ use crate::db::{Connection, params};
 use granttrail_grants::{CallLabel, Grant, GrantReasons, Observation, Side};
 
 use crate::codes::{self, Coded};
-use crate::texts::{self, Texts};
+use crate::texts;
 use crate::{Result, StoreError};
 
 /// Makes the stored observations of `key` equal to `observations`, writing only differences.
 pub(super) fn replace_observations(conn: &Connection, key: &str, observations: &[Observation]) -> Result<()> {
-    let key = Texts::default().id(conn, key)?;
+    let key = texts::id(conn, key)?;
     let mut stmt = conn.prepare_cached(
         "SELECT behaviour_group, kind, event_time, event_id FROM observations WHERE key = ?1",
     )?;
@@ -59,7 +59,6 @@ struct LabelRow {
 /// Writes label rows, finding or adding the texts they refer to. One per transaction.
 struct LabelWriter<'c> {
     conn: &'c Connection,
-    texts: Texts,
     json: Vec<u8>,
     /// The grants labels name, by key and id, read once.
     grants: HashMap<String, HashMap<String, Option<Grant>>>,
@@ -67,11 +66,11 @@ struct LabelWriter<'c> {
 
 impl<'c> LabelWriter<'c> {
     fn new(conn: &'c Connection) -> LabelWriter<'c> {
-        LabelWriter { conn, texts: Texts::default(), json: Vec::new(), grants: HashMap::new() }
+        LabelWriter { conn, json: Vec::new(), grants: HashMap::new() }
     }
 
     fn text(&mut self, text: &str) -> Result<i64> {
-        self.texts.id(self.conn, text)
+        texts::id(self.conn, text)
     }
 
     fn json(&mut self, value: &impl serde::Serialize) -> Result<i64> {
