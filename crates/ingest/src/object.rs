@@ -3,7 +3,10 @@ use std::io::Read;
 use granttrail_cloudtrail::digest::Sha256;
 use granttrail_cloudtrail::{Limits, ObjectError, ScanError, for_each_record_hashed, may_be_relevant};
 use granttrail_grants::{KmsEvent, RecordError, normalise, normalise_str};
-use granttrail_store::{ObjectCounts, Store, StoreError};
+use granttrail_store::{ObjectCounts, Store, StoreError, StoredRecord};
+
+/// Events [`ingest_object`] hands the store at a time.
+const EVENTS_PER_WRITE: usize = 128;
 
 /// A failure that stops one object. The object's name is added by whoever reports it.
 #[derive(Debug, thiserror::Error)]
@@ -68,10 +71,16 @@ pub fn ingest_object<R: Read>(
         return Ok(Outcome::AlreadyIngested);
     };
     let mut first_skip = None;
+    // Events are stored a few at a time: their eventIDs are looked up together.
+    let mut pending: Vec<(KmsEvent, StoredRecord)> = Vec::with_capacity(EVENTS_PER_WRITE);
     let read = for_each_record_hashed(reader, limits, |record| {
         match parse_record(record) {
             Ok(Some((event, raw))) => {
-                writer.add(&event, &raw)?;
+                pending.push((event, StoredRecord::compress(&raw)?));
+                if pending.len() >= EVENTS_PER_WRITE {
+                    writer.add_records(&pending)?;
+                    pending.clear();
+                }
             }
             Ok(None) => {}
             Err(e) => {
@@ -83,6 +92,7 @@ pub fn ingest_object<R: Read>(
     });
     match read {
         Ok((summary, sha256)) => {
+            writer.add_records(&pending)?;
             writer.set_content_sha256(sha256);
             let format = format!("{:?}", summary.format);
             let counts = writer.commit(&format, summary.bytes, summary.records, now)?;

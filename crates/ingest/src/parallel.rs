@@ -214,9 +214,7 @@ fn write_in_order(
         let outcome = loop {
             match rx.recv() {
                 Ok(Item::Events { events, skipped, first_skip: skip }) => {
-                    for (event, record) in &events {
-                        writer.add_record(event, record)?;
-                    }
+                    writer.add_records(&events)?;
                     for _ in 0..skipped {
                         writer.skip_record();
                     }

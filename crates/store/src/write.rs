@@ -1,6 +1,6 @@
 //! Writing one object's events and recomputing the grants they touch.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, HashMap, HashSet};
 
 use crate::db::{Connection, Savepoint, Transaction, TransactionBehavior, params};
 use granttrail_grants::{Caller, Details, Grant, GrantSpec, Invalidation, KmsEvent, fold_grant};
@@ -154,17 +154,32 @@ impl<'c> ObjectWriter<'c> {
 
     /// [`ObjectWriter::add`] with the record compressed already (by another thread).
     pub fn add_record(&mut self, event: &KmsEvent, record: &StoredRecord) -> Result<bool> {
+        let known = !rows_with_event_ids(&self.tx, [event.event_id.as_str()])?.is_empty();
+        self.add_checked(event, record, known)
+    }
+
+    /// [`ObjectWriter::add_record`] for several events, whose eventIDs are looked up together.
+    pub fn add_records(&mut self, events: &[(KmsEvent, StoredRecord)]) -> Result<()> {
+        let stored = rows_with_event_ids(&self.tx, events.iter().map(|(e, _)| e.event_id.as_str()))?;
+        let mut added: HashSet<&str> = HashSet::new();
+        for (event, record) in events {
+            let known = stored.contains_key(&event.event_id) || added.contains(event.event_id.as_str());
+            if self.add_checked(event, record, known)? {
+                added.insert(&event.event_id);
+            }
+        }
+        Ok(())
+    }
+
+    /// Stores `event` unless it is a duplicate; `known` says whether its eventID is stored.
+    fn add_checked(&mut self, event: &KmsEvent, record: &StoredRecord, known: bool) -> Result<bool> {
         if event.is_kms() {
             self.counts.kms_events += 1;
         }
         // A record already stored is a duplicate delivery; a different record with a stored
-        // eventID is a collision, kept beside the other (found by this check, not by an index
-        // on the text: texts.rs says why).
+        // eventID is a collision, kept beside the other (found by the eventID's hash, not by an
+        // index on the text: texts.rs says why).
         let event_hash = texts::hash(&event.event_id);
-        let known = self
-            .tx
-            .prepare_cached("SELECT 1 FROM event_rows WHERE event_hash = ?1 AND event_id = ?2")?
-            .exists(params![event_hash, event.event_id])?;
         if known {
             let stored = stored_with_id(&self.tx, &event.event_id)?;
             if let Some(&(row, _, _)) = stored.iter().find(|(_, e, _)| e == event) {
@@ -400,6 +415,42 @@ pub(crate) fn recompute(tx: &Connection, pairs: &BTreeSet<(String, String)>) -> 
 /// The stored events with this eventID, with the object each came from.
 /// The records stored with this `eventID` (more than one: a collision), each with its row id
 /// and the object it was stored from.
+/// EventIDs looked up in one statement by [`rows_with_event_ids`]: one round trip to
+/// PostgreSQL per this many events rather than per event.
+const IDS_PER_LOOKUP: usize = 128;
+
+/// A stored event row: its id, call name and time.
+pub(crate) type EventRow = (i64, String, i64);
+
+/// The stored rows of each of `event_ids` that has any (two or more for a collision), in row
+/// order.
+pub(crate) fn rows_with_event_ids<'a>(
+    conn: &Connection,
+    event_ids: impl IntoIterator<Item = &'a str>,
+) -> Result<HashMap<String, Vec<EventRow>>> {
+    let wanted: Vec<&str> = event_ids.into_iter().collect::<BTreeSet<_>>().into_iter().collect();
+    let mut found: HashMap<String, Vec<EventRow>> = HashMap::new();
+    let placeholders = (1..=IDS_PER_LOOKUP).map(|i| format!("?{i}")).collect::<Vec<_>>().join(", ");
+    let sql = format!(
+        "SELECT event_id, id, event_name, event_time FROM event_rows WHERE event_hash IN ({placeholders}) ORDER BY id"
+    );
+    for chunk in wanted.chunks(IDS_PER_LOOKUP) {
+        let mut stmt = conn.prepare_for_these_parameters(&sql)?;
+        // A short chunk repeats its first hash: one statement serves every chunk.
+        let hashes: Vec<i64> =
+            (0..IDS_PER_LOOKUP).map(|i| texts::hash(chunk.get(i).unwrap_or(&chunk[0]))).collect();
+        let mut rows = stmt.query(crate::db::params_from_iter(hashes))?;
+        while let Some(r) = rows.next()? {
+            let event_id: String = r.get(0)?;
+            // Rows of other eventIDs that share a hash are not asked for (or are, in their own chunk).
+            if chunk.contains(&event_id.as_str()) {
+                found.entry(event_id).or_default().push((r.get(1)?, r.get(2)?, r.get(3)?));
+            }
+        }
+    }
+    Ok(found)
+}
+
 pub(crate) fn stored_with_id(tx: &Connection, event_id: &str) -> Result<Vec<(i64, KmsEvent, String)>> {
     let mut stmt = tx.prepare_cached(&format!(
         "SELECT {EVENT_COLUMNS}, o.source, e.id FROM events e JOIN objects o ON o.id = e.object_id

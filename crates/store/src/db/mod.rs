@@ -584,6 +584,19 @@ impl Connection {
         self.statement(sql, true)
     }
 
+    /// Like [`Connection::prepare`], but planned for its parameters whenever it is prepared on
+    /// PostgreSQL, not by a plan cached with the statement: a plan made while a table was
+    /// small (early in a long transaction that fills it) would scan it whole for good.
+    pub fn prepare_for_these_parameters(&self, sql: &str) -> Result<Statement<'_>> {
+        match &self.inner {
+            Inner::Postgres(pg) => {
+                let stmt = pg.client.borrow_mut().prepare(&postgres_sql(sql))?;
+                Ok(Statement { inner: StatementInner::Postgres { pg, stmt } })
+            }
+            Inner::Sqlite(_) => self.prepare_cached(sql),
+        }
+    }
+
     fn statement(&self, sql: &str, cached: bool) -> Result<Statement<'_>> {
         let inner = match &self.inner {
             Inner::Sqlite(c) if cached => StatementInner::SqliteCached(c.prepare_cached(sql)?),

@@ -7,6 +7,7 @@ use granttrail_grants::{CallLabel, Grant, GrantReasons, Observation, Side};
 
 use crate::codes::{self, Coded};
 use crate::texts;
+use crate::write::{EventRow, rows_with_event_ids};
 use crate::{Result, StoreError};
 
 /// Makes the stored observations of `key` equal to `observations`, writing only differences.
@@ -174,25 +175,27 @@ impl<'c> LabelWriter<'c> {
     }
 }
 
-/// The row id of the stored event a label is about. Of two different records with its eventID
-/// (a collision), the one with the label's call name and time: the record the label describes,
-/// whichever was stored first.
-fn event_row(conn: &Connection, l: &CallLabel) -> Result<i64> {
-    let mut stmt = conn.prepare_cached(
-        "SELECT id, event_name, event_time FROM event_rows WHERE event_hash = ?1 AND event_id = ?2",
-    )?;
-    let mut rows = stmt.query(params![texts::hash(&l.event_id), l.event_id])?;
-    let mut fallback: Option<i64> = None;
-    while let Some(r) = rows.next()? {
-        let (id, name, time): (i64, String, i64) = (r.get(0)?, r.get(1)?, r.get(2)?);
-        if name == l.event_name && time == l.event_time {
-            return Ok(id);
-        }
-        fallback = Some(fallback.map_or(id, |f| f.min(id)));
+/// The row ids of the stored events labels are about, looked up together.
+struct EventRows(HashMap<String, Vec<EventRow>>);
+
+impl EventRows {
+    fn of<'l>(conn: &Connection, labels: impl IntoIterator<Item = &'l CallLabel>) -> Result<EventRows> {
+        Ok(EventRows(rows_with_event_ids(conn, labels.into_iter().map(|l| l.event_id.as_str()))?))
     }
-    fallback.ok_or_else(|| {
-        StoreError::Corrupt(format!("a label names event {}, which is not stored", l.event_id))
-    })
+
+    /// The row id of the stored event `l` is about. Of two different records with its eventID
+    /// (a collision), the one with the label's call name and time: the record the label
+    /// describes, whichever was stored first.
+    fn of_label(&self, l: &CallLabel) -> Result<i64> {
+        let rows = self.0.get(&l.event_id).map(Vec::as_slice).unwrap_or_default();
+        rows.iter()
+            .find(|(_, name, time)| *name == l.event_name && *time == l.event_time)
+            .or_else(|| rows.iter().min_by_key(|(id, _, _)| *id))
+            .map(|(id, _, _)| *id)
+            .ok_or_else(|| {
+                StoreError::Corrupt(format!("a label names event {}, which is not stored", l.event_id))
+            })
+    }
 }
 
 /// Makes the stored labels of `key` equal to `labels`, writing only the rows that differ:
@@ -253,9 +256,12 @@ pub(super) fn replace_labels_between(
         conn.prepare_cached("DELETE FROM call_labels WHERE event = ?1 AND side = ?2")?
             .execute(params![stored.event, stored.side])?;
     }
-    for (l, _) in labels.iter().zip(&unchanged).filter(|(l, same)| inside(l) && !**same) {
+    let to_write: Vec<&CallLabel> =
+        labels.iter().zip(&unchanged).filter(|(l, same)| inside(l) && !**same).map(|(l, _)| l).collect();
+    let events = EventRows::of(conn, to_write.iter().copied())?;
+    for l in to_write {
         let row = writer.row(key_id, l)?;
-        writer.write(event_row(conn, l)?, l, &row)?;
+        writer.write(events.of_label(l)?, l, &row)?;
     }
     update_with(&mut writer, key_id, labels.iter().filter(|l| !inside(l)))
 }
@@ -277,11 +283,13 @@ fn update_with<'l>(
     labels: impl IntoIterator<Item = &'l CallLabel>,
 ) -> Result<()> {
     let conn = writer.conn;
+    let labels: Vec<&CallLabel> = labels.into_iter().collect();
+    let events = EventRows::of(conn, labels.iter().copied())?;
     let mut stored = conn.prepare_cached(&format!(
         "SELECT {LABEL_COLUMNS} FROM call_labels c WHERE event = ?1 AND side = ?2"
     ))?;
     for l in labels {
-        let event = event_row(conn, l)?;
+        let event = events.of_label(l)?;
         let row = writer.row(key, l)?;
         let old: Option<(Linked, LabelRow)> = {
             let mut rows = stored.query(params![event, l.side.code()])?;
