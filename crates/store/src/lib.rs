@@ -335,6 +335,8 @@ impl Store {
     ) -> Result<Store> {
         let sqlite = |e: rusqlite::Error| StoreError::Database(e.into());
         conn.busy_timeout(BUSY_TIMEOUT).map_err(sqlite)?;
+        // Room for every statement an ingest repeats, the multi-row inserts' shapes included.
+        conn.set_prepared_statement_cache_capacity(64);
         texts::register_hash(&conn).map_err(sqlite)?;
         // Refuse a newer schema before anything below changes the file (its journal mode).
         let found: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).map_err(sqlite)?;

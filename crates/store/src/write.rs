@@ -2,7 +2,7 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
-use crate::db::{Connection, Savepoint, Transaction, TransactionBehavior, params};
+use crate::db::{Connection, Savepoint, ToSql, Transaction, TransactionBehavior, params, params_from_iter};
 use granttrail_grants::{Caller, Details, Grant, GrantSpec, Invalidation, KmsEvent, fold_grant};
 
 use crate::labels;
@@ -47,7 +47,12 @@ pub struct ObjectWriter<'c> {
     counts: ObjectCounts,
     /// The SHA-256 of the object's decompressed content, if the read hashed it.
     content_sha256: Option<[u8; 32]>,
+    /// Records of added events not inserted yet: (event row id, compressed record).
+    records: Vec<(i64, Vec<u8>)>,
 }
+
+/// The most records one statement inserts.
+const RECORDS_PER_INSERT: usize = 128;
 
 /// Where an object's writes go: a transaction of its own, or a savepoint in a [`Batch`].
 /// Either way the object is all or nothing.
@@ -143,6 +148,7 @@ impl<'c> ObjectWriter<'c> {
             dirty: Invalidation::default(),
             counts: ObjectCounts::default(),
             content_sha256: None,
+            records: Vec::new(),
         }))
     }
 
@@ -155,7 +161,9 @@ impl<'c> ObjectWriter<'c> {
     /// [`ObjectWriter::add`] with the record compressed already (by another thread).
     pub fn add_record(&mut self, event: &KmsEvent, record: &StoredRecord) -> Result<bool> {
         let known = !rows_with_event_ids(&self.tx, [event.event_id.as_str()])?.is_empty();
-        self.add_checked(event, record, known)
+        let added = self.add_checked(event, record, known)?;
+        self.insert_records()?;
+        Ok(added)
     }
 
     /// [`ObjectWriter::add_record`] for several events, whose eventIDs are looked up together.
@@ -168,6 +176,30 @@ impl<'c> ObjectWriter<'c> {
                 added.insert(&event.event_id);
             }
         }
+        self.insert_records()
+    }
+
+    /// Inserts the records of the events added since the last call, many rows a statement
+    /// (nothing reads `event_records` while an object is written).
+    fn insert_records(&mut self) -> Result<()> {
+        let mut rest = self.records.as_slice();
+        while !rest.is_empty() {
+            // Statements of 128, 64, ..., 1 rows: a few shapes, each prepared once.
+            let rows = 1 << rest.len().min(RECORDS_PER_INSERT).ilog2();
+            let (now, later) = rest.split_at(rows);
+            let tuples: Vec<String> =
+                (0..rows).map(|i| format!("(?{}, ?{}, ?{})", 3 * i + 1, 3 * i + 2, 3 * i + 3)).collect();
+            let sql = format!(
+                "INSERT INTO event_records (event_rowid, dictionary, record) VALUES {}",
+                tuples.join(", ")
+            );
+            let values = now
+                .iter()
+                .flat_map(|(rowid, frame)| -> [&dyn ToSql; 3] { [rowid, &records::DICTIONARY_ID, frame] });
+            self.tx.prepare_cached(&sql)?.execute(params_from_iter(values))?;
+            rest = later;
+        }
+        self.records.clear();
         Ok(())
     }
 
@@ -259,11 +291,7 @@ impl<'c> ObjectWriter<'c> {
                 ],
             )?
             .ok_or_else(|| StoreError::Corrupt(format!("event {} was not added", event.event_id)))?;
-        self.tx
-            .prepare_cached(
-                "INSERT INTO event_records (event_rowid, dictionary, record) VALUES (?1, ?2, ?3)",
-            )?
-            .execute(params![rowid, records::DICTIONARY_ID, record.frame])?;
+        self.records.push((rowid, record.frame.clone()));
         self.counts.new_events += 1;
         self.dirty.add_event(event);
         if event.is_grant_event() {
@@ -296,6 +324,7 @@ impl<'c> ObjectWriter<'c> {
     }
 
     pub fn commit(mut self, format: &str, bytes: u64, records: u64, now: i64) -> Result<ObjectCounts> {
+        self.insert_records()?;
         self.counts.bytes = bytes;
         self.counts.records = records;
         let mut pairs = BTreeSet::new();
