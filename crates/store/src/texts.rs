@@ -9,9 +9,9 @@
 //! file format ([`hash`]); SQL reaches it as `granttrail_hash(text)`, which every connection
 //! granttrail opens registers ([`register_hash`]).
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
-use crate::db::{Connection, OptionalExtension};
+use crate::db::{Connection, OptionalExtension, ToSql, params_from_iter, rows_in_next_statement, value_rows};
 use rusqlite::functions::FunctionFlags;
 
 use crate::{Result, StoreError};
@@ -54,6 +54,62 @@ pub(crate) fn id(conn: &Connection, text: &str) -> Result<i64> {
     };
     conn.remember(text, id);
     Ok(id)
+}
+
+/// Makes sure every one of `texts` is stored, and has the connection remember their ids, in a
+/// few statements for many texts: [`id`] then finds each without asking the database.
+pub(crate) fn store_all<'a>(conn: &Connection, texts: impl IntoIterator<Item = &'a str>) -> Result<()> {
+    let wanted: BTreeSet<&str> = texts.into_iter().filter(|t| conn.remembered(t).is_none()).collect();
+    let wanted: Vec<&str> = wanted.into_iter().collect();
+    let lookup = format!("SELECT id, text FROM texts WHERE hash IN ({HASH_LIST})");
+    for chunk in wanted.chunks(HASHES_PER_LOOKUP) {
+        let mut stmt = conn.prepare_for_these_parameters(&lookup)?;
+        let mut rows = stmt.query(params_from_iter(hash_list(chunk)))?;
+        while let Some(r) = rows.next()? {
+            let text: String = r.get(1)?;
+            if chunk.contains(&text.as_str()) {
+                conn.remember(&text, r.get(0)?);
+            }
+        }
+    }
+    let missing: Vec<&str> = wanted.into_iter().filter(|t| conn.remembered(t).is_none()).collect();
+    let mut rest = missing.as_slice();
+    while !rest.is_empty() {
+        let (now, later) = rest.split_at(rows_in_next_statement(rest.len(), HASHES_PER_LOOKUP));
+        let sql =
+            format!("INSERT INTO texts (hash, text) VALUES {} RETURNING id, text", value_rows(now.len(), 2));
+        let values: Vec<(i64, &str)> = now.iter().map(|t| (hash(t), *t)).collect();
+        let params = values.iter().flat_map(|(h, t)| -> [&dyn ToSql; 2] { [h, t] });
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let mut rows = stmt.query(params_from_iter(params))?;
+        while let Some(r) = rows.next()? {
+            let text: String = r.get(1)?;
+            conn.remember(&text, r.get(0)?);
+        }
+        rest = later;
+    }
+    Ok(())
+}
+
+/// Hashes looked up in one statement ([`HASH_LIST`]): one round trip to PostgreSQL per this
+/// many texts or eventIDs rather than per one.
+pub(crate) const HASHES_PER_LOOKUP: usize = 128;
+
+/// The parameters of an `IN` list of [`HASHES_PER_LOOKUP`] hashes, bound by [`hash_list`].
+pub(crate) const HASH_LIST: &str = "?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, \
+    ?19, ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31, ?32, ?33, ?34, ?35, ?36, ?37, ?38, ?39, ?40, \
+    ?41, ?42, ?43, ?44, ?45, ?46, ?47, ?48, ?49, ?50, ?51, ?52, ?53, ?54, ?55, ?56, ?57, ?58, ?59, ?60, ?61, ?62, \
+    ?63, ?64, ?65, ?66, ?67, ?68, ?69, ?70, ?71, ?72, ?73, ?74, ?75, ?76, ?77, ?78, ?79, ?80, ?81, ?82, ?83, ?84, \
+    ?85, ?86, ?87, ?88, ?89, ?90, ?91, ?92, ?93, ?94, ?95, ?96, ?97, ?98, ?99, ?100, ?101, ?102, ?103, ?104, ?105, \
+    ?106, ?107, ?108, ?109, ?110, ?111, ?112, ?113, ?114, ?115, ?116, ?117, ?118, ?119, ?120, ?121, ?122, ?123, \
+    ?124, ?125, ?126, ?127, ?128";
+
+/// The hashes of `chunk` (at most [`HASHES_PER_LOOKUP`] texts) for [`HASH_LIST`]; a short
+/// chunk repeats its first, so that one statement serves every chunk.
+pub(crate) fn hash_list(chunk: &[&str]) -> Vec<i64> {
+    (0..HASHES_PER_LOOKUP)
+        .map(|i| hash(chunk.get(i).or(chunk.first()).copied().unwrap_or_default()))
+        .collect()
 }
 
 /// The id of `text`, if it is stored. A filter on a text never stored matches nothing.
@@ -180,6 +236,32 @@ mod tests {
         let text: String =
             conn.query_row("SELECT text FROM texts WHERE id = ?1", [again], |r| r.get(0)).expect("stored");
         assert_eq!(text, "rolled back");
+    }
+
+    #[test]
+    fn the_hash_list_has_its_size() {
+        assert_eq!(HASH_LIST.split(',').count(), HASHES_PER_LOOKUP);
+        assert!(HASH_LIST.ends_with(&format!("?{HASHES_PER_LOOKUP}")));
+        assert_eq!(hash_list(&["a"]), vec![hash("a"); HASHES_PER_LOOKUP]);
+    }
+
+    #[test]
+    fn texts_stored_together_are_found_one_by_one() {
+        let conn = Connection::open_in_memory().expect("database");
+        conn.execute_batch(
+            "CREATE TABLE texts (id INTEGER PRIMARY KEY, hash INTEGER NOT NULL, text TEXT NOT NULL)",
+        )
+        .expect("table");
+        let before = id(&conn, "stored before").expect("added");
+        let many: Vec<String> = (0..300).map(|i| format!("text {i}")).collect();
+        store_all(&conn, many.iter().map(String::as_str).chain(["stored before", "text 7"])).expect("stored");
+        let count: i64 = conn.query_row("SELECT count(*) FROM texts", [], |r| r.get(0)).expect("count");
+        assert_eq!(count, 301, "each text once");
+        assert_eq!(find(&conn, "stored before").expect("found"), Some(before));
+        for text in &many {
+            // From the connection's memory, and the same as the table says.
+            assert_eq!(id(&conn, text).expect("known"), find(&conn, text).expect("found").expect("stored"));
+        }
     }
 
     #[test]

@@ -2,7 +2,10 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
-use crate::db::{Connection, Savepoint, ToSql, Transaction, TransactionBehavior, params, params_from_iter};
+use crate::db::{
+    Connection, Savepoint, ToSql, Transaction, TransactionBehavior, params, params_from_iter,
+    rows_in_next_statement, value_rows,
+};
 use granttrail_grants::{Caller, Details, Grant, GrantSpec, Invalidation, KmsEvent, fold_grant};
 
 use crate::labels;
@@ -169,6 +172,7 @@ impl<'c> ObjectWriter<'c> {
     /// [`ObjectWriter::add_record`] for several events, whose eventIDs are looked up together.
     pub fn add_records(&mut self, events: &[(KmsEvent, StoredRecord)]) -> Result<()> {
         let stored = rows_with_event_ids(&self.tx, events.iter().map(|(e, _)| e.event_id.as_str()))?;
+        texts::store_all(&self.tx, events.iter().flat_map(|(e, _)| texts_of(e)))?;
         let mut added: HashSet<&str> = HashSet::new();
         for (event, record) in events {
             let known = stored.contains_key(&event.event_id) || added.contains(event.event_id.as_str());
@@ -184,14 +188,10 @@ impl<'c> ObjectWriter<'c> {
     fn insert_records(&mut self) -> Result<()> {
         let mut rest = self.records.as_slice();
         while !rest.is_empty() {
-            // Statements of 128, 64, ..., 1 rows: a few shapes, each prepared once.
-            let rows = 1 << rest.len().min(RECORDS_PER_INSERT).ilog2();
-            let (now, later) = rest.split_at(rows);
-            let tuples: Vec<String> =
-                (0..rows).map(|i| format!("(?{}, ?{}, ?{})", 3 * i + 1, 3 * i + 2, 3 * i + 3)).collect();
+            let (now, later) = rest.split_at(rows_in_next_statement(rest.len(), RECORDS_PER_INSERT));
             let sql = format!(
                 "INSERT INTO event_records (event_rowid, dictionary, record) VALUES {}",
-                tuples.join(", ")
+                value_rows(now.len(), 3)
             );
             let values = now
                 .iter()
@@ -441,12 +441,27 @@ pub(crate) fn recompute(tx: &Connection, pairs: &BTreeSet<(String, String)>) -> 
     Ok(written)
 }
 
-/// The stored events with this eventID, with the object each came from.
-/// The records stored with this `eventID` (more than one: a collision), each with its row id
-/// and the object it was stored from.
-/// EventIDs looked up in one statement by [`rows_with_event_ids`]: one round trip to
-/// PostgreSQL per this many events rather than per event.
-const IDS_PER_LOOKUP: usize = 128;
+/// The texts an event's row refers to by id (but its details, rarely new), to be stored
+/// together before the events of a batch are.
+fn texts_of(event: &KmsEvent) -> impl Iterator<Item = &str> {
+    let c = &event.caller;
+    [
+        &event.event_type,
+        &event.aws_region,
+        &event.recipient_account_id,
+        &c.kind,
+        &c.arn,
+        &c.account_id,
+        &c.session_issuer_arn,
+        &c.invoked_by,
+        &event.user_agent,
+        &event.key_arn,
+        &event.destination_key_arn,
+        &event.request_key_id,
+    ]
+    .into_iter()
+    .filter_map(|text| text.as_deref())
+}
 
 /// A stored event row: its id, call name and time.
 pub(crate) type EventRow = (i64, String, i64);
@@ -459,16 +474,13 @@ pub(crate) fn rows_with_event_ids<'a>(
 ) -> Result<HashMap<String, Vec<EventRow>>> {
     let wanted: Vec<&str> = event_ids.into_iter().collect::<BTreeSet<_>>().into_iter().collect();
     let mut found: HashMap<String, Vec<EventRow>> = HashMap::new();
-    let placeholders = (1..=IDS_PER_LOOKUP).map(|i| format!("?{i}")).collect::<Vec<_>>().join(", ");
     let sql = format!(
-        "SELECT event_id, id, event_name, event_time FROM event_rows WHERE event_hash IN ({placeholders}) ORDER BY id"
+        "SELECT event_id, id, event_name, event_time FROM event_rows WHERE event_hash IN ({}) ORDER BY id",
+        texts::HASH_LIST
     );
-    for chunk in wanted.chunks(IDS_PER_LOOKUP) {
+    for chunk in wanted.chunks(texts::HASHES_PER_LOOKUP) {
         let mut stmt = conn.prepare_for_these_parameters(&sql)?;
-        // A short chunk repeats its first hash: one statement serves every chunk.
-        let hashes: Vec<i64> =
-            (0..IDS_PER_LOOKUP).map(|i| texts::hash(chunk.get(i).unwrap_or(&chunk[0]))).collect();
-        let mut rows = stmt.query(crate::db::params_from_iter(hashes))?;
+        let mut rows = stmt.query(params_from_iter(texts::hash_list(chunk)))?;
         while let Some(r) = rows.next()? {
             let event_id: String = r.get(0)?;
             // Rows of other eventIDs that share a hash are not asked for (or are, in their own chunk).
@@ -480,6 +492,8 @@ pub(crate) fn rows_with_event_ids<'a>(
     Ok(found)
 }
 
+/// The records stored with this `eventID` (more than one: a collision), each with its row id
+/// and the object it was stored from.
 pub(crate) fn stored_with_id(tx: &Connection, event_id: &str) -> Result<Vec<(i64, KmsEvent, String)>> {
     let mut stmt = tx.prepare_cached(&format!(
         "SELECT {EVENT_COLUMNS}, o.source, e.id FROM events e JOIN objects o ON o.id = e.object_id

@@ -414,6 +414,22 @@ fn postgres_params<'a>(values: &'a [ValueRef<'a>]) -> Vec<&'a (dyn postgres::typ
     values.iter().map(|p| p as &(dyn postgres::types::ToSql + Sync)).collect()
 }
 
+/// The `VALUES` list of a multi-row insert of `rows` rows of `columns` values:
+/// `(?1, ?2), (?3, ?4)`.
+pub(crate) fn value_rows(rows: usize, columns: usize) -> String {
+    let row = |r: usize| {
+        let values: Vec<String> = (1..=columns).map(|c| format!("?{}", r * columns + c)).collect();
+        format!("({})", values.join(", "))
+    };
+    (0..rows).map(row).collect::<Vec<_>>().join(", ")
+}
+
+/// How many of `remaining` rows the next multi-row statement takes: the largest power of two
+/// up to `most`, so that a few statement shapes, each prepared once, serve every count.
+pub(crate) fn rows_in_next_statement(remaining: usize, most: usize) -> usize {
+    1 << remaining.min(most).max(1).ilog2()
+}
+
 /// `sql` with SQLite's `?N` (and bare `?`) parameters numbered the PostgreSQL way (`$N`),
 /// outside string literals, quoted names and comments.
 pub(crate) fn postgres_sql(sql: &str) -> String {
@@ -1007,6 +1023,15 @@ mod tests {
             postgres_sql("SELECT '?1', \"a?\" FROM t WHERE a = ?1 AND b = ?12 -- c ?3\n AND d = ?"),
             "SELECT '?1', \"a?\" FROM t WHERE a = $1 AND b = $12 -- c ?3\n AND d = $1"
         );
+    }
+
+    #[test]
+    fn multi_row_statements_take_powers_of_two() {
+        assert_eq!(value_rows(2, 3), "(?1, ?2, ?3), (?4, ?5, ?6)");
+        assert_eq!(value_rows(1, 1), "(?1)");
+        let shapes: Vec<usize> =
+            [1, 2, 3, 127, 128, 129, 1000].iter().map(|&n| rows_in_next_statement(n, 128)).collect();
+        assert_eq!(shapes, [1, 2, 2, 64, 128, 128, 128]);
     }
 
     #[test]
