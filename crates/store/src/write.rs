@@ -3,8 +3,7 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 use crate::db::{
-    Connection, Savepoint, ToSql, Transaction, TransactionBehavior, params, params_from_iter,
-    rows_in_next_statement, value_rows,
+    Connection, Savepoint, ToSql, Transaction, TransactionBehavior, insert_rows, params, params_from_iter,
 };
 use granttrail_grants::{Caller, Details, Grant, GrantSpec, Invalidation, KmsEvent, fold_grant};
 
@@ -186,19 +185,18 @@ impl<'c> ObjectWriter<'c> {
     /// Inserts the records of the events added since the last call, many rows a statement
     /// (nothing reads `event_records` while an object is written).
     fn insert_records(&mut self) -> Result<()> {
-        let mut rest = self.records.as_slice();
-        while !rest.is_empty() {
-            let (now, later) = rest.split_at(rows_in_next_statement(rest.len(), RECORDS_PER_INSERT));
-            let sql = format!(
-                "INSERT INTO event_records (event_rowid, dictionary, record) VALUES {}",
-                value_rows(now.len(), 3)
-            );
-            let values = now
-                .iter()
-                .flat_map(|(rowid, frame)| -> [&dyn ToSql; 3] { [rowid, &records::DICTIONARY_ID, frame] });
-            self.tx.prepare_cached(&sql)?.execute(params_from_iter(values))?;
-            rest = later;
-        }
+        let rows: Vec<[&dyn ToSql; 3]> = self
+            .records
+            .iter()
+            .map(|(rowid, frame)| -> [&dyn ToSql; 3] { [rowid, &records::DICTIONARY_ID, frame] })
+            .collect();
+        insert_rows(
+            &self.tx,
+            "INSERT INTO event_records (event_rowid, dictionary, record)",
+            "",
+            &rows,
+            RECORDS_PER_INSERT,
+        )?;
         self.records.clear();
         Ok(())
     }

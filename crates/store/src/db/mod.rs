@@ -424,6 +424,27 @@ pub(crate) fn value_rows(rows: usize, columns: usize) -> String {
     (0..rows).map(row).collect::<Vec<_>>().join(", ")
 }
 
+/// Inserts `rows` with `insert` (`INSERT INTO table (columns)`, its `VALUES` left out) and
+/// `suffix` (an `ON CONFLICT` clause, or nothing), up to `most` rows a statement: on
+/// PostgreSQL one round trip for many rows. Two rows for one conflict target in one statement
+/// are an error with `DO UPDATE`: the caller sends them in separate calls.
+pub(crate) fn insert_rows<const N: usize>(
+    conn: &Connection,
+    insert: &str,
+    suffix: &str,
+    rows: &[[&dyn ToSql; N]],
+    most: usize,
+) -> Result<()> {
+    let mut rest = rows;
+    while !rest.is_empty() {
+        let (now, later) = rest.split_at(rows_in_next_statement(rest.len(), most));
+        let sql = format!("{insert} VALUES {} {suffix}", value_rows(now.len(), N));
+        conn.prepare_cached(&sql)?.execute(params_from_iter(now.iter().flatten()))?;
+        rest = later;
+    }
+    Ok(())
+}
+
 /// How many of `remaining` rows the next multi-row statement takes: the largest power of two
 /// up to `most`, so that a few statement shapes, each prepared once, serve every count.
 pub(crate) fn rows_in_next_statement(remaining: usize, most: usize) -> usize {

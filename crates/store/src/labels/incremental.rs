@@ -3,7 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
-use crate::db::{Connection, OptionalExtension, params};
+use crate::db::{Connection, OptionalExtension, ToSql, insert_rows, params};
 use granttrail_grants::invalidation::{grants_ended_before_are_dead, merge_spans, recheck_from};
 use granttrail_grants::{
     CallLabel, Invalidation, KeyClassifier, KeyInputs, KmsEvent, Observation, ObservationIndex,
@@ -21,6 +21,9 @@ use crate::write::EVENT_COLUMNS;
 /// A key with more calls than this to recheck is relabelled whole, which is cheaper per call
 /// than looking each one's neighbours up, and bounds the memory of an incremental relabelling.
 const INCREMENTAL_LIMIT: i64 = 10_000;
+
+/// The most observations one statement inserts.
+const OBSERVATIONS_PER_INSERT: usize = 128;
 
 /// A key to relabel incrementally: where its new events (those after `labelled_through`) are,
 /// and the time from which its changed grants may cover calls differently.
@@ -219,13 +222,19 @@ pub(super) fn relabel_incrementally(
     for o in &gone {
         delete.execute(params![key_id, o.group, Code(o.kind), o.time, o.event_id])?;
     }
-    let mut insert = conn.prepare_cached(
-        "INSERT INTO observations (key, behaviour_group, kind, event_time, event_id)
-         VALUES (?1, ?2, ?3, ?4, ?5) ON CONFLICT DO NOTHING",
+    let kinds: Vec<Code<ObservationKind>> = added.iter().map(|o| Code(o.kind)).collect();
+    let rows: Vec<[&dyn ToSql; 5]> = added
+        .iter()
+        .zip(&kinds)
+        .map(|(o, kind)| -> [&dyn ToSql; 5] { [&key_id, &o.group, kind, &o.time, &o.event_id] })
+        .collect();
+    insert_rows(
+        conn,
+        "INSERT INTO observations (key, behaviour_group, kind, event_time, event_id)",
+        "ON CONFLICT DO NOTHING",
+        &rows,
+        OBSERVATIONS_PER_INSERT,
     )?;
-    for o in &added {
-        insert.execute(params![key_id, o.group, Code(o.kind), o.time, o.event_id])?;
-    }
     let rechecked: HashSet<&str> = recheck_events.iter().map(|e| e.event_id.as_str()).collect();
     let mut affected_ids: BTreeSet<String> = BTreeSet::new();
     let mut in_span = conn.prepare_cached(

@@ -2,7 +2,7 @@
 
 use std::collections::{HashMap, HashSet};
 
-use crate::db::{Connection, params};
+use crate::db::{Connection, ToSql, insert_rows, params};
 use granttrail_grants::{CallLabel, Grant, GrantReasons, Observation, Side};
 
 use crate::codes::{self, Coded};
@@ -28,12 +28,17 @@ pub(super) fn replace_observations(conn: &Connection, key: &str, observations: &
     for (group, kind, time, event_id) in stored.difference(&fresh) {
         delete.execute(params![key, group, kind, time, event_id])?;
     }
-    let mut insert = conn.prepare_cached(
-        "INSERT INTO observations (key, behaviour_group, kind, event_time, event_id) VALUES (?1, ?2, ?3, ?4, ?5)",
+    let added: Vec<[&dyn ToSql; 5]> = fresh
+        .difference(&stored)
+        .map(|(group, kind, time, event_id)| -> [&dyn ToSql; 5] { [&key, group, kind, time, event_id] })
+        .collect();
+    insert_rows(
+        conn,
+        "INSERT INTO observations (key, behaviour_group, kind, event_time, event_id)",
+        "",
+        &added,
+        LABELS_PER_INSERT,
     )?;
-    for (group, kind, time, event_id) in fresh.difference(&stored) {
-        insert.execute(params![key, group, kind, time, event_id])?;
-    }
     Ok(())
 }
 
@@ -63,11 +68,60 @@ struct LabelWriter<'c> {
     json: Vec<u8>,
     /// The grants labels name, by key and id, read once.
     grants: HashMap<String, HashMap<String, Option<Grant>>>,
+    /// Label rows written but not sent yet, by call side (event row, side code); sent many
+    /// rows a statement by [`LabelWriter::flush`], before anything reads them.
+    labels: Vec<(i64, i64, LabelRow)>,
+    unsent: HashSet<(i64, i64)>,
+    /// Links not sent yet: (grant text id, time, event row, side code).
+    links: Vec<[i64; 4]>,
 }
+
+/// Label rows [`LabelWriter`] holds before it sends them.
+const LABELS_PER_INSERT: usize = 128;
 
 impl<'c> LabelWriter<'c> {
     fn new(conn: &'c Connection) -> LabelWriter<'c> {
-        LabelWriter { conn, json: Vec::new(), grants: HashMap::new() }
+        LabelWriter {
+            conn,
+            json: Vec::new(),
+            grants: HashMap::new(),
+            labels: Vec::new(),
+            unsent: HashSet::new(),
+            links: Vec::new(),
+        }
+    }
+
+    /// Sends the label rows and links written so far.
+    fn flush(&mut self) -> Result<()> {
+        let labels: Vec<[&dyn ToSql; 13]> = self
+            .labels
+            .iter()
+            .map(|(event, side, row)| -> [&dyn ToSql; 13] {
+                [
+                    event,
+                    side,
+                    &row.event_time,
+                    &row.key,
+                    &row.operation,
+                    &row.principal,
+                    &row.label,
+                    &row.evidence,
+                    &row.grant_ids,
+                    &row.grant_reasons,
+                    &row.reasons,
+                    &row.flags,
+                    &row.behaviour_group,
+                ]
+            })
+            .collect();
+        insert_rows(self.conn, INSERT_LABEL, REPLACE_LABEL, &labels, LABELS_PER_INSERT)?;
+        let links: Vec<[&dyn ToSql; 4]> =
+            self.links.iter().map(|[a, b, c, d]| -> [&dyn ToSql; 4] { [a, b, c, d] }).collect();
+        insert_rows(self.conn, INSERT_LINK, "ON CONFLICT DO NOTHING", &links, LABELS_PER_INSERT)?;
+        self.labels.clear();
+        self.unsent.clear();
+        self.links.clear();
+        Ok(())
     }
 
     fn text(&mut self, text: &str) -> Result<i64> {
@@ -134,26 +188,24 @@ impl<'c> LabelWriter<'c> {
     /// Writes `l` (replacing a stored row of its call side) and links it to its grants.
     fn write(&mut self, event: i64, l: &CallLabel, row: &LabelRow) -> Result<()> {
         let side = l.side.code();
-        self.conn.prepare_cached(INSERT_LABEL)?.execute(params![
-            event,
-            side,
-            row.event_time,
-            row.key,
-            row.operation,
-            row.principal,
-            row.label,
-            row.evidence,
-            row.grant_ids,
-            row.grant_reasons,
-            row.reasons,
-            row.flags,
-            row.behaviour_group,
-        ])?;
+        // A second label for one call side replaces the first, as it would one stored before.
+        self.flush_if_unsent(event, side)?;
+        self.labels.push((event, side, *row));
+        self.unsent.insert((event, side));
         for g in &l.grant_ids {
             let grant = self.text(g)?;
-            self.conn.prepare_cached(INSERT_LINK)?.execute(params![grant, l.event_time, event, side])?;
+            self.links.push([grant, l.event_time, event, side]);
+        }
+        if self.labels.len() >= LABELS_PER_INSERT {
+            self.flush()?;
         }
         Ok(())
+    }
+
+    /// Sends what is written, if a row of this call side is among it: before that row is read
+    /// or replaced.
+    fn flush_if_unsent(&mut self, event: i64, side: i64) -> Result<()> {
+        if self.unsent.contains(&(event, side)) { self.flush() } else { Ok(()) }
     }
 
     /// Removes a stored label's links, through the grants its `grant_ids` names: links are
@@ -291,6 +343,7 @@ fn update_with<'l>(
     for l in labels {
         let event = events.of_label(l)?;
         let row = writer.row(key, l)?;
+        writer.flush_if_unsent(event, l.side.code())?;
         let old: Option<(Linked, LabelRow)> = {
             let mut rows = stored.query(params![event, l.side.code()])?;
             match rows.next()? {
@@ -305,7 +358,7 @@ fn update_with<'l>(
         }
         writer.write(event, l, &row)?;
     }
-    Ok(())
+    writer.flush()
 }
 
 /// A stored label's call side and the grants it links to (`grant_ids`, a text id).
@@ -347,13 +400,12 @@ fn stored_row(r: &crate::db::Row<'_>, at: usize) -> Result<(Linked, LabelRow)> {
 const UNLINK: &str =
     "DELETE FROM call_label_grants WHERE grant_id = ?1 AND event_time = ?2 AND event = ?3 AND side = ?4";
 const INSERT_LABEL: &str =
-    "INSERT INTO call_labels (event, side, event_time, key, operation, principal, label, evidence,
-         grant_ids, grant_reasons, reasons, flags, behaviour_group)
-     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)
-     ON CONFLICT (event, side) DO UPDATE SET event_time = excluded.event_time, key = excluded.key,
+    "INSERT INTO call_labels (event, side, event_time, key, operation, principal, label,
+     evidence, grant_ids, grant_reasons, reasons, flags, behaviour_group)";
+/// A label written for a call side that has one replaces it.
+const REPLACE_LABEL: &str =
+    "ON CONFLICT (event, side) DO UPDATE SET event_time = excluded.event_time, key = excluded.key,
          operation = excluded.operation, principal = excluded.principal, label = excluded.label,
          evidence = excluded.evidence, grant_ids = excluded.grant_ids, grant_reasons = excluded.grant_reasons,
          reasons = excluded.reasons, flags = excluded.flags, behaviour_group = excluded.behaviour_group";
-const INSERT_LINK: &str =
-    "INSERT INTO call_label_grants (grant_id, event_time, event, side) VALUES (?1, ?2, ?3, ?4)
-     ON CONFLICT DO NOTHING";
+const INSERT_LINK: &str = "INSERT INTO call_label_grants (grant_id, event_time, event, side)";
