@@ -3,7 +3,8 @@
 use std::collections::{BTreeSet, HashMap, HashSet};
 
 use crate::db::{
-    Connection, Savepoint, ToSql, Transaction, TransactionBehavior, insert_rows, params, params_from_iter,
+    Connection, Savepoint, ToSql, Transaction, TransactionBehavior, Value, insert_rows,
+    insert_rows_returning_ids, params, params_from_iter,
 };
 use granttrail_grants::{Caller, Details, Grant, GrantSpec, Invalidation, KmsEvent, fold_grant};
 
@@ -49,9 +50,19 @@ pub struct ObjectWriter<'c> {
     counts: ObjectCounts,
     /// The SHA-256 of the object's decompressed content, if the read hashed it.
     content_sha256: Option<[u8; 32]>,
-    /// Records of added events not inserted yet: (event row id, compressed record).
+    /// Rows of added events not inserted yet, with their compressed records.
+    events: Vec<([Value; EVENT_ROW_COLUMNS], Vec<u8>)>,
+    /// Records of inserted events not inserted yet: (event row id, compressed record).
     records: Vec<(i64, Vec<u8>)>,
 }
+
+/// An event row's insert, and how many values it takes.
+const INSERT_EVENT: &str =
+    "INSERT INTO event_rows (event_id, event_hash, shared_event_id, event_time, event_name,
+     event_type, aws_region, recipient_account_id, error_code, error_message, caller_type, caller_arn,
+     caller_principal_id, caller_account_id, session_issuer_arn, invoked_by, source_ip, user_agent, key,
+     destination_key, request_key_id, grant_id, grant_spec, dry_run, object_id, event_source, details)";
+const EVENT_ROW_COLUMNS: usize = 27;
 
 /// The most records one statement inserts.
 const RECORDS_PER_INSERT: usize = 128;
@@ -150,6 +161,7 @@ impl<'c> ObjectWriter<'c> {
             dirty: Invalidation::default(),
             counts: ObjectCounts::default(),
             content_sha256: None,
+            events: Vec::new(),
             records: Vec::new(),
         }))
     }
@@ -164,7 +176,7 @@ impl<'c> ObjectWriter<'c> {
     pub fn add_record(&mut self, event: &KmsEvent, record: &StoredRecord) -> Result<bool> {
         let known = !rows_with_event_ids(&self.tx, [event.event_id.as_str()])?.is_empty();
         let added = self.add_checked(event, record, known)?;
-        self.insert_records()?;
+        self.insert_events()?;
         Ok(added)
     }
 
@@ -179,11 +191,26 @@ impl<'c> ObjectWriter<'c> {
                 added.insert(&event.event_id);
             }
         }
+        self.insert_events()
+    }
+
+    /// Inserts the event rows held back, many rows a statement, then (their ids known) their
+    /// records. Nothing reads `event_rows` before [`ObjectWriter::add_records`] returns, but a
+    /// stored copy of an event ([`stored_with_id`]), which sends them first.
+    fn insert_events(&mut self) -> Result<()> {
+        let rows: Vec<[&dyn ToSql; EVENT_ROW_COLUMNS]> =
+            self.events.iter().map(|(row, _)| row.each_ref().map(|v| v as &dyn ToSql)).collect();
+        let ids =
+            insert_rows_returning_ids(&self.tx, INSERT_EVENT, (0, "event_id"), &rows, RECORDS_PER_INSERT)?;
+        for (id, (row, frame)) in ids.into_iter().zip(self.events.drain(..)) {
+            let id = id.ok_or_else(|| StoreError::Corrupt(format!("event {:?} was not added", row[0])))?;
+            self.records.push((id, frame));
+        }
         self.insert_records()
     }
 
-    /// Inserts the records of the events added since the last call, many rows a statement
-    /// (nothing reads `event_records` while an object is written).
+    /// Inserts the records of the inserted events, many rows a statement (nothing reads
+    /// `event_records` while an object is written).
     fn insert_records(&mut self) -> Result<()> {
         let rows: Vec<[&dyn ToSql; 3]> = self
             .records
@@ -211,6 +238,8 @@ impl<'c> ObjectWriter<'c> {
         // index on the text: texts.rs says why).
         let event_hash = texts::hash(&event.event_id);
         if known {
+            // The stored copies are read: the events held back go first.
+            self.insert_events()?;
             let stored = stored_with_id(&self.tx, &event.event_id)?;
             if let Some(&(row, _, _)) = stored.iter().find(|(_, e, _)| e == event) {
                 // Kept for what it says of the evidence: the record rests on this object too.
@@ -249,47 +278,40 @@ impl<'c> ObjectWriter<'c> {
             value.as_deref().map(|v| texts::id(tx, v)).transpose()
         };
         let details = text(&details)?;
-        let rowid = tx
-            .insert(
-                "INSERT INTO event_rows (event_id, event_hash, shared_event_id, event_time, event_name, event_type,
-                 aws_region, recipient_account_id, error_code, error_message, caller_type, caller_arn,
-                 caller_principal_id, caller_account_id, session_issuer_arn, invoked_by, source_ip,
-                 user_agent, key, destination_key, request_key_id, grant_id, grant_spec, dry_run,
-                 object_id, event_source, details)
-             VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19,
-                     ?20, ?21, ?22, ?23, ?24, ?25, ?26, ?27)",
-                params![
-                event.event_id,
-                event_hash,
-                event.shared_event_id,
-                event.event_time,
-                event.event_name,
-                text(&event.event_type)?,
-                text(&event.aws_region)?,
-                text(&event.recipient_account_id)?,
-                event.error_code,
-                event.error_message,
-                text(&c.kind)?,
-                text(&c.arn)?,
-                c.principal_id,
-                text(&c.account_id)?,
-                text(&c.session_issuer_arn)?,
-                text(&c.invoked_by)?,
-                event.source_ip,
-                text(&event.user_agent)?,
-                text(&event.key_arn)?,
-                text(&event.destination_key_arn)?,
-                text(&event.request_key_id)?,
-                event.grant_id,
-                spec,
-                event.dry_run,
-                self.object_id,
-                event.event_source,
-                    details,
-                ],
-            )?
-            .ok_or_else(|| StoreError::Corrupt(format!("event {} was not added", event.event_id)))?;
-        self.records.push((rowid, record.frame.clone()));
+        let row: &[&dyn ToSql] = params![
+            event.event_id,
+            event_hash,
+            event.shared_event_id,
+            event.event_time,
+            event.event_name,
+            text(&event.event_type)?,
+            text(&event.aws_region)?,
+            text(&event.recipient_account_id)?,
+            event.error_code,
+            event.error_message,
+            text(&c.kind)?,
+            text(&c.arn)?,
+            c.principal_id,
+            text(&c.account_id)?,
+            text(&c.session_issuer_arn)?,
+            text(&c.invoked_by)?,
+            event.source_ip,
+            text(&event.user_agent)?,
+            text(&event.key_arn)?,
+            text(&event.destination_key_arn)?,
+            text(&event.request_key_id)?,
+            event.grant_id,
+            spec,
+            event.dry_run,
+            self.object_id,
+            event.event_source,
+            details,
+        ];
+        let row: [Value; EVENT_ROW_COLUMNS] = std::array::from_fn(|i| row[i].to_sql().into());
+        self.events.push((row, record.frame.clone()));
+        if self.events.len() >= RECORDS_PER_INSERT {
+            self.insert_events()?;
+        }
         self.counts.new_events += 1;
         self.dirty.add_event(event);
         if event.is_grant_event() {
@@ -322,7 +344,7 @@ impl<'c> ObjectWriter<'c> {
     }
 
     pub fn commit(mut self, format: &str, bytes: u64, records: u64, now: i64) -> Result<ObjectCounts> {
-        self.insert_records()?;
+        self.insert_events()?;
         self.counts.bytes = bytes;
         self.counts.records = records;
         let mut pairs = BTreeSet::new();

@@ -97,6 +97,18 @@ impl Value {
     }
 }
 
+impl From<ValueRef<'_>> for Value {
+    fn from(value: ValueRef<'_>) -> Value {
+        match value {
+            ValueRef::Null => Value::Null,
+            ValueRef::Integer(i) => Value::Integer(i),
+            ValueRef::Real(f) => Value::Real(f),
+            ValueRef::Text(s) => Value::Text(s.to_string()),
+            ValueRef::Blob(b) => Value::Blob(b.to_vec()),
+        }
+    }
+}
+
 impl ValueRef<'_> {
     fn kind(&self) -> &'static str {
         match self {
@@ -443,6 +455,46 @@ pub(crate) fn insert_rows<const N: usize>(
         rest = later;
     }
     Ok(())
+}
+
+/// [`insert_rows`] for rows whose new `id`s are wanted: returns each row's, in the rows' order
+/// (`None` for a row `suffix`'s `ON CONFLICT DO NOTHING` left out). On PostgreSQL the rows a
+/// statement returns are matched to the rows sent by the text column `key` (its index in a row,
+/// and its name), whose values must differ between the rows. SQLite inserts one row at a time:
+/// it has no round trips to save, and its `RETURNING` costs a temporary table per statement.
+pub(crate) fn insert_rows_returning_ids<const N: usize>(
+    conn: &Connection,
+    insert: &str,
+    (key, key_column): (usize, &str),
+    rows: &[[&dyn ToSql; N]],
+    most: usize,
+) -> Result<Vec<Option<i64>>> {
+    if let Inner::Sqlite(_) = conn.inner {
+        let sql = format!("{insert} VALUES {}", value_rows(1, N));
+        return rows.iter().map(|row| conn.insert(&sql, &row[..])).collect();
+    }
+    let mut ids = Vec::with_capacity(rows.len());
+    let mut rest = rows;
+    while !rest.is_empty() {
+        let (now, later) = rest.split_at(rows_in_next_statement(rest.len(), most));
+        let sql = format!("{insert} VALUES {} RETURNING id, {key_column}", value_rows(now.len(), N));
+        let mut returned: HashMap<String, i64> = HashMap::with_capacity(now.len());
+        {
+            let mut stmt = conn.prepare_cached(&sql)?;
+            let mut rows = stmt.query(params_from_iter(now.iter().flatten()))?;
+            while let Some(r) = rows.next()? {
+                returned.insert(r.get(1)?, r.get(0)?);
+            }
+        }
+        for row in now {
+            let ValueRef::Text(value) = row[key].to_sql() else {
+                return Err(Error::Column { index: key, message: format!("{key_column} is not text") });
+            };
+            ids.push(returned.get(value).copied());
+        }
+        rest = later;
+    }
+    Ok(ids)
 }
 
 /// How many of `remaining` rows the next multi-row statement takes: the largest power of two
