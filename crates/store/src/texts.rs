@@ -57,8 +57,14 @@ pub(crate) fn id(conn: &Connection, text: &str) -> Result<i64> {
 }
 
 /// Makes sure every one of `texts` is stored, and has the connection remember their ids, in a
-/// few statements for many texts: [`id`] then finds each without asking the database.
+/// few statements for many texts: [`id`] then finds each without asking the database. Only
+/// where batches pay: elsewhere [`id`] looks each up as it comes.
 pub(crate) fn store_all<'a>(conn: &Connection, texts: impl IntoIterator<Item = &'a str>) -> Result<()> {
+    if conn.batches_pay() { store_together(conn, texts) } else { Ok(()) }
+}
+
+/// [`store_all`] on any engine.
+fn store_together<'a>(conn: &Connection, texts: impl IntoIterator<Item = &'a str>) -> Result<()> {
     let wanted: BTreeSet<&str> = texts.into_iter().filter(|t| conn.remembered(t).is_none()).collect();
     let wanted: Vec<&str> = wanted.into_iter().collect();
     let lookup = format!("SELECT id, text FROM texts WHERE hash IN ({HASH_LIST})");
@@ -254,7 +260,8 @@ mod tests {
         .expect("table");
         let before = id(&conn, "stored before").expect("added");
         let many: Vec<String> = (0..300).map(|i| format!("text {i}")).collect();
-        store_all(&conn, many.iter().map(String::as_str).chain(["stored before", "text 7"])).expect("stored");
+        store_together(&conn, many.iter().map(String::as_str).chain(["stored before", "text 7"]))
+            .expect("stored");
         let count: i64 = conn.query_row("SELECT count(*) FROM texts", [], |r| r.get(0)).expect("count");
         assert_eq!(count, 301, "each text once");
         assert_eq!(find(&conn, "stored before").expect("found"), Some(before));

@@ -1,10 +1,11 @@
 //! Writing one object's events and recomputing the grants they touch.
 
 use std::collections::{BTreeSet, HashMap, HashSet};
+use std::sync::LazyLock;
 
 use crate::db::{
     Connection, Savepoint, ToSql, Transaction, TransactionBehavior, Value, insert_rows,
-    insert_rows_returning_ids, params, params_from_iter,
+    insert_rows_returning_ids, params, params_from_iter, value_rows,
 };
 use granttrail_grants::{Caller, Details, Grant, GrantSpec, Invalidation, KmsEvent, fold_grant};
 
@@ -307,10 +308,19 @@ impl<'c> ObjectWriter<'c> {
             event.event_source,
             details,
         ];
-        let row: [Value; EVENT_ROW_COLUMNS] = std::array::from_fn(|i| row[i].to_sql().into());
-        self.events.push((row, record.frame.clone()));
-        if self.events.len() >= RECORDS_PER_INSERT {
-            self.insert_events()?;
+        if tx.batches_pay() {
+            let row: [Value; EVENT_ROW_COLUMNS] = std::array::from_fn(|i| row[i].to_sql().into());
+            self.events.push((row, record.frame.clone()));
+            if self.events.len() >= RECORDS_PER_INSERT {
+                self.insert_events()?;
+            }
+        } else {
+            static INSERT_ONE: LazyLock<String> =
+                LazyLock::new(|| format!("{INSERT_EVENT} VALUES {}", value_rows(1, EVENT_ROW_COLUMNS)));
+            let id = tx.insert(&INSERT_ONE, row)?;
+            let id =
+                id.ok_or_else(|| StoreError::Corrupt(format!("event {} was not added", event.event_id)))?;
+            self.records.push((id, record.frame.clone()));
         }
         self.counts.new_events += 1;
         self.dirty.add_event(event);

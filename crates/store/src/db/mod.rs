@@ -607,6 +607,12 @@ impl Connection {
         })
     }
 
+    /// Whether sending many rows or lookups in one statement pays: on PostgreSQL each statement
+    /// is a round trip; on SQLite a function call, where gathering rows first only costs.
+    pub(crate) fn batches_pay(&self) -> bool {
+        matches!(self.inner, Inner::Postgres(_))
+    }
+
     pub fn engine(&self) -> Engine {
         match self.inner {
             Inner::Sqlite(_) => Engine::Sqlite,
