@@ -372,8 +372,10 @@ struct Remembered {
     bytes: usize,
 }
 
-/// The text bytes [`Remembered`] holds before it starts again: memory stays flat.
-const REMEMBERED_BYTES: usize = 8 << 20;
+/// The text bytes and ids [`Remembered`] holds before it starts again: memory stays flat (a
+/// short text costs more in the map than in bytes).
+const REMEMBERED_BYTES: usize = 4 << 20;
+const REMEMBERED_IDS: usize = 1 << 16;
 
 enum Inner {
     Sqlite(rusqlite::Connection),
@@ -589,7 +591,7 @@ impl Connection {
     /// Remembers the id of the row of a text that is never deleted.
     pub(crate) fn remember(&self, text: &str, id: i64) {
         let mut memory = self.ids.borrow_mut();
-        if memory.bytes + text.len() > REMEMBERED_BYTES {
+        if memory.bytes + text.len() > REMEMBERED_BYTES || memory.ids.len() >= REMEMBERED_IDS {
             *memory = Remembered::default();
         }
         memory.bytes += text.len();
