@@ -227,12 +227,20 @@ pub fn run(db: &Location, config: &Config, args: &IngestArgs) -> anyhow::Result<
     }
     let Reporter { totals, failed, bar } = reporter;
     bar.set_message("labelling calls");
-    store.refresh_labels().context("while labelling calls")?;
+    // Among other writers into one PostgreSQL database, the last to end relabels.
+    let relabelled = store.refresh_labels_unless_busy().context("while labelling calls")?;
     bar.finish_and_clear();
     print_summary(&totals, started.elapsed())?;
     let mut failed = failed;
     if let Some(gathered) = gathered {
         failed |= gathered.finish(&mut store, keys.as_ref(), &args.s3.filter(plan.now))?;
+    }
+    if relabelled.is_none() {
+        writeln!(
+            std::io::stdout(),
+            "calls not labelled yet: other writers are writing into this database; the last of them, or the next query, labels them"
+        )?;
+        return Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS });
     }
     let grant_only = store.count_labels(&[Label::GrantOnly, Label::GrantOnlyLikely])?;
     writeln!(

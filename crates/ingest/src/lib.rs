@@ -5,7 +5,8 @@
 //! rejected, none are. Non-KMS records are dropped by a byte search before any parsing.
 //! Problems inside single KMS records skip that record with a count; problems with the
 //! object's structure (corrupt gzip, not JSON, not CloudTrail, over a limit) reject the
-//! object. Either way the error names the object.
+//! object. Either way the error names the object. On PostgreSQL, work a deadlock with another
+//! writer undid is read and written again ([`CONFLICT_ATTEMPTS`]).
 #![forbid(unsafe_code)]
 
 mod config;
@@ -17,7 +18,7 @@ pub mod verify;
 
 pub use config::Config;
 pub use object::{IngestError, Outcome, ingest_object};
-pub use parallel::{COMMIT_BYTES, Opener, Plan, ingest_parallel};
+pub use parallel::{COMMIT_BYTES, CONFLICT_ATTEMPTS, Opener, Plan, conflict_pause, ingest_parallel};
 pub use sources::{Skip, Source, SourceList, collect_sources};
 
 pub use granttrail_cloudtrail::Limits;

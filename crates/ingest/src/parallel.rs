@@ -4,8 +4,10 @@
 //! inserts the events already parsed.
 //!
 //! The writer is the only thread that touches the database. It writes each object as
-//! [`crate::ingest_object`] would, all or nothing, but commits several objects at a time
-//! ([`COMMIT_BYTES`]); the result equals a single-threaded run.
+//! [`crate::ingest_object`] would, all or nothing, but on SQLite commits several objects at a
+//! time ([`COMMIT_BYTES`]); the result equals a single-threaded run. On PostgreSQL, where other
+//! writers may write at once, each object commits alone, and objects a deadlock with another
+//! writer undid are read and written again ([`CONFLICT_ATTEMPTS`]).
 //! Memory is bounded: at most two objects per worker are decoded ahead of the writer, and each
 //! holds at most [`BATCHES_IN_FLIGHT`] batches.
 
@@ -19,6 +21,7 @@ use granttrail_cloudtrail::{
     Limits, ObjectError, ReadSummary, ScanError, for_each_record, for_each_record_hashed,
 };
 use granttrail_grants::{KmsEvent, RecordError};
+use granttrail_store::db::Engine;
 use granttrail_store::{Store, StoreError, StoredRecord};
 
 use crate::object::parse_record;
@@ -78,13 +81,56 @@ pub fn ingest_parallel<S: Sync>(
     plan: &Plan,
     report: &mut dyn FnMut(&S, &str, Outcome),
 ) -> Result<(), StoreError> {
-    let limits = &plan.limits;
     let names: Vec<String> = sources.iter().map(name).collect();
+    let mut pending: Vec<usize> = (0..sources.len()).collect();
+    let mut attempt = 1;
+    loop {
+        let mut reported = vec![false; sources.len()];
+        let result = ingest_these(store, sources, &pending, &names, open, plan, &mut |i, n, outcome| {
+            reported[i] = true;
+            report(&sources[i], n, outcome)
+        });
+        match result {
+            // A deadlock with another writer undid the open batch: its objects, and those
+            // after it, are read and written again.
+            Err(e) if e.is_conflict() && attempt < CONFLICT_ATTEMPTS => {
+                pending.retain(|&i| !reported[i]);
+                std::thread::sleep(conflict_pause(attempt));
+                attempt += 1;
+            }
+            result => return result,
+        }
+    }
+}
+
+/// How many times objects undone by a deadlock with another writer are written again.
+pub const CONFLICT_ATTEMPTS: u32 = 8;
+
+/// A pause before writing again after a deadlock, longer each time and different for each
+/// writer, so that the same writers are unlikely to meet in the same order again.
+pub fn conflict_pause(attempt: u32) -> std::time::Duration {
+    let jitter = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::from(d.subsec_nanos()) ^ u64::from(std::process::id()));
+    std::time::Duration::from_millis(10 * u64::from(attempt) + jitter % 50)
+}
+
+/// [`ingest_parallel`] of the sources at `indices`, once.
+fn ingest_these<S: Sync>(
+    store: &mut Store,
+    sources: &[S],
+    indices: &[usize],
+    names: &[String],
+    open: &Opener<'_, S>,
+    plan: &Plan,
+    report: &mut dyn FnMut(usize, &str, Outcome),
+) -> Result<(), StoreError> {
+    let limits = &plan.limits;
     // Objects already committed are skipped before anything is read.
     let mut todo = Vec::new();
-    for (i, n) in names.iter().enumerate() {
-        if store.is_ingested(n)? {
-            report(&sources[i], n, Outcome::AlreadyIngested);
+    for &i in indices {
+        if store.is_ingested(&names[i])? {
+            report(i, &names[i], Outcome::AlreadyIngested);
         } else {
             todo.push(i);
         }
@@ -123,9 +169,7 @@ pub fn ingest_parallel<S: Sync>(
         }
         // On a store error the remaining receivers are dropped, so workers blocked on them
         // stop instead of waiting forever.
-        write_in_order(store, &todo, &names, receivers, permit, plan, &mut |i, n, outcome| {
-            report(&sources[i], n, outcome)
-        })
+        write_in_order(store, &todo, names, receivers, permit, plan, report)
     })
 }
 
@@ -198,6 +242,7 @@ fn write_in_order(
     report: &mut dyn FnMut(usize, &str, Outcome),
 ) -> Result<(), StoreError> {
     let now = plan.now;
+    let store_engine = store.engine();
     let mut batch = store.begin_batch()?;
     let mut batched = 0u64;
     let mut done: Vec<(usize, Outcome)> = Vec::new();
@@ -248,7 +293,9 @@ fn write_in_order(
             }
         };
         done.push((index, outcome));
-        if batched >= plan.commit_bytes {
+        // On PostgreSQL each object is committed alone: a batch would hold its locks on keys
+        // and grants, and so other writers, until its last object is written.
+        if batched >= plan.commit_bytes || store_engine == Engine::Postgres {
             batch.commit()?;
             for (index, outcome) in done.drain(..) {
                 report(index, &names[index], outcome);

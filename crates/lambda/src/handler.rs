@@ -16,7 +16,7 @@ use granttrail_grants::timestamp;
 use granttrail_ingest::verify::{
     Filter, Input, LogVerdict, Verification, analyse, hashed_log, named_log, read_digest, read_log,
 };
-use granttrail_ingest::{Limits, Outcome, ingest_object, now};
+use granttrail_ingest::{CONFLICT_ATTEMPTS, Limits, Outcome, conflict_pause, ingest_object, now};
 use granttrail_s3::{
     ClientOptions, connect, fetch_digest_object, fetch_object, list_all, object_name, open_object,
 };
@@ -176,7 +176,7 @@ impl Handler {
                     // Named by content, so a redelivered message is recognised as done.
                     let text = records.join("\n");
                     let name = format!("records:{:016x}", granttrail_grants::fnv1a(text.bytes()));
-                    self.ingest(name, move |_| Ok(Box::new(Cursor::new(text.into_bytes())))).await?;
+                    self.ingest(name, move |_| Ok(Box::new(Cursor::new(text.clone().into_bytes())))).await?;
                 }
                 Delivery::Ignored(why) => info!(outcome = "ignored", reason = why, "message"),
             }
@@ -189,18 +189,29 @@ impl Handler {
     /// body is pulled from S3 chunk by chunk as the decoder asks).
     async fn ingest<F>(&self, name: String, open: F) -> Result<(), String>
     where
-        F: FnOnce(&Handle) -> std::io::Result<Box<dyn std::io::Read + Send>> + Send + 'static,
+        F: Fn(&Handle) -> std::io::Result<Box<dyn std::io::Read + Send>> + Send + 'static,
     {
         let started = Instant::now();
         let (store, limits, handle) = (self.store.clone(), self.limits, Handle::current());
         let task_name = name.clone();
         let outcome = tokio::task::spawn_blocking(move || -> Result<Outcome, String> {
             let mut store = lock(&store)?;
-            if store.is_ingested(&task_name).map_err(|e| e.to_string())? {
-                return Ok(Outcome::AlreadyIngested);
+            let mut attempt = 1;
+            loop {
+                if store.is_ingested(&task_name).map_err(|e| e.to_string())? {
+                    return Ok(Outcome::AlreadyIngested);
+                }
+                let reader = open(&handle).map_err(|e| format!("cannot read: {e}"))?;
+                match ingest_object(&mut store, &task_name, reader, &limits, now()) {
+                    // A deadlock with another instance undid the object: read and write it again.
+                    Err(e) if e.is_conflict() && attempt < CONFLICT_ATTEMPTS => {
+                        warn!(object = %task_name, attempt, "deadlock with another writer: writing the object again");
+                        std::thread::sleep(conflict_pause(attempt));
+                        attempt += 1;
+                    }
+                    result => return result.map_err(|e| e.to_string()),
+                }
             }
-            let reader = open(&handle).map_err(|e| format!("cannot read: {e}"))?;
-            ingest_object(&mut store, &task_name, reader, &limits, now()).map_err(|e| e.to_string())
         })
         .await
         .map_err(|e| format!("{name}: {e}"))?

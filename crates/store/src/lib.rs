@@ -202,6 +202,14 @@ pub enum StoreError {
     SettingsChanged,
 }
 
+impl StoreError {
+    /// Whether the database undid the work to break a deadlock with another writer: the same
+    /// work, done again from the start, may succeed ([`db::Error::is_conflict`]).
+    pub fn is_conflict(&self) -> bool {
+        matches!(self, StoreError::Database(e) if e.is_conflict())
+    }
+}
+
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 
 /// How SQLite keeps a transaction's undo information.
@@ -246,6 +254,24 @@ fn migrate_postgres(conn: &mut Connection) -> Result<()> {
     }
     tx.commit()?;
     Ok(())
+}
+
+/// Relabels what is stale, in `tx`, which holds the writers' lock alone.
+fn relabel_in(
+    tx: db::Transaction<'_>,
+    settings: &Settings,
+    strategy: labels::Strategy,
+) -> Result<Relabelled> {
+    // Read again inside the write lock: another process may have refreshed meanwhile.
+    let dirty = labels::stale(&tx)?;
+    // This transaction changes no event, grant or import: another connection may read
+    // them while this one writes labels.
+    let reader = reader_of(&tx)?;
+    let read_ahead = reader.as_ref().map(|open| open as labels::OpenReader<'_>);
+    let relabelled = labels::recompute(&tx, &dirty, settings, strategy, read_ahead)?;
+    labels::mark_labelled(&tx)?;
+    tx.commit()?;
+    Ok(relabelled)
 }
 
 /// The settings a database's derived tables were computed with.
@@ -543,16 +569,21 @@ impl Store {
             return Ok(Relabelled::default());
         }
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        // Read again inside the write lock: another process may have refreshed meanwhile.
-        let dirty = labels::stale(&tx)?;
-        // This transaction changes no event, grant or import: another connection may read
-        // them while this one writes labels.
-        let reader = reader_of(&tx)?;
-        let read_ahead = reader.as_ref().map(|open| open as labels::OpenReader<'_>);
-        let relabelled = labels::recompute(&tx, &dirty, &self.settings, self.strategy, read_ahead)?;
-        labels::mark_labelled(&tx)?;
-        tx.commit()?;
-        Ok(relabelled)
+        relabel_in(tx, &self.settings, self.strategy)
+    }
+
+    /// [`Store::refresh_labels`], unless other writers are writing into the same PostgreSQL
+    /// database (or relabelling it): then `None` at once. Relabelling waits for every writer
+    /// and holds new ones back, so a writer that ends among others leaves it to the last of
+    /// them, or to the next query, rather than stop them all.
+    pub fn refresh_labels_unless_busy(&mut self) -> Result<Option<Relabelled>> {
+        if labels::stale(&self.conn)?.is_empty() {
+            return Ok(Some(Relabelled::default()));
+        }
+        match self.conn.transaction_unless_busy()? {
+            Some(tx) => relabel_in(tx, &self.settings, self.strategy).map(Some),
+            None => Ok(None),
+        }
     }
 
     /// From now on, every read sees the database as it is at the first one, whatever writers

@@ -11,7 +11,9 @@
 
 use std::collections::{BTreeSet, HashMap};
 
-use crate::db::{Connection, OptionalExtension, ToSql, params_from_iter, rows_in_next_statement, value_rows};
+use crate::db::{
+    Connection, Named, OptionalExtension, ToSql, params_from_iter, rows_in_next_statement, value_rows,
+};
 use rusqlite::functions::FunctionFlags;
 
 use crate::{Result, StoreError};
@@ -42,16 +44,24 @@ pub(crate) fn register_hash(conn: &rusqlite::Connection) -> rusqlite::Result<()>
 }
 
 /// The id of `text`, added if it is new. The connection remembers it for later transactions.
+/// Beside other writers a new text is committed at once ([`Connection::apart`]): texts are
+/// never deleted, and another writer waits for it only that long.
 pub(crate) fn id(conn: &Connection, text: &str) -> Result<i64> {
     if let Some(id) = conn.remembered(text) {
         return Ok(id);
     }
-    let id = match find(conn, text)? {
-        Some(id) => id,
-        None => conn
-            .insert("INSERT INTO texts (hash, text) VALUES (?1, ?2)", crate::db::params![hash(text), text])?
-            .ok_or_else(|| StoreError::Corrupt(format!("the text {text:?} was not added")))?,
-    };
+    let id = conn.apart(|c| -> Result<i64> {
+        c.lock(Named::Text, [text])?;
+        match find(c, text)? {
+            Some(id) => Ok(id),
+            None => c
+                .insert(
+                    "INSERT INTO texts (hash, text) VALUES (?1, ?2)",
+                    crate::db::params![hash(text), text],
+                )?
+                .ok_or_else(|| StoreError::Corrupt(format!("the text {text:?} was not added"))),
+        }
+    })?;
     conn.remember(text, id);
     Ok(id)
 }
@@ -67,18 +77,30 @@ pub(crate) fn store_all<'a>(conn: &Connection, texts: impl IntoIterator<Item = &
 fn store_together<'a>(conn: &Connection, texts: impl IntoIterator<Item = &'a str>) -> Result<()> {
     let wanted: BTreeSet<&str> = texts.into_iter().filter(|t| conn.remembered(t).is_none()).collect();
     let wanted: Vec<&str> = wanted.into_iter().collect();
-    let lookup = format!("SELECT id, text FROM texts WHERE hash IN ({HASH_LIST})");
     for chunk in wanted.chunks(HASHES_PER_LOOKUP) {
-        let mut stmt = conn.prepare_for_these_parameters(&lookup)?;
-        let mut rows = stmt.query(params_from_iter(hash_list(chunk)))?;
-        while let Some(r) = rows.next()? {
-            let text: String = r.get(1)?;
-            if chunk.contains(&text.as_str()) {
-                conn.remember(&text, r.get(0)?);
-            }
+        for (text, id) in conn.apart(|c| stored_or_added(c, chunk))? {
+            conn.remember(&text, id);
         }
     }
-    let missing: Vec<&str> = wanted.into_iter().filter(|t| conn.remembered(t).is_none()).collect();
+    Ok(())
+}
+
+/// The ids of `chunk`'s texts (at most [`HASHES_PER_LOOKUP`]), those not stored added.
+fn stored_or_added(conn: &Connection, chunk: &[&str]) -> Result<Vec<(String, i64)>> {
+    // Beside other writers, a text is looked up and added by one at a time.
+    conn.lock(Named::Text, chunk.iter().copied())?;
+    let mut ids = Vec::with_capacity(chunk.len());
+    let mut stmt = conn
+        .prepare_for_these_parameters(&format!("SELECT id, text FROM texts WHERE hash IN ({HASH_LIST})"))?;
+    let mut rows = stmt.query(params_from_iter(hash_list(chunk)))?;
+    while let Some(r) = rows.next()? {
+        let text: String = r.get(1)?;
+        if chunk.contains(&text.as_str()) {
+            ids.push((text, r.get(0)?));
+        }
+    }
+    let found: BTreeSet<&str> = ids.iter().map(|(t, _)| t.as_str()).collect();
+    let missing: Vec<&str> = chunk.iter().copied().filter(|t| !found.contains(t)).collect();
     let mut rest = missing.as_slice();
     while !rest.is_empty() {
         let (now, later) = rest.split_at(rows_in_next_statement(rest.len(), HASHES_PER_LOOKUP));
@@ -89,12 +111,11 @@ fn store_together<'a>(conn: &Connection, texts: impl IntoIterator<Item = &'a str
         let mut stmt = conn.prepare_cached(&sql)?;
         let mut rows = stmt.query(params_from_iter(params))?;
         while let Some(r) = rows.next()? {
-            let text: String = r.get(1)?;
-            conn.remember(&text, r.get(0)?);
+            ids.push((r.get(1)?, r.get(0)?));
         }
         rest = later;
     }
-    Ok(())
+    Ok(ids)
 }
 
 /// Hashes looked up in one statement ([`HASH_LIST`]): one round trip to PostgreSQL per this

@@ -4,7 +4,7 @@ use std::collections::{BTreeSet, HashMap, HashSet};
 use std::sync::LazyLock;
 
 use crate::db::{
-    Connection, Savepoint, ToSql, Transaction, TransactionBehavior, Value, insert_rows,
+    Connection, Named, Savepoint, ToSql, Transaction, TransactionBehavior, Value, insert_rows,
     insert_rows_returning_ids, params, params_from_iter, value_rows,
 };
 use granttrail_grants::{Caller, Details, Grant, GrantSpec, Invalidation, KmsEvent, fold_grant};
@@ -105,7 +105,7 @@ pub struct Batch<'c> {
 
 impl<'c> Batch<'c> {
     pub(crate) fn begin(conn: &'c mut Connection) -> Result<Batch<'c>> {
-        Ok(Batch { tx: conn.transaction_with_behavior(TransactionBehavior::Immediate)? })
+        Ok(Batch { tx: conn.transaction_with_behavior(TransactionBehavior::Shared)? })
     }
 
     /// [`crate::Store::begin_object`] within the batch.
@@ -135,10 +135,7 @@ pub(crate) fn record_rejection(conn: &Connection, source: &str, reason: &str, no
 
 impl<'c> ObjectWriter<'c> {
     pub(crate) fn begin(conn: &'c mut Connection, source: &str) -> Result<Option<ObjectWriter<'c>>> {
-        ObjectWriter::start(
-            Scope::Own(conn.transaction_with_behavior(TransactionBehavior::Immediate)?),
-            source,
-        )
+        ObjectWriter::start(Scope::Own(conn.transaction_with_behavior(TransactionBehavior::Shared)?), source)
     }
 
     fn start(tx: Scope<'c>, source: &str) -> Result<Option<ObjectWriter<'c>>> {
@@ -175,6 +172,7 @@ impl<'c> ObjectWriter<'c> {
 
     /// [`ObjectWriter::add`] with the record compressed already (by another thread).
     pub fn add_record(&mut self, event: &KmsEvent, record: &StoredRecord) -> Result<bool> {
+        self.tx.lock(Named::EventId, [event.event_id.as_str()])?;
         let known = !rows_with_event_ids(&self.tx, [event.event_id.as_str()])?.is_empty();
         let added = self.add_checked(event, record, known)?;
         self.insert_events()?;
@@ -183,6 +181,8 @@ impl<'c> ObjectWriter<'c> {
 
     /// [`ObjectWriter::add_record`] for several events, whose eventIDs are looked up together.
     pub fn add_records(&mut self, events: &[(KmsEvent, StoredRecord)]) -> Result<()> {
+        // Beside other writers, whether an eventID is new is decided by one at a time.
+        self.tx.lock(Named::EventId, events.iter().map(|(e, _)| e.event_id.as_str()))?;
         let stored = rows_with_event_ids(&self.tx, events.iter().map(|(e, _)| e.event_id.as_str()))?;
         texts::store_all(&self.tx, events.iter().flat_map(|(e, _)| texts_of(e)))?;
         let mut added: HashSet<&str> = HashSet::new();
@@ -357,6 +357,11 @@ impl<'c> ObjectWriter<'c> {
         self.insert_events()?;
         self.counts.bytes = bytes;
         self.counts.records = records;
+        // Beside other writers, each grant (and its key) is recomputed by one at a time, from
+        // every event the writers before it committed.
+        self.tx.lock(Named::Grant, self.touched.iter().map(|(_, grant)| grant.as_str()))?;
+        let named_keys = self.touched.iter().filter_map(|(key, _)| key.as_deref());
+        self.tx.lock(Named::Key, named_keys.chain(self.deleted_keys.iter().map(String::as_str)))?;
         let mut pairs = BTreeSet::new();
         for (key, grant) in &self.touched {
             match key {
@@ -369,6 +374,8 @@ impl<'c> ObjectWriter<'c> {
         for key in &self.deleted_keys {
             pairs.extend(grants_on_key(&self.tx, key)?.into_iter().map(|g| (key.clone(), g)));
         }
+        // The keys found only now, for grants whose events named none.
+        self.tx.lock(Named::Key, pairs.iter().map(|(key, _)| key.as_str()))?;
         let before: Vec<Option<Grant>> = pairs
             .iter()
             .map(|(key, grant)| crate::read::grant(&self.tx, key, grant))
@@ -383,8 +390,11 @@ impl<'c> ObjectWriter<'c> {
             }
         }
         // Labels are recomputed once per run, not once per object ([`crate::Store::refresh_labels`]);
-        // what they owe is recorded here, atomically with the events.
-        labels::mark_stale(&self.tx, &self.dirty)?;
+        // what they owe is recorded here. Beside other writers the marks are committed at once,
+        // ahead of the events, so that writers marking one key do not wait for each other: no
+        // relabelling runs until this transaction ends (it takes the writers' lock
+        // exclusively), and a mark whose events are then rolled back relabels for nothing.
+        self.tx.apart(|c| labels::mark_stale(c, &self.dirty))?;
         let c = self.counts;
         self.tx.execute(
             "UPDATE objects SET ingested_at = ?2, format = ?3, bytes = ?4, records = ?5, kms_events = ?6,

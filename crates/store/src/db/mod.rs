@@ -5,7 +5,7 @@
 //! Values cross as [`ValueRef`]s, which each engine encodes in its own column types, so the
 //! rest of the store neither knows nor cares which engine it talks to.
 
-use std::cell::RefCell;
+use std::cell::{Cell, RefCell};
 use std::collections::HashMap;
 use std::error::Error as StdError;
 
@@ -60,6 +60,16 @@ fn postgres_message(e: &postgres::Error) -> String {
             Some(cause) => format!("{e}: {cause}"),
             None => e.to_string(),
         },
+    }
+}
+
+impl Error {
+    /// Whether the server undid the transaction to break a deadlock with another writer (or a
+    /// serialisation conflict): the same work, done again, may succeed.
+    pub fn is_conflict(&self) -> bool {
+        use postgres::error::SqlState;
+        matches!(self, Error::Postgres(e)
+            if e.code().is_some_and(|c| *c == SqlState::T_R_DEADLOCK_DETECTED || *c == SqlState::T_R_SERIALIZATION_FAILURE))
     }
 }
 
@@ -348,12 +358,31 @@ pub(crate) use params;
 pub enum TransactionBehavior {
     /// When it first writes (SQLite), and no lock at all (PostgreSQL).
     Deferred,
-    /// At once: one writer at a time.
+    /// Beside other such writers: on PostgreSQL the writers' lock is taken shared, and what
+    /// the transaction changes is locked by name as it goes ([`Connection::lock`]). SQLite has
+    /// one writer at a time: as [`TransactionBehavior::Immediate`] there.
+    Shared,
+    /// At once and alone: no other writer, shared or not, runs meanwhile.
     Immediate,
 }
 
-/// The advisory lock PostgreSQL writers take where SQLite would take its write lock.
+/// The advisory lock PostgreSQL writers take where SQLite would take its write lock: shared by
+/// the writers of objects, exclusive for the rest (labelling, rebuilds, imports).
 const WRITER_LOCK: i64 = 0x6772_616e_7474_7261; // "granttra"
+
+/// What a writer beside others ([`TransactionBehavior::Shared`]) locks by name until its
+/// transaction ends, so that the rows of one eventID, text, key or grant are decided by one
+/// writer at a time, each seeing what the ones before it committed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Named {
+    EventId = 1,
+    Text = 2,
+    Key = 3,
+    Grant = 4,
+}
+
+/// Named locks taken by one statement.
+const LOCKS_PER_STATEMENT: usize = 128;
 
 /// Statements kept prepared per PostgreSQL connection before the cache starts again.
 const PG_STATEMENT_CACHE: usize = 512;
@@ -361,6 +390,9 @@ const PG_STATEMENT_CACHE: usize = 512;
 pub struct Connection {
     inner: Inner,
     ids: RefCell<Remembered>,
+    /// Whether the open transaction writes beside others ([`TransactionBehavior::Shared`] on
+    /// PostgreSQL), and so locks what it changes by name.
+    shared: Cell<bool>,
 }
 
 /// Ids of rows that are never deleted (texts), by their text, kept across transactions: each
@@ -384,6 +416,11 @@ enum Inner {
 
 struct Pg {
     client: RefCell<postgres::Client>,
+    /// What it was opened with, to open [`Pg::apart`] alike.
+    url: String,
+    /// A second connection, opened when first needed, for what is committed at once beside
+    /// the open transaction ([`Connection::apart`]).
+    apart: std::cell::OnceCell<Box<Connection>>,
     /// Prepared statements by the store's SQL.
     statements: RefCell<HashMap<String, postgres::Statement>>,
     /// The same for [`Connection::insert`]'s inserts, prepared with `RETURNING id`.
@@ -553,7 +590,7 @@ pub(crate) fn postgres_sql(sql: &str) -> String {
 
 impl Connection {
     pub fn from_sqlite(conn: rusqlite::Connection) -> Connection {
-        Connection { inner: Inner::Sqlite(conn), ids: RefCell::default() }
+        Connection { inner: Inner::Sqlite(conn), ids: RefCell::default(), shared: Cell::new(false) }
     }
 
     /// A private SQLite database in memory, with granttrail's SQL functions.
@@ -566,20 +603,23 @@ impl Connection {
     /// Connects to the PostgreSQL server of `url` (`postgres://user@host:port/database`), over
     /// TLS unless `sslmode=disable` ([`tls`]).
     pub fn connect_postgres(url: &str) -> Result<Connection> {
-        let (url, tls) = tls::settings(url)?;
+        let (libpq_url, tls) = tls::settings(url)?;
         let client = match tls {
-            None => postgres::Client::connect(&url, postgres::NoTls)?,
+            None => postgres::Client::connect(&libpq_url, postgres::NoTls)?,
             Some(config) => {
-                postgres::Client::connect(&url, tokio_postgres_rustls::MakeRustlsConnect::new(config))?
+                postgres::Client::connect(&libpq_url, tokio_postgres_rustls::MakeRustlsConnect::new(config))?
             }
         };
         Ok(Connection {
             inner: Inner::Postgres(Box::new(Pg {
                 client: RefCell::new(client),
+                url: url.to_string(),
+                apart: std::cell::OnceCell::new(),
                 statements: RefCell::default(),
                 inserts: RefCell::default(),
             })),
             ids: RefCell::default(),
+            shared: Cell::new(false),
         })
     }
 
@@ -602,6 +642,9 @@ impl Connection {
     /// the remembered ids: some may name rows the rollback removes.
     fn roll_back(&self, to_savepoint: bool) -> Result<()> {
         *self.ids.borrow_mut() = Remembered::default();
+        if !to_savepoint {
+            self.shared.set(false);
+        }
         self.execute_batch(if to_savepoint {
             "ROLLBACK TO granttrail; RELEASE granttrail"
         } else {
@@ -713,16 +756,97 @@ impl Connection {
             (Inner::Sqlite(_), TransactionBehavior::Deferred) => self.execute_batch("BEGIN DEFERRED")?,
             (Inner::Sqlite(_), TransactionBehavior::Immediate) => self.execute_batch("BEGIN IMMEDIATE")?,
             (Inner::Postgres(_), TransactionBehavior::Deferred) => self.execute_batch("BEGIN")?,
-            (Inner::Postgres(_), TransactionBehavior::Immediate) => {
+            (Inner::Sqlite(_), TransactionBehavior::Shared) => self.execute_batch("BEGIN IMMEDIATE")?,
+            (Inner::Postgres(_), TransactionBehavior::Immediate | TransactionBehavior::Shared) => {
+                let shared = behavior == TransactionBehavior::Shared;
                 self.execute_batch("BEGIN")?;
-                let locked = self.query_row("SELECT pg_advisory_xact_lock(?1)", [WRITER_LOCK], |_| Ok(()));
+                let lock = if shared { "pg_advisory_xact_lock_shared" } else { "pg_advisory_xact_lock" };
+                let locked = self.query_row(&format!("SELECT {lock}(?1)"), [WRITER_LOCK], |_| Ok(()));
                 if let Err(e) = locked {
                     let _ = self.roll_back(false);
                     return Err(e);
                 }
+                self.shared.set(shared);
             }
         }
         Ok(Transaction { conn: self, done: false })
+    }
+
+    /// A [`TransactionBehavior::Immediate`] transaction, or `None` at once, without waiting,
+    /// when another writer holds the writers' lock of the PostgreSQL database.
+    pub fn transaction_unless_busy(&mut self) -> Result<Option<Transaction<'_>>> {
+        if let Inner::Sqlite(_) = self.inner {
+            return self.transaction_with_behavior(TransactionBehavior::Immediate).map(Some);
+        }
+        self.execute_batch("BEGIN")?;
+        match self.query_row("SELECT pg_try_advisory_xact_lock(?1)", [WRITER_LOCK], |r| r.get::<_, bool>(0)) {
+            Ok(true) => Ok(Some(Transaction { conn: self, done: false })),
+            Ok(false) => {
+                self.roll_back(false)?;
+                Ok(None)
+            }
+            Err(e) => {
+                let _ = self.roll_back(false);
+                Err(e)
+            }
+        }
+    }
+
+    /// Runs `work` on rows that are right to keep whatever becomes of the open transaction
+    /// (texts, never deleted; marks of what to relabel, which at worst relabel for nothing).
+    /// Beside other writers ([`TransactionBehavior::Shared`] on PostgreSQL) `work` runs in a
+    /// transaction of its own on a second connection, committed at once, so that its locks and
+    /// rows do not make other writers wait for the whole open transaction; elsewhere it runs in
+    /// the open transaction.
+    pub(crate) fn apart<T, E: From<Error>>(
+        &self,
+        work: impl FnOnce(&Connection) -> Result<T, E>,
+    ) -> Result<T, E> {
+        let Inner::Postgres(pg) = &self.inner else { return work(self) };
+        if !self.shared.get() {
+            return work(self);
+        }
+        let apart = match pg.apart.get() {
+            Some(apart) => apart,
+            None => {
+                let opened = Connection::connect_postgres(&pg.url)?;
+                pg.apart.get_or_init(|| Box::new(opened))
+            }
+        };
+        apart.execute_batch("BEGIN")?;
+        apart.shared.set(true);
+        let done = work(apart);
+        apart.shared.set(false);
+        match done {
+            Ok(value) => {
+                apart.execute_batch("COMMIT")?;
+                Ok(value)
+            }
+            Err(e) => {
+                apart.execute_batch("ROLLBACK")?;
+                Err(e)
+            }
+        }
+    }
+
+    /// Locks `names` of `kind` until the transaction ends, when it writes beside others
+    /// ([`TransactionBehavior::Shared`] on PostgreSQL); otherwise it is alone and this does
+    /// nothing. Each call locks in one order (by the names' hashes), but two calls can still
+    /// cross another writer's: the server then undoes one of them ([`Error::is_conflict`]).
+    pub(crate) fn lock<'a>(&self, kind: Named, names: impl IntoIterator<Item = &'a str>) -> Result<()> {
+        if !self.shared.get() {
+            return Ok(());
+        }
+        let mut ids: Vec<i64> =
+            names.into_iter().map(|n| ((kind as i64) << 32) | crate::texts::hash(n)).collect();
+        ids.sort_unstable();
+        ids.dedup();
+        for chunk in ids.chunks(LOCKS_PER_STATEMENT) {
+            let values: Vec<String> = (1..=chunk.len()).map(|i| format!("(CAST(?{i} AS bigint))")).collect();
+            let sql = format!("SELECT pg_advisory_xact_lock(x) FROM (VALUES {}) AS v(x)", values.join(", "));
+            self.prepare_cached(&sql)?.execute(params_from_iter(chunk.iter().copied()))?;
+        }
+        Ok(())
     }
 }
 
@@ -735,6 +859,7 @@ pub struct Transaction<'c> {
 impl Transaction<'_> {
     pub fn commit(mut self) -> Result<()> {
         self.done = true;
+        self.conn.shared.set(false);
         let committed = self.conn.execute_batch("COMMIT");
         if committed.is_err() {
             // A commit that fails rolls the transaction back.
