@@ -12,7 +12,7 @@
 use std::collections::{BTreeSet, HashMap};
 
 use crate::db::{
-    Connection, Named, OptionalExtension, ToSql, params_from_iter, rows_in_next_statement, value_rows,
+    Connection, Engine, Named, OptionalExtension, ToSql, params_from_iter, rows_in_next_statement, value_rows,
 };
 use rusqlite::functions::FunctionFlags;
 
@@ -90,8 +90,7 @@ fn stored_or_added(conn: &Connection, chunk: &[&str]) -> Result<Vec<(String, i64
     // Beside other writers, a text is looked up and added by one at a time.
     conn.lock(Named::Text, chunk.iter().copied())?;
     let mut ids = Vec::with_capacity(chunk.len());
-    let mut stmt = conn
-        .prepare_for_these_parameters(&format!("SELECT id, text FROM texts WHERE hash IN ({HASH_LIST})"))?;
+    let mut stmt = conn.prepare_for_these_parameters(&rows_by_hash(conn, "id, text", "texts", "hash"))?;
     let mut rows = stmt.query(params_from_iter(hash_list(chunk)))?;
     while let Some(r) = rows.next()? {
         let text: String = r.get(1)?;
@@ -130,6 +129,25 @@ pub(crate) const HASH_LIST: &str = "?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11
     ?85, ?86, ?87, ?88, ?89, ?90, ?91, ?92, ?93, ?94, ?95, ?96, ?97, ?98, ?99, ?100, ?101, ?102, ?103, ?104, ?105, \
     ?106, ?107, ?108, ?109, ?110, ?111, ?112, ?113, ?114, ?115, ?116, ?117, ?118, ?119, ?120, ?121, ?122, ?123, \
     ?124, ?125, ?126, ?127, ?128";
+
+/// A query of `columns` of the rows of `table` whose `column` is one of the hashes of
+/// [`hash_list`], each found through the index on `column`. PostgreSQL plans an `IN` list by
+/// the table's statistics, and a table filled since the server last analysed it has none: it
+/// then read the whole table for every list (seen while ingesting into a new database), where
+/// a probe per distinct hash is an index lookup whatever the statistics.
+pub(crate) fn rows_by_hash(conn: &Connection, columns: &str, table: &str, column: &str) -> String {
+    if conn.engine() == Engine::Postgres {
+        let hashes: Vec<String> =
+            (1..=HASHES_PER_LOOKUP).map(|i| format!("(CAST(?{i} AS bigint))")).collect();
+        format!(
+            "SELECT {columns} FROM (SELECT DISTINCT hash FROM (VALUES {}) AS listed (hash)) AS wanted
+             CROSS JOIN LATERAL (SELECT {columns} FROM {table} WHERE {column} = wanted.hash OFFSET 0) AS found",
+            hashes.join(", ")
+        )
+    } else {
+        format!("SELECT {columns} FROM {table} WHERE {column} IN ({HASH_LIST})")
+    }
+}
 
 /// The hashes of `chunk` (at most [`HASHES_PER_LOOKUP`] texts) for [`HASH_LIST`]; a short
 /// chunk repeats its first, so that one statement serves every chunk.

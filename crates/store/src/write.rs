@@ -514,10 +514,8 @@ pub(crate) fn rows_with_event_ids<'a>(
 ) -> Result<HashMap<String, Vec<EventRow>>> {
     let wanted: Vec<&str> = event_ids.into_iter().collect::<BTreeSet<_>>().into_iter().collect();
     let mut found: HashMap<String, Vec<EventRow>> = HashMap::new();
-    let sql = format!(
-        "SELECT event_id, id, event_name, event_time FROM event_rows WHERE event_hash IN ({}) ORDER BY id",
-        texts::HASH_LIST
-    );
+    let sql = texts::rows_by_hash(conn, "event_id, id, event_name, event_time", "event_rows", "event_hash")
+        + " ORDER BY id";
     for chunk in wanted.chunks(texts::HASHES_PER_LOOKUP) {
         let mut stmt = conn.prepare_for_these_parameters(&sql)?;
         let mut rows = stmt.query(params_from_iter(texts::hash_list(chunk)))?;
