@@ -4,7 +4,9 @@
 //! so rows are copied as they are, ids included, and the copy answers every question exactly
 //! as the original does.
 
-use crate::db::{Connection, TransactionBehavior, Value, params_from_iter};
+use crate::db::{
+    Connection, TransactionBehavior, Value, params_from_iter, rows_in_next_statement, value_rows,
+};
 use crate::{Result, Store, StoreError};
 
 /// Every table, parents before the tables that refer to them, with the columns that order it.
@@ -50,6 +52,9 @@ const NUMBERED: &[&str] = &[
 
 /// Rows read from the source at a time (a PostgreSQL source sends a whole result at once).
 const PAGE: i64 = 5_000;
+
+/// The most rows one statement inserts.
+const ROWS_PER_INSERT: usize = 128;
 
 /// How many rows of each table were copied.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -140,25 +145,24 @@ fn copy_table(
                 })
             })
             .collect::<Result<_>>()?;
-        let sql = insert.get_or_insert_with(|| {
-            let marks: Vec<String> = (1..=columns.len()).map(|i| format!("?{i}")).collect();
-            format!("INSERT INTO {table} ({}) VALUES ({})", columns.join(", "), marks.join(", "))
-        });
-        let mut write = to.prepare_cached(sql)?;
+        let insert = insert.get_or_insert_with(|| format!("INSERT INTO {table} ({})", columns.join(", ")));
         let width = columns.len();
-        let rows = read.query_map(params_from_iter(last.iter().flatten()), |r| {
-            (0..width).map(|i| r.get::<_, Value>(i)).collect::<crate::db::Result<Vec<Value>>>()
-        })?;
-        let mut in_page = 0;
-        let mut last_row = None;
-        for row in rows {
-            let row = row?;
-            write.execute(params_from_iter(row.iter()))?;
-            last_row = Some(row);
-            in_page += 1;
+        let page: Vec<Vec<Value>> = read
+            .query_map(params_from_iter(last.iter().flatten()), |r| {
+                (0..width).map(|i| r.get::<_, Value>(i)).collect::<crate::db::Result<Vec<Value>>>()
+            })?
+            .collect::<crate::db::Result<_>>()?;
+        // Many rows a statement: one round trip to PostgreSQL for each, not for every row.
+        let mut rest = page.as_slice();
+        while !rest.is_empty() {
+            let (now, later) = rest.split_at(rows_in_next_statement(rest.len(), ROWS_PER_INSERT));
+            let sql = format!("{insert} VALUES {}", value_rows(now.len(), width));
+            to.prepare_cached(&sql)?.execute(params_from_iter(now.iter().flatten()))?;
+            rest = later;
         }
+        let in_page = page.len() as u64;
         // The next page starts after the key of this one's last row.
-        if let Some(row) = last_row {
+        if let Some(row) = page.last() {
             last = Some(positions.iter().map(|&p| row[p].clone()).collect());
         }
         total += in_page;
