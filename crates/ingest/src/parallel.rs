@@ -21,7 +21,6 @@ use granttrail_cloudtrail::{
     Limits, ObjectError, ReadSummary, ScanError, for_each_record, for_each_record_hashed,
 };
 use granttrail_grants::{KmsEvent, RecordError};
-use granttrail_store::db::Engine;
 use granttrail_store::{Store, StoreError, StoredRecord};
 
 use crate::object::parse_record;
@@ -242,7 +241,7 @@ fn write_in_order(
     report: &mut dyn FnMut(usize, &str, Outcome),
 ) -> Result<(), StoreError> {
     let now = plan.now;
-    let store_engine = store.engine();
+    let one_object_a_commit = store.writers_share();
     let mut batch = store.begin_batch()?;
     let mut batched = 0u64;
     let mut done: Vec<(usize, Outcome)> = Vec::new();
@@ -293,9 +292,7 @@ fn write_in_order(
             }
         };
         done.push((index, outcome));
-        // On PostgreSQL each object is committed alone: a batch would hold its locks on keys
-        // and grants, and so other writers, until its last object is written.
-        if batched >= plan.commit_bytes || store_engine == Engine::Postgres {
+        if batched >= plan.commit_bytes || one_object_a_commit {
             batch.commit()?;
             for (index, outcome) in done.drain(..) {
                 report(index, &names[index], outcome);

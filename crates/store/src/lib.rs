@@ -348,6 +348,13 @@ impl Store {
         self.conn.engine()
     }
 
+    /// Whether other writers may write objects into this database at the same time
+    /// (PostgreSQL): a transaction of several objects would then hold their locks on keys and
+    /// grants, and so those writers, until its last object is written.
+    pub fn writers_share(&self) -> bool {
+        self.conn.engine() == db::Engine::Postgres
+    }
+
     /// A private database in memory, for tests and one-off analyses.
     pub fn open_in_memory() -> Result<Store> {
         let conn = rusqlite::Connection::open_in_memory().map_err(db::Error::from)?;
