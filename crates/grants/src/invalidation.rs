@@ -41,11 +41,20 @@ pub fn changes_permissions(e: &KmsEvent) -> bool {
     !e.is_kms() && !e.is_trail_configuration()
 }
 
+/// The calls a set of new facts added to one key (its own, and the ReEncrypts into it).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct NewCalls {
+    /// The time of the earliest.
+    pub earliest: i64,
+    pub count: i64,
+}
+
 /// The labels a set of new facts can change.
 #[derive(Debug, Default, Clone, PartialEq, Eq)]
 pub struct Invalidation {
-    /// Keys that gained calls.
-    pub keys: BTreeSet<String>,
+    /// Keys that gained calls: those calls are labelled, and the labels their observations
+    /// (as a behaviour group's nearest success or denial) change.
+    pub new_calls: BTreeMap<String, NewCalls>,
     /// Keys whose context ([`sets_key_context`]) changed, or one of whose grants changed in a
     /// way that can change any of their labels: relabelled whole.
     pub context_keys: BTreeSet<String>,
@@ -62,7 +71,7 @@ pub struct Invalidation {
 
 impl Invalidation {
     pub fn is_empty(&self) -> bool {
-        self.keys.is_empty()
+        self.new_calls.is_empty()
             && self.context_keys.is_empty()
             && self.since.is_empty()
             && self.accounts.is_empty()
@@ -76,10 +85,18 @@ impl Invalidation {
             if e.key_arn.is_none() && e.destination_key_arn.is_none() {
                 self.keyless = true;
             }
-            // Called for every new event: clone a key only the first time it is seen.
-            for key in e.key_arn.iter().chain(&e.destination_key_arn) {
-                if !self.keys.contains(key) {
-                    self.keys.insert(key.clone());
+            // A ReEncrypt within one key is one call on it.
+            let destination = e.destination_key_arn.as_ref().filter(|d| e.key_arn.as_ref() != Some(*d));
+            for key in e.key_arn.iter().chain(destination) {
+                // Called for every new event: clone a key only the first time it is seen.
+                match self.new_calls.get_mut(key) {
+                    Some(calls) => {
+                        calls.earliest = calls.earliest.min(e.event_time);
+                        calls.count += 1;
+                    }
+                    None => {
+                        self.new_calls.insert(key.clone(), NewCalls { earliest: e.event_time, count: 1 });
+                    }
                 }
             }
             if sets_key_context(e)
@@ -217,7 +234,7 @@ mod tests {
     fn a_call_marks_its_key_and_a_key_context_change_the_whole_key() {
         let mut stale = Invalidation::default();
         stale.add_event(&event("kms.amazonaws.com", "Decrypt", Some(&key(1))));
-        assert_eq!(stale.keys, [key(1)].into());
+        assert_eq!(stale.new_calls.keys().collect::<Vec<_>>(), [&key(1)]);
         assert!(stale.context_keys.is_empty());
         for name in KEY_CONTEXT_EVENTS {
             stale.add_event(&event("kms.amazonaws.com", name, Some(&key(2))));
@@ -227,10 +244,33 @@ mod tests {
     }
 
     #[test]
+    fn new_calls_count_per_key_from_the_earliest_and_a_reencrypt_counts_on_both_keys() {
+        let mut stale = Invalidation::default();
+        let at = |t: i64, mut e: KmsEvent| {
+            e.event_time = t;
+            e
+        };
+        stale.add_event(&at(50, event("kms.amazonaws.com", "Decrypt", Some(&key(1)))));
+        stale.add_event(&at(20, event("kms.amazonaws.com", "Encrypt", Some(&key(1)))));
+        let mut across = at(30, event("kms.amazonaws.com", "ReEncrypt", Some(&key(1))));
+        across.destination_key_arn = Some(key(2));
+        stale.add_event(&across);
+        let mut within = at(10, event("kms.amazonaws.com", "ReEncrypt", Some(&key(3))));
+        within.destination_key_arn = Some(key(3));
+        stale.add_event(&within);
+        let expected = [
+            (key(1), NewCalls { earliest: 20, count: 3 }),
+            (key(2), NewCalls { earliest: 30, count: 1 }),
+            (key(3), NewCalls { earliest: 10, count: 1 }),
+        ];
+        assert_eq!(stale.new_calls, expected.into());
+    }
+
+    #[test]
     fn a_call_without_a_key_is_keyless() {
         let mut stale = Invalidation::default();
         stale.add_event(&event("kms.amazonaws.com", "Decrypt", None));
-        assert!(stale.keyless && stale.keys.is_empty());
+        assert!(stale.keyless && stale.new_calls.is_empty());
     }
 
     #[test]

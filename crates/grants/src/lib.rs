@@ -36,7 +36,7 @@ pub use classify::{
 };
 pub use event::{Caller, Constraints, Details, GrantSpec, KmsEvent, RecordError, normalise, normalise_str};
 pub use iam::IamSnapshot;
-pub use invalidation::{Invalidation, sets_key_context};
+pub use invalidation::{Invalidation, NewCalls, sets_key_context};
 pub use lifecycle::{
     Actor, Anomaly, Grant, GrantState, fold_all, fold_grant, logical_event_refs, logical_events,
 };

@@ -17,8 +17,9 @@ mod sources;
 pub mod verify;
 
 pub use config::Config;
+pub use granttrail_store::{CONFLICT_ATTEMPTS, conflict_pause};
 pub use object::{IngestError, Outcome, ingest_object};
-pub use parallel::{COMMIT_BYTES, CONFLICT_ATTEMPTS, Opener, Plan, conflict_pause, ingest_parallel};
+pub use parallel::{COMMIT_BYTES, Opener, Plan, ingest_parallel};
 pub use sources::{Skip, Source, SourceList, collect_sources};
 
 pub use granttrail_cloudtrail::Limits;

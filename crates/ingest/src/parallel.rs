@@ -21,7 +21,7 @@ use granttrail_cloudtrail::{
     Limits, ObjectError, ReadSummary, ScanError, for_each_record, for_each_record_hashed,
 };
 use granttrail_grants::{KmsEvent, RecordError};
-use granttrail_store::{Store, StoreError, StoredRecord};
+use granttrail_store::{CONFLICT_ATTEMPTS, Store, StoreError, StoredRecord, conflict_pause};
 
 use crate::object::parse_record;
 use crate::{IngestError, Outcome};
@@ -100,18 +100,6 @@ pub fn ingest_parallel<S: Sync>(
             result => return result,
         }
     }
-}
-
-/// How many times objects undone by a deadlock with another writer are written again.
-pub const CONFLICT_ATTEMPTS: u32 = 8;
-
-/// A pause before writing again after a deadlock, longer each time and different for each
-/// writer, so that the same writers are unlikely to meet in the same order again.
-pub fn conflict_pause(attempt: u32) -> std::time::Duration {
-    let jitter = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| u64::from(d.subsec_nanos()) ^ u64::from(std::process::id()));
-    std::time::Duration::from_millis(10 * u64::from(attempt) + jitter % 50)
 }
 
 /// [`ingest_parallel`] of the sources at `indices`, once.

@@ -734,7 +734,8 @@ mod on_postgres {
     /// Four writers at once, each writing one of the four objects of a split record by record
     /// (an object each), into one database: the grants and labels one writer of everything
     /// gives. The writers meet on keys, grants, texts and, through the records delivered
-    /// twice, eventIDs; work a deadlock undid is written again, as ingest does.
+    /// twice, eventIDs; work a deadlock undid is written again, as ingest does. Two of them
+    /// relabel after every object, so relabelling runs while the others write.
     #[test]
     fn writers_at_once_give_one_writers_answer() {
         let Some(pg) = Postgres::start() else { return };
@@ -773,6 +774,11 @@ mod on_postgres {
                             ) {
                                 assert!(e.is_conflict(), "file-{f}-{r}: {e}");
                                 undone.fetch_add(1, Ordering::Relaxed);
+                            }
+                            // Half the writers relabel after every object, as the Lambda
+                            // does, while the others write: relabelling locks only its keys.
+                            if f % 2 == 0 {
+                                store.refresh_labels().unwrap();
                             }
                         }
                         store.refresh_labels_unless_busy().unwrap();

@@ -29,7 +29,7 @@ const TABLES: &[(&str, &[&str])] = &[
     ("imported_key_last_usage", &["id"]),
     ("stale_labels", &["kind", "value"]),
     ("stale_since", &["key_arn"]),
-    ("labelled_through", &["id"]),
+    ("new_calls", &["key_arn", "object_id"]),
     ("settings", &["id"]),
     ("published_findings", &["finding_id"]),
     ("verified_log_files", &["file_name"]),

@@ -21,6 +21,7 @@ mod texts;
 mod verification;
 mod write;
 
+use std::collections::BTreeSet;
 use std::path::Path;
 use std::time::Duration;
 
@@ -40,7 +41,7 @@ pub use verification::{StoredSummary, VerificationRun};
 pub use write::{Batch, ObjectCounts, ObjectWriter};
 
 /// The schema version this granttrail writes; older databases are migrated to it when opened.
-pub const SCHEMA_VERSION: i64 = 12;
+pub const SCHEMA_VERSION: i64 = 13;
 
 /// Rewrites rows a migration changed the form of, reporting `(done, total)` rows as it goes.
 type Rewrite = fn(&Connection, &mut dyn FnMut(u64, u64)) -> Result<()>;
@@ -65,11 +66,13 @@ const MIGRATIONS: &[Migration] = &[
     Migration { sql: include_str!("schema_10.sql"), rewrite: None },
     Migration { sql: include_str!("schema_11.sql"), rewrite: None },
     Migration { sql: include_str!("schema_12.sql"), rewrite: None },
+    Migration { sql: include_str!("schema_13.sql"), rewrite: None },
 ];
 
 /// PostgreSQL's schema: one step to SQLite's version 12 (`postgres.sql`), then a file per
 /// version, numbered as SQLite's are, so a version means the same tables on both engines.
-const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[(12, include_str!("postgres.sql"))];
+const POSTGRES_MIGRATIONS: &[(i64, &str)] =
+    &[(12, include_str!("postgres.sql")), (13, include_str!("postgres_13.sql"))];
 
 /// The advisory lock PostgreSQL clients hold while they bring the schema up to date.
 const POSTGRES_MIGRATION_LOCK: i64 = 0x6772_616e_7473_6368; // "grantsch"
@@ -256,22 +259,57 @@ fn migrate_postgres(conn: &mut Connection) -> Result<()> {
     Ok(())
 }
 
-/// Relabels what is stale, in `tx`, which holds the writers' lock alone.
+/// Relabels what is stale, in `tx`. Beside other writers (the writers' lock shared) it
+/// relabels only what it locks: first the accounts whose permission changes it applies, then
+/// the keys it relabels (those marked, and those the accounts' principals called), reading the
+/// marks again once they are locked. Writers hold the same locks from before they mark until
+/// they commit, so a locked key's marks and events are all committed and stay as read. Marks
+/// of anything else, and a relabelling of everything, are left to a later pass. Returns what
+/// was relabelled and whether a relabelling of everything is still owed.
 fn relabel_in(
     tx: db::Transaction<'_>,
     settings: &Settings,
     strategy: labels::Strategy,
-) -> Result<Relabelled> {
-    // Read again inside the write lock: another process may have refreshed meanwhile.
-    let dirty = labels::stale(&tx)?;
+) -> Result<(Relabelled, bool)> {
+    let seen = labels::stale(&tx)?;
+    let alone = !tx.beside_others();
+    let accounts = seen.accounts.clone();
+    tx.lock(db::Named::Account, accounts.iter().map(String::as_str))?;
+    let mut called = BTreeSet::new();
+    for account in &accounts {
+        called.extend(labels::keys_used_by_account(&tx, account)?);
+    }
+    let mut keys = labels::keys_marked(&seen);
+    keys.extend(called.iter().cloned());
+    tx.lock(db::Named::Key, keys.iter().map(String::as_str))?;
+    let mut dirty = labels::only(labels::stale(&tx)?, &keys, &accounts, alone);
+    let owed = seen.everything && !alone;
+    // The accounts' keys were found under the accounts' locks: they are relabelled whole here
+    // rather than looked up again.
+    let applied = std::mem::take(&mut dirty.accounts);
+    if !applied.is_empty() {
+        dirty.context_keys.extend(called);
+    }
     // This transaction changes no event, grant or import: another connection may read
     // them while this one writes labels.
     let reader = reader_of(&tx)?;
     let read_ahead = reader.as_ref().map(|open| open as labels::OpenReader<'_>);
     let relabelled = labels::recompute(&tx, &dirty, settings, strategy, read_ahead)?;
-    labels::mark_labelled(&tx)?;
+    labels::mark_labelled(&tx, &keys, &applied, dirty.everything)?;
     tx.commit()?;
-    Ok(relabelled)
+    Ok((relabelled, owed))
+}
+
+/// How many times work undone by a deadlock with another writer is done again.
+pub const CONFLICT_ATTEMPTS: u32 = 8;
+
+/// A pause before trying again after a deadlock, longer each time and different for each
+/// writer, so that the same writers are unlikely to meet in the same order again.
+pub fn conflict_pause(attempt: u32) -> Duration {
+    let jitter = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| u64::from(d.subsec_nanos()) ^ u64::from(std::process::id()));
+    Duration::from_millis(10 * u64::from(attempt) + jitter % 50)
 }
 
 /// The settings a database's derived tables were computed with.
@@ -549,7 +587,7 @@ impl Store {
         let count = write::recompute(&tx, &pairs)?;
         let everything = Invalidation { everything: true, ..Invalidation::default() };
         labels::recompute(&tx, &everything, &self.settings, self.strategy, None)?;
-        labels::mark_labelled(&tx)?;
+        labels::mark_labelled(&tx, &BTreeSet::new(), &BTreeSet::new(), true)?;
         tx.commit()?;
         Ok(count)
     }
@@ -561,6 +599,18 @@ impl Store {
         self.strategy.history_per_rechecked_call = 0;
     }
 
+    /// Runs `while_held` while this connection holds the lock of `key` as a writer beside
+    /// others does between marking the key and committing: tests use it to show who waits
+    /// for whom. Only on PostgreSQL (SQLite has one writer, and this would hold it).
+    #[doc(hidden)]
+    pub fn holding_key_lock<T>(&mut self, key: &str, while_held: impl FnOnce() -> T) -> Result<T> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Shared)?;
+        tx.lock(db::Named::Key, [key])?;
+        let out = while_held();
+        drop(tx);
+        Ok(out)
+    }
+
     /// Relabels keys relabelled whole in windows of about `events` events, however short
     /// their history: tests use it to compare windows with a single pass.
     #[doc(hidden)]
@@ -570,25 +620,53 @@ impl Store {
 
     /// Recomputes the labels that ingested objects left stale, in one transaction. Ingest
     /// calls this once at the end of a run; queries call it first, so they never show stale
-    /// labels. Returns how many keys were relabelled, and how.
+    /// labels. Beside other writers on PostgreSQL it waits only for the keys it relabels (and
+    /// for every writer when an Organizations change means relabelling everything), and does
+    /// again what a deadlock undid. Returns how many keys were relabelled, and how.
     pub fn refresh_labels(&mut self) -> Result<Relabelled> {
-        if labels::stale(&self.conn)?.is_empty() {
-            return Ok(Relabelled::default());
+        let mut done = Relabelled::default();
+        let mut alone = false;
+        let mut attempt = 1;
+        loop {
+            let stale = labels::stale(&self.conn)?;
+            if stale.is_empty() {
+                return Ok(done);
+            }
+            alone |= stale.everything;
+            let behaviour = if alone { TransactionBehavior::Immediate } else { TransactionBehavior::Shared };
+            let pass = match self.conn.transaction_with_behavior(behaviour) {
+                Ok(tx) => relabel_in(tx, &self.settings, self.strategy),
+                Err(e) => Err(e.into()),
+            };
+            match pass {
+                Ok((relabelled, owed)) => {
+                    done.add(relabelled);
+                    if !owed {
+                        return Ok(done);
+                    }
+                    alone = true;
+                }
+                Err(e) if e.is_conflict() && attempt < CONFLICT_ATTEMPTS => {
+                    std::thread::sleep(conflict_pause(attempt));
+                    attempt += 1;
+                }
+                Err(e) => return Err(e),
+            }
         }
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        relabel_in(tx, &self.settings, self.strategy)
     }
 
-    /// [`Store::refresh_labels`], unless other writers are writing into the same PostgreSQL
-    /// database (or relabelling it): then `None` at once. Relabelling waits for every writer
-    /// and holds new ones back, so a writer that ends among others leaves it to the last of
-    /// them, or to the next query, rather than stop them all.
+    /// [`Store::refresh_labels`], unless it must relabel everything (an Organizations change)
+    /// while other writers are writing into the same PostgreSQL database: then `None` at once.
+    /// Relabelling everything waits for every writer and holds new ones back, so a writer that
+    /// ends among others leaves it to the last of them, or to the next query, rather than stop
+    /// them all.
     pub fn refresh_labels_unless_busy(&mut self) -> Result<Option<Relabelled>> {
-        if labels::stale(&self.conn)?.is_empty() {
-            return Ok(Some(Relabelled::default()));
+        let stale = labels::stale(&self.conn)?;
+        if !stale.everything {
+            return self.refresh_labels().map(Some);
         }
         match self.conn.transaction_unless_busy()? {
-            Some(tx) => relabel_in(tx, &self.settings, self.strategy).map(Some),
+            Some(tx) => relabel_in(tx, &self.settings, self.strategy).map(|(relabelled, _)| Some(relabelled)),
             None => Ok(None),
         }
     }

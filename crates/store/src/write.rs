@@ -358,10 +358,20 @@ impl<'c> ObjectWriter<'c> {
         self.counts.bytes = bytes;
         self.counts.records = records;
         // Beside other writers, each grant (and its key) is recomputed by one at a time, from
-        // every event the writers before it committed.
+        // every event the writers before it committed. Every key and account this object
+        // marks stale is locked too, from before it is marked until the commit, so that a
+        // relabelling (which takes the same locks, accounts first) never reads the marks
+        // without the events. Keys are locked after accounts and grants, as others take them.
+        self.tx.lock(Named::Account, self.dirty.accounts.iter().map(String::as_str))?;
         self.tx.lock(Named::Grant, self.touched.iter().map(|(_, grant)| grant.as_str()))?;
         let named_keys = self.touched.iter().filter_map(|(key, _)| key.as_deref());
-        self.tx.lock(Named::Key, named_keys.chain(self.deleted_keys.iter().map(String::as_str)))?;
+        let marked = labels::keys_marked(&self.dirty);
+        self.tx.lock(
+            Named::Key,
+            named_keys
+                .chain(self.deleted_keys.iter().map(String::as_str))
+                .chain(marked.iter().map(String::as_str)),
+        )?;
         let mut pairs = BTreeSet::new();
         for (key, grant) in &self.touched {
             match key {
@@ -391,10 +401,10 @@ impl<'c> ObjectWriter<'c> {
         }
         // Labels are recomputed once per run, not once per object ([`crate::Store::refresh_labels`]);
         // what they owe is recorded here. Beside other writers the marks are committed at once,
-        // ahead of the events, so that writers marking one key do not wait for each other: no
-        // relabelling runs until this transaction ends (it takes the writers' lock
-        // exclusively), and a mark whose events are then rolled back relabels for nothing.
-        self.tx.apart(|c| labels::mark_stale(c, &self.dirty))?;
+        // ahead of the events, so that their rows do not hold other writers back: no
+        // relabelling of these keys runs until this transaction ends (their locks are held),
+        // and a mark whose events are then rolled back relabels for nothing.
+        self.tx.apart(|c| labels::mark_stale(c, self.object_id, &self.dirty))?;
         let c = self.counts;
         self.tx.execute(
             "UPDATE objects SET ingested_at = ?2, format = ?3, bytes = ?4, records = ?5, kms_events = ?6,

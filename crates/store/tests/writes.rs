@@ -133,6 +133,9 @@ fn a_version_4_database_keeps_its_call_grant_links() {
              DROP TABLE verification_summaries;
              ALTER TABLE objects DROP COLUMN content_sha256;
              DROP TABLE event_copies;
+             DROP TABLE new_calls;
+             CREATE TABLE labelled_through (id INTEGER PRIMARY KEY CHECK (id = 1), event_id INTEGER NOT NULL);
+             INSERT INTO labelled_through SELECT 1, max(id) FROM events_as_text;
              ALTER TABLE events_as_text RENAME TO events;
              CREATE INDEX events_by_destination_key ON events (destination_key_arn);
              CREATE VIEW events_readable AS SELECT * FROM events;
@@ -222,4 +225,60 @@ fn a_rolled_back_object_or_batch_takes_its_texts_with_it() {
     last.add(&normalise(other.as_bytes()).unwrap().unwrap(), &other).unwrap();
     last.commit("LogFile", 1, 1, 0).unwrap();
     assert_eq!(key_of_every_grant(&store), [KEY.to_string(), KEY.replace("1111aaaa", "2222bbbb")]);
+}
+
+/// Version 13 records the calls awaiting labels per key and object instead of one watermark.
+/// A version 12 database with calls after its watermark (an ingest cut short before it
+/// relabelled) comes out with those calls awaiting labels, and a refresh labels them.
+#[test]
+fn a_version_12_database_keeps_the_calls_it_had_not_labelled() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v12.db");
+    let decrypt = |event_id: &str| {
+        let raw = format!(
+            r#"{{"eventSource":"kms.amazonaws.com","eventID":"{event_id}","eventName":"Decrypt",
+                "eventTime":"2024-01-02T00:00:00Z","resources":[{{"ARN":"{KEY}"}}],"recipientAccountId":"111122223333",
+                "userIdentity":{{"type":"AssumedRole","arn":"arn:aws:sts::111122223333:assumed-role/r/s","accountId":"111122223333"}},
+                "requestParameters":{{"encryptionAlgorithm":"SYMMETRIC_DEFAULT"}}}}"#
+        );
+        (normalise(raw.as_bytes()).unwrap().unwrap(), raw)
+    };
+    let write = |store: &mut Store, object: &str, ids: &[&str]| {
+        let mut writer = store.begin_object(object).unwrap().unwrap();
+        for id in ids {
+            let (e, raw) = decrypt(id);
+            writer.add(&e, &raw).unwrap();
+        }
+        writer.commit("LogFile", 1, ids.len() as u64, 0).unwrap();
+    };
+    {
+        let mut store = Store::open(&path).unwrap();
+        write(&mut store, "a", &["d1", "d2"]);
+        store.refresh_labels().unwrap();
+        write(&mut store, "b", &["d3"]);
+    }
+    // Back to the version 12 shape: labelled through the first object's events, the key marked.
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch(
+        "DROP TABLE new_calls;
+         CREATE TABLE labelled_through (id INTEGER PRIMARY KEY CHECK (id = 1), event_id INTEGER NOT NULL);
+         INSERT INTO labelled_through SELECT 1, max(id) FROM events WHERE event_id <> 'd3';
+         PRAGMA user_version = 12;",
+    )
+    .unwrap();
+    conn.execute("INSERT INTO stale_labels (kind, value) VALUES ('key', ?1)", [KEY]).unwrap();
+    drop(conn);
+
+    let mut store = Store::open(&path).unwrap();
+    assert_eq!(store.calls(&Default::default()).unwrap().len(), 2);
+    let relabelled = store.refresh_labels().unwrap();
+    assert_eq!(
+        (relabelled.keys, relabelled.whole_keys + relabelled.incremental_keys),
+        (vec![KEY.to_string()], 1)
+    );
+    let ids: Vec<String> =
+        store.calls(&Default::default()).unwrap().into_iter().map(|c| c.event_id).collect();
+    assert_eq!(ids.len(), 3, "{ids:?}");
+    assert!(ids.contains(&"d3".to_string()));
+    assert_eq!(store.refresh_labels().unwrap().keys, Vec::<String>::new(), "nothing is left waiting");
 }

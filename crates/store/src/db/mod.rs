@@ -367,18 +367,21 @@ pub enum TransactionBehavior {
 }
 
 /// The advisory lock PostgreSQL writers take where SQLite would take its write lock: shared by
-/// the writers of objects, exclusive for the rest (labelling, rebuilds, imports).
+/// the writers of objects and by relabelling, exclusive for the rest (relabelling everything,
+/// rebuilds, imports).
 const WRITER_LOCK: i64 = 0x6772_616e_7474_7261; // "granttra"
 
 /// What a writer beside others ([`TransactionBehavior::Shared`]) locks by name until its
 /// transaction ends, so that the rows of one eventID, text, key or grant are decided by one
-/// writer at a time, each seeing what the ones before it committed.
+/// writer at a time, each seeing what the ones before it committed. Relabelling locks the
+/// keys it relabels, and the accounts whose permission changes it applies.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum Named {
     EventId = 1,
     Text = 2,
     Key = 3,
     Grant = 4,
+    Account = 5,
 }
 
 /// Named locks taken by one statement.
@@ -827,6 +830,12 @@ impl Connection {
                 Err(e)
             }
         }
+    }
+
+    /// Whether the open transaction writes beside others ([`TransactionBehavior::Shared`] on
+    /// PostgreSQL), and so must lock by name what it reads to decide and what it changes.
+    pub(crate) fn beside_others(&self) -> bool {
+        self.shared.get()
     }
 
     /// Locks `names` of `kind` until the transaction ends, when it writes beside others

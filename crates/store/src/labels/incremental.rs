@@ -1,7 +1,7 @@
 //! Relabelling a key from what changed: its new calls, the calls after a grant changed, and
 //! the stored labels whose nearest observations moved.
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 
 use crate::db::{Connection, OptionalExtension, ToSql, insert_rows, params};
 use granttrail_grants::invalidation::{grants_ended_before_are_dead, merge_spans, recheck_from};
@@ -25,22 +25,14 @@ const INCREMENTAL_LIMIT: i64 = 10_000;
 /// The most observations one statement inserts.
 const OBSERVATIONS_PER_INSERT: usize = 128;
 
-/// A key to relabel incrementally: where its new events (those after `labelled_through`) are,
-/// and the time from which its changed grants may cover calls differently.
+/// A key to relabel incrementally: from when its new events (those of the objects in
+/// `new_calls` for it) are, and the time from which its changed grants may cover calls
+/// differently.
 #[derive(Debug)]
 pub(super) struct Increment {
-    /// New events are those with `events.id` above this.
-    through: i64,
     /// The earliest time of a new event on the key.
     new_from: Option<i64>,
     since: Option<i64>,
-}
-
-/// How many new events a key has, and from when, read without loading them.
-#[derive(Debug, Default)]
-struct NewOnKey {
-    count: i64,
-    from: Option<i64>,
 }
 
 /// The stale keys that can be relabelled incrementally; the others are added to `whole`. (Keys
@@ -54,30 +46,9 @@ pub(super) fn incremental_plan(
     whole: &mut BTreeSet<String>,
 ) -> Result<BTreeMap<String, Increment>> {
     let candidates: BTreeSet<&String> =
-        dirty.keys.iter().chain(dirty.since.keys()).filter(|k| !whole.contains(*k)).collect();
+        dirty.new_calls.keys().chain(dirty.since.keys()).filter(|k| !whole.contains(*k)).collect();
     if candidates.is_empty() {
         return Ok(BTreeMap::new());
-    }
-    let through: i64 =
-        conn.query_row("SELECT event_id FROM labelled_through WHERE id = 1", [], |r| r.get(0))?;
-    // One pass over the new rows (a range of `events.id`), keeping counts only.
-    let mut new: HashMap<String, NewOnKey> = HashMap::new();
-    {
-        let mut stmt = conn.prepare_cached(
-            "SELECT key_arn, destination_key_arn, event_time FROM events
-             WHERE id > ?1 AND event_source = 'kms.amazonaws.com'",
-        )?;
-        let mut rows = stmt.query([through])?;
-        while let Some(r) = rows.next()? {
-            let (key, destination, time): (Option<String>, Option<String>, i64) =
-                (r.get(0)?, r.get(1)?, r.get(2)?);
-            let destination = destination.filter(|d| key.as_ref() != Some(d));
-            for k in key.into_iter().chain(destination) {
-                let entry = new.entry(k).or_default();
-                entry.count += 1;
-                entry.from = Some(entry.from.map_or(time, |f| f.min(time)));
-            }
-        }
     }
     let mut calls_since =
         conn.prepare_cached(&format!("SELECT count(*) FROM events WHERE key = {KEY} AND event_time >= ?2"))?;
@@ -87,23 +58,26 @@ pub(super) fn incremental_plan(
     let mut out = BTreeMap::new();
     for key in candidates {
         let since = dirty.since.get(key).map(|t| recheck_from(*t, settings));
-        let on_key = new.remove(key.as_str()).unwrap_or_default();
-        let mut recheck = on_key.count;
+        let on_key = dirty.new_calls.get(key.as_str());
+        let mut recheck = on_key.map_or(0, |c| c.count);
         if let Some(since) = since {
             recheck += calls_since.query_row(params![key, since], |r| r.get::<_, i64>(0))?;
         }
         let wanted = recheck.saturating_mul(strategy.history_per_rechecked_call);
-        let incremental = (on_key.count > 0 || since.is_some())
+        let incremental = (on_key.is_some() || since.is_some())
             && recheck <= INCREMENTAL_LIMIT
             && history.query_row(params![key, wanted], |r| r.get::<_, i64>(0))? >= wanted;
         if incremental {
-            out.insert(key.clone(), Increment { through, new_from: on_key.from, since });
+            out.insert(key.clone(), Increment { new_from: on_key.map(|c| c.earliest), since });
         } else {
             whole.insert(key.clone());
         }
     }
     Ok(out)
 }
+
+/// The objects whose calls on the key bound to `?1` await their labels.
+const NEW_OBJECTS: &str = "SELECT object_id FROM new_calls WHERE key_arn = ?1";
 
 /// The new events on `key` (its own and the ReEncrypts into it), or `None` when one of them
 /// is another copy of a stored call: which copy a label describes may change, so the key is
@@ -114,20 +88,23 @@ fn new_events(conn: &Connection, key: &str, increment: &Increment) -> Result<Opt
     let events = load_events(
         conn,
         &format!(
-            "SELECT {EVENT_COLUMNS} FROM events WHERE key = {KEY} AND event_time >= ?2 AND id > ?3
+            "SELECT {EVENT_COLUMNS} FROM events WHERE key = {KEY} AND event_time >= ?2 AND object_id IN ({NEW_OBJECTS})
              UNION ALL
              SELECT {EVENT_COLUMNS} FROM events
-             WHERE destination_key = {KEY} AND key IS DISTINCT FROM {KEY} AND event_time >= ?2 AND id > ?3"
+             WHERE destination_key = {KEY} AND key IS DISTINCT FROM {KEY} AND event_time >= ?2
+               AND object_id IN ({NEW_OBJECTS})"
         ),
-        params![key, from, increment.through],
+        params![key, from],
     )?;
-    let mut older_copy = conn.prepare_cached(
-        "SELECT 1 FROM events WHERE id <= ?2 AND shared_event_id = ?1
-         UNION ALL SELECT 1 FROM events WHERE id <= ?2 AND event_hash = granttrail_hash(?1) AND event_id = ?1 AND shared_event_id IS NULL",
-    )?;
+    let mut older_copy = conn.prepare_cached(&format!(
+        "SELECT 1 FROM events WHERE shared_event_id = ?2 AND object_id NOT IN ({NEW_OBJECTS})
+         UNION ALL
+         SELECT 1 FROM events WHERE event_hash = granttrail_hash(?2) AND event_id = ?2 AND shared_event_id IS NULL
+           AND object_id NOT IN ({NEW_OBJECTS})"
+    ))?;
     for e in &events {
         let copy_of = e.shared_event_id.as_deref().unwrap_or(&e.event_id);
-        if older_copy.exists(params![copy_of, increment.through])? {
+        if older_copy.exists(params![key, copy_of])? {
             return Ok(None);
         }
     }

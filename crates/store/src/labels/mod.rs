@@ -34,7 +34,7 @@ use crate::write::{EVENT_COLUMNS, event_from_row};
 use crate::{Result, StoreError};
 use incremental::{incremental_plan, relabel_incrementally};
 use rows::replace_labels;
-pub(crate) use stale::{mark_labelled, mark_stale, stale};
+pub(crate) use stale::{KEYLESS, keys_marked, mark_labelled, mark_stale, only, stale};
 use whole::{KeyWrite, KeyWriter, classify_whole_key, relabel_whole_key};
 
 /// How keys are relabelled.
@@ -84,7 +84,7 @@ fn all_keys(conn: &Connection) -> Result<BTreeSet<String>> {
     Ok(keys)
 }
 
-fn keys_used_by_account(conn: &Connection, account: &str) -> Result<BTreeSet<String>> {
+pub(crate) fn keys_used_by_account(conn: &Connection, account: &str) -> Result<BTreeSet<String>> {
     let mut stmt = conn.prepare_cached(
         "SELECT DISTINCT key_arn FROM events WHERE caller_account_id = ?1 AND key_arn IS NOT NULL
          UNION SELECT DISTINCT destination_key_arn FROM events WHERE caller_account_id = ?1 AND destination_key_arn IS NOT NULL",
@@ -138,6 +138,16 @@ pub struct Relabelled {
     pub keys: Vec<String>,
 }
 
+impl Relabelled {
+    /// Adds what a later pass relabelled.
+    pub(crate) fn add(&mut self, later: Relabelled) {
+        self.whole_keys += later.whole_keys;
+        self.incremental_keys += later.incremental_keys;
+        self.read_ahead_keys += later.read_ahead_keys;
+        self.keys.extend(later.keys);
+    }
+}
+
 /// Relabels what `dirty` names: whole keys, or the new calls of a key and what they changed.
 ///
 /// `read_ahead` lets keys relabelled whole be classified on a second connection
@@ -186,7 +196,7 @@ pub(crate) fn recompute(
             ),
             [],
         )?;
-        replace_labels(conn, "", &classify_keyless(&events))?;
+        replace_labels(conn, KEYLESS, &classify_keyless(&events))?;
     }
     let keys = whole.iter().chain(incremental.keys()).cloned().collect();
     Ok(Relabelled { whole_keys: whole.len(), incremental_keys: incremental.len(), read_ahead_keys, keys })

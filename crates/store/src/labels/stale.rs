@@ -1,17 +1,21 @@
 //! Persisting what ingested objects left to relabel ([`Invalidation`], whose rules are in the
 //! `grants` crate): written with their events, read by a refresh.
 
+use std::collections::BTreeSet;
+
 use crate::db::{Connection, params};
 use crate::db::{FromSql, ToSql, ValueRef};
-use granttrail_grants::Invalidation;
+use granttrail_grants::{Invalidation, NewCalls};
 
 use crate::Result;
 
-/// What a `stale_labels` row names (its `kind` column).
+/// The key the calls without an identifiable key are labelled, marked and locked under.
+pub(crate) const KEYLESS: &str = "";
+
+/// What a `stale_labels` row names (its `kind` column). Keys that gained calls are in
+/// `new_calls`, one row per key and object.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum StaleKind {
-    /// A key that gained calls.
-    Key,
     /// A key to relabel whole.
     KeyContext,
     /// An account whose principals' permissions changed.
@@ -23,12 +27,11 @@ enum StaleKind {
 }
 
 impl StaleKind {
-    const ALL: [StaleKind; 5] =
-        [StaleKind::Key, StaleKind::KeyContext, StaleKind::Account, StaleKind::All, StaleKind::Keyless];
+    const ALL: [StaleKind; 4] =
+        [StaleKind::KeyContext, StaleKind::Account, StaleKind::All, StaleKind::Keyless];
 
     fn as_str(self) -> &'static str {
         match self {
-            StaleKind::Key => "key",
             StaleKind::KeyContext => "key_context",
             StaleKind::Account => "account",
             StaleKind::All => "all",
@@ -55,13 +58,21 @@ impl FromSql for StaleKind {
     }
 }
 
-/// Remembers what must be relabelled, inside the caller's transaction.
-pub(crate) fn mark_stale(conn: &Connection, dirty: &Invalidation) -> Result<()> {
+/// Remembers what the object `object_id` left to relabel. Beside other writers the caller
+/// holds the lock of every key and account marked until its events are committed, so that a
+/// relabelling that takes those locks sees the marks and the events together.
+pub(crate) fn mark_stale(conn: &Connection, object_id: i64, dirty: &Invalidation) -> Result<()> {
+    let mut new_calls = conn.prepare_cached(
+        "INSERT INTO new_calls (key_arn, object_id, since, calls) VALUES (?1, ?2, ?3, ?4)
+         ON CONFLICT (key_arn, object_id) DO UPDATE
+         SET since = CASE WHEN excluded.since < new_calls.since THEN excluded.since ELSE new_calls.since END,
+             calls = new_calls.calls + excluded.calls",
+    )?;
+    for (key, calls) in &dirty.new_calls {
+        new_calls.execute(params![key, object_id, calls.earliest, calls.count])?;
+    }
     let mut insert =
         conn.prepare_cached("INSERT INTO stale_labels (kind, value) VALUES (?1, ?2) ON CONFLICT DO NOTHING")?;
-    for key in &dirty.keys {
-        insert.execute(params![StaleKind::Key, key])?;
-    }
     for key in &dirty.context_keys {
         insert.execute(params![StaleKind::KeyContext, key])?;
     }
@@ -93,9 +104,6 @@ pub(crate) fn stale(conn: &Connection) -> Result<Invalidation> {
     let mut dirty = Invalidation::default();
     for (kind, value) in rows {
         match kind {
-            StaleKind::Key => {
-                dirty.keys.insert(value);
-            }
             StaleKind::KeyContext => {
                 dirty.context_keys.insert(value);
             }
@@ -108,15 +116,67 @@ pub(crate) fn stale(conn: &Connection) -> Result<Invalidation> {
     }
     let mut stmt = conn.prepare_cached("SELECT key_arn, since FROM stale_since")?;
     dirty.since = stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?)))?.collect::<Result<_, _>>()?;
+    let mut stmt =
+        conn.prepare_cached("SELECT key_arn, min(since), sum(calls) FROM new_calls GROUP BY key_arn")?;
+    dirty.new_calls = stmt
+        .query_map([], |r| Ok((r.get(0)?, NewCalls { earliest: r.get(1)?, count: r.get(2)? })))?
+        .collect::<Result<_, _>>()?;
     Ok(dirty)
 }
 
-/// Records that every stored event is labelled, after [`recompute`] of everything stale.
-pub(crate) fn mark_labelled(conn: &Connection) -> Result<()> {
-    conn.execute_batch(
-        "DELETE FROM stale_labels; DELETE FROM stale_since;
-         UPDATE labelled_through SET event_id = (SELECT COALESCE(max(id), 0) FROM events) WHERE id = 1;",
-    )?;
+/// The keys whose marks name them (the empty key standing for the calls without one).
+pub(crate) fn keys_marked(dirty: &Invalidation) -> BTreeSet<String> {
+    let mut keys: BTreeSet<String> = dirty.new_calls.keys().chain(dirty.since.keys()).cloned().collect();
+    keys.extend(dirty.context_keys.iter().cloned());
+    if dirty.keyless {
+        keys.insert(KEYLESS.to_string());
+    }
+    keys
+}
+
+/// Only the marks of `keys` and `accounts` (and of every key, with `everything`).
+pub(crate) fn only(
+    mut dirty: Invalidation,
+    keys: &BTreeSet<String>,
+    accounts: &BTreeSet<String>,
+    everything: bool,
+) -> Invalidation {
+    dirty.new_calls.retain(|k, _| keys.contains(k));
+    dirty.since.retain(|k, _| keys.contains(k));
+    dirty.context_keys.retain(|k| keys.contains(k));
+    dirty.accounts.retain(|a| accounts.contains(a));
+    dirty.keyless &= keys.contains(KEYLESS);
+    dirty.everything &= everything;
+    dirty
+}
+
+/// Forgets the marks of what a relabelling relabelled: every mark of `keys` and `accounts`,
+/// and every mark at all after relabelling everything.
+pub(crate) fn mark_labelled(
+    conn: &Connection,
+    keys: &BTreeSet<String>,
+    accounts: &BTreeSet<String>,
+    everything: bool,
+) -> Result<()> {
+    if everything {
+        conn.execute_batch("DELETE FROM stale_labels; DELETE FROM stale_since; DELETE FROM new_calls;")?;
+        return Ok(());
+    }
+    let mut calls = conn.prepare_cached("DELETE FROM new_calls WHERE key_arn = ?1")?;
+    let mut since = conn.prepare_cached("DELETE FROM stale_since WHERE key_arn = ?1")?;
+    let mut marks = conn.prepare_cached("DELETE FROM stale_labels WHERE kind = ?1 AND value = ?2")?;
+    for key in keys {
+        if key == KEYLESS {
+            marks.execute(params![StaleKind::Keyless, ""])?;
+            continue;
+        }
+        calls.execute([key])?;
+        since.execute([key])?;
+        marks.execute(params![StaleKind::KeyContext, key])?;
+    }
+    for account in accounts {
+        marks.execute(params![StaleKind::Account, account])?;
+    }
     Ok(())
 }
 
@@ -130,12 +190,17 @@ mod tests {
         let store = Store::open_in_memory().unwrap();
         let conn = store.conn();
         let mut marked = Invalidation { everything: true, keyless: true, ..Invalidation::default() };
-        marked.keys.insert("k1".to_string());
+        marked.new_calls.insert("k1".to_string(), NewCalls { earliest: 7, count: 2 });
         marked.context_keys.insert("k2".to_string());
         marked.accounts.insert("111122223333".to_string());
         marked.since.insert("k3".to_string(), 42);
-        mark_stale(conn, &marked).unwrap();
+        mark_stale(conn, 1, &marked).unwrap();
         assert_eq!(stale(conn).unwrap(), marked);
+        // Another object's calls on the key add up, from the earlier of the two.
+        let mut more = Invalidation::default();
+        more.new_calls.insert("k1".to_string(), NewCalls { earliest: 3, count: 1 });
+        mark_stale(conn, 2, &more).unwrap();
+        assert_eq!(stale(conn).unwrap().new_calls["k1"], NewCalls { earliest: 3, count: 3 });
 
         // Written around the table's CHECK, as a damaged or hand-edited file could be.
         conn.execute_batch(

@@ -1,0 +1,122 @@
+//! On PostgreSQL, relabelling waits only for the keys it relabels, and a writer holds back the
+//! relabelling of every key it marks until its events are committed (docs/reliability.md).
+#![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
+
+use std::sync::mpsc::{RecvTimeoutError, channel};
+use std::time::Duration;
+
+use granttrail_ingest::{Limits, ingest_object};
+use granttrail_store::{CallFilter, Journal, Location, Store};
+use granttrail_testkit::Postgres;
+use serde_json::json;
+
+const K1: &str = "arn:aws:kms:us-east-1:111122223333:key/aaaa0000-0000-0000-0000-000000000001";
+const K2: &str = "arn:aws:kms:us-east-1:111122223333:key/aaaa0000-0000-0000-0000-000000000002";
+
+/// Long enough for anything that does not wait to finish on a loaded machine.
+const FINISHES: Duration = Duration::from_secs(60);
+/// How long something that waits is watched waiting.
+const WAITS: Duration = Duration::from_millis(1500);
+
+fn decrypt(id: &str, key: &str, minute: u32) -> serde_json::Value {
+    json!({
+        "eventVersion": "1.09", "eventSource": "kms.amazonaws.com", "eventName": "Decrypt",
+        "eventTime": format!("2024-05-01T10:{minute:02}:00Z"), "eventID": id, "awsRegion": "us-east-1",
+        "userIdentity": {"type": "AssumedRole", "arn": "arn:aws:sts::111122223333:assumed-role/App/s",
+            "accountId": "111122223333"},
+        "recipientAccountId": "111122223333", "resources": [{"type": "AWS::KMS::Key", "ARN": key}],
+        "requestParameters": {"encryptionAlgorithm": "SYMMETRIC_DEFAULT"}, "responseElements": null,
+    })
+}
+
+fn write(store: &mut Store, name: &str, records: &[serde_json::Value]) {
+    let bytes = serde_json::to_vec(&json!({ "Records": records })).unwrap();
+    ingest_object(store, name, &bytes[..], &Limits::default(), 0).unwrap();
+}
+
+fn labelled(store: &mut Store) -> usize {
+    store.calls(&CallFilter::default()).unwrap().len()
+}
+
+#[test]
+fn relabelling_and_writing_wait_only_for_the_keys_they_share() {
+    let Some(pg) = Postgres::start() else { return };
+    let url = pg.database("relabel_locks");
+    let open = || Store::open_at(&Location::Postgres(url.clone()), Journal::Wal, &mut |_| {}).unwrap();
+    let (mut holder, mut other) = (open(), open());
+    write(&mut other, "first", &[decrypt("a1", K1, 0), decrypt("b1", K2, 0)]);
+    other.refresh_labels().unwrap();
+    assert_eq!(labelled(&mut other), 2);
+
+    // New calls on K2 only: relabelled while another writer holds K1.
+    write(&mut other, "second", &[decrypt("b2", K2, 1)]);
+    // Threads are joined only after the lock is let go: a relabelling that waited would
+    // fail the test, not hang it.
+    std::thread::scope(|scope| {
+        let (go, start) = channel();
+        let (done, finished) = channel();
+        let other = &mut other;
+        scope.spawn(move || {
+            start.recv().unwrap();
+            done.send(other.refresh_labels().map(|r| r.keys)).unwrap();
+        });
+        let relabelled = holder
+            .holding_key_lock(K1, || {
+                go.send(()).unwrap();
+                finished.recv_timeout(FINISHES)
+            })
+            .unwrap();
+        assert_eq!(relabelled.expect("relabelling K2 waited for K1").unwrap(), [K2.to_string()]);
+    });
+    assert_eq!(labelled(&mut other), 3);
+
+    // A writer of calls on K1 waits for K1's lock before it marks K1 and commits: meanwhile
+    // there is nothing to relabel. It finishes once the lock is let go.
+    let (mut writer, mut relabeller) = (open(), open());
+    std::thread::scope(|scope| {
+        let (go, start) = channel();
+        let (wrote, written) = channel();
+        scope.spawn(move || {
+            start.recv().unwrap();
+            write(&mut writer, "third", &[decrypt("a3", K1, 2)]);
+            wrote.send(()).unwrap();
+        });
+        holder
+            .holding_key_lock(K1, || {
+                go.send(()).unwrap();
+                assert_eq!(
+                    written.recv_timeout(WAITS),
+                    Err(RecvTimeoutError::Timeout),
+                    "the writer did not wait"
+                );
+                assert!(relabeller.refresh_labels().unwrap().keys.is_empty());
+            })
+            .unwrap();
+        written.recv_timeout(FINISHES).expect("the writer finished once K1 was let go");
+    });
+    // Written, and waiting for a relabelling.
+    assert_eq!(labelled(&mut holder), 3);
+
+    // A relabelling of K1 waits for K1's lock too.
+    write(&mut other, "fourth", &[decrypt("a4", K1, 3)]);
+    std::thread::scope(|scope| {
+        let (go, start) = channel();
+        let (done, finished) = channel();
+        scope.spawn(move || {
+            start.recv().unwrap();
+            done.send(relabeller.refresh_labels().map(|r| r.keys)).unwrap();
+        });
+        holder
+            .holding_key_lock(K1, || {
+                go.send(()).unwrap();
+                assert!(
+                    matches!(finished.recv_timeout(WAITS), Err(RecvTimeoutError::Timeout)),
+                    "the relabelling did not wait"
+                );
+            })
+            .unwrap();
+        let keys = finished.recv_timeout(FINISHES).expect("the relabelling finished once K1 was let go");
+        assert_eq!(keys.unwrap(), [K1.to_string()]);
+    });
+    assert_eq!(labelled(&mut other), 5);
+}

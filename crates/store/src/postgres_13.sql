@@ -1,0 +1,26 @@
+-- granttrail schema, version 13, on PostgreSQL (as SQLite's schema_13.sql): which calls await
+-- their labels is recorded per key and object, in place of one watermark over every event.
+CREATE TABLE new_calls (
+    key_arn   TEXT COLLATE "C" NOT NULL,
+    object_id BIGINT NOT NULL,
+    since     BIGINT NOT NULL,
+    calls     BIGINT NOT NULL,
+    PRIMARY KEY (key_arn, object_id)
+);
+
+INSERT INTO new_calls (key_arn, object_id, since, calls)
+SELECT key_arn, object_id, min(event_time), count(*)
+FROM (
+    SELECT key_arn, object_id, event_time FROM events
+    WHERE id > (SELECT event_id FROM labelled_through WHERE id = 1)
+      AND event_source = 'kms.amazonaws.com' AND key_arn IS NOT NULL
+    UNION ALL
+    SELECT destination_key_arn, object_id, event_time FROM events
+    WHERE id > (SELECT event_id FROM labelled_through WHERE id = 1)
+      AND event_source = 'kms.amazonaws.com' AND destination_key_arn IS NOT NULL
+      AND destination_key_arn IS DISTINCT FROM key_arn
+) AS new
+GROUP BY key_arn, object_id;
+
+DELETE FROM stale_labels WHERE kind = 'key';
+DROP TABLE labelled_through;
