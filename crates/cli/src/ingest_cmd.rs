@@ -227,8 +227,7 @@ pub fn run(db: &Location, config: &Config, args: &IngestArgs) -> anyhow::Result<
     }
     let Reporter { totals, failed, bar } = reporter;
     bar.set_message("labelling calls");
-    // Among other writers into one PostgreSQL database, relabelling waits only for the keys it
-    // relabels; relabelling every key (an Organizations change) is left to the last writer.
+    // Among other writers into one PostgreSQL database, the last to end relabels.
     let relabelled = store.refresh_labels_unless_busy().context("while labelling calls")?;
     bar.finish_and_clear();
     print_summary(&totals, started.elapsed())?;
@@ -239,7 +238,7 @@ pub fn run(db: &Location, config: &Config, args: &IngestArgs) -> anyhow::Result<
     if relabelled.is_none() {
         writeln!(
             std::io::stdout(),
-            "calls not labelled yet: an Organizations change means relabelling every key, and other writers are writing into this database; the last of them, or the next query, labels them"
+            "calls not labelled yet: other writers are writing into this database; the last of them, or the next query, labels them"
         )?;
         return Ok(if failed { ExitCode::FAILURE } else { ExitCode::SUCCESS });
     }

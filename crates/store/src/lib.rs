@@ -246,6 +246,11 @@ fn migrate_postgres(conn: &mut Connection) -> Result<()> {
     if let Some(found) = found.filter(|&v| v > SCHEMA_VERSION) {
         return Err(StoreError::TooNew { found });
     }
+    if found.is_some_and(|v| v < SCHEMA_VERSION) {
+        // Writers of the older version still at work finish first: a migration moves what
+        // they have marked, and they would mark in the older form after it.
+        tx.query_row("SELECT pg_advisory_xact_lock(?1)", [db::WRITER_LOCK], |_| Ok(()))?;
+    }
     for &(version, sql) in POSTGRES_MIGRATIONS.iter().filter(|(v, _)| found.is_none_or(|f| *v > f)) {
         tx.execute_batch(sql)?;
         if found.is_none() && version == POSTGRES_MIGRATIONS[0].0 {
@@ -281,6 +286,11 @@ fn relabel_in(
     }
     let mut keys = labels::keys_marked(&seen);
     keys.extend(called.iter().cloned());
+    if !alone && keys.len() > MOST_KEYS_LOCKED {
+        // So many keys (a bulk load, an IAM change in a busy account) are relabelled alone
+        // instead: each named lock takes a slot of the server's lock table until the commit.
+        return Ok((Relabelled::default(), true));
+    }
     tx.lock(db::Named::Key, keys.iter().map(String::as_str))?;
     let mut dirty = labels::only(labels::stale(&tx)?, &keys, &accounts, alone);
     let owed = seen.everything && !alone;
@@ -299,6 +309,11 @@ fn relabel_in(
     tx.commit()?;
     Ok((relabelled, owed))
 }
+
+/// The most keys a relabelling beside other writers locks by name; more are relabelled with the
+/// writers' lock alone. PostgreSQL's lock table holds `max_locks_per_transaction` (64 by
+/// default) times `max_connections` locks across all sessions.
+const MOST_KEYS_LOCKED: usize = 1_000;
 
 /// How many times work undone by a deadlock with another writer is done again.
 pub const CONFLICT_ATTEMPTS: u32 = 8;
@@ -621,28 +636,53 @@ impl Store {
     /// Recomputes the labels that ingested objects left stale, in one transaction. Ingest
     /// calls this once at the end of a run; queries call it first, so they never show stale
     /// labels. Beside other writers on PostgreSQL it waits only for the keys it relabels (and
-    /// for every writer when an Organizations change means relabelling everything), and does
-    /// again what a deadlock undid. Returns how many keys were relabelled, and how.
+    /// for every writer when an Organizations change means relabelling everything, or when
+    /// there are more keys than it locks one by one), and does again what a deadlock undid.
+    /// Returns how many keys were relabelled, and how.
     pub fn refresh_labels(&mut self) -> Result<Relabelled> {
+        self.refresh(true, false).map(Option::unwrap_or_default)
+    }
+
+    /// [`Store::refresh_labels`] with the writers' lock alone, unless other writers are
+    /// writing into the same PostgreSQL database: then `None` at once. For a bulk writer (an
+    /// `ingest` run) that ends among others: they would relabel the same keys over and over,
+    /// each waiting for the keys the others hold, so the last of them, or the next query,
+    /// relabels once. A writer of one object at a time (the Lambda) uses
+    /// [`Store::refresh_labels`], which waits only for the keys it relabels.
+    pub fn refresh_labels_unless_busy(&mut self) -> Result<Option<Relabelled>> {
+        if labels::stale(&self.conn)?.is_empty() {
+            return Ok(Some(Relabelled::default()));
+        }
+        self.refresh(false, true)
+    }
+
+    /// Relabels in passes: beside other writers (unless `alone` from the start), then (when
+    /// one was owed) alone; `None` when that would wait for other writers and `wait_for_all`
+    /// is false.
+    fn refresh(&mut self, wait_for_all: bool, mut alone: bool) -> Result<Option<Relabelled>> {
         let mut done = Relabelled::default();
-        let mut alone = false;
         let mut attempt = 1;
         loop {
             let stale = labels::stale(&self.conn)?;
             if stale.is_empty() {
-                return Ok(done);
+                break;
             }
             alone |= stale.everything;
-            let behaviour = if alone { TransactionBehavior::Immediate } else { TransactionBehavior::Shared };
-            let pass = match self.conn.transaction_with_behavior(behaviour) {
-                Ok(tx) => relabel_in(tx, &self.settings, self.strategy),
+            let tx = match (alone, wait_for_all) {
+                (false, _) => self.conn.transaction_with_behavior(TransactionBehavior::Shared).map(Some),
+                (true, true) => self.conn.transaction_with_behavior(TransactionBehavior::Immediate).map(Some),
+                (true, false) => self.conn.transaction_unless_busy(),
+            };
+            let pass = match tx {
+                Ok(Some(tx)) => relabel_in(tx, &self.settings, self.strategy),
+                Ok(None) => return Ok(None),
                 Err(e) => Err(e.into()),
             };
             match pass {
                 Ok((relabelled, owed)) => {
                     done.add(relabelled);
                     if !owed {
-                        return Ok(done);
+                        break;
                     }
                     alone = true;
                 }
@@ -653,22 +693,12 @@ impl Store {
                 Err(e) => return Err(e),
             }
         }
-    }
-
-    /// [`Store::refresh_labels`], unless it must relabel everything (an Organizations change)
-    /// while other writers are writing into the same PostgreSQL database: then `None` at once.
-    /// Relabelling everything waits for every writer and holds new ones back, so a writer that
-    /// ends among others leaves it to the last of them, or to the next query, rather than stop
-    /// them all.
-    pub fn refresh_labels_unless_busy(&mut self) -> Result<Option<Relabelled>> {
-        let stale = labels::stale(&self.conn)?;
-        if !stale.everything {
-            return self.refresh_labels().map(Some);
+        if self.conn.engine() == db::Engine::Sqlite {
+            // The marks forgotten and the labels rewritten leave pages free: give them back, as
+            // the file would otherwise keep them until it next grows.
+            self.conn.execute_batch("PRAGMA incremental_vacuum")?;
         }
-        match self.conn.transaction_unless_busy()? {
-            Some(tx) => relabel_in(tx, &self.settings, self.strategy).map(|(relabelled, _)| Some(relabelled)),
-            None => Ok(None),
-        }
+        Ok(Some(done))
     }
 
     /// From now on, every read sees the database as it is at the first one, whatever writers

@@ -22,5 +22,9 @@ FROM (
 ) AS new
 GROUP BY key_arn, object_id;
 
+-- `key` rows became `new_calls` rows; a writer of an older version can no longer add one.
 DELETE FROM stale_labels WHERE kind = 'key';
+ALTER TABLE stale_labels DROP CONSTRAINT stale_labels_kind_check;
+ALTER TABLE stale_labels ADD CONSTRAINT stale_labels_kind_check
+    CHECK (kind = 'key_context' OR kind = 'account' OR kind = 'all' OR kind = 'keyless');
 DROP TABLE labelled_through;

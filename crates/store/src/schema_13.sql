@@ -25,5 +25,14 @@ FROM (
 ) AS new
 GROUP BY key_arn, object_id;
 
-DELETE FROM stale_labels WHERE kind = 'key';
+-- `key` rows became `new_calls` rows; a writer of an older version can no longer add one.
+CREATE TABLE stale_labels_13 (
+    kind  TEXT NOT NULL
+        CHECK (kind = 'key_context' OR kind = 'account' OR kind = 'all' OR kind = 'keyless'),
+    value TEXT NOT NULL,
+    PRIMARY KEY (kind, value)
+) WITHOUT ROWID;
+INSERT INTO stale_labels_13 (kind, value) SELECT kind, value FROM stale_labels WHERE kind <> 'key';
+DROP TABLE stale_labels;
+ALTER TABLE stale_labels_13 RENAME TO stale_labels;
 DROP TABLE labelled_through;

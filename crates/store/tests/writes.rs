@@ -263,6 +263,13 @@ fn a_version_12_database_keeps_the_calls_it_had_not_labelled() {
         "DROP TABLE new_calls;
          CREATE TABLE labelled_through (id INTEGER PRIMARY KEY CHECK (id = 1), event_id INTEGER NOT NULL);
          INSERT INTO labelled_through SELECT 1, max(id) FROM events WHERE event_id <> 'd3';
+         DROP TABLE stale_labels;
+         CREATE TABLE stale_labels (
+             kind TEXT NOT NULL
+                 CHECK (kind = 'key' OR kind = 'key_context' OR kind = 'account' OR kind = 'all' OR kind = 'keyless'),
+             value TEXT NOT NULL,
+             PRIMARY KEY (kind, value)
+         ) WITHOUT ROWID;
          PRAGMA user_version = 12;",
     )
     .unwrap();

@@ -369,7 +369,7 @@ pub enum TransactionBehavior {
 /// The advisory lock PostgreSQL writers take where SQLite would take its write lock: shared by
 /// the writers of objects and by relabelling, exclusive for the rest (relabelling everything,
 /// rebuilds, imports).
-const WRITER_LOCK: i64 = 0x6772_616e_7474_7261; // "granttra"
+pub(crate) const WRITER_LOCK: i64 = 0x6772_616e_7474_7261; // "granttra"
 
 /// What a writer beside others ([`TransactionBehavior::Shared`]) locks by name until its
 /// transaction ends, so that the rows of one eventID, text, key or grant are decided by one
