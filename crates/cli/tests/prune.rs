@@ -128,14 +128,17 @@ fn the_file_shrinks() {
     .unwrap();
     ws.ok(&["ingest", "-q", logs.to_str().unwrap()]);
     // A checkpoint first, so the comparison is of the file alone.
+    // And the pages freed, which must all go back to the file system.
     let size = |ws: &Workspace| {
         let conn = rusqlite::Connection::open(ws.db()).unwrap();
         conn.query_row("PRAGMA wal_checkpoint(TRUNCATE)", [], |_| Ok(())).unwrap();
+        let free: i64 = conn.query_row("PRAGMA freelist_count", [], |r| r.get(0)).unwrap();
         drop(conn);
-        std::fs::metadata(ws.db()).unwrap().len()
+        (std::fs::metadata(ws.db()).unwrap().len(), free)
     };
-    let before = size(&ws);
+    let (before, _) = size(&ws);
     ws.ok(&["prune", "--keep-days", "0", "--as-of", "2100-01-01T00:00:00Z"]);
-    let after = size(&ws);
+    let (after, free) = size(&ws);
     assert!(after < before, "{before} bytes before, {after} after");
+    assert_eq!(free, 0, "pages left free in the file after pruning");
 }

@@ -661,6 +661,7 @@ impl Store {
     /// is false.
     fn refresh(&mut self, wait_for_all: bool, mut alone: bool) -> Result<Option<Relabelled>> {
         let mut done = Relabelled::default();
+        let mut passes = 0;
         let mut attempt = 1;
         loop {
             let stale = labels::stale(&self.conn)?;
@@ -681,6 +682,7 @@ impl Store {
             match pass {
                 Ok((relabelled, owed)) => {
                     done.add(relabelled);
+                    passes += 1;
                     if !owed {
                         break;
                     }
@@ -693,10 +695,11 @@ impl Store {
                 Err(e) => return Err(e),
             }
         }
-        if self.conn.engine() == db::Engine::Sqlite {
+        if passes > 0 {
             // The marks forgotten and the labels rewritten leave pages free: give them back, as
-            // the file would otherwise keep them until it next grows.
-            self.conn.execute_batch("PRAGMA incremental_vacuum")?;
+            // the file would otherwise keep them until it next grows. (Only after writing: a
+            // query on a file it may not write to relabels nothing.)
+            self.conn.give_back_free_pages()?;
         }
         Ok(Some(done))
     }

@@ -82,9 +82,7 @@ impl Store {
         tx.commit()?;
         // SQLite databases are created (or migrated) with incremental auto-vacuum: this truncates
         // the file by the pages the records freed. PostgreSQL's autovacuum reuses them itself.
-        if self.conn.engine() == crate::db::Engine::Sqlite {
-            self.conn.execute_batch("PRAGMA incremental_vacuum")?;
-        }
+        self.conn.give_back_free_pages()?;
         Ok(pruned)
     }
 }
