@@ -120,3 +120,41 @@ fn relabelling_and_writing_wait_only_for_the_keys_they_share() {
     });
     assert_eq!(labelled(&mut other), 5);
 }
+
+/// A version 12 PostgreSQL database with calls after its watermark comes out of the migration
+/// with those calls awaiting labels, and an older writer can no longer mark in the old form.
+#[test]
+fn a_version_12_postgres_database_keeps_the_calls_it_had_not_labelled() {
+    let Some(pg) = Postgres::start() else { return };
+    let url = pg.database("from_12");
+    let open = || Store::open_at(&Location::Postgres(url.clone()), Journal::Wal, &mut |_| {}).unwrap();
+    {
+        let mut store = open();
+        write(&mut store, "first", &[decrypt("a1", K1, 0), decrypt("b1", K2, 0)]);
+        store.refresh_labels().unwrap();
+        write(&mut store, "second", &[decrypt("a2", K1, 1)]);
+    }
+    // Back to the version 12 shape: labelled through the first object, K1 marked.
+    pg.psql_in(
+        "from_12",
+        &format!(
+            "DROP TABLE new_calls;
+             CREATE TABLE labelled_through (id BIGINT PRIMARY KEY CHECK (id = 1), event_id BIGINT NOT NULL);
+             INSERT INTO labelled_through SELECT 1, max(id) FROM events WHERE event_id <> 'a2';
+             ALTER TABLE stale_labels DROP CONSTRAINT stale_labels_kind_check;
+             ALTER TABLE stale_labels ADD CONSTRAINT stale_labels_kind_check
+                 CHECK (kind = 'key' OR kind = 'key_context' OR kind = 'account' OR kind = 'all' OR kind = 'keyless');
+             INSERT INTO stale_labels (kind, value) VALUES ('key', '{K1}');
+             UPDATE granttrail_schema SET version = 12;"
+        ),
+    );
+    let mut store = open();
+    assert_eq!(labelled(&mut store), 2);
+    assert_eq!(store.refresh_labels().unwrap().keys, [K1.to_string()]);
+    assert_eq!(labelled(&mut store), 3);
+    // psql fails, and `psql_in` panics, on the CHECK the migration put back.
+    let old_mark = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+        pg.psql_in("from_12", "INSERT INTO stale_labels (kind, value) VALUES ('key', 'k')")
+    }));
+    assert!(old_mark.is_err(), "a mark in the old form is refused");
+}
