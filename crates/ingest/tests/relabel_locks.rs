@@ -1,5 +1,6 @@
 //! On PostgreSQL, relabelling waits only for the keys it relabels, and a writer holds back the
-//! relabelling of every key it marks until its events are committed (docs/reliability.md).
+//! relabelling of every key it marks until its events are committed (docs/reliability.md); a
+//! version 12 database keeps, through the migration, the calls it had not labelled.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::mpsc::{RecvTimeoutError, channel};
