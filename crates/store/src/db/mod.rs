@@ -680,7 +680,6 @@ impl Connection {
         self.prepare(sql)?.execute(params)
     }
 
-    /// Runs statements separated by `;`, without parameters.
     /// Truncates a SQLite file by its free pages (incremental auto-vacuum, which SQLite does a
     /// page per step: a statement run once, as `execute_batch` runs it, gives back one page).
     /// PostgreSQL reuses free space itself.
@@ -693,6 +692,7 @@ impl Connection {
         Ok(())
     }
 
+    /// Runs statements separated by `;`, without parameters.
     pub fn execute_batch(&self, sql: &str) -> Result<()> {
         match &self.inner {
             Inner::Sqlite(c) => Ok(c.execute_batch(sql)?),
