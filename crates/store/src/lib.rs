@@ -66,13 +66,18 @@ const MIGRATIONS: &[Migration] = &[
     Migration { sql: include_str!("schema_10.sql"), rewrite: None },
     Migration { sql: include_str!("schema_11.sql"), rewrite: None },
     Migration { sql: include_str!("schema_12.sql"), rewrite: None },
-    Migration { sql: include_str!("schema_13.sql"), rewrite: None },
+    Migration {
+        sql: concat!(include_str!("schema_13.sql"), include_str!("new_calls_13.sql")),
+        rewrite: None,
+    },
 ];
 
 /// PostgreSQL's schema: one step to SQLite's version 12 (`postgres.sql`), then a file per
 /// version, numbered as SQLite's are, so a version means the same tables on both engines.
-const POSTGRES_MIGRATIONS: &[(i64, &str)] =
-    &[(12, include_str!("postgres.sql")), (13, include_str!("postgres_13.sql"))];
+const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
+    (12, include_str!("postgres.sql")),
+    (13, concat!(include_str!("postgres_13.sql"), include_str!("new_calls_13.sql"))),
+];
 
 /// The advisory lock PostgreSQL clients hold while they bring the schema up to date.
 const POSTGRES_MIGRATION_LOCK: i64 = 0x6772_616e_7473_6368; // "grantsch"

@@ -1,5 +1,6 @@
 -- granttrail schema, version 13, on PostgreSQL (as SQLite's schema_13.sql): which calls await
--- their labels is recorded per key and object, in place of one watermark over every event.
+-- their labels is recorded per key and object, in place of one watermark over every event;
+-- new_calls_13.sql, run after this, moves the watermark into the table.
 CREATE TABLE new_calls (
     key_arn   TEXT COLLATE "C" NOT NULL,
     object_id BIGINT NOT NULL,
@@ -8,23 +9,8 @@ CREATE TABLE new_calls (
     PRIMARY KEY (key_arn, object_id)
 );
 
-INSERT INTO new_calls (key_arn, object_id, since, calls)
-SELECT key_arn, object_id, min(event_time), count(*)
-FROM (
-    SELECT key_arn, object_id, event_time FROM events
-    WHERE id > (SELECT event_id FROM labelled_through WHERE id = 1)
-      AND event_source = 'kms.amazonaws.com' AND key_arn IS NOT NULL
-    UNION ALL
-    SELECT destination_key_arn, object_id, event_time FROM events
-    WHERE id > (SELECT event_id FROM labelled_through WHERE id = 1)
-      AND event_source = 'kms.amazonaws.com' AND destination_key_arn IS NOT NULL
-      AND destination_key_arn IS DISTINCT FROM key_arn
-) AS new
-GROUP BY key_arn, object_id;
-
 -- `key` rows became `new_calls` rows; a writer of an older version can no longer add one.
 DELETE FROM stale_labels WHERE kind = 'key';
 ALTER TABLE stale_labels DROP CONSTRAINT stale_labels_kind_check;
 ALTER TABLE stale_labels ADD CONSTRAINT stale_labels_kind_check
     CHECK (kind = 'key_context' OR kind = 'account' OR kind = 'all' OR kind = 'keyless');
-DROP TABLE labelled_through;

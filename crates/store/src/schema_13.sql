@@ -1,7 +1,7 @@
 -- granttrail schema, version 13: which calls await their labels is recorded per key and object
 -- (`new_calls`), in place of one watermark over every event (`labelled_through`), so that
 -- writers and relabellers working on different keys need not wait for each other. Documented
--- in docs/schema.md.
+-- in docs/schema.md. new_calls_13.sql, run after this, moves the watermark into the table.
 CREATE TABLE new_calls (
     key_arn   TEXT NOT NULL,
     object_id INTEGER NOT NULL,   -- objects.id (no reference: the object may have been undone)
@@ -9,21 +9,6 @@ CREATE TABLE new_calls (
     calls     INTEGER NOT NULL,
     PRIMARY KEY (key_arn, object_id)
 ) WITHOUT ROWID;
-
--- The calls after the watermark, with their keys and ReEncrypt destinations, become rows.
-INSERT INTO new_calls (key_arn, object_id, since, calls)
-SELECT key_arn, object_id, min(event_time), count(*)
-FROM (
-    SELECT key_arn, object_id, event_time FROM events
-    WHERE id > (SELECT event_id FROM labelled_through WHERE id = 1)
-      AND event_source = 'kms.amazonaws.com' AND key_arn IS NOT NULL
-    UNION ALL
-    SELECT destination_key_arn, object_id, event_time FROM events
-    WHERE id > (SELECT event_id FROM labelled_through WHERE id = 1)
-      AND event_source = 'kms.amazonaws.com' AND destination_key_arn IS NOT NULL
-      AND destination_key_arn IS NOT key_arn
-) AS new
-GROUP BY key_arn, object_id;
 
 -- `key` rows became `new_calls` rows; a writer of an older version can no longer add one.
 CREATE TABLE stale_labels_13 (
@@ -35,4 +20,3 @@ CREATE TABLE stale_labels_13 (
 INSERT INTO stale_labels_13 (kind, value) SELECT kind, value FROM stale_labels WHERE kind <> 'key';
 DROP TABLE stale_labels;
 ALTER TABLE stale_labels_13 RENAME TO stale_labels;
-DROP TABLE labelled_through;
