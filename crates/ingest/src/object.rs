@@ -3,7 +3,7 @@ use std::io::Read;
 use granttrail_cloudtrail::digest::Sha256;
 use granttrail_cloudtrail::{Limits, ObjectError, ScanError, for_each_record_hashed, may_be_relevant};
 use granttrail_grants::{KmsEvent, RecordError, normalise, normalise_str};
-use granttrail_store::{ObjectCounts, Store, StoreError, StoredRecord};
+use granttrail_store::{ObjectCounts, ObjectWriter, Store, StoreError, StoredRecords};
 
 /// Events [`ingest_object`] hands the store at a time.
 const EVENTS_PER_WRITE: usize = 128;
@@ -72,14 +72,15 @@ pub fn ingest_object<R: Read>(
     };
     let mut first_skip = None;
     // Events are stored a few at a time: their eventIDs are looked up together.
-    let mut pending: Vec<(KmsEvent, StoredRecord)> = Vec::with_capacity(EVENTS_PER_WRITE);
+    let mut pending: Vec<KmsEvent> = Vec::with_capacity(EVENTS_PER_WRITE);
+    let mut raws: Vec<String> = Vec::with_capacity(EVENTS_PER_WRITE);
     let read = for_each_record_hashed(reader, limits, |record| {
         match parse_record(record) {
             Ok(Some((event, raw))) => {
-                pending.push((event, StoredRecord::compress(&raw)?));
+                pending.push(event);
+                raws.push(raw);
                 if pending.len() >= EVENTS_PER_WRITE {
-                    writer.add_records(&pending)?;
-                    pending.clear();
+                    write(&mut writer, &mut pending, &mut raws)?;
                 }
             }
             Ok(None) => {}
@@ -92,7 +93,7 @@ pub fn ingest_object<R: Read>(
     });
     match read {
         Ok((summary, sha256)) => {
-            writer.add_records(&pending)?;
+            write(&mut writer, &mut pending, &mut raws)?;
             writer.set_content_sha256(sha256);
             let format = format!("{:?}", summary.format);
             let counts = writer.commit(&format, summary.bytes, summary.records, now)?;
@@ -105,4 +106,16 @@ pub fn ingest_object<R: Read>(
             Ok(Outcome::Rejected(IngestError::Object(object_error)))
         }
     }
+}
+
+/// Stores the `pending` events with their records as delivered, and forgets them.
+fn write(
+    writer: &mut ObjectWriter<'_>,
+    pending: &mut Vec<KmsEvent>,
+    raws: &mut Vec<String>,
+) -> Result<(), StoreError> {
+    writer.add_records(pending, &StoredRecords::compress(raws.iter().map(String::as_str))?)?;
+    pending.clear();
+    raws.clear();
+    Ok(())
 }

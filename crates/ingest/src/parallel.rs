@@ -21,7 +21,7 @@ use granttrail_cloudtrail::{
     Limits, ObjectError, ReadSummary, ScanError, for_each_record, for_each_record_hashed,
 };
 use granttrail_grants::{KmsEvent, RecordError};
-use granttrail_store::{CONFLICT_ATTEMPTS, Store, StoreError, StoredRecord, conflict_pause};
+use granttrail_store::{CONFLICT_ATTEMPTS, Store, StoreError, StoredRecords, conflict_pause};
 
 use crate::object::parse_record;
 use crate::{IngestError, Outcome};
@@ -34,7 +34,8 @@ pub const BATCHES_IN_FLIGHT: usize = 4;
 enum Item {
     /// Normalised events with their records, compressed here, off the writer's thread.
     Events {
-        events: Vec<(KmsEvent, StoredRecord)>,
+        events: Vec<KmsEvent>,
+        records: StoredRecords,
         skipped: u64,
         first_skip: Option<RecordError>,
     },
@@ -160,6 +161,14 @@ fn ingest_these<S: Sync>(
     })
 }
 
+/// The events a decoding thread has parsed and not sent yet, with their records as delivered
+/// (compressed together when sent).
+#[derive(Default)]
+struct Batch {
+    events: Vec<KmsEvent>,
+    raws: Vec<String>,
+}
+
 fn decode<S>(source: &S, open: &Opener<'_, S>, limits: &Limits, hash: bool, tx: &SyncSender<Item>) {
     let reader = match open(source) {
         Ok(r) => r,
@@ -168,21 +177,26 @@ fn decode<S>(source: &S, open: &Opener<'_, S>, limits: &Limits, hash: bool, tx: 
             return;
         }
     };
-    let mut batch = Vec::with_capacity(BATCH);
+    let mut batch = Batch::default();
     let mut skipped = 0u64;
     let mut first_skip = None;
-    let flush = |batch: &mut Vec<(KmsEvent, StoredRecord)>,
-                 skipped: &mut u64,
-                 first_skip: &mut Option<RecordError>| {
-        let item =
-            Item::Events { events: std::mem::take(batch), skipped: *skipped, first_skip: first_skip.take() };
+    let flush = |batch: &mut Batch, skipped: &mut u64, first_skip: &mut Option<RecordError>| {
+        let records = StoredRecords::compress(batch.raws.iter().map(String::as_str)).map_err(Stop::Failed)?;
+        batch.raws.clear();
+        let item = Item::Events {
+            events: std::mem::take(&mut batch.events),
+            records,
+            skipped: *skipped,
+            first_skip: first_skip.take(),
+        };
         *skipped = 0;
         tx.send(item).map_err(|_| Stop::WriterGone)
     };
     let on_record = |record: &[u8]| {
         match parse_record(record) {
             Ok(Some((event, raw))) => {
-                batch.push((event, StoredRecord::compress(&raw).map_err(Stop::Failed)?))
+                batch.events.push(event);
+                batch.raws.push(raw);
             }
             Ok(None) => {}
             Err(e) => {
@@ -190,7 +204,7 @@ fn decode<S>(source: &S, open: &Opener<'_, S>, limits: &Limits, hash: bool, tx: 
                 first_skip.get_or_insert(e);
             }
         }
-        if batch.len() >= BATCH {
+        if batch.events.len() >= BATCH {
             flush(&mut batch, &mut skipped, &mut first_skip)?;
         }
         Ok(())
@@ -245,8 +259,8 @@ fn write_in_order(
         let mut first_skip = None;
         let outcome = loop {
             match rx.recv() {
-                Ok(Item::Events { events, skipped, first_skip: skip }) => {
-                    writer.add_records(&events)?;
+                Ok(Item::Events { events, records, skipped, first_skip: skip }) => {
+                    writer.add_records(&events, &records)?;
                     for _ in 0..skipped {
                         writer.skip_record();
                     }

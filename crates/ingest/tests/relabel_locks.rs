@@ -146,6 +146,17 @@ fn a_version_12_postgres_database_keeps_the_calls_it_had_not_labelled() {
              ALTER TABLE stale_labels ADD CONSTRAINT stale_labels_kind_check
                  CHECK (kind = 'key' OR kind = 'key_context' OR kind = 'account' OR kind = 'all' OR kind = 'keyless');
              INSERT INTO stale_labels (kind, value) VALUES ('key', '{K1}');
+             CREATE TABLE event_records (
+                 event_rowid BIGINT PRIMARY KEY REFERENCES event_rows(id),
+                 dictionary  BIGINT NOT NULL REFERENCES record_dictionaries(id),
+                 record      BYTEA NOT NULL
+             );
+             -- Each block's first record stands for a frame of its own (its block, read as one
+             -- record, gives that record); the others are as if pruned.
+             INSERT INTO event_records SELECT e.id, b.dictionary, b.records FROM event_rows e
+                 JOIN record_blocks b ON b.id = e.record_block WHERE e.record_slot = 0;
+             ALTER TABLE event_rows DROP COLUMN record_block, DROP COLUMN record_slot;
+             DROP TABLE record_blocks;
              UPDATE granttrail_schema SET version = 12;"
         ),
     );
@@ -158,4 +169,7 @@ fn a_version_12_postgres_database_keeps_the_calls_it_had_not_labelled() {
         pg.psql_in("from_12", "INSERT INTO stale_labels (kind, value) VALUES ('key', 'k')")
     }));
     assert!(old_mark.is_err(), "a mark in the old form is refused");
+    // Version 14 reads each frame of before as a block of one record.
+    let record = store.event_record("a1").unwrap().unwrap().record.expect("a1's record is kept");
+    assert_eq!(serde_json::from_str::<serde_json::Value>(&record).unwrap(), decrypt("a1", K1, 0));
 }

@@ -152,8 +152,10 @@ impl Store {
     /// with its whole record, in time order.
     pub fn trail_selector_changes(&self) -> Result<Vec<(StoredEvent, String)>> {
         let sql = format!(
-            "SELECT {EVENT_COLUMNS}, o.source, r.dictionary, r.record FROM events e
-             JOIN objects o ON o.id = e.object_id JOIN event_records r ON r.event_rowid = e.id
+            "SELECT {EVENT_COLUMNS}, o.source, b.dictionary, b.records, r.record_slot FROM events e
+             JOIN objects o ON o.id = e.object_id
+             JOIN (SELECT id AS row_id, record_block, record_slot FROM event_rows) r ON r.row_id = e.id
+             JOIN record_blocks b ON b.id = r.record_block
              WHERE e.event_source = 'cloudtrail.amazonaws.com' ORDER BY e.event_time, e.event_id"
         );
         let mut stmt = self.conn().prepare(&sql)?;
@@ -161,12 +163,13 @@ impl Store {
             let object: String = r.get(25)?;
             let dictionary: i64 = r.get(26)?;
             let frame: Vec<u8> = r.get(27)?;
-            Ok(event_from_row(r)?.map(|event| (StoredEvent { event, object }, dictionary, frame)))
+            let slot: i64 = r.get(28)?;
+            Ok(event_from_row(r)?.map(|event| (StoredEvent { event, object }, dictionary, frame, slot)))
         })?;
         let mut out = Vec::new();
         for row in rows {
-            let (stored, dictionary, frame) = row??;
-            let record = records::decompress(self.conn(), &stored.event.event_id, dictionary, &frame)?;
+            let (stored, dictionary, frame, slot) = row??;
+            let record = records::decompress(self.conn(), &stored.event.event_id, dictionary, &frame, slot)?;
             out.push((stored, record));
         }
         Ok(out)

@@ -36,12 +36,12 @@ pub use coverage::{DayCount, GrantUseRow, Silence, Window};
 pub use labels::Relabelled;
 pub use prune::Pruned;
 pub use read::{CallFilter, EventRecord, GrantFilter, StoredCall, StoredEvent};
-pub use records::StoredRecord;
+pub use records::StoredRecords;
 pub use verification::{StoredSummary, VerificationRun};
 pub use write::{Batch, ObjectCounts, ObjectWriter};
 
 /// The schema version this granttrail writes; older databases are migrated to it when opened.
-pub const SCHEMA_VERSION: i64 = 13;
+pub const SCHEMA_VERSION: i64 = 14;
 
 /// Rewrites rows a migration changed the form of, reporting `(done, total)` rows as it goes.
 type Rewrite = fn(&Connection, &mut dyn FnMut(u64, u64)) -> Result<()>;
@@ -70,6 +70,10 @@ const MIGRATIONS: &[Migration] = &[
         sql: concat!(include_str!("schema_13.sql"), include_str!("new_calls_13.sql")),
         rewrite: None,
     },
+    Migration {
+        sql: concat!(include_str!("schema_14.sql"), include_str!("record_blocks_14.sql")),
+        rewrite: None,
+    },
 ];
 
 /// PostgreSQL's schema: one step to SQLite's version 12 (`postgres.sql`), then a file per
@@ -77,6 +81,7 @@ const MIGRATIONS: &[Migration] = &[
 const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (12, include_str!("postgres.sql")),
     (13, concat!(include_str!("postgres_13.sql"), include_str!("new_calls_13.sql"))),
+    (14, concat!(include_str!("postgres_14.sql"), include_str!("record_blocks_14.sql"))),
 ];
 
 /// The advisory lock PostgreSQL clients hold while they bring the schema up to date.

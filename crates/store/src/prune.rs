@@ -2,12 +2,13 @@
 //! [`granttrail_grants::retention`]. Only records go: the normalised events, grants, labels
 //! and findings are computed from the events and stay as they were.
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::db::{TransactionBehavior, params};
 use granttrail_grants::findings::RulesConfig;
 use granttrail_grants::{Label, retention};
 
+use crate::records;
 use crate::write::{EVENT_COLUMNS, event_from_row};
 use crate::{CallFilter, Result, Store};
 
@@ -20,7 +21,7 @@ const SLICE: i64 = 4096;
 pub struct Pruned {
     /// Records dropped.
     pub records: u64,
-    /// Their compressed bytes.
+    /// The stored bytes that freed (blocks shrink, or go once no record is left in them).
     pub bytes: u64,
 }
 
@@ -55,11 +56,13 @@ impl Store {
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         {
             let mut candidates = tx.prepare(&format!(
-                "SELECT {EVENT_COLUMNS}, e.id, length(r.record) FROM events e
-                 JOIN event_records r ON r.event_rowid = e.id
-                 WHERE e.id > ?1 AND e.id <= ?2 AND e.event_time < ?3 AND e.event_source = 'kms.amazonaws.com'"
+                "SELECT {EVENT_COLUMNS}, r.row_id, r.record_block, r.record_slot FROM events e
+                 JOIN (SELECT id AS row_id, record_block, record_slot FROM event_rows
+                       WHERE id > ?1 AND id <= ?2 AND record_block IS NOT NULL) r ON r.row_id = e.id
+                 WHERE e.event_time < ?3 AND e.event_source = 'kms.amazonaws.com'"
             ))?;
-            let mut drop_record = tx.prepare("DELETE FROM event_records WHERE event_rowid = ?1")?;
+            let mut forget =
+                tx.prepare("UPDATE event_rows SET record_block = NULL, record_slot = NULL WHERE id = ?1")?;
             let last: i64 = tx.query_row("SELECT coalesce(max(id), 0) FROM event_rows", [], |r| r.get(0))?;
             let mut from = 0;
             while from < last {
@@ -68,13 +71,18 @@ impl Store {
                 while let Some(r) = rows.next()? {
                     let event = event_from_row(&r)??;
                     if retention::prunable(&event, cutoff) && !cited.contains(&event.event_id) {
-                        doomed.push((r.get::<_, i64>(25)?, r.get::<_, i64>(26)?));
+                        doomed.push((r.get::<_, i64>(25)?, r.get::<_, i64>(26)?, r.get::<_, i64>(27)?));
                     }
                 }
-                for (id, bytes) in doomed {
-                    drop_record.execute([id])?;
+                // The slots to empty, by block.
+                let mut slots_of: BTreeMap<i64, BTreeSet<i64>> = BTreeMap::new();
+                for (row, block, slot) in doomed {
+                    forget.execute([row])?;
+                    slots_of.entry(block).or_default().insert(slot);
                     pruned.records += 1;
-                    pruned.bytes += u64::try_from(bytes).unwrap_or(0);
+                }
+                for (block, slots) in &slots_of {
+                    pruned.bytes += records::empty_slots(&tx, *block, slots)?;
                 }
                 from += SLICE;
             }

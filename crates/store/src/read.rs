@@ -123,17 +123,21 @@ impl Store {
         let Some(stored) = self.event(event_id)? else {
             return Ok(None);
         };
-        let frame: Option<(i64, Vec<u8>)> = self
+        // The record of the first copy stored (the one `event` gives), unless it was pruned.
+        let block: Option<(i64, Vec<u8>, i64)> = self
             .conn()
             .query_row(
-                "SELECT r.dictionary, r.record FROM event_records r JOIN events e ON e.id = r.event_rowid
-                 WHERE e.event_hash = granttrail_hash(?1) AND e.event_id = ?1 ORDER BY e.id LIMIT 1",
+                "SELECT b.dictionary, b.records, e.record_slot FROM event_rows e
+                 JOIN record_blocks b ON b.id = e.record_block
+                 WHERE e.id = (SELECT min(id) FROM event_rows WHERE event_hash = granttrail_hash(?1) AND event_id = ?1)",
                 [event_id],
-                |r| Ok((r.get(0)?, r.get(1)?)),
+                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
             )
             .optional()?;
-        let record = frame
-            .map(|(dictionary, frame)| records::decompress(self.conn(), event_id, dictionary, &frame))
+        let record = block
+            .map(|(dictionary, frame, slot)| {
+                records::decompress(self.conn(), event_id, dictionary, &frame, slot)
+            })
             .transpose()?;
         let copies = match &stored.event.shared_event_id {
             Some(shared) => {

@@ -1,16 +1,16 @@
 //! Writing one object's events and recomputing the grants they touch.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::sync::LazyLock;
 
 use crate::db::{
-    Connection, Named, Savepoint, ToSql, Transaction, TransactionBehavior, Value, insert_rows,
-    insert_rows_returning_ids, params, params_from_iter, value_rows,
+    Connection, Named, Savepoint, ToSql, Transaction, TransactionBehavior, Value, insert_rows_returning_ids,
+    params, params_from_iter, value_rows,
 };
 use granttrail_grants::{Caller, Details, Grant, GrantSpec, Invalidation, KmsEvent, fold_grant};
 
 use crate::labels;
-use crate::records::{self, StoredRecord};
+use crate::records::{self, StoredRecords};
 use crate::texts::{self, KEY};
 use crate::{Result, StoreError};
 
@@ -51,10 +51,15 @@ pub struct ObjectWriter<'c> {
     counts: ObjectCounts,
     /// The SHA-256 of the object's decompressed content, if the read hashed it.
     content_sha256: Option<[u8; 32]>,
-    /// Rows of added events not inserted yet, with their compressed records.
-    events: Vec<([Value; EVENT_ROW_COLUMNS], Vec<u8>)>,
-    /// Records of inserted events not inserted yet: (event row id, compressed record).
-    records: Vec<(i64, Vec<u8>)>,
+    /// Rows of added events not inserted yet.
+    events: Vec<[Value; EVENT_ROW_COLUMNS]>,
+}
+
+/// Where an event's record is stored: a `record_blocks` row and the slot in it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct RecordSlot {
+    block: i64,
+    slot: i64,
 }
 
 /// An event row's insert, and how many values it takes.
@@ -62,11 +67,12 @@ const INSERT_EVENT: &str =
     "INSERT INTO event_rows (event_id, event_hash, shared_event_id, event_time, event_name,
      event_type, aws_region, recipient_account_id, error_code, error_message, caller_type, caller_arn,
      caller_principal_id, caller_account_id, session_issuer_arn, invoked_by, source_ip, user_agent, key,
-     destination_key, request_key_id, grant_id, grant_spec, dry_run, object_id, event_source, details)";
-const EVENT_ROW_COLUMNS: usize = 27;
+     destination_key, request_key_id, grant_id, grant_spec, dry_run, object_id, event_source, details,
+     record_block, record_slot)";
+const EVENT_ROW_COLUMNS: usize = 29;
 
-/// The most records one statement inserts.
-const RECORDS_PER_INSERT: usize = 128;
+/// The most event rows one statement inserts.
+const ROWS_PER_INSERT: usize = 128;
 
 /// Where an object's writes go: a transaction of its own, or a savepoint in a [`Batch`].
 /// Either way the object is all or nothing.
@@ -160,77 +166,83 @@ impl<'c> ObjectWriter<'c> {
             counts: ObjectCounts::default(),
             content_sha256: None,
             events: Vec::new(),
-            records: Vec::new(),
         }))
     }
 
     /// Stores one KMS event with its record as delivered. Returns false when its `eventID`
     /// was already stored (a duplicate delivery: nothing changes).
     pub fn add(&mut self, event: &KmsEvent, raw: &str) -> Result<bool> {
-        self.add_record(event, &StoredRecord::compress(raw)?)
+        let added = self.add_records(std::slice::from_ref(event), &StoredRecords::compress([raw])?)?;
+        Ok(added == 1)
     }
 
-    /// [`ObjectWriter::add`] with the record compressed already (by another thread).
-    pub fn add_record(&mut self, event: &KmsEvent, record: &StoredRecord) -> Result<bool> {
-        self.tx.lock(Named::EventId, [event.event_id.as_str()])?;
-        let known = !rows_with_event_ids(&self.tx, [event.event_id.as_str()])?.is_empty();
-        let added = self.add_checked(event, record, known)?;
-        self.insert_events()?;
-        Ok(added)
-    }
-
-    /// [`ObjectWriter::add_record`] for several events, whose eventIDs are looked up together.
-    pub fn add_records(&mut self, events: &[(KmsEvent, StoredRecord)]) -> Result<()> {
+    /// [`ObjectWriter::add`] for several events, with their records compressed already (by
+    /// another thread), in the events' order. Their eventIDs are looked up together. Returns
+    /// how many were added.
+    pub fn add_records(&mut self, events: &[KmsEvent], records: &StoredRecords) -> Result<usize> {
+        if events.len() != records.len() {
+            return Err(StoreError::Invalid(format!(
+                "{} events came with {} records",
+                events.len(),
+                records.len()
+            )));
+        }
         // Beside other writers, whether an eventID is new is decided by one at a time.
-        self.tx.lock(Named::EventId, events.iter().map(|(e, _)| e.event_id.as_str()))?;
-        let stored = rows_with_event_ids(&self.tx, events.iter().map(|(e, _)| e.event_id.as_str()))?;
-        texts::store_all(&self.tx, events.iter().flat_map(|(e, _)| texts_of(e)))?;
+        self.tx.lock(Named::EventId, events.iter().map(|e| e.event_id.as_str()))?;
+        let stored = rows_with_event_ids(&self.tx, events.iter().map(|e| e.event_id.as_str()))?;
+        texts::store_all(&self.tx, events.iter().flat_map(texts_of))?;
+        // The blocks go in first, so that the events' rows can name them; the slots of the
+        // duplicates are emptied afterwards (rare: most records are new).
+        let slots = self.insert_blocks(records)?;
         let mut added: HashSet<&str> = HashSet::new();
-        for (event, record) in events {
+        let mut unkept: BTreeMap<i64, BTreeSet<i64>> = BTreeMap::new();
+        for (event, slot) in events.iter().zip(slots) {
             let known = stored.contains_key(&event.event_id) || added.contains(event.event_id.as_str());
-            if self.add_checked(event, record, known)? {
+            if self.add_checked(event, slot, known)? {
                 added.insert(&event.event_id);
+            } else {
+                unkept.entry(slot.block).or_default().insert(slot.slot);
             }
         }
-        self.insert_events()
+        self.insert_events()?;
+        for (block, slots) in &unkept {
+            records::empty_slots(&self.tx, *block, slots)?;
+        }
+        Ok(added.len())
     }
 
-    /// Inserts the event rows held back, many rows a statement, then (their ids known) their
-    /// records. Nothing reads `event_rows` before [`ObjectWriter::add_records`] returns, but a
-    /// stored copy of an event ([`stored_with_id`]), which sends them first.
+    /// Inserts the blocks of `records`, returning each record's slot.
+    fn insert_blocks(&self, records: &StoredRecords) -> Result<Vec<RecordSlot>> {
+        let mut slots = Vec::with_capacity(records.len());
+        for block in &records.blocks {
+            let id = self
+                .tx
+                .insert(
+                    "INSERT INTO record_blocks (dictionary, records) VALUES (?1, ?2)",
+                    params![records::DICTIONARY_ID, block.frame],
+                )?
+                .ok_or_else(|| StoreError::Corrupt("a block of records was not added".into()))?;
+            slots.extend((0..block.records as i64).map(|slot| RecordSlot { block: id, slot }));
+        }
+        Ok(slots)
+    }
+
+    /// Inserts the event rows held back, many rows a statement. Nothing reads `event_rows`
+    /// before [`ObjectWriter::add_records`] returns, but a stored copy of an event
+    /// ([`stored_with_id`]), which sends them first.
     fn insert_events(&mut self) -> Result<()> {
         let rows: Vec<[&dyn ToSql; EVENT_ROW_COLUMNS]> =
-            self.events.iter().map(|(row, _)| row.each_ref().map(|v| v as &dyn ToSql)).collect();
-        let ids =
-            insert_rows_returning_ids(&self.tx, INSERT_EVENT, (0, "event_id"), &rows, RECORDS_PER_INSERT)?;
-        for (id, (row, frame)) in ids.into_iter().zip(self.events.drain(..)) {
-            let id = id.ok_or_else(|| StoreError::Corrupt(format!("event {:?} was not added", row[0])))?;
-            self.records.push((id, frame));
+            self.events.iter().map(|row| row.each_ref().map(|v| v as &dyn ToSql)).collect();
+        let ids = insert_rows_returning_ids(&self.tx, INSERT_EVENT, (0, "event_id"), &rows, ROWS_PER_INSERT)?;
+        if let Some(at) = ids.iter().position(Option::is_none) {
+            return Err(StoreError::Corrupt(format!("event {:?} was not added", self.events[at][0])));
         }
-        self.insert_records()
-    }
-
-    /// Inserts the records of the inserted events, many rows a statement (nothing reads
-    /// `event_records` while an object is written).
-    fn insert_records(&mut self) -> Result<()> {
-        let rows: Vec<[&dyn ToSql; 3]> = self
-            .records
-            .iter()
-            .map(|(rowid, frame)| -> [&dyn ToSql; 3] { [rowid, &records::DICTIONARY_ID, frame] })
-            .collect();
-        insert_rows(
-            &self.tx,
-            "INSERT INTO event_records (event_rowid, dictionary, record)",
-            "",
-            &rows,
-            RECORDS_PER_INSERT,
-        )?;
-        self.records.clear();
+        self.events.clear();
         Ok(())
     }
 
     /// Stores `event` unless it is a duplicate; `known` says whether its eventID is stored.
-    fn add_checked(&mut self, event: &KmsEvent, record: &StoredRecord, known: bool) -> Result<bool> {
+    fn add_checked(&mut self, event: &KmsEvent, record: RecordSlot, known: bool) -> Result<bool> {
         if event.is_kms() {
             self.counts.kms_events += 1;
         }
@@ -307,20 +319,21 @@ impl<'c> ObjectWriter<'c> {
             self.object_id,
             event.event_source,
             details,
+            record.block,
+            record.slot,
         ];
         if tx.batches_pay() {
             let row: [Value; EVENT_ROW_COLUMNS] = std::array::from_fn(|i| row[i].to_sql().into());
-            self.events.push((row, record.frame.clone()));
-            if self.events.len() >= RECORDS_PER_INSERT {
+            self.events.push(row);
+            if self.events.len() >= ROWS_PER_INSERT {
                 self.insert_events()?;
             }
         } else {
             static INSERT_ONE: LazyLock<String> =
                 LazyLock::new(|| format!("{INSERT_EVENT} VALUES {}", value_rows(1, EVENT_ROW_COLUMNS)));
-            let id = tx.insert(&INSERT_ONE, row)?;
-            let id =
-                id.ok_or_else(|| StoreError::Corrupt(format!("event {} was not added", event.event_id)))?;
-            self.records.push((id, record.frame.clone()));
+            if tx.insert(&INSERT_ONE, row)?.is_none() {
+                return Err(StoreError::Corrupt(format!("event {} was not added", event.event_id)));
+            }
         }
         self.counts.new_events += 1;
         self.dirty.add_event(event);

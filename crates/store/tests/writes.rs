@@ -143,7 +143,7 @@ fn a_version_4_database_keeps_its_call_grant_links() {
              ALTER TABLE old_labels RENAME TO call_labels;
              CREATE TABLE observations (key_arn TEXT);
              CREATE VIEW calls_readable AS SELECT * FROM call_labels;
-             DROP TABLE event_records;
+             DROP TABLE record_blocks;
              DROP TABLE record_dictionaries;
              CREATE TABLE event_records (event_rowid INTEGER PRIMARY KEY REFERENCES events(id), raw TEXT NOT NULL);
              PRAGMA user_version = 4;",
@@ -182,8 +182,14 @@ fn a_version_4_database_keeps_its_call_grant_links() {
     assert_eq!(links(&conn), linked[..1]);
     let version: i64 = conn.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
     assert_eq!(version, granttrail_store::SCHEMA_VERSION);
-    let records: i64 = conn.query_row("SELECT count(*) FROM event_records", [], |r| r.get(0)).unwrap();
-    assert_eq!(records, 4, "every record survives the migrations");
+    let records: i64 = conn
+        .query_row(
+            "SELECT count(*) FROM event_rows e JOIN record_blocks b ON b.id = e.record_block WHERE e.record_slot = 0",
+            [],
+            |r| r.get(0),
+        )
+        .unwrap();
+    assert_eq!(records, 4, "every record survives the migrations, each a block of its own");
 }
 
 /// An object or batch rolled back takes the texts it added with it; the next object that uses
@@ -229,7 +235,8 @@ fn a_rolled_back_object_or_batch_takes_its_texts_with_it() {
 
 /// Version 13 records the calls awaiting labels per key and object instead of one watermark.
 /// A version 12 database with calls after its watermark (an ingest cut short before it
-/// relabelled) comes out with those calls awaiting labels, and a refresh labels them.
+/// relabelled) comes out with those calls awaiting labels, and a refresh labels them; and
+/// (version 14) with its records, one frame each then, readable as blocks of one.
 #[test]
 fn a_version_12_database_keeps_the_calls_it_had_not_labelled() {
     let dir = tempfile::tempdir().unwrap();
@@ -270,6 +277,16 @@ fn a_version_12_database_keeps_the_calls_it_had_not_labelled() {
              value TEXT NOT NULL,
              PRIMARY KEY (kind, value)
          ) WITHOUT ROWID;
+         CREATE TABLE event_records (
+             event_rowid INTEGER PRIMARY KEY REFERENCES event_rows(id),
+             dictionary  INTEGER NOT NULL REFERENCES record_dictionaries(id),
+             record      BLOB NOT NULL
+         );
+         INSERT INTO event_records SELECT e.id, b.dictionary, b.records FROM event_rows e
+             JOIN record_blocks b ON b.id = e.record_block;
+         ALTER TABLE event_rows DROP COLUMN record_block;
+         ALTER TABLE event_rows DROP COLUMN record_slot;
+         DROP TABLE record_blocks;
          PRAGMA user_version = 12;",
     )
     .unwrap();
@@ -288,4 +305,9 @@ fn a_version_12_database_keeps_the_calls_it_had_not_labelled() {
     assert_eq!(ids.len(), 3, "{ids:?}");
     assert!(ids.contains(&"d3".to_string()));
     assert_eq!(store.refresh_labels().unwrap().keys, Vec::<String>::new(), "nothing is left waiting");
+    // Version 14 keeps each frame of before as a block of one record.
+    for id in ["d1", "d2", "d3"] {
+        let record = store.event_record(id).unwrap().unwrap().record;
+        assert_eq!(record, Some(decrypt(id).1), "the record of {id}");
+    }
 }
