@@ -19,7 +19,7 @@ const TABLES: &[(&str, &[&str])] = &[
     ("event_rows", &["id"]),
     ("event_copies", &["event_rowid", "object_id"]),
     ("event_id_collisions", &["event_id"]),
-    ("grants", &["key_arn", "grant_id"]),
+    ("grant_rows", &["key", "grant_ref"]),
     ("call_labels", &["event", "side"]),
     ("call_label_grants", &["grant_id", "event_time", "event", "side"]),
     ("observations", &["key", "behaviour_group", "kind", "event_time", "event_id"]),

@@ -41,7 +41,7 @@ pub use verification::{StoredSummary, VerificationRun};
 pub use write::{Batch, ObjectCounts, ObjectWriter};
 
 /// The schema version this granttrail writes; older databases are migrated to it when opened.
-pub const SCHEMA_VERSION: i64 = 14;
+pub const SCHEMA_VERSION: i64 = 15;
 
 /// Rewrites rows a migration changed the form of, reporting `(done, total)` rows as it goes.
 type Rewrite = fn(&Connection, &mut dyn FnMut(u64, u64)) -> Result<()>;
@@ -74,6 +74,10 @@ const MIGRATIONS: &[Migration] = &[
         sql: concat!(include_str!("schema_14.sql"), include_str!("record_blocks_14.sql")),
         rewrite: None,
     },
+    Migration {
+        sql: concat!(include_str!("schema_15.sql"), include_str!("grant_rows_15.sql")),
+        rewrite: None,
+    },
 ];
 
 /// PostgreSQL's schema: one step to SQLite's version 12 (`postgres.sql`), then a file per
@@ -82,6 +86,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (12, include_str!("postgres.sql")),
     (13, concat!(include_str!("postgres_13.sql"), include_str!("new_calls_13.sql"))),
     (14, concat!(include_str!("postgres_14.sql"), include_str!("record_blocks_14.sql"))),
+    (15, concat!(include_str!("postgres_15.sql"), include_str!("grant_rows_15.sql"))),
 ];
 
 /// The advisory lock PostgreSQL clients hold while they bring the schema up to date.
@@ -605,7 +610,7 @@ impl Store {
     pub fn rebuild(&mut self) -> Result<usize> {
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         tx.execute_batch(
-            "DELETE FROM grants; DELETE FROM call_labels; DELETE FROM call_label_grants; DELETE FROM stale_labels;
+            "DELETE FROM grant_rows; DELETE FROM call_labels; DELETE FROM call_label_grants; DELETE FROM stale_labels;
              DELETE FROM observations; DELETE FROM stale_since;",
         )?;
         let pairs = write::all_grant_pairs(&tx)?;

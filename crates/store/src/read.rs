@@ -66,6 +66,17 @@ impl Store {
     /// several keys).
     pub fn grants_by_id(&self, grant_id: &str) -> Result<Vec<Grant>> {
         let sql = format!(
+            "SELECT {GRANT_COLUMNS} FROM grants WHERE grant_ref = {} ORDER BY key_arn",
+            texts::id_of("?1")
+        );
+        let mut stmt = self.conn().prepare(&sql)?;
+        let whole: Vec<Grant> =
+            stmt.query_map([grant_id], grant_from_row)?.map(|r| r?).collect::<Result<_>>()?;
+        if !whole.is_empty() {
+            return Ok(whole);
+        }
+        // A prefix: every grant is read (a whole id, the usual case, is found by its index).
+        let sql = format!(
             "SELECT {GRANT_COLUMNS} FROM grants WHERE substr(grant_id, 1, length(?1)) = ?1 ORDER BY key_arn, grant_id"
         );
         let mut stmt = self.conn().prepare(&sql)?;
@@ -231,11 +242,11 @@ pub(crate) fn each_grant<E: From<StoreError>>(
     let mut args: Vec<Value> = Vec::new();
     if let Some(key) = &filter.key_arn {
         args.push(Value::Text(key.clone()));
-        clauses.push(format!("key_arn = ?{}", args.len()));
+        clauses.push(format!("key = {}", texts::id_of(&format!("?{}", args.len()))));
     }
     if let Some(grantee) = &filter.grantee {
         args.push(Value::Text(grantee.clone()));
-        clauses.push(format!("grantee_principal = ?{}", args.len()));
+        clauses.push(format!("grantee = {}", texts::id_of(&format!("?{}", args.len()))));
     }
     if let Some(state) = filter.state {
         args.push(Value::Text(state.as_str().to_string()));
@@ -276,8 +287,8 @@ pub(crate) fn grants_not_ended_before(
     t: i64,
 ) -> Result<Vec<Grant>> {
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {GRANT_COLUMNS} FROM grants WHERE key_arn = ?1 AND ended_at IS NULL
-         UNION ALL SELECT {GRANT_COLUMNS} FROM grants WHERE key_arn = ?1 AND ended_at >= ?2"
+        "SELECT {GRANT_COLUMNS} FROM grants WHERE key = {KEY} AND ended_at IS NULL
+         UNION ALL SELECT {GRANT_COLUMNS} FROM grants WHERE key = {KEY} AND ended_at >= ?2"
     ))?;
     let rows = stmt.query_map(crate::db::params![key_arn, t], grant_from_row)?;
     rows.map(|r| r?).collect()
@@ -286,7 +297,8 @@ pub(crate) fn grants_not_ended_before(
 /// One grant as stored, if it is.
 pub(crate) fn grant(conn: &crate::db::Connection, key_arn: &str, grant_id: &str) -> Result<Option<Grant>> {
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {GRANT_COLUMNS} FROM grants WHERE key_arn = ?1 AND grant_id = ?2"
+        "SELECT {GRANT_COLUMNS} FROM grants WHERE key = {KEY} AND grant_ref = {}",
+        texts::id_of("?2")
     ))?;
     let mut rows = stmt.query_map([key_arn, grant_id], grant_from_row)?;
     rows.next().transpose()?.transpose()
@@ -570,7 +582,7 @@ impl Store {
             "SELECT {EVENT_COLUMNS}, o.source FROM ({events}) e JOIN objects o ON o.id = e.object_id
              WHERE e.event_source = 'kms.amazonaws.com' AND e.error_code IS NULL
                AND EXISTS (SELECT 1 FROM grants g
-                           WHERE g.key_arn IN (e.key_arn, e.destination_key_arn)
+                           WHERE g.key IN (e.key, e.destination_key)
                              AND g.state IN ('retired', 'revoked') AND g.creation_seen <> 0
                              AND e.event_time >= g.ended_at + {window})
              ORDER BY e.event_time, e.event_id"

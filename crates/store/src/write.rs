@@ -490,11 +490,12 @@ pub(crate) fn recompute(tx: &Connection, pairs: &BTreeSet<(String, String)>) -> 
     let mut written = 0;
     for (key, grant_id) in pairs {
         let events = grant_events(tx, key, grant_id)?;
-        tx.prepare_cached("DELETE FROM grants WHERE key_arn = ?1 AND grant_id = ?2")?
-            .execute(params![key, grant_id])?;
+        static DELETE: LazyLock<String> = LazyLock::new(|| {
+            format!("DELETE FROM grant_rows WHERE key = {KEY} AND grant_ref = {}", texts::id_of("?2"))
+        });
+        tx.prepare_cached(&DELETE)?.execute(params![key, grant_id])?;
         if !key.is_empty() {
-            tx.prepare_cached("DELETE FROM grants WHERE key_arn = '' AND grant_id = ?1")?
-                .execute([grant_id])?;
+            tx.prepare_cached(&DELETE)?.execute(params!["", grant_id])?;
         }
         if let Some(grant) = fold_grant(key, grant_id, &events) {
             insert_grant(tx, &grant)?;
@@ -653,38 +654,41 @@ pub(crate) fn event_from_row(r: &crate::db::Row<'_>) -> crate::db::Result<Result
 
 fn insert_grant(tx: &Connection, g: &Grant) -> Result<()> {
     let spec = &g.spec;
+    let text = |value: Option<&str>| -> Result<Option<i64>> { value.map(|v| texts::id(tx, v)).transpose() };
+    let created_by = g.created_by.as_ref();
+    let ended_by = g.ended_by.as_ref();
     tx.prepare_cached(
-        "INSERT INTO grants (key_arn, grant_id, state, creation_seen, grantee_principal, retiring_principal,
-             operations, constraints, name, issuing_account, created_at, created_by, created_by_service,
-             created_from_ip, created_event_id, ended_at, ended_by, ended_by_service, ended_from_ip,
-             end_event_id, create_event_ids, end_event_ids, anomalies)
+        "INSERT INTO grant_rows (key, grant_ref, state, creation_seen, grantee, retiring, operations, constraints,
+             name, issuing_account, created_at, created_by, created_by_service, created_from_ip, created_event_id,
+             ended_at, ended_by, ended_by_service, ended_from_ip, end_event_id, create_event_ids, end_event_ids,
+             anomalies)
          VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20,
                  ?21, ?22, ?23)",
     )?
     .execute(params![
-        g.key_arn,
-        g.grant_id,
+        texts::id(tx, &g.key_arn)?,
+        texts::id(tx, &g.grant_id)?,
         g.state.as_str(),
         g.creation_seen,
-        spec.grantee_principal,
-        spec.retiring_principal,
-        spec.operations.as_deref().map(to_json).transpose()?,
-        spec.constraints.as_ref().map(to_json).transpose()?,
+        text(spec.grantee_principal.as_deref())?,
+        text(spec.retiring_principal.as_deref())?,
+        text(spec.operations.as_deref().map(to_json).transpose()?.as_deref())?,
+        text(spec.constraints.as_ref().map(to_json).transpose()?.as_deref())?,
         spec.name,
-        g.issuing_account,
+        text(g.issuing_account.as_deref())?,
         g.created_at,
-        g.created_by.as_ref().and_then(|a| a.principal.clone()),
-        g.created_by.as_ref().and_then(|a| a.service.clone()),
-        g.created_by.as_ref().and_then(|a| a.source_ip.clone()),
-        g.created_by.as_ref().map(|a| a.event_id.clone()),
+        text(created_by.and_then(|a| a.principal.as_deref()))?,
+        text(created_by.and_then(|a| a.service.as_deref()))?,
+        created_by.and_then(|a| a.source_ip.clone()),
+        created_by.map(|a| a.event_id.clone()),
         g.ended_at,
-        g.ended_by.as_ref().and_then(|a| a.principal.clone()),
-        g.ended_by.as_ref().and_then(|a| a.service.clone()),
-        g.ended_by.as_ref().and_then(|a| a.source_ip.clone()),
-        g.ended_by.as_ref().map(|a| a.event_id.clone()),
+        text(ended_by.and_then(|a| a.principal.as_deref()))?,
+        text(ended_by.and_then(|a| a.service.as_deref()))?,
+        ended_by.and_then(|a| a.source_ip.clone()),
+        ended_by.map(|a| a.event_id.clone()),
         to_json(&g.create_event_ids)?,
         to_json(&g.end_event_ids)?,
-        to_json(&g.anomalies)?,
+        texts::id(tx, &to_json(&g.anomalies)?)?,
     ])?;
     Ok(())
 }

@@ -68,6 +68,23 @@ fn a_file_database_survives_reopening() {
     assert_eq!(story[0].object, "a");
 }
 
+/// SQL that turns a current database's grants back into the table versions 1 to 14 kept (the
+/// `grants` view's rows, with that table's indexes), on either engine.
+const GRANTS_AS_BEFORE_15: &str = "
+    CREATE TABLE grants_table AS SELECT key_arn, grant_id, state, creation_seen, grantee_principal,
+        retiring_principal, operations, constraints, name, issuing_account, created_at, created_by,
+        created_by_service, created_from_ip, created_event_id, ended_at, ended_by, ended_by_service,
+        ended_from_ip, end_event_id, create_event_ids, end_event_ids, anomalies FROM grants;
+    DROP VIEW grants_readable;
+    DROP VIEW grants;
+    DROP TABLE grant_rows;
+    ALTER TABLE grants_table RENAME TO grants;
+    CREATE INDEX grants_by_grantee ON grants (grantee_principal);
+    CREATE INDEX grants_by_grant_id ON grants (grant_id);
+    CREATE INDEX grants_by_created ON grants (created_at);
+    CREATE INDEX grants_by_key_ended ON grants (key_arn, ended_at);
+    CREATE VIEW grants_readable AS SELECT * FROM grants;";
+
 /// Version 5 keyed the call-grant links by grant and time, version 7 stores them compact and
 /// relabels an older database whole. A version 4 database (links keyed by grant and event id,
 /// records as text) comes out with the same links, and calls are still found by grant and
@@ -108,6 +125,7 @@ fn a_version_4_database_keeps_its_call_grant_links() {
         // Back to the version 4 shape.
         let conn = rusqlite::Connection::open(&path).unwrap();
         let linked = links(&conn);
+        conn.execute_batch(GRANTS_AS_BEFORE_15).unwrap();
         conn.execute_batch(
             "PRAGMA foreign_keys = OFF;
              CREATE TABLE events_as_text AS SELECT * FROM events;
@@ -266,6 +284,7 @@ fn a_version_12_database_keeps_the_calls_it_had_not_labelled() {
     }
     // Back to the version 12 shape: labelled through the first object's events, the key marked.
     let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch(GRANTS_AS_BEFORE_15).unwrap();
     conn.execute_batch(
         "DROP TABLE new_calls;
          CREATE TABLE labelled_through (id INTEGER PRIMARY KEY CHECK (id = 1), event_id INTEGER NOT NULL);
