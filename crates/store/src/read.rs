@@ -53,13 +53,21 @@ impl Store {
         query_grants(self.conn(), filter)
     }
 
-    /// [`Store::grants`] one at a time, for listings too long to hold.
+    /// [`Store::grants`] one at a time, for listings too long to hold: memory stays flat on
+    /// either engine (SQLite sorts in bounded memory; PostgreSQL's rows are read as they come,
+    /// [`crate::db::Connection::for_each_row`]).
     pub fn for_each_grant<E: From<StoreError>>(
         &self,
         filter: &GrantFilter,
         each: impl FnMut(Grant) -> std::result::Result<(), E>,
     ) -> std::result::Result<(), E> {
-        each_grant(self.conn(), filter, each)
+        let (sql, args) = grant_listing(filter);
+        let mut each = each;
+        self.conn()
+            .for_each_row(&sql, params_from_iter(args), |r| {
+                each(grant_from_row(r).map_err(StoreError::from)??)
+            })
+            .map_err(StoreError::from)?
     }
 
     /// Grants whose id is `grant_id` or starts with it (a grant id can, in theory, exist on
@@ -223,21 +231,15 @@ impl Store {
 
 /// Grants matching `filter`, ordered by key, creation time and grant id.
 pub(crate) fn query_grants(conn: &crate::db::Connection, filter: &GrantFilter) -> Result<Vec<Grant>> {
-    let mut grants = Vec::new();
-    each_grant(conn, filter, |g| {
-        grants.push(g);
-        Ok::<_, StoreError>(())
-    })?;
-    Ok(grants)
+    let (sql, args) = grant_listing(filter);
+    let mut stmt = conn.prepare(&sql)?;
+    let rows = stmt.query_map(params_from_iter(args), grant_from_row)?;
+    rows.map(|r| r?).collect()
 }
 
-/// Calls `each` with the grants matching `filter` one at a time, ordered by key, creation
-/// time (grants created before the logs first) and grant id: SQLite sorts, in bounded memory.
-pub(crate) fn each_grant<E: From<StoreError>>(
-    conn: &crate::db::Connection,
-    filter: &GrantFilter,
-    mut each: impl FnMut(Grant) -> std::result::Result<(), E>,
-) -> std::result::Result<(), E> {
+/// The query of the grants matching `filter`, ordered by key, creation time (grants created
+/// before the logs first) and grant id, with its arguments.
+fn grant_listing(filter: &GrantFilter) -> (String, Vec<Value>) {
     let mut clauses = Vec::new();
     let mut args: Vec<Value> = Vec::new();
     if let Some(key) = &filter.key_arn {
@@ -272,12 +274,7 @@ pub(crate) fn each_grant<E: From<StoreError>>(
     };
     // Grants created before the logs lead each key.
     let sql = format!("SELECT * FROM ({sql}) AS g ORDER BY key_arn, created_at NULLS FIRST, grant_id");
-    let mut stmt = conn.prepare(&sql).map_err(StoreError::from)?;
-    let mut rows = stmt.query(params_from_iter(args)).map_err(StoreError::from)?;
-    while let Some(row) = rows.next().map_err(StoreError::from)? {
-        each(grant_from_row(&row).map_err(StoreError::from)??)?;
-    }
-    Ok(())
+    (sql, args)
 }
 
 /// The grants on `key_arn` that had not ended before `t` (or never ended).
@@ -429,7 +426,8 @@ impl Store {
         Ok(calls)
     }
 
-    /// [`Store::calls`] one at a time, for listings too long to hold.
+    /// [`Store::calls`] one at a time, for listings too long to hold (memory stays flat, as for
+    /// [`Store::for_each_grant`]).
     pub fn for_each_call<E: From<StoreError>>(
         &self,
         filter: &CallFilter,
@@ -476,42 +474,41 @@ impl Store {
              FROM call_labels c {index} JOIN events e ON e.id = c.event {CALL_TEXT_JOINS}
              {where_sql} ORDER BY c.event_time, e.event_id, c.side, k.text, e.event_name"
         );
-        let mut stmt = self.conn().prepare(&sql).map_err(StoreError::from)?;
-        let mut rows = stmt.query(params_from_iter(args)).map_err(StoreError::from)?;
         let mut grants = GrantReader::default();
         let mut grant_lists = texts::TextReader::default();
-        while let Some(r) = rows.next().map_err(StoreError::from)? {
-            let mut call = (|| -> Result<StoredCall> {
-                let json: [String; 3] = [r.get(10)?, r.get(11)?, r.get(12)?];
-                let [grant_ids, reasons, flags] = json;
-                Ok(StoredCall {
-                    event_id: r.get(0)?,
-                    shared_event_id: r.get(1)?,
-                    event_time: r.get(2)?,
-                    event_name: r.get(3)?,
-                    side: r.get::<_, Code<Side>>(4)?.0,
-                    key_arn: r.get(5)?,
-                    operation: r.get(6)?,
-                    principal: r.get(7)?,
-                    label: r.get::<_, Code<Label>>(8)?.0,
-                    evidence: r.get::<_, Code<Evidence>>(9)?.0,
-                    grant_ids: grant_lists.list(self.conn(), &grant_ids)?,
-                    reasons: json_column(Some(reasons))?.unwrap_or_default(),
-                    flags: json_column(Some(flags))?.unwrap_or_default(),
-                })
-            })()?;
-            let way: Option<Code<GrantReasons>> = r.get(13).map_err(StoreError::from)?;
-            if let Some(Code(way)) = way {
-                let mut reasons = Vec::with_capacity(call.grant_ids.len() + call.reasons.len());
-                for id in &call.grant_ids {
-                    reasons.push(way.reason(grants.get(self.conn(), &call.key_arn, id)?));
+        self.conn()
+            .for_each_row(&sql, params_from_iter(args), |r| -> std::result::Result<(), E> {
+                let mut call = (|| -> Result<StoredCall> {
+                    let json: [String; 3] = [r.get(10)?, r.get(11)?, r.get(12)?];
+                    let [grant_ids, reasons, flags] = json;
+                    Ok(StoredCall {
+                        event_id: r.get(0)?,
+                        shared_event_id: r.get(1)?,
+                        event_time: r.get(2)?,
+                        event_name: r.get(3)?,
+                        side: r.get::<_, Code<Side>>(4)?.0,
+                        key_arn: r.get(5)?,
+                        operation: r.get(6)?,
+                        principal: r.get(7)?,
+                        label: r.get::<_, Code<Label>>(8)?.0,
+                        evidence: r.get::<_, Code<Evidence>>(9)?.0,
+                        grant_ids: grant_lists.list(self.conn(), &grant_ids)?,
+                        reasons: json_column(Some(reasons))?.unwrap_or_default(),
+                        flags: json_column(Some(flags))?.unwrap_or_default(),
+                    })
+                })()?;
+                let way: Option<Code<GrantReasons>> = r.get(13).map_err(StoreError::from)?;
+                if let Some(Code(way)) = way {
+                    let mut reasons = Vec::with_capacity(call.grant_ids.len() + call.reasons.len());
+                    for id in &call.grant_ids {
+                        reasons.push(way.reason(grants.get(self.conn(), &call.key_arn, id)?));
+                    }
+                    reasons.append(&mut call.reasons);
+                    call.reasons = reasons;
                 }
-                reasons.append(&mut call.reasons);
-                call.reasons = reasons;
-            }
-            each(call)?;
-        }
-        Ok(())
+                each(call)
+            })
+            .map_err(StoreError::from)?
     }
 
     /// How many call sides carry each of these labels.

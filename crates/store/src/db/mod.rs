@@ -424,6 +424,9 @@ struct Pg {
     /// A second connection, opened when first needed, for what is committed at once beside
     /// the open transaction ([`Connection::apart`]).
     apart: std::cell::OnceCell<Box<Connection>>,
+    /// A third, opened when first needed, that long answers are read from as they arrive
+    /// ([`Connection::for_each_row`]).
+    reader: std::cell::OnceCell<RefCell<postgres::Client>>,
     /// Prepared statements by the store's SQL.
     statements: RefCell<HashMap<String, postgres::Statement>>,
     /// The same for [`Connection::insert`]'s inserts, prepared with `RETURNING id`.
@@ -591,6 +594,17 @@ pub(crate) fn postgres_sql(sql: &str) -> String {
     out
 }
 
+/// A client of the PostgreSQL server of `url`, over TLS unless `sslmode=disable` ([`tls`]).
+fn postgres_client(url: &str) -> Result<postgres::Client> {
+    let (libpq_url, tls) = tls::settings(url)?;
+    Ok(match tls {
+        None => postgres::Client::connect(&libpq_url, postgres::NoTls)?,
+        Some(config) => {
+            postgres::Client::connect(&libpq_url, tokio_postgres_rustls::MakeRustlsConnect::new(config))?
+        }
+    })
+}
+
 impl Connection {
     pub fn from_sqlite(conn: rusqlite::Connection) -> Connection {
         Connection { inner: Inner::Sqlite(conn), ids: RefCell::default(), shared: Cell::new(false) }
@@ -606,18 +620,13 @@ impl Connection {
     /// Connects to the PostgreSQL server of `url` (`postgres://user@host:port/database`), over
     /// TLS unless `sslmode=disable` ([`tls`]).
     pub fn connect_postgres(url: &str) -> Result<Connection> {
-        let (libpq_url, tls) = tls::settings(url)?;
-        let client = match tls {
-            None => postgres::Client::connect(&libpq_url, postgres::NoTls)?,
-            Some(config) => {
-                postgres::Client::connect(&libpq_url, tokio_postgres_rustls::MakeRustlsConnect::new(config))?
-            }
-        };
+        let client = postgres_client(url)?;
         Ok(Connection {
             inner: Inner::Postgres(Box::new(Pg {
                 client: RefCell::new(client),
                 url: url.to_string(),
                 apart: std::cell::OnceCell::new(),
+                reader: std::cell::OnceCell::new(),
                 statements: RefCell::default(),
                 inserts: RefCell::default(),
             })),
@@ -690,6 +699,46 @@ impl Connection {
             while rows.next()?.is_some() {}
         }
         Ok(())
+    }
+
+    /// Runs the query `sql` and calls `each` with its rows in turn, for answers too long to
+    /// hold. A PostgreSQL client receives a whole result before its first row is read; here
+    /// the rows are read as the server sends them, from a connection of their own (so that
+    /// `each` may query this one meanwhile), and memory stays flat however long the answer.
+    /// That connection sees what is committed: call this outside a transaction only. Returns
+    /// the first error of `each` (which stops the reading) inside the database's result.
+    pub fn for_each_row<E>(
+        &self,
+        sql: &str,
+        params: impl Params,
+        mut each: impl FnMut(&Row<'_>) -> std::result::Result<(), E>,
+    ) -> Result<std::result::Result<(), E>> {
+        let Inner::Postgres(pg) = &self.inner else {
+            let mut stmt = self.prepare(sql)?;
+            let mut rows = stmt.query(params)?;
+            while let Some(row) = rows.next()? {
+                if let Err(e) = each(&row) {
+                    return Ok(Err(e));
+                }
+            }
+            return Ok(Ok(()));
+        };
+        let values = params.values();
+        let reader = match pg.reader.get() {
+            Some(reader) => reader,
+            None => {
+                let opened = postgres_client(&pg.url)?;
+                pg.reader.get_or_init(|| RefCell::new(opened))
+            }
+        };
+        let mut client = reader.borrow_mut();
+        let mut rows = client.query_raw(postgres_sql(sql).as_str(), values.iter())?;
+        while let Some(row) = postgres::fallible_iterator::FallibleIterator::next(&mut rows)? {
+            if let Err(e) = each(&Row { inner: RowInner::Postgres(&row) }) {
+                return Ok(Err(e));
+            }
+        }
+        Ok(Ok(()))
     }
 
     /// Runs statements separated by `;`, without parameters.
