@@ -195,11 +195,13 @@ impl<'c> ObjectWriter<'c> {
         // duplicates are emptied afterwards (rare: most records are new).
         let slots = self.insert_blocks(records)?;
         let mut added: HashSet<&str> = HashSet::new();
+        let mut count = 0;
         let mut unkept: BTreeMap<i64, BTreeSet<i64>> = BTreeMap::new();
         for (event, slot) in events.iter().zip(slots) {
             let known = stored.contains_key(&event.event_id) || added.contains(event.event_id.as_str());
             if self.add_checked(event, slot, known)? {
                 added.insert(&event.event_id);
+                count += 1;
             } else {
                 unkept.entry(slot.block).or_default().insert(slot.slot);
             }
@@ -208,7 +210,7 @@ impl<'c> ObjectWriter<'c> {
         for (block, slots) in &unkept {
             records::empty_slots(&self.tx, *block, slots)?;
         }
-        Ok(added.len())
+        Ok(count)
     }
 
     /// Inserts the blocks of `records`, returning each record's slot.

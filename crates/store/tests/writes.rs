@@ -330,3 +330,50 @@ fn a_version_12_database_keeps_the_calls_it_had_not_labelled() {
         assert_eq!(record, Some(decrypt(id).1), "the record of {id}");
     }
 }
+
+/// A record delivered again keeps no copy: its slot in the new block is emptied, and a block
+/// of nothing but records stored before is not kept. The new records read back whole.
+#[test]
+fn a_duplicate_delivery_leaves_no_record_behind() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("dup.db");
+    let mut store = Store::open(&path).unwrap();
+    let write = |store: &mut Store, object: &str, records: &[(granttrail_grants::KmsEvent, String)]| {
+        let mut writer = store.begin_object(object).unwrap().unwrap();
+        let (events, raws): (Vec<_>, Vec<_>) = records.iter().cloned().unzip();
+        let stored = granttrail_store::StoredRecords::compress(raws.iter().map(String::as_str)).unwrap();
+        let added = writer.add_records(&events, &stored).unwrap();
+        writer.commit("LogFile", 1, records.len() as u64, 0).unwrap();
+        added
+    };
+    let blocks = |path: &std::path::Path| -> i64 {
+        let conn = rusqlite::Connection::open(path).unwrap();
+        conn.query_row("SELECT count(*) FROM record_blocks", [], |r| r.get(0)).unwrap()
+    };
+    assert_eq!(write(&mut store, "a", &[create("e1", "g1"), create("e2", "g2")]), 2);
+    assert_eq!(blocks(&path), 1);
+    assert_eq!(write(&mut store, "b", &[create("e2", "g2"), create("e3", "g3")]), 1);
+    assert_eq!(blocks(&path), 2);
+    assert_eq!(write(&mut store, "c", &[create("e1", "g1"), create("e3", "g3")]), 0);
+    assert_eq!(blocks(&path), 2, "a block of duplicates alone is not kept");
+    for id in ["e1", "e2", "e3"] {
+        let record = store.event_record(id).unwrap().unwrap().record;
+        assert_eq!(record, Some(create(id, &id.replace('e', "g")).1), "the record of {id}");
+    }
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let (block, slot): (i64, i64) = conn
+        .query_row("SELECT record_block, record_slot FROM event_rows WHERE event_id = 'e3'", [], |r| {
+            Ok((r.get(0)?, r.get(1)?))
+        })
+        .unwrap();
+    assert_eq!(slot, 1, "e3 keeps its place after the emptied slot");
+    let frame: Vec<u8> =
+        conn.query_row("SELECT records FROM record_blocks WHERE id = ?1", [block], |r| r.get(0)).unwrap();
+    let alone = granttrail_store::StoredRecords::compress([create("e3", "g3").1.as_str()]).unwrap();
+    assert!(
+        frame.len() <= alone.compressed_bytes() + 8,
+        "the block holds e3's record alone ({} bytes, e3 alone {})",
+        frame.len(),
+        alone.compressed_bytes()
+    );
+}
