@@ -421,6 +421,23 @@ fn tls_as_libpq_asks_for_it_and_a_certificate_that_does_not_check_out_is_refused
     }
 }
 
+/// granttrail's sessions run without JIT compilation (which cost a listing more than the query
+/// itself), whatever the server's default, and keep the options a URL gives of its own.
+#[test]
+fn sessions_run_without_jit_and_keep_the_urls_own_options() {
+    let Some(pg) = Postgres::start() else { return };
+    let url = pg.database("jit");
+    let show = |url: &str, setting: &str| -> String {
+        let conn = granttrail_store::db::Connection::connect_postgres(url).unwrap();
+        conn.query_row(&format!("SHOW {setting}"), [], |r| r.get(0)).unwrap()
+    };
+    assert_eq!(pg.psql_in("jit", "SHOW jit").trim(), "on", "the server's own default");
+    assert_eq!(show(&url, "jit"), "off");
+    let own = format!("{url}?options=-c%20work_mem%3D7MB");
+    assert_eq!(show(&own, "work_mem"), "7MB");
+    assert_eq!(show(&own, "jit"), "off");
+}
+
 #[test]
 fn postgresql_has_the_tables_columns_and_views_of_sqlite() {
     let Some(pg) = Postgres::start() else { return };
