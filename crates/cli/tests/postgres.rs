@@ -421,6 +421,33 @@ fn tls_as_libpq_asks_for_it_and_a_certificate_that_does_not_check_out_is_refused
     }
 }
 
+/// A reading command sees one state of the database: its long listings, read as the server
+/// sends them on a connection of their own, are of the snapshot its other queries see,
+/// whatever a writer commits meanwhile.
+#[test]
+fn a_listing_reads_the_snapshot_of_its_command() {
+    use granttrail_store::{GrantFilter, Journal, Location, Store, StoreError};
+    let Some(pg) = Postgres::start() else { return };
+    let url = pg.database("snapshot");
+    let ws = Workspace::postgres(url.clone());
+    ok(&ws, None, &["ingest", "-q", fixtures().join("example").to_str().unwrap()]);
+    let open = || Store::open_at(&Location::Postgres(url.clone()), Journal::Wal, &mut |_| {}).unwrap();
+    let mut reader = open();
+    reader.read_snapshot().unwrap();
+    let before = reader.grants(&GrantFilter::default()).unwrap();
+    assert!(!before.is_empty());
+    pg.psql_in("snapshot", "DELETE FROM grant_rows");
+    assert!(open().grants(&GrantFilter::default()).unwrap().is_empty(), "the writer's change is committed");
+    let mut listed = Vec::new();
+    reader
+        .for_each_grant(&GrantFilter::default(), |g| {
+            listed.push(g);
+            Ok::<_, StoreError>(())
+        })
+        .unwrap();
+    assert_eq!(listed, before);
+}
+
 /// granttrail's sessions run without JIT compilation (which cost a listing more than the query
 /// itself), whatever the server's default, and keep the options a URL gives of its own.
 #[test]

@@ -719,17 +719,11 @@ impl Store {
         Ok(Some(done))
     }
 
-    /// From now on, every read sees the database as it is at the first one, whatever writers
+    /// From now on, every read sees the database as it is now, whatever writers
     /// commit meanwhile: a listing or a report made of many queries is of one state. For a
     /// command that only reads from here on (a write would fail).
     pub fn read_snapshot(&mut self) -> Result<()> {
-        match self.conn.engine() {
-            db::Engine::Sqlite => self.conn.execute_batch("BEGIN DEFERRED")?,
-            db::Engine::Postgres => {
-                self.conn.execute_batch("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")?
-            }
-        }
-        Ok(())
+        Ok(self.conn.begin_read_snapshot()?)
     }
 
     /// Stores a key policy document known from outside the logs (for example the output of

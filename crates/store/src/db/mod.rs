@@ -427,6 +427,9 @@ struct Pg {
     /// A third, opened when first needed, that long answers are read from as they arrive
     /// ([`Connection::for_each_row`]).
     reader: std::cell::OnceCell<RefCell<postgres::Client>>,
+    /// The snapshot of the read-only transaction [`Connection::begin_read_snapshot`] opened,
+    /// which the reader reads in too: a listing and what is looked up beside it agree.
+    snapshot: RefCell<Option<String>>,
     /// Prepared statements by the store's SQL.
     statements: RefCell<HashMap<String, postgres::Statement>>,
     /// The same for [`Connection::insert`]'s inserts, prepared with `RETURNING id`.
@@ -635,6 +638,7 @@ impl Connection {
                 url: url.to_string(),
                 apart: std::cell::OnceCell::new(),
                 reader: std::cell::OnceCell::new(),
+                snapshot: RefCell::default(),
                 statements: RefCell::default(),
                 inserts: RefCell::default(),
             })),
@@ -740,13 +744,42 @@ impl Connection {
             }
         };
         let mut client = reader.borrow_mut();
-        let mut rows = client.query_raw(postgres_sql(sql).as_str(), values.iter())?;
-        while let Some(row) = postgres::fallible_iterator::FallibleIterator::next(&mut rows)? {
-            if let Err(e) = each(&Row { inner: RowInner::Postgres(&row) }) {
-                return Ok(Err(e));
+        let snapshot = pg.snapshot.borrow().clone();
+        if let Some(snapshot) = &snapshot {
+            // An identifier pg_export_snapshot made: hex digits and dashes, nothing to quote.
+            client.batch_execute(&format!(
+                "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; SET TRANSACTION SNAPSHOT '{snapshot}'"
+            ))?;
+        }
+        let read = (|| {
+            let mut rows = client.query_raw(postgres_sql(sql).as_str(), values.iter())?;
+            while let Some(row) = postgres::fallible_iterator::FallibleIterator::next(&mut rows)? {
+                if let Err(e) = each(&Row { inner: RowInner::Postgres(&row) }) {
+                    return Ok(Err(e));
+                }
+            }
+            Ok(Ok(()))
+        })();
+        if snapshot.is_some() {
+            client.batch_execute("ROLLBACK")?;
+        }
+        read
+    }
+
+    /// Begins a read-only transaction that sees one state of the database to its end,
+    /// [`Connection::for_each_row`]'s listings included. The transaction lasts as long as the
+    /// connection: it is for commands that only read.
+    pub fn begin_read_snapshot(&self) -> Result<()> {
+        match &self.inner {
+            Inner::Sqlite(c) => Ok(c.execute_batch("BEGIN DEFERRED")?),
+            Inner::Postgres(pg) => {
+                let mut client = pg.client.borrow_mut();
+                client.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")?;
+                let exported: String = client.query_one("SELECT pg_export_snapshot()", &[])?.try_get(0)?;
+                *pg.snapshot.borrow_mut() = Some(exported);
+                Ok(())
             }
         }
-        Ok(Ok(()))
     }
 
     /// Runs statements separated by `;`, without parameters.
