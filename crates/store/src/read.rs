@@ -42,10 +42,17 @@ pub struct EventRecord {
     pub delivered_again: Vec<String>,
 }
 
-const GRANT_COLUMNS: &str = "key_arn, grant_id, state, creation_seen, grantee_principal, retiring_principal,
-    operations, constraints, name, issuing_account, created_at, created_by, created_by_service, created_from_ip,
-    created_event_id, ended_at, ended_by, ended_by_service, ended_from_ip, end_event_id, create_event_ids,
-    end_event_ids, anomalies";
+/// The columns a [`Grant`] is read from ([`GrantRow`]): key and grant id as text (listings
+/// order by them), the other repeated texts as their ids, which [`GrantRow::read`] looks up a
+/// batch of rows at a time. `g` is `grant_rows`.
+const GRANT_COLUMNS: &str = "(SELECT text FROM texts WHERE id = g.key) AS key_arn,
+    (SELECT text FROM texts WHERE id = g.grant_ref) AS grant_id, g.state, g.creation_seen, g.grantee, g.retiring,
+    g.operations, g.constraints, g.name, g.issuing_account, g.created_at, g.created_by, g.created_by_service,
+    g.created_from_ip, g.created_event_id, g.ended_at, g.ended_by, g.ended_by_service, g.ended_from_ip,
+    g.end_event_id, g.create_event_ids, g.end_event_ids, g.anomalies";
+
+/// Grant rows read between two lookups of their texts.
+const GRANTS_PER_LOOKUP: usize = 256;
 
 impl Store {
     /// Grants matching `filter`, ordered by key, creation time and grant id.
@@ -63,33 +70,40 @@ impl Store {
     ) -> std::result::Result<(), E> {
         let (sql, args) = grant_listing(filter);
         let mut each = each;
-        self.conn()
-            .for_each_row(&sql, params_from_iter(args), |r| {
-                each(grant_from_row(r).map_err(StoreError::from)??)
-            })
-            .map_err(StoreError::from)?
+        let conn = self.conn();
+        let mut texts = texts::TextReader::default();
+        let mut batch = Vec::with_capacity(GRANTS_PER_LOOKUP);
+        let mut pass_on = |batch: &mut Vec<GrantRow>| -> std::result::Result<(), E> {
+            for grant in GrantRow::read(conn, std::mem::take(batch), &mut texts)? {
+                each(grant)?;
+            }
+            Ok(())
+        };
+        conn.for_each_row(&sql, params_from_iter(args), |r| {
+            batch.push(GrantRow::from_row(r).map_err(StoreError::from)?);
+            if batch.len() == GRANTS_PER_LOOKUP { pass_on(&mut batch) } else { Ok(()) }
+        })
+        .map_err(StoreError::from)??;
+        pass_on(&mut batch)
     }
 
     /// Grants whose id is `grant_id` or starts with it (a grant id can, in theory, exist on
     /// several keys).
     pub fn grants_by_id(&self, grant_id: &str) -> Result<Vec<Grant>> {
         let sql = format!(
-            "SELECT {GRANT_COLUMNS} FROM grants WHERE grant_ref = {} ORDER BY key_arn",
+            "SELECT {GRANT_COLUMNS} FROM grant_rows g WHERE grant_ref = {} ORDER BY key_arn",
             texts::id_of("?1")
         );
-        let mut stmt = self.conn().prepare(&sql)?;
-        let whole: Vec<Grant> =
-            stmt.query_map([grant_id], grant_from_row)?.map(|r| r?).collect::<Result<_>>()?;
+        let whole = read_grants(self.conn(), &sql, [grant_id])?;
         if !whole.is_empty() {
             return Ok(whole);
         }
         // A prefix: every grant is read (a whole id, the usual case, is found by its index).
         let sql = format!(
-            "SELECT {GRANT_COLUMNS} FROM grants WHERE substr(grant_id, 1, length(?1)) = ?1 ORDER BY key_arn, grant_id"
+            "SELECT {GRANT_COLUMNS} FROM grant_rows g JOIN texts t ON t.id = g.grant_ref
+             WHERE substr(t.text, 1, length(?1)) = ?1 ORDER BY key_arn, grant_id"
         );
-        let mut stmt = self.conn().prepare(&sql)?;
-        let rows = stmt.query_map([grant_id], grant_from_row)?;
-        rows.map(|r| r?).collect()
+        read_grants(self.conn(), &sql, [grant_id])
     }
 
     /// The grant `grant_id` on `key_arn`, if it is stored.
@@ -232,9 +246,18 @@ impl Store {
 /// Grants matching `filter`, ordered by key, creation time and grant id.
 pub(crate) fn query_grants(conn: &crate::db::Connection, filter: &GrantFilter) -> Result<Vec<Grant>> {
     let (sql, args) = grant_listing(filter);
-    let mut stmt = conn.prepare(&sql)?;
-    let rows = stmt.query_map(params_from_iter(args), grant_from_row)?;
-    rows.map(|r| r?).collect()
+    read_grants(conn, &sql, params_from_iter(args))
+}
+
+/// The grants the query `sql` (of [`GRANT_COLUMNS`]) finds.
+fn read_grants(
+    conn: &crate::db::Connection,
+    sql: &str,
+    params: impl crate::db::Params,
+) -> Result<Vec<Grant>> {
+    let rows: Vec<GrantRow> =
+        conn.prepare_cached(sql)?.query_map(params, GrantRow::from_row)?.collect::<crate::db::Result<_>>()?;
+    GrantRow::read(conn, rows, &mut texts::TextReader::default())
 }
 
 /// The query of the grants matching `filter`, ordered by key, creation time (grants created
@@ -257,7 +280,7 @@ fn grant_listing(filter: &GrantFilter) -> (String, Vec<Value>) {
     let select = |clauses: &[String]| {
         let filter_sql =
             if clauses.is_empty() { String::new() } else { format!("WHERE {}", clauses.join(" AND ")) };
-        format!("SELECT {GRANT_COLUMNS} FROM grants {filter_sql}")
+        format!("SELECT {GRANT_COLUMNS} FROM grant_rows g {filter_sql}")
     };
     let sql = match filter.active_at {
         // Two halves, so the creation-time index serves the first (an OR of both would scan
@@ -283,70 +306,128 @@ pub(crate) fn grants_not_ended_before(
     key_arn: &str,
     t: i64,
 ) -> Result<Vec<Grant>> {
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {GRANT_COLUMNS} FROM grants WHERE key = {KEY} AND ended_at IS NULL
-         UNION ALL SELECT {GRANT_COLUMNS} FROM grants WHERE key = {KEY} AND ended_at >= ?2"
-    ))?;
-    let rows = stmt.query_map(crate::db::params![key_arn, t], grant_from_row)?;
-    rows.map(|r| r?).collect()
+    let sql = format!(
+        "SELECT {GRANT_COLUMNS} FROM grant_rows g WHERE key = {KEY} AND ended_at IS NULL
+         UNION ALL SELECT {GRANT_COLUMNS} FROM grant_rows g WHERE key = {KEY} AND ended_at >= ?2"
+    );
+    read_grants(conn, &sql, crate::db::params![key_arn, t])
 }
 
 /// One grant as stored, if it is.
 pub(crate) fn grant(conn: &crate::db::Connection, key_arn: &str, grant_id: &str) -> Result<Option<Grant>> {
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT {GRANT_COLUMNS} FROM grants WHERE key = {KEY} AND grant_ref = {}",
+    let sql = format!(
+        "SELECT {GRANT_COLUMNS} FROM grant_rows g WHERE key = {KEY} AND grant_ref = {}",
         texts::id_of("?2")
-    ))?;
-    let mut rows = stmt.query_map([key_arn, grant_id], grant_from_row)?;
-    rows.next().transpose()?.transpose()
+    );
+    Ok(read_grants(conn, &sql, [key_arn, grant_id])?.pop())
 }
 
 fn json_column<T: serde::de::DeserializeOwned>(text: Option<String>) -> Result<Option<T>> {
     text.map(|t| serde_json::from_str(&t).map_err(|e| StoreError::Corrupt(e.to_string()))).transpose()
 }
 
-fn grant_from_row(r: &Row<'_>) -> crate::db::Result<Result<Grant>> {
-    let state: String = r.get(2)?;
-    let actor = |principal: usize| -> crate::db::Result<Option<Actor>> {
-        let event_id: Option<String> = r.get(principal + 3)?;
-        Ok(match event_id {
-            Some(event_id) => Some(Actor {
-                principal: r.get(principal)?,
-                service: r.get(principal + 1)?,
-                source_ip: r.get(principal + 2)?,
-                event_id,
-            }),
-            None => None,
-        })
-    };
-    let (created_by, ended_by) = (actor(11)?, actor(16)?);
-    let columns: [Option<String>; 5] = [r.get(6)?, r.get(7)?, r.get(20)?, r.get(21)?, r.get(22)?];
-    let built = (|| -> Result<Grant> {
-        let [operations, constraints, creates, ends, anomalies] = columns;
-        Ok(Grant {
+/// A row of [`GRANT_COLUMNS`], its repeated texts still ids.
+struct GrantRow {
+    key_arn: String,
+    grant_id: String,
+    state: String,
+    creation_seen: bool,
+    /// grantee, retiring, operations, constraints, issuing_account, anomalies.
+    spec_ids: [Option<i64>; 6],
+    name: Option<String>,
+    created_at: Option<i64>,
+    ended_at: Option<i64>,
+    /// Principal, service, source IP and event id of the creation and of the end.
+    created_by: (Option<i64>, Option<i64>, Option<String>, Option<String>),
+    ended_by: (Option<i64>, Option<i64>, Option<String>, Option<String>),
+    create_event_ids: String,
+    end_event_ids: String,
+}
+
+impl GrantRow {
+    fn from_row(r: &Row<'_>) -> crate::db::Result<GrantRow> {
+        let actor = |at: usize| -> crate::db::Result<_> {
+            Ok((r.get(at)?, r.get(at + 1)?, r.get(at + 2)?, r.get(at + 3)?))
+        };
+        Ok(GrantRow {
             key_arn: r.get(0)?,
             grant_id: r.get(1)?,
+            state: r.get(2)?,
+            creation_seen: r.get(3)?,
+            spec_ids: [r.get(4)?, r.get(5)?, r.get(6)?, r.get(7)?, r.get(9)?, r.get(22)?],
+            name: r.get(8)?,
+            created_at: r.get(10)?,
+            created_by: actor(11)?,
+            ended_at: r.get(15)?,
+            ended_by: actor(16)?,
+            create_event_ids: r.get(20)?,
+            end_event_ids: r.get(21)?,
+        })
+    }
+
+    /// The ids of texts the row names.
+    fn text_ids(&self) -> impl Iterator<Item = i64> {
+        let actors = [self.created_by.0, self.created_by.1, self.ended_by.0, self.ended_by.1];
+        self.spec_ids.into_iter().chain(actors).flatten()
+    }
+
+    /// The grants of `rows`, their texts looked up together.
+    fn read(
+        conn: &crate::db::Connection,
+        rows: Vec<GrantRow>,
+        texts: &mut texts::TextReader,
+    ) -> Result<Vec<Grant>> {
+        texts.read_ahead(conn, rows.iter().flat_map(GrantRow::text_ids))?;
+        rows.into_iter().map(|row| row.into_grant(conn, texts)).collect()
+    }
+
+    fn into_grant(self, conn: &crate::db::Connection, texts: &mut texts::TextReader) -> Result<Grant> {
+        let mut text = |id: Option<i64>, what: &str| texts.get(conn, id, &format!("grant_rows.{what}"));
+        let [grantee, retiring, operations, constraints, issuing_account, anomalies] = self.spec_ids;
+        let mut actor = |(principal, service, source_ip, event_id): (
+            Option<i64>,
+            Option<i64>,
+            Option<String>,
+            Option<String>,
+        ),
+                         what: &str|
+         -> Result<Option<Actor>> {
+            Ok(match event_id {
+                Some(event_id) => Some(Actor {
+                    principal: text(principal, what)?,
+                    service: text(service, what)?,
+                    source_ip,
+                    event_id,
+                }),
+                None => None,
+            })
+        };
+        let created_by = actor(self.created_by, "created_by")?;
+        let ended_by = actor(self.ended_by, "ended_by")?;
+        let state = self.state;
+        Ok(Grant {
+            key_arn: self.key_arn,
+            grant_id: self.grant_id,
             state: GrantState::parse(&state)
                 .ok_or_else(|| StoreError::Corrupt(format!("grant state {state:?}")))?,
-            creation_seen: r.get(3)?,
+            creation_seen: self.creation_seen,
             spec: GrantSpec {
-                grantee_principal: r.get(4)?,
-                retiring_principal: r.get(5)?,
-                operations: json_column(operations)?,
-                constraints: json_column(constraints)?,
-                name: r.get(8)?,
+                grantee_principal: text(grantee, "grantee")?,
+                retiring_principal: text(retiring, "retiring")?,
+                operations: json_column(text(operations, "operations")?)?,
+                constraints: json_column(text(constraints, "constraints")?)?,
+                name: self.name,
             },
-            issuing_account: r.get(9)?,
-            created_at: r.get(10)?,
+            issuing_account: text(issuing_account, "issuing_account")?,
+            created_at: self.created_at,
             created_by,
-            ended_at: r.get(15)?,
+            ended_at: self.ended_at,
             ended_by,
-            create_event_ids: json_column(creates)?.unwrap_or_default(),
-            end_event_ids: json_column(ends)?.unwrap_or_default(),
-            anomalies: json_column(anomalies)?.unwrap_or_default(),
+            create_event_ids: json_column(Some(self.create_event_ids))?.unwrap_or_default(),
+            end_event_ids: json_column(Some(self.end_event_ids))?.unwrap_or_default(),
+            anomalies: json_column(text(anomalies, "anomalies")?)?.unwrap_or_default(),
         })
-    })();
-    Ok(built)
+    }
 }
 
 /// The texts of a call label row `c`, for [`StoredCall`]: key, operation, principal, label

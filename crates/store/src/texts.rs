@@ -184,6 +184,47 @@ impl TextReader {
         id_list(json)?.into_iter().map(|id| self.text(conn, id)).collect()
     }
 
+    /// Reads the texts of `ids` not read yet, [`HASHES_PER_LOOKUP`] to a statement: rows
+    /// that name their texts by id are read a batch at a time, with one lookup per batch,
+    /// where a lookup per column and row (the `grants` view) cost ten times the rows' reading.
+    pub(crate) fn read_ahead(&mut self, conn: &Connection, ids: impl IntoIterator<Item = i64>) -> Result<()> {
+        let wanted: Vec<i64> = ids
+            .into_iter()
+            .filter(|id| !self.read.contains_key(id))
+            .collect::<BTreeSet<_>>()
+            .into_iter()
+            .collect();
+        if self.read.len() + wanted.len() > CACHE_LIMIT {
+            self.read.clear();
+        }
+        let sql = rows_by_hash(conn, "id, text", "texts", "id");
+        for chunk in wanted.chunks(HASHES_PER_LOOKUP) {
+            // A short chunk repeats its first id, so that one statement serves every chunk.
+            let listed =
+                (0..HASHES_PER_LOOKUP).map(|i| chunk.get(i).or(chunk.first()).copied().unwrap_or_default());
+            let mut stmt = conn.prepare_for_these_parameters(&sql)?;
+            let mut rows = stmt.query(params_from_iter(listed))?;
+            while let Some(r) = rows.next()? {
+                self.read.insert(r.get(0)?, r.get(1)?);
+            }
+        }
+        Ok(())
+    }
+
+    /// The text of `id`, read before by [`TextReader::read_ahead`] (or read now); `what` names
+    /// the column for the error if no text has that id.
+    pub(crate) fn get(&mut self, conn: &Connection, id: Option<i64>, what: &str) -> Result<Option<String>> {
+        let Some(id) = id else { return Ok(None) };
+        if let Some(text) = self.read.get(&id) {
+            return Ok(Some(text.clone()));
+        }
+        self.read_ahead(conn, [id])?;
+        match self.read.get(&id) {
+            Some(text) => Ok(Some(text.clone())),
+            None => Err(StoreError::Corrupt(format!("{what} names text {id}, which is not stored"))),
+        }
+    }
+
     fn text(&mut self, conn: &Connection, id: i64) -> Result<String> {
         if let Some(text) = self.read.get(&id) {
             return Ok(text.clone());

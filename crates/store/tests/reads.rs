@@ -87,3 +87,44 @@ fn grants_are_listed_by_key_then_creation_then_id_held_or_streamed() {
         assert_eq!(streamed, held);
     }
 }
+
+/// A listing looks the texts of its grants up a batch at a time: across more grants than a
+/// batch, and more distinct texts than one lookup, each grant gets its own texts back.
+#[test]
+fn grants_of_many_distinct_principals_read_back_their_own() {
+    let mut store = Store::open_in_memory().unwrap();
+    let mut writer = store.begin_object("a").unwrap().unwrap();
+    let grantee = |i: usize| format!("arn:aws:iam::111122223333:role/grantee-{i:04}");
+    let n = 700;
+    for i in 0..n {
+        let raw = format!(
+            r#"{{"eventSource":"kms.amazonaws.com","eventID":"e{i}","eventName":"CreateGrant",
+                "eventTime":"2024-01-01T00:00:00Z","resources":[{{"ARN":"{}"}}],
+                "userIdentity":{{"type":"AssumedRole","arn":"arn:aws:sts::111122223333:assumed-role/maker-{i}/s"}},
+                "requestParameters":{{"granteePrincipal":"{}","operations":["Decrypt","Op{i}"]}},
+                "responseElements":{{"grantId":"g{i:04}"}}}}"#,
+            KEYS[0],
+            grantee(i)
+        );
+        writer.add(&normalise(raw.as_bytes()).unwrap().unwrap(), &raw).unwrap();
+    }
+    writer.commit("LogFile", 1, n as u64, 0).unwrap();
+    let held = store.grants(&GrantFilter::default()).unwrap();
+    let mut streamed = Vec::new();
+    store
+        .for_each_grant(&GrantFilter::default(), |g| {
+            streamed.push(g);
+            Ok::<_, StoreError>(())
+        })
+        .unwrap();
+    assert_eq!(held.len(), n);
+    assert_eq!(held, streamed);
+    for (i, grant) in held.iter().enumerate() {
+        assert_eq!(grant.grant_id, format!("g{i:04}"));
+        assert_eq!(grant.spec.grantee_principal.as_deref(), Some(grantee(i).as_str()));
+        let operations: Vec<String> = grant.spec.operations.clone().unwrap_or_default();
+        assert_eq!(operations, ["Decrypt".to_string(), format!("Op{i}")]);
+        let maker = grant.created_by.as_ref().and_then(|a| a.principal.as_deref()).unwrap_or_default();
+        assert!(maker.contains(&format!("maker-{i}/")), "{maker}");
+    }
+}
