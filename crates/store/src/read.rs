@@ -51,6 +51,16 @@ const GRANT_COLUMNS: &str = "(SELECT text FROM texts WHERE id = g.key) AS key_ar
     g.created_from_ip, g.created_event_id, g.ended_at, g.ended_by, g.ended_by_service, g.ended_from_ip,
     g.end_event_id, g.create_event_ids, g.end_event_ids, g.anomalies";
 
+const GRANT_COLUMN_COUNT: usize = 23;
+
+/// The texts of the ids among [`GRANT_COLUMNS`], in [`GrantRow::text_slots`]'s order.
+const GRANT_ROW_TEXTS: &str = "(SELECT text FROM texts WHERE id = g.grantee),
+    (SELECT text FROM texts WHERE id = g.retiring), (SELECT text FROM texts WHERE id = g.operations),
+    (SELECT text FROM texts WHERE id = g.constraints), (SELECT text FROM texts WHERE id = g.issuing_account),
+    (SELECT text FROM texts WHERE id = g.anomalies), (SELECT text FROM texts WHERE id = g.created_by),
+    (SELECT text FROM texts WHERE id = g.created_by_service), (SELECT text FROM texts WHERE id = g.ended_by),
+    (SELECT text FROM texts WHERE id = g.ended_by_service)";
+
 /// Grant rows read between two lookups of their texts.
 const GRANTS_PER_LOOKUP: usize = 256;
 
@@ -313,13 +323,24 @@ pub(crate) fn grants_not_ended_before(
     read_grants(conn, &sql, crate::db::params![key_arn, t])
 }
 
-/// One grant as stored, if it is.
+/// One grant as stored, if it is, in one statement: its texts come with its row (a lookup
+/// of them apart would be a second round trip for every grant an object changes).
 pub(crate) fn grant(conn: &crate::db::Connection, key_arn: &str, grant_id: &str) -> Result<Option<Grant>> {
     let sql = format!(
-        "SELECT {GRANT_COLUMNS} FROM grant_rows g WHERE key = {KEY} AND grant_ref = {}",
+        "SELECT {GRANT_COLUMNS}, {GRANT_ROW_TEXTS} FROM grant_rows g WHERE key = {KEY} AND grant_ref = {}",
         texts::id_of("?2")
     );
-    Ok(read_grants(conn, &sql, [key_arn, grant_id])?.pop())
+    let mut texts = texts::TextReader::default();
+    let mut stmt = conn.prepare_cached(&sql)?;
+    let mut rows = stmt.query([key_arn, grant_id])?;
+    let Some(r) = rows.next()? else { return Ok(None) };
+    let row = GrantRow::from_row(&r)?;
+    for (i, id) in row.text_slots().into_iter().enumerate() {
+        if let Some(id) = id {
+            texts.remember(id, r.get(GRANT_COLUMN_COUNT + i)?);
+        }
+    }
+    Ok(GrantRow::read(conn, vec![row], &mut texts)?.pop())
 }
 
 fn json_column<T: serde::de::DeserializeOwned>(text: Option<String>) -> Result<Option<T>> {
@@ -365,10 +386,27 @@ impl GrantRow {
         })
     }
 
-    /// The ids of texts the row names.
+    /// The ids of texts the row names, in the order of [`GRANT_ROW_TEXTS`].
+    fn text_slots(&self) -> [Option<i64>; 10] {
+        let [grantee, retiring, operations, constraints, issuing_account, anomalies] = self.spec_ids;
+        let (created_by, created_by_service) = (self.created_by.0, self.created_by.1);
+        let (ended_by, ended_by_service) = (self.ended_by.0, self.ended_by.1);
+        [
+            grantee,
+            retiring,
+            operations,
+            constraints,
+            issuing_account,
+            anomalies,
+            created_by,
+            created_by_service,
+            ended_by,
+            ended_by_service,
+        ]
+    }
+
     fn text_ids(&self) -> impl Iterator<Item = i64> {
-        let actors = [self.created_by.0, self.created_by.1, self.ended_by.0, self.ended_by.1];
-        self.spec_ids.into_iter().chain(actors).flatten()
+        self.text_slots().into_iter().flatten()
     }
 
     /// The grants of `rows`, their texts looked up together.

@@ -202,13 +202,23 @@ impl TextReader {
             // A short chunk repeats its first id, so that one statement serves every chunk.
             let listed =
                 (0..HASHES_PER_LOOKUP).map(|i| chunk.get(i).or(chunk.first()).copied().unwrap_or_default());
-            let mut stmt = conn.prepare_for_these_parameters(&sql)?;
+            // A probe of the primary key per id is planned alike whatever the statistics, so
+            // one plan serves (re-planning this statement cost more than running it).
+            let mut stmt = conn.prepare_cached(&sql)?;
             let mut rows = stmt.query(params_from_iter(listed))?;
             while let Some(r) = rows.next()? {
                 self.read.insert(r.get(0)?, r.get(1)?);
             }
         }
         Ok(())
+    }
+
+    /// Remembers the text of `id`, read with a row that names it.
+    pub(crate) fn remember(&mut self, id: i64, text: String) {
+        if self.read.len() >= CACHE_LIMIT {
+            self.read.clear();
+        }
+        self.read.insert(id, text);
     }
 
     /// The text of `id`, read before by [`TextReader::read_ahead`] (or read now); `what` names

@@ -127,4 +127,10 @@ fn grants_of_many_distinct_principals_read_back_their_own() {
         let maker = grant.created_by.as_ref().and_then(|a| a.principal.as_deref()).unwrap_or_default();
         assert!(maker.contains(&format!("maker-{i}/")), "{maker}");
     }
+    // One grant alone is read with its texts in one statement: the same grant.
+    for i in [0, 255, 256, n - 1] {
+        let alone = store.grant(KEYS[0], &format!("g{i:04}")).unwrap();
+        assert_eq!(alone.as_ref(), Some(&held[i]));
+    }
+    assert_eq!(store.grant(KEYS[1], "g0000").unwrap(), None);
 }
