@@ -424,7 +424,7 @@ impl GrantRow {
     }
 
     fn into_grant(self, conn: &crate::db::Connection, texts: &mut texts::TextReader) -> Result<Grant> {
-        let mut text = |id: Option<i64>, what: &str| texts.get(conn, id, &format!("grant_rows.{what}"));
+        let mut text = |id: Option<i64>, what: &str| texts.get(conn, id, what);
         let [grantee, retiring, operations, constraints, issuing_account, anomalies] = self.spec_ids;
         let mut actor = |(principal, service, source_ip, event_id): (
             Option<i64>,
@@ -444,8 +444,8 @@ impl GrantRow {
                 None => None,
             })
         };
-        let created_by = actor(self.created_by, "created_by")?;
-        let ended_by = actor(self.ended_by, "ended_by")?;
+        let created_by = actor(self.created_by, "grant_rows.created_by")?;
+        let ended_by = actor(self.ended_by, "grant_rows.ended_by")?;
         let state = self.state;
         Ok(Grant {
             key_arn: self.key_arn,
@@ -454,20 +454,20 @@ impl GrantRow {
                 .ok_or_else(|| StoreError::Corrupt(format!("grant state {state:?}")))?,
             creation_seen: self.creation_seen,
             spec: GrantSpec {
-                grantee_principal: text(grantee, "grantee")?,
-                retiring_principal: text(retiring, "retiring")?,
-                operations: json_column(text(operations, "operations")?)?,
-                constraints: json_column(text(constraints, "constraints")?)?,
+                grantee_principal: text(grantee, "grant_rows.grantee")?,
+                retiring_principal: text(retiring, "grant_rows.retiring")?,
+                operations: json_column(text(operations, "grant_rows.operations")?)?,
+                constraints: json_column(text(constraints, "grant_rows.constraints")?)?,
                 name: self.name,
             },
-            issuing_account: text(issuing_account, "issuing_account")?,
+            issuing_account: text(issuing_account, "grant_rows.issuing_account")?,
             created_at: self.created_at,
             created_by,
             ended_at: self.ended_at,
             ended_by,
             create_event_ids: json_column(Some(self.create_event_ids))?.unwrap_or_default(),
             end_event_ids: json_column(Some(self.end_event_ids))?.unwrap_or_default(),
-            anomalies: json_column(text(anomalies, "anomalies")?)?.unwrap_or_default(),
+            anomalies: json_column(text(anomalies, "grant_rows.anomalies")?)?.unwrap_or_default(),
         })
     }
 }

@@ -181,7 +181,7 @@ pub(crate) struct TextReader {
 impl TextReader {
     /// The texts of a stored list of ids, in its order.
     pub(crate) fn list(&mut self, conn: &Connection, json: &str) -> Result<Vec<String>> {
-        id_list(json)?.into_iter().map(|id| self.text(conn, id)).collect()
+        id_list(json)?.into_iter().map(|id| self.text(conn, id, "a label")).collect()
     }
 
     /// Reads the texts of `ids` not read yet, [`HASHES_PER_LOOKUP`] to a statement: rows
@@ -221,21 +221,13 @@ impl TextReader {
         self.read.insert(id, text);
     }
 
-    /// The text of `id`, read before by [`TextReader::read_ahead`] (or read now); `what` names
-    /// the column for the error if no text has that id.
+    /// The text of `id` (read ahead, or read now); `what` names the column for the error if no
+    /// text has that id.
     pub(crate) fn get(&mut self, conn: &Connection, id: Option<i64>, what: &str) -> Result<Option<String>> {
-        let Some(id) = id else { return Ok(None) };
-        if let Some(text) = self.read.get(&id) {
-            return Ok(Some(text.clone()));
-        }
-        self.read_ahead(conn, [id])?;
-        match self.read.get(&id) {
-            Some(text) => Ok(Some(text.clone())),
-            None => Err(StoreError::Corrupt(format!("{what} names text {id}, which is not stored"))),
-        }
+        id.map(|id| self.text(conn, id, what)).transpose()
     }
 
-    fn text(&mut self, conn: &Connection, id: i64) -> Result<String> {
+    fn text(&mut self, conn: &Connection, id: i64, what: &str) -> Result<String> {
         if let Some(text) = self.read.get(&id) {
             return Ok(text.clone());
         }
@@ -243,11 +235,8 @@ impl TextReader {
             .prepare_cached("SELECT text FROM texts WHERE id = ?1")?
             .query_row([id], |r| r.get(0))
             .optional()?
-            .ok_or_else(|| StoreError::Corrupt(format!("a label names text {id}, which is not stored")))?;
-        if self.read.len() >= CACHE_LIMIT {
-            self.read.clear();
-        }
-        self.read.insert(id, text.clone());
+            .ok_or_else(|| StoreError::Corrupt(format!("{what} names text {id}, which is not stored")))?;
+        self.remember(id, text.clone());
         Ok(text)
     }
 }

@@ -25,6 +25,18 @@ fn record(event_id: &str, name: &str, key: &str, grant: &str, hour: u32) -> Stri
     }
 }
 
+/// The grants `filter` lists, one at a time ([`Store::for_each_grant`]).
+fn streamed(store: &Store, filter: &GrantFilter) -> Vec<Grant> {
+    let mut listed = Vec::new();
+    store
+        .for_each_grant(filter, |g| {
+            listed.push(g);
+            Ok::<_, StoreError>(())
+        })
+        .unwrap();
+    listed
+}
+
 fn order(grants: &[Grant]) -> Vec<(&str, Option<i64>, &str)> {
     grants.iter().map(|g| (g.key_arn.as_str(), g.created_at, g.grant_id.as_str())).collect()
 }
@@ -77,14 +89,7 @@ fn grants_are_listed_by_key_then_creation_then_id_held_or_streamed() {
         ]
     );
     for (filter, held) in [(GrantFilter::default(), all), (active, alive)] {
-        let mut streamed = Vec::new();
-        store
-            .for_each_grant(&filter, |g| {
-                streamed.push(g);
-                Ok::<_, StoreError>(())
-            })
-            .unwrap();
-        assert_eq!(streamed, held);
+        assert_eq!(streamed(&store, &filter), held);
     }
 }
 
@@ -110,15 +115,8 @@ fn grants_of_many_distinct_principals_read_back_their_own() {
     }
     writer.commit("LogFile", 1, n as u64, 0).unwrap();
     let held = store.grants(&GrantFilter::default()).unwrap();
-    let mut streamed = Vec::new();
-    store
-        .for_each_grant(&GrantFilter::default(), |g| {
-            streamed.push(g);
-            Ok::<_, StoreError>(())
-        })
-        .unwrap();
     assert_eq!(held.len(), n);
-    assert_eq!(held, streamed);
+    assert_eq!(held, streamed(&store, &GrantFilter::default()));
     for (i, grant) in held.iter().enumerate() {
         assert_eq!(grant.grant_id, format!("g{i:04}"));
         assert_eq!(grant.spec.grantee_principal.as_deref(), Some(grantee(i).as_str()));

@@ -601,10 +601,10 @@ pub(crate) fn postgres_sql(sql: &str) -> String {
 fn postgres_client(url: &str) -> Result<postgres::Client> {
     let (libpq_url, tls) = tls::settings(url)?;
     let mut config: postgres::Config = libpq_url.parse()?;
-    // granttrail's statements are short and read few rows, but the grants view's text
-    // lookups make the planner's cost of a listing large enough to start JIT compilation,
-    // which then takes longer than the query (1 s for 6,000 grants). Sent at start-up, so
-    // it costs no round trip; a user's own `options` come first and are kept.
+    // granttrail's statements are short, but a text lookup per column and row (the grants
+    // view) makes the planner's cost of a listing large enough to start JIT compilation, which
+    // then took longer than the query (1 s for 6,000 grants). Sent at start-up, so it costs no
+    // round trip; a user's own `options` come first and are kept.
     let options = match config.get_options() {
         Some(own) => format!("{own} -c jit=off"),
         None => "-c jit=off".to_string(),
