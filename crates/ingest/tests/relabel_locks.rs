@@ -1,6 +1,7 @@
 //! On PostgreSQL, relabelling waits only for the keys it relabels, and a writer holds back the
 //! relabelling of every key it marks until its events are committed (docs/reliability.md); a
-//! version 12 database keeps, through the migration, the calls it had not labelled.
+//! version 12 database keeps, through the migration, the calls it had not labelled, and a version
+//! 15 database finds its calls by grant.
 #![allow(clippy::unwrap_used, clippy::expect_used, clippy::panic)]
 
 use std::sync::mpsc::{RecvTimeoutError, channel};
@@ -27,6 +28,20 @@ fn decrypt(id: &str, key: &str, minute: u32) -> serde_json::Value {
             "accountId": "111122223333"},
         "recipientAccountId": "111122223333", "resources": [{"type": "AWS::KMS::Key", "ARN": key}],
         "requestParameters": {"encryptionAlgorithm": "SYMMETRIC_DEFAULT"}, "responseElements": null,
+    })
+}
+
+/// A CreateGrant on `key` for the caller of [`decrypt`].
+fn create_grant(id: &str, key: &str, grant: &str) -> serde_json::Value {
+    json!({
+        "eventVersion": "1.09", "eventSource": "kms.amazonaws.com", "eventName": "CreateGrant",
+        "eventTime": "2024-05-01T09:00:00Z", "eventID": id, "awsRegion": "us-east-1",
+        "userIdentity": {"type": "AssumedRole", "arn": "arn:aws:sts::111122223333:assumed-role/Admin/s",
+            "accountId": "111122223333"},
+        "recipientAccountId": "111122223333", "resources": [{"type": "AWS::KMS::Key", "ARN": key}],
+        "requestParameters": {"keyId": key, "granteePrincipal": "arn:aws:sts::111122223333:assumed-role/App/s",
+            "operations": ["Decrypt"]},
+        "responseElements": {"grantId": grant},
     })
 }
 
@@ -139,6 +154,18 @@ const GRANTS_AS_BEFORE_15: &str = "
     CREATE INDEX grants_by_key_ended ON grants (key_arn, ended_at);
     CREATE VIEW grants_readable AS SELECT * FROM grants;";
 
+/// SQL that turns a current database's grant lists back into the call-grant links versions 5
+/// to 15 kept, a row per call side and grant, on PostgreSQL as on SQLite.
+const LINKS_AS_BEFORE_16: &str = "
+    CREATE TABLE call_label_grants (grant_id BIGINT NOT NULL, event_time BIGINT NOT NULL,
+        event BIGINT NOT NULL, side BIGINT NOT NULL, PRIMARY KEY (grant_id, event_time, event, side));
+    INSERT INTO call_label_grants SELECT m.grant_ref, c.event_time, c.event, c.side
+        FROM call_labels c JOIN grant_list_members m ON m.list = c.grant_ids;
+    DROP VIEW call_grants_readable;
+    DROP INDEX call_labels_by_grants;
+    DROP TABLE grant_list_members;
+    CREATE VIEW call_grants_readable AS SELECT * FROM call_label_grants;";
+
 /// A version 12 PostgreSQL database with calls after its watermark comes out of the migration
 /// with those calls awaiting labels, and an older writer can no longer mark in the old form.
 #[test]
@@ -153,6 +180,7 @@ fn a_version_12_postgres_database_keeps_the_calls_it_had_not_labelled() {
         write(&mut store, "second", &[decrypt("a2", K1, 1)]);
     }
     // Back to the version 12 shape: labelled through the first object, K1 marked.
+    pg.psql_in("from_12", LINKS_AS_BEFORE_16);
     pg.psql_in("from_12", GRANTS_AS_BEFORE_15);
     pg.psql_in(
         "from_12",
@@ -190,4 +218,32 @@ fn a_version_12_postgres_database_keeps_the_calls_it_had_not_labelled() {
     // Version 14 reads each frame of before as a block of one record.
     let record = store.event_record("a1").unwrap().unwrap().record.expect("a1's record is kept");
     assert_eq!(serde_json::from_str::<serde_json::Value>(&record).unwrap(), decrypt("a1", K1, 0));
+}
+
+/// A version 15 PostgreSQL database (a link row per call side and grant) comes out of the
+/// migration with every call found by the grant it named, before anything is relabelled.
+#[test]
+fn a_version_15_postgres_database_finds_its_calls_by_grant() {
+    let Some(pg) = Postgres::start() else { return };
+    let url = pg.database("from_15");
+    let open = || Store::open_at(&Location::Postgres(url.clone()), Journal::Wal, &mut |_| {}).unwrap();
+    let by_grant = |store: &Store| -> Vec<String> {
+        let filter = CallFilter { grant_id: Some("g1".into()), ..CallFilter::default() };
+        store.calls(&filter).unwrap().into_iter().map(|c| c.event_id).collect()
+    };
+    {
+        let mut store = open();
+        write(
+            &mut store,
+            "first",
+            &[create_grant("c1", K1, "g1"), decrypt("a1", K1, 1), decrypt("a2", K1, 2)],
+        );
+        store.refresh_labels().unwrap();
+        assert_eq!(by_grant(&store), ["a1", "a2"]);
+    }
+    pg.psql_in("from_15", LINKS_AS_BEFORE_16);
+    pg.psql_in("from_15", "UPDATE granttrail_schema SET version = 15");
+    let mut store = open();
+    assert_eq!(by_grant(&store), ["a1", "a2"]);
+    assert!(store.refresh_labels().unwrap().keys.is_empty(), "nothing was relabelled");
 }

@@ -21,7 +21,7 @@ const TABLES: &[(&str, &[&str])] = &[
     ("event_id_collisions", &["event_id"]),
     ("grant_rows", &["key", "grant_ref"]),
     ("call_labels", &["event", "side"]),
-    ("call_label_grants", &["grant_id", "event_time", "event", "side"]),
+    ("grant_list_members", &["grant_ref", "list"]),
     ("observations", &["key", "behaviour_group", "kind", "event_time", "event_id"]),
     ("imported_key_policies", &["id"]),
     ("imported_iam", &["id"]),

@@ -41,7 +41,7 @@ pub use verification::{StoredSummary, VerificationRun};
 pub use write::{Batch, ObjectCounts, ObjectWriter};
 
 /// The schema version this granttrail writes; older databases are migrated to it when opened.
-pub const SCHEMA_VERSION: i64 = 15;
+pub const SCHEMA_VERSION: i64 = 16;
 
 /// Rewrites rows a migration changed the form of, reporting `(done, total)` rows as it goes.
 type Rewrite = fn(&Connection, &mut dyn FnMut(u64, u64)) -> Result<()>;
@@ -78,6 +78,7 @@ const MIGRATIONS: &[Migration] = &[
         sql: concat!(include_str!("schema_15.sql"), include_str!("grant_rows_15.sql")),
         rewrite: None,
     },
+    Migration { sql: include_str!("schema_16.sql"), rewrite: None },
 ];
 
 /// PostgreSQL's schema: one step to SQLite's version 12 (`postgres.sql`), then a file per
@@ -87,6 +88,7 @@ const POSTGRES_MIGRATIONS: &[(i64, &str)] = &[
     (13, concat!(include_str!("postgres_13.sql"), include_str!("new_calls_13.sql"))),
     (14, concat!(include_str!("postgres_14.sql"), include_str!("record_blocks_14.sql"))),
     (15, concat!(include_str!("postgres_15.sql"), include_str!("grant_rows_15.sql"))),
+    (16, include_str!("postgres_16.sql")),
 ];
 
 /// The advisory lock PostgreSQL clients hold while they bring the schema up to date.
@@ -610,7 +612,8 @@ impl Store {
     pub fn rebuild(&mut self) -> Result<usize> {
         let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
         tx.execute_batch(
-            "DELETE FROM grant_rows; DELETE FROM call_labels; DELETE FROM call_label_grants; DELETE FROM stale_labels;
+            // Grant lists' members stay: they say what a list text names, which never changes.
+            "DELETE FROM grant_rows; DELETE FROM call_labels; DELETE FROM stale_labels;
              DELETE FROM observations; DELETE FROM stale_since;",
         )?;
         let pairs = write::all_grant_pairs(&tx)?;

@@ -574,10 +574,8 @@ impl Store {
         }
         if let Some(g) = &filter.grant_id {
             let g = texts::id_of(&arg(Value::Text(g.clone())));
-            clauses.push(format!(
-                "EXISTS (SELECT 1 FROM call_label_grants l WHERE l.grant_id = {g} AND l.event_time = c.event_time
-                   AND l.event = c.event AND l.side = c.side)"
-            ));
+            clauses
+                .push(format!("c.grant_ids IN (SELECT list FROM grant_list_members WHERE grant_ref = {g})"));
         }
         if let Some(t) = filter.since {
             clauses.push(format!("c.event_time >= {}", arg(Value::Integer(t))));
@@ -649,8 +647,8 @@ impl Store {
     pub fn covered_calls(&self, key: Option<&str>) -> Result<Vec<granttrail_grants::findings::CoveredCall>> {
         let mut stmt = self.conn().prepare_cached(&format!(
             "SELECT k.text, g.text, o.text, c.label, p.text, e.event_id, f.text
-             FROM call_label_grants l JOIN call_labels c ON c.event = l.event AND c.side = l.side
-             JOIN texts g ON g.id = l.grant_id JOIN events e ON e.id = c.event JOIN texts k ON k.id = c.key
+             FROM grant_list_members m JOIN call_labels c ON c.grant_ids = m.list
+             JOIN texts g ON g.id = m.grant_ref JOIN events e ON e.id = c.event JOIN texts k ON k.id = c.key
              LEFT JOIN texts o ON o.id = c.operation LEFT JOIN texts p ON p.id = c.principal
              JOIN texts f ON f.id = c.flags
              WHERE CAST(?1 AS TEXT) IS NULL OR c.key = {KEY}

@@ -16,6 +16,25 @@ fn create(event_id: &str, grant: &str) -> (granttrail_grants::KmsEvent, String) 
     (normalise(raw.as_bytes()).unwrap().unwrap(), raw)
 }
 
+/// A Decrypt on KEY by role `r`, the grantee of [`create`]'s grants.
+fn decrypt(event_id: &str, time: &str) -> (granttrail_grants::KmsEvent, String) {
+    let raw = format!(
+        r#"{{"eventSource":"kms.amazonaws.com","eventID":"{event_id}","eventName":"Decrypt",
+            "eventTime":"{time}","resources":[{{"ARN":"{KEY}"}}],"recipientAccountId":"111122223333",
+            "userIdentity":{{"type":"AssumedRole","arn":"arn:aws:sts::111122223333:assumed-role/r/s",
+              "accountId":"111122223333","sessionContext":{{"sessionIssuer":{{"arn":"arn:aws:iam::111122223333:role/r"}}}}}},
+            "requestParameters":{{"encryptionAlgorithm":"SYMMETRIC_DEFAULT"}}}}"#
+    );
+    (normalise(raw.as_bytes()).unwrap().unwrap(), raw)
+}
+
+/// Each labelled call side with each grant it names, as `call_grants_readable` shows them.
+fn links(conn: &rusqlite::Connection) -> Vec<(String, String, String)> {
+    let mut stmt =
+        conn.prepare("SELECT grant_id, event_id, side FROM call_grants_readable ORDER BY 1, 2, 3").unwrap();
+    stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).unwrap().map(Result::unwrap).collect()
+}
+
 #[test]
 fn an_object_dropped_before_commit_leaves_nothing() {
     let mut store = Store::open_in_memory().unwrap();
@@ -85,6 +104,18 @@ const GRANTS_AS_BEFORE_15: &str = "
     CREATE INDEX grants_by_key_ended ON grants (key_arn, ended_at);
     CREATE VIEW grants_readable AS SELECT * FROM grants;";
 
+/// SQL that turns a current database's grant lists back into the call-grant links versions 5
+/// to 15 kept, a row per call side and grant, on PostgreSQL as on SQLite.
+const LINKS_AS_BEFORE_16: &str = "
+    CREATE TABLE call_label_grants (grant_id BIGINT NOT NULL, event_time BIGINT NOT NULL,
+        event BIGINT NOT NULL, side BIGINT NOT NULL, PRIMARY KEY (grant_id, event_time, event, side));
+    INSERT INTO call_label_grants SELECT m.grant_ref, c.event_time, c.event, c.side
+        FROM call_labels c JOIN grant_list_members m ON m.list = c.grant_ids;
+    DROP VIEW call_grants_readable;
+    DROP INDEX call_labels_by_grants;
+    DROP TABLE grant_list_members;
+    CREATE VIEW call_grants_readable AS SELECT * FROM call_label_grants;";
+
 /// Version 5 keyed the call-grant links by grant and time, version 7 stores them compact and
 /// relabels an older database whole. A version 4 database (links keyed by grant and event id,
 /// records as text) comes out with the same links, and calls are still found by grant and
@@ -93,22 +124,6 @@ const GRANTS_AS_BEFORE_15: &str = "
 fn a_version_4_database_keeps_its_call_grant_links() {
     let dir = tempfile::tempdir().unwrap();
     let path = dir.path().join("v4.db");
-    let decrypt = |event_id: &str, time: &str| {
-        let raw = format!(
-            r#"{{"eventSource":"kms.amazonaws.com","eventID":"{event_id}","eventName":"Decrypt",
-                "eventTime":"{time}","resources":[{{"ARN":"{KEY}"}}],"recipientAccountId":"111122223333",
-                "userIdentity":{{"type":"AssumedRole","arn":"arn:aws:sts::111122223333:assumed-role/r/s",
-                  "accountId":"111122223333","sessionContext":{{"sessionIssuer":{{"arn":"arn:aws:iam::111122223333:role/r"}}}}}},
-                "requestParameters":{{"encryptionAlgorithm":"SYMMETRIC_DEFAULT"}}}}"#
-        );
-        (normalise(raw.as_bytes()).unwrap().unwrap(), raw)
-    };
-    let links = |conn: &rusqlite::Connection| -> Vec<(String, String, String)> {
-        let mut stmt = conn
-            .prepare("SELECT grant_id, event_id, side FROM call_grants_readable ORDER BY 1, 2, 3")
-            .unwrap();
-        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).unwrap().map(Result::unwrap).collect()
-    };
     let linked = {
         let mut store = Store::open(&path).unwrap();
         let mut writer = store.begin_object("a").unwrap().unwrap();
@@ -137,7 +152,7 @@ fn a_version_4_database_keeps_its_call_grant_links() {
              INSERT INTO old_labels SELECT event_id, side, unixepoch(event_time) FROM calls_readable;
              DROP VIEW calls_readable;
              DROP VIEW call_grants_readable;
-             DROP TABLE call_label_grants;
+             DROP TABLE grant_list_members;
              DROP TABLE call_labels;
              DROP TABLE observations;
              DROP VIEW events_readable;
@@ -208,6 +223,51 @@ fn a_version_4_database_keeps_its_call_grant_links() {
         )
         .unwrap();
     assert_eq!(records, 4, "every record survives the migrations, each a block of its own");
+}
+
+/// Version 16 finds calls by grant through their grant lists. A version 15 database (a link
+/// row per call side and grant) comes out of the migration with every call found by each grant
+/// it named, before anything is relabelled.
+#[test]
+fn a_version_15_database_finds_its_calls_by_grant_through_their_lists() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("v15.db");
+    let by_grant = |store: &Store, grant: &str| -> Vec<String> {
+        let filter = granttrail_store::CallFilter { grant_id: Some(grant.into()), ..Default::default() };
+        store.calls(&filter).unwrap().into_iter().map(|c| c.event_id).collect()
+    };
+    {
+        let mut store = Store::open(&path).unwrap();
+        let mut writer = store.begin_object("a").unwrap().unwrap();
+        for (e, raw) in [
+            create("c1", "g1"),
+            create("c2", "g2"),
+            decrypt("d1", "2024-01-02T00:00:00Z"),
+            decrypt("d2", "2024-01-03T00:00:00Z"),
+        ] {
+            writer.add(&e, &raw).unwrap();
+        }
+        writer.commit("LogFile", 1, 4, 0).unwrap();
+        store.refresh_labels().unwrap();
+    }
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    let linked = links(&conn);
+    assert_eq!(linked.len(), 4, "both calls name both grants: {linked:?}");
+    conn.execute_batch(LINKS_AS_BEFORE_16).unwrap();
+    conn.execute_batch("PRAGMA user_version = 15").unwrap();
+    let old_links: i64 = conn.query_row("SELECT count(*) FROM call_label_grants", [], |r| r.get(0)).unwrap();
+    assert_eq!(old_links, 4, "version 15's links");
+    drop(conn);
+
+    let mut store = Store::open(&path).unwrap();
+    assert_eq!(by_grant(&store, "g1"), ["d1", "d2"]);
+    assert_eq!(by_grant(&store, "g2"), ["d1", "d2"]);
+    assert!(store.refresh_labels().unwrap().keys.is_empty(), "nothing was relabelled");
+    drop(store);
+    let conn = rusqlite::Connection::open(&path).unwrap();
+    assert_eq!(links(&conn), linked);
+    let members: i64 = conn.query_row("SELECT count(*) FROM grant_list_members", [], |r| r.get(0)).unwrap();
+    assert_eq!(members, 2, "one list, naming two grants");
 }
 
 /// An object or batch rolled back takes the texts it added with it; the next object that uses
@@ -284,6 +344,7 @@ fn a_version_12_database_keeps_the_calls_it_had_not_labelled() {
     }
     // Back to the version 12 shape: labelled through the first object's events, the key marked.
     let conn = rusqlite::Connection::open(&path).unwrap();
+    conn.execute_batch(LINKS_AS_BEFORE_16).unwrap();
     conn.execute_batch(GRANTS_AS_BEFORE_15).unwrap();
     conn.execute_batch(
         "DROP TABLE new_calls;

@@ -72,8 +72,10 @@ struct LabelWriter<'c> {
     /// rows a statement by [`LabelWriter::flush`], before anything reads them.
     labels: Vec<(i64, i64, LabelRow)>,
     unsent: HashSet<(i64, i64)>,
-    /// Links not sent yet: (grant text id, time, event row, side code).
-    links: Vec<[i64; 4]>,
+    /// The grant lists labels written here name, whose members are stored or in `members`.
+    lists: HashSet<i64>,
+    /// List members not sent yet: (grant text id, list text id).
+    members: Vec<[i64; 2]>,
 }
 
 /// Label rows [`LabelWriter`] holds before it sends them.
@@ -87,11 +89,12 @@ impl<'c> LabelWriter<'c> {
             grants: HashMap::new(),
             labels: Vec::new(),
             unsent: HashSet::new(),
-            links: Vec::new(),
+            lists: HashSet::new(),
+            members: Vec::new(),
         }
     }
 
-    /// Sends the label rows and links written so far.
+    /// Sends the label rows and list members written so far.
     fn flush(&mut self) -> Result<()> {
         let labels: Vec<[&dyn ToSql; 13]> = self
             .labels
@@ -115,12 +118,12 @@ impl<'c> LabelWriter<'c> {
             })
             .collect();
         insert_rows(self.conn, INSERT_LABEL, REPLACE_LABEL, &labels, LABELS_PER_INSERT)?;
-        let links: Vec<[&dyn ToSql; 4]> =
-            self.links.iter().map(|[a, b, c, d]| -> [&dyn ToSql; 4] { [a, b, c, d] }).collect();
-        insert_rows(self.conn, INSERT_LINK, "ON CONFLICT DO NOTHING", &links, LABELS_PER_INSERT)?;
+        let members: Vec<[&dyn ToSql; 2]> =
+            self.members.iter().map(|[grant, list]| -> [&dyn ToSql; 2] { [grant, list] }).collect();
+        insert_rows(self.conn, INSERT_MEMBER, "ON CONFLICT DO NOTHING", &members, LABELS_PER_INSERT)?;
         self.labels.clear();
         self.unsent.clear();
-        self.links.clear();
+        self.members.clear();
         Ok(())
     }
 
@@ -185,16 +188,20 @@ impl<'c> LabelWriter<'c> {
         })
     }
 
-    /// Writes `l` (replacing a stored row of its call side) and links it to its grants.
+    /// Writes `l` (replacing a stored row of its call side), and the members of its grant list
+    /// if no label written here named the list before. Members are written in the label's
+    /// transaction, so a list some stored label names always has them.
     fn write(&mut self, event: i64, l: &CallLabel, row: &LabelRow) -> Result<()> {
         let side = l.side.code();
         // A second label for one call side replaces the first, as it would one stored before.
         self.flush_if_unsent(event, side)?;
         self.labels.push((event, side, *row));
         self.unsent.insert((event, side));
-        for g in &l.grant_ids {
-            let grant = self.text(g)?;
-            self.links.push([grant, l.event_time, event, side]);
+        if self.lists.insert(row.grant_ids) {
+            for g in &l.grant_ids {
+                let grant = self.text(g)?;
+                self.members.push([grant, row.grant_ids]);
+            }
         }
         if self.labels.len() >= LABELS_PER_INSERT {
             self.flush()?;
@@ -206,24 +213,6 @@ impl<'c> LabelWriter<'c> {
     /// or replaced.
     fn flush_if_unsent(&mut self, event: i64, side: i64) -> Result<()> {
         if self.unsent.contains(&(event, side)) { self.flush() } else { Ok(()) }
-    }
-
-    /// Removes a stored label's links, through the grants its `grant_ids` names: links are
-    /// keyed by grant first, then time.
-    fn unlink(&mut self, stored: &Linked) -> Result<()> {
-        let list: String = self
-            .conn
-            .prepare_cached("SELECT text FROM texts WHERE id = ?1")?
-            .query_row([stored.grant_ids], |r| r.get(0))?;
-        for grant in texts::id_list(&list)? {
-            self.conn.prepare_cached(UNLINK)?.execute(params![
-                grant,
-                stored.event_time,
-                stored.event,
-                stored.side
-            ])?;
-        }
-        Ok(())
     }
 }
 
@@ -279,10 +268,10 @@ pub(super) fn replace_labels_between(
         index.clear();
     }
     // The stored rows are compared as ids and codes; only the rows that change or go are
-    // remembered, with the grants they linked.
+    // remembered.
     let mut unchanged = vec![false; labels.len()];
-    let mut changed: Vec<Linked> = Vec::new();
-    let mut gone: Vec<Linked> = Vec::new();
+    let mut changed: Vec<CallSide> = Vec::new();
+    let mut gone: Vec<CallSide> = Vec::new();
     {
         let mut stmt = conn.prepare_cached(&format!(
             "SELECT e.event_id, {LABEL_COLUMNS} FROM call_labels c JOIN events e ON e.id = c.event
@@ -291,20 +280,19 @@ pub(super) fn replace_labels_between(
         let mut rows = stmt.query(params![key_id, from, to])?;
         while let Some(r) = rows.next()? {
             let event_id: String = r.get(0)?;
-            let (linked, stored) = stored_row(&r, 1)?;
-            match index.get(&(event_id.as_str(), linked.side)) {
+            let (side, stored) = stored_row(&r, 1)?;
+            match index.get(&(event_id.as_str(), side.side)) {
                 Some(&i) if writer.row(key_id, &labels[i])? == stored => unchanged[i] = true,
-                Some(_) => changed.push(linked),
+                Some(_) => changed.push(side),
                 None if !keep.is_empty()
-                    && keep.contains(&(event_id.clone(), codes::from_code(linked.side)?)) => {}
-                None => gone.push(linked),
+                    && keep.contains(&(event_id.clone(), codes::from_code(side.side)?)) => {}
+                None => gone.push(side),
             }
         }
     }
     // What is gone was labelled before and is not any more; what changed is written again, on
     // the record the label now describes (of two with one eventID, it may be the other).
     for stored in changed.iter().chain(&gone) {
-        writer.unlink(stored)?;
         conn.prepare_cached("DELETE FROM call_labels WHERE event = ?1 AND side = ?2")?
             .execute(params![stored.event, stored.side])?;
     }
@@ -344,29 +332,25 @@ fn update_with<'l>(
         let event = events.of_label(l)?;
         let row = writer.row(key, l)?;
         writer.flush_if_unsent(event, l.side.code())?;
-        let old: Option<(Linked, LabelRow)> = {
+        let old: Option<LabelRow> = {
             let mut rows = stored.query(params![event, l.side.code()])?;
             match rows.next()? {
-                Some(r) => Some(stored_row(&r, 0)?),
+                Some(r) => Some(stored_row(&r, 0)?.1),
                 None => None,
             }
         };
-        match old {
-            Some((_, old_row)) if old_row == row => continue,
-            Some((linked, _)) => writer.unlink(&linked)?,
-            None => {}
+        if old == Some(row) {
+            continue;
         }
         writer.write(event, l, &row)?;
     }
     writer.flush()
 }
 
-/// A stored label's call side and the grants it links to (`grant_ids`, a text id).
-struct Linked {
+/// A stored label's call side: its event row and side code.
+struct CallSide {
     event: i64,
     side: i64,
-    event_time: i64,
-    grant_ids: i64,
 }
 
 /// The columns [`stored_row`] reads, in its order.
@@ -374,7 +358,7 @@ const LABEL_COLUMNS: &str = "c.event, c.side, c.event_time, c.key, c.operation, 
      c.evidence, c.grant_ids, c.grant_reasons, c.reasons, c.flags, c.behaviour_group";
 
 /// A stored row, read from column `at` on ([`LABEL_COLUMNS`]).
-fn stored_row(r: &crate::db::Row<'_>, at: usize) -> Result<(Linked, LabelRow)> {
+fn stored_row(r: &crate::db::Row<'_>, at: usize) -> Result<(CallSide, LabelRow)> {
     let row = LabelRow {
         event_time: r.get(at + 2)?,
         key: r.get(at + 3)?,
@@ -388,17 +372,9 @@ fn stored_row(r: &crate::db::Row<'_>, at: usize) -> Result<(Linked, LabelRow)> {
         flags: r.get(at + 11)?,
         behaviour_group: r.get(at + 12)?,
     };
-    let linked = Linked {
-        event: r.get(at)?,
-        side: r.get(at + 1)?,
-        event_time: row.event_time,
-        grant_ids: row.grant_ids,
-    };
-    Ok((linked, row))
+    Ok((CallSide { event: r.get(at)?, side: r.get(at + 1)? }, row))
 }
 
-const UNLINK: &str =
-    "DELETE FROM call_label_grants WHERE grant_id = ?1 AND event_time = ?2 AND event = ?3 AND side = ?4";
 const INSERT_LABEL: &str =
     "INSERT INTO call_labels (event, side, event_time, key, operation, principal, label,
      evidence, grant_ids, grant_reasons, reasons, flags, behaviour_group)";
@@ -408,4 +384,4 @@ const REPLACE_LABEL: &str =
          operation = excluded.operation, principal = excluded.principal, label = excluded.label,
          evidence = excluded.evidence, grant_ids = excluded.grant_ids, grant_reasons = excluded.grant_reasons,
          reasons = excluded.reasons, flags = excluded.flags, behaviour_group = excluded.behaviour_group";
-const INSERT_LINK: &str = "INSERT INTO call_label_grants (grant_id, event_time, event, side)";
+const INSERT_MEMBER: &str = "INSERT INTO grant_list_members (grant_ref, list)";
