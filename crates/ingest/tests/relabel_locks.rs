@@ -164,7 +164,9 @@ const LINKS_AS_BEFORE_16: &str = "
     DROP VIEW call_grants_readable;
     DROP INDEX call_labels_by_grants;
     DROP TABLE grant_list_members;
-    CREATE VIEW call_grants_readable AS SELECT * FROM call_label_grants;";
+    CREATE VIEW call_grants_readable AS SELECT * FROM call_label_grants;
+    INSERT INTO texts (hash, text) SELECT 0, '[]' WHERE NOT EXISTS (SELECT 1 FROM texts WHERE text = '[]');
+    UPDATE call_labels SET grant_ids = (SELECT min(id) FROM texts WHERE text = '[]') WHERE grant_ids = 0;";
 
 /// A version 12 PostgreSQL database with calls after its watermark comes out of the migration
 /// with those calls awaiting labels, and an older writer can no longer mark in the old form.
@@ -221,7 +223,8 @@ fn a_version_12_postgres_database_keeps_the_calls_it_had_not_labelled() {
 }
 
 /// A version 15 PostgreSQL database (a link row per call side and grant) comes out of the
-/// migration with every call found by the grant it named, before anything is relabelled.
+/// migration with every call found by the grant it named, before anything is relabelled, and
+/// the labels that named no grant store list 0.
 #[test]
 fn a_version_15_postgres_database_finds_its_calls_by_grant() {
     let Some(pg) = Postgres::start() else { return };
@@ -236,7 +239,7 @@ fn a_version_15_postgres_database_finds_its_calls_by_grant() {
         write(
             &mut store,
             "first",
-            &[create_grant("c1", K1, "g1"), decrypt("a1", K1, 1), decrypt("a2", K1, 2)],
+            &[create_grant("c1", K1, "g1"), decrypt("a1", K1, 1), decrypt("a2", K1, 2), decrypt("b1", K2, 3)],
         );
         store.refresh_labels().unwrap();
         assert_eq!(by_grant(&store), ["a1", "a2"]);
@@ -245,5 +248,18 @@ fn a_version_15_postgres_database_finds_its_calls_by_grant() {
     pg.psql_in("from_15", "UPDATE granttrail_schema SET version = 15");
     let mut store = open();
     assert_eq!(by_grant(&store), ["a1", "a2"]);
+    let named: Vec<(String, usize)> = store
+        .calls(&CallFilter::default())
+        .unwrap()
+        .into_iter()
+        .map(|c| (c.event_id, c.grant_ids.len()))
+        .collect();
+    assert_eq!(named, [("c1".into(), 0), ("a1".into(), 1), ("a2".into(), 1), ("b1".into(), 0)]);
+    let readable = pg.psql_in(
+        "from_15",
+        "SELECT c.grant_ids || ' ' || r.grant_ids FROM call_labels c JOIN events e ON e.id = c.event
+         JOIN calls_readable r ON r.event_id = e.event_id WHERE e.event_id = 'b1'",
+    );
+    assert_eq!(readable.trim(), "0 []", "a label naming no grant stores list 0");
     assert!(store.refresh_labels().unwrap().keys.is_empty(), "nothing was relabelled");
 }

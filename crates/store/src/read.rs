@@ -473,11 +473,12 @@ impl GrantRow {
 }
 
 /// The texts of a call label row `c`, for [`StoredCall`]: key, operation, principal, label
-/// and evidence codes, and the JSON of grant ids, reasons and flags.
+/// and evidence codes, and the JSON of grant ids (list 0 names none), reasons and flags.
 const CALL_TEXTS: &str =
-    "k.text, o.text, p.text, c.label, c.evidence, g.text, r.text, f.text, c.grant_reasons";
+    "k.text, o.text, p.text, c.label, c.evidence, CASE c.grant_ids WHEN 0 THEN '[]' ELSE g.text END, r.text,
+     f.text, c.grant_reasons";
 const CALL_TEXT_JOINS: &str = "JOIN texts k ON k.id = c.key LEFT JOIN texts o ON o.id = c.operation
-     LEFT JOIN texts p ON p.id = c.principal JOIN texts g ON g.id = c.grant_ids JOIN texts r ON r.id = c.reasons
+     LEFT JOIN texts p ON p.id = c.principal LEFT JOIN texts g ON g.id = c.grant_ids JOIN texts r ON r.id = c.reasons
      JOIN texts f ON f.id = c.flags";
 
 /// The grants a listing of calls renders reasons from, read once each (at most
@@ -574,8 +575,10 @@ impl Store {
         }
         if let Some(g) = &filter.grant_id {
             let g = texts::id_of(&arg(Value::Text(g.clone())));
-            clauses
-                .push(format!("c.grant_ids IN (SELECT list FROM grant_list_members WHERE grant_ref = {g})"));
+            // `<> 0` lets the partial index of the calls naming a list serve the lookup.
+            clauses.push(format!(
+                "c.grant_ids <> 0 AND c.grant_ids IN (SELECT list FROM grant_list_members WHERE grant_ref = {g})"
+            ));
         }
         if let Some(t) = filter.since {
             clauses.push(format!("c.event_time >= {}", arg(Value::Integer(t))));
@@ -600,8 +603,11 @@ impl Store {
         self.conn()
             .for_each_row(&sql, params_from_iter(args), |r| -> std::result::Result<(), E> {
                 let mut call = (|| -> Result<StoredCall> {
-                    let json: [String; 3] = [r.get(10)?, r.get(11)?, r.get(12)?];
-                    let [grant_ids, reasons, flags] = json;
+                    let grant_ids: Option<String> = r.get(10)?;
+                    let grant_ids = grant_ids.ok_or_else(|| {
+                        StoreError::Corrupt("a label's grant list names no stored text".into())
+                    })?;
+                    let (reasons, flags): (String, String) = (r.get(11)?, r.get(12)?);
                     Ok(StoredCall {
                         event_id: r.get(0)?,
                         shared_event_id: r.get(1)?,
@@ -651,7 +657,7 @@ impl Store {
              JOIN texts g ON g.id = m.grant_ref JOIN events e ON e.id = c.event JOIN texts k ON k.id = c.key
              LEFT JOIN texts o ON o.id = c.operation LEFT JOIN texts p ON p.id = c.principal
              JOIN texts f ON f.id = c.flags
-             WHERE CAST(?1 AS TEXT) IS NULL OR c.key = {KEY}
+             WHERE c.grant_ids <> 0 AND (CAST(?1 AS TEXT) IS NULL OR c.key = {KEY})
              ORDER BY g.text, c.event_time, e.event_id"
         ))?;
         let rows = stmt.query_map([key], |r| {

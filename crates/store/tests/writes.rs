@@ -114,7 +114,9 @@ const LINKS_AS_BEFORE_16: &str = "
     DROP VIEW call_grants_readable;
     DROP INDEX call_labels_by_grants;
     DROP TABLE grant_list_members;
-    CREATE VIEW call_grants_readable AS SELECT * FROM call_label_grants;";
+    CREATE VIEW call_grants_readable AS SELECT * FROM call_label_grants;
+    INSERT INTO texts (hash, text) SELECT 0, '[]' WHERE NOT EXISTS (SELECT 1 FROM texts WHERE text = '[]');
+    UPDATE call_labels SET grant_ids = (SELECT min(id) FROM texts WHERE text = '[]') WHERE grant_ids = 0;";
 
 /// Version 5 keyed the call-grant links by grant and time, version 7 stores them compact and
 /// relabels an older database whole. A version 4 database (links keyed by grant and event id,
@@ -227,7 +229,7 @@ fn a_version_4_database_keeps_its_call_grant_links() {
 
 /// Version 16 finds calls by grant through their grant lists. A version 15 database (a link
 /// row per call side and grant) comes out of the migration with every call found by each grant
-/// it named, before anything is relabelled.
+/// it named, before anything is relabelled; a label that named no grant (`[]`) stores list 0.
 #[test]
 fn a_version_15_database_finds_its_calls_by_grant_through_their_lists() {
     let dir = tempfile::tempdir().unwrap();
@@ -242,12 +244,13 @@ fn a_version_15_database_finds_its_calls_by_grant_through_their_lists() {
         for (e, raw) in [
             create("c1", "g1"),
             create("c2", "g2"),
+            decrypt("d0", "2023-12-31T00:00:00Z"),
             decrypt("d1", "2024-01-02T00:00:00Z"),
             decrypt("d2", "2024-01-03T00:00:00Z"),
         ] {
             writer.add(&e, &raw).unwrap();
         }
-        writer.commit("LogFile", 1, 4, 0).unwrap();
+        writer.commit("LogFile", 1, 5, 0).unwrap();
         store.refresh_labels().unwrap();
     }
     let conn = rusqlite::Connection::open(&path).unwrap();
@@ -262,12 +265,31 @@ fn a_version_15_database_finds_its_calls_by_grant_through_their_lists() {
     let mut store = Store::open(&path).unwrap();
     assert_eq!(by_grant(&store, "g1"), ["d1", "d2"]);
     assert_eq!(by_grant(&store, "g2"), ["d1", "d2"]);
+    let named: Vec<(String, Vec<String>)> = store
+        .calls(&granttrail_store::CallFilter::default())
+        .unwrap()
+        .into_iter()
+        .map(|c| (c.event_id, c.grant_ids))
+        .collect();
+    let both = vec!["g1".to_string(), "g2".to_string()];
+    let none = Vec::new();
+    let expected = [("d0", &none), ("c1", &none), ("c2", &none), ("d1", &both), ("d2", &both)];
+    assert_eq!(named, expected.map(|(e, g)| (e.to_string(), g.clone())));
     assert!(store.refresh_labels().unwrap().keys.is_empty(), "nothing was relabelled");
     drop(store);
     let conn = rusqlite::Connection::open(&path).unwrap();
     assert_eq!(links(&conn), linked);
     let members: i64 = conn.query_row("SELECT count(*) FROM grant_list_members", [], |r| r.get(0)).unwrap();
     assert_eq!(members, 2, "one list, naming two grants");
+    let (list, readable): (i64, String) = conn
+        .query_row(
+            "SELECT c.grant_ids, r.grant_ids FROM call_labels c JOIN events e ON e.id = c.event
+             JOIN calls_readable r ON r.event_id = e.event_id WHERE e.event_id = 'd0'",
+            [],
+            |r| Ok((r.get(0)?, r.get(1)?)),
+        )
+        .unwrap();
+    assert_eq!((list, readable.as_str()), (0, "[]"), "a label naming no grant stores list 0");
 }
 
 /// An object or batch rolled back takes the texts it added with it; the next object that uses

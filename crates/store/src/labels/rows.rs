@@ -78,6 +78,10 @@ struct LabelWriter<'c> {
     members: Vec<[i64; 2]>,
 }
 
+/// The `grant_ids` of a label that names no grant: no text, and left out of the index of the
+/// calls naming each list (most labels on an account with few grants).
+const NO_GRANTS: i64 = 0;
+
 /// Label rows [`LabelWriter`] holds before it sends them.
 const LABELS_PER_INSERT: usize = 128;
 
@@ -146,8 +150,11 @@ impl<'c> LabelWriter<'c> {
 
     /// The id of a label's list of grants, stored as the JSON array of the grant ids' texts
     /// ids (`[12,345]`): lists are long and many are distinct where grants are many, and each
-    /// grant id is stored once, in `texts`.
+    /// grant id is stored once, in `texts`. [`NO_GRANTS`] when it names none.
     fn grant_list(&mut self, grant_ids: &[String]) -> Result<i64> {
+        if grant_ids.is_empty() {
+            return Ok(NO_GRANTS);
+        }
         let ids = grant_ids.iter().map(|g| self.text(g)).collect::<Result<Vec<i64>>>()?;
         self.json(&ids)
     }
@@ -197,7 +204,7 @@ impl<'c> LabelWriter<'c> {
         self.flush_if_unsent(event, side)?;
         self.labels.push((event, side, *row));
         self.unsent.insert((event, side));
-        if self.lists.insert(row.grant_ids) {
+        if row.grant_ids != NO_GRANTS && self.lists.insert(row.grant_ids) {
             for g in &l.grant_ids {
                 let grant = self.text(g)?;
                 self.members.push([grant, row.grant_ids]);
