@@ -196,12 +196,22 @@ fn reader_of(conn: &Connection) -> Result<Option<impl Fn() -> Result<Connection>
         let flags = rusqlite::OpenFlags::SQLITE_OPEN_READ_ONLY | rusqlite::OpenFlags::SQLITE_OPEN_NO_MUTEX;
         let reader = rusqlite::Connection::open_with_flags(&path, flags).map_err(db::Error::from)?;
         reader.busy_timeout(BUSY_TIMEOUT).map_err(db::Error::from)?;
+        plan_once(&reader).map_err(db::Error::from)?;
         texts::register_hash(&reader).map_err(db::Error::from)?;
         reader.pragma_update(None, "cache_size", -CACHE_KIB).map_err(db::Error::from)?;
         // One snapshot for every key read, taken at the first read.
         reader.execute_batch("BEGIN").map_err(db::Error::from)?;
         Ok(Connection::from_sqlite(reader))
     }))
+}
+
+/// Has SQLite plan each statement once, whatever its parameters' values. By default it
+/// prepares a statement again whenever a parameter a plan looked at (a `LIMIT ?`, or one
+/// compared with a partial index's condition) is bound to a new value: relabelling prepared
+/// its per-key statements again for every key. granttrail's statements name the conditions of
+/// the partial indexes they use, so no plan depends on a value.
+fn plan_once(conn: &rusqlite::Connection) -> rusqlite::Result<()> {
+    conn.set_db_config(rusqlite::config::DbConfig::SQLITE_DBCONFIG_ENABLE_QPSG, true).map(|_| ())
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -438,6 +448,7 @@ impl Store {
     ) -> Result<Store> {
         let sqlite = |e: rusqlite::Error| StoreError::Database(e.into());
         conn.busy_timeout(BUSY_TIMEOUT).map_err(sqlite)?;
+        plan_once(&conn).map_err(sqlite)?;
         // Room for every statement an ingest repeats, the multi-row inserts' shapes included.
         conn.set_prepared_statement_cache_capacity(64);
         texts::register_hash(&conn).map_err(sqlite)?;
