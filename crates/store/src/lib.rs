@@ -205,6 +205,41 @@ fn reader_of(conn: &Connection) -> Result<Option<impl Fn() -> Result<Connection>
     }))
 }
 
+/// A new SQLite database's tables, as [`MIGRATIONS`] build them from nothing.
+const NEW_DATABASE: &str = include_str!("new_database.sql");
+
+/// Makes an empty database a new one of version [`SCHEMA_VERSION`], in one step: each schema
+/// change has SQLite parse the whole schema again, and taking every step since version 1 cost
+/// more than ingesting a small object.
+fn create_new(tx: &Connection) -> Result<()> {
+    tx.execute_batch(NEW_DATABASE)?;
+    records::store_dictionary(tx)?;
+    tx.execute_batch(&format!("PRAGMA user_version = {SCHEMA_VERSION}"))?;
+    Ok(())
+}
+
+/// Takes a database from `version` to [`SCHEMA_VERSION`] one step at a time, reporting the
+/// rewrites of rows to `progress`. Returns whether rows were rewritten (their old pages are
+/// then free inside the file).
+fn migrate(tx: &Connection, version: i64, progress: &mut dyn FnMut(MigrationProgress)) -> Result<bool> {
+    let mut rewritten = false;
+    for (i, migration) in MIGRATIONS.iter().enumerate().skip(usize::try_from(version).unwrap_or(0)) {
+        let to = i as i64 + 1;
+        tx.execute_batch(migration.sql)?;
+        if let Some(rewrite) = migration.rewrite {
+            // An empty database has nothing to rewrite, and no one to tell.
+            rewrite(tx, &mut |done, total| {
+                if version > 0 {
+                    progress(MigrationProgress { version: to, done, total, compacting: false })
+                }
+            })?;
+            rewritten |= version > 0;
+        }
+        tx.execute_batch(&format!("PRAGMA user_version = {to}"))?;
+    }
+    Ok(rewritten)
+}
+
 /// Has SQLite plan each statement once, whatever its parameters' values. By default it
 /// prepares a statement again whenever a parameter a plan looked at (a `LIMIT ?`, or one
 /// compared with a partial index's condition) is bound to a new value: relabelling prepared
@@ -483,21 +518,12 @@ impl Store {
         if version > SCHEMA_VERSION {
             return Err(StoreError::TooNew { found: version });
         }
-        let mut rewritten = false;
-        for (i, migration) in MIGRATIONS.iter().enumerate().skip(usize::try_from(version).unwrap_or(0)) {
-            let to = i as i64 + 1;
-            tx.execute_batch(migration.sql)?;
-            if let Some(rewrite) = migration.rewrite {
-                // A new database has nothing to rewrite, and no one to tell.
-                rewrite(&tx, &mut |done, total| {
-                    if version > 0 {
-                        progress(MigrationProgress { version: to, done, total, compacting: false })
-                    }
-                })?;
-                rewritten |= version > 0;
-            }
-            tx.execute_batch(&format!("PRAGMA user_version = {to}"))?;
-        }
+        let rewritten = if version == 0 {
+            create_new(&tx)?;
+            false
+        } else {
+            migrate(&tx, version, progress)?
+        };
         if version < SCHEMA_VERSION {
             let broken: Option<String> =
                 tx.query_row("PRAGMA foreign_key_check", [], |r| r.get(0)).optional()?;
@@ -881,5 +907,84 @@ impl Store {
 
     pub(crate) fn conn(&self) -> &Connection {
         &self.conn
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::{Connection, NEW_DATABASE, create_new, migrate, texts};
+    use rusqlite::types::Value;
+
+    /// What `new_database.sql` says before its statements.
+    const HEADER: &str = "\
+-- The tables, indexes and views of a new SQLite database, exactly as the migrations from
+-- version 1 (schema.sql, schema_2.sql, ...) leave an empty one, in the order they were
+-- created. A new database is made from this file in one step; the test
+-- a_new_database_has_the_schema_the_migrations_build keeps the two the same. Not edited by
+-- hand: after a new migration, `GRANTTRAIL_BLESS=1 cargo test -p granttrail-store new_database`
+-- writes it again.
+";
+
+    fn empty() -> Connection {
+        let raw = rusqlite::Connection::open_in_memory().unwrap();
+        texts::register_hash(&raw).unwrap();
+        Connection::from_sqlite(raw)
+    }
+
+    /// Every table, index and view with the statement that makes it, in the order made.
+    fn schema(conn: &Connection) -> Vec<(String, String, String)> {
+        let raw = conn.sqlite().unwrap();
+        let mut stmt = raw
+            .prepare("SELECT type, name, sql FROM sqlite_master WHERE sql IS NOT NULL ORDER BY rowid")
+            .unwrap();
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).unwrap().map(Result::unwrap).collect()
+    }
+
+    /// A table's name and rows.
+    type Table = (String, Vec<Vec<Value>>);
+
+    /// Every row of every table, by table, and the schema version.
+    fn contents(conn: &Connection) -> (i64, Vec<Table>) {
+        let raw = conn.sqlite().unwrap();
+        let version = raw.pragma_query_value(None, "user_version", |r| r.get(0)).unwrap();
+        let tables = schema(conn).into_iter().filter(|(kind, _, _)| kind == "table").map(|(_, name, _)| name);
+        let rows = tables
+            .map(|table| {
+                let mut stmt = raw.prepare(&format!("SELECT * FROM \"{table}\" ORDER BY 1")).unwrap();
+                let columns = stmt.column_count();
+                let rows = stmt
+                    .query_map([], |r| (0..columns).map(|i| r.get::<_, Value>(i)).collect())
+                    .unwrap()
+                    .map(Result::unwrap)
+                    .collect();
+                (table, rows)
+            })
+            .collect();
+        (version, rows)
+    }
+
+    #[test]
+    fn a_new_database_has_the_schema_the_migrations_build() {
+        let migrated = empty();
+        migrate(&migrated, 0, &mut |_| {}).unwrap();
+        let statements: String = schema(&migrated).iter().map(|(_, _, sql)| format!("\n{sql};\n")).collect();
+        let file = format!("{HEADER}{statements}");
+        if file != NEW_DATABASE {
+            let path = concat!(env!("CARGO_MANIFEST_DIR"), "/src/new_database.sql");
+            assert!(
+                std::env::var_os("GRANTTRAIL_BLESS").is_some(),
+                "{path} is not what the migrations build: run \
+                 `GRANTTRAIL_BLESS=1 cargo test -p granttrail-store new_database`, then build again"
+            );
+            std::fs::write(path, file).unwrap();
+        }
+        let created = empty();
+        create_new(&created).unwrap();
+        assert_eq!(schema(&created), schema(&migrated));
+        let (version, rows) = contents(&created);
+        assert_eq!(version, super::SCHEMA_VERSION);
+        assert_eq!((version, rows), contents(&migrated));
     }
 }
