@@ -613,45 +613,76 @@ fn grant_events(tx: &Connection, key: &str, grant_id: &str) -> Result<Vec<KmsEve
 
 /// Reads a row of [`EVENT_COLUMNS`] back into a [`KmsEvent`].
 pub(crate) fn event_from_row(r: &crate::db::Row<'_>) -> crate::db::Result<Result<KmsEvent>> {
+    Ok(event_from(r, &mut |at| Ok(r.get(at)?)))
+}
+
+/// Reads a row of [`RAW_EVENT_COLUMNS`] (from `event_rows`, texts as ids) back into a
+/// [`KmsEvent`], reading the texts through `texts`: the events of a key name a few texts
+/// again and again, which the `events` view looks up once per column and row.
+pub(crate) fn event_from_ids(
+    conn: &Connection,
+    r: &crate::db::Row<'_>,
+    texts: &mut texts::TextReader,
+) -> Result<KmsEvent> {
+    event_from(r, &mut |at| {
+        if TEXT_ID_COLUMNS.contains(&at) { texts.get(conn, r.get(at)?, "an event") } else { Ok(r.get(at)?) }
+    })
+}
+
+/// The columns of [`RAW_EVENT_COLUMNS`] that hold a text's id.
+const TEXT_ID_COLUMNS: [usize; 13] = [4, 5, 6, 9, 10, 12, 13, 14, 16, 17, 18, 19, 24];
+
+/// The columns of `event_rows` in the order of [`EVENT_COLUMNS`], those at [`TEXT_ID_COLUMNS`]
+/// as ids of texts.
+pub(crate) const RAW_EVENT_COLUMNS: &str =
+    "event_id, shared_event_id, event_time, event_name, event_type, aws_region,
+    recipient_account_id, error_code, error_message, caller_type, caller_arn, caller_principal_id,
+    caller_account_id, session_issuer_arn, invoked_by, source_ip, user_agent, key, destination_key,
+    request_key_id, grant_id, grant_spec, dry_run, event_source, details";
+
+/// A [`KmsEvent`] from a row in the order of [`EVENT_COLUMNS`], its optional texts read by
+/// `text` (by column).
+fn event_from(
+    r: &crate::db::Row<'_>,
+    text: &mut dyn FnMut(usize) -> Result<Option<String>>,
+) -> Result<KmsEvent> {
     let spec: Option<String> = r.get(21)?;
-    let grant_spec = match spec.map(|s| serde_json::from_str::<GrantSpec>(&s)).transpose() {
-        Ok(spec) => spec,
-        Err(e) => return Ok(Err(json_error(e))),
-    };
-    let details: Option<String> = r.get(24)?;
-    let details = match details.map(|d| serde_json::from_str::<Details>(&d)).transpose() {
-        Ok(details) => details.unwrap_or_default(),
-        Err(e) => return Ok(Err(json_error(e))),
-    };
-    Ok(Ok(KmsEvent {
+    let grant_spec = spec.map(|s| serde_json::from_str::<GrantSpec>(&s)).transpose().map_err(json_error)?;
+    let details = text(24)?;
+    let details = details
+        .map(|d| serde_json::from_str::<Details>(&d))
+        .transpose()
+        .map_err(json_error)?
+        .unwrap_or_default();
+    Ok(KmsEvent {
         event_id: r.get(0)?,
         shared_event_id: r.get(1)?,
         event_time: r.get(2)?,
         event_name: r.get(3)?,
-        event_type: r.get(4)?,
-        aws_region: r.get(5)?,
-        recipient_account_id: r.get(6)?,
+        event_type: text(4)?,
+        aws_region: text(5)?,
+        recipient_account_id: text(6)?,
         error_code: r.get(7)?,
         error_message: r.get(8)?,
         caller: Caller {
-            kind: r.get(9)?,
-            arn: r.get(10)?,
+            kind: text(9)?,
+            arn: text(10)?,
             principal_id: r.get(11)?,
-            account_id: r.get(12)?,
-            session_issuer_arn: r.get(13)?,
-            invoked_by: r.get(14)?,
+            account_id: text(12)?,
+            session_issuer_arn: text(13)?,
+            invoked_by: text(14)?,
         },
         source_ip: r.get(15)?,
-        user_agent: r.get(16)?,
-        key_arn: r.get(17)?,
-        destination_key_arn: r.get(18)?,
-        request_key_id: r.get(19)?,
+        user_agent: text(16)?,
+        key_arn: text(17)?,
+        destination_key_arn: text(18)?,
+        request_key_id: text(19)?,
         grant_id: r.get(20)?,
         grant_spec,
         dry_run: r.get(22)?,
         event_source: r.get(23)?,
         details,
-    }))
+    })
 }
 
 fn insert_grant(tx: &Connection, g: &Grant) -> Result<()> {

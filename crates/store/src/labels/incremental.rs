@@ -16,7 +16,7 @@ use crate::Result;
 use crate::codes::Code;
 use crate::read::grants_not_ended_before;
 use crate::texts::{self, KEY};
-use crate::write::EVENT_COLUMNS;
+use crate::write::RAW_EVENT_COLUMNS;
 
 /// A key with more calls than this to recheck is relabelled whole, which is cheaper per call
 /// than looking each one's neighbours up, and bounds the memory of an incremental relabelling.
@@ -88,9 +88,9 @@ fn new_events(conn: &Connection, key: &str, increment: &Increment) -> Result<Opt
     let events = load_events(
         conn,
         &format!(
-            "SELECT {EVENT_COLUMNS} FROM events WHERE key = {KEY} AND event_time >= ?2 AND object_id IN ({NEW_OBJECTS})
+            "SELECT {RAW_EVENT_COLUMNS} FROM event_rows WHERE key = {KEY} AND event_time >= ?2 AND object_id IN ({NEW_OBJECTS})
              UNION ALL
-             SELECT {EVENT_COLUMNS} FROM events
+             SELECT {RAW_EVENT_COLUMNS} FROM event_rows
              WHERE destination_key = {KEY} AND key IS DISTINCT FROM {KEY} AND event_time >= ?2
                AND object_id IN ({NEW_OBJECTS})"
         ),
@@ -126,8 +126,11 @@ pub(super) fn relabel_incrementally(
 ) -> Result<bool> {
     let Some(new_events) = new_events(conn, key, increment)? else { return Ok(false) };
     let key_id = texts::id(conn, key)?;
-    let context =
-        load_events(conn, &format!("SELECT {EVENT_COLUMNS} FROM events WHERE {}", *KEY_CONTEXT), [key])?;
+    let context = load_events(
+        conn,
+        &format!("SELECT {RAW_EVENT_COLUMNS} FROM event_rows WHERE {}", *KEY_CONTEXT),
+        [key],
+    )?;
     let policies = imported_key_policies(conn, key)?;
     let mut recheck_events = new_events;
     if let Some(since) = increment.since {
@@ -135,9 +138,9 @@ pub(super) fn relabel_incrementally(
         recheck_events.extend(load_events(
             conn,
             &format!(
-                "SELECT {EVENT_COLUMNS} FROM events WHERE key = {KEY} AND event_time >= ?2
+                "SELECT {RAW_EVENT_COLUMNS} FROM event_rows WHERE key = {KEY} AND event_time >= ?2
                  UNION ALL
-                 SELECT {EVENT_COLUMNS} FROM events
+                 SELECT {RAW_EVENT_COLUMNS} FROM event_rows
                  WHERE destination_key = {KEY} AND key IS DISTINCT FROM {KEY} AND event_time >= ?2"
             ),
             params![key, since],
@@ -313,11 +316,11 @@ fn nearest_observations<'e>(
 /// several accounts describes one copy, completed from the others).
 fn calls_with_copies(conn: &Connection, key: &str, ids: &BTreeSet<String>) -> Result<Vec<KmsEvent>> {
     let by_id = format!(
-        "SELECT {EVENT_COLUMNS} FROM events WHERE event_hash = granttrail_hash(?1) AND event_id = ?1"
+        "SELECT {RAW_EVENT_COLUMNS} FROM event_rows WHERE event_hash = granttrail_hash(?1) AND event_id = ?1"
     );
     let copies = format!(
-        "SELECT {EVENT_COLUMNS} FROM events WHERE shared_event_id = ?1
-         UNION ALL SELECT {EVENT_COLUMNS} FROM events WHERE event_hash = granttrail_hash(?1) AND event_id = ?1 AND shared_event_id IS NULL"
+        "SELECT {RAW_EVENT_COLUMNS} FROM event_rows WHERE shared_event_id = ?1
+         UNION ALL SELECT {RAW_EVENT_COLUMNS} FROM event_rows WHERE event_hash = granttrail_hash(?1) AND event_id = ?1 AND shared_event_id IS NULL"
     );
     let mut out = Vec::new();
     for id in ids {

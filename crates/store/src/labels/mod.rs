@@ -30,7 +30,7 @@ use granttrail_grants::{
 };
 
 use crate::texts::KEY;
-use crate::write::{EVENT_COLUMNS, event_from_row};
+use crate::write::{RAW_EVENT_COLUMNS, event_from_ids};
 use crate::{Result, StoreError};
 use incremental::{incremental_plan, relabel_incrementally};
 use rows::replace_labels;
@@ -69,10 +69,16 @@ static KEY_CONTEXT: LazyLock<String> = LazyLock::new(|| format!("key = {KEY} AND
 static PERMISSION_CHANGES: LazyLock<String> =
     LazyLock::new(|| format!("event_source <> '{KMS_SOURCE}' AND event_source <> '{CLOUDTRAIL_SOURCE}'"));
 
+/// The events `sql` selects from `event_rows` as [`RAW_EVENT_COLUMNS`].
 fn load_events(conn: &Connection, sql: &str, args: impl crate::db::Params) -> Result<Vec<KmsEvent>> {
+    let mut texts = crate::texts::TextReader::default();
     let mut stmt = conn.prepare_cached(sql)?;
-    let rows = stmt.query_map(args, event_from_row)?;
-    rows.map(|r| r?).collect()
+    let mut rows = stmt.query(args)?;
+    let mut events = Vec::new();
+    while let Some(r) = rows.next()? {
+        events.push(event_from_ids(conn, &r, &mut texts)?);
+    }
+    Ok(events)
 }
 
 fn all_keys(conn: &Connection) -> Result<BTreeSet<String>> {
@@ -170,7 +176,7 @@ pub(crate) fn recompute(
     let shared = Shared {
         policy_changes: load_events(
             conn,
-            &format!("SELECT {EVENT_COLUMNS} FROM events WHERE {}", *PERMISSION_CHANGES),
+            &format!("SELECT {RAW_EVENT_COLUMNS} FROM event_rows WHERE {}", *PERMISSION_CHANGES),
             [],
         )?,
         iam: imported_iam(conn)?,
@@ -191,7 +197,7 @@ pub(crate) fn recompute(
         let events = load_events(
             conn,
             &format!(
-                "SELECT {EVENT_COLUMNS} FROM events WHERE key_arn IS NULL AND destination_key_arn IS NULL
+                "SELECT {RAW_EVENT_COLUMNS} FROM event_rows WHERE key IS NULL AND destination_key IS NULL
                    AND event_source = 'kms.amazonaws.com'"
             ),
             [],
@@ -284,11 +290,11 @@ fn relabel_whole_keys(
 mod tests {
     use super::{KEY_CONTEXT, PERMISSION_CHANGES};
     use crate::Store;
-    use crate::write::EVENT_COLUMNS;
+    use crate::write::RAW_EVENT_COLUMNS;
 
     fn plan(condition: &str, args: impl crate::db::Params) -> Vec<String> {
         let store = Store::open_in_memory().unwrap();
-        let sql = format!("EXPLAIN QUERY PLAN SELECT {EVENT_COLUMNS} FROM events WHERE {condition}");
+        let sql = format!("EXPLAIN QUERY PLAN SELECT {RAW_EVENT_COLUMNS} FROM event_rows WHERE {condition}");
         let mut stmt = store.conn().prepare(&sql).unwrap();
         stmt.query_map(args, |r| r.get::<_, String>(3)).unwrap().collect::<Result<_, _>>().unwrap()
     }

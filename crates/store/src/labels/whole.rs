@@ -16,7 +16,7 @@ use super::{KEY_CONTEXT, Shared, imported_key_policies, load_events};
 use crate::Result;
 use crate::read::{GrantFilter, query_grants};
 use crate::texts::KEY;
-use crate::write::EVENT_COLUMNS;
+use crate::write::RAW_EVENT_COLUMNS;
 
 /// What reading and classifying a key hands to the writer, in this order: `Whole`, or
 /// `Observations` then one `Window` per window of time.
@@ -70,8 +70,11 @@ pub(super) fn classify_whole_key(
         return write(KeyWrite::Whole(classify_key(&inputs(&events))));
     }
 
-    let context =
-        load_events(conn, &format!("SELECT {EVENT_COLUMNS} FROM events WHERE {}", *KEY_CONTEXT), [key])?;
+    let context = load_events(
+        conn,
+        &format!("SELECT {RAW_EVENT_COLUMNS} FROM event_rows WHERE {}", *KEY_CONTEXT),
+        [key],
+    )?;
     let context_inputs = inputs(&context);
     let classifier = KeyClassifier::new(&context_inputs);
     let windows: Vec<(i64, i64)> = std::iter::once(i64::MIN)
@@ -163,9 +166,9 @@ fn window_starts(conn: &Connection, key: &str, window_events: usize) -> Result<V
 /// ReEncrypt from a key to itself matches both halves.
 fn window_sql() -> String {
     format!(
-        "SELECT {EVENT_COLUMNS} FROM events WHERE key = {KEY} AND event_time >= ?2 AND event_time < ?3
+        "SELECT {RAW_EVENT_COLUMNS} FROM event_rows WHERE key = {KEY} AND event_time >= ?2 AND event_time < ?3
          UNION ALL
-         SELECT {EVENT_COLUMNS} FROM events
+         SELECT {RAW_EVENT_COLUMNS} FROM event_rows
          WHERE destination_key = {KEY} AND key IS DISTINCT FROM {KEY} AND event_time >= ?2 AND event_time < ?3"
     )
 }
@@ -182,8 +185,8 @@ fn window_events_of(conn: &Connection, key: &str, from: i64, to: i64) -> Result<
          UNION ALL SELECT 1 FROM event_id_collisions WHERE event_id = ?1",
     )?;
     let copies_sql = format!(
-        "SELECT {EVENT_COLUMNS} FROM events WHERE shared_event_id = ?1
-         UNION ALL SELECT {EVENT_COLUMNS} FROM events WHERE event_hash = granttrail_hash(?1) AND event_id = ?1 AND shared_event_id IS NULL"
+        "SELECT {RAW_EVENT_COLUMNS} FROM event_rows WHERE shared_event_id = ?1
+         UNION ALL SELECT {RAW_EVENT_COLUMNS} FROM event_rows WHERE event_hash = granttrail_hash(?1) AND event_id = ?1 AND shared_event_id IS NULL"
     );
     // Calls with copies, by the id that groups them: where each begins, and the copies outside.
     let mut spread: HashMap<String, (i64, Vec<KmsEvent>)> = HashMap::new();
