@@ -30,7 +30,7 @@ use granttrail_grants::{
 };
 
 use crate::texts::KEY;
-use crate::write::{RAW_EVENT_COLUMNS, event_from_ids};
+use crate::write::{EVENT_COLUMNS, RAW_EVENT_COLUMNS, event_from_ids, event_from_row};
 use crate::{Result, StoreError};
 use incremental::{incremental_plan, relabel_incrementally};
 use rows::replace_labels;
@@ -69,12 +69,33 @@ static KEY_CONTEXT: LazyLock<String> = LazyLock::new(|| format!("key = {KEY} AND
 static PERMISSION_CHANGES: LazyLock<String> =
     LazyLock::new(|| format!("event_source <> '{KMS_SOURCE}' AND event_source <> '{CLOUDTRAIL_SOURCE}'"));
 
-/// The events `sql` selects from `event_rows` as [`RAW_EVENT_COLUMNS`].
+/// How labelling's queries begin: every column of `event_rows`, texts as ids.
+static FROM_EVENT_ROWS: LazyLock<String> =
+    LazyLock::new(|| format!("SELECT {RAW_EVENT_COLUMNS} FROM event_rows"));
+
+/// The events `sql` selects, each part of it written `SELECT {RAW_EVENT_COLUMNS} FROM
+/// event_rows WHERE ...` (a condition on columns `event_rows` and the `events` view share).
+/// On SQLite the texts are found here, each once; on PostgreSQL, where finding one is a round
+/// trip, the same query reads the view, which finds them on the server.
 fn load_events(conn: &Connection, sql: &str, args: impl crate::db::Params) -> Result<Vec<KmsEvent>> {
+    let mut events = Vec::new();
+    if conn.batches_pay() {
+        if !sql.contains(FROM_EVENT_ROWS.as_str()) {
+            return Err(StoreError::Invalid(format!(
+                "labelling reads events from event_rows, not by: {sql}"
+            )));
+        }
+        let sql = sql.replace(FROM_EVENT_ROWS.as_str(), &format!("SELECT {EVENT_COLUMNS} FROM events"));
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let mut rows = stmt.query(args)?;
+        while let Some(r) = rows.next()? {
+            events.push(event_from_row(&r)??);
+        }
+        return Ok(events);
+    }
     let mut texts = crate::texts::TextReader::default();
     let mut stmt = conn.prepare_cached(sql)?;
     let mut rows = stmt.query(args)?;
-    let mut events = Vec::new();
     while let Some(r) = rows.next()? {
         events.push(event_from_ids(conn, &r, &mut texts)?);
     }
