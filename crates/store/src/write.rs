@@ -643,24 +643,19 @@ pub(crate) fn event_from_ids(
     r: &crate::db::Row<'_>,
     texts: &mut texts::TextReader,
 ) -> Result<KmsEvent> {
-    event_from(r, &mut |at| {
-        if TEXT_ID_COLUMNS.contains(&at) { texts.get(conn, r.get(at)?, "an event") } else { Ok(r.get(at)?) }
-    })
+    event_from(r, &mut |at| texts.get(conn, r.get(at)?, "an event"))
 }
 
-/// The columns of [`RAW_EVENT_COLUMNS`] that hold a text's id.
-const TEXT_ID_COLUMNS: [usize; 13] = [4, 5, 6, 9, 10, 12, 13, 14, 16, 17, 18, 19, 24];
-
-/// The columns of `event_rows` in the order of [`EVENT_COLUMNS`], those at [`TEXT_ID_COLUMNS`]
-/// as ids of texts.
+/// The columns of `event_rows` in the order of [`EVENT_COLUMNS`]: those [`event_from`] reads
+/// as texts hold the ids of texts.
 pub(crate) const RAW_EVENT_COLUMNS: &str =
     "event_id, shared_event_id, event_time, event_name, event_type, aws_region,
     recipient_account_id, error_code, error_message, caller_type, caller_arn, caller_principal_id,
     caller_account_id, session_issuer_arn, invoked_by, source_ip, user_agent, key, destination_key,
     request_key_id, grant_id, grant_spec, dry_run, event_source, details";
 
-/// A [`KmsEvent`] from a row in the order of [`EVENT_COLUMNS`], its optional texts read by
-/// `text` (by column).
+/// A [`KmsEvent`] from a row in the order of [`EVENT_COLUMNS`], the columns that
+/// `event_rows` keeps as ids of texts read by `text` (by column).
 fn event_from(
     r: &crate::db::Row<'_>,
     text: &mut dyn FnMut(usize) -> Result<Option<String>>,
