@@ -11,12 +11,11 @@ use granttrail_grants::{
 };
 
 use super::rows::update_labels;
-use super::{KEY_CONTEXT, Shared, Strategy, imported_key_policies, load_events};
+use super::{KEY_CONTEXT, Shared, Strategy, imported_key_policies, load_events, select_events};
 use crate::Result;
 use crate::codes::Code;
 use crate::read::grants_not_ended_before;
 use crate::texts::{self, KEY};
-use crate::write::RAW_EVENT_COLUMNS;
 
 /// A key with more calls than this to recheck is relabelled whole, which is cheaper per call
 /// than looking each one's neighbours up, and bounds the memory of an incremental relabelling.
@@ -85,12 +84,13 @@ const NEW_OBJECTS: &str = "SELECT object_id FROM new_calls WHERE key_arn = ?1";
 fn new_events(conn: &Connection, key: &str, increment: &Increment) -> Result<Option<Vec<KmsEvent>>> {
     let Some(from) = increment.new_from else { return Ok(Some(Vec::new())) };
     // The key index from the earliest new event's time: a new delivery's calls are recent.
+    let select = select_events(conn);
     let events = load_events(
         conn,
         &format!(
-            "SELECT {RAW_EVENT_COLUMNS} FROM event_rows WHERE key = {KEY} AND event_time >= ?2 AND object_id IN ({NEW_OBJECTS})
+            "{select} WHERE key = {KEY} AND event_time >= ?2 AND object_id IN ({NEW_OBJECTS})
              UNION ALL
-             SELECT {RAW_EVENT_COLUMNS} FROM event_rows
+             {select}
              WHERE destination_key = {KEY} AND key IS DISTINCT FROM {KEY} AND event_time >= ?2
                AND object_id IN ({NEW_OBJECTS})"
         ),
@@ -126,21 +126,18 @@ pub(super) fn relabel_incrementally(
 ) -> Result<bool> {
     let Some(new_events) = new_events(conn, key, increment)? else { return Ok(false) };
     let key_id = texts::id(conn, key)?;
-    let context = load_events(
-        conn,
-        &format!("SELECT {RAW_EVENT_COLUMNS} FROM event_rows WHERE {}", *KEY_CONTEXT),
-        [key],
-    )?;
+    let context = load_events(conn, &format!("{} WHERE {}", select_events(conn), *KEY_CONTEXT), [key])?;
     let policies = imported_key_policies(conn, key)?;
     let mut recheck_events = new_events;
     if let Some(since) = increment.since {
         // Every copy of these calls is in the range too: copies share their time.
+        let select = select_events(conn);
         recheck_events.extend(load_events(
             conn,
             &format!(
-                "SELECT {RAW_EVENT_COLUMNS} FROM event_rows WHERE key = {KEY} AND event_time >= ?2
+                "{select} WHERE key = {KEY} AND event_time >= ?2
                  UNION ALL
-                 SELECT {RAW_EVENT_COLUMNS} FROM event_rows
+                 {select}
                  WHERE destination_key = {KEY} AND key IS DISTINCT FROM {KEY} AND event_time >= ?2"
             ),
             params![key, since],
@@ -315,12 +312,11 @@ fn nearest_observations<'e>(
 /// The stored calls `ids` on `key` with every copy of each (the label of a call shared by
 /// several accounts describes one copy, completed from the others).
 fn calls_with_copies(conn: &Connection, key: &str, ids: &BTreeSet<String>) -> Result<Vec<KmsEvent>> {
-    let by_id = format!(
-        "SELECT {RAW_EVENT_COLUMNS} FROM event_rows WHERE event_hash = granttrail_hash(?1) AND event_id = ?1"
-    );
+    let select = select_events(conn);
+    let by_id = format!("{select} WHERE event_hash = granttrail_hash(?1) AND event_id = ?1");
     let copies = format!(
-        "SELECT {RAW_EVENT_COLUMNS} FROM event_rows WHERE shared_event_id = ?1
-         UNION ALL SELECT {RAW_EVENT_COLUMNS} FROM event_rows WHERE event_hash = granttrail_hash(?1) AND event_id = ?1 AND shared_event_id IS NULL"
+        "{select} WHERE shared_event_id = ?1
+         UNION ALL {select} WHERE event_hash = granttrail_hash(?1) AND event_id = ?1 AND shared_event_id IS NULL"
     );
     let mut out = Vec::new();
     for id in ids {

@@ -69,35 +69,38 @@ static KEY_CONTEXT: LazyLock<String> = LazyLock::new(|| format!("key = {KEY} AND
 static PERMISSION_CHANGES: LazyLock<String> =
     LazyLock::new(|| format!("event_source <> '{KMS_SOURCE}' AND event_source <> '{CLOUDTRAIL_SOURCE}'"));
 
-/// How labelling's queries begin: every column of `event_rows`, texts as ids.
+/// Labelling's queries select events as [`select_events`] says, by engine.
 static FROM_EVENT_ROWS: LazyLock<String> =
     LazyLock::new(|| format!("SELECT {RAW_EVENT_COLUMNS} FROM event_rows"));
+static FROM_EVENTS_VIEW: LazyLock<String> = LazyLock::new(|| format!("SELECT {EVENT_COLUMNS} FROM events"));
 
-/// The events `sql` selects, each part of it written `SELECT {RAW_EVENT_COLUMNS} FROM
-/// event_rows WHERE ...` (a condition on columns `event_rows` and the `events` view share).
-/// On SQLite the texts are found here, each once; on PostgreSQL, where finding one is a round
-/// trip, the same query reads the view, which finds them on the server.
+/// Whether [`load_events`] finds the texts of the events it reads itself, each once (SQLite),
+/// or has the `events` view find them on the server (PostgreSQL, where finding one here would
+/// be a round trip).
+fn reads_text_ids(conn: &Connection) -> bool {
+    !conn.batches_pay()
+}
+
+/// How each part of a query [`load_events`] runs begins (`... WHERE`, on the columns
+/// `event_rows` and the `events` view share).
+pub(super) fn select_events(conn: &Connection) -> &'static str {
+    if reads_text_ids(conn) { FROM_EVENT_ROWS.as_str() } else { FROM_EVENTS_VIEW.as_str() }
+}
+
+/// The events `sql` selects, its parts begun by [`select_events`].
 fn load_events(conn: &Connection, sql: &str, args: impl crate::db::Params) -> Result<Vec<KmsEvent>> {
     let mut events = Vec::new();
-    if conn.batches_pay() {
-        if !sql.contains(FROM_EVENT_ROWS.as_str()) {
-            return Err(StoreError::Invalid(format!(
-                "labelling reads events from event_rows, not by: {sql}"
-            )));
+    let mut stmt = conn.prepare_cached(sql)?;
+    let mut rows = stmt.query(args)?;
+    if reads_text_ids(conn) {
+        let mut texts = crate::texts::TextReader::default();
+        while let Some(r) = rows.next()? {
+            events.push(event_from_ids(conn, &r, &mut texts)?);
         }
-        let sql = sql.replace(FROM_EVENT_ROWS.as_str(), &format!("SELECT {EVENT_COLUMNS} FROM events"));
-        let mut stmt = conn.prepare_cached(&sql)?;
-        let mut rows = stmt.query(args)?;
+    } else {
         while let Some(r) = rows.next()? {
             events.push(event_from_row(&r)??);
         }
-        return Ok(events);
-    }
-    let mut texts = crate::texts::TextReader::default();
-    let mut stmt = conn.prepare_cached(sql)?;
-    let mut rows = stmt.query(args)?;
-    while let Some(r) = rows.next()? {
-        events.push(event_from_ids(conn, &r, &mut texts)?);
     }
     Ok(events)
 }
@@ -197,7 +200,7 @@ pub(crate) fn recompute(
     let shared = Shared {
         policy_changes: load_events(
             conn,
-            &format!("SELECT {RAW_EVENT_COLUMNS} FROM event_rows WHERE {}", *PERMISSION_CHANGES),
+            &format!("{} WHERE {}", select_events(conn), *PERMISSION_CHANGES),
             [],
         )?,
         iam: imported_iam(conn)?,
@@ -218,8 +221,9 @@ pub(crate) fn recompute(
         let events = load_events(
             conn,
             &format!(
-                "SELECT {RAW_EVENT_COLUMNS} FROM event_rows WHERE key IS NULL AND destination_key IS NULL
-                   AND event_source = 'kms.amazonaws.com'"
+                "{} WHERE key IS NULL AND destination_key IS NULL
+                   AND event_source = 'kms.amazonaws.com'",
+                select_events(conn)
             ),
             [],
         )?;
@@ -311,11 +315,10 @@ fn relabel_whole_keys(
 mod tests {
     use super::{KEY_CONTEXT, PERMISSION_CHANGES};
     use crate::Store;
-    use crate::write::RAW_EVENT_COLUMNS;
 
     fn plan(condition: &str, args: impl crate::db::Params) -> Vec<String> {
         let store = Store::open_in_memory().unwrap();
-        let sql = format!("EXPLAIN QUERY PLAN SELECT {RAW_EVENT_COLUMNS} FROM event_rows WHERE {condition}");
+        let sql = format!("EXPLAIN QUERY PLAN {} WHERE {condition}", super::select_events(store.conn()));
         let mut stmt = store.conn().prepare(&sql).unwrap();
         stmt.query_map(args, |r| r.get::<_, String>(3)).unwrap().collect::<Result<_, _>>().unwrap()
     }

@@ -12,11 +12,10 @@ use granttrail_grants::{
 };
 
 use super::rows::{replace_labels, replace_labels_between, replace_observations};
-use super::{KEY_CONTEXT, Shared, imported_key_policies, load_events};
+use super::{KEY_CONTEXT, Shared, imported_key_policies, load_events, select_events};
 use crate::Result;
 use crate::read::{GrantFilter, query_grants};
 use crate::texts::KEY;
-use crate::write::RAW_EVENT_COLUMNS;
 
 /// What reading and classifying a key hands to the writer, in this order: `Whole`, or
 /// `Observations` then one `Window` per window of time.
@@ -66,15 +65,11 @@ pub(super) fn classify_whole_key(
     };
     let starts = window_starts(conn, key, window_events)?;
     if starts.is_empty() {
-        let events = load_events(conn, &window_sql(), params![key, i64::MIN, i64::MAX])?;
+        let events = load_events(conn, &window_sql(conn), params![key, i64::MIN, i64::MAX])?;
         return write(KeyWrite::Whole(classify_key(&inputs(&events))));
     }
 
-    let context = load_events(
-        conn,
-        &format!("SELECT {RAW_EVENT_COLUMNS} FROM event_rows WHERE {}", *KEY_CONTEXT),
-        [key],
-    )?;
+    let context = load_events(conn, &format!("{} WHERE {}", select_events(conn), *KEY_CONTEXT), [key])?;
     let context_inputs = inputs(&context);
     let classifier = KeyClassifier::new(&context_inputs);
     let windows: Vec<(i64, i64)> = std::iter::once(i64::MIN)
@@ -164,11 +159,12 @@ fn window_starts(conn: &Connection, key: &str, window_events: usize) -> Result<V
 
 /// The events on a key (its own and the ReEncrypts into it) timed in `[?2, ?3)`, each once: a
 /// ReEncrypt from a key to itself matches both halves.
-fn window_sql() -> String {
+fn window_sql(conn: &Connection) -> String {
+    let select = select_events(conn);
     format!(
-        "SELECT {RAW_EVENT_COLUMNS} FROM event_rows WHERE key = {KEY} AND event_time >= ?2 AND event_time < ?3
+        "{select} WHERE key = {KEY} AND event_time >= ?2 AND event_time < ?3
          UNION ALL
-         SELECT {RAW_EVENT_COLUMNS} FROM event_rows
+         {select}
          WHERE destination_key = {KEY} AND key IS DISTINCT FROM {KEY} AND event_time >= ?2 AND event_time < ?3"
     )
 }
@@ -177,16 +173,17 @@ fn window_sql() -> String {
 /// copies on the key. Copies of one call share their time in CloudTrail, but the logs are
 /// not trusted to: a call is read whole in the window where it begins, as a single pass sees it.
 fn window_events_of(conn: &Connection, key: &str, from: i64, to: i64) -> Result<Vec<KmsEvent>> {
-    let mut events = load_events(conn, &window_sql(), params![key, from, to])?;
+    let mut events = load_events(conn, &window_sql(conn), params![key, from, to])?;
     // Another account's copy of the call, or a different record with its eventID (a collision):
     // either way the call is read whole where it begins.
     let mut referenced = conn.prepare_cached(
         "SELECT 1 FROM events WHERE shared_event_id = ?1
          UNION ALL SELECT 1 FROM event_id_collisions WHERE event_id = ?1",
     )?;
+    let select = select_events(conn);
     let copies_sql = format!(
-        "SELECT {RAW_EVENT_COLUMNS} FROM event_rows WHERE shared_event_id = ?1
-         UNION ALL SELECT {RAW_EVENT_COLUMNS} FROM event_rows WHERE event_hash = granttrail_hash(?1) AND event_id = ?1 AND shared_event_id IS NULL"
+        "{select} WHERE shared_event_id = ?1
+         UNION ALL {select} WHERE event_hash = granttrail_hash(?1) AND event_id = ?1 AND shared_event_id IS NULL"
     );
     // Calls with copies, by the id that groups them: where each begins, and the copies outside.
     let mut spread: HashMap<String, (i64, Vec<KmsEvent>)> = HashMap::new();
@@ -228,7 +225,8 @@ mod tests {
     #[test]
     fn a_window_is_read_through_the_key_and_time_indexes() {
         let store = crate::Store::open_in_memory().unwrap();
-        let mut stmt = store.conn.prepare(&format!("EXPLAIN QUERY PLAN {}", super::window_sql())).unwrap();
+        let mut stmt =
+            store.conn.prepare(&format!("EXPLAIN QUERY PLAN {}", super::window_sql(&store.conn))).unwrap();
         let plan: Vec<String> = stmt
             .query_map(crate::db::params!["k", 0, 1], |r| r.get(3))
             .unwrap()
