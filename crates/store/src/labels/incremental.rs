@@ -235,16 +235,21 @@ pub(super) fn relabel_incrementally(
         ObservationIndex::new(&nearest_observations(conn, key_id, relabelled.iter().map(|c| c.as_ref()))?);
     // Labels of earlier calls may need grants that ended before the rechecked calls.
     let affected_from = alive_after(&affected_events);
-    let mut labels: Vec<CallLabel> = if affected_from < recheck_from {
-        let grants = grants_not_ended_before(conn, key, affected_from)?;
-        let inputs = KeyInputs { grants: &grants, ..inputs };
-        let classifier = KeyClassifier::new(&inputs);
-        relabelled.iter().flat_map(|c| classifier.label(c, &index)).collect()
+    let wider = if affected_from < recheck_from {
+        Some(grants_not_ended_before(conn, key, affected_from)?)
     } else {
-        relabelled.iter().flat_map(|c| classifier.label(c, &index)).collect()
+        None
+    };
+    let mut labels: Vec<CallLabel> = match &wider {
+        Some(grants) => {
+            let inputs = KeyInputs { grants, ..inputs };
+            let classifier = KeyClassifier::new(&inputs);
+            relabelled.iter().flat_map(|c| classifier.label(c, &index)).collect()
+        }
+        None => relabelled.iter().flat_map(|c| classifier.label(c, &index)).collect(),
     };
     mark_collisions(&mut labels, recheck_events.iter().chain(&affected_events));
-    update_labels(conn, key, &labels)?;
+    update_labels(conn, key, &labels, wider.as_deref().unwrap_or(&grants))?;
     Ok(true)
 }
 

@@ -227,7 +227,7 @@ pub(crate) fn recompute(
             ),
             [],
         )?;
-        replace_labels(conn, KEYLESS, &classify_keyless(&events))?;
+        replace_labels(conn, KEYLESS, &classify_keyless(&events), &[])?;
     }
     let keys = whole.iter().chain(incremental.keys()).cloned().collect();
     Ok(Relabelled { whole_keys: whole.len(), incremental_keys: incremental.len(), read_ahead_keys, keys })

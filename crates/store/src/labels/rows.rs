@@ -3,7 +3,7 @@
 use std::collections::{HashMap, HashSet};
 
 use crate::db::{Connection, ToSql, insert_rows, params};
-use granttrail_grants::{CallLabel, Grant, GrantReasons, Observation, Side};
+use granttrail_grants::{CallLabel, Grant, GrantReasons, Observation, Reason, Side};
 
 use crate::codes::{self, Coded};
 use crate::texts;
@@ -42,8 +42,8 @@ pub(super) fn replace_observations(conn: &Connection, key: &str, observations: &
     Ok(())
 }
 
-/// Grants a [`LabelWriter`] remembers before it starts again (memory stays bounded on a key
-/// with many grants).
+/// Grants a [`LabelWriter`] remembers of those it reads itself before it starts again (memory
+/// stays bounded on a key with many grants).
 const GRANTS_REMEMBERED: usize = 4096;
 
 /// A label as stored, but for its call side: texts as ids, enums as codes.
@@ -63,10 +63,14 @@ struct LabelRow {
 }
 
 /// Writes label rows, finding or adding the texts they refer to. One per transaction.
-struct LabelWriter<'c> {
+struct LabelWriter<'c, 'g> {
     conn: &'c Connection,
     json: Vec<u8>,
-    /// The grants labels name, by key and id, read once.
+    /// The key the labels are about, and its grants as the classifier had them: a label names
+    /// only those, so they need not be read again.
+    key: &'g str,
+    key_grants: HashMap<&'g str, &'g Grant>,
+    /// Other grants labels name, by key and id, read once.
     grants: HashMap<String, HashMap<String, Option<Grant>>>,
     /// Label rows written but not sent yet, by call side (event row, side code); sent many
     /// rows a statement by [`LabelWriter::flush`], before anything reads them.
@@ -85,11 +89,13 @@ const NO_GRANTS: i64 = 0;
 /// Label rows [`LabelWriter`] holds before it sends them.
 const LABELS_PER_INSERT: usize = 128;
 
-impl<'c> LabelWriter<'c> {
-    fn new(conn: &'c Connection) -> LabelWriter<'c> {
+impl<'c, 'g> LabelWriter<'c, 'g> {
+    fn new(conn: &'c Connection, key: &'g str, key_grants: &'g [Grant]) -> LabelWriter<'c, 'g> {
         LabelWriter {
             conn,
             json: Vec::new(),
+            key,
+            key_grants: key_grants.iter().map(|g| (g.grant_id.as_str(), g)).collect(),
             grants: HashMap::new(),
             labels: Vec::new(),
             unsent: HashSet::new(),
@@ -159,12 +165,13 @@ impl<'c> LabelWriter<'c> {
         self.json(&ids)
     }
 
-    /// The row `l` is stored as, on key `key` (a text id). The sentences that name its grants
-    /// are kept as the way they name them (rendered again when read); the other reasons as
-    /// JSON.
-    fn row(&mut self, key: i64, l: &CallLabel) -> Result<LabelRow> {
+    /// How the first reasons of `l` name its grants ([`GrantReasons`]), if they name them as
+    /// the grants read now render; and the reasons after those, stored as JSON.
+    fn way<'l>(&mut self, l: &'l CallLabel) -> Result<(Option<GrantReasons>, &'l [Reason])> {
+        let given = l.key_arn == self.key;
         for id in &l.grant_ids {
-            let read = self.grants.get(&l.key_arn).is_some_and(|on_key| on_key.contains_key(id));
+            let read = (given && self.key_grants.contains_key(id.as_str()))
+                || self.grants.get(&l.key_arn).is_some_and(|on_key| on_key.contains_key(id));
             if !read {
                 let grant = crate::read::grant(self.conn, &l.key_arn, id)?;
                 let on_key = self.grants.entry(l.key_arn.clone()).or_default();
@@ -175,11 +182,22 @@ impl<'c> LabelWriter<'c> {
             }
         }
         let on_key = self.grants.get(&l.key_arn);
-        let way = GrantReasons::of(l, |id| on_key.and_then(|grants| grants.get(id)).and_then(Option::as_ref));
+        let way = GrantReasons::of(l, |id| {
+            let of_key = self.key_grants.get(id).filter(|_| given).copied();
+            of_key.or_else(|| on_key.and_then(|grants| grants.get(id)).and_then(Option::as_ref))
+        });
         let others = match way {
             Some(_) => &l.reasons[l.grant_ids.len()..],
             None => &l.reasons[..],
         };
+        Ok((way, others))
+    }
+
+    /// The row `l` is stored as, on key `key` (a text id). The sentences that name its grants
+    /// are kept as the way they name them (rendered again when read); the other reasons as
+    /// JSON.
+    fn row(&mut self, key: i64, l: &CallLabel) -> Result<LabelRow> {
+        let (way, others) = self.way(l)?;
         Ok(LabelRow {
             event_time: l.event_time,
             key,
@@ -248,8 +266,14 @@ impl EventRows {
 
 /// Makes the stored labels of `key` equal to `labels`, writing only the rows that differ:
 /// relabelling a key whose history is mostly unchanged costs reads, not index writes.
-pub(super) fn replace_labels(conn: &Connection, key: &str, labels: &[CallLabel]) -> Result<()> {
-    replace_labels_between(conn, key, (i64::MIN, i64::MAX), labels, &HashSet::new())
+/// `grants` are the key's grants the labels were classified with.
+pub(super) fn replace_labels(
+    conn: &Connection,
+    key: &str,
+    labels: &[CallLabel],
+    grants: &[Grant],
+) -> Result<()> {
+    replace_labels_between(conn, key, (i64::MIN, i64::MAX), labels, &HashSet::new(), grants)
 }
 
 /// [`replace_labels`] for the stored labels of `key` timed in `[from, to)`, except those in
@@ -261,8 +285,9 @@ pub(super) fn replace_labels_between(
     (from, to): (i64, i64),
     labels: &[CallLabel],
     keep: &HashSet<(String, Side)>,
+    grants: &[Grant],
 ) -> Result<()> {
-    let mut writer = LabelWriter::new(conn);
+    let mut writer = LabelWriter::new(conn, key, grants);
     let key_id = writer.text(key)?;
     let inside = |l: &&CallLabel| l.event_time >= from && l.event_time < to;
     let mut index: HashMap<(&str, i64), usize> = HashMap::new();
@@ -313,19 +338,21 @@ pub(super) fn replace_labels_between(
     update_with(&mut writer, key_id, labels.iter().filter(|l| !inside(l)))
 }
 
-/// Writes the labels that differ from the stored ones (new calls, or calls whose label changed).
+/// Writes the labels that differ from the stored ones (new calls, or calls whose label
+/// changed), classified with `grants`, the key's grants.
 pub(super) fn update_labels<'l>(
     conn: &Connection,
     key: &str,
     labels: impl IntoIterator<Item = &'l CallLabel>,
+    grants: &[Grant],
 ) -> Result<()> {
-    let mut writer = LabelWriter::new(conn);
+    let mut writer = LabelWriter::new(conn, key, grants);
     let key_id = writer.text(key)?;
     update_with(&mut writer, key_id, labels)
 }
 
 fn update_with<'l>(
-    writer: &mut LabelWriter<'_>,
+    writer: &mut LabelWriter<'_, '_>,
     key: i64,
     labels: impl IntoIterator<Item = &'l CallLabel>,
 ) -> Result<()> {

@@ -4,10 +4,11 @@
 //! not the history, and the labels are the ones a single pass gives.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 
 use crate::db::{Connection, params};
 use granttrail_grants::{
-    CallLabel, KeyClassifier, KeyInputs, KeyLabels, KmsEvent, Observation, ObservationIndex, Side,
+    CallLabel, Grant, KeyClassifier, KeyInputs, KeyLabels, KmsEvent, Observation, ObservationIndex, Side,
     classify_key, logical_event_refs, mark_collisions,
 };
 
@@ -18,14 +19,15 @@ use crate::read::{GrantFilter, query_grants};
 use crate::texts::KEY;
 
 /// What reading and classifying a key hands to the writer, in this order: `Whole`, or
-/// `Observations` then one `Window` per window of time.
+/// `Observations` then one `Window` per window of time. Labels come with the key's grants they
+/// were classified with, which the writer needs to store how their reasons name grants.
 pub(super) enum KeyWrite {
     /// The labels and observations of a key read in one pass.
-    Whole(KeyLabels),
+    Whole(KeyLabels, Arc<[Grant]>),
     /// The observations of a key read in windows, before any of its labels.
     Observations(Vec<Observation>),
     /// The labels of the calls that begin in `[from, to)` on a key read in windows.
-    Window { from: i64, to: i64, labels: Vec<CallLabel> },
+    Window { from: i64, to: i64, labels: Vec<CallLabel>, grants: Arc<[Grant]> },
 }
 
 /// Relabels every call on `key` and replaces its observations, reading at most about
@@ -51,8 +53,8 @@ pub(super) fn classify_whole_key(
     window_events: usize,
     write: &mut dyn FnMut(KeyWrite) -> Result<()>,
 ) -> Result<()> {
-    let grants =
-        query_grants(conn, &GrantFilter { key_arn: Some(key.to_string()), ..GrantFilter::default() })?;
+    let grants: Arc<[Grant]> =
+        query_grants(conn, &GrantFilter { key_arn: Some(key.to_string()), ..GrantFilter::default() })?.into();
     let policies = imported_key_policies(conn, key)?;
     let inputs = |events| KeyInputs {
         key_arn: key,
@@ -66,7 +68,7 @@ pub(super) fn classify_whole_key(
     let starts = window_starts(conn, key, window_events)?;
     if starts.is_empty() {
         let events = load_events(conn, &window_sql(conn), params![key, i64::MIN, i64::MAX])?;
-        return write(KeyWrite::Whole(classify_key(&inputs(&events))));
+        return write(KeyWrite::Whole(classify_key(&inputs(&events)), grants.clone()));
     }
 
     let context = load_events(conn, &format!("{} WHERE {}", select_events(conn), *KEY_CONTEXT), [key])?;
@@ -90,7 +92,7 @@ pub(super) fn classify_whole_key(
         let calls = logical_event_refs(events.iter().filter(|e| e.is_kms()));
         let mut labels: Vec<CallLabel> = calls.iter().flat_map(|c| classifier.label(c, &index)).collect();
         mark_collisions(&mut labels, &events);
-        write(KeyWrite::Window { from, to, labels })?;
+        write(KeyWrite::Window { from, to, labels, grants: grants.clone() })?;
     }
     Ok(())
 }
@@ -116,13 +118,13 @@ impl<'k> KeyWriter<'k> {
 
     pub(super) fn write(&mut self, conn: &Connection, write: KeyWrite) -> Result<()> {
         match write {
-            KeyWrite::Whole(result) => {
-                replace_labels(conn, self.key, &result.labels)?;
+            KeyWrite::Whole(result, grants) => {
+                replace_labels(conn, self.key, &result.labels, &grants)?;
                 replace_observations(conn, self.key, &result.observations)
             }
             KeyWrite::Observations(observations) => replace_observations(conn, self.key, &observations),
-            KeyWrite::Window { from, to, labels } => {
-                replace_labels_between(conn, self.key, (from, to), &labels, &self.written_ahead)?;
+            KeyWrite::Window { from, to, labels, grants } => {
+                replace_labels_between(conn, self.key, (from, to), &labels, &self.written_ahead, &grants)?;
                 self.written_ahead.extend(
                     labels
                         .iter()
