@@ -193,6 +193,32 @@ impl<'c, 'g> LabelWriter<'c, 'g> {
         Ok((way, others))
     }
 
+    /// Where a round trip costs more than a lookup ([`Connection::batches_pay`]), stores every
+    /// text the rows of `labels` refer to in a few statements, so that [`LabelWriter::row`]
+    /// then finds each without asking the database.
+    fn store_texts<'l>(&mut self, labels: impl IntoIterator<Item = &'l CallLabel> + Clone) -> Result<()> {
+        if !self.conn.batches_pay() {
+            return Ok(());
+        }
+        let plain = labels.clone().into_iter().flat_map(|l| {
+            l.operation
+                .into_iter()
+                .chain(l.principal.as_deref())
+                .chain(l.grant_ids.iter().map(String::as_str))
+        });
+        texts::store_all(self.conn, plain)?;
+        let mut json = Vec::new();
+        for l in labels {
+            if !l.grant_ids.is_empty() {
+                let ids = l.grant_ids.iter().map(|g| self.text(g)).collect::<Result<Vec<i64>>>()?;
+                json.push(json_text(&ids)?);
+            }
+            json.push(json_text(&self.way(l)?.1)?);
+            json.push(json_text(&l.flags)?);
+        }
+        texts::store_all(self.conn, json.iter().map(String::as_str))
+    }
+
     /// The row `l` is stored as, on key `key` (a text id). The sentences that name its grants
     /// are kept as the way they name them (rendered again when read); the other reasons as
     /// JSON.
@@ -289,6 +315,7 @@ pub(super) fn replace_labels_between(
 ) -> Result<()> {
     let mut writer = LabelWriter::new(conn, key, grants);
     let key_id = writer.text(key)?;
+    writer.store_texts(labels)?;
     let inside = |l: &&CallLabel| l.event_time >= from && l.event_time < to;
     let mut index: HashMap<(&str, i64), usize> = HashMap::new();
     for (i, l) in labels.iter().enumerate().filter(|(_, l)| inside(l)) {
@@ -358,6 +385,7 @@ fn update_with<'l>(
 ) -> Result<()> {
     let conn = writer.conn;
     let labels: Vec<&CallLabel> = labels.into_iter().collect();
+    writer.store_texts(labels.iter().copied())?;
     let events = EventRows::of(conn, labels.iter().copied())?;
     let mut stored = conn.prepare_cached(&format!(
         "SELECT {LABEL_COLUMNS} FROM call_labels c WHERE event = ?1 AND side = ?2"
@@ -379,6 +407,11 @@ fn update_with<'l>(
         writer.write(event, l, &row)?;
     }
     writer.flush()
+}
+
+/// The JSON text of `value`, as [`LabelWriter::json`] stores it.
+fn json_text(value: &impl serde::Serialize) -> Result<String> {
+    serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
 /// A stored label's call side: its event row and side code.
