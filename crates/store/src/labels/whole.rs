@@ -6,7 +6,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use crate::db::{Connection, params};
+use crate::db::{Connection, params, params_from_iter, rows_in_next_statement, value_rows};
 use granttrail_grants::{
     CallLabel, Grant, KeyClassifier, KeyInputs, KeyLabels, KmsEvent, Observation, ObservationIndex, Side,
     classify_key, logical_event_refs, mark_collisions,
@@ -178,10 +178,7 @@ fn window_events_of(conn: &Connection, key: &str, from: i64, to: i64) -> Result<
     let mut events = load_events(conn, &window_sql(conn), params![key, from, to])?;
     // Another account's copy of the call, or a different record with its eventID (a collision):
     // either way the call is read whole where it begins.
-    let mut referenced = conn.prepare_cached(
-        "SELECT 1 FROM events WHERE shared_event_id = ?1
-         UNION ALL SELECT 1 FROM event_id_collisions WHERE event_id = ?1",
-    )?;
+    let referenced = referenced_ids(conn, events.iter().filter(|e| e.shared_event_id.is_none()))?;
     let select = select_events(conn);
     let copies_sql = format!(
         "{select} WHERE shared_event_id = ?1
@@ -191,7 +188,7 @@ fn window_events_of(conn: &Connection, key: &str, from: i64, to: i64) -> Result<
     let mut spread: HashMap<String, (i64, Vec<KmsEvent>)> = HashMap::new();
     for e in &events {
         let group = e.shared_event_id.as_deref().unwrap_or(&e.event_id);
-        if spread.contains_key(group) || (e.shared_event_id.is_none() && !referenced.exists([group])?) {
+        if spread.contains_key(group) || (e.shared_event_id.is_none() && !referenced.contains(group)) {
             continue;
         }
         let on_key =
@@ -217,6 +214,50 @@ fn window_events_of(conn: &Connection, key: &str, from: i64, to: i64) -> Result<
     }
     Ok(events)
 }
+
+/// The eventIDs of `events` that another account's copy of a call names as the call's, or
+/// that more than one record carries (a collision).
+fn referenced_ids<'e>(
+    conn: &Connection,
+    events: impl Iterator<Item = &'e KmsEvent>,
+) -> Result<HashSet<String>> {
+    let ids: Vec<&str> = events.map(|e| e.event_id.as_str()).collect::<HashSet<_>>().into_iter().collect();
+    let mut referenced = HashSet::new();
+    if !conn.batches_pay() {
+        let mut stmt = conn.prepare_cached(
+            "SELECT 1 FROM events WHERE shared_event_id = ?1
+             UNION ALL SELECT 1 FROM event_id_collisions WHERE event_id = ?1",
+        )?;
+        for id in ids {
+            if stmt.exists([id])? {
+                referenced.insert(id.to_string());
+            }
+        }
+        return Ok(referenced);
+    }
+    // A round trip for many: most windows have no such call. `OFFSET 0` keeps each probe an
+    // index lookup, not a hash of every shared eventID.
+    let mut rest = ids.as_slice();
+    while !rest.is_empty() {
+        let (now, later) = rest.split_at(rows_in_next_statement(rest.len(), IDS_PER_LOOKUP));
+        let sql = format!(
+            "SELECT listed.id FROM (VALUES {}) AS listed (id)
+             WHERE EXISTS (SELECT 1 FROM event_rows WHERE shared_event_id = listed.id OFFSET 0)
+                OR EXISTS (SELECT 1 FROM event_id_collisions WHERE event_id = listed.id OFFSET 0)",
+            value_rows(now.len(), 1)
+        );
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let found = stmt.query_map(params_from_iter(now), |r| r.get::<_, String>(0))?;
+        for id in found {
+            referenced.insert(id?);
+        }
+        rest = later;
+    }
+    Ok(referenced)
+}
+
+/// EventIDs [`referenced_ids`] asks about in one statement.
+const IDS_PER_LOOKUP: usize = 128;
 
 #[cfg(test)]
 mod tests {
