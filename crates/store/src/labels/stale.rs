@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::db::{Connection, params};
+use crate::db::{Connection, insert_rows, params};
 use crate::db::{FromSql, ToSql, ValueRef};
 use granttrail_grants::{Invalidation, NewCalls};
 
@@ -11,6 +11,9 @@ use crate::Result;
 
 /// The key the calls without an identifiable key are labelled, marked and locked under.
 pub(crate) const KEYLESS: &str = "";
+
+/// The most `new_calls` rows one statement writes.
+const KEYS_PER_INSERT: usize = 64;
 
 /// What a `stale_labels` row names (its `kind` column). Keys that gained calls are in
 /// `new_calls`, one row per key and object.
@@ -62,15 +65,21 @@ impl FromSql for StaleKind {
 /// holds the lock of every key and account marked until its events are committed, so that a
 /// relabelling that takes those locks sees the marks and the events together.
 pub(crate) fn mark_stale(conn: &Connection, object_id: i64, dirty: &Invalidation) -> Result<()> {
-    let mut new_calls = conn.prepare_cached(
-        "INSERT INTO new_calls (key_arn, object_id, since, calls) VALUES (?1, ?2, ?3, ?4)
-         ON CONFLICT (key_arn, object_id) DO UPDATE
+    // One row per key (the map's), so no two rows of one statement meet on the conflict target.
+    let new_calls: Vec<[&dyn ToSql; 4]> = dirty
+        .new_calls
+        .iter()
+        .map(|(key, calls)| -> [&dyn ToSql; 4] { [key, &object_id, &calls.earliest, &calls.count] })
+        .collect();
+    insert_rows(
+        conn,
+        "INSERT INTO new_calls (key_arn, object_id, since, calls)",
+        "ON CONFLICT (key_arn, object_id) DO UPDATE
          SET since = CASE WHEN excluded.since < new_calls.since THEN excluded.since ELSE new_calls.since END,
              calls = new_calls.calls + excluded.calls",
+        &new_calls,
+        KEYS_PER_INSERT,
     )?;
-    for (key, calls) in &dirty.new_calls {
-        new_calls.execute(params![key, object_id, calls.earliest, calls.count])?;
-    }
     let mut insert =
         conn.prepare_cached("INSERT INTO stale_labels (kind, value) VALUES (?1, ?2) ON CONFLICT DO NOTHING")?;
     for key in &dirty.context_keys {
