@@ -12,7 +12,8 @@
 use std::collections::{BTreeSet, HashMap};
 
 use crate::db::{
-    Connection, Engine, Named, OptionalExtension, ToSql, params_from_iter, rows_in_next_statement, value_rows,
+    Connection, Engine, Named, OptionalExtension, ToSql, params_from_iter, rows_in_next_statement,
+    typed_rows, value_rows,
 };
 use rusqlite::functions::FunctionFlags;
 
@@ -137,12 +138,10 @@ pub(crate) const HASH_LIST: &str = "?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11
 /// a probe per distinct hash is an index lookup whatever the statistics.
 pub(crate) fn rows_by_hash(conn: &Connection, columns: &str, table: &str, column: &str) -> String {
     if conn.engine() == Engine::Postgres {
-        let hashes: Vec<String> =
-            (1..=HASHES_PER_LOOKUP).map(|i| format!("(CAST(?{i} AS bigint))")).collect();
         format!(
             "SELECT {columns} FROM (SELECT DISTINCT hash FROM (VALUES {}) AS listed (hash)) AS wanted
              CROSS JOIN LATERAL (SELECT {columns} FROM {table} WHERE {column} = wanted.hash OFFSET 0) AS found",
-            hashes.join(", ")
+            typed_rows(HASHES_PER_LOOKUP, 0, &["bigint"])
         )
     } else {
         format!("SELECT {columns} FROM {table} WHERE {column} IN ({HASH_LIST})")

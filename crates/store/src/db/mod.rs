@@ -562,6 +562,25 @@ pub(crate) fn insert_rows_returning_ids<const N: usize>(
     Ok(ids)
 }
 
+/// A `VALUES` list of `rows` rows of one parameter per type of `types`, numbered from
+/// `?{after + 1}`, each cast to its type: PostgreSQL would take a bare parameter in `VALUES`
+/// for text.
+pub(crate) fn typed_rows(rows: usize, after: usize, types: &[&str]) -> String {
+    let mut text = String::with_capacity(rows * types.len() * 24);
+    for r in 0..rows {
+        text.push_str(if r == 0 { "(" } else { ", (" });
+        for (c, ty) in types.iter().enumerate() {
+            if c > 0 {
+                text.push_str(", ");
+            }
+            // Writing to a String cannot fail.
+            let _ = write!(text, "CAST(?{} AS {ty})", after + r * types.len() + c + 1);
+        }
+        text.push(')');
+    }
+    text
+}
+
 /// How many of `remaining` rows the next multi-row statement takes: the largest power of two
 /// up to `most`, so that a few statement shapes, each prepared once, serve every count.
 pub(crate) fn rows_in_next_statement(remaining: usize, most: usize) -> usize {

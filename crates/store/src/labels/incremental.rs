@@ -3,7 +3,10 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
-use crate::db::{Connection, OptionalExtension, ToSql, insert_rows, params};
+use crate::db::{
+    Connection, OptionalExtension, ToSql, insert_rows, params, params_from_iter, rows_in_next_statement,
+    typed_rows,
+};
 use granttrail_grants::invalidation::{grants_ended_before_are_dead, merge_spans, recheck_from};
 use granttrail_grants::{
     CallLabel, Invalidation, KeyClassifier, KeyInputs, KmsEvent, Observation, ObservationIndex,
@@ -96,20 +99,54 @@ fn new_events(conn: &Connection, key: &str, increment: &Increment) -> Result<Opt
         ),
         params![key, from],
     )?;
-    let mut older_copy = conn.prepare_cached(&format!(
-        "SELECT 1 FROM events WHERE shared_event_id = ?2 AND object_id NOT IN ({NEW_OBJECTS})
-         UNION ALL
-         SELECT 1 FROM events WHERE event_hash = granttrail_hash(?2) AND event_id = ?2 AND shared_event_id IS NULL
-           AND object_id NOT IN ({NEW_OBJECTS})"
-    ))?;
-    for e in &events {
-        let copy_of = e.shared_event_id.as_deref().unwrap_or(&e.event_id);
-        if older_copy.exists(params![key, copy_of])? {
-            return Ok(None);
-        }
-    }
-    Ok(Some(events))
+    let calls: BTreeSet<&str> =
+        events.iter().map(|e| e.shared_event_id.as_deref().unwrap_or(&e.event_id)).collect();
+    Ok(if stored_before(conn, key, calls)? { None } else { Some(events) })
 }
+
+/// Whether any of `calls` (each an eventID, or the eventID its copies share) has a copy on
+/// `key` stored from an object other than the new ones.
+fn stored_before(conn: &Connection, key: &str, calls: BTreeSet<&str>) -> Result<bool> {
+    if !conn.batches_pay() {
+        let mut older_copy = conn.prepare_cached(&format!(
+            "SELECT 1 FROM events WHERE shared_event_id = ?2 AND object_id NOT IN ({NEW_OBJECTS})
+             UNION ALL
+             SELECT 1 FROM events WHERE event_hash = granttrail_hash(?2) AND event_id = ?2 AND shared_event_id IS NULL
+               AND object_id NOT IN ({NEW_OBJECTS})"
+        ))?;
+        for call in calls {
+            if older_copy.exists(params![key, call])? {
+                return Ok(true);
+            }
+        }
+        return Ok(false);
+    }
+    let hashes: Vec<i64> = calls.iter().map(|c| texts::hash(c)).collect();
+    let rows: Vec<[&dyn ToSql; 2]> =
+        calls.iter().zip(&hashes).map(|(call, hash)| -> [&dyn ToSql; 2] { [call, hash] }).collect();
+    let mut rest = rows.as_slice();
+    while !rest.is_empty() {
+        let (now, later) = rest.split_at(rows_in_next_statement(rest.len(), CALLS_PER_LOOKUP));
+        // `OFFSET 0` keeps each probe an index lookup, whatever the planner's statistics.
+        let sql = format!(
+            "SELECT 1 FROM (VALUES {}) AS listed (id, hash)
+             WHERE EXISTS (SELECT 1 FROM event_rows WHERE shared_event_id = listed.id
+                             AND object_id NOT IN ({NEW_OBJECTS}) OFFSET 0)
+                OR EXISTS (SELECT 1 FROM event_rows WHERE event_hash = listed.hash AND event_id = listed.id
+                             AND shared_event_id IS NULL AND object_id NOT IN ({NEW_OBJECTS}) OFFSET 0)",
+            typed_rows(now.len(), 1, &["text", "bigint"])
+        );
+        let params = std::iter::once(&key as &dyn ToSql).chain(now.iter().flatten().copied());
+        if conn.prepare_cached(&sql)?.exists(params_from_iter(params))? {
+            return Ok(true);
+        }
+        rest = later;
+    }
+    Ok(false)
+}
+
+/// Calls looked up in one statement where batches pay.
+const CALLS_PER_LOOKUP: usize = 128;
 
 /// Relabels incrementally: the calls to recheck (the new ones, and every call from `since` on
 /// when grants changed) are classified again; observations they gained or lost are updated;
@@ -164,24 +201,19 @@ pub(super) fn relabel_incrementally(
 
     // Observations the rechecked calls make now, against those stored for them.
     let fresh: HashSet<Observation> = calls.iter().filter_map(|c| classifier.observation(c)).collect();
-    let mut stored = HashSet::new();
-    let mut stored_for = conn.prepare_cached(
-        "SELECT 1 FROM observations
-         WHERE key = ?1 AND behaviour_group = ?2 AND kind = ?3 AND event_time = ?4 AND event_id = ?5",
-    )?;
-    for call in &calls {
-        let Some(group) = observed_group(call) else { continue };
-        for kind in [ObservationKind::Success, ObservationKind::Denial] {
-            if stored_for.exists(params![key_id, group, Code(kind), call.event_time, call.event_id])? {
-                stored.insert(Observation {
-                    group,
-                    kind,
-                    time: call.event_time,
-                    event_id: call.event_id.clone(),
-                });
-            }
-        }
-    }
+    let could_be_stored: Vec<Observation> = calls
+        .iter()
+        .filter_map(|call| Some((observed_group(call)?, call)))
+        .flat_map(|(group, call)| {
+            [ObservationKind::Success, ObservationKind::Denial].map(|kind| Observation {
+                group,
+                kind,
+                time: call.event_time,
+                event_id: call.event_id.clone(),
+            })
+        })
+        .collect();
+    let stored = stored_observations(conn, key_id, could_be_stored)?;
     let (gone, added): (Vec<&Observation>, Vec<&Observation>) =
         (stored.difference(&fresh).collect(), fresh.difference(&stored).collect());
 
@@ -283,6 +315,56 @@ fn stored_neighbours(conn: &Connection, key: i64, o: &Observation) -> Result<[Op
     Ok([before, after])
 }
 
+/// Observations looked up in one statement where batches pay.
+const OBSERVATIONS_PER_LOOKUP: usize = 128;
+
+/// Which of `wanted` are stored on `key`.
+fn stored_observations(
+    conn: &Connection,
+    key: i64,
+    wanted: Vec<Observation>,
+) -> Result<HashSet<Observation>> {
+    let mut stored = HashSet::new();
+    if !conn.batches_pay() {
+        let mut stmt = conn.prepare_cached(
+            "SELECT 1 FROM observations
+             WHERE key = ?1 AND behaviour_group = ?2 AND kind = ?3 AND event_time = ?4 AND event_id = ?5",
+        )?;
+        for o in wanted {
+            if stmt.exists(params![key, o.group, Code(o.kind), o.time, o.event_id])? {
+                stored.insert(o);
+            }
+        }
+        return Ok(stored);
+    }
+    let kinds: Vec<Code<ObservationKind>> = wanted.iter().map(|o| Code(o.kind)).collect();
+    let rows: Vec<[&dyn ToSql; 4]> = wanted
+        .iter()
+        .zip(&kinds)
+        .map(|(o, kind)| -> [&dyn ToSql; 4] { [&o.group, kind, &o.time, &o.event_id] })
+        .collect();
+    let mut rest = rows.as_slice();
+    while !rest.is_empty() {
+        let (now, later) = rest.split_at(rows_in_next_statement(rest.len(), OBSERVATIONS_PER_LOOKUP));
+        // `OFFSET 0` keeps each a lookup of the primary key, whatever the planner's statistics.
+        let sql = format!(
+            "SELECT listed.g, listed.k, listed.t, listed.id FROM (VALUES {}) AS listed (g, k, t, id)
+             WHERE EXISTS (SELECT 1 FROM observations WHERE key = ?1 AND behaviour_group = listed.g
+                           AND kind = listed.k AND event_time = listed.t AND event_id = listed.id OFFSET 0)",
+            typed_rows(now.len(), 1, &["bigint", "bigint", "bigint", "text"])
+        );
+        let params = std::iter::once(&key as &dyn ToSql).chain(now.iter().flatten().copied());
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let mut found = stmt.query(params_from_iter(params))?;
+        while let Some(r) = found.next()? {
+            let Code(kind) = r.get(1)?;
+            stored.insert(Observation { group: r.get(0)?, kind, time: r.get(2)?, event_id: r.get(3)? });
+        }
+        rest = later;
+    }
+    Ok(stored)
+}
+
 /// The stored observations nearest each call (what its label can consult), after the new
 /// ones were stored.
 fn nearest_observations<'e>(
@@ -290,26 +372,59 @@ fn nearest_observations<'e>(
     key: i64,
     calls: impl Iterator<Item = &'e KmsEvent>,
 ) -> Result<Vec<Observation>> {
-    let mut out = Vec::new();
+    let mut wanted: Vec<(i64, Code<ObservationKind>, i64)> = Vec::new();
     let mut seen = HashSet::new();
-    let (mut before, mut after) = (conn.prepare_cached(BEFORE)?, conn.prepare_cached(AFTER)?);
     for call in calls {
         let Some(group) = observed_group(call) else { continue };
-        if !seen.insert((group, call.event_time)) {
-            continue;
+        if seen.insert((group, call.event_time)) {
+            for kind in [ObservationKind::Success, ObservationKind::Denial] {
+                wanted.push((group, Code(kind), call.event_time));
+            }
         }
-        for kind in [ObservationKind::Success, ObservationKind::Denial] {
+    }
+    let mut out = Vec::new();
+    if !conn.batches_pay() {
+        let (mut before, mut after) = (conn.prepare_cached(BEFORE)?, conn.prepare_cached(AFTER)?);
+        for (group, kind, time) in wanted {
             for stmt in [&mut before, &mut after] {
                 let found: Option<(i64, String)> = stmt
-                    .query_row(params![key, group, Code(kind), call.event_time], |r| {
-                        Ok((r.get(0)?, r.get(1)?))
-                    })
+                    .query_row(params![key, group, kind, time], |r| Ok((r.get(0)?, r.get(1)?)))
                     .optional()?;
                 if let Some((time, event_id)) = found {
-                    out.push(Observation { group, kind, time, event_id });
+                    out.push(Observation { group, kind: kind.0, time, event_id });
                 }
             }
         }
+        return Ok(out);
+    }
+    let rows: Vec<[&dyn ToSql; 3]> =
+        wanted.iter().map(|(group, kind, time)| -> [&dyn ToSql; 3] { [group, kind, time] }).collect();
+    let mut rest = rows.as_slice();
+    while !rest.is_empty() {
+        let (now, later) = rest.split_at(rows_in_next_statement(rest.len(), OBSERVATIONS_PER_LOOKUP));
+        let sql = format!(
+            "SELECT listed.g, listed.k, b.event_time, b.event_id, a.event_time, a.event_id
+             FROM (VALUES {}) AS listed (g, k, t)
+             LEFT JOIN LATERAL (SELECT event_time, event_id FROM observations
+                 WHERE key = ?1 AND behaviour_group = listed.g AND kind = listed.k AND event_time <= listed.t
+                 ORDER BY event_time DESC, event_id DESC LIMIT 1) AS b ON true
+             LEFT JOIN LATERAL (SELECT event_time, event_id FROM observations
+                 WHERE key = ?1 AND behaviour_group = listed.g AND kind = listed.k AND event_time > listed.t
+                 ORDER BY event_time, event_id LIMIT 1) AS a ON true",
+            typed_rows(now.len(), 1, &["bigint", "bigint", "bigint"])
+        );
+        let params = std::iter::once(&key as &dyn ToSql).chain(now.iter().flatten().copied());
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let mut found = stmt.query(params_from_iter(params))?;
+        while let Some(r) = found.next()? {
+            let (group, Code(kind)): (i64, Code<ObservationKind>) = (r.get(0)?, r.get(1)?);
+            for at in [2, 4] {
+                if let Some(time) = r.get::<_, Option<i64>>(at)? {
+                    out.push(Observation { group, kind, time, event_id: r.get(at + 1)? });
+                }
+            }
+        }
+        rest = later;
     }
     Ok(out)
 }
