@@ -1,8 +1,10 @@
 //! Writing a key's labels and observations, touching only the rows that differ.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::{BTreeSet, HashMap, HashSet};
 
-use crate::db::{Connection, ToSql, insert_rows, params};
+use crate::db::{
+    Connection, ToSql, insert_rows, params, params_from_iter, rows_in_next_statement, typed_rows,
+};
 use granttrail_grants::{CallLabel, Grant, GrantReasons, Observation, Reason, Side};
 
 use crate::codes::{self, Coded};
@@ -387,26 +389,66 @@ fn update_with<'l>(
     let labels: Vec<&CallLabel> = labels.into_iter().collect();
     writer.store_texts(labels.iter().copied())?;
     let events = EventRows::of(conn, labels.iter().copied())?;
+    // Where batches pay, the stored rows are read together first, and kept up to date with
+    // what is written here (a second label for one call side is compared with the first).
+    let mut read_ahead = if conn.batches_pay() {
+        let sides = labels.iter().map(|l| Ok((events.of_label(l)?, l.side.code()))).collect::<Result<_>>()?;
+        Some(stored_rows(conn, sides)?)
+    } else {
+        None
+    };
     let mut stored = conn.prepare_cached(&format!(
         "SELECT {LABEL_COLUMNS} FROM call_labels c WHERE event = ?1 AND side = ?2"
     ))?;
     for l in labels {
-        let event = events.of_label(l)?;
+        let (event, side) = (events.of_label(l)?, l.side.code());
         let row = writer.row(key, l)?;
-        writer.flush_if_unsent(event, l.side.code())?;
-        let old: Option<LabelRow> = {
-            let mut rows = stored.query(params![event, l.side.code()])?;
-            match rows.next()? {
-                Some(r) => Some(stored_row(&r, 0)?.1),
-                None => None,
+        let old: Option<LabelRow> = match &read_ahead {
+            Some(rows) => rows.get(&(event, side)).copied(),
+            None => {
+                writer.flush_if_unsent(event, side)?;
+                let mut rows = stored.query(params![event, side])?;
+                match rows.next()? {
+                    Some(r) => Some(stored_row(&r, 0)?.1),
+                    None => None,
+                }
             }
         };
         if old == Some(row) {
             continue;
         }
+        if let Some(rows) = &mut read_ahead {
+            rows.insert((event, side), row);
+        }
         writer.write(event, l, &row)?;
     }
     writer.flush()
+}
+
+/// The stored label rows of `sides` (event row, side code) that have one, 128 a statement.
+fn stored_rows(conn: &Connection, sides: BTreeSet<(i64, i64)>) -> Result<HashMap<(i64, i64), LabelRow>> {
+    let rows: Vec<[&dyn ToSql; 2]> =
+        sides.iter().map(|(event, side)| -> [&dyn ToSql; 2] { [event, side] }).collect();
+    let mut found = HashMap::new();
+    let mut rest = rows.as_slice();
+    while !rest.is_empty() {
+        let (now, later) = rest.split_at(rows_in_next_statement(rest.len(), LABELS_PER_INSERT));
+        // `OFFSET 0` keeps each a lookup of the primary key, whatever the planner's statistics.
+        let sql = format!(
+            "SELECT {LABEL_COLUMNS} FROM (VALUES {}) AS listed (event, side)
+             CROSS JOIN LATERAL (SELECT * FROM call_labels WHERE event = listed.event AND side = listed.side
+                                 OFFSET 0) AS c",
+            typed_rows(now.len(), 0, &["bigint", "bigint"])
+        );
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let mut rows = stmt.query(params_from_iter(now.iter().flatten().copied()))?;
+        while let Some(r) = rows.next()? {
+            let (side, row) = stored_row(&r, 0)?;
+            found.insert((side.event, side.side), row);
+        }
+        rest = later;
+    }
+    Ok(found)
 }
 
 /// The JSON text of `value`, as [`LabelWriter::json`] stores it.
