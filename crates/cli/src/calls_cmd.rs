@@ -10,7 +10,7 @@ use granttrail_grants::{Label, timestamp};
 use granttrail_store::{CallFilter, StoredCall};
 
 use crate::grants_cmd::{latest_event, open_existing};
-use crate::output::{CsvOut, Format, Table, print_json, print_json_line};
+use crate::output::{CsvOut, Format, JsonArrayOut, Table, print_json_line};
 use crate::parse_when;
 use crate::provenance::LogFiles;
 
@@ -116,7 +116,7 @@ pub fn run(db: &Location, args: &CallsArgs) -> anyhow::Result<ExitCode> {
     };
     let mut out = std::io::stdout().lock();
     let log_files = LogFiles::new(&store)?;
-    // Lines and CSV rows are printed as the calls are read: a key's history can be long.
+    // All but the table are printed as the calls are read: a key's history can be long.
     match args.format {
         Format::Jsonl => store.for_each_call(&filter, |c| {
             let log_file = log_files.of_event(&c.event_id)?;
@@ -128,12 +128,12 @@ pub fn run(db: &Location, args: &CallsArgs) -> anyhow::Result<ExitCode> {
             csv.finish()?;
         }
         Format::Json => {
-            let calls = store.calls(&filter)?;
-            let views = calls
-                .iter()
-                .map(|c| Ok(CallView::new(c).with_log_file(log_files.of_event(&c.event_id)?)))
-                .collect::<anyhow::Result<Vec<CallView>>>()?;
-            print_json(&views, false, &mut out)?;
+            let mut array = JsonArrayOut::new(&mut out);
+            store.for_each_call(&filter, |c| {
+                let log_file = log_files.of_event(&c.event_id)?;
+                array.item(&CallView::new(&c).with_log_file(log_file))
+            })?;
+            array.finish()?;
         }
         Format::Table => print_table(&store.calls(&filter)?, &log_files, &mut out)?,
     }

@@ -11,7 +11,9 @@ use granttrail_store::{CallFilter, GrantFilter, Journal, MigrationProgress, Stor
 
 use crate::calls_cmd::CallView;
 use crate::config::Config;
-use crate::output::{CsvOut, Format, Table, print_csv, print_json, print_json_line, terminal_safe};
+use crate::output::{
+    CsvOut, Format, JsonArrayOut, Table, print_csv, print_json, print_json_line, terminal_safe,
+};
 use crate::parse_time;
 use crate::provenance::LogFiles;
 use crate::views::{CoveredCallView, EventView, GrantView, StoryView};
@@ -71,7 +73,7 @@ pub fn list(db: &Location, args: &GrantsArgs) -> anyhow::Result<ExitCode> {
         active_at: args.active_at,
     };
     let mut out = std::io::stdout().lock();
-    // Lines and CSV rows are printed as the grants are read: a listing can be long.
+    // All but the table are printed as the grants are read: a listing can be long.
     match args.format {
         Format::Jsonl => store.for_each_grant(&filter, |g| print_json_line(&GrantView::new(&g), &mut out))?,
         Format::Csv => {
@@ -80,9 +82,9 @@ pub fn list(db: &Location, args: &GrantsArgs) -> anyhow::Result<ExitCode> {
             csv.finish()?;
         }
         Format::Json => {
-            let grants = store.grants(&filter)?;
-            let views: Vec<GrantView> = grants.iter().map(GrantView::new).collect();
-            print_json(&views, false, &mut out)?;
+            let mut array = JsonArrayOut::new(&mut out);
+            store.for_each_grant(&filter, |g| array.item(&GrantView::new(&g)))?;
+            array.finish()?;
         }
         Format::Table => {
             let grants = store.grants(&filter)?;

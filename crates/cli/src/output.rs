@@ -142,6 +142,41 @@ pub fn print_csv<R: AsRef<[String]>>(
     csv.finish()
 }
 
+/// A JSON array written an item at a time, byte for byte what [`print_json`] writes for the
+/// whole array at once: for listings too long to hold.
+pub struct JsonArrayOut<'w> {
+    out: &'w mut dyn Write,
+    items: usize,
+    item: Vec<u8>,
+}
+
+impl<'w> JsonArrayOut<'w> {
+    pub fn new(out: &'w mut dyn Write) -> JsonArrayOut<'w> {
+        JsonArrayOut { out, items: 0, item: Vec::new() }
+    }
+
+    pub fn item<T: Serialize>(&mut self, item: &T) -> anyhow::Result<()> {
+        self.item.clear();
+        serde_json::to_writer_pretty(&mut self.item, item)?;
+        self.out.write_all(if self.items == 0 { b"[\n  " } else { b",\n  " })?;
+        // Inside the array every line of the item is indented two spaces more. A line break
+        // is always the printer's: one inside a string is written `\n`.
+        for (i, line) in self.item.split(|&b| b == b'\n').enumerate() {
+            if i > 0 {
+                self.out.write_all(b"\n  ")?;
+            }
+            self.out.write_all(line)?;
+        }
+        self.items += 1;
+        Ok(())
+    }
+
+    pub fn finish(self) -> anyhow::Result<()> {
+        self.out.write_all(if self.items == 0 { b"[]\n" } else { b"\n]\n" })?;
+        Ok(())
+    }
+}
+
 /// CSV written a row at a time (every cell defused), for listings too long to hold.
 pub struct CsvOut<'w> {
     writer: csv::Writer<&'w mut dyn Write>,
@@ -177,6 +212,29 @@ impl AsRef<[u8]> for SafeCell<'_> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// Written an item at a time, an array is what printing it whole gives: empty, one item,
+    /// and items with nested arrays and objects (empty ones too) and line breaks in strings.
+    #[test]
+    fn an_array_written_item_by_item_is_the_array_printed_whole() {
+        let items = [
+            serde_json::json!({"a": 1, "b": [1, [2, {}]], "c": {"d": [], "e": "two\nlines"}}),
+            serde_json::json!([]),
+            serde_json::json!("plain"),
+            serde_json::json!({"reasons": [{"text": "x", "event_ids": ["e1", "e2"]}]}),
+        ];
+        for n in 0..=items.len() {
+            let mut whole = Vec::new();
+            print_json(&items[..n], false, &mut whole).unwrap();
+            let mut streamed = Vec::new();
+            let mut array = JsonArrayOut::new(&mut streamed);
+            for item in &items[..n] {
+                array.item(item).unwrap();
+            }
+            array.finish().unwrap();
+            assert_eq!(String::from_utf8(streamed).unwrap(), String::from_utf8(whole).unwrap(), "{n} items");
+        }
+    }
 
     #[test]
     fn escapes_and_controls_are_removed() {
