@@ -91,6 +91,9 @@ const NO_GRANTS: i64 = 0;
 /// Label rows [`LabelWriter`] holds before it sends them.
 const LABELS_PER_INSERT: usize = 128;
 
+/// Stored label rows read in one statement where batches pay.
+const LABELS_PER_LOOKUP: usize = 128;
+
 impl<'c, 'g> LabelWriter<'c, 'g> {
     fn new(conn: &'c Connection, key: &'g str, key_grants: &'g [Grant]) -> LabelWriter<'c, 'g> {
         LabelWriter {
@@ -168,11 +171,12 @@ impl<'c, 'g> LabelWriter<'c, 'g> {
     }
 
     /// How the first reasons of `l` name its grants ([`GrantReasons`]), if they name them as
-    /// the grants read now render; and the reasons after those, stored as JSON.
+    /// the grants (the classifier's, or as stored) render; and the reasons after those, stored
+    /// as JSON.
     fn way<'l>(&mut self, l: &'l CallLabel) -> Result<(Option<GrantReasons>, &'l [Reason])> {
-        let given = l.key_arn == self.key;
+        let on_writers_key = l.key_arn == self.key;
         for id in &l.grant_ids {
-            let read = (given && self.key_grants.contains_key(id.as_str()))
+            let read = (on_writers_key && self.key_grants.contains_key(id.as_str()))
                 || self.grants.get(&l.key_arn).is_some_and(|on_key| on_key.contains_key(id));
             if !read {
                 let grant = crate::read::grant(self.conn, &l.key_arn, id)?;
@@ -185,7 +189,7 @@ impl<'c, 'g> LabelWriter<'c, 'g> {
         }
         let on_key = self.grants.get(&l.key_arn);
         let way = GrantReasons::of(l, |id| {
-            let of_key = self.key_grants.get(id).filter(|_| given).copied();
+            let of_key = self.key_grants.get(id).filter(|_| on_writers_key).copied();
             of_key.or_else(|| on_key.and_then(|grants| grants.get(id)).and_then(Option::as_ref))
         });
         let others = match way {
@@ -389,11 +393,13 @@ fn update_with<'l>(
     let labels: Vec<&CallLabel> = labels.into_iter().collect();
     writer.store_texts(labels.iter().copied())?;
     let events = EventRows::of(conn, labels.iter().copied())?;
-    // Where batches pay, the stored rows are read together first, and kept up to date with
-    // what is written here (a second label for one call side is compared with the first).
-    let mut read_ahead = if conn.batches_pay() {
+    // Where batches pay, the stored rows are read together first (after the rows held back are
+    // sent), and kept up to date with what is written here: a second label for one call side
+    // is compared with the first.
+    let mut read_together = if conn.batches_pay() {
+        writer.flush()?;
         let sides = labels.iter().map(|l| Ok((events.of_label(l)?, l.side.code()))).collect::<Result<_>>()?;
-        Some(stored_rows(conn, sides)?)
+        Some(stored_label_rows(conn, sides)?)
     } else {
         None
     };
@@ -403,7 +409,7 @@ fn update_with<'l>(
     for l in labels {
         let (event, side) = (events.of_label(l)?, l.side.code());
         let row = writer.row(key, l)?;
-        let old: Option<LabelRow> = match &read_ahead {
+        let old: Option<LabelRow> = match &read_together {
             Some(rows) => rows.get(&(event, side)).copied(),
             None => {
                 writer.flush_if_unsent(event, side)?;
@@ -417,7 +423,7 @@ fn update_with<'l>(
         if old == Some(row) {
             continue;
         }
-        if let Some(rows) = &mut read_ahead {
+        if let Some(rows) = &mut read_together {
             rows.insert((event, side), row);
         }
         writer.write(event, l, &row)?;
@@ -426,13 +432,16 @@ fn update_with<'l>(
 }
 
 /// The stored label rows of `sides` (event row, side code) that have one, 128 a statement.
-fn stored_rows(conn: &Connection, sides: BTreeSet<(i64, i64)>) -> Result<HashMap<(i64, i64), LabelRow>> {
+fn stored_label_rows(
+    conn: &Connection,
+    sides: BTreeSet<(i64, i64)>,
+) -> Result<HashMap<(i64, i64), LabelRow>> {
     let rows: Vec<[&dyn ToSql; 2]> =
         sides.iter().map(|(event, side)| -> [&dyn ToSql; 2] { [event, side] }).collect();
     let mut found = HashMap::new();
     let mut rest = rows.as_slice();
     while !rest.is_empty() {
-        let (now, later) = rest.split_at(rows_in_next_statement(rest.len(), LABELS_PER_INSERT));
+        let (now, later) = rest.split_at(rows_in_next_statement(rest.len(), LABELS_PER_LOOKUP));
         // `OFFSET 0` keeps each a lookup of the primary key, whatever the planner's statistics.
         let sql = format!(
             "SELECT {LABEL_COLUMNS} FROM (VALUES {}) AS listed (event, side)
