@@ -489,22 +489,42 @@ pub(crate) fn all_grant_pairs(tx: &Connection) -> Result<BTreeSet<(String, Strin
 /// Re-derives each grant from its stored events and replaces its row. A grant once known on
 /// no key (`""`) moves to its key as soon as one is known.
 pub(crate) fn recompute(tx: &Connection, pairs: &BTreeSet<(String, String)>) -> Result<usize> {
+    let pairs: Vec<&(String, String)> = pairs.iter().collect();
     let mut written = 0;
-    for (key, grant_id) in pairs {
-        let events = grant_events(tx, key, grant_id)?;
-        static DELETE: LazyLock<String> = LazyLock::new(|| {
-            format!("DELETE FROM grant_rows WHERE key = {KEY} AND grant_ref = {}", texts::id_of("?2"))
+    for chunk in pairs.chunks(GRANTS_TOGETHER) {
+        written += recompute_together(tx, chunk)?;
+    }
+    Ok(written)
+}
+
+/// Grants [`recompute`] folds before it writes them, so that where batches pay the texts of
+/// their rows are stored in a few statements (memory stays bounded in a rebuild).
+const GRANTS_TOGETHER: usize = 128;
+
+/// [`recompute`] for a few pairs. Folding reads only events, so all are folded first; the
+/// rows are then replaced pair by pair, in order.
+fn recompute_together(tx: &Connection, pairs: &[&(String, String)]) -> Result<usize> {
+    let mut folded = Vec::with_capacity(pairs.len());
+    for (key, grant_id) in pairs.iter().copied() {
+        folded.push(match fold_grant(key, grant_id, &grant_events(tx, key, grant_id)?) {
+            Some(grant) => Some((GrantTexts::of(&grant)?, grant)),
+            None => None,
         });
+    }
+    texts::store_all(tx, folded.iter().flatten().flat_map(|(texts, _)| texts.all()))?;
+    static DELETE: LazyLock<String> = LazyLock::new(|| {
+        format!("DELETE FROM grant_rows WHERE key = {KEY} AND grant_ref = {}", texts::id_of("?2"))
+    });
+    for ((key, grant_id), row) in pairs.iter().copied().zip(&folded) {
         tx.prepare_cached(&DELETE)?.execute(params![key, grant_id])?;
         if !key.is_empty() {
             tx.prepare_cached(&DELETE)?.execute(params!["", grant_id])?;
         }
-        if let Some(grant) = fold_grant(key, grant_id, &events) {
-            insert_grant(tx, &grant)?;
-            written += 1;
+        if let Some((texts, grant)) = row {
+            insert_grant(tx, grant, texts)?;
         }
     }
-    Ok(written)
+    Ok(folded.iter().flatten().count())
 }
 
 /// The texts an event's row refers to by id (but its details, rarely new), to be stored
@@ -699,11 +719,61 @@ fn event_from(
     })
 }
 
-fn insert_grant(tx: &Connection, g: &Grant) -> Result<()> {
-    let spec = &g.spec;
-    let text = |value: Option<&str>| -> Result<Option<i64>> { value.map(|v| texts::id(tx, v)).transpose() };
-    let created_by = g.created_by.as_ref();
-    let ended_by = g.ended_by.as_ref();
+/// The texts a grant's row refers to by id.
+struct GrantTexts {
+    key: String,
+    grant: String,
+    anomalies: String,
+    /// grantee, retiring principal, operations, constraints, issuing account, created by
+    /// (principal, service), ended by (principal, service): each may be absent.
+    optional: [Option<String>; 9],
+}
+
+impl GrantTexts {
+    fn of(g: &Grant) -> Result<GrantTexts> {
+        let spec = &g.spec;
+        let (created_by, ended_by) = (g.created_by.as_ref(), g.ended_by.as_ref());
+        Ok(GrantTexts {
+            key: g.key_arn.clone(),
+            grant: g.grant_id.clone(),
+            anomalies: to_json(&g.anomalies)?,
+            optional: [
+                spec.grantee_principal.clone(),
+                spec.retiring_principal.clone(),
+                spec.operations.as_deref().map(to_json).transpose()?,
+                spec.constraints.as_ref().map(to_json).transpose()?,
+                g.issuing_account.clone(),
+                created_by.and_then(|a| a.principal.clone()),
+                created_by.and_then(|a| a.service.clone()),
+                ended_by.and_then(|a| a.principal.clone()),
+                ended_by.and_then(|a| a.service.clone()),
+            ],
+        })
+    }
+
+    fn all(&self) -> impl Iterator<Item = &str> {
+        [&self.key, &self.grant, &self.anomalies]
+            .into_iter()
+            .map(String::as_str)
+            .chain(self.optional.iter().flatten().map(String::as_str))
+    }
+}
+
+fn insert_grant(tx: &Connection, g: &Grant, texts: &GrantTexts) -> Result<()> {
+    // Ids in the columns' order, as new texts are numbered.
+    let (key, grant) = (texts::id(tx, &texts.key)?, texts::id(tx, &texts.grant)?);
+    let [
+        grantee,
+        retiring,
+        operations,
+        constraints,
+        issuing_account,
+        created_by,
+        created_by_service,
+        ended_by,
+        ended_by_service,
+    ] = texts.optional.each_ref().map(|t| t.as_deref().map(|t| texts::id(tx, t)).transpose());
+    let (created, ended) = (g.created_by.as_ref(), g.ended_by.as_ref());
     tx.prepare_cached(
         "INSERT INTO grant_rows (key, grant_ref, state, creation_seen, grantee, retiring, operations, constraints,
              name, issuing_account, created_at, created_by, created_by_service, created_from_ip, created_event_id,
@@ -713,29 +783,29 @@ fn insert_grant(tx: &Connection, g: &Grant) -> Result<()> {
                  ?21, ?22, ?23)",
     )?
     .execute(params![
-        texts::id(tx, &g.key_arn)?,
-        texts::id(tx, &g.grant_id)?,
+        key,
+        grant,
         g.state.as_str(),
         g.creation_seen,
-        text(spec.grantee_principal.as_deref())?,
-        text(spec.retiring_principal.as_deref())?,
-        text(spec.operations.as_deref().map(to_json).transpose()?.as_deref())?,
-        text(spec.constraints.as_ref().map(to_json).transpose()?.as_deref())?,
-        spec.name,
-        text(g.issuing_account.as_deref())?,
+        grantee?,
+        retiring?,
+        operations?,
+        constraints?,
+        g.spec.name,
+        issuing_account?,
         g.created_at,
-        text(created_by.and_then(|a| a.principal.as_deref()))?,
-        text(created_by.and_then(|a| a.service.as_deref()))?,
-        created_by.and_then(|a| a.source_ip.clone()),
-        created_by.map(|a| a.event_id.clone()),
+        created_by?,
+        created_by_service?,
+        created.and_then(|a| a.source_ip.clone()),
+        created.map(|a| a.event_id.clone()),
         g.ended_at,
-        text(ended_by.and_then(|a| a.principal.as_deref()))?,
-        text(ended_by.and_then(|a| a.service.as_deref()))?,
-        ended_by.and_then(|a| a.source_ip.clone()),
-        ended_by.map(|a| a.event_id.clone()),
+        ended_by?,
+        ended_by_service?,
+        ended.and_then(|a| a.source_ip.clone()),
+        ended.map(|a| a.event_id.clone()),
         to_json(&g.create_event_ids)?,
         to_json(&g.end_event_ids)?,
-        texts::id(tx, &to_json(&g.anomalies)?)?,
+        texts::id(tx, &texts.anomalies)?,
     ])?;
     Ok(())
 }
