@@ -1,6 +1,8 @@
 //! Read queries for the front ends.
 
-use crate::db::{OptionalExtension, Row, Value, params_from_iter};
+use std::collections::HashMap;
+
+use crate::db::{OptionalExtension, Row, ToSql, Value, params_from_iter, rows_in_next_statement, typed_rows};
 use granttrail_grants::{
     Actor, Evidence, Grant, GrantReasons, GrantSpec, GrantState, KmsEvent, Label, Reason, Side,
 };
@@ -65,6 +67,9 @@ const GRANT_ROW_TEXTS: &str = "(SELECT text FROM texts WHERE id = g.grantee),
 
 /// Grant rows read between two lookups of their texts.
 const GRANTS_PER_LOOKUP: usize = 256;
+
+/// (key, grant) pairs [`grants_of`] reads in one statement where batches pay.
+const PAIRS_PER_LOOKUP: usize = 128;
 
 impl Store {
     /// Grants matching `filter`, ordered by key, creation time and grant id.
@@ -340,13 +345,59 @@ pub(crate) fn grant(conn: &crate::db::Connection, key_arn: &str, grant_id: &str)
     let mut rows =
         stmt.query(crate::db::params![key_arn, grant_id, texts::hash(key_arn), texts::hash(grant_id)])?;
     let Some(r) = rows.next()? else { return Ok(None) };
-    let row = GrantRow::from_row(&r)?;
-    for (i, id) in row.text_slots().into_iter().enumerate() {
-        if let Some(id) = id {
-            texts.remember(id, r.get(GRANT_COLUMN_COUNT + i)?);
-        }
-    }
+    let row = GrantRow::with_texts(&r, &mut texts)?;
     Ok(GrantRow::read(conn, vec![row], &mut texts)?.pop())
+}
+
+/// The grants stored for `pairs` (key ARN, grant id), by pair, as [`grant`] reads each: where
+/// batches pay, 128 pairs a statement, each found through the primary key.
+pub(crate) fn grants_of<'p>(
+    conn: &crate::db::Connection,
+    pairs: impl IntoIterator<Item = &'p (String, String)>,
+) -> Result<HashMap<(String, String), Grant>> {
+    let pairs: Vec<&(String, String)> = pairs.into_iter().collect();
+    let mut found = HashMap::new();
+    if !conn.batches_pay() {
+        for (key_arn, grant_id) in pairs {
+            if let Some(g) = grant(conn, key_arn, grant_id)? {
+                found.insert((key_arn.clone(), grant_id.clone()), g);
+            }
+        }
+        return Ok(found);
+    }
+    let hashes: Vec<[i64; 2]> = pairs.iter().map(|(k, g)| [texts::hash(k), texts::hash(g)]).collect();
+    let listed: Vec<[&dyn ToSql; 4]> = pairs
+        .iter()
+        .zip(&hashes)
+        .map(|((key_arn, grant_id), [key_hash, grant_hash])| -> [&dyn ToSql; 4] {
+            [key_arn, key_hash, grant_id, grant_hash]
+        })
+        .collect();
+    let mut texts = texts::TextReader::default();
+    let mut rest = listed.as_slice();
+    while !rest.is_empty() {
+        let (now, later) = rest.split_at(rows_in_next_statement(rest.len(), PAIRS_PER_LOOKUP));
+        // `OFFSET 0` keeps each a lookup of the primary key, whatever the planner's statistics.
+        let sql = format!(
+            "SELECT found.* FROM (VALUES {}) AS listed (key_text, key_hash, grant_text, grant_hash)
+             CROSS JOIN LATERAL (SELECT {GRANT_COLUMNS}, {GRANT_ROW_TEXTS} FROM grant_rows g
+                 WHERE key = (SELECT id FROM texts WHERE hash = listed.key_hash AND text = listed.key_text)
+                   AND grant_ref = (SELECT id FROM texts WHERE hash = listed.grant_hash AND text = listed.grant_text)
+                 OFFSET 0) AS found",
+            typed_rows(now.len(), 0, &["text", "bigint", "text", "bigint"])
+        );
+        let mut rows = Vec::new();
+        let mut stmt = conn.prepare_cached(&sql)?;
+        let mut results = stmt.query(params_from_iter(now.iter().flatten().copied()))?;
+        while let Some(r) = results.next()? {
+            rows.push(GrantRow::with_texts(&r, &mut texts)?);
+        }
+        for g in GrantRow::read(conn, rows, &mut texts)? {
+            found.insert((g.key_arn.clone(), g.grant_id.clone()), g);
+        }
+        rest = later;
+    }
+    Ok(found)
 }
 
 fn json_column<T: serde::de::DeserializeOwned>(text: Option<String>) -> Result<Option<T>> {
@@ -372,6 +423,18 @@ struct GrantRow {
 }
 
 impl GrantRow {
+    /// A row of [`GRANT_COLUMNS`] followed by [`GRANT_ROW_TEXTS`], whose texts `texts` then
+    /// remembers.
+    fn with_texts(r: &Row<'_>, texts: &mut texts::TextReader) -> Result<GrantRow> {
+        let row = GrantRow::from_row(r)?;
+        for (i, id) in row.text_slots().into_iter().enumerate() {
+            if let Some(id) = id {
+                texts.remember(id, r.get(GRANT_COLUMN_COUNT + i)?);
+            }
+        }
+        Ok(row)
+    }
+
     fn from_row(r: &Row<'_>) -> crate::db::Result<GrantRow> {
         let actor = |at: usize| -> crate::db::Result<_> {
             Ok((r.get(at)?, r.get(at + 1)?, r.get(at + 2)?, r.get(at + 3)?))
@@ -491,7 +554,7 @@ const CALL_TEXT_JOINS: &str = "JOIN texts k ON k.id = c.key LEFT JOIN texts o ON
 /// times).
 #[derive(Default)]
 struct GrantReader {
-    rendered: std::collections::HashMap<(String, String, GrantReasons), Reason>,
+    rendered: HashMap<(String, String, GrantReasons), Reason>,
 }
 
 impl GrantReader {

@@ -401,18 +401,14 @@ impl<'c> ObjectWriter<'c> {
         }
         // The keys found only now, for grants whose events named none.
         self.tx.lock(Named::Key, pairs.iter().map(|(key, _)| key.as_str()))?;
-        let before: Vec<Option<Grant>> = pairs
-            .iter()
-            .map(|(key, grant)| crate::read::grant(&self.tx, key, grant))
-            .collect::<Result<_>>()?;
+        let before = crate::read::grants_of(&self.tx, &pairs)?;
         recompute(&self.tx, &pairs)?;
         // What a changed grant means for its key's labels (its key may be known only now, for
         // a retire that named no key).
-        for ((key, grant), old) in pairs.iter().zip(&before) {
-            if !key.is_empty() {
-                let new = crate::read::grant(&self.tx, key, grant)?;
-                self.dirty.grant_changed(key, old.as_ref(), new.as_ref());
-            }
+        let known = pairs.iter().filter(|(key, _)| !key.is_empty());
+        let after = crate::read::grants_of(&self.tx, known.clone())?;
+        for pair in known {
+            self.dirty.grant_changed(&pair.0, before.get(pair), after.get(pair));
         }
         // Labels are recomputed once per run, not once per object ([`crate::Store::refresh_labels`]);
         // what they owe is recorded here. Beside other writers the marks are committed at once,
