@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 
-use crate::db::{OptionalExtension, Row, ToSql, Value, params_from_iter, rows_in_next_statement, typed_rows};
+use crate::db::{OptionalExtension, Row, ToSql, Value, params_from_iter, query_listed};
 use granttrail_grants::{
     Actor, Evidence, Grant, GrantReasons, GrantSpec, GrantState, KmsEvent, Label, Reason, Side,
 };
@@ -373,29 +373,24 @@ pub(crate) fn grants_of<'p>(
             [key_arn, key_hash, grant_id, grant_hash]
         })
         .collect();
-    let mut texts = texts::TextReader::default();
-    let mut rest = listed.as_slice();
-    while !rest.is_empty() {
-        let (now, later) = rest.split_at(rows_in_next_statement(rest.len(), PAIRS_PER_LOOKUP));
-        // `OFFSET 0` keeps each a lookup of the primary key, whatever the planner's statistics.
-        let sql = format!(
-            "SELECT found.* FROM (VALUES {}) AS listed (key_text, key_hash, grant_text, grant_hash)
+    // `OFFSET 0` keeps each a lookup of the primary key, whatever the planner's statistics.
+    let query = |list: &str| {
+        format!(
+            "SELECT found.* FROM (VALUES {list}) AS listed (key_text, key_hash, grant_text, grant_hash)
              CROSS JOIN LATERAL (SELECT {GRANT_COLUMNS}, {GRANT_ROW_TEXTS} FROM grant_rows g
                  WHERE key = (SELECT id FROM texts WHERE hash = listed.key_hash AND text = listed.key_text)
                    AND grant_ref = (SELECT id FROM texts WHERE hash = listed.grant_hash AND text = listed.grant_text)
-                 OFFSET 0) AS found",
-            typed_rows(now.len(), 0, &["text", "bigint", "text", "bigint"])
-        );
-        let mut rows = Vec::new();
-        let mut stmt = conn.prepare_cached(&sql)?;
-        let mut results = stmt.query(params_from_iter(now.iter().flatten().copied()))?;
-        while let Some(r) = results.next()? {
-            rows.push(GrantRow::with_texts(&r, &mut texts)?);
-        }
-        for g in GrantRow::read(conn, rows, &mut texts)? {
-            found.insert((g.key_arn.clone(), g.grant_id.clone()), g);
-        }
-        rest = later;
+                 OFFSET 0) AS found"
+        )
+    };
+    let (mut texts, mut rows) = (texts::TextReader::default(), Vec::new());
+    let types = &["text", "bigint", "text", "bigint"];
+    query_listed(conn, query, types, &[], &listed, PAIRS_PER_LOOKUP, |r| -> Result<()> {
+        rows.push(GrantRow::with_texts(r, &mut texts)?);
+        Ok(())
+    })?;
+    for g in GrantRow::read(conn, rows, &mut texts)? {
+        found.insert((g.key_arn.clone(), g.grant_id.clone()), g);
     }
     Ok(found)
 }

@@ -522,6 +522,32 @@ pub(crate) fn insert_rows<const N: usize>(
     Ok(())
 }
 
+/// The query counterpart of [`insert_rows`]: asks about `rows` up to `most` a statement, each
+/// statement `query(list)` for a `VALUES` list of some of them (cast to `types`, numbered after
+/// the parameters `first`, which every statement binds before them), and hands every row the
+/// statements return to `each`. On PostgreSQL one round trip for many lookups.
+pub(crate) fn query_listed<const N: usize, E: From<Error>>(
+    conn: &Connection,
+    query: impl Fn(&str) -> String,
+    types: &[&str; N],
+    first: &[&dyn ToSql],
+    rows: &[[&dyn ToSql; N]],
+    most: usize,
+    mut each: impl FnMut(&Row<'_>) -> std::result::Result<(), E>,
+) -> std::result::Result<(), E> {
+    let mut rest = rows;
+    while !rest.is_empty() {
+        let (now, later) = rest.split_at(rows_in_next_statement(rest.len(), most));
+        let mut stmt = conn.prepare_cached(&query(&typed_rows(now.len(), first.len(), types)))?;
+        let mut found = stmt.query(params_from_iter(first.iter().chain(now.iter().flatten()).copied()))?;
+        while let Some(r) = found.next()? {
+            each(&r)?;
+        }
+        rest = later;
+    }
+    Ok(())
+}
+
 /// [`insert_rows`] for rows whose new `id`s are wanted: returns each row's, in the rows' order
 /// (`None` for a row `suffix`'s `ON CONFLICT DO NOTHING` left out). On PostgreSQL the rows a
 /// statement returns are matched to the rows sent by the text column `key` (its index in a row,

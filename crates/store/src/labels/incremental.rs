@@ -3,10 +3,7 @@
 
 use std::collections::{BTreeMap, BTreeSet, HashSet};
 
-use crate::db::{
-    Connection, OptionalExtension, ToSql, insert_rows, params, params_from_iter, rows_in_next_statement,
-    typed_rows,
-};
+use crate::db::{Connection, OptionalExtension, ToSql, insert_rows, params, query_listed};
 use granttrail_grants::invalidation::{grants_ended_before_are_dead, merge_spans, recheck_from};
 use granttrail_grants::{
     CallLabel, Invalidation, KeyClassifier, KeyInputs, KmsEvent, Observation, ObservationIndex,
@@ -124,25 +121,23 @@ fn stored_before(conn: &Connection, key: &str, calls: BTreeSet<&str>) -> Result<
     let hashes: Vec<i64> = calls.iter().map(|c| texts::hash(c)).collect();
     let rows: Vec<[&dyn ToSql; 2]> =
         calls.iter().zip(&hashes).map(|(call, hash)| -> [&dyn ToSql; 2] { [call, hash] }).collect();
-    let mut rest = rows.as_slice();
-    while !rest.is_empty() {
-        let (now, later) = rest.split_at(rows_in_next_statement(rest.len(), CALLS_PER_LOOKUP));
-        // `OFFSET 0` keeps each probe an index lookup, whatever the planner's statistics.
-        let sql = format!(
-            "SELECT 1 FROM (VALUES {}) AS listed (id, hash)
+    // `OFFSET 0` keeps each probe an index lookup, whatever the planner's statistics.
+    let query = |list: &str| {
+        format!(
+            "SELECT 1 FROM (VALUES {list}) AS listed (id, hash)
              WHERE EXISTS (SELECT 1 FROM event_rows WHERE shared_event_id = listed.id
                              AND object_id NOT IN ({NEW_OBJECTS}) OFFSET 0)
                 OR EXISTS (SELECT 1 FROM event_rows WHERE event_hash = listed.hash AND event_id = listed.id
-                             AND shared_event_id IS NULL AND object_id NOT IN ({NEW_OBJECTS}) OFFSET 0)",
-            typed_rows(now.len(), 1, &["text", "bigint"])
-        );
-        let params = std::iter::once(&key as &dyn ToSql).chain(now.iter().flatten().copied());
-        if conn.prepare_cached(&sql)?.exists(params_from_iter(params))? {
-            return Ok(true);
-        }
-        rest = later;
-    }
-    Ok(false)
+                             AND shared_event_id IS NULL AND object_id NOT IN ({NEW_OBJECTS}) OFFSET 0)
+             LIMIT 1"
+        )
+    };
+    let mut found = false;
+    query_listed(conn, query, &["text", "bigint"], &[&key], &rows, CALLS_PER_LOOKUP, |_| -> Result<()> {
+        found = true;
+        Ok(())
+    })?;
+    Ok(found)
 }
 
 /// Calls looked up in one statement where batches pay.
@@ -343,25 +338,20 @@ fn stored_observations(
         .zip(&kinds)
         .map(|(o, kind)| -> [&dyn ToSql; 4] { [&o.group, kind, &o.time, &o.event_id] })
         .collect();
-    let mut rest = rows.as_slice();
-    while !rest.is_empty() {
-        let (now, later) = rest.split_at(rows_in_next_statement(rest.len(), OBSERVATIONS_PER_LOOKUP));
-        // `OFFSET 0` keeps each a lookup of the primary key, whatever the planner's statistics.
-        let sql = format!(
-            "SELECT listed.g, listed.k, listed.t, listed.id FROM (VALUES {}) AS listed (g, k, t, id)
+    // `OFFSET 0` keeps each a lookup of the primary key, whatever the planner's statistics.
+    let query = |list: &str| {
+        format!(
+            "SELECT listed.g, listed.k, listed.t, listed.id FROM (VALUES {list}) AS listed (g, k, t, id)
              WHERE EXISTS (SELECT 1 FROM observations WHERE key = ?1 AND behaviour_group = listed.g
-                           AND kind = listed.k AND event_time = listed.t AND event_id = listed.id OFFSET 0)",
-            typed_rows(now.len(), 1, &["bigint", "bigint", "bigint", "text"])
-        );
-        let params = std::iter::once(&key as &dyn ToSql).chain(now.iter().flatten().copied());
-        let mut stmt = conn.prepare_cached(&sql)?;
-        let mut found = stmt.query(params_from_iter(params))?;
-        while let Some(r) = found.next()? {
-            let Code(kind) = r.get(1)?;
-            stored.insert(Observation { group: r.get(0)?, kind, time: r.get(2)?, event_id: r.get(3)? });
-        }
-        rest = later;
-    }
+                           AND kind = listed.k AND event_time = listed.t AND event_id = listed.id OFFSET 0)"
+        )
+    };
+    let types = &["bigint", "bigint", "bigint", "text"];
+    query_listed(conn, query, types, &[&key], &rows, OBSERVATIONS_PER_LOOKUP, |r| -> Result<()> {
+        let Code(kind) = r.get(1)?;
+        stored.insert(Observation { group: r.get(0)?, kind, time: r.get(2)?, event_id: r.get(3)? });
+        Ok(())
+    })?;
     Ok(stored)
 }
 
@@ -399,33 +389,28 @@ fn nearest_observations<'e>(
     }
     let rows: Vec<[&dyn ToSql; 3]> =
         wanted.iter().map(|(group, kind, time)| -> [&dyn ToSql; 3] { [group, kind, time] }).collect();
-    let mut rest = rows.as_slice();
-    while !rest.is_empty() {
-        let (now, later) = rest.split_at(rows_in_next_statement(rest.len(), OBSERVATIONS_PER_LOOKUP));
-        let sql = format!(
+    let query = |list: &str| {
+        format!(
             "SELECT listed.g, listed.k, b.event_time, b.event_id, a.event_time, a.event_id
-             FROM (VALUES {}) AS listed (g, k, t)
+             FROM (VALUES {list}) AS listed (g, k, t)
              LEFT JOIN LATERAL (SELECT event_time, event_id FROM observations
                  WHERE key = ?1 AND behaviour_group = listed.g AND kind = listed.k AND event_time <= listed.t
                  ORDER BY event_time DESC, event_id DESC LIMIT 1) AS b ON true
              LEFT JOIN LATERAL (SELECT event_time, event_id FROM observations
                  WHERE key = ?1 AND behaviour_group = listed.g AND kind = listed.k AND event_time > listed.t
-                 ORDER BY event_time, event_id LIMIT 1) AS a ON true",
-            typed_rows(now.len(), 1, &["bigint", "bigint", "bigint"])
-        );
-        let params = std::iter::once(&key as &dyn ToSql).chain(now.iter().flatten().copied());
-        let mut stmt = conn.prepare_cached(&sql)?;
-        let mut found = stmt.query(params_from_iter(params))?;
-        while let Some(r) = found.next()? {
-            let (group, Code(kind)): (i64, Code<ObservationKind>) = (r.get(0)?, r.get(1)?);
-            for at in [2, 4] {
-                if let Some(time) = r.get::<_, Option<i64>>(at)? {
-                    out.push(Observation { group, kind, time, event_id: r.get(at + 1)? });
-                }
+                 ORDER BY event_time, event_id LIMIT 1) AS a ON true"
+        )
+    };
+    let types = &["bigint", "bigint", "bigint"];
+    query_listed(conn, query, types, &[&key], &rows, OBSERVATIONS_PER_LOOKUP, |r| -> Result<()> {
+        let (group, Code(kind)): (i64, Code<ObservationKind>) = (r.get(0)?, r.get(1)?);
+        for at in [2, 4] {
+            if let Some(time) = r.get::<_, Option<i64>>(at)? {
+                out.push(Observation { group, kind, time, event_id: r.get(at + 1)? });
             }
         }
-        rest = later;
-    }
+        Ok(())
+    })?;
     Ok(out)
 }
 

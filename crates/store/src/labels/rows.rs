@@ -2,14 +2,12 @@
 
 use std::collections::{BTreeSet, HashMap, HashSet};
 
-use crate::db::{
-    Connection, ToSql, insert_rows, params, params_from_iter, rows_in_next_statement, typed_rows,
-};
+use crate::db::{Connection, ToSql, insert_rows, params, query_listed};
 use granttrail_grants::{CallLabel, Grant, GrantReasons, Observation, Reason, Side};
 
 use crate::codes::{self, Coded};
 use crate::texts;
-use crate::write::{EventRow, rows_with_event_ids};
+use crate::write::{EventRow, rows_with_event_ids, to_json};
 use crate::{Result, StoreError};
 
 /// Makes the stored observations of `key` equal to `observations`, writing only differences.
@@ -217,10 +215,10 @@ impl<'c, 'g> LabelWriter<'c, 'g> {
         for l in labels {
             if !l.grant_ids.is_empty() {
                 let ids = l.grant_ids.iter().map(|g| self.text(g)).collect::<Result<Vec<i64>>>()?;
-                json.push(json_text(&ids)?);
+                json.push(to_json(&ids)?);
             }
-            json.push(json_text(&self.way(l)?.1)?);
-            json.push(json_text(&l.flags)?);
+            json.push(to_json(&self.way(l)?.1)?);
+            json.push(to_json(&l.flags)?);
         }
         texts::store_all(self.conn, json.iter().map(String::as_str))
     }
@@ -379,11 +377,14 @@ pub(super) fn update_labels<'l>(
     labels: impl IntoIterator<Item = &'l CallLabel>,
     grants: &[Grant],
 ) -> Result<()> {
+    let labels: Vec<&CallLabel> = labels.into_iter().collect();
     let mut writer = LabelWriter::new(conn, key, grants);
     let key_id = writer.text(key)?;
+    writer.store_texts(labels.iter().copied())?;
     update_with(&mut writer, key_id, labels)
 }
 
+/// [`update_labels`] with `writer`, which has stored the labels' texts already.
 fn update_with<'l>(
     writer: &mut LabelWriter<'_, '_>,
     key: i64,
@@ -391,7 +392,6 @@ fn update_with<'l>(
 ) -> Result<()> {
     let conn = writer.conn;
     let labels: Vec<&CallLabel> = labels.into_iter().collect();
-    writer.store_texts(labels.iter().copied())?;
     let events = EventRows::of(conn, labels.iter().copied())?;
     // Where batches pay, the stored rows are read together first (after the rows held back are
     // sent), and kept up to date with what is written here: a second label for one call side
@@ -439,30 +439,20 @@ fn stored_label_rows(
     let rows: Vec<[&dyn ToSql; 2]> =
         sides.iter().map(|(event, side)| -> [&dyn ToSql; 2] { [event, side] }).collect();
     let mut found = HashMap::new();
-    let mut rest = rows.as_slice();
-    while !rest.is_empty() {
-        let (now, later) = rest.split_at(rows_in_next_statement(rest.len(), LABELS_PER_LOOKUP));
-        // `OFFSET 0` keeps each a lookup of the primary key, whatever the planner's statistics.
-        let sql = format!(
-            "SELECT {LABEL_COLUMNS} FROM (VALUES {}) AS listed (event, side)
+    // `OFFSET 0` keeps each a lookup of the primary key, whatever the planner's statistics.
+    let query = |list: &str| {
+        format!(
+            "SELECT {LABEL_COLUMNS} FROM (VALUES {list}) AS listed (event, side)
              CROSS JOIN LATERAL (SELECT * FROM call_labels WHERE event = listed.event AND side = listed.side
-                                 OFFSET 0) AS c",
-            typed_rows(now.len(), 0, &["bigint", "bigint"])
-        );
-        let mut stmt = conn.prepare_cached(&sql)?;
-        let mut rows = stmt.query(params_from_iter(now.iter().flatten().copied()))?;
-        while let Some(r) = rows.next()? {
-            let (side, row) = stored_row(&r, 0)?;
-            found.insert((side.event, side.side), row);
-        }
-        rest = later;
-    }
+                                 OFFSET 0) AS c"
+        )
+    };
+    query_listed(conn, query, &["bigint", "bigint"], &[], &rows, LABELS_PER_LOOKUP, |r| -> Result<()> {
+        let (side, row) = stored_row(r, 0)?;
+        found.insert((side.event, side.side), row);
+        Ok(())
+    })?;
     Ok(found)
-}
-
-/// The JSON text of `value`, as [`LabelWriter::json`] stores it.
-fn json_text(value: &impl serde::Serialize) -> Result<String> {
-    serde_json::to_string(value).map_err(|e| StoreError::Corrupt(e.to_string()))
 }
 
 /// A stored label's call side: its event row and side code.

@@ -6,7 +6,7 @@
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 
-use crate::db::{Connection, params, params_from_iter, rows_in_next_statement, value_rows};
+use crate::db::{Connection, ToSql, params, query_listed};
 use granttrail_grants::{
     CallLabel, Grant, KeyClassifier, KeyInputs, KeyLabels, KmsEvent, Observation, ObservationIndex, Side,
     classify_key, logical_event_refs, mark_collisions,
@@ -237,22 +237,18 @@ fn referenced_ids<'e>(
     }
     // A round trip for many: most windows have no such call. `OFFSET 0` keeps each probe an
     // index lookup, not a hash of every shared eventID.
-    let mut rest = ids.as_slice();
-    while !rest.is_empty() {
-        let (now, later) = rest.split_at(rows_in_next_statement(rest.len(), IDS_PER_LOOKUP));
-        let sql = format!(
-            "SELECT listed.id FROM (VALUES {}) AS listed (id)
+    let listed: Vec<[&dyn ToSql; 1]> = ids.iter().map(|id| -> [&dyn ToSql; 1] { [id] }).collect();
+    let query = |list: &str| {
+        format!(
+            "SELECT listed.id FROM (VALUES {list}) AS listed (id)
              WHERE EXISTS (SELECT 1 FROM event_rows WHERE shared_event_id = listed.id OFFSET 0)
-                OR EXISTS (SELECT 1 FROM event_id_collisions WHERE event_id = listed.id OFFSET 0)",
-            value_rows(now.len(), 1)
-        );
-        let mut stmt = conn.prepare_cached(&sql)?;
-        let found = stmt.query_map(params_from_iter(now), |r| r.get::<_, String>(0))?;
-        for id in found {
-            referenced.insert(id?);
-        }
-        rest = later;
-    }
+                OR EXISTS (SELECT 1 FROM event_id_collisions WHERE event_id = listed.id OFFSET 0)"
+        )
+    };
+    query_listed(conn, query, &["text"], &[], &listed, IDS_PER_LOOKUP, |r| -> Result<()> {
+        referenced.insert(r.get(0)?);
+        Ok(())
+    })?;
     Ok(referenced)
 }
 
