@@ -23,6 +23,9 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 use granttrail_grants::when::{self, When};
 
 /// Rebuild the history of every AWS KMS grant from CloudTrail logs.

@@ -6,6 +6,9 @@ use granttrail_lambda::{Env, Handler};
 use lambda_runtime::{Error, LambdaEvent, service_fn};
 use serde_json::Value;
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> Result<(), Error> {
     tracing_subscriber::fmt()
