@@ -6,8 +6,9 @@
 //! denial with no policy change in between (L3). An active matching grant alone (L1) is only
 //! `grant_covered`, because most grants sit on keys whose policies also allow the grantee.
 
+use foldhash::{HashMap, HashMapExt};
 use std::cell::RefCell;
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet};
 
 use serde::Serialize;
 

@@ -1,7 +1,8 @@
 //! Every finding the database shows: the rules over the rebuilt grants and their uses, plus
 //! the reconciliation of imported list-grants snapshots. One loader for every front end.
 
-use std::collections::{BTreeMap, HashMap};
+use foldhash::HashMap;
+use std::collections::BTreeMap;
 
 use granttrail_grants::findings::{
     self, Evidence, Finding, FindingInputs, GrantUse, RulesConfig, evaluate, grant_uses,

@@ -1,6 +1,6 @@
 //! Read queries for the front ends.
 
-use std::collections::HashMap;
+use foldhash::{HashMap, HashMapExt};
 
 use crate::db::{OptionalExtension, Row, ToSql, Value, params_from_iter, query_listed};
 use granttrail_grants::{

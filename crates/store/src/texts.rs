@@ -9,7 +9,8 @@
 //! file format ([`hash`]); SQL reaches it as `granttrail_hash(text)`, which every connection
 //! granttrail opens registers ([`register_hash`]).
 
-use std::collections::{BTreeSet, HashMap};
+use foldhash::HashMap;
+use std::collections::BTreeSet;
 
 use crate::db::{
     Connection, Engine, Named, OptionalExtension, ToSql, params_from_iter, rows_in_next_statement,

@@ -5,8 +5,8 @@
 //! Values cross as [`ValueRef`]s, which each engine encodes in its own column types, so the
 //! rest of the store neither knows nor cares which engine it talks to.
 
+use foldhash::{HashMap, HashMapExt};
 use std::cell::{Cell, RefCell};
-use std::collections::HashMap;
 use std::error::Error as StdError;
 use std::fmt::Write as _;
 use std::sync::{LazyLock, Mutex, PoisonError};

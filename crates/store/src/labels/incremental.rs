@@ -1,7 +1,8 @@
 //! Relabelling a key from what changed: its new calls, the calls after a grant changed, and
 //! the stored labels whose nearest observations moved.
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use foldhash::{HashSet, HashSetExt};
+use std::collections::{BTreeMap, BTreeSet};
 
 use crate::db::{Connection, OptionalExtension, ToSql, insert_rows, params, query_listed};
 use granttrail_grants::invalidation::{grants_ended_before_are_dead, merge_spans, recheck_from};

@@ -1,6 +1,7 @@
 //! Writing a key's labels and observations, touching only the rows that differ.
 
-use std::collections::{BTreeSet, HashMap, HashSet};
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
+use std::collections::BTreeSet;
 
 use crate::db::{Connection, ToSql, insert_rows, params, query_listed};
 use granttrail_grants::{CallLabel, Grant, GrantReasons, Observation, Reason, Side};

@@ -3,7 +3,7 @@
 //! call, kept), then for its labels, written window by window. Memory then follows the window,
 //! not the history, and the labels are the ones a single pass gives.
 
-use std::collections::{HashMap, HashSet};
+use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
 use std::sync::Arc;
 
 use crate::db::{Connection, ToSql, params, query_listed};
