@@ -8,6 +8,7 @@
 use std::io::Read;
 
 use aws_lc_rs::digest::{Context, SHA256};
+use wide::u8x16;
 
 use crate::digest::Sha256;
 use crate::{Limits, ObjectError, decode};
@@ -184,13 +185,128 @@ enum Shape {
 
 const READ_CHUNK: usize = 256 * 1024;
 
-/// Where [`Scanner::scan_nested`] stands when it runs out of buffered bytes.
-#[derive(Clone, Copy)]
-enum Inside {
-    Structure,
-    String,
+/// Bytes [`Scanner::scan_nested`] classifies at a time, one bit each in a `u64`.
+const BLOCK: usize = 64;
+
+/// Where [`Scanner::scan_nested`] stands between two bytes of an object or array.
+#[derive(Clone, Copy, Default)]
+struct Nesting {
+    depth: usize,
+    in_string: bool,
     /// Just after a backslash in a string: the next byte is taken as it is.
-    Escape,
+    escaped: bool,
+}
+
+/// How a block ends for [`Nesting::block`].
+enum BlockEnd {
+    /// The value goes on after the block.
+    Open,
+    /// The value closes with the byte at this index.
+    Closed(usize),
+    /// The bracket at this index nests deeper than the limit.
+    TooDeep(usize),
+}
+
+/// The bytes of a block that can change where a value ends: bit `i` of each mask is set when
+/// byte `i` is that character.
+struct Marks {
+    quotes: u64,
+    backslashes: u64,
+    opens: u64,
+    closes: u64,
+}
+
+impl Marks {
+    /// Sixteen bytes at a time with the target's vector compare and mask instructions (SSE2,
+    /// NEON), through `wide`'s safe types: a vector classifies a block at several times the
+    /// speed of the best word-at-a-time arithmetic here.
+    fn of(block: &[u8; BLOCK]) -> Marks {
+        let [quote, backslash, brace, bracket, close_brace, close_bracket] =
+            [b'"', b'\\', b'{', b'[', b'}', b']'].map(u8x16::splat);
+        let mut marks = Marks { quotes: 0, backslashes: 0, opens: 0, closes: 0 };
+        for (lane, bytes) in block.chunks_exact(16).enumerate() {
+            let Ok(bytes) = <[u8; 16]>::try_from(bytes) else { break };
+            let v = u8x16::new(bytes);
+            // `move_mask` gathers the high bit of each of the sixteen lanes.
+            let bits = |m: u8x16| u64::from(m.move_mask() as u16) << (16 * lane);
+            marks.quotes |= bits(v.cmp_eq(quote));
+            marks.backslashes |= bits(v.cmp_eq(backslash));
+            marks.opens |= bits(v.cmp_eq(brace) | v.cmp_eq(bracket));
+            marks.closes |= bits(v.cmp_eq(close_brace) | v.cmp_eq(close_bracket));
+        }
+        marks
+    }
+}
+
+impl Nesting {
+    /// Walks the first `len` bytes of `block` (the rest is zeros), stopping where the value
+    /// closes or nests too deep.
+    fn block(&mut self, block: &[u8; BLOCK], len: usize, max_depth: usize) -> BlockEnd {
+        let marks = Marks::of(block);
+        if marks.backslashes != 0 || self.escaped {
+            // Escapes are rare in CloudTrail: their blocks go a byte at a time.
+            return self.bytes(&block[..len], max_depth);
+        }
+        // With no escape, the quotes alone say which bytes are in strings: bit `i` of the
+        // prefix XOR counts the quotes up to byte `i`, so it is set inside a string.
+        let mut inside = marks.quotes;
+        for shift in [1, 2, 4, 8, 16, 32] {
+            inside ^= inside << shift;
+        }
+        if self.in_string {
+            inside = !inside;
+        }
+        let mut brackets = (marks.opens | marks.closes) & !inside;
+        while brackets != 0 {
+            let at = brackets.trailing_zeros() as usize;
+            brackets &= brackets - 1;
+            if let Some(end) = self.bracket(marks.opens >> at & 1 == 1, at, max_depth) {
+                return end;
+            }
+        }
+        self.in_string = len > 0 && inside >> (len - 1) & 1 == 1;
+        BlockEnd::Open
+    }
+
+    /// [`Nesting::block`] a byte at a time, escapes included.
+    fn bytes(&mut self, bytes: &[u8], max_depth: usize) -> BlockEnd {
+        for (at, &byte) in bytes.iter().enumerate() {
+            if self.escaped {
+                self.escaped = false;
+            } else if self.in_string {
+                match byte {
+                    b'"' => self.in_string = false,
+                    b'\\' => self.escaped = true,
+                    _ => {}
+                }
+            } else {
+                let end = match byte {
+                    b'"' => {
+                        self.in_string = true;
+                        None
+                    }
+                    b'{' | b'[' => self.bracket(true, at, max_depth),
+                    b'}' | b']' => self.bracket(false, at, max_depth),
+                    _ => None,
+                };
+                if let Some(end) = end {
+                    return end;
+                }
+            }
+        }
+        BlockEnd::Open
+    }
+
+    /// A bracket outside strings, at `at` in its block.
+    fn bracket(&mut self, opens: bool, at: usize, max_depth: usize) -> Option<BlockEnd> {
+        if opens {
+            self.depth += 1;
+            return (self.depth > max_depth).then_some(BlockEnd::TooDeep(at));
+        }
+        // The value's first byte opened it, so a close finds a depth of at least 1.
+        self.depth = self.depth.saturating_sub(1);
+        (self.depth == 0).then_some(BlockEnd::Closed(at))
+    }
 }
 
 /// The index of the first `"` or `\` in `bytes`. Most CloudTrail strings are a few dozen bytes,
@@ -412,60 +528,41 @@ impl<R: Read> Scanner<R> {
     }
 
     /// Scans an object or array starting at `pos` (on its opening bracket) to its matching
-    /// close. This is where ingest spends most of its splitting time, so it walks the buffered
-    /// bytes in a local loop and crosses strings a word at a time.
+    /// close. This is where ingest spends most of its splitting time, so it classifies the
+    /// buffered bytes a block at a time ([`Nesting::block`]).
     fn scan_nested(&mut self) -> Result<(), ObjectError> {
         let max_depth = self.limits.max_depth;
-        let mut depth = 0usize;
-        let mut at = Inside::Structure;
+        let mut nesting = Nesting::default();
+        let mut tail = [0u8; BLOCK];
         loop {
             if self.pos >= self.len && !self.fill()? {
                 return Err(ObjectError::Truncated { offset: self.offset() });
             }
             let bytes = &self.buf[..self.len];
-            let mut i = self.pos;
-            while i < bytes.len() {
-                match at {
-                    Inside::String => match find_quote_or_backslash(&bytes[i..]) {
-                        None => i = bytes.len(),
-                        Some(k) => {
-                            i += k;
-                            at = if bytes[i] == b'"' { Inside::Structure } else { Inside::Escape };
-                            i += 1;
-                        }
-                    },
-                    Inside::Escape => {
-                        at = Inside::String;
-                        i += 1;
+            let mut at = self.pos;
+            while at < bytes.len() {
+                let len = (bytes.len() - at).min(BLOCK);
+                let block = match bytes.get(at..at + BLOCK).and_then(|b| <&[u8; BLOCK]>::try_from(b).ok()) {
+                    Some(whole) => whole,
+                    None => {
+                        tail[..len].copy_from_slice(&bytes[at..at + len]);
+                        tail[len..].fill(0);
+                        &tail
                     }
-                    Inside::Structure => {
-                        match bytes[i] {
-                            b'"' => at = Inside::String,
-                            b'{' | b'[' => {
-                                depth += 1;
-                                if depth > max_depth {
-                                    self.pos = i;
-                                    return Err(ObjectError::TooDeep {
-                                        offset: self.offset(),
-                                        limit: max_depth,
-                                    });
-                                }
-                            }
-                            b'}' | b']' => {
-                                // The first byte opened, so depth is at least 1 here.
-                                depth -= 1;
-                                if depth == 0 {
-                                    self.pos = i + 1;
-                                    return Ok(());
-                                }
-                            }
-                            _ => {}
-                        }
-                        i += 1;
+                };
+                match nesting.block(block, len, max_depth) {
+                    BlockEnd::Open => at += len,
+                    BlockEnd::Closed(i) => {
+                        self.pos = at + i + 1;
+                        return Ok(());
+                    }
+                    BlockEnd::TooDeep(i) => {
+                        self.pos = at + i;
+                        return Err(ObjectError::TooDeep { offset: self.offset(), limit: max_depth });
                     }
                 }
             }
-            self.pos = i;
+            self.pos = at;
         }
     }
 
