@@ -247,8 +247,8 @@ impl Nesting {
             // Escapes are rare in CloudTrail: their blocks go a byte at a time.
             return self.bytes(&block[..len], max_depth);
         }
-        // With no escape, the quotes alone say which bytes are in strings: bit `i` of the
-        // prefix XOR counts the quotes up to byte `i`, so it is set inside a string.
+        // With no escape, the quotes alone say which bytes are in strings: bit `i` of their
+        // prefix XOR is the parity of the quotes up to byte `i`, set inside a string.
         let mut inside = marks.quotes;
         for shift in [1, 2, 4, 8, 16, 32] {
             inside ^= inside << shift;
