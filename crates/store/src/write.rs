@@ -5,8 +5,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::LazyLock;
 
 use crate::db::{
-    Connection, Named, Savepoint, ToSql, Transaction, TransactionBehavior, Value, insert_rows_returning_ids,
-    params, params_from_iter, value_rows,
+    Connection, Named, Savepoint, ToSql, Transaction, TransactionBehavior, Value, insert_rows,
+    insert_rows_returning_ids, params, params_from_iter, value_rows,
 };
 use granttrail_grants::{Caller, Details, Grant, GrantSpec, Invalidation, KmsEvent, fold_grant};
 
@@ -74,6 +74,9 @@ const EVENT_ROW_COLUMNS: usize = 29;
 
 /// The most event rows one statement inserts.
 const ROWS_PER_INSERT: usize = 128;
+
+/// The most record blocks (about 10 KB each) one statement inserts.
+const BLOCKS_PER_INSERT: usize = 32;
 
 /// Where an object's writes go: a transaction of its own, or a savepoint in a [`Batch`].
 /// Either way the object is all or nothing.
@@ -214,17 +217,53 @@ impl<'c> ObjectWriter<'c> {
         Ok(count)
     }
 
-    /// Inserts the blocks of `records`, returning each record's slot.
+    /// Inserts the blocks of `records`, returning each record's slot. Where batches pay, two
+    /// statements for any number of blocks: their ids, taken from the table's sequence, then
+    /// the rows.
     fn insert_blocks(&self, records: &StoredRecords) -> Result<Vec<RecordSlot>> {
-        let mut slots = Vec::with_capacity(records.len());
-        for block in &records.blocks {
-            let id = self
+        let ids: Vec<i64> = if self.tx.batches_pay() && records.blocks.len() > 1 {
+            let mut ids = self
                 .tx
-                .insert(
-                    "INSERT INTO record_blocks (dictionary, records) VALUES (?1, ?2)",
-                    params![records::DICTIONARY_ID, block.frame],
+                .prepare_cached(
+                    "SELECT nextval(pg_get_serial_sequence('record_blocks', 'id'))
+                     FROM generate_series(1, CAST(?1 AS bigint))",
                 )?
-                .ok_or_else(|| StoreError::Corrupt("a block of records was not added".into()))?;
+                .query_map(params![records.blocks.len() as i64], |r| r.get(0))?
+                .collect::<Result<Vec<i64>, _>>()?;
+            // Blocks keep their order in the ids, as one statement each gave them.
+            ids.sort_unstable();
+            if ids.len() != records.blocks.len() {
+                return Err(StoreError::Corrupt("the record blocks' ids were not given".into()));
+            }
+            let rows: Vec<[&dyn ToSql; 3]> = ids
+                .iter()
+                .zip(&records.blocks)
+                .map(|(id, block)| -> [&dyn ToSql; 3] { [id, &records::DICTIONARY_ID, &block.frame] })
+                .collect();
+            insert_rows(
+                &self.tx,
+                "INSERT INTO record_blocks (id, dictionary, records)",
+                "",
+                &rows,
+                BLOCKS_PER_INSERT,
+            )?;
+            ids
+        } else {
+            let mut ids = Vec::with_capacity(records.blocks.len());
+            for block in &records.blocks {
+                let id = self
+                    .tx
+                    .insert(
+                        "INSERT INTO record_blocks (dictionary, records) VALUES (?1, ?2)",
+                        params![records::DICTIONARY_ID, block.frame],
+                    )?
+                    .ok_or_else(|| StoreError::Corrupt("a block of records was not added".into()))?;
+                ids.push(id);
+            }
+            ids
+        };
+        let mut slots = Vec::with_capacity(records.len());
+        for (id, block) in ids.into_iter().zip(&records.blocks) {
             slots.extend((0..block.records as i64).map(|slot| RecordSlot { block: id, slot }));
         }
         Ok(slots)
