@@ -238,8 +238,9 @@ pub(crate) fn recompute(
 pub(crate) type OpenReader<'a> = &'a (dyn Fn() -> Result<Connection> + Sync);
 
 /// Writes handed from the reading thread to the writing one and not yet stored: each holds at
-/// most one window of a key's labels.
-const WRITES_AHEAD: usize = 2;
+/// most one window of a key's labels. Four, not two: keys differ in size, and with room for
+/// only two the threads took turns waiting for each other (docs/performance.md, item 26).
+const WRITES_AHEAD: usize = 4;
 
 /// Relabels `keys` whole. With `read_ahead`, a second thread reads and classifies the keys on
 /// its own connection while this one stores what it found for the keys or windows before:
