@@ -230,11 +230,11 @@ impl<'c> ObjectWriter<'c> {
                 )?
                 .query_map(params![records.blocks.len() as i64], |r| r.get(0))?
                 .collect::<Result<Vec<i64>, _>>()?;
-            // Blocks keep their order in the ids, as one statement each gave them.
-            ids.sort_unstable();
             if ids.len() != records.blocks.len() {
                 return Err(StoreError::Corrupt("the record blocks' ids were not given".into()));
             }
+            // Blocks keep their order in the ids, as one statement each gave them.
+            ids.sort_unstable();
             let rows: Vec<[&dyn ToSql; 3]> = ids
                 .iter()
                 .zip(&records.blocks)
@@ -249,18 +249,15 @@ impl<'c> ObjectWriter<'c> {
             )?;
             ids
         } else {
-            let mut ids = Vec::with_capacity(records.blocks.len());
-            for block in &records.blocks {
-                let id = self
-                    .tx
+            let insert = |block: &records::Block| -> Result<i64> {
+                self.tx
                     .insert(
                         "INSERT INTO record_blocks (dictionary, records) VALUES (?1, ?2)",
                         params![records::DICTIONARY_ID, block.frame],
                     )?
-                    .ok_or_else(|| StoreError::Corrupt("a block of records was not added".into()))?;
-                ids.push(id);
-            }
-            ids
+                    .ok_or_else(|| StoreError::Corrupt("a block of records was not added".into()))
+            };
+            records.blocks.iter().map(insert).collect::<Result<_>>()?
         };
         let mut slots = Vec::with_capacity(records.len());
         for (id, block) in ids.into_iter().zip(&records.blocks) {
