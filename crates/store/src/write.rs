@@ -242,7 +242,7 @@ impl<'c> ObjectWriter<'c> {
                 .collect();
             insert_rows(
                 &self.tx,
-                "INSERT INTO record_blocks (id, dictionary, records)",
+                "record_blocks (id, dictionary, records)",
                 "",
                 &rows,
                 BLOCKS_PER_INSERT,

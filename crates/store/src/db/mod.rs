@@ -501,25 +501,38 @@ pub(crate) fn value_rows(rows: usize, columns: usize) -> &'static str {
     })
 }
 
-/// Inserts `rows` with `insert` (`INSERT INTO table (columns)`, its `VALUES` left out) and
-/// `suffix` (an `ON CONFLICT` clause, or nothing), up to `most` rows a statement: on
-/// PostgreSQL one round trip for many rows. Two rows for one conflict target in one statement
-/// are an error with `DO UPDATE`: the caller sends them in separate calls.
+/// Inserts `rows` into `into` (`table (columns)`) with `suffix` (an `ON CONFLICT` clause, or
+/// nothing), up to `most` rows a statement: on PostgreSQL one round trip for many rows. Two
+/// rows for one conflict target in one statement are an error with `DO UPDATE`: the caller
+/// sends them in separate calls. Returns how many rows were inserted (`DO NOTHING` leaves
+/// some out).
+///
+/// On SQLite the statements are `INSERT OR FAIL`. A failed statement of granttrail's is never
+/// continued from: its transaction or savepoint is rolled back whole. SQLite's default
+/// (`ABORT`) would undo the statement alone, and to be able to it copies every page a
+/// multi-row statement changes to a statement journal first: a temporary file written through
+/// 16 KB at a time, more bytes than the rows themselves. `FAIL` needs no such copy (a
+/// `DO UPDATE` clause still does: SQLite gives its update `ABORT`).
 pub(crate) fn insert_rows<const N: usize>(
     conn: &Connection,
-    insert: &str,
+    into: &str,
     suffix: &str,
     rows: &[[&dyn ToSql; N]],
     most: usize,
-) -> Result<()> {
+) -> Result<usize> {
+    let insert = match conn.inner {
+        Inner::Sqlite(_) => "INSERT OR FAIL INTO",
+        Inner::Postgres(_) => "INSERT INTO",
+    };
+    let mut inserted = 0;
     let mut rest = rows;
     while !rest.is_empty() {
         let (now, later) = rest.split_at(rows_in_next_statement(rest.len(), most));
-        let sql = format!("{insert} VALUES {} {suffix}", value_rows(now.len(), N));
-        conn.prepare_cached(&sql)?.execute(params_from_iter(now.iter().flatten()))?;
+        let sql = format!("{insert} {into} VALUES {} {suffix}", value_rows(now.len(), N));
+        inserted += conn.prepare_cached(&sql)?.execute(params_from_iter(now.iter().flatten()))?;
         rest = later;
     }
-    Ok(())
+    Ok(inserted)
 }
 
 /// The query counterpart of [`insert_rows`]: asks about `rows` up to `most` a statement, each

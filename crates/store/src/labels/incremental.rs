@@ -235,7 +235,7 @@ pub(super) fn relabel_incrementally(
         .collect();
     insert_rows(
         conn,
-        "INSERT INTO observations (key, behaviour_group, kind, event_time, event_id)",
+        "observations (key, behaviour_group, kind, event_time, event_id)",
         "ON CONFLICT DO NOTHING",
         &rows,
         OBSERVATIONS_PER_INSERT,

@@ -35,7 +35,7 @@ pub(super) fn replace_observations(conn: &Connection, key: &str, observations: &
         .collect();
     insert_rows(
         conn,
-        "INSERT INTO observations (key, behaviour_group, kind, event_time, event_id)",
+        "observations (key, behaviour_group, kind, event_time, event_id)",
         "",
         &added,
         LABELS_PER_INSERT,
@@ -74,8 +74,10 @@ struct LabelWriter<'c, 'g> {
     /// Other grants labels name, by key and id, read once.
     grants: HashMap<String, HashMap<String, Option<Grant>>>,
     /// Label rows written but not sent yet, by call side (event row, side code); sent many
-    /// rows a statement by [`LabelWriter::flush`], before anything reads them.
+    /// rows a statement by [`LabelWriter::flush`], before anything reads them. Those of call
+    /// sides with no stored row that the writer knows of, and those replacing a stored row.
     labels: Vec<(i64, i64, LabelRow)>,
+    replacing: Vec<(i64, i64, LabelRow)>,
     unsent: HashSet<(i64, i64)>,
     /// The grant lists labels written here name, whose members are stored or in `members`.
     lists: HashSet<i64>,
@@ -102,6 +104,7 @@ impl<'c, 'g> LabelWriter<'c, 'g> {
             key_grants: key_grants.iter().map(|g| (g.grant_id.as_str(), g)).collect(),
             grants: HashMap::new(),
             labels: Vec::new(),
+            replacing: Vec::new(),
             unsent: HashSet::new(),
             lists: HashSet::new(),
             members: Vec::new(),
@@ -110,32 +113,33 @@ impl<'c, 'g> LabelWriter<'c, 'g> {
 
     /// Sends the label rows and list members written so far.
     fn flush(&mut self) -> Result<()> {
-        let labels: Vec<[&dyn ToSql; 13]> = self
-            .labels
-            .iter()
-            .map(|(event, side, row)| -> [&dyn ToSql; 13] {
-                [
-                    event,
-                    side,
-                    &row.event_time,
-                    &row.key,
-                    &row.operation,
-                    &row.principal,
-                    &row.label,
-                    &row.evidence,
-                    &row.grant_ids,
-                    &row.grant_reasons,
-                    &row.reasons,
-                    &row.flags,
-                    &row.behaviour_group,
-                ]
-            })
-            .collect();
-        insert_rows(self.conn, INSERT_LABEL, REPLACE_LABEL, &labels, LABELS_PER_INSERT)?;
+        let new = label_values(&self.labels);
+        // Inserted, not upserted: an update's `ABORT` makes SQLite copy every page the
+        // statement changes to a journal first (see `insert_rows`).
+        let inserted = insert_rows(
+            self.conn,
+            INTO_LABELS,
+            "ON CONFLICT (event, side) DO NOTHING",
+            &new,
+            LABELS_PER_INSERT,
+        )?;
+        if inserted < new.len() {
+            // A call side labelled before where the writer did not look (on another key):
+            // the rows are sent again, each replacing its side's.
+            insert_rows(self.conn, INTO_LABELS, REPLACE_LABEL, &new, LABELS_PER_INSERT)?;
+        }
+        insert_rows(
+            self.conn,
+            INTO_LABELS,
+            REPLACE_LABEL,
+            &label_values(&self.replacing),
+            LABELS_PER_INSERT,
+        )?;
         let members: Vec<[&dyn ToSql; 2]> =
             self.members.iter().map(|[grant, list]| -> [&dyn ToSql; 2] { [grant, list] }).collect();
-        insert_rows(self.conn, INSERT_MEMBER, "ON CONFLICT DO NOTHING", &members, LABELS_PER_INSERT)?;
+        insert_rows(self.conn, INTO_MEMBERS, "ON CONFLICT DO NOTHING", &members, LABELS_PER_INSERT)?;
         self.labels.clear();
+        self.replacing.clear();
         self.unsent.clear();
         self.members.clear();
         Ok(())
@@ -244,14 +248,15 @@ impl<'c, 'g> LabelWriter<'c, 'g> {
         })
     }
 
-    /// Writes `l` (replacing a stored row of its call side), and the members of its grant list
-    /// if no label written here named the list before. Members are written in the label's
-    /// transaction, so a list some stored label names always has them.
-    fn write(&mut self, event: i64, l: &CallLabel, row: &LabelRow) -> Result<()> {
+    /// Writes `l` (replacing a stored row of its call side, which `over_stored` says the
+    /// caller found), and the members of its grant list if no label written here named the
+    /// list before. Members are written in the label's transaction, so a list some stored
+    /// label names always has them.
+    fn write(&mut self, event: i64, l: &CallLabel, row: &LabelRow, over_stored: bool) -> Result<()> {
         let side = l.side.code();
         // A second label for one call side replaces the first, as it would one stored before.
         self.flush_if_unsent(event, side)?;
-        self.labels.push((event, side, *row));
+        if over_stored { &mut self.replacing } else { &mut self.labels }.push((event, side, *row));
         self.unsent.insert((event, side));
         if row.grant_ids != NO_GRANTS && self.lists.insert(row.grant_ids) {
             for g in &l.grant_ids {
@@ -259,7 +264,7 @@ impl<'c, 'g> LabelWriter<'c, 'g> {
                 self.members.push([grant, row.grant_ids]);
             }
         }
-        if self.labels.len() >= LABELS_PER_INSERT {
+        if self.labels.len() + self.replacing.len() >= LABELS_PER_INSERT {
             self.flush()?;
         }
         Ok(())
@@ -365,7 +370,8 @@ pub(super) fn replace_labels_between(
     let events = EventRows::of(conn, to_write.iter().copied())?;
     for l in to_write {
         let row = writer.row(key_id, l)?;
-        writer.write(events.of_label(l)?, l, &row)?;
+        // Its call side has no stored row in the range: it never had, or it was deleted above.
+        writer.write(events.of_label(l)?, l, &row, false)?;
     }
     update_with(&mut writer, key_id, labels.iter().filter(|l| !inside(l)))
 }
@@ -427,7 +433,7 @@ fn update_with<'l>(
         if let Some(rows) = &mut read_together {
             rows.insert((event, side), row);
         }
-        writer.write(event, l, &row)?;
+        writer.write(event, l, &row, old.is_some())?;
     }
     writer.flush()
 }
@@ -484,13 +490,96 @@ fn stored_row(r: &crate::db::Row<'_>, at: usize) -> Result<(CallSide, LabelRow)>
     Ok((CallSide { event: r.get(at)?, side: r.get(at + 1)? }, row))
 }
 
-const INSERT_LABEL: &str =
-    "INSERT INTO call_labels (event, side, event_time, key, operation, principal, label,
+const INTO_LABELS: &str = "call_labels (event, side, event_time, key, operation, principal, label,
      evidence, grant_ids, grant_reasons, reasons, flags, behaviour_group)";
+/// The values of label rows (event row, side code, row), as [`INTO_LABELS`] lists them.
+fn label_values(rows: &[(i64, i64, LabelRow)]) -> Vec<[&dyn ToSql; 13]> {
+    rows.iter()
+        .map(|(event, side, row)| -> [&dyn ToSql; 13] {
+            [
+                event,
+                side,
+                &row.event_time,
+                &row.key,
+                &row.operation,
+                &row.principal,
+                &row.label,
+                &row.evidence,
+                &row.grant_ids,
+                &row.grant_reasons,
+                &row.reasons,
+                &row.flags,
+                &row.behaviour_group,
+            ]
+        })
+        .collect()
+}
+
 /// A label written for a call side that has one replaces it.
 const REPLACE_LABEL: &str =
     "ON CONFLICT (event, side) DO UPDATE SET event_time = excluded.event_time, key = excluded.key,
          operation = excluded.operation, principal = excluded.principal, label = excluded.label,
          evidence = excluded.evidence, grant_ids = excluded.grant_ids, grant_reasons = excluded.grant_reasons,
          reasons = excluded.reasons, flags = excluded.flags, behaviour_group = excluded.behaviour_group";
-const INSERT_MEMBER: &str = "INSERT INTO grant_list_members (grant_ref, list)";
+const INTO_MEMBERS: &str = "grant_list_members (grant_ref, list)";
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use granttrail_grants::{CallLabel, Evidence, Label, Side, normalise};
+
+    use crate::Store;
+    use crate::codes::Coded;
+
+    const KEY_A: &str = "arn:aws:kms:us-east-1:111122223333:key/a";
+    const KEY_B: &str = "arn:aws:kms:us-east-1:111122223333:key/b";
+
+    fn label(key: &str, label: Label) -> CallLabel {
+        CallLabel {
+            event_id: "e1".into(),
+            shared_event_id: None,
+            event_time: 1_704_067_200,
+            event_name: "Decrypt".into(),
+            side: Side::Key,
+            key_arn: key.into(),
+            operation: Some("Decrypt"),
+            principal: Some("arn:aws:iam::111122223333:role/r".into()),
+            label,
+            evidence: Evidence::L0,
+            grant_ids: Vec::new(),
+            reasons: Vec::new(),
+            flags: Vec::new(),
+            behaviour_group: None,
+        }
+    }
+
+    /// The stored labels: (key ARN, label code) of each row.
+    fn stored(store: &Store) -> Vec<(String, i64)> {
+        let mut stmt = store
+            .conn()
+            .prepare("SELECT (SELECT text FROM texts WHERE id = c.key), c.label FROM call_labels c")
+            .unwrap();
+        stmt.query_map([], |r| Ok((r.get(0)?, r.get(1)?))).unwrap().map(Result::unwrap).collect()
+    }
+
+    /// Labels are inserted without replacing where the writer found no stored row; a row it
+    /// could not see (its call side labelled on another key before) is still replaced, not
+    /// doubled or kept.
+    #[test]
+    fn a_label_replaces_its_call_sides_row_stored_under_another_key() {
+        let mut store = Store::open_in_memory().unwrap();
+        let raw = format!(
+            r#"{{"eventSource":"kms.amazonaws.com","eventID":"e1","eventName":"Decrypt",
+                "eventTime":"2024-01-01T00:00:00Z","resources":[{{"ARN":"{KEY_A}"}}]}}"#
+        );
+        let mut writer = store.begin_object("s3://b/k").unwrap().unwrap();
+        writer.add(&normalise(raw.as_bytes()).unwrap().unwrap(), &raw).unwrap();
+        writer.commit("Json", 0, 1, 0).unwrap();
+
+        super::replace_labels(store.conn(), KEY_A, &[label(KEY_A, Label::NoGrant)], &[]).unwrap();
+        assert_eq!(stored(&store), [(KEY_A.to_string(), Coded::code(Label::NoGrant))]);
+        super::replace_labels(store.conn(), KEY_B, &[label(KEY_B, Label::NotGrantEligible)], &[]).unwrap();
+        assert_eq!(stored(&store), [(KEY_B.to_string(), Coded::code(Label::NotGrantEligible))]);
+    }
+}

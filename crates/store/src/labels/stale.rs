@@ -73,7 +73,7 @@ pub(crate) fn mark_stale(conn: &Connection, object_id: i64, dirty: &Invalidation
         .collect();
     insert_rows(
         conn,
-        "INSERT INTO new_calls (key_arn, object_id, since, calls)",
+        "new_calls (key_arn, object_id, since, calls)",
         "ON CONFLICT (key_arn, object_id) DO UPDATE
          SET since = CASE WHEN excluded.since < new_calls.since THEN excluded.since ELSE new_calls.since END,
              calls = new_calls.calls + excluded.calls",
