@@ -252,13 +252,23 @@ fn write_in_order(
         let name = &names[index];
         // The writer has reached this object: another may be decoded.
         let _ = permit.send(());
-        let Some(mut writer) = batch.begin_object(name)? else {
+        // An object whose events came in one batch (most do) is read whole before it is
+        // written, and needs no savepoint: nothing can fail it half way.
+        let first = rx.recv();
+        let second = matches!(first, Ok(Item::Events { .. })).then(|| rx.recv());
+        let whole = matches!(
+            (&first, &second),
+            (Ok(Item::Done(..)), None) | (Ok(Item::Events { .. }), Some(Ok(Item::Done(..))))
+        );
+        let begun = if whole { batch.begin_whole_object(name) } else { batch.begin_object(name) };
+        let Some(mut writer) = begun? else {
             done.push((index, Outcome::AlreadyIngested));
             continue;
         };
+        let mut received = std::iter::once(first).chain(second);
         let mut first_skip = None;
         let outcome = loop {
-            match rx.recv() {
+            match received.next().unwrap_or_else(|| rx.recv()) {
                 Ok(Item::Events { events, records, skipped, first_skip: skip }) => {
                     writer.add_records(&events, &records)?;
                     for _ in 0..skipped {

@@ -1,6 +1,7 @@
 //! Writing one object's events and recomputing the grants they touch.
 
 use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
+use std::cell::Cell;
 use std::collections::{BTreeMap, BTreeSet};
 use std::sync::LazyLock;
 
@@ -78,11 +79,13 @@ const ROWS_PER_INSERT: usize = 128;
 /// The most record blocks (about 10 KB each) one statement inserts.
 const BLOCKS_PER_INSERT: usize = 32;
 
-/// Where an object's writes go: a transaction of its own, or a savepoint in a [`Batch`].
-/// Either way the object is all or nothing.
+/// Where an object's writes go: a transaction of its own, a savepoint in a [`Batch`], or
+/// straight into a batch for an object whose events are all at hand. Either way the object is
+/// all or nothing.
 enum Scope<'c> {
     Own(Transaction<'c>),
     InBatch(Savepoint<'c>),
+    Whole(Unguarded<'c>),
 }
 
 impl std::ops::Deref for Scope<'_> {
@@ -92,6 +95,7 @@ impl std::ops::Deref for Scope<'_> {
         match self {
             Scope::Own(tx) => tx,
             Scope::InBatch(sp) => sp,
+            Scope::Whole(object) => object.conn,
         }
     }
 }
@@ -101,26 +105,73 @@ impl Scope<'_> {
         match self {
             Scope::Own(tx) => tx.commit(),
             Scope::InBatch(sp) => sp.commit(),
+            Scope::Whole(mut object) => {
+                object.done = true;
+                Ok(())
+            }
+        }
+    }
+
+    /// Ends a scope nothing was written in.
+    fn end_unwritten(self) {
+        match self {
+            // Rolled back as they are dropped.
+            Scope::Own(_) | Scope::InBatch(_) => {}
+            Scope::Whole(mut object) => object.done = true,
+        }
+    }
+}
+
+/// An object written into its batch without a savepoint. Only an object whose events have
+/// all been read is written so: nothing but a database error can then stop it half way, and
+/// that fails the batch. Dropped unfinished all the same, it breaks the batch, which then
+/// refuses to commit.
+struct Unguarded<'c> {
+    conn: &'c Connection,
+    broken: &'c Cell<bool>,
+    done: bool,
+}
+
+impl Drop for Unguarded<'_> {
+    fn drop(&mut self) {
+        if !self.done {
+            self.broken.set(true);
         }
     }
 }
 
 /// Several objects written under one write lock and committed together. Each object is still
-/// all or nothing (a savepoint), but the index pages they all touch are written to the log
-/// once per batch instead of once per object. Nothing is visible to others, or durable,
-/// before [`Batch::commit`]; dropping the batch rolls every object in it back.
+/// all or nothing, but the index pages they all touch are written to the log once per batch
+/// instead of once per object. Nothing is visible to others, or durable, before
+/// [`Batch::commit`]; dropping the batch rolls every object in it back.
 pub struct Batch<'c> {
     tx: Transaction<'c>,
+    /// An object written without a savepoint was left half written.
+    broken: Cell<bool>,
 }
 
 impl<'c> Batch<'c> {
     pub(crate) fn begin(conn: &'c mut Connection) -> Result<Batch<'c>> {
-        Ok(Batch { tx: conn.transaction_with_behavior(TransactionBehavior::Shared)? })
+        Ok(Batch {
+            tx: conn.transaction_with_behavior(TransactionBehavior::Shared)?,
+            broken: Cell::new(false),
+        })
     }
 
-    /// [`crate::Store::begin_object`] within the batch.
+    /// [`crate::Store::begin_object`] within the batch, in a savepoint: an object whose
+    /// events are still being read can be rolled back alone.
     pub fn begin_object(&mut self, source: &str) -> Result<Option<ObjectWriter<'_>>> {
         ObjectWriter::start(Scope::InBatch(self.tx.savepoint()?), source)
+    }
+
+    /// [`Batch::begin_object`] for an object whose events have all been read (and found
+    /// sound): written without a savepoint, which on SQLite copies every page the object
+    /// changes a first time to a journal. Left unfinished, the object fails the batch.
+    pub fn begin_whole_object(&mut self, source: &str) -> Result<Option<ObjectWriter<'_>>> {
+        ObjectWriter::start(
+            Scope::Whole(Unguarded { conn: &self.tx, broken: &self.broken, done: false }),
+            source,
+        )
     }
 
     /// [`crate::Store::record_rejection`] within the batch.
@@ -129,6 +180,10 @@ impl<'c> Batch<'c> {
     }
 
     pub fn commit(self) -> Result<()> {
+        if self.broken.get() {
+            // Dropping the transaction rolls the batch back.
+            return Err(StoreError::Invalid("an object of the batch was left half written".into()));
+        }
         self.tx.commit()?;
         Ok(())
     }
@@ -159,6 +214,7 @@ impl<'c> ObjectWriter<'c> {
             [source],
         )?;
         let Some(object_id) = inserted else {
+            tx.end_unwritten();
             return Ok(None);
         };
         Ok(Some(ObjectWriter {
@@ -240,13 +296,7 @@ impl<'c> ObjectWriter<'c> {
                 .zip(&records.blocks)
                 .map(|(id, block)| -> [&dyn ToSql; 3] { [id, &records::DICTIONARY_ID, &block.frame] })
                 .collect();
-            insert_rows(
-                &self.tx,
-                "record_blocks (id, dictionary, records)",
-                "",
-                &rows,
-                BLOCKS_PER_INSERT,
-            )?;
+            insert_rows(&self.tx, "record_blocks (id, dictionary, records)", "", &rows, BLOCKS_PER_INSERT)?;
             ids
         } else {
             let insert = |block: &records::Block| -> Result<i64> {

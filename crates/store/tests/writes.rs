@@ -333,6 +333,39 @@ fn a_rolled_back_object_or_batch_takes_its_texts_with_it() {
     assert_eq!(key_of_every_grant(&store), [KEY.to_string(), KEY.replace("1111aaaa", "2222bbbb")]);
 }
 
+/// An object written into a batch without a savepoint (its events all read) commits with the
+/// batch; left half written, it takes the whole batch with it rather than commit part of it.
+#[test]
+fn a_whole_object_left_half_written_fails_its_batch() {
+    let mut store = Store::open_in_memory().unwrap();
+    {
+        let mut batch = store.begin_batch().unwrap();
+        let mut whole = batch.begin_whole_object("whole").unwrap().unwrap();
+        let (e, raw) = create("e1", "g1");
+        whole.add(&e, &raw).unwrap();
+        whole.commit("LogFile", 1, 1, 0).unwrap();
+        batch.commit().unwrap();
+    }
+    assert_eq!(store.totals().unwrap(), (1, 1, 1));
+    assert!(store.begin_batch().unwrap().begin_whole_object("whole").unwrap().is_none());
+    {
+        let mut batch = store.begin_batch().unwrap();
+        let mut kept = batch.begin_whole_object("before").unwrap().unwrap();
+        let (e, raw) = create("e2", "g2");
+        kept.add(&e, &raw).unwrap();
+        kept.commit("LogFile", 1, 1, 0).unwrap();
+        {
+            let mut half = batch.begin_whole_object("half").unwrap().unwrap();
+            let (e, raw) = create("e3", "g3");
+            half.add(&e, &raw).unwrap();
+        }
+        assert!(batch.commit().is_err());
+    }
+    assert_eq!(store.totals().unwrap(), (1, 1, 1));
+    assert!(!store.is_ingested("before").unwrap());
+    assert!(!store.is_ingested("half").unwrap());
+}
+
 /// Version 13 records the calls awaiting labels per key and object instead of one watermark.
 /// A version 12 database with calls after its watermark (an ingest cut short before it
 /// relabelled) comes out with those calls awaiting labels, and a refresh labels them; and
