@@ -164,6 +164,9 @@ pub struct MigrationProgress {
     pub compacting: bool,
 }
 
+/// `PRAGMA auto_vacuum`'s value for incremental vacuum.
+const AUTO_VACUUM_INCREMENTAL: i64 = 2;
+
 /// SQLite page size of new databases, in bytes.
 pub const PAGE_SIZE: i64 = 16 * 1024;
 
@@ -495,8 +498,13 @@ impl Store {
         // 16 KB pages: fewer, fuller pages for the wide rows (labels, grants). Like
         // auto_vacuum, only takes effect on a new, empty database.
         conn.pragma_update(None, "page_size", PAGE_SIZE).map_err(sqlite)?;
-        // Pages freed by `granttrail prune` go back to the file system a batch at a time.
-        conn.pragma_update(None, "auto_vacuum", "INCREMENTAL").map_err(sqlite)?;
+        // Pages freed by `granttrail prune` go back to the file system a batch at a time. Set
+        // only where it is not yet: setting it writes the file's header, which made every
+        // command, reads too, commit a transaction and sync the file twice.
+        let auto_vacuum: i64 = conn.pragma_query_value(None, "auto_vacuum", |r| r.get(0)).map_err(sqlite)?;
+        if auto_vacuum != AUTO_VACUUM_INCREMENTAL {
+            conn.pragma_update(None, "auto_vacuum", "INCREMENTAL").map_err(sqlite)?;
+        }
         conn.pragma_update(None, "journal_mode", journal.pragma()).map_err(sqlite)?;
         conn.pragma_update(None, "synchronous", "NORMAL").map_err(sqlite)?;
         // Off while migrations move rows between tables (SQLite ignores the setting inside a
@@ -512,7 +520,15 @@ impl Store {
         // that change in many transactions are written back once per checkpoint.
         conn.pragma_update(None, "wal_autocheckpoint", WAL_CHECKPOINT_PAGES).map_err(sqlite)?;
         let mut conn = Connection::from_sqlite(conn);
-        let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        // A database of this version has nothing to migrate: reading its settings need not wait
+        // for a writer's transaction to end. Versions only grow, so it cannot need a migration
+        // by the time the transaction begins.
+        let behaviour = if found == SCHEMA_VERSION {
+            TransactionBehavior::Deferred
+        } else {
+            TransactionBehavior::Immediate
+        };
+        let tx = conn.transaction_with_behavior(behaviour)?;
         let user_version = |tx: &Connection| tx.query_row("PRAGMA user_version", [], |r| r.get::<_, i64>(0));
         let version: i64 = user_version(&tx)?;
         if version > SCHEMA_VERSION {
