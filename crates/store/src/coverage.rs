@@ -201,7 +201,7 @@ impl Store {
         let sql = format!(
             "SELECT k.text, g.text, e.event_id, c.side, c.event_time, c.label
              FROM grant_list_members m JOIN call_labels c ON c.grant_ids = m.list
-             JOIN texts g ON g.id = m.grant_ref JOIN texts k ON k.id = c.key JOIN events e ON e.id = c.event
+             JOIN texts g ON g.id = m.grant_ref JOIN texts k ON k.id = c.key JOIN event_rows e ON e.id = c.event
              WHERE c.grant_ids <> 0{filter} ORDER BY c.event_time, e.event_id, c.side, g.text, k.text"
         );
         let mut stmt = self.conn().prepare(&sql)?;

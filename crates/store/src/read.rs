@@ -665,7 +665,7 @@ impl Store {
         let index = if filter.labels.is_empty() || !sqlite { "" } else { "INDEXED BY call_labels_by_label" };
         let sql = format!(
             "SELECT e.event_id, e.shared_event_id, c.event_time, e.event_name, c.side, {CALL_TEXTS}
-             FROM call_labels c {index} JOIN events e ON e.id = c.event {CALL_TEXT_JOINS}
+             FROM call_labels c {index} JOIN event_rows e ON e.id = c.event {CALL_TEXT_JOINS}
              {where_sql} ORDER BY c.event_time, e.event_id, c.side, k.text, e.event_name"
         );
         let mut grants = GrantReader::default();
@@ -724,7 +724,7 @@ impl Store {
         let mut stmt = self.conn().prepare_cached(&format!(
             "SELECT k.text, g.text, o.text, c.label, p.text, e.event_id, f.text
              FROM grant_list_members m JOIN call_labels c ON c.grant_ids = m.list
-             JOIN texts g ON g.id = m.grant_ref JOIN events e ON e.id = c.event JOIN texts k ON k.id = c.key
+             JOIN texts g ON g.id = m.grant_ref JOIN event_rows e ON e.id = c.event JOIN texts k ON k.id = c.key
              LEFT JOIN texts o ON o.id = c.operation LEFT JOIN texts p ON p.id = c.principal
              JOIN texts f ON f.id = c.flags
              WHERE c.grant_ids <> 0 AND (CAST(?1 AS TEXT) IS NULL OR c.key = {KEY})

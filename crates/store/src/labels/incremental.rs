@@ -243,7 +243,7 @@ pub(super) fn relabel_incrementally(
     let rechecked: HashSet<&str> = recheck_events.iter().map(|e| e.event_id.as_str()).collect();
     let mut affected_ids: BTreeSet<String> = BTreeSet::new();
     let mut in_span = conn.prepare_cached(
-        "SELECT e.event_id FROM call_labels c JOIN events e ON e.id = c.event
+        "SELECT e.event_id FROM call_labels c JOIN event_rows e ON e.id = c.event
          WHERE c.key = ?1 AND c.behaviour_group = ?2 AND c.event_time BETWEEN ?3 AND ?4",
     )?;
     for (group, from, to) in merge_spans(spans) {

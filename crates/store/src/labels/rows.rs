@@ -343,7 +343,7 @@ pub(super) fn replace_labels_between(
     let mut gone: Vec<CallSide> = Vec::new();
     {
         let mut stmt = conn.prepare_cached(&format!(
-            "SELECT e.event_id, {LABEL_COLUMNS} FROM call_labels c JOIN events e ON e.id = c.event
+            "SELECT e.event_id, {LABEL_COLUMNS} FROM call_labels c JOIN event_rows e ON e.id = c.event
              WHERE c.key = ?1 AND c.event_time >= ?2 AND c.event_time < ?3"
         ))?;
         let mut rows = stmt.query(params![key_id, from, to])?;
