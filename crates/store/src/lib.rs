@@ -875,7 +875,7 @@ impl Store {
     pub fn logged_use(&self, key: &str, event_id: Option<&str>) -> Result<last_usage::Logged> {
         let event_stored = match event_id {
             Some(id) => self.conn.prepare_cached(&format!(
-                "SELECT 1 FROM events WHERE event_hash = granttrail_hash(?2) AND event_id = ?2 AND error_code IS NULL
+                "SELECT 1 FROM event_rows WHERE event_hash = granttrail_hash(?2) AND event_id = ?2 AND error_code IS NULL
                    AND (key = {KEY} OR destination_key = {KEY})"
             ))?
             .exists(db::params![key, id])?,
@@ -884,7 +884,7 @@ impl Store {
         let tracked: Vec<String> = last_usage::TRACKED_OPERATIONS.iter().map(|o| format!("'{o}'")).collect();
         let latest_call: Option<i64> = self.conn.query_row(
             &format!(
-                "SELECT max(event_time) FROM events
+                "SELECT max(event_time) FROM event_rows
                  WHERE (key = {KEY} OR destination_key = {KEY}) AND error_code IS NULL
                    AND event_source = 'kms.amazonaws.com' AND event_name IN ({})",
                 tracked.join(", ")

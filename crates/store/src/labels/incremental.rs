@@ -50,8 +50,8 @@ pub(super) fn incremental_plan(
     if candidates.is_empty() {
         return Ok(BTreeMap::new());
     }
-    let mut calls_since =
-        conn.prepare_cached(&format!("SELECT count(*) FROM events WHERE key = {KEY} AND event_time >= ?2"))?;
+    let mut calls_since = conn
+        .prepare_cached(&format!("SELECT count(*) FROM event_rows WHERE key = {KEY} AND event_time >= ?2"))?;
     let mut history = conn.prepare_cached(&format!(
         "SELECT count(*) FROM (SELECT 1 FROM call_labels WHERE key = {KEY} LIMIT ?2) AS c"
     ))?;
@@ -107,9 +107,9 @@ fn new_events(conn: &Connection, key: &str, increment: &Increment) -> Result<Opt
 fn stored_before(conn: &Connection, key: &str, calls: BTreeSet<&str>) -> Result<bool> {
     if !conn.batches_pay() {
         let mut older_copy = conn.prepare_cached(&format!(
-            "SELECT 1 FROM events WHERE shared_event_id = ?2 AND object_id NOT IN ({NEW_OBJECTS})
+            "SELECT 1 FROM event_rows WHERE shared_event_id = ?2 AND object_id NOT IN ({NEW_OBJECTS})
              UNION ALL
-             SELECT 1 FROM events WHERE event_hash = granttrail_hash(?2) AND event_id = ?2 AND shared_event_id IS NULL
+             SELECT 1 FROM event_rows WHERE event_hash = granttrail_hash(?2) AND event_id = ?2 AND shared_event_id IS NULL
                AND object_id NOT IN ({NEW_OBJECTS})"
         ))?;
         for call in calls {

@@ -141,9 +141,9 @@ impl<'k> KeyWriter<'k> {
 /// (a window never splits one second); empty when the key's history fits one window.
 fn window_starts(conn: &Connection, key: &str, window_events: usize) -> Result<Vec<i64>> {
     let mut stmt = conn.prepare_cached(&format!(
-        "SELECT event_time FROM events WHERE key = {KEY}
+        "SELECT event_time FROM event_rows WHERE key = {KEY}
          UNION ALL
-         SELECT event_time FROM events WHERE destination_key = {KEY} AND key IS DISTINCT FROM {KEY}
+         SELECT event_time FROM event_rows WHERE destination_key = {KEY} AND key IS DISTINCT FROM {KEY}
          ORDER BY 1"
     ))?;
     let mut rows = stmt.query([key])?;
@@ -225,7 +225,7 @@ fn referenced_ids<'e>(
     let mut referenced = HashSet::new();
     if !conn.batches_pay() {
         let mut stmt = conn.prepare_cached(
-            "SELECT 1 FROM events WHERE shared_event_id = ?1
+            "SELECT 1 FROM event_rows WHERE shared_event_id = ?1
              UNION ALL SELECT 1 FROM event_id_collisions WHERE event_id = ?1",
         )?;
         for id in ids {
