@@ -421,9 +421,9 @@ fn tls_as_libpq_asks_for_it_and_a_certificate_that_does_not_check_out_is_refused
     }
 }
 
-/// A reading command sees one state of the database: its long listings, read as the server
-/// sends them on a connection of their own, are of the snapshot its other queries see,
-/// whatever a writer commits meanwhile.
+/// A reading command sees one state of the database: its long listings, read from a cursor in
+/// the command's transaction, are of the snapshot its other queries see, whatever a writer
+/// commits meanwhile.
 #[test]
 fn a_listing_reads_the_snapshot_of_its_command() {
     use granttrail_store::{GrantFilter, Journal, Location, Store, StoreError};
@@ -448,6 +448,63 @@ fn a_listing_reads_the_snapshot_of_its_command() {
     assert_eq!(listed, before);
 }
 
+/// A listing longer than one fetch reads every row in order, on the one connection its command
+/// opened, which answers other queries between fetches; in the command's snapshot or in a
+/// transaction of its own; and an error that stops it leaves the connection as it found it.
+#[test]
+fn a_long_listing_is_fetched_in_parts_on_the_commands_connection() {
+    use granttrail_store::db::Connection;
+    use granttrail_store::params;
+    let Some(pg) = Postgres::start() else { return };
+    let url = pg.database("fetch");
+    let sessions = || {
+        pg.psql_in(
+            "fetch",
+            "SELECT count(*) FROM pg_stat_activity WHERE datname = 'fetch' AND pid <> pg_backend_pid()",
+        )
+    };
+    let conn = Connection::connect_postgres(&url).unwrap();
+    let list = |conn: &Connection, last: i64| {
+        let mut seen = Vec::new();
+        conn.for_each_row(
+            "SELECT n FROM generate_series(1, CAST(?1 AS bigint)) AS s(n) ORDER BY n",
+            params![last],
+            |r| {
+                let n: i64 = r.get(0)?;
+                // A query on the same connection between rows: the cursor is not disturbed.
+                let twice: i64 = conn.query_row("SELECT CAST(?1 AS bigint) * 2", params![n], |r| r.get(0))?;
+                assert_eq!(twice, 2 * n);
+                seen.push(n);
+                Ok::<_, granttrail_store::db::Error>(())
+            },
+        )
+        .unwrap()
+        .unwrap();
+        seen
+    };
+    for last in [0, 999, 1000, 2500] {
+        assert_eq!(list(&conn, last), (1..=last).collect::<Vec<_>>(), "outside a transaction, {last} rows");
+    }
+    assert_eq!(sessions().trim(), "1", "the listing opened no connection of its own");
+    conn.begin_read_snapshot().unwrap();
+    assert_eq!(list(&conn, 2500), (1..=2500).collect::<Vec<_>>(), "in the snapshot");
+
+    // An error of `each` stops the reading; the next listing declares its cursor again.
+    let mut read = 0;
+    let stopped = conn
+        .for_each_row("SELECT n FROM generate_series(1, 5000) AS s(n)", params![], |_| {
+            read += 1;
+            if read == 1500 { Err("enough") } else { Ok(()) }
+        })
+        .unwrap();
+    assert_eq!((stopped, read), (Err("enough"), 1500));
+    assert_eq!(list(&conn, 10), (1..=10).collect::<Vec<_>>(), "after a stopped listing, in the snapshot");
+    let alone = Connection::connect_postgres(&url).unwrap();
+    let stopped = alone.for_each_row("SELECT 1", params![], |_| Err("at once")).unwrap();
+    assert_eq!(stopped, Err("at once"));
+    assert_eq!(list(&alone, 3), vec![1, 2, 3], "after a stopped listing, outside a transaction");
+}
+
 /// granttrail's sessions run without JIT compilation (which cost a listing more than the query
 /// itself), whatever the server's default, and keep the options a URL gives of its own.
 #[test]
@@ -460,6 +517,7 @@ fn sessions_run_without_jit_and_keep_the_urls_own_options() {
     };
     assert_eq!(pg.psql_in("jit", "SHOW jit").trim(), "on", "the server's own default");
     assert_eq!(show(&url, "jit"), "off");
+    assert_eq!(show(&url, "cursor_tuple_fraction"), "1", "listings read their cursors whole");
     let own = format!("{url}?options=-c%20work_mem%3D7MB");
     assert_eq!(show(&own, "work_mem"), "7MB");
     assert_eq!(show(&own, "jit"), "off");

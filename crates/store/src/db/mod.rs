@@ -392,6 +392,10 @@ const LOCKS_PER_STATEMENT: usize = 128;
 /// Statements kept prepared per PostgreSQL connection before the cache starts again.
 const PG_STATEMENT_CACHE: usize = 512;
 
+/// The rows a listing fetches from its cursor at once ([`Connection::for_each_row`]): few
+/// enough to hold, many enough that a round trip per fetch is little beside reading them.
+const ROWS_PER_FETCH: usize = 1000;
+
 pub struct Connection {
     inner: Inner,
     ids: RefCell<Remembered>,
@@ -426,12 +430,9 @@ struct Pg {
     /// A second connection, opened when first needed, for what is committed at once beside
     /// the open transaction ([`Connection::apart`]).
     apart: std::cell::OnceCell<Box<Connection>>,
-    /// A third, opened when first needed, that long answers are read from as they arrive
-    /// ([`Connection::for_each_row`]).
-    reader: std::cell::OnceCell<RefCell<postgres::Client>>,
-    /// The snapshot of the read-only transaction [`Connection::begin_read_snapshot`] opened,
-    /// which the reader reads in too: a listing and what is looked up beside it agree.
-    snapshot: RefCell<Option<String>>,
+    /// Whether the read-only transaction of [`Connection::begin_read_snapshot`] is open: a
+    /// listing's cursor is then declared in it ([`Connection::for_each_row`]).
+    reading: Cell<bool>,
     /// Prepared statements by the store's SQL.
     statements: RefCell<HashMap<String, postgres::Statement>>,
     /// The same for [`Connection::insert`]'s inserts, prepared with `RETURNING id`.
@@ -678,11 +679,13 @@ fn postgres_client(url: &str) -> Result<postgres::Client> {
     let mut config: postgres::Config = libpq_url.parse()?;
     // granttrail's statements are short, but a text lookup per column and row (the grants
     // view) makes the planner's cost of a listing large enough to start JIT compilation, which
-    // then took longer than the query (1 s for 6,000 grants). Sent at start-up, so it costs no
-    // round trip; a user's own `options` come first and are kept.
+    // then took longer than the query (1 s for 6,000 grants). Listings read every row of their
+    // cursor, so it is planned for the whole answer, not the first tenth of it. Sent at
+    // start-up, so it costs no round trip; a user's own `options` come first and are kept.
+    const OPTIONS: &str = "-c jit=off -c cursor_tuple_fraction=1";
     let options = match config.get_options() {
-        Some(own) => format!("{own} -c jit=off"),
-        None => "-c jit=off".to_string(),
+        Some(own) => format!("{own} {OPTIONS}"),
+        None => OPTIONS.to_string(),
     };
     config.options(&options);
     Ok(match tls {
@@ -712,8 +715,7 @@ impl Connection {
                 client: RefCell::new(client),
                 url: url.to_string(),
                 apart: std::cell::OnceCell::new(),
-                reader: std::cell::OnceCell::new(),
-                snapshot: RefCell::default(),
+                reading: Cell::new(false),
                 statements: RefCell::default(),
                 inserts: RefCell::default(),
             })),
@@ -790,9 +792,10 @@ impl Connection {
 
     /// Runs the query `sql` and calls `each` with its rows in turn, for answers too long to
     /// hold. A PostgreSQL client receives a whole result before its first row is read; here
-    /// the rows are read as the server sends them, from a connection of their own (so that
-    /// `each` may query this one meanwhile), and memory stays flat however long the answer.
-    /// That connection sees what is committed: call this outside a transaction only. Returns
+    /// the rows are fetched from a cursor [`ROWS_PER_FETCH`] at a time, so memory stays flat
+    /// however long the answer, and `each` may query this connection between fetches. Call it
+    /// in [`Connection::begin_read_snapshot`]'s transaction, where the cursor sees what the
+    /// lookups beside it see, or outside a transaction, where it takes one of its own. Returns
     /// the first error of `each` (which stops the reading) inside the database's result.
     pub fn for_each_row<E>(
         &self,
@@ -811,34 +814,39 @@ impl Connection {
             return Ok(Ok(()));
         };
         let values = params.values();
-        let reader = match pg.reader.get() {
-            Some(reader) => reader,
-            None => {
-                let opened = postgres_client(&pg.url)?;
-                pg.reader.get_or_init(|| RefCell::new(opened))
-            }
-        };
-        let mut client = reader.borrow_mut();
-        let snapshot = pg.snapshot.borrow().clone();
-        if let Some(snapshot) = &snapshot {
-            // An identifier pg_export_snapshot made: hex digits and dashes, nothing to quote.
-            client.batch_execute(&format!(
-                "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY; SET TRANSACTION SNAPSHOT '{snapshot}'"
-            ))?;
+        let own_transaction = !pg.reading.get();
+        if own_transaction {
+            self.execute_batch("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")?;
         }
-        let read = (|| {
-            let mut rows = client.query_raw(postgres_sql(sql).as_str(), values.iter())?;
-            while let Some(row) = postgres::fallible_iterator::FallibleIterator::next(&mut rows)? {
-                if let Err(e) = each(&Row { inner: RowInner::Postgres(&row) }) {
-                    return Ok(Err(e));
+        let read = (|| -> Result<std::result::Result<(), E>> {
+            let declare = format!("DECLARE granttrail_rows NO SCROLL CURSOR FOR {}", postgres_sql(sql));
+            postgres::fallible_iterator::FallibleIterator::count(
+                pg.client.borrow_mut().query_raw(declare.as_str(), values.iter())?,
+            )?;
+            let fetch = format!("FETCH {ROWS_PER_FETCH} FROM granttrail_rows");
+            loop {
+                let rows = pg.client.borrow_mut().query(fetch.as_str(), &[])?;
+                for row in &rows {
+                    if let Err(e) = each(&Row { inner: RowInner::Postgres(row) }) {
+                        return Ok(Err(e));
+                    }
+                }
+                if rows.len() < ROWS_PER_FETCH {
+                    return Ok(Ok(()));
                 }
             }
-            Ok(Ok(()))
         })();
-        if snapshot.is_some() {
-            client.batch_execute("ROLLBACK")?;
-        }
-        read
+        let ended = if own_transaction {
+            self.execute_batch(if read.is_ok() { "COMMIT" } else { "ROLLBACK" })
+        } else if read.is_ok() {
+            self.execute_batch("CLOSE granttrail_rows")
+        } else {
+            // The failed statement aborted the transaction, and the cursor with it.
+            Ok(())
+        };
+        let read = read?;
+        ended?;
+        Ok(read)
     }
 
     /// Begins a read-only transaction that sees one state of the database to its end,
@@ -848,10 +856,8 @@ impl Connection {
         match &self.inner {
             Inner::Sqlite(c) => Ok(c.execute_batch("BEGIN DEFERRED")?),
             Inner::Postgres(pg) => {
-                let mut client = pg.client.borrow_mut();
-                client.batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")?;
-                let exported: String = client.query_one("SELECT pg_export_snapshot()", &[])?.try_get(0)?;
-                *pg.snapshot.borrow_mut() = Some(exported);
+                pg.client.borrow_mut().batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")?;
+                pg.reading.set(true);
                 Ok(())
             }
         }
