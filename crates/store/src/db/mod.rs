@@ -823,9 +823,11 @@ impl Connection {
             postgres::fallible_iterator::FallibleIterator::count(
                 pg.client.borrow_mut().query_raw(declare.as_str(), values.iter())?,
             )?;
-            let fetch = format!("FETCH {ROWS_PER_FETCH} FROM granttrail_rows");
+            // Prepared once: each fetch is then one round trip, not two.
+            let fetch =
+                pg.client.borrow_mut().prepare(&format!("FETCH {ROWS_PER_FETCH} FROM granttrail_rows"))?;
             loop {
-                let rows = pg.client.borrow_mut().query(fetch.as_str(), &[])?;
+                let rows = pg.client.borrow_mut().query(&fetch, &[])?;
                 for row in &rows {
                     if let Err(e) = each(&Row { inner: RowInner::Postgres(row) }) {
                         return Ok(Err(e));
