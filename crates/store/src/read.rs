@@ -78,8 +78,8 @@ impl Store {
     }
 
     /// [`Store::grants`] one at a time, for listings too long to hold: memory stays flat on
-    /// either engine (SQLite sorts in bounded memory; PostgreSQL's rows are read as they come,
-    /// [`crate::db::Connection::for_each_row`]).
+    /// either engine (SQLite sorts in bounded memory; PostgreSQL's rows are fetched from a
+    /// cursor a thousand at a time, [`crate::db::Connection::for_each_row`]).
     pub fn for_each_grant<E: From<StoreError>>(
         &self,
         filter: &GrantFilter,
