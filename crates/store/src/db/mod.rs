@@ -396,6 +396,9 @@ const PG_STATEMENT_CACHE: usize = 512;
 /// enough to hold, many enough that a round trip per fetch is little beside reading them.
 const ROWS_PER_FETCH: usize = 1000;
 
+/// A PostgreSQL transaction that reads one state of the database to its end.
+const BEGIN_READ_ONLY: &str = "BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY";
+
 pub struct Connection {
     inner: Inner,
     ids: RefCell<Remembered>,
@@ -816,7 +819,7 @@ impl Connection {
         let values = params.values();
         let own_transaction = !pg.reading.get();
         if own_transaction {
-            self.execute_batch("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")?;
+            self.execute_batch(BEGIN_READ_ONLY)?;
         }
         let read = (|| -> Result<std::result::Result<(), E>> {
             let declare = format!("DECLARE granttrail_rows NO SCROLL CURSOR FOR {}", postgres_sql(sql));
@@ -858,7 +861,7 @@ impl Connection {
         match &self.inner {
             Inner::Sqlite(c) => Ok(c.execute_batch("BEGIN DEFERRED")?),
             Inner::Postgres(pg) => {
-                pg.client.borrow_mut().batch_execute("BEGIN ISOLATION LEVEL REPEATABLE READ, READ ONLY")?;
+                self.execute_batch(BEGIN_READ_ONLY)?;
                 pg.reading.set(true);
                 Ok(())
             }
