@@ -35,6 +35,7 @@ pub struct Handler {
     store: Arc<Mutex<Store>>,
     s3: aws_sdk_s3::Client,
     sns: aws_sdk_sns::Client,
+    secrets: aws_sdk_secretsmanager::Client,
     env: Env,
     limits: Limits,
 }
@@ -44,38 +45,37 @@ impl Handler {
     /// clients (standard chain; `AWS_ENDPOINT_URL` is honoured, with path-style S3).
     pub async fn new(env: Env) -> Result<Handler, Error> {
         let shared = aws_config::load_defaults(aws_config::BehaviorVersion::latest()).await;
-        let location = match (&env.db, &env.db_secret_arn) {
-            (Location::Postgres(url), Some(arn)) => {
-                let secret = aws_sdk_secretsmanager::Client::new(&shared)
-                    .get_secret_value()
-                    .secret_id(arn)
-                    .send()
-                    .await
-                    .map_err(|e| format!("reading the database secret {arn}: {}", DisplayErrorContext(&e)))?;
-                let text = secret
-                    .secret_string()
-                    .ok_or_else(|| format!("the database secret {arn} holds no text"))?;
-                Location::Postgres(
-                    with_credentials(url, text).map_err(|e| format!("the database secret {arn}: {e}"))?,
-                )
-            }
-            (location, _) => location.clone(),
-        };
-        let labels = env.config.labels.clone();
-        // PostgreSQL's client runs its own runtime: it must not be started on this one's thread.
-        let store = tokio::task::spawn_blocking(move || -> Result<Store, Error> {
-            let mut store = Store::open_at(&location, Journal::Rollback, &mut |_| {})?;
-            store.use_settings(&labels, false)?;
-            Ok(store)
-        })
-        .await??;
+        let secrets = aws_sdk_secretsmanager::Client::new(&shared);
+        let store = open_store(&env, &secrets).await?;
         Ok(Handler {
             store: Arc::new(Mutex::new(store)),
             s3: connect(&ClientOptions::default()).await,
             sns: aws_sdk_sns::Client::new(&shared),
+            secrets,
             env,
             limits: Limits::default(),
         })
+    }
+
+    /// Opens the database again, with its secret read again, when the server has closed the
+    /// connection (a restart, a failover, maintenance) or refused its credentials (a rotated
+    /// password): otherwise this instance would fail every message it is given, while Lambda
+    /// keeps it warm. Returns whether it did.
+    async fn reconnect_if_lost(&self) -> Result<bool, Error> {
+        if !lock(&self.store)?.connection_lost() {
+            return Ok(false);
+        }
+        warn!("the database connection was lost: opening it again");
+        let location = database_location(&self.env, &self.secrets).await?;
+        let (store, labels) = (self.store.clone(), self.env.config.labels.clone());
+        tokio::task::spawn_blocking(move || -> Result<(), Error> {
+            let fresh = open_at(&location, &labels)?;
+            // The old one is dropped here too: its client's runtime may not end on an async thread.
+            let _lost = std::mem::replace(&mut *lock(&store)?, fresh);
+            Ok(())
+        })
+        .await??;
+        Ok(true)
     }
 
     /// Handles one event. For SQS events the answer lists the messages to redeliver; for
@@ -93,6 +93,7 @@ impl Handler {
             }
             return self.snapshot().await;
         }
+        self.reconnect_if_lost().await?;
         let messages = unwrap_event(&serde_json::to_vec(&event)?)?;
         let mut response = SqsBatchResponse::default();
         let mut failures = Vec::new();
@@ -100,10 +101,21 @@ impl Handler {
         // The keys a digest checked in this batch calls into question, once any was checked.
         let mut verified = None;
         for message in &messages {
-            let result = match &message.deliveries {
-                Err(reason) => Err(reason.clone()),
-                Ok(deliveries) => self.deliver(deliveries, &mut objects, &mut verified).await,
-            };
+            let deliver =
+                async |objects: &mut usize, verified: &mut Option<Vec<String>>| match &message.deliveries {
+                    Err(reason) => Err(reason.clone()),
+                    Ok(deliveries) => self.deliver(deliveries, objects, verified).await,
+                };
+            let mut result = deliver(&mut objects, &mut verified).await;
+            if result.is_err() {
+                // The server went away during the message (a restart or failover): once the
+                // database is open again, the message is written again, which is safe.
+                match self.reconnect_if_lost().await {
+                    Ok(true) => result = deliver(&mut objects, &mut verified).await,
+                    Ok(false) => {}
+                    Err(e) => error!(error = %e, "opening the database again failed"),
+                }
+            }
             if let Err(reason) = result {
                 error!(message_id = message.id.as_deref(), error = %reason, "message failed");
                 match &message.id {
@@ -549,6 +561,38 @@ fn logs_named_during(
 /// The database, unless an earlier panic while holding it left it unusable.
 /// `url` with the user name (when it names none) and password of a Secrets Manager secret's
 /// JSON (`username`, `password`, as Amazon RDS keeps a database's credentials).
+/// Where the database is, with the password of its secret when `env` names one (read now:
+/// it may have been rotated since the last time).
+async fn database_location(env: &Env, secrets: &aws_sdk_secretsmanager::Client) -> Result<Location, Error> {
+    let (Location::Postgres(url), Some(arn)) = (&env.db, &env.db_secret_arn) else {
+        return Ok(env.db.clone());
+    };
+    let secret = secrets
+        .get_secret_value()
+        .secret_id(arn)
+        .send()
+        .await
+        .map_err(|e| format!("reading the database secret {arn}: {}", DisplayErrorContext(&e)))?;
+    let text = secret.secret_string().ok_or_else(|| format!("the database secret {arn} holds no text"))?;
+    Ok(Location::Postgres(
+        with_credentials(url, text).map_err(|e| format!("the database secret {arn}: {e}"))?,
+    ))
+}
+
+/// Opens the database of `env` on a blocking thread: PostgreSQL's client runs its own runtime,
+/// which must not be started on an async one's thread.
+async fn open_store(env: &Env, secrets: &aws_sdk_secretsmanager::Client) -> Result<Store, Error> {
+    let location = database_location(env, secrets).await?;
+    let labels = env.config.labels.clone();
+    tokio::task::spawn_blocking(move || open_at(&location, &labels)).await?
+}
+
+fn open_at(location: &Location, labels: &granttrail_grants::Settings) -> Result<Store, Error> {
+    let mut store = Store::open_at(location, Journal::Rollback, &mut |_| {})?;
+    store.use_settings(labels, false)?;
+    Ok(store)
+}
+
 fn with_credentials(url: &str, secret: &str) -> Result<String, String> {
     let secret: Value = serde_json::from_str(secret).map_err(|e| format!("not JSON: {e}"))?;
     let password = secret["password"].as_str().ok_or("no \"password\" in it")?;

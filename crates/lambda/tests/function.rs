@@ -48,6 +48,14 @@ impl Deployment {
     }
 
     fn start_with(env: Vec<(String, String)>) -> Option<Deployment> {
+        let mut d = Deployment::without_function(env)?;
+        d.start_function();
+        Some(d)
+    }
+
+    /// moto, its buckets and topic, and the runtime API, with no function started yet: a
+    /// function started and killed while idle would take the next event with it.
+    fn without_function(env: Vec<(String, String)>) -> Option<Deployment> {
         let moto = Moto::start()?;
         let runtime = tokio::runtime::Runtime::new().unwrap();
         let s3 = moto.client();
@@ -60,7 +68,7 @@ impl Deployment {
         runtime
             .block_on(sns.subscribe().topic_arn(&topic).protocol("http").endpoint(&sink.url).send())
             .unwrap();
-        let mut d = Deployment {
+        Some(Deployment {
             moto,
             runtime,
             topic,
@@ -69,9 +77,7 @@ impl Deployment {
             api: RuntimeApi::start(),
             function: None,
             env,
-        };
-        d.start_function();
-        Some(d)
+        })
     }
 
     /// Ends the function process at once (SIGKILL), as Lambda ends a sandbox that timed out.
@@ -153,6 +159,18 @@ fn sns_client(moto: &Moto) -> aws_sdk_sns::Client {
         .endpoint_url(&moto.endpoint)
         .build();
     aws_sdk_sns::Client::from_conf(config)
+}
+
+fn secrets_client(moto: &Moto) -> aws_sdk_secretsmanager::Client {
+    let creds =
+        aws_sdk_secretsmanager::config::Credentials::new("test", "test", None, None, "granttrail-tests");
+    let config = aws_sdk_secretsmanager::config::Builder::new()
+        .behavior_version(aws_sdk_secretsmanager::config::BehaviorVersion::latest())
+        .region(aws_sdk_secretsmanager::config::Region::new("us-east-1"))
+        .credentials_provider(creds)
+        .endpoint_url(&moto.endpoint)
+        .build();
+    aws_sdk_secretsmanager::Client::from_conf(config)
 }
 
 /// Keys in S3 notifications are URL-encoded: a space is `+`.
@@ -745,6 +763,61 @@ impl Drop for Watch {
             let _ = child.kill();
             let _ = child.wait();
         }
+    }
+}
+
+/// Aurora mode across a failover and a rotated password: the database server of a warm
+/// instance restarts (every session ends) after its password was changed in the server and
+/// in the secret. The instance opens the database again with the secret read again, and the
+/// message that met the closed connection is written, not returned to the queue.
+#[test]
+fn a_warm_instance_opens_the_database_again_after_a_restart_and_a_rotated_password() {
+    let Some(pg) = granttrail_testkit::Postgres::start_with_passwords() else { return };
+    let Some(mut d) = Deployment::without_function(Vec::new()) else { return };
+    let url = pg.password_database("rotating", "first password");
+    let secrets = secrets_client(&d.moto);
+    let secret = |password: &str| {
+        json!({"username": granttrail_testkit::PASSWORD_ROLE, "password": password}).to_string()
+    };
+    let created = d
+        .runtime
+        .block_on(
+            secrets
+                .create_secret()
+                .name("granttrail-database")
+                .secret_string(secret("first password"))
+                .send(),
+        )
+        .unwrap();
+    let arn = created.arn().unwrap().to_string();
+    d.env = vec![("GRANTTRAIL_DB".into(), url.clone()), ("GRANTTRAIL_DB_SECRET_ARN".into(), arn.clone())];
+    d.start_function();
+
+    let (first, body) = example_file("us-east-1_20240501T0910Z");
+    d.put(&first, &body);
+    let (ok, body) = d.invoke(&sqs(&[("m-first", s3_notification(&[&first]))]));
+    assert!(ok && failures(&body).is_empty(), "{body}\n{}", d.log());
+
+    // The rotation: the server's password, then the secret's; then a failover.
+    pg.change_password("second password");
+    d.runtime
+        .block_on(secrets.put_secret_value().secret_id(&arn).secret_string(secret("second password")).send())
+        .unwrap();
+    pg.restart();
+
+    let (second, body) = example_file("us-east-1_20240501T0920Z");
+    d.put(&second, &body);
+    let (ok, body) = d.invoke(&sqs(&[("m-second", s3_notification(&[&second]))]));
+    assert!(ok && failures(&body).is_empty(), "{body}\n{}", d.log());
+    assert!(d.log().contains("the database connection was lost: opening it again"), "{}", d.log());
+    let stored = Store::open_at(
+        &granttrail_store::Location::Postgres(url.replace('@', ":second%20password@")),
+        Journal::Rollback,
+        &mut |_| {},
+    )
+    .unwrap();
+    for key in [&first, &second] {
+        assert!(stored.is_ingested(&format!("s3://{BUCKET}/{key}")).unwrap(), "{key} committed");
     }
 }
 

@@ -582,6 +582,12 @@ impl Store {
         Ok(())
     }
 
+    /// Whether the database's server closed the connection or refused its credentials
+    /// ([`db::Connection::is_lost`]): this store can do no more, and is opened again.
+    pub fn connection_lost(&self) -> bool {
+        self.conn.is_lost()
+    }
+
     /// Has an object with this source already been committed?
     pub fn is_ingested(&self, source: &str) -> Result<bool> {
         let found = self.conn.query_row("SELECT 1 FROM objects WHERE source = ?1", [source], |_| Ok(()));

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-pub use postgres::Postgres;
+pub use postgres::{PASSWORD_ROLE, Postgres};
 pub use runtime_api::{Invocation, RuntimeApi};
 pub use sink::HttpSink;
 

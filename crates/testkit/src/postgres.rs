@@ -9,6 +9,20 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 
 use crate::free_port;
 
+/// The role a [`Postgres::start_with_passwords`] server asks for a password.
+pub const PASSWORD_ROLE: &str = "granttrail";
+
+/// Who may connect, and how.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Access {
+    /// Anyone from loopback, without a password.
+    Trusted,
+    /// Over TLS only, without a password.
+    Tls,
+    /// [`PASSWORD_ROLE`] with its password; anyone else as [`Access::Trusted`].
+    Passwords,
+}
+
 /// A running server; `postgres` may connect without a password from loopback.
 pub struct Postgres {
     bin: PathBuf,
@@ -22,14 +36,20 @@ impl Postgres {
     /// Starts a server, or `None` (test skipped) when PostgreSQL is not installed; under CI
     /// a missing PostgreSQL is a failure.
     pub fn start() -> Option<Postgres> {
-        Postgres::start_with(false)
+        Postgres::start_with(Access::Trusted)
+    }
+
+    /// A server where the role [`PASSWORD_ROLE`] logs in over TCP with a password only (see
+    /// [`Postgres::password_database`]); every other role is trusted, as in [`Postgres::start`].
+    pub fn start_with_passwords() -> Option<Postgres> {
+        Postgres::start_with(Access::Passwords)
     }
 
     /// A server that takes TLS connections only, with a certificate for `localhost` and
     /// 127.0.0.1 signed by an authority of its own (made with `openssl`; the authority's
     /// certificate is at [`Postgres::certificate`]).
     pub fn start_tls() -> Option<Postgres> {
-        Postgres::start_with(true)
+        Postgres::start_with(Access::Tls)
     }
 
     /// The PEM certificate of the authority that signed a [`Postgres::start_tls`] server's.
@@ -37,7 +57,7 @@ impl Postgres {
         self.dir.join("ca.crt")
     }
 
-    fn start_with(tls: bool) -> Option<Postgres> {
+    fn start_with(access: Access) -> Option<Postgres> {
         let Some(bin) = server_binaries() else {
             if std::env::var_os("CI").is_some() {
                 panic!("PostgreSQL is not installed: run scripts/test-tools (CI must run every test)");
@@ -75,7 +95,14 @@ impl Postgres {
             ],
         );
         let mut tls_options = String::new();
-        if tls {
+        if access == Access::Passwords {
+            std::fs::write(
+                data.join("pg_hba.conf"),
+                format!("host all {PASSWORD_ROLE} 127.0.0.1/32 scram-sha-256\nhost all all 127.0.0.1/32 trust\nlocal all all trust\n"),
+            )
+            .expect("pg_hba.conf written");
+        }
+        if access == Access::Tls {
             server.make_certificate();
             // TLS connections from loopback only: a plain connection is refused.
             std::fs::write(data.join("pg_hba.conf"), "hostssl all all 127.0.0.1/32 trust\nhostnossl all all 127.0.0.1/32 reject\nlocal all all trust\n")
@@ -107,6 +134,41 @@ impl Postgres {
             ],
         );
         Some(server)
+    }
+
+    /// Creates [`PASSWORD_ROLE`] with `password` and the database `name` it owns, and returns
+    /// the database's `postgres://` URL, without the password.
+    pub fn password_database(&self, name: &str, password: &str) -> String {
+        self.psql(&format!("CREATE ROLE \"{PASSWORD_ROLE}\" LOGIN PASSWORD '{password}'"));
+        self.psql(&format!("CREATE DATABASE \"{name}\" OWNER \"{PASSWORD_ROLE}\""));
+        format!("postgres://{PASSWORD_ROLE}@127.0.0.1:{}/{name}", self.port)
+    }
+
+    /// Changes [`PASSWORD_ROLE`]'s password. Its open sessions stay open, as on a server
+    /// whose password was rotated.
+    pub fn change_password(&self, password: &str) {
+        self.psql(&format!("ALTER ROLE \"{PASSWORD_ROLE}\" PASSWORD '{password}'"));
+    }
+
+    /// Restarts the server: every session ends, as in a failover or maintenance.
+    pub fn restart(&self) {
+        let data = self.dir.join("data");
+        let log = self.dir.join("server.log");
+        // The options are the running server's (pg_ctl keeps them); the log must be named
+        // again, or the new server would write to this process's output.
+        self.run_ok(
+            "pg_ctl",
+            &[
+                "-D".as_ref(),
+                data.as_os_str(),
+                "-l".as_ref(),
+                log.as_os_str(),
+                "-m".as_ref(),
+                "fast".as_ref(),
+                "-w".as_ref(),
+                "restart".as_ref(),
+            ],
+        );
     }
 
     /// `postgres://` URL of the `postgres` database as the `postgres` user.

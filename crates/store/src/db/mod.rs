@@ -73,6 +73,11 @@ impl Error {
         matches!(self, Error::Postgres(e)
             if e.code().is_some_and(|c| *c == SqlState::T_R_DEADLOCK_DETECTED || *c == SqlState::T_R_SERIALIZATION_FAILURE))
     }
+
+    /// Whether the server refused the user name or password it was given (SQLSTATE class 28).
+    fn is_refused_credentials(&self) -> bool {
+        matches!(self, Error::Postgres(e) if e.code().is_some_and(|c| c.code().starts_with("28")))
+    }
 }
 
 pub type Result<T, E = Error> = std::result::Result<T, E>;
@@ -436,6 +441,9 @@ struct Pg {
     /// Whether the read-only transaction of [`Connection::begin_read_snapshot`] is open: a
     /// listing's cursor is then declared in it ([`Connection::for_each_row`]).
     reading: Cell<bool>,
+    /// Whether the server refused [`Pg::url`]'s credentials when [`Pg::apart`] was opened:
+    /// they were changed since this connection was opened (a rotated password).
+    refused: Cell<bool>,
     /// Prepared statements by the store's SQL.
     statements: RefCell<HashMap<String, postgres::Statement>>,
     /// The same for [`Connection::insert`]'s inserts, prepared with `RETURNING id`.
@@ -719,12 +727,23 @@ impl Connection {
                 url: url.to_string(),
                 apart: std::cell::OnceCell::new(),
                 reading: Cell::new(false),
+                refused: Cell::new(false),
                 statements: RefCell::default(),
                 inserts: RefCell::default(),
             })),
             ids: RefCell::default(),
             shared: Cell::new(false),
         })
+    }
+
+    /// Whether this connection can do no more: the server closed it (a restart, a failover,
+    /// maintenance) or refused its credentials for a second connection (a rotated password).
+    /// A process that outlives one command (the Lambda) then opens the store again. A SQLite
+    /// file is never lost this way.
+    pub fn is_lost(&self) -> bool {
+        let Inner::Postgres(pg) = &self.inner else { return false };
+        let closed = pg.client.try_borrow().is_ok_and(|client| client.is_closed());
+        closed || pg.refused.get() || pg.apart.get().is_some_and(|apart| apart.is_lost())
     }
 
     /// The id remembered for `text` ([`Connection::remember`]), if no rollback came since.
@@ -1000,7 +1019,9 @@ impl Connection {
         let apart = match pg.apart.get() {
             Some(apart) => apart,
             None => {
-                let opened = Connection::connect_postgres(&pg.url)?;
+                let opened = Connection::connect_postgres(&pg.url).inspect_err(|e| {
+                    pg.refused.set(e.is_refused_credentials());
+                })?;
                 pg.apart.get_or_init(|| Box::new(opened))
             }
         };
