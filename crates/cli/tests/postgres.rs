@@ -390,6 +390,29 @@ fn copy_moves_a_database_between_engines_and_every_answer_stays() {
     assert!(common::stderr(&out).contains("copy into a new, empty database"), "{}", common::stderr(&out));
 }
 
+/// SQLite lets a column hold a value of any type. One of the wrong type is refused by name
+/// when copied, rather than sent as bytes PostgreSQL would read as another number.
+#[test]
+fn copy_refuses_a_value_of_the_wrong_type_and_names_its_table() {
+    let Some(pg) = Postgres::start() else { return };
+    let sqlite = Workspace::new();
+    ok(&sqlite, None, &["ingest", "-q", fixtures().join("example").to_str().unwrap()]);
+    let conn = rusqlite::Connection::open(sqlite.db()).unwrap();
+    // Eight bytes of text in an integer column: the size of a bigint.
+    conn.execute(
+        "UPDATE event_rows SET event_time = 'abcdefgh' WHERE id = (SELECT min(id) FROM event_rows)",
+        [],
+    )
+    .unwrap();
+    drop(conn);
+    let url = pg.database("mistyped");
+    let out = sqlite.run(&["copy", "--from", &sqlite.db_arg(), "--to", &url]);
+    assert!(!out.status.success(), "{}", common::stderr(&out));
+    let said = common::stderr(&out);
+    assert!(said.contains("event_rows") && said.contains("a text cannot be bound"), "{said}");
+    assert_eq!(pg.psql_in("mistyped", "SELECT count(*) FROM event_rows"), "0", "nothing was copied");
+}
+
 #[test]
 fn tls_as_libpq_asks_for_it_and_a_certificate_that_does_not_check_out_is_refused() {
     let Some(pg) = Postgres::start_tls() else { return };
@@ -503,6 +526,18 @@ fn a_long_listing_is_fetched_in_parts_on_the_commands_connection() {
     let stopped = alone.for_each_row("SELECT 1", params![], |_| Err("at once")).unwrap();
     assert_eq!(stopped, Err("at once"));
     assert_eq!(list(&alone, 3), vec![1, 2, 3], "after a stopped listing, outside a transaction");
+
+    // A lookup of `each` that fails aborts the snapshot's transaction: its own error is the one
+    // reported, not the closing of the cursor that then fails too.
+    let failing = Connection::connect_postgres(&url).unwrap();
+    failing.begin_read_snapshot().unwrap();
+    let stopped = failing
+        .for_each_row("SELECT n FROM generate_series(1, 3) AS s(n)", params![], |_| {
+            failing.query_row("SELECT 1 / 0", params![], |r| r.get::<_, i64>(0)).map(|_| ())
+        })
+        .unwrap();
+    let reported = stopped.unwrap_err().to_string();
+    assert!(reported.contains("division by zero"), "{reported}");
 }
 
 /// granttrail's sessions run without JIT compilation (which cost a listing more than the query

@@ -158,7 +158,9 @@ fn copy_table(
         while !rest.is_empty() {
             let (now, later) = rest.split_at(rows_in_next_statement(rest.len(), ROWS_PER_INSERT));
             let sql = format!("{insert} VALUES {}", value_rows(now.len(), width));
-            to.prepare_cached(&sql)?.execute(params_from_iter(now.iter().flatten()))?;
+            to.prepare_cached(&sql)?
+                .execute(params_from_iter(now.iter().flatten()))
+                .map_err(|e| StoreError::Invalid(format!("copying table {table}: {e}")))?;
             rest = later;
         }
         let in_page = page.len() as u64;

@@ -54,10 +54,17 @@ impl From<postgres::Error> for Error {
 /// The server's own words when there are some (the crate's Display says only "db error").
 fn postgres_message(e: &postgres::Error) -> String {
     match e.as_db_error() {
-        Some(db) => match db.detail() {
-            Some(detail) => format!("PostgreSQL: {} ({detail})", db.message()),
-            None => format!("PostgreSQL: {}", db.message()),
-        },
+        Some(db) => {
+            let mut message = format!("PostgreSQL: {}", db.message());
+            if let Some(detail) = db.detail() {
+                message += &format!(" ({detail})");
+            }
+            // What to do, when the server says (out of shared memory: raise max_locks_per_transaction).
+            if let Some(hint) = db.hint() {
+                message += &format!("; {hint}");
+            }
+            message
+        }
         None => match e.source() {
             Some(cause) => format!("{e}: {cause}"),
             None => e.to_string(),
@@ -868,9 +875,12 @@ impl Connection {
             // The failed statement aborted the transaction, and the cursor with it.
             Ok(())
         };
-        let read = read?;
-        ended?;
-        Ok(read)
+        match read? {
+            // A lookup of `each` that failed aborted the transaction, and the CLOSE after it
+            // with it: the error worth reporting is `each`'s own.
+            Err(e) => Ok(Err(e)),
+            Ok(()) => ended.map(|()| Ok(())),
+        }
     }
 
     /// Begins a read-only transaction that sees one state of the database to its end,
@@ -1080,8 +1090,15 @@ impl Transaction<'_> {
         self.conn.shared.set(false);
         let committed = self.conn.execute_batch("COMMIT");
         if committed.is_err() {
-            // A commit that fails rolls the transaction back.
+            // A commit that fails rolls the transaction back on PostgreSQL. SQLite keeps it
+            // open when the file is busy (a reader holds it past the busy timeout): it is
+            // rolled back here, or the connection would stay inside it.
             *self.conn.ids.borrow_mut() = Remembered::default();
+            if let Inner::Sqlite(c) = &self.conn.inner
+                && !c.is_autocommit()
+            {
+                let _ = c.execute_batch("ROLLBACK");
+            }
         }
         committed
     }
@@ -1343,12 +1360,24 @@ impl postgres::types::ToSql for ValueRef<'_> {
                 Type::TEXT | Type::VARCHAR => Pg::to_sql(&i.to_string(), ty, out),
                 _ => Err(format!("an integer cannot be bound to a parameter of type {ty}").into()),
             },
+            // The values below are written unchecked: sent for a parameter of another type
+            // (a SQLite file's column may hold anything), the server would read their bytes as
+            // that type's, a wrong value rather than an error.
             ValueRef::Real(f) => match *ty {
+                Type::FLOAT8 => Pg::to_sql(&f, ty, out),
                 Type::FLOAT4 => Pg::to_sql(&(f as f32), ty, out),
-                _ => Pg::to_sql(&f, ty, out),
+                _ => Err(format!("a real number cannot be bound to a parameter of type {ty}").into()),
             },
-            ValueRef::Text(s) => Pg::to_sql(&s, ty, out),
-            ValueRef::Blob(b) => Pg::to_sql(&b, ty, out),
+            ValueRef::Text(s) => match *ty {
+                Type::TEXT | Type::VARCHAR | Type::BPCHAR | Type::NAME | Type::UNKNOWN | Type::JSON => {
+                    Pg::to_sql(&s, ty, out)
+                }
+                _ => Err(format!("a text cannot be bound to a parameter of type {ty}").into()),
+            },
+            ValueRef::Blob(b) => match *ty {
+                Type::BYTEA => Pg::to_sql(&b, ty, out),
+                _ => Err(format!("a blob cannot be bound to a parameter of type {ty}").into()),
+            },
         }
     }
 
@@ -1409,7 +1438,10 @@ fn numeric(raw: &[u8]) -> Result<Value, BoxError> {
         let power = weight - i as i32;
         value += f64::from(d) * 10000f64.powi(power);
         integer = match (integer, u32::try_from(power)) {
-            (Some(n), Ok(p)) => 10000i128.checked_pow(p).and_then(|m| n.checked_add(i128::from(d) * m)),
+            (Some(n), Ok(p)) => 10000i128
+                .checked_pow(p)
+                .and_then(|m| i128::from(d).checked_mul(m))
+                .and_then(|dm| n.checked_add(dm)),
             _ if d == 0 => integer,
             _ => None,
         };
@@ -1468,5 +1500,38 @@ mod tests {
         let zero = [0, 0, 0, 0, 0, 0, 0, 0];
         assert_eq!(numeric(&zero).ok(), Some(Value::Integer(0)));
         assert!(numeric(&[0, 1]).is_err());
+        // A number too large for any integer reads as a real, without overflowing: 9999 x 10000^9.
+        let huge = [0, 1, 0, 9, 0, 0, 0, 0, 0x27, 0x0f];
+        assert!(matches!(numeric(&huge), Ok(Value::Real(r)) if r > 9e39));
+    }
+
+    /// SQLite keeps a transaction open when its COMMIT finds the file busy (a reader holds it
+    /// in rollback-journal mode): the commit's error comes back, and the transaction is gone.
+    #[test]
+    fn a_commit_refused_by_a_reader_leaves_no_transaction_open() {
+        #![allow(clippy::unwrap_used)]
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("busy.db");
+        let setup = rusqlite::Connection::open(&path).unwrap();
+        setup
+            .execute_batch(
+                "PRAGMA journal_mode = DELETE; CREATE TABLE t (x INTEGER); INSERT INTO t VALUES (1)",
+            )
+            .unwrap();
+        let raw = rusqlite::Connection::open(&path).unwrap();
+        raw.busy_timeout(std::time::Duration::ZERO).unwrap();
+        let mut writer = Connection::from_sqlite(raw);
+        let reader = rusqlite::Connection::open(&path).unwrap();
+        let mut reading = reader.prepare("SELECT x FROM t").unwrap();
+        let mut rows = reading.query([]).unwrap();
+        assert!(rows.next().unwrap().is_some(), "the reader holds its lock while its rows are open");
+
+        let tx = writer.transaction_with_behavior(TransactionBehavior::Immediate).unwrap();
+        tx.execute("INSERT INTO t VALUES (2)", []).unwrap();
+        assert!(tx.commit().is_err(), "the reader keeps the writer from committing");
+        assert!(writer.sqlite().unwrap().is_autocommit(), "the refused transaction was rolled back");
+        drop(rows);
+        let count: i64 = writer.query_row("SELECT count(*) FROM t", [], |r| r.get(0)).unwrap();
+        assert_eq!(count, 1, "the refused insert is undone");
     }
 }
