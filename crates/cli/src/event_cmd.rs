@@ -22,6 +22,11 @@ pub struct EventArgs {
     /// the same eventID; `json`: the record exactly as CloudTrail delivered it.
     #[arg(long, value_enum, default_value_t = EventFormat::Table)]
     format: EventFormat,
+
+    /// Which of the different records stored under this eventID to show (a collision), in the
+    /// order they were stored; the table of the first names the others.
+    #[arg(long, value_name = "N", default_value_t = 1, value_parser = clap::value_parser!(u32).range(1..))]
+    record: u32,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -33,9 +38,20 @@ enum EventFormat {
 pub fn run(db: &Location, args: &EventArgs) -> anyhow::Result<ExitCode> {
     let mut store = open_existing(db)?;
     store.read_snapshot()?;
-    let Some(found) = store.event_record(&args.event_id)? else {
+    let mut all = store.event_records(&args.event_id)?;
+    if all.is_empty() {
         bail!("no event with eventID {:?} in {}", args.event_id, db);
-    };
+    }
+    let stored = all.len();
+    let index = usize::try_from(args.record - 1)?;
+    if index >= stored {
+        bail!(
+            "eventID {:?} names {stored} stored record(s) in {db}; there is no record {}",
+            args.event_id,
+            args.record
+        );
+    }
+    let found = all.swap_remove(index);
     let mut out = std::io::stdout().lock();
     match args.format {
         // The bytes as delivered: the record is the evidence, so it is not re-encoded.
@@ -48,12 +64,13 @@ pub fn run(db: &Location, args: &EventArgs) -> anyhow::Result<ExitCode> {
                 args.event_id
             ),
         },
-        EventFormat::Table => print_fields(&found, &mut out)?,
+        EventFormat::Table => print_fields(&found, index, &mut out)?,
     }
     Ok(ExitCode::SUCCESS)
 }
 
-fn print_fields(found: &EventRecord, out: &mut dyn Write) -> anyhow::Result<()> {
+/// The table of `found`, the record at `index` (from 0) of those stored under its eventID.
+fn print_fields(found: &EventRecord, index: usize, out: &mut dyn Write) -> anyhow::Result<()> {
     let e = &found.stored.event;
     let c = &e.caller;
     let error = e.error_code.as_ref().map(|code| match &e.error_message {
@@ -100,18 +117,21 @@ fn print_fields(found: &EventRecord, out: &mut dyn Write) -> anyhow::Result<()> 
     }
     for (i, other) in found.collisions.iter().enumerate() {
         let name = if i == 0 { "same eventID" } else { "" };
+        // The collisions are the other records in storage order: this one's place is skipped.
+        let number = if i < index { i + 1 } else { i + 2 };
         let line = format!(
-            "a different record: {} at {} from {}",
+            "a different record: {} at {} from {} (--record {number})",
             other.event.event_name,
             timestamp::format(other.event.event_time),
             other.object
         );
         writeln!(out, "{name:<width$}  {}", terminal_safe(&line))?;
     }
+    let which = if index == 0 { String::new() } else { format!(" --record {}", index + 1) };
     match found.record {
         Some(_) => writeln!(
             out,
-            "\nThe record as delivered: granttrail event {} --format json",
+            "\nThe record as delivered: granttrail event {}{which} --format json",
             terminal_safe(&e.event_id)
         )?,
         None => writeln!(out, "\nThe record as delivered was dropped by `granttrail prune`.")?,

@@ -72,11 +72,25 @@ fn every_record_comes_back(logs: &Path) -> usize {
     for id in kms {
         assert!(stored.contains(id), "KMS record {id} is not stored");
     }
+    // Each record stored under an eventID, the second of a collision included, comes back.
+    let mut printed_of: BTreeMap<&String, Vec<Value>> = BTreeMap::new();
     for id in &stored {
-        let printed = ws.ok(&["event", id, "--format", "json"]);
+        let seen = printed_of.entry(id).or_default();
+        let number = (seen.len() + 1).to_string();
+        let printed = ws.ok(&["event", id, "--record", &number, "--format", "json"]);
         let record: Value = serde_json::from_str(&printed).unwrap_or_else(|e| panic!("{id}: {e}\n{printed}"));
         let candidates = delivered.get(id).unwrap_or_else(|| panic!("{id} is in no log file"));
         assert!(candidates.contains(&record), "event {id} printed a record no log file holds:\n{printed}");
+        assert!(!seen.contains(&record), "event {id} --record {number} printed an earlier record again");
+        seen.push(record);
+    }
+    for (id, seen) in &printed_of {
+        let next = (seen.len() + 1).to_string();
+        let beyond = ws.run(&["event", id, "--record", &next, "--format", "json"]);
+        assert!(
+            !beyond.status.success() && stderr(&beyond).contains("there is no record"),
+            "{id} --record {next}"
+        );
     }
     stored.len()
 }
@@ -170,4 +184,46 @@ fn walk_files(dir: &Path) -> Vec<PathBuf> {
     let mut out = Vec::new();
     walk(dir, &mut out);
     out
+}
+
+/// Two different records under one eventID (a collision): each is printed by its number, and
+/// the table of either names the other's.
+#[test]
+fn each_record_of_a_collision_comes_back_by_its_number() {
+    let ws = Workspace::new();
+    let key = "arn:aws:kms:us-east-1:111122223333:key/1111aaaa-1111-1111-1111-111111111111";
+    let record = |name: &str, time: &str| {
+        serde_json::json!({
+            "eventVersion": "1.08", "eventSource": "kms.amazonaws.com", "eventID": "4c8f0d0e-0000-4000-8000-000000000001",
+            "eventName": name, "eventTime": time, "awsRegion": "us-east-1", "recipientAccountId": "111122223333",
+            "userIdentity": {"type": "AssumedRole", "arn": "arn:aws:sts::111122223333:assumed-role/r/s", "accountId": "111122223333"},
+            "resources": [{"ARN": key, "accountId": "111122223333", "type": "AWS::KMS::Key"}],
+            "requestParameters": {"keyId": key}
+        })
+    };
+    let first = record("DescribeKey", "2024-05-01T09:00:00Z");
+    let second = record("Decrypt", "2024-05-01T10:00:00Z");
+    for (file, r) in [("a.json", &first), ("b.json", &second)] {
+        std::fs::write(ws.path(file), serde_json::json!({ "Records": [r] }).to_string()).unwrap();
+        ws.ok(&["ingest", "-q", ws.path(file).to_str().unwrap()]);
+    }
+    let id = "4c8f0d0e-0000-4000-8000-000000000001";
+    let printed = |n: &str| -> Value {
+        serde_json::from_str(&ws.ok(&["event", id, "--record", n, "--format", "json"])).unwrap()
+    };
+    assert_eq!(printed("1"), first);
+    assert_eq!(printed("2"), second);
+    let table = ws.ok(&["event", id]);
+    assert!(table.contains("DescribeKey (kms.amazonaws.com)") && table.contains("Decrypt at"), "{table}");
+    assert!(table.contains("(--record 2)"), "{table}");
+    let table = ws.ok(&["event", id, "--record", "2"]);
+    assert!(table.contains("Decrypt (kms.amazonaws.com)") && table.contains("DescribeKey at"), "{table}");
+    assert!(
+        table.contains("(--record 1)") && table.contains(&format!("{id} --record 2 --format json")),
+        "{table}"
+    );
+    for beyond in ["3", "0"] {
+        let out = ws.run(&["event", id, "--record", beyond, "--format", "json"]);
+        assert!(!out.status.success() && out.stdout.is_empty(), "--record {beyond}");
+    }
 }

@@ -40,7 +40,8 @@ pub struct EventRecord {
     pub record: Option<String>,
     /// The other copies of the same call, logged in other accounts (same `sharedEventID`).
     pub copies: Vec<StoredEvent>,
-    /// Other, different records that carry the same `eventID` (collisions), in storage order.
+    /// The other, different records that carry the same `eventID` (collisions), in storage
+    /// order.
     pub collisions: Vec<StoredEvent>,
     /// The other objects the same record was delivered in again (not stored twice).
     pub delivered_again: Vec<String>,
@@ -168,47 +169,68 @@ impl Store {
         Ok(out)
     }
 
-    /// One stored event by its `eventID`, with its record and the other accounts' copies.
+    /// One stored event by its `eventID`, with its record and the other accounts' copies: the
+    /// first stored under it ([`Store::event_records`] gives every one).
     pub fn event_record(&self, event_id: &str) -> Result<Option<EventRecord>> {
-        let Some(stored) = self.event(event_id)? else {
-            return Ok(None);
-        };
-        // The record of the first copy stored (the one `event` gives), unless it was pruned.
-        let block: Option<(i64, Vec<u8>, i64)> = self
-            .conn()
-            .query_row(
-                "SELECT b.dictionary, b.records, e.record_slot FROM event_rows e
-                 JOIN record_blocks b ON b.id = e.record_block
-                 WHERE e.id = (SELECT min(id) FROM event_rows WHERE event_hash = granttrail_hash(?1) AND event_id = ?1)",
-                [event_id],
-                |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)),
-            )
-            .optional()?;
-        let record = block
-            .map(|(dictionary, frame, slot)| {
-                records::decompress(self.conn(), event_id, dictionary, &frame, slot)
-            })
-            .transpose()?;
-        let copies = match &stored.event.shared_event_id {
-            Some(shared) => {
-                let sql = format!(
-                    "SELECT {EVENT_COLUMNS}, o.source FROM events e JOIN objects o ON o.id = e.object_id
-                     WHERE e.shared_event_id = ?1 AND e.event_id <> ?2 ORDER BY e.event_id"
-                );
-                self.stored_events(&sql, &[shared, event_id])?
+        Ok(self.event_records(event_id)?.into_iter().next())
+    }
+
+    /// Every record stored under `eventID`, in the order they were stored: more than one when
+    /// different records carry the same eventID (a collision). Each comes with its record
+    /// (unless pruned), the other accounts' copies of its call and the objects it was delivered
+    /// in again.
+    pub fn event_records(&self, event_id: &str) -> Result<Vec<EventRecord>> {
+        let stored = crate::write::stored_with_id(self.conn(), event_id)?;
+        let mut block = self.conn().prepare_cached(
+            "SELECT b.dictionary, b.records, e.record_slot FROM event_rows e
+             JOIN record_blocks b ON b.id = e.record_block WHERE e.id = ?1",
+        )?;
+        let mut again = self.conn().prepare_cached(
+            "SELECT o.source FROM event_copies c JOIN objects o ON o.id = c.object_id
+             WHERE c.event_rowid = ?1 ORDER BY o.id",
+        )?;
+        let everyone: Vec<StoredEvent> = stored
+            .iter()
+            .map(|(_, event, object)| StoredEvent { event: event.clone(), object: object.clone() })
+            .collect();
+        let mut out = Vec::with_capacity(stored.len());
+        for (i, (row, event, object)) in stored.into_iter().enumerate() {
+            let frame: Option<(i64, Vec<u8>, i64)> =
+                block.query_row([row], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?))).optional()?;
+            let record = frame
+                .map(|(dictionary, frame, slot)| {
+                    records::decompress(self.conn(), event_id, dictionary, &frame, slot)
+                })
+                .transpose()?;
+            let copies = match &event.shared_event_id {
+                Some(shared) => {
+                    let sql = format!(
+                        "SELECT {EVENT_COLUMNS}, o.source FROM events e JOIN objects o ON o.id = e.object_id
+                         WHERE e.shared_event_id = ?1 AND e.event_id <> ?2 ORDER BY e.event_id"
+                    );
+                    self.stored_events(&sql, &[shared, event_id])?
+                }
+                None => Vec::new(),
+            };
+            let mut delivered_again = Vec::new();
+            for source in again.query_map([row], |r| r.get(0))? {
+                delivered_again.push(source?);
             }
-            None => Vec::new(),
-        };
-        let sql = format!(
-            "SELECT {EVENT_COLUMNS}, o.source FROM events e JOIN objects o ON o.id = e.object_id
-             WHERE e.event_hash = granttrail_hash(?1) AND e.event_id = ?1 ORDER BY e.id"
-        );
-        let collisions = self.stored_events(&sql, &[event_id])?.into_iter().skip(1).collect();
-        let delivered_again = match self.event_copies(event_id)?.into_iter().next() {
-            Some((_, objects)) => objects.into_iter().skip(1).collect(),
-            None => Vec::new(),
-        };
-        Ok(Some(EventRecord { stored, record, copies, collisions, delivered_again }))
+            let collisions = everyone
+                .iter()
+                .enumerate()
+                .filter(|(j, _)| *j != i)
+                .map(|(_, other)| other.clone())
+                .collect();
+            out.push(EventRecord {
+                stored: StoredEvent { event, object },
+                record,
+                copies,
+                collisions,
+                delivered_again,
+            });
+        }
+        Ok(out)
     }
 
     fn stored_events(&self, sql: &str, args: &[&str]) -> Result<Vec<StoredEvent>> {
