@@ -35,6 +35,8 @@ pub fn run(db: &Location, config: &Config, args: &PruneArgs) -> anyhow::Result<E
     let now = args.as_of.unwrap_or_else(granttrail_ingest::now);
     let cutoff = now - i64::from(days) * retention::DAY;
     let (pruned, cited) = store.prune_call_records(&config.findings, now, days)?;
+    // Closed first: the freed pages leave the file when its write-ahead log is checkpointed.
+    drop(store);
     let size = match db {
         Location::File(path) => {
             let bytes = std::fs::metadata(path).map(|m| m.len()).unwrap_or(0);

@@ -264,6 +264,9 @@ pub enum StoreError {
     Corrupt(String),
     #[error("{0}")]
     Invalid(String),
+    /// Other writers kept changing what the work depends on; nothing was changed.
+    #[error("{0}")]
+    Busy(String),
     #[error(
         "the settings differ from those this database was labelled with; run `granttrail rebuild` with the new settings first"
     )]
