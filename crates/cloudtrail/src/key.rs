@@ -100,7 +100,8 @@ fn parse_date(y: &str, m: &str, d: &str) -> Option<(u16, u8, u8)> {
 fn delivery_time(file: &str) -> Option<((u16, u8, u8), u8, u8)> {
     file.split('_').find_map(|part| {
         let b = part.as_bytes();
-        if b.len() != 14 || b[8] != b'T' || b[13] != b'Z' {
+        // ASCII only: the slices below would cut a character of another script in two.
+        if b.len() != 14 || !part.is_ascii() || b[8] != b'T' || b[13] != b'Z' {
             return None;
         }
         let date = parse_date(&part[0..4], &part[4..6], &part[6..8])?;
@@ -159,5 +160,20 @@ mod tests {
         ] {
             assert_eq!(ObjectKey::parse(key).class, KeyClass::Other, "{key}");
         }
+    }
+
+    /// A name is anything a bucket or a disk holds: a character of another script where the
+    /// delivery time goes is no time, not a crash (each of these is 14 bytes, T and Z in place).
+    #[test]
+    fn a_delivery_time_with_other_characters_is_none() {
+        for time in ["202é051T1234Z", "20240501T1é4Z"] {
+            assert_eq!(time.len(), 14);
+            let key = format!(
+                "AWSLogs/111122223333/CloudTrail/us-east-1/2024/05/01/111122223333_CloudTrail_us-east-1_{time}_x.json.gz"
+            );
+            assert_eq!(ObjectKey::parse(&key).delivered, None, "{time}");
+        }
+        let key = "AWSLogs/111122223333/CloudTrail/us-east-1/2024/05/01/111122223333_CloudTrail_us-east-1_20240501T1234Z_x.json.gz";
+        assert_eq!(ObjectKey::parse(key).delivered, Some(((2024, 5, 1), 12, 34)));
     }
 }
