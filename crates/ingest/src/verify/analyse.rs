@@ -107,15 +107,16 @@ pub fn analyse(inputs: &[Input], keys: Option<&PublicKeys>, filter: &Filter) -> 
         s.close_periods();
     }
 
-    // Every log file a trusted digest lists, by file name; and those only untrusted ones list.
-    let mut listed: HashMap<&str, (&Read, usize)> = HashMap::new();
+    // Every log file trusted digests list, by file name, with each listing (a file is listed
+    // once, but a planted digest may list it again); and those only untrusted ones list.
+    let mut listed: HashMap<&str, Vec<(&Read, usize)>> = HashMap::new();
     let mut listed_untrusted: HashMap<&str, &Read> = HashMap::new();
     let judged = |d: &Read| filter.listings_of.as_ref().is_none_or(|name| *name == d.object.name);
     for d in digests.iter().filter(|d| judged(d)) {
         for (i, file) in d.digest.log_files.iter().enumerate() {
             let name = file_name(&file.s3_object);
             if d.trusted {
-                listed.entry(name).or_insert((d, i));
+                listed.entry(name).or_default().push((d, i));
             } else {
                 listed_untrusted.entry(name).or_insert(d);
             }
@@ -165,8 +166,10 @@ pub fn analyse(inputs: &[Input], keys: Option<&PublicKeys>, filter: &Filter) -> 
         out.log_files.push((log.name.clone(), verdict, reason));
     }
 
-    for (name, (d, i)) in &listed {
-        let Some(file) = d.digest.log_files.get(*i) else { continue };
+    for (name, listings) in &listed {
+        // A missing file is named as the first digest that lists it names it.
+        let Some(&(d, i)) = listings.first() else { continue };
+        let Some(file) = d.digest.log_files.get(i) else { continue };
         if seen.contains(name) || !filter.wants_listed(&file.s3_object, &d.object.name) {
             continue;
         }
@@ -429,7 +432,7 @@ fn check_signatures(
 
 fn judge_log(
     log: &LogObject,
-    listed: &HashMap<&str, (&Read, usize)>,
+    listed: &HashMap<&str, Vec<(&Read, usize)>>,
     listed_untrusted: &HashMap<&str, &Read>,
     covered: &[Period],
 ) -> (LogVerdict, Option<(ProblemKind, String)>) {
@@ -438,13 +441,26 @@ fn judge_log(
         Some(Err(reason)) => return (LogVerdict::Altered, Some((ProblemKind::Altered, reason.clone()))),
         None => None,
     };
-    if let (Some(sha256), Some((d, i))) = (sha256, listed.get(log.file.as_str())) {
-        let listed_hash = d.digest.log_files.get(*i).and_then(|f| f.hash().ok());
-        return if listed_hash == Some(*sha256) {
-            (LogVerdict::Verified, None)
-        } else {
-            let reason = format!("its content does not have the SHA-256 {} lists for it", d.object.name);
-            (LogVerdict::Altered, Some((ProblemKind::Altered, reason)))
+    if let (Some(sha256), Some(listings)) = (sha256, listed.get(log.file.as_str())) {
+        // Verified only when every trusted digest that lists it agrees with its content: a
+        // digest listing the content of an altered copy does not outvote the one it contradicts.
+        let lists_its_content = |(d, i): &&(&Read, usize)| {
+            d.digest.log_files.get(*i).and_then(|f| f.hash().ok()) == Some(*sha256)
+        };
+        let (agree, disagree): (Vec<_>, Vec<_>) = listings.iter().partition(lists_its_content);
+        return match (agree.first().map(|(d, _)| d), disagree.first().map(|(d, _)| d)) {
+            (_, None) => (LogVerdict::Verified, None),
+            (None, Some(d)) => {
+                let reason = format!("its content does not have the SHA-256 {} lists for it", d.object.name);
+                (LogVerdict::Altered, Some((ProblemKind::Altered, reason)))
+            }
+            (Some(a), Some(d)) => {
+                let reason = format!(
+                    "the digests disagree: {} lists the SHA-256 of its content, {} another",
+                    a.object.name, d.object.name
+                );
+                (LogVerdict::Altered, Some((ProblemKind::Altered, reason)))
+            }
         };
     }
     if let Some(d) = listed_untrusted.get(log.file.as_str()) {

@@ -104,6 +104,23 @@ fn an_altered_log_file_is_reported_alone() {
     assert_eq!(v.summaries[0].verified, 5);
 }
 
+/// A digest planted to list an altered copy's content does not outvote the digest it
+/// contradicts, even read first (its name sorts before the hourly one's) and unsigned where
+/// a downloaded copy cannot check it: the file is altered, and the disagreement named.
+#[test]
+fn a_planted_digest_listing_an_altered_copy_does_not_verify_it() {
+    let (mut trail, logs, digests) = three_hours();
+    let text = trail.content(&logs[2]).unwrap().replace("kms", "sts");
+    trail.add_log_content(&logs[2], &text);
+    let planted = trail.backfill_digest("2025-03-04T10:00:00Z", "2025-03-04T11:00:00Z");
+    assert!(planted < digests[1], "the planted digest is read before the one that lists the file");
+    let v = analyse(&inputs(&trail, false), Some(&keys(&trail)), &Filter::default());
+    assert_eq!(verdicts(&v), vec![(ProblemKind::Altered, file(&logs[2]))]);
+    let reason = &v.problems[0].reason;
+    assert!(reason.contains("disagree") && reason.contains(&file(&planted)), "{reason}");
+    assert!(v.failed());
+}
+
 #[test]
 fn a_deleted_log_file_is_missing_and_named_as_listed() {
     let (mut trail, logs, _) = three_hours();
