@@ -677,6 +677,34 @@ fn collision_independent_of_arrival(
 /// The properties above, on PostgreSQL: every store a case opens is a database of its own on
 /// one server. Fewer cases than on SQLite (a database takes a moment to create); the same
 /// strategies, so a failure shrinks the same way.
+/// An import relabels the way ingest's marks do: a call whose object is still marked new when a
+/// key policy or an IAM snapshot is imported (an ingest stopped before relabelling) is
+/// labelled once, whichever copy of it arrives after, as a rebuild labels it.
+#[test]
+fn an_import_among_pending_marks_labels_each_call_once() {
+    const POLICY: &str = r#"{"Version":"2012-10-17","Statement":[{"Effect":"Allow","Principal":{"AWS":"arn:aws:iam::111122223333:root"},"Action":"kms:*","Resource":"*"}]}"#;
+    const IAM: &str = r#"{"UserDetailList":[],"GroupDetailList":[],"RoleDetailList":[],"Policies":[]}"#;
+    for import in ["key policy", "IAM"] {
+        let decrypt =
+            Spec { kind: Kind::Decrypt { denied: false }, key: 0, grant: 0, time: 100, twin: true, who: 0 };
+        // The owner's copy of the call, and the one logged in the caller's other account.
+        let copies = records(0, &decrypt);
+        let mut store = sqlite();
+        store.always_relabel_incrementally();
+        ingest(&mut store, "the other account's copy", &log_file(&[&copies[1]]));
+        match import {
+            "key policy" => store.import_key_policy(KEYS[0], 50, POLICY, "test").unwrap(),
+            _ => drop(store.import_iam("111122223333", 50, IAM, "test").unwrap()),
+        }
+        ingest(&mut store, "the owner's copy", &log_file(&[&copies[0]]));
+        let incremental = calls(&mut store);
+        store.rebuild().unwrap();
+        let rebuilt = calls(&mut store);
+        assert_eq!(rebuilt.len(), 1, "{import}: one call, one label: {rebuilt:?}");
+        assert_eq!(format!("{incremental:?}"), format!("{rebuilt:?}"), "{import}");
+    }
+}
+
 mod on_postgres {
     use std::sync::Barrier;
     use std::sync::atomic::{AtomicUsize, Ordering};

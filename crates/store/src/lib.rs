@@ -795,30 +795,43 @@ impl Store {
     /// `aws kms get-key-policy`) as in force at `at`, and relabels the key's calls.
     pub fn import_key_policy(&mut self, key_arn: &str, at: i64, policy: &str, source: &str) -> Result<()> {
         Policy::parse(policy).map_err(StoreError::Invalid)?;
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        tx.execute(
-            "INSERT INTO imported_key_policies (key_arn, at, policy, source) VALUES (?1, ?2, ?3, ?4)",
-            db::params![key_arn, at, policy, source],
-        )?;
         let dirty = Invalidation { context_keys: [key_arn.to_string()].into(), ..Invalidation::default() };
-        labels::recompute(&tx, &dirty, &self.settings, self.strategy, None)?;
-        tx.commit()?;
-        Ok(())
+        self.import_and_relabel(&dirty, |tx| {
+            tx.execute(
+                "INSERT INTO imported_key_policies (key_arn, at, policy, source) VALUES (?1, ?2, ?3, ?4)",
+                db::params![key_arn, at, policy, source],
+            )
+        })
     }
 
     /// Stores an IAM snapshot (`aws iam get-account-authorization-details` output) of
     /// `account` as of `at`, and relabels the calls of that account's principals.
     pub fn import_iam(&mut self, account: &str, at: i64, document: &str, source: &str) -> Result<usize> {
         let snapshot = IamSnapshot::parse(document).map_err(StoreError::Invalid)?;
-        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
-        tx.execute(
-            "INSERT INTO imported_iam (account, at, document, source) VALUES (?1, ?2, ?3, ?4)",
-            db::params![account, at, document, source],
-        )?;
         let dirty = Invalidation { accounts: [account.to_string()].into(), ..Invalidation::default() };
-        labels::recompute(&tx, &dirty, &self.settings, self.strategy, None)?;
-        tx.commit()?;
+        self.import_and_relabel(&dirty, |tx| {
+            tx.execute(
+                "INSERT INTO imported_iam (account, at, document, source) VALUES (?1, ?2, ?3, ?4)",
+                db::params![account, at, document, source],
+            )
+        })?;
         Ok(snapshot.principals.len())
+    }
+
+    /// Stores an import with `insert`, marks what it leaves to relabel (`dirty`), and relabels
+    /// as after an ingest, with whatever else is marked: relabelling the import's keys alone
+    /// would leave their marks, and a call of an object still marked new be labelled twice.
+    fn import_and_relabel(
+        &mut self,
+        dirty: &Invalidation,
+        insert: impl FnOnce(&Connection) -> db::Result<usize>,
+    ) -> Result<()> {
+        let tx = self.conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
+        insert(&tx)?;
+        labels::mark_stale(&tx, 0, dirty)?;
+        tx.commit()?;
+        self.refresh_labels()?;
+        Ok(())
     }
 
     /// Stores a list-grants snapshot of `key_arn` taken at `at`. Findings compare the latest
