@@ -316,7 +316,8 @@ fn print_table(
         None => writeln!(
             out,
             "signatures: not checked (give --public-keys FILE, the output of `aws cloudtrail list-public-keys`); \
-             hashes and the chain were checked"
+             hashes and the chain were checked, so \"verified\" means as the digests list it, and whoever \
+             can write to the bucket can rewrite the digests too"
         )?,
     }
     if digests == 0 {

@@ -102,6 +102,8 @@ fn without_keys_the_output_says_signatures_were_not_checked() {
     let out = ws.run(&["verify", ws.path("copy").to_str().unwrap()]);
     assert!(out.status.success(), "{}", stderr(&out));
     assert!(stdout(&out).contains("signatures: not checked (give --public-keys FILE"), "{}", stdout(&out));
+    // What "verified" then rests on: the digests, which the bucket's writers could rewrite too.
+    assert!(stdout(&out).contains("can rewrite the digests too"), "{}", stdout(&out));
 }
 
 #[test]
