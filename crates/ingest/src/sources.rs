@@ -62,7 +62,9 @@ pub fn collect_sources(paths: &[PathBuf]) -> SourceList {
 }
 
 fn walk(dir: &Path, list: &mut SourceList) {
-    for entry in walkdir::WalkDir::new(dir).sort_by_file_name() {
+    // Links are followed: a folder of links to log files is a folder of log files. A link to
+    // nothing, or one that loops, is an error naming it.
+    for entry in walkdir::WalkDir::new(dir).follow_links(true).sort_by_file_name() {
         match entry {
             Err(e) => {
                 let path = e.path().map(Path::to_path_buf).unwrap_or_else(|| dir.to_path_buf());
@@ -120,5 +122,25 @@ mod tests {
         let reasons: Vec<_> = list.skipped.iter().map(|s| s.reason).collect();
         assert_eq!(reasons, vec!["not a .json, .jsonl, .ndjson or .gz file", "CloudTrail digest file"]);
         assert_eq!(list.errors.len(), 1);
+    }
+
+    #[cfg(unix)]
+    #[test]
+    fn links_in_a_folder_are_followed_and_a_broken_one_is_named() {
+        let dir = tempfile::tempdir().unwrap();
+        let (real, links) = (dir.path().join("real"), dir.path().join("links"));
+        std::fs::create_dir_all(&real).unwrap();
+        std::fs::create_dir_all(&links).unwrap();
+        std::fs::write(real.join("a.json.gz"), "{}").unwrap();
+        std::os::unix::fs::symlink(real.join("a.json.gz"), links.join("a.json.gz")).unwrap();
+        std::os::unix::fs::symlink(&real, links.join("more")).unwrap();
+        std::os::unix::fs::symlink(real.join("gone.json.gz"), links.join("gone.json.gz")).unwrap();
+        let list = collect_sources(std::slice::from_ref(&links));
+        assert_eq!(
+            list.sources,
+            vec![Source::File(links.join("a.json.gz")), Source::File(links.join("more/a.json.gz"))]
+        );
+        assert_eq!(list.errors.len(), 1, "{:?}", list.errors);
+        assert_eq!(list.errors[0].0, links.join("gone.json.gz"));
     }
 }

@@ -116,7 +116,8 @@ pub fn read_paths(paths: &[PathBuf], jobs: usize, max_object_bytes: u64) -> Path
     let mut found = PathsRead::default();
     let mut files = Vec::new();
     for path in paths {
-        for entry in walkdir::WalkDir::new(path).sort_by_file_name() {
+        // Links are followed, as ingest follows them.
+        for entry in walkdir::WalkDir::new(path).follow_links(true).sort_by_file_name() {
             match entry {
                 Ok(entry) if entry.file_type().is_file() => files.push(entry.into_path()),
                 Ok(_) => {}

@@ -446,7 +446,8 @@ impl Layout for Directory {
         for entry in entries {
             let entry = entry.map_err(|e| e.to_string())?;
             let name = entry.file_name().to_string_lossy().into_owned();
-            if entry.file_type().map_err(|e| e.to_string())?.is_dir() {
+            // Through a link too, as ingest follows them.
+            if entry.path().is_dir() {
                 folders.push(format!("{prefix}{name}/"));
             } else {
                 files.push(format!("{prefix}{name}"));
