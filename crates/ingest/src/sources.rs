@@ -46,7 +46,12 @@ pub fn collect_sources(paths: &[PathBuf]) -> SourceList {
     let mut list = SourceList::default();
     for path in paths {
         if path.as_os_str() == "-" {
-            list.sources.push(Source::Stdin);
+            // Standard input is one stream: read twice at once, each read would get part of it.
+            if list.sources.contains(&Source::Stdin) {
+                list.errors.push((path.clone(), "standard input is given more than once".to_string()));
+            } else {
+                list.sources.push(Source::Stdin);
+            }
             continue;
         }
         match std::fs::metadata(path) {
@@ -113,15 +118,21 @@ mod tests {
             std::fs::write(logs.join(name), "{}").unwrap();
         }
         std::fs::write(digests.join("d.json.gz"), "{}").unwrap();
-        let list =
-            collect_sources(&[dir.path().to_path_buf(), PathBuf::from("-"), dir.path().join("missing")]);
+        let list = collect_sources(&[
+            dir.path().to_path_buf(),
+            PathBuf::from("-"),
+            dir.path().join("missing"),
+            PathBuf::from("-"),
+        ]);
         assert_eq!(
             list.sources,
             vec![Source::File(logs.join("a.json")), Source::File(logs.join("b.json.gz")), Source::Stdin]
         );
         let reasons: Vec<_> = list.skipped.iter().map(|s| s.reason).collect();
         assert_eq!(reasons, vec!["not a .json, .jsonl, .ndjson or .gz file", "CloudTrail digest file"]);
-        assert_eq!(list.errors.len(), 1);
+        let errors: Vec<&str> = list.errors.iter().map(|(_, e)| e.as_str()).collect();
+        assert_eq!(errors.len(), 2, "{errors:?}");
+        assert_eq!(errors[1], "standard input is given more than once");
     }
 
     #[cfg(unix)]
