@@ -705,6 +705,39 @@ fn an_import_among_pending_marks_labels_each_call_once() {
     }
 }
 
+/// Two different records under one eventID (a collision) that are calls on two keys at the
+/// same second: each key's call keeps a label of its own, whichever arrives first, as a
+/// rebuild gives (both labels were written on the first record's row, one over the other).
+#[test]
+fn colliding_calls_on_two_keys_at_one_second_keep_a_label_each() {
+    let records_of: Vec<Value> = (0..KEYS.len())
+        .map(|key| {
+            let spec =
+                Spec { kind: Kind::Decrypt { denied: false }, key, grant: 0, time: 100, twin: false, who: 0 };
+            let mut record = records(key, &spec).remove(0);
+            record["eventID"] = json!("ev-collision");
+            record
+        })
+        .collect();
+    for order in [[0, 1], [1, 0]] {
+        let mut store = sqlite();
+        store.always_relabel_incrementally();
+        for i in order {
+            ingest(&mut store, &format!("the call on key {i}"), &log_file(&[&records_of[i]]));
+            store.refresh_labels().unwrap();
+        }
+        let incremental = calls(&mut store);
+        let keys: std::collections::BTreeSet<&str> = incremental.iter().map(|c| c.key_arn.as_str()).collect();
+        assert_eq!(
+            (incremental.len(), keys),
+            (2, KEYS.into_iter().collect()),
+            "{order:?}: a label on each key: {incremental:?}"
+        );
+        store.rebuild().unwrap();
+        assert_eq!(format!("{incremental:?}"), format!("{:?}", calls(&mut store)), "{order:?}");
+    }
+}
+
 mod on_postgres {
     use std::sync::Barrier;
     use std::sync::atomic::{AtomicUsize, Ordering};

@@ -632,8 +632,9 @@ fn texts_of(event: &KmsEvent) -> impl Iterator<Item = &str> {
     .filter_map(|text| text.as_deref())
 }
 
-/// A stored event row: its id, call name and time.
-pub(crate) type EventRow = (i64, String, i64);
+/// A stored event row: its id, call name and time, and the text ids of its key and its
+/// destination key.
+pub(crate) type EventRow = (i64, String, i64, Option<i64>, Option<i64>);
 
 /// The stored rows of each of `event_ids` that has any (two or more for a collision), in row
 /// order.
@@ -647,13 +648,13 @@ pub(crate) fn rows_with_event_ids<'a>(
         // One probe of the index per eventID: a list of 128 hashes, most of them repeats for
         // a key with few calls, cost three times as much a label.
         let mut stmt = conn.prepare_cached(
-            "SELECT id, event_name, event_time FROM event_rows
+            "SELECT id, event_name, event_time, key, destination_key FROM event_rows
              WHERE event_hash = ?1 AND event_id = ?2 ORDER BY id",
         )?;
         for event_id in wanted {
             let rows = stmt
                 .query_map(params![texts::hash(event_id), event_id], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?))
+                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
                 })?
                 .collect::<Result<Vec<EventRow>, _>>()?;
             if !rows.is_empty() {
@@ -662,8 +663,12 @@ pub(crate) fn rows_with_event_ids<'a>(
         }
         return Ok(found);
     }
-    let sql = texts::rows_by_hash(conn, "event_id, id, event_name, event_time", "event_rows", "event_hash")
-        + " ORDER BY id";
+    let sql = texts::rows_by_hash(
+        conn,
+        "event_id, id, event_name, event_time, key, destination_key",
+        "event_rows",
+        "event_hash",
+    ) + " ORDER BY id";
     for chunk in wanted.chunks(texts::HASHES_PER_LOOKUP) {
         let mut stmt = conn.prepare_for_these_parameters(&sql)?;
         let mut rows = stmt.query(params_from_iter(texts::hash_list(chunk)))?;
@@ -671,7 +676,13 @@ pub(crate) fn rows_with_event_ids<'a>(
             let event_id: String = r.get(0)?;
             // Rows of other eventIDs that share a hash are not asked for (or are, in their own chunk).
             if chunk.contains(&event_id.as_str()) {
-                found.entry(event_id).or_default().push((r.get(1)?, r.get(2)?, r.get(3)?));
+                found.entry(event_id).or_default().push((
+                    r.get(1)?,
+                    r.get(2)?,
+                    r.get(3)?,
+                    r.get(4)?,
+                    r.get(5)?,
+                ));
             }
         }
     }

@@ -285,15 +285,19 @@ impl EventRows {
         Ok(EventRows(rows_with_event_ids(conn, labels.into_iter().map(|l| l.event_id.as_str()))?))
     }
 
-    /// The row id of the stored event `l` is about. Of two different records with its eventID
-    /// (a collision), the one with the label's call name and time: the record the label
-    /// describes, whichever was stored first.
-    fn of_label(&self, l: &CallLabel) -> Result<i64> {
+    /// The row id of the stored event `l`, a label on the key whose text id is `key`, is
+    /// about. Of two different records with its eventID (a collision), the one with the
+    /// label's call name and time on that key: the record the label describes, whichever was
+    /// stored first (two calls on two keys at one second keep a label each).
+    fn of_label(&self, l: &CallLabel, key: i64) -> Result<i64> {
         let rows = self.0.get(&l.event_id).map(Vec::as_slice).unwrap_or_default();
+        let described = |row: &&EventRow| row.1 == l.event_name && row.2 == l.event_time;
+        let on_key = |row: &&EventRow| row.3 == Some(key) || row.4 == Some(key);
         rows.iter()
-            .find(|(_, name, time)| *name == l.event_name && *time == l.event_time)
-            .or_else(|| rows.iter().min_by_key(|(id, _, _)| *id))
-            .map(|(id, _, _)| *id)
+            .find(|row| described(row) && on_key(row))
+            .or_else(|| rows.iter().find(described))
+            .or_else(|| rows.iter().min_by_key(|row| row.0))
+            .map(|row| row.0)
             .ok_or_else(|| {
                 StoreError::Corrupt(format!("a label names event {}, which is not stored", l.event_id))
             })
@@ -371,7 +375,7 @@ pub(super) fn replace_labels_between(
     for l in to_write {
         let row = writer.row(key_id, l)?;
         // Its call side has no stored row in the range: it never had, or it was deleted above.
-        writer.write(events.of_label(l)?, l, &row, false)?;
+        writer.write(events.of_label(l, key_id)?, l, &row, false)?;
     }
     update_with(&mut writer, key_id, labels.iter().filter(|l| !inside(l)))
 }
@@ -405,7 +409,8 @@ fn update_with<'l>(
     // is compared with the first.
     let mut read_together = if conn.batches_pay() {
         writer.flush()?;
-        let sides = labels.iter().map(|l| Ok((events.of_label(l)?, l.side.code()))).collect::<Result<_>>()?;
+        let sides =
+            labels.iter().map(|l| Ok((events.of_label(l, key)?, l.side.code()))).collect::<Result<_>>()?;
         Some(stored_label_rows(conn, sides)?)
     } else {
         None
@@ -414,7 +419,7 @@ fn update_with<'l>(
         "SELECT {LABEL_COLUMNS} FROM call_labels c WHERE event = ?1 AND side = ?2"
     ))?;
     for l in labels {
-        let (event, side) = (events.of_label(l)?, l.side.code());
+        let (event, side) = (events.of_label(l, key)?, l.side.code());
         let row = writer.row(key, l)?;
         let old: Option<LabelRow> = match &read_together {
             Some(rows) => rows.get(&(event, side)).copied(),
