@@ -206,11 +206,18 @@ pub fn run(db: &Location, config: &Config, args: &IngestArgs) -> anyhow::Result<
     })
     .context("while storing")?;
     if let Some(gathered) = gathered.as_mut() {
+        let max = args.max_object_bytes;
         gathered.hash_unread(
             |name| store.content_sha256(name).ok().flatten(),
             jobs,
-            args.max_object_bytes,
-            |path| std::fs::read(path),
+            |name, path| {
+                Ok(granttrail_ingest::verify::read_log(
+                    name.to_string(),
+                    path,
+                    std::fs::File::open(path)?,
+                    max,
+                ))
+            },
         );
     }
     for url in urls {

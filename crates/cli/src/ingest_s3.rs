@@ -5,10 +5,12 @@ use std::io::Read;
 
 use anyhow::Context;
 use clap::Args;
-use granttrail_cloudtrail::digest::PublicKeys;
+use granttrail_cloudtrail::digest::{PublicKeys, stored_bytes_bound};
 use granttrail_cloudtrail::{KeyClass, ObjectKey};
 use granttrail_ingest::verify::walk::{self, Layout, Walked};
-use granttrail_ingest::verify::{Filter, Input, Verification, read_digest, read_log, read_parallel};
+use granttrail_ingest::verify::{
+    Filter, Input, MAX_DIGEST_STORED_BYTES, Verification, digest_from_stored, log_from_stored, read_parallel,
+};
 use granttrail_ingest::{Plan, ingest_parallel};
 use granttrail_s3::{
     ClientOptions, Listed, S3Url, Walker, Window, connect, fetch_digest_object, fetch_object, list_all,
@@ -100,11 +102,14 @@ pub fn ingest(
         })
         .context("while storing")?;
         if let Some(gathered) = gathered.as_deref_mut() {
+            let max = plan.limits.max_object_bytes;
             gathered.hash_unread(
                 |name| store.content_sha256(name).ok().flatten(),
                 plan.jobs,
-                plan.limits.max_object_bytes,
-                |key| fetch_object(&client, &handle, bucket, key),
+                |name, key| {
+                    let stored = fetch_object(&client, &handle, bucket, key, stored_bytes_bound(max));
+                    log_from_stored(name.to_string(), key, stored, max)
+                },
             );
             let read =
                 read_parallel(&digests, plan.jobs, |o| read_digest_object(&client, &handle, bucket, o));
@@ -200,14 +205,11 @@ impl Layout for Bucket {
         match class {
             KeyClass::Digest => read_digest_object(&self.client, &self.handle, &self.name, &listed),
             _ => {
-                let bytes =
-                    fetch_object(&self.client, &self.handle, &self.name, key).map_err(|e| e.to_string())?;
-                Ok(Input::Log(read_log(
-                    object_name(&self.name, key),
-                    key,
-                    bytes.as_slice(),
-                    self.max_object_bytes,
-                )))
+                let max = self.max_object_bytes;
+                let stored =
+                    fetch_object(&self.client, &self.handle, &self.name, key, stored_bytes_bound(max));
+                let log = log_from_stored(object_name(&self.name, key), key, stored, max);
+                Ok(Input::Log(log.map_err(|e| e.to_string())?))
             }
         }
     }
@@ -220,14 +222,7 @@ fn read_digest_object(
     bucket: &str,
     o: &Listed,
 ) -> Result<Input, String> {
-    let (bytes, signature) =
-        fetch_digest_object(client, handle, bucket, &o.key).map_err(|e| e.to_string())?;
-    let name = object_name(bucket, &o.key);
-    Ok(Input::Digest(Box::new(read_digest(
-        name,
-        &o.key,
-        Some(bucket.to_string()),
-        bytes.as_slice(),
-        signature,
-    ))))
+    let stored = fetch_digest_object(client, handle, bucket, &o.key, MAX_DIGEST_STORED_BYTES);
+    let digest = digest_from_stored(object_name(bucket, &o.key), &o.key, Some(bucket.to_string()), stored);
+    Ok(Input::Digest(Box::new(digest.map_err(|e| e.to_string())?)))
 }

@@ -177,13 +177,13 @@ impl Gathered {
     }
 
     /// Hashes the objects ingest did not read: from the hash kept with a stored object (`kept`,
-    /// by name), or by reading it whole (`fetch`, by key).
+    /// by name), or by reading it (`read`, by name and key: streamed from a file, or whole from
+    /// S3 up to a bound, so that memory stays flat whatever the objects' size).
     pub fn hash_unread(
         &mut self,
         kept: impl Fn(&str) -> Option<[u8; 32]>,
         jobs: usize,
-        max_object_bytes: u64,
-        fetch: impl Fn(&str) -> std::io::Result<Vec<u8>> + Sync,
+        read: impl Fn(&str, &str) -> std::io::Result<verify::LogObject> + Sync,
     ) {
         let mut unread = Vec::new();
         for (name, key) in std::mem::take(&mut self.unread) {
@@ -192,11 +192,10 @@ impl Gathered {
                 None => unread.push((name, key)),
             }
         }
-        let read = verify::read_parallel(&unread, jobs, |(name, key)| {
-            let bytes = fetch(key).map_err(|e| e.to_string())?;
-            Ok(Input::Log(verify::read_log(name.clone(), key, bytes.as_slice(), max_object_bytes)))
+        let logs = verify::read_parallel(&unread, jobs, |(name, key)| {
+            read(name, key).map(Input::Log).map_err(|e| e.to_string())
         });
-        for ((name, _), result) in unread.into_iter().zip(read) {
+        for ((name, _), result) in unread.into_iter().zip(logs) {
             match result {
                 Ok(input) => self.inputs.push(input),
                 Err(e) => self.errors.push((name, e)),

@@ -210,6 +210,28 @@ pub fn sha256_of_content(reader: impl Read, max_bytes: u64) -> io::Result<Sha256
     Ok(out)
 }
 
+/// The most bytes an object can take as stored (gzip's worst case, stored blocks, and then
+/// some) when its content is at most `max_content`: a larger one is refused before it is read
+/// whole into memory.
+pub const fn stored_bytes_bound(max_content: u64) -> u64 {
+    max_content.saturating_add(max_content / 1024).saturating_add(1 << 16)
+}
+
+/// An object's bytes as stored, whole, or an error of kind [`io::ErrorKind::FileTooLarge`]
+/// once there are more than `max_bytes` of them: a copy for verifying, where a failed read must
+/// be told from content that does not hash as listed.
+pub fn read_at_most(reader: impl Read, max_bytes: u64) -> io::Result<Vec<u8>> {
+    let mut bytes = Vec::new();
+    reader.take(max_bytes.saturating_add(1)).read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > max_bytes {
+        return Err(io::Error::new(
+            io::ErrorKind::FileTooLarge,
+            format!("larger than {max_bytes} bytes as stored"),
+        ));
+    }
+    Ok(bytes)
+}
+
 /// An object's content, decompressed when the bytes are gzip; at most `max_bytes` of it.
 pub fn read_content(reader: impl Read, max_bytes: u64) -> io::Result<Vec<u8>> {
     let mut content = Vec::new();
@@ -367,5 +389,26 @@ mod tests {
         assert_eq!(keys.get("ab12"), Some(&[0u8, 1, 2][..]));
         assert_eq!(keys.get("ffff"), None);
         assert!(PublicKeys::parse(br#"{"PublicKeyList":[{"Value":"!!","Fingerprint":"x"}]}"#).is_err());
+    }
+
+    /// Content at the limit, however badly it compresses, is read; more than the bound is
+    /// refused as too large before it is all in memory.
+    #[test]
+    fn reading_whole_stops_at_the_bound() {
+        use std::io::Write;
+        let max = 300_000u64;
+        let mut noise = vec![0u8; max as usize];
+        aws_lc_rs::rand::fill(&mut noise).unwrap();
+        for level in [flate2::Compression::none(), flate2::Compression::fast(), flate2::Compression::best()] {
+            let mut gz = flate2::write::GzEncoder::new(Vec::new(), level);
+            gz.write_all(&noise).unwrap();
+            let stored = gz.finish().unwrap();
+            let read = read_at_most(stored.as_slice(), stored_bytes_bound(max)).unwrap();
+            assert_eq!(sha256_of_content(read.as_slice(), max).unwrap(), sha256(&noise));
+        }
+        let too_many = vec![b' '; 1000];
+        let refused = read_at_most(too_many.as_slice(), 999).unwrap_err();
+        assert_eq!(refused.kind(), io::ErrorKind::FileTooLarge);
+        assert_eq!(read_at_most(too_many.as_slice(), 1000).unwrap().len(), 1000);
     }
 }

@@ -9,12 +9,14 @@ use std::time::Instant;
 use aws_lambda_events::event::sqs::SqsBatchResponse;
 use aws_sdk_s3::error::DisplayErrorContext;
 use aws_sdk_s3::primitives::ByteStream;
+use granttrail_cloudtrail::digest::stored_bytes_bound;
 use granttrail_cloudtrail::envelope::{Delivery, unwrap_event};
 use granttrail_cloudtrail::{KeyClass, ObjectKey};
 use granttrail_grants::findings::FindingView;
 use granttrail_grants::timestamp;
 use granttrail_ingest::verify::{
-    Filter, Input, LogVerdict, Verification, analyse, hashed_log, named_log, read_digest, read_log,
+    Filter, Input, LogVerdict, MAX_DIGEST_STORED_BYTES, Verification, analyse, digest_from_stored,
+    hashed_log, log_from_stored, named_log,
 };
 use granttrail_ingest::{CONFLICT_ATTEMPTS, Limits, Outcome, conflict_pause, ingest_object, now};
 use granttrail_s3::{
@@ -275,12 +277,11 @@ impl Handler {
         let (public_keys, max_bytes) = (self.env.public_keys.clone(), self.limits.max_object_bytes);
         let task_name = name.clone();
         let judged = tokio::task::spawn_blocking(move || -> Result<Option<(Verification, Vec<String>)>, String> {
-            // Objects are fetched whole: a failed transfer is an error (the message is retried),
-            // never a verdict on the content.
+            // Objects are fetched whole (up to a bound: a larger one cannot be read, a verdict):
+            // a failed transfer is an error (the message is retried), never a verdict on the content.
             let read_digest_at = |bucket: &str, key: &str| {
-                let (bytes, signature) = fetch_digest_object(&s3, &handle, bucket, key)?;
-                let name = object_name(bucket, key);
-                Ok::<_, std::io::Error>(read_digest(name, key, Some(bucket.to_string()), bytes.as_slice(), signature))
+                let stored = fetch_digest_object(&s3, &handle, bucket, key, MAX_DIGEST_STORED_BYTES);
+                digest_from_stored(object_name(bucket, key), key, Some(bucket.to_string()), stored)
             };
             let digest = match read_digest_at(&bucket, &key) {
                 Ok(digest) => digest,
@@ -327,12 +328,16 @@ impl Handler {
                     let kept = lock(&store)?.content_sha256(&name).map_err(|e| e.to_string())?;
                     let log = match kept {
                         Some(sha256) => hashed_log(name, &file.s3_object, Ok(sha256)),
-                        None => match fetch_object(&s3, &handle, &file.s3_bucket, &file.s3_object) {
-                            Ok(bytes) => read_log(name, &file.s3_object, bytes.as_slice(), max_bytes),
-                            // Not among the inputs: judged missing.
-                            Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
-                            Err(e) => return Err(format!("{name}: {e}")),
-                        },
+                        None => {
+                            let most = stored_bytes_bound(max_bytes);
+                            let stored = fetch_object(&s3, &handle, &file.s3_bucket, &file.s3_object, most);
+                            match log_from_stored(name.clone(), &file.s3_object, stored, max_bytes) {
+                                Ok(log) => log,
+                                // Not among the inputs: judged missing.
+                                Err(e) if e.kind() == std::io::ErrorKind::NotFound => continue,
+                                Err(e) => return Err(format!("{name}: {e}")),
+                            }
+                        }
                     };
                     inputs.push(Input::Log(log));
                 }

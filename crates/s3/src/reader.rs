@@ -8,6 +8,8 @@ use aws_sdk_s3::primitives::ByteStream;
 use bytes::Buf;
 use tokio::runtime::Handle;
 
+use granttrail_cloudtrail::digest::read_at_most;
+
 use crate::S3Error;
 
 /// Reads a body by blocking on `handle` for each chunk. Use it from a plain thread or a
@@ -62,24 +64,29 @@ pub fn open_digest_object(
 }
 
 /// An object's bytes, whole: for verifying, where a failed transfer must be told from content
-/// that does not hash as listed (it is an error, not an altered file).
-pub fn fetch_object(client: &Client, handle: &Handle, bucket: &str, key: &str) -> io::Result<Vec<u8>> {
-    let mut bytes = Vec::new();
-    open_object(client, handle, bucket, key)?.read_to_end(&mut bytes)?;
-    Ok(bytes)
+/// that does not hash as listed (it is an error, not an altered file). More than `max_bytes`
+/// is an error of kind [`io::ErrorKind::FileTooLarge`], found before they are all in memory.
+pub fn fetch_object(
+    client: &Client,
+    handle: &Handle,
+    bucket: &str,
+    key: &str,
+    max_bytes: u64,
+) -> io::Result<Vec<u8>> {
+    read_at_most(open_object(client, handle, bucket, key)?, max_bytes)
 }
 
-/// A digest's bytes, whole, and the signature in its metadata ([`open_digest_object`]).
+/// A digest's bytes, whole (at most `max_bytes`, as [`fetch_object`]), and the signature in
+/// its metadata ([`open_digest_object`]).
 pub fn fetch_digest_object(
     client: &Client,
     handle: &Handle,
     bucket: &str,
     key: &str,
+    max_bytes: u64,
 ) -> io::Result<(Vec<u8>, Option<String>)> {
-    let (mut body, signature) = open_digest_object(client, handle, bucket, key)?;
-    let mut bytes = Vec::new();
-    body.read_to_end(&mut bytes)?;
-    Ok((bytes, signature))
+    let (body, signature) = open_digest_object(client, handle, bucket, key)?;
+    Ok((read_at_most(body, max_bytes)?, signature))
 }
 
 /// A failed GetObject as an I/O error; an object that does not exist is [`io::ErrorKind::NotFound`],

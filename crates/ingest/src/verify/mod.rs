@@ -21,8 +21,8 @@ pub mod walk;
 
 pub use analyse::{DELIVERY_WINDOW_SECONDS, analyse};
 pub use read::{
-    DigestObject, Input, LogObject, MAX_DIGEST_BYTES, PathsRead, hashed_log, named_log, read_digest,
-    read_log, read_parallel, read_paths,
+    DigestObject, Input, LogObject, MAX_DIGEST_BYTES, MAX_DIGEST_STORED_BYTES, PathsRead, digest_from_stored,
+    hashed_log, log_from_stored, named_log, read_digest, read_log, read_parallel, read_paths,
 };
 
 use granttrail_grants::integrity::file_name;

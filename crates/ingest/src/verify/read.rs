@@ -1,11 +1,13 @@
 //! Reading one object for verification: a log file's SHA-256, or a digest's content.
 
-use std::io::Read;
+use std::io::{self, Read};
 use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use granttrail_cloudtrail::digest::{Digest, Sha256, read_content, sha256, sha256_of_content};
+use granttrail_cloudtrail::digest::{
+    Digest, Sha256, read_content, sha256, sha256_of_content, stored_bytes_bound,
+};
 use granttrail_cloudtrail::{KeyClass, ObjectKey};
 pub(crate) use granttrail_grants::integrity::file_name;
 use granttrail_grants::timestamp;
@@ -13,6 +15,9 @@ use granttrail_grants::timestamp;
 /// A digest lists an hour of log files in a few hundred bytes each: one larger than this is
 /// not a CloudTrail digest.
 pub const MAX_DIGEST_BYTES: u64 = 64 * 1024 * 1024;
+
+/// The most bytes a digest object is read into memory as stored.
+pub const MAX_DIGEST_STORED_BYTES: u64 = stored_bytes_bound(MAX_DIGEST_BYTES);
 
 /// A log file, read.
 #[derive(Debug, Clone)]
@@ -54,6 +59,46 @@ pub enum Input {
 pub fn read_log(name: String, key: &str, reader: impl Read, max_bytes: u64) -> LogObject {
     let sha256 = sha256_of_content(reader, max_bytes).map_err(|e| format!("cannot be read: {e}"));
     hashed_log(name, key, sha256)
+}
+
+/// A log file read whole from where it is stored (at most [`stored_bytes_bound`] of
+/// `max_bytes`, as `stored` tells): hashed; or, larger, a file whose content cannot be read, as
+/// [`read_log`] judges content over the limit. Any other error is the read's, returned.
+pub fn log_from_stored(
+    name: String,
+    key: &str,
+    stored: io::Result<Vec<u8>>,
+    max_bytes: u64,
+) -> io::Result<LogObject> {
+    match stored {
+        Ok(bytes) => Ok(read_log(name, key, bytes.as_slice(), max_bytes)),
+        Err(e) if e.kind() == io::ErrorKind::FileTooLarge => {
+            Ok(hashed_log(name, key, Err(format!("cannot be read: {e}"))))
+        }
+        Err(e) => Err(e),
+    }
+}
+
+/// A digest read whole from where it is stored (at most [`MAX_DIGEST_STORED_BYTES`], as
+/// `stored` tells), with the signature in its metadata: parsed, or, larger, unreadable. Any
+/// other error is the read's, returned.
+pub fn digest_from_stored(
+    name: String,
+    key: &str,
+    bucket: Option<String>,
+    stored: io::Result<(Vec<u8>, Option<String>)>,
+) -> io::Result<DigestObject> {
+    match stored {
+        Ok((bytes, signature)) => Ok(read_digest(name, key, bucket, bytes.as_slice(), signature)),
+        Err(e) if e.kind() == io::ErrorKind::FileTooLarge => Ok(DigestObject {
+            name,
+            key: key.to_string(),
+            bucket,
+            content: Err(format!("cannot be read: {e}")),
+            metadata_signature: None,
+        }),
+        Err(e) => Err(e),
+    }
 }
 
 /// A log file whose content was hashed elsewhere (by `ingest --verify`, as it read the records).

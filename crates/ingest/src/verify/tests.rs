@@ -121,6 +121,27 @@ fn a_planted_digest_listing_an_altered_copy_does_not_verify_it() {
     assert!(v.failed());
 }
 
+/// An object too large to read whole is a file that cannot be read (as content over the limit
+/// is), not an error of the read, and no digest's listing makes it verified.
+#[test]
+fn a_log_file_too_large_to_read_cannot_be_verified() {
+    let (trail, logs, _) = three_hours();
+    let mut inputs = inputs(&trail, true);
+    let too_large = std::io::Error::new(std::io::ErrorKind::FileTooLarge, "larger than 10 bytes as stored");
+    let name = format!("s3://{}/{}", trail.bucket, logs[1]);
+    let log = log_from_stored(name.clone(), &logs[1], Err(too_large), 10).unwrap();
+    inputs.retain(|i| !matches!(i, Input::Log(l) if l.name == name));
+    inputs.push(Input::Log(log));
+    let v = analyse(&inputs, Some(&keys(&trail)), &Filter::default());
+    assert_eq!(verdicts(&v), vec![(ProblemKind::Altered, file(&logs[1]))]);
+    assert!(v.problems[0].reason.contains("larger than 10 bytes"), "{}", v.problems[0].reason);
+    let other = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset");
+    assert!(
+        log_from_stored(name, &logs[1], Err(other), 10).is_err(),
+        "a failed read is an error, not a verdict"
+    );
+}
+
 #[test]
 fn a_deleted_log_file_is_missing_and_named_as_listed() {
     let (mut trail, logs, _) = three_hours();
