@@ -39,7 +39,7 @@ pub(crate) fn open_tapped<'a, R: Read + 'a>(
         }
     }
     let whole = io::Cursor::new(prefix[..got].to_vec()).chain(reader);
-    let buffered = BufReader::with_capacity(256 * 1024, whole);
+    let buffered = BufReader::with_capacity(256 * 1024, SourceErrors(whole));
     let mut inner: Box<dyn Read + 'a> = if is_gzip(&prefix[..got]) {
         Box::new(GzipErrors(MultiGzDecoder::new(buffered)))
     } else {
@@ -185,14 +185,42 @@ impl Read for Tapped<'_> {
     }
 }
 
-/// Marks errors that come from the gzip decoder so they can be reported as such.
+/// Marks errors that come from the gzip decoder so they can be reported as such; those of the
+/// reader under it ([`SourceErrors`]: a failed transfer, a disk error) pass as they are.
 struct GzipErrors<R>(R);
 
 impl<R: Read> Read for GzipErrors<R> {
     fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        self.0.read(buf).map_err(|e| io::Error::new(e.kind(), TaggedGzip(e.to_string())))
+        self.0.read(buf).map_err(|e| {
+            if e.get_ref().is_some_and(|inner| inner.is::<TaggedSource>()) {
+                e
+            } else {
+                io::Error::new(e.kind(), TaggedGzip(e.to_string()))
+            }
+        })
     }
 }
+
+/// Marks errors of the object's own reader, which say nothing of its content.
+struct SourceErrors<R>(R);
+
+impl<R: Read> Read for SourceErrors<R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        self.0.read(buf).map_err(|e| io::Error::new(e.kind(), TaggedSource(e.to_string())))
+    }
+}
+
+/// The message of a failed read of the object's bytes, tagged so that [`GzipErrors`] does not
+/// take it for a corrupt stream.
+#[derive(Debug)]
+struct TaggedSource(String);
+
+impl std::fmt::Display for TaggedSource {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+impl std::error::Error for TaggedSource {}
 
 /// The message of a gzip failure, tagged so [`classify_io`] can tell it from plain I/O.
 #[derive(Debug)]
@@ -272,6 +300,31 @@ mod tests {
     fn gzip_is_detected_by_magic_not_name() {
         assert_eq!(read_all(&gzip(b"{\"Records\":[]}"), 100).unwrap(), b"{\"Records\":[]}");
         assert_eq!(read_all(b"{\"Records\":[]}", 100).unwrap(), b"{\"Records\":[]}");
+    }
+
+    /// A transfer that fails halfway through a gzip object is a failed read, not corrupt gzip.
+    #[test]
+    fn a_read_failing_under_the_gzip_decoder_is_a_read_error() {
+        struct FailsAfter(Vec<u8>);
+        impl Read for FailsAfter {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                if self.0.is_empty() {
+                    return Err(io::Error::new(io::ErrorKind::ConnectionReset, "connection reset by peer"));
+                }
+                let n = buf.len().min(self.0.len());
+                buf[..n].copy_from_slice(&self.0[..n]);
+                self.0.drain(..n);
+                Ok(n)
+            }
+        }
+        let full = gzip(&vec![b'x'; 10_000]);
+        let mut out = Vec::new();
+        let err = open(FailsAfter(full[..full.len() / 2].to_vec()), u64::MAX)
+            .and_then(|mut r| r.read_to_end(&mut out))
+            .map_err(classify_io)
+            .unwrap_err();
+        assert!(matches!(&err, ObjectError::Io(e) if e.kind() == io::ErrorKind::ConnectionReset), "{err:?}");
+        assert!(err.to_string().contains("connection reset by peer"), "{err}");
     }
 
     #[test]
