@@ -738,6 +738,39 @@ fn colliding_calls_on_two_keys_at_one_second_keep_a_label_each() {
     }
 }
 
+/// The two accounts' copies of one call a second apart (the logs are not trusted to agree),
+/// and a grant created later whose recheck starts between them: the call is rechecked whole,
+/// with both copies, and labelled once, as a rebuild labels it.
+#[test]
+fn a_recheck_starting_between_a_calls_copies_reads_the_call_whole() {
+    let decrypt =
+        Spec { kind: Kind::Decrypt { denied: false }, key: 0, grant: 0, time: 1000, twin: true, who: 0 };
+    let mut copies = records(0, &decrypt);
+    copies[1]["eventTime"] = json!(time(1001));
+    for created_at in 1290..1315 {
+        let mut store = sqlite();
+        store.always_relabel_incrementally();
+        ingest(&mut store, "the call", &log_file(&copies.iter().collect::<Vec<_>>()));
+        store.refresh_labels().unwrap();
+        let create = Spec {
+            kind: Kind::Create { named: false },
+            key: 0,
+            grant: 1,
+            time: created_at,
+            twin: false,
+            who: 0,
+        };
+        ingest(&mut store, "the grant", &log_file(&records(1, &create).iter().collect::<Vec<_>>()));
+        let incremental = calls(&mut store);
+        store.rebuild().unwrap();
+        assert_eq!(
+            format!("{incremental:?}"),
+            format!("{:?}", calls(&mut store)),
+            "grant created at {created_at}"
+        );
+    }
+}
+
 mod on_postgres {
     use std::sync::Barrier;
     use std::sync::atomic::{AtomicUsize, Ordering};

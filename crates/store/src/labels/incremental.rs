@@ -163,9 +163,8 @@ pub(super) fn relabel_incrementally(
     let policies = imported_key_policies(conn, key)?;
     let mut recheck_events = new_events;
     if let Some(since) = increment.since {
-        // Every copy of these calls is in the range too: copies share their time.
         let select = select_events(conn);
-        recheck_events.extend(load_events(
+        let later = load_events(
             conn,
             &format!(
                 "{select} WHERE key = {KEY} AND event_time >= ?2
@@ -174,7 +173,10 @@ pub(super) fn relabel_incrementally(
                  WHERE destination_key = {KEY} AND key IS DISTINCT FROM {KEY} AND event_time >= ?2"
             ),
             params![key, since],
-        )?);
+        )?;
+        // A call is rechecked whole, with its copies from before `since` (as a whole pass reads it).
+        recheck_events.extend(super::whole::copies_before(conn, key, &later, since)?);
+        recheck_events.extend(later);
     }
     // Only the grants that can cover a call classified here are read, so a key's long-dead
     // grants cost nothing.

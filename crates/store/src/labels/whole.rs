@@ -4,9 +4,10 @@
 //! not the history, and the labels are the ones a single pass gives.
 
 use foldhash::{HashMap, HashMapExt, HashSet, HashSetExt};
+use std::collections::BTreeSet;
 use std::sync::Arc;
 
-use crate::db::{Connection, ToSql, params, query_listed};
+use crate::db::{Connection, ToSql, params, params_from_iter, query_listed, rows_in_next_statement};
 use granttrail_grants::{
     CallLabel, Grant, KeyClassifier, KeyInputs, KeyLabels, KmsEvent, Observation, ObservationIndex, Side,
     classify_key, logical_event_refs, mark_collisions,
@@ -213,6 +214,48 @@ fn window_events_of(conn: &Connection, key: &str, from: i64, to: i64) -> Result<
         }
     }
     Ok(events)
+}
+
+/// The copies on `key`, from before `since`, of the calls among `events`: the other accounts'
+/// copies (by sharedEventID, many looked up at once) and the other records under their
+/// eventIDs (a collision, rare: one at a time). CloudTrail gives a call's copies one time, but
+/// the logs are not trusted to: a call rechecked from `since` on is rechecked whole.
+pub(super) fn copies_before(
+    conn: &Connection,
+    key: &str,
+    events: &[KmsEvent],
+    since: i64,
+) -> Result<Vec<KmsEvent>> {
+    let on_key =
+        |c: &KmsEvent| c.key_arn.as_deref() == Some(key) || c.destination_key_arn.as_deref() == Some(key);
+    let mut out = Vec::new();
+    let select = select_events(conn);
+    let shared: Vec<&str> = events
+        .iter()
+        .filter_map(|e| e.shared_event_id.as_deref())
+        .collect::<BTreeSet<_>>()
+        .into_iter()
+        .collect();
+    let mut rest = shared.as_slice();
+    while !rest.is_empty() {
+        let (now, later) = rest.split_at(rows_in_next_statement(rest.len(), IDS_PER_LOOKUP));
+        let list: Vec<String> = (2..now.len() + 2).map(|i| format!("?{i}")).collect();
+        let sql = format!("{select} WHERE shared_event_id IN ({}) AND event_time < ?1", list.join(", "));
+        let args: Vec<&dyn ToSql> =
+            std::iter::once(&since as &dyn ToSql).chain(now.iter().map(|id| id as &dyn ToSql)).collect();
+        out.extend(load_events(conn, &sql, params_from_iter(args))?.into_iter().filter(on_key));
+        rest = later;
+    }
+    let copies_sql = format!(
+        "{select} WHERE shared_event_id = ?1
+         UNION ALL {select} WHERE event_hash = granttrail_hash(?1) AND event_id = ?1 AND shared_event_id IS NULL"
+    );
+    for id in referenced_ids(conn, events.iter().filter(|e| e.shared_event_id.is_none()))? {
+        out.extend(
+            load_events(conn, &copies_sql, [id])?.into_iter().filter(|c| on_key(c) && c.event_time < since),
+        );
+    }
+    Ok(out)
 }
 
 /// The eventIDs of `events` that another account's copy of a call names as the call's, or
