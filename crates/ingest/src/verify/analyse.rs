@@ -322,10 +322,13 @@ fn check_chains<'a>(digests: &mut [Read<'a>], problems: &mut Vec<Problem>, repor
         chain.sort_by_key(|&i| digests[i].period.end);
         let by_file: HashMap<String, usize> =
             chain.iter().map(|&i| (file_name(&digests[i].digest.digest_s3_object).to_string(), i)).collect();
+        // The digests that name each one as their previous: more than one is a fork.
+        let mut named_by: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
         for (position, &i) in chain.iter().enumerate() {
             let Some(previous) = digests[i].digest.previous_digest_s3_object.clone() else { continue };
             match by_file.get(file_name(&previous)) {
                 Some(&p) => {
+                    named_by.entry(p).or_default().push(i);
                     let next: &'a Digest = digests[i].digest;
                     let recorded = next.previous_hash().ok().flatten();
                     digests[p].signature_from_next = next.previous_digest_signature.as_deref();
@@ -355,6 +358,18 @@ fn check_chains<'a>(digests: &mut [Read<'a>], problems: &mut Vec<Problem>, repor
                     });
                 }
                 None => {}
+            }
+        }
+        for (p, nexts) in named_by {
+            if let [first, second, ..] = nexts[..]
+                && reports(&digests[p])
+            {
+                let (a, b) = (&digests[first].object.name, &digests[second].object.name);
+                problems.push(problem(
+                    &digests[p],
+                    ProblemKind::DigestChainForked,
+                    format!("both {a} and {b} name it as their previous digest: CloudTrail writes one chain, so one of them is not CloudTrail's"),
+                ));
             }
         }
     }

@@ -82,6 +82,9 @@ pub enum ProblemKind {
     DigestKeyUnknown,
     /// A digest that is not a readable CloudTrail digest.
     DigestUnreadable,
+    /// A digest two others name as their previous one: CloudTrail writes one chain, so one of
+    /// them is not CloudTrail's.
+    DigestChainForked,
 }
 
 impl ProblemKind {
@@ -97,6 +100,7 @@ impl ProblemKind {
             ProblemKind::DigestSignatureInvalid => "digest signature invalid",
             ProblemKind::DigestKeyUnknown => "digest key unknown",
             ProblemKind::DigestUnreadable => "digest unreadable",
+            ProblemKind::DigestChainForked => "digest chain forked",
         }
     }
 }

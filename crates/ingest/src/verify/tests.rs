@@ -142,6 +142,23 @@ fn a_log_file_too_large_to_read_cannot_be_verified() {
     );
 }
 
+/// A digest planted to follow a genuine one (a copy of the next digest under another name,
+/// naming the same previous digest and its true hash): the chain forks, which CloudTrail never
+/// writes, and that is reported on the digest both name.
+#[test]
+fn a_second_digest_naming_the_same_previous_one_is_a_fork() {
+    let (mut trail, _, digests) = three_hours();
+    let genuine = trail.content(&digests[2]).unwrap();
+    let planted = digests[2].replace("20250304T130000Z", "20250304T123000Z");
+    let text = genuine.replace(&digests[2], &planted).replace("2025-03-04T13:00:00Z", "2025-03-04T12:30:00Z");
+    trail.tamper(&planted, &text);
+    let v = analyse(&inputs(&trail, false), Some(&keys(&trail)), &Filter::default());
+    assert_eq!(verdicts(&v), vec![(ProblemKind::DigestChainForked, file(&digests[1]))]);
+    let reason = &v.problems[0].reason;
+    assert!(reason.contains(&file(&planted)) && reason.contains(&file(&digests[2])), "{reason}");
+    assert!(v.failed());
+}
+
 #[test]
 fn a_deleted_log_file_is_missing_and_named_as_listed() {
     let (mut trail, logs, _) = three_hours();
