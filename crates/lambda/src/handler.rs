@@ -68,11 +68,10 @@ impl Handler {
             return Ok(false);
         }
         warn!("the database connection was lost: opening it again");
-        let location = database_location(&self.env, &self.secrets).await?;
-        let (store, labels) = (self.store.clone(), self.env.config.labels.clone());
+        let fresh = open_store(&self.env, &self.secrets).await?;
+        let store = self.store.clone();
         tokio::task::spawn_blocking(move || -> Result<(), Error> {
-            let fresh = open_at(&location, &labels)?;
-            // The old one is dropped here too: its client's runtime may not end on an async thread.
+            // The old store is dropped here: its client's runtime may not end on an async thread.
             let _lost = std::mem::replace(&mut *lock(&store)?, fresh);
             Ok(())
         })

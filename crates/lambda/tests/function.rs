@@ -150,27 +150,23 @@ impl Drop for Deployment {
     }
 }
 
-fn sns_client(moto: &Moto) -> aws_sdk_sns::Client {
+/// The SDK's settings for moto: its endpoint, static test credentials, one Region.
+fn moto_config(moto: &Moto) -> aws_config::SdkConfig {
     let creds = aws_sdk_sns::config::Credentials::new("test", "test", None, None, "granttrail-tests");
-    let config = aws_sdk_sns::config::Builder::new()
-        .behavior_version(aws_sdk_sns::config::BehaviorVersion::latest())
-        .region(aws_sdk_sns::config::Region::new("us-east-1"))
-        .credentials_provider(creds)
+    aws_config::SdkConfig::builder()
+        .behavior_version(aws_config::BehaviorVersion::latest())
+        .region(aws_config::Region::new("us-east-1"))
+        .credentials_provider(aws_sdk_sns::config::SharedCredentialsProvider::new(creds))
         .endpoint_url(&moto.endpoint)
-        .build();
-    aws_sdk_sns::Client::from_conf(config)
+        .build()
+}
+
+fn sns_client(moto: &Moto) -> aws_sdk_sns::Client {
+    aws_sdk_sns::Client::new(&moto_config(moto))
 }
 
 fn secrets_client(moto: &Moto) -> aws_sdk_secretsmanager::Client {
-    let creds =
-        aws_sdk_secretsmanager::config::Credentials::new("test", "test", None, None, "granttrail-tests");
-    let config = aws_sdk_secretsmanager::config::Builder::new()
-        .behavior_version(aws_sdk_secretsmanager::config::BehaviorVersion::latest())
-        .region(aws_sdk_secretsmanager::config::Region::new("us-east-1"))
-        .credentials_provider(creds)
-        .endpoint_url(&moto.endpoint)
-        .build();
-    aws_sdk_secretsmanager::Client::from_conf(config)
+    aws_sdk_secretsmanager::Client::new(&moto_config(moto))
 }
 
 /// Keys in S3 notifications are URL-encoded: a space is `+`.
