@@ -216,6 +216,11 @@ impl KmsEvent {
     pub fn key_account(&self) -> Option<&str> {
         self.key_arn.as_deref().and_then(arn_account)
     }
+
+    /// Whether the call is on `key`: as its key, or as a ReEncrypt's destination.
+    pub fn is_on_key(&self, key: &str) -> bool {
+        self.key_arn.as_deref() == Some(key) || self.destination_key_arn.as_deref() == Some(key)
+    }
 }
 
 /// The account field of an ARN (`arn:partition:service:region:account:resource`).

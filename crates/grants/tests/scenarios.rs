@@ -97,11 +97,7 @@ fn classify(dir: &Path) -> (Vec<Grant>, Vec<CallLabel>) {
         .collect();
     let mut labels = Vec::new();
     for key in keys {
-        let on_key: Vec<KmsEvent> = events
-            .iter()
-            .filter(|e| e.key_arn.as_deref() == Some(key) || e.destination_key_arn.as_deref() == Some(key))
-            .cloned()
-            .collect();
+        let on_key: Vec<KmsEvent> = events.iter().filter(|e| e.is_on_key(key)).cloned().collect();
         let key_grants: Vec<Grant> = grants.iter().filter(|g| g.key_arn == key).cloned().collect();
         let key_policies: Vec<ImportedKeyPolicy> =
             policies.iter().filter(|(k, _)| k == key).map(|(_, p)| p.clone()).collect();

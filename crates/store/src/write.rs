@@ -632,9 +632,28 @@ fn texts_of(event: &KmsEvent) -> impl Iterator<Item = &str> {
     .filter_map(|text| text.as_deref())
 }
 
-/// A stored event row: its id, call name and time, and the text ids of its key and its
-/// destination key.
-pub(crate) type EventRow = (i64, String, i64, Option<i64>, Option<i64>);
+/// A stored event row, as labels are matched to it.
+pub(crate) struct EventRow {
+    pub id: i64,
+    pub event_name: String,
+    pub event_time: i64,
+    /// The text ids of its key and its destination key.
+    pub key: Option<i64>,
+    pub destination_key: Option<i64>,
+}
+
+impl EventRow {
+    /// From the columns `id, event_name, event_time, key, destination_key`, from `first` on.
+    fn read(r: &crate::db::Row<'_>, first: usize) -> crate::db::Result<EventRow> {
+        Ok(EventRow {
+            id: r.get(first)?,
+            event_name: r.get(first + 1)?,
+            event_time: r.get(first + 2)?,
+            key: r.get(first + 3)?,
+            destination_key: r.get(first + 4)?,
+        })
+    }
+}
 
 /// The stored rows of each of `event_ids` that has any (two or more for a collision), in row
 /// order.
@@ -653,9 +672,7 @@ pub(crate) fn rows_with_event_ids<'a>(
         )?;
         for event_id in wanted {
             let rows = stmt
-                .query_map(params![texts::hash(event_id), event_id], |r| {
-                    Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?, r.get(4)?))
-                })?
+                .query_map(params![texts::hash(event_id), event_id], |r| EventRow::read(r, 0))?
                 .collect::<Result<Vec<EventRow>, _>>()?;
             if !rows.is_empty() {
                 found.insert(event_id.to_string(), rows);
@@ -676,13 +693,7 @@ pub(crate) fn rows_with_event_ids<'a>(
             let event_id: String = r.get(0)?;
             // Rows of other eventIDs that share a hash are not asked for (or are, in their own chunk).
             if chunk.contains(&event_id.as_str()) {
-                found.entry(event_id).or_default().push((
-                    r.get(1)?,
-                    r.get(2)?,
-                    r.get(3)?,
-                    r.get(4)?,
-                    r.get(5)?,
-                ));
+                found.entry(event_id).or_default().push(EventRow::read(&r, 1)?);
             }
         }
     }

@@ -435,6 +435,6 @@ fn calls_with_copies(conn: &Connection, key: &str, ids: &BTreeSet<String>) -> Re
         }
     }
     // As a whole-key relabelling reads them: the events whose key or destination is `key`.
-    out.retain(|e| e.key_arn.as_deref() == Some(key) || e.destination_key_arn.as_deref() == Some(key));
+    out.retain(|e| e.is_on_key(key));
     Ok(out)
 }

@@ -291,13 +291,13 @@ impl EventRows {
     /// stored first (two calls on two keys at one second keep a label each).
     fn of_label(&self, l: &CallLabel, key: i64) -> Result<i64> {
         let rows = self.0.get(&l.event_id).map(Vec::as_slice).unwrap_or_default();
-        let described = |row: &&EventRow| row.1 == l.event_name && row.2 == l.event_time;
-        let on_key = |row: &&EventRow| row.3 == Some(key) || row.4 == Some(key);
+        let described = |row: &&EventRow| row.event_name == l.event_name && row.event_time == l.event_time;
+        let on_key = |row: &&EventRow| row.key == Some(key) || row.destination_key == Some(key);
         rows.iter()
             .find(|row| described(row) && on_key(row))
             .or_else(|| rows.iter().find(described))
-            .or_else(|| rows.iter().min_by_key(|row| row.0))
-            .map(|row| row.0)
+            .or_else(|| rows.iter().min_by_key(|row| row.id))
+            .map(|row| row.id)
             .ok_or_else(|| {
                 StoreError::Corrupt(format!("a label names event {}, which is not stored", l.event_id))
             })

@@ -181,10 +181,7 @@ fn window_events_of(conn: &Connection, key: &str, from: i64, to: i64) -> Result<
     // either way the call is read whole where it begins.
     let referenced = referenced_ids(conn, events.iter().filter(|e| e.shared_event_id.is_none()))?;
     let select = select_events(conn);
-    let copies_sql = format!(
-        "{select} WHERE shared_event_id = ?1
-         UNION ALL {select} WHERE event_hash = granttrail_hash(?1) AND event_id = ?1 AND shared_event_id IS NULL"
-    );
+    let copies_sql = copies_sql(select);
     // Calls with copies, by the id that groups them: where each begins, and the copies outside.
     let mut spread: HashMap<String, (i64, Vec<KmsEvent>)> = HashMap::new();
     for e in &events {
@@ -192,10 +189,8 @@ fn window_events_of(conn: &Connection, key: &str, from: i64, to: i64) -> Result<
         if spread.contains_key(group) || (e.shared_event_id.is_none() && !referenced.contains(group)) {
             continue;
         }
-        let on_key =
-            |c: &KmsEvent| c.key_arn.as_deref() == Some(key) || c.destination_key_arn.as_deref() == Some(key);
         let copies: Vec<KmsEvent> =
-            load_events(conn, &copies_sql, [group])?.into_iter().filter(on_key).collect();
+            load_events(conn, &copies_sql, [group])?.into_iter().filter(|c| c.is_on_key(key)).collect();
         let begins = copies.iter().map(|c| c.event_time).min().unwrap_or(e.event_time);
         let outside = copies.into_iter().filter(|c| c.event_time >= to).collect();
         spread.insert(group.to_string(), (begins, outside));
@@ -226,8 +221,6 @@ pub(super) fn copies_before(
     events: &[KmsEvent],
     since: i64,
 ) -> Result<Vec<KmsEvent>> {
-    let on_key =
-        |c: &KmsEvent| c.key_arn.as_deref() == Some(key) || c.destination_key_arn.as_deref() == Some(key);
     let mut out = Vec::new();
     let select = select_events(conn);
     let shared: Vec<&str> = events
@@ -243,19 +236,27 @@ pub(super) fn copies_before(
         let sql = format!("{select} WHERE shared_event_id IN ({}) AND event_time < ?1", list.join(", "));
         let args: Vec<&dyn ToSql> =
             std::iter::once(&since as &dyn ToSql).chain(now.iter().map(|id| id as &dyn ToSql)).collect();
-        out.extend(load_events(conn, &sql, params_from_iter(args))?.into_iter().filter(on_key));
+        out.extend(load_events(conn, &sql, params_from_iter(args))?.into_iter().filter(|c| c.is_on_key(key)));
         rest = later;
     }
-    let copies_sql = format!(
-        "{select} WHERE shared_event_id = ?1
-         UNION ALL {select} WHERE event_hash = granttrail_hash(?1) AND event_id = ?1 AND shared_event_id IS NULL"
-    );
+    let copies_sql = copies_sql(select);
     for id in referenced_ids(conn, events.iter().filter(|e| e.shared_event_id.is_none()))? {
         out.extend(
-            load_events(conn, &copies_sql, [id])?.into_iter().filter(|c| on_key(c) && c.event_time < since),
+            load_events(conn, &copies_sql, [id])?
+                .into_iter()
+                .filter(|c| c.is_on_key(key) && c.event_time < since),
         );
     }
     Ok(out)
+}
+
+/// The events of one call bound to `?1`, a sharedEventID or an eventID: the accounts' copies
+/// that carry it as their sharedEventID, or the records under that eventID (a collision).
+fn copies_sql(select: &str) -> String {
+    format!(
+        "{select} WHERE shared_event_id = ?1
+         UNION ALL {select} WHERE event_hash = granttrail_hash(?1) AND event_id = ?1 AND shared_event_id IS NULL"
+    )
 }
 
 /// The eventIDs of `events` that another account's copy of a call names as the call's, or
