@@ -91,10 +91,13 @@ pub fn ingest_parallel<S: Sync>(
             report(&sources[i], n, outcome)
         });
         match result {
-            // A deadlock with another writer undid the open batch: its objects, and those
-            // after it, are read and written again.
+            // A conflict with another writer undid the open batch: its objects, and those
+            // after it, are read and written again. The attempts count conflicts in a row: a
+            // long run may meet many, with objects committed between them.
             Err(e) if e.is_conflict() && attempt < CONFLICT_ATTEMPTS => {
+                let before = pending.len();
                 pending.retain(|&i| !reported[i]);
+                attempt = if pending.len() < before { 1 } else { attempt };
                 std::thread::sleep(conflict_pause(attempt));
                 attempt += 1;
             }
