@@ -258,6 +258,83 @@ fn concurrent_ingests_into_postgres_give_one_sqlite_ingests_answer() {
     }
 }
 
+#[test]
+fn objects_too_big_to_lock_by_name_fit_a_stock_server_beside_other_writers() {
+    let Some(pg) = Postgres::start() else { return };
+    // An object of about 30,000 KMS events: more eventIDs than a stock server's lock table holds
+    // (64 locks a connection), were each locked by name until the commit. Beside it, twenty
+    // objects of about 750 events each, most past the most a writer locks by name: each such
+    // object meets another writer's names once (a conflict, written again), more conflicts
+    // in one run than a writer tries again in a row.
+    let corpus = tempfile::tempdir().unwrap();
+    let options = |out: &str, records, files, seed| granttrail_corpus::Options {
+        out: corpus.path().join(out),
+        records,
+        kms_share: 0.5,
+        grant_share: 0.01,
+        files,
+        accounts: 2,
+        regions: 2,
+        seed,
+        gzip: true,
+    };
+    granttrail_corpus::write_corpus(&options("big", 60_000, 1, 5)).unwrap();
+    granttrail_corpus::write_corpus(&options("small", 30_000, 20, 6)).unwrap();
+    // A second copy of every object, under another name, as two trails deliver one event:
+    // the objects differ, their eventIDs are the same.
+    let copies = |folder: &str| -> Vec<PathBuf> {
+        let mut files = granttrail_testkit::files_under(&corpus.path().join(folder));
+        files.sort();
+        let mut copied = Vec::new();
+        for (i, file) in files.iter().enumerate() {
+            let copy = corpus.path().join(format!("{folder}-copy")).join(format!("{i}.json.gz"));
+            std::fs::create_dir_all(copy.parent().unwrap()).unwrap();
+            std::fs::copy(file, &copy).unwrap();
+            copied.push(copy);
+        }
+        files.into_iter().chain(copied).collect()
+    };
+    let big = copies("big");
+    let small = copies("small");
+
+    let sqlite = Workspace::new();
+    ok(&sqlite, None, &["ingest", "-q", corpus.path().to_str().unwrap()]);
+    let grants = ok(&sqlite, None, &["grants", "--format", "json"]);
+    let calls = ok(&sqlite, None, &["calls", "--format", "json"]);
+
+    // The big object and its copy are written at once by two writers, each with half of the
+    // small objects; a third writes the copies of the small ones meanwhile.
+    let url = pg.database("big_objects");
+    let (originals, small_copies) = small.split_at(small.len() / 2);
+    let (first, second) = originals.split_at(originals.len() / 2);
+    let shares = [
+        std::iter::once(&big[0]).chain(first).collect::<Vec<_>>(),
+        std::iter::once(&big[1]).chain(second).collect(),
+        small_copies.iter().collect(),
+    ];
+    let children: Vec<_> = shares
+        .iter()
+        .map(|share| {
+            Command::new(env!("CARGO_BIN_EXE_granttrail"))
+                .args(["--db", &url, "ingest", "-q"])
+                .args(share.iter())
+                .env_remove("GRANTTRAIL_DB")
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .stderr(Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    }
+    let ws = Workspace::postgres(url);
+    assert_eq!(ok(&ws, None, &["grants", "--format", "json"]), grants, "grants");
+    assert_eq!(ok(&ws, None, &["calls", "--format", "json"]), calls, "calls");
+}
+
 /// What a kill test compares: every grant, every call and every finding, as JSON.
 fn state(ws: &Workspace) -> [String; 3] {
     ["grants", "calls", "findings"].map(|command| ok(ws, None, &[command, "--format", "json"]))

@@ -216,9 +216,9 @@ impl Handler {
                 }
                 let reader = open(&handle).map_err(|e| format!("cannot read: {e}"))?;
                 match ingest_object(&mut store, &task_name, reader, &limits, now()) {
-                    // A deadlock with another instance undid the object: read and write it again.
+                    // A conflict with another instance undid the object: read and write it again.
                     Err(e) if e.is_conflict() && attempt < CONFLICT_ATTEMPTS => {
-                        warn!(object = %task_name, attempt, "deadlock with another writer: writing the object again");
+                        warn!(object = %task_name, attempt, "conflict with another writer: writing the object again");
                         std::thread::sleep(conflict_pause(attempt));
                         attempt += 1;
                     }

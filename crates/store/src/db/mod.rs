@@ -5,7 +5,7 @@
 //! Values cross as [`ValueRef`]s, which each engine encodes in its own column types, so the
 //! rest of the store neither knows nor cares which engine it talks to.
 
-use foldhash::{HashMap, HashMapExt};
+use foldhash::{HashMap, HashMapExt, HashSet};
 use std::cell::{Cell, RefCell};
 use std::error::Error as StdError;
 use std::fmt::Write as _;
@@ -34,6 +34,10 @@ pub enum Error {
     Column { index: usize, message: String },
     #[error("{0}")]
     Tls(String),
+    /// Another writer held names of a kind this transaction had come to lock whole
+    /// ([`Connection::lock`]): undone, and done again locking the kind whole from the start.
+    #[error("another writer held names the transaction had to lock all of")]
+    KindBusy,
 }
 
 impl From<rusqlite::Error> for Error {
@@ -77,7 +81,8 @@ impl Error {
     /// serialisation conflict): the same work, done again, may succeed.
     pub fn is_conflict(&self) -> bool {
         use postgres::error::SqlState;
-        matches!(self, Error::Postgres(e)
+        matches!(self, Error::KindBusy)
+            || matches!(self, Error::Postgres(e)
             if e.code().is_some_and(|c| *c == SqlState::T_R_DEADLOCK_DETECTED || *c == SqlState::T_R_SERIALIZATION_FAILURE))
     }
 
@@ -389,7 +394,7 @@ pub(crate) const WRITER_LOCK: i64 = 0x6772_616e_7474_7261; // "granttra"
 /// transaction ends, so that the rows of one eventID, text, key or grant are decided by one
 /// writer at a time, each seeing what the ones before it committed. Relabelling locks the
 /// keys it relabels, and the accounts whose permission changes it applies.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub(crate) enum Named {
     EventId = 1,
     Text = 2,
@@ -400,6 +405,32 @@ pub(crate) enum Named {
 
 /// Named locks taken by one statement.
 const LOCKS_PER_STATEMENT: usize = 128;
+
+/// The most names of one kind a transaction locks one by one. Each lock takes a slot of the
+/// server's lock table until the commit, and the table is shared: `max_locks_per_transaction`
+/// (64 by default) times the connections. Past this many, the transaction locks the whole
+/// kind instead ([`Connection::lock`]), so that an object of any size fits a stock server.
+const MOST_NAMES_LOCKED: usize = 512;
+
+/// What a transaction beside others holds of one kind of name.
+enum Held {
+    /// The kind shared, and these names (their lock ids) alone.
+    Names(HashSet<i64>),
+    /// The whole kind: no other writer locks a name of it until the commit.
+    Kind,
+}
+
+/// The lock id of `name` of `kind`: the kind in the high half, the name's 32-bit hash in the
+/// low half.
+fn name_lock(kind: Named, name: &str) -> i64 {
+    ((kind as i64) << 32) | crate::texts::hash(name)
+}
+
+/// The lock id of the whole of `kind`, taken shared by a transaction before it locks names of
+/// the kind, and exclusively by one that locks too many to name. Apart from every name's.
+fn kind_lock(kind: Named) -> i64 {
+    (0x100 | kind as i64) << 32
+}
 
 /// Statements kept prepared per PostgreSQL connection before the cache starts again.
 const PG_STATEMENT_CACHE: usize = 512;
@@ -417,6 +448,11 @@ pub struct Connection {
     /// Whether the open transaction writes beside others ([`TransactionBehavior::Shared`] on
     /// PostgreSQL), and so locks what it changes by name.
     shared: Cell<bool>,
+    /// What the open transaction beside others has locked, by kind.
+    held: RefCell<HashMap<Named, Held>>,
+    /// The kinds a transaction on this connection came to lock whole since the last commit:
+    /// if it was undone, the next locks them whole from the start.
+    whole_from_start: RefCell<HashSet<Named>>,
 }
 
 /// Ids of rows that are never deleted (texts), by their text, kept across transactions: each
@@ -714,7 +750,13 @@ fn postgres_client(url: &str) -> Result<postgres::Client> {
 
 impl Connection {
     pub fn from_sqlite(conn: rusqlite::Connection) -> Connection {
-        Connection { inner: Inner::Sqlite(conn), ids: RefCell::default(), shared: Cell::new(false) }
+        Connection {
+            inner: Inner::Sqlite(conn),
+            ids: RefCell::default(),
+            shared: Cell::new(false),
+            held: RefCell::default(),
+            whole_from_start: RefCell::default(),
+        }
     }
 
     /// A private SQLite database in memory, with granttrail's SQL functions.
@@ -740,6 +782,8 @@ impl Connection {
             })),
             ids: RefCell::default(),
             shared: Cell::new(false),
+            held: RefCell::default(),
+            whole_from_start: RefCell::default(),
         })
     }
 
@@ -772,6 +816,9 @@ impl Connection {
     /// the remembered ids: some may name rows the rollback removes.
     fn roll_back(&self, to_savepoint: bool) -> Result<()> {
         *self.ids.borrow_mut() = Remembered::default();
+        // A savepoint rolled back releases the locks taken since: forgotten here, they are
+        // taken again if needed (taking a lock held already is harmless).
+        self.held.borrow_mut().clear();
         if !to_savepoint {
             self.shared.set(false);
         }
@@ -986,7 +1033,7 @@ impl Connection {
                     let _ = self.roll_back(false);
                     return Err(e);
                 }
-                self.shared.set(shared);
+                self.begin_beside_others(shared);
             }
         }
         Ok(Transaction { conn: self, done: false })
@@ -1036,7 +1083,7 @@ impl Connection {
             }
         };
         apart.execute_batch("BEGIN")?;
-        apart.shared.set(true);
+        apart.begin_beside_others(true);
         let done = work(apart);
         apart.shared.set(false);
         match done {
@@ -1057,21 +1104,64 @@ impl Connection {
         self.shared.get()
     }
 
+    /// Marks the transaction just begun as one beside other writers (or not), with nothing
+    /// locked yet.
+    fn begin_beside_others(&self, beside: bool) {
+        self.shared.set(beside);
+        self.held.borrow_mut().clear();
+    }
+
     /// Locks `names` of `kind` until the transaction ends, when it writes beside others
     /// ([`TransactionBehavior::Shared`] on PostgreSQL); otherwise it is alone and this does
-    /// nothing. Each call locks in one order (by the names' hashes), but two calls can still
-    /// cross another writer's: the server then undoes one of them ([`Error::is_conflict`]).
+    /// nothing. The kind is locked shared first, then each name. Each call locks in one order
+    /// (by the names' hashes), but two calls can still cross another writer's: the server then
+    /// undoes one of them ([`Error::is_conflict`]).
+    ///
+    /// Past [`MOST_NAMES_LOCKED`] names the kind is locked whole (exclusively) instead: other
+    /// writers of the kind wait for the commit. A transaction holding names of the kind already
+    /// does not wait for that lock (two such would each wait for the other), but fails with
+    /// [`Error::KindBusy`] when another writer holds names of the kind; done again, it locks the
+    /// kind whole from its first name.
     pub(crate) fn lock<'a>(&self, kind: Named, names: impl IntoIterator<Item = &'a str>) -> Result<()> {
         if !self.shared.get() {
             return Ok(());
         }
+        let mut held = self.held.borrow_mut();
+        let held = held.entry(kind).or_insert_with(|| Held::Names(HashSet::default()));
+        let Held::Names(locked) = held else { return Ok(()) };
         let mut ids: Vec<i64> =
-            names.into_iter().map(|n| ((kind as i64) << 32) | crate::texts::hash(n)).collect();
+            names.into_iter().map(|n| name_lock(kind, n)).filter(|id| !locked.contains(id)).collect();
+        if ids.is_empty() {
+            return Ok(());
+        }
         ids.sort_unstable();
         ids.dedup();
+        let whole = kind_lock(kind);
+        if locked.len() + ids.len() > MOST_NAMES_LOCKED || self.whole_from_start.borrow().contains(&kind) {
+            self.whole_from_start.borrow_mut().insert(kind);
+            if locked.is_empty() {
+                self.advisory_locks("pg_advisory_xact_lock", &[whole])?;
+            } else if !self
+                .query_row("SELECT pg_try_advisory_xact_lock(?1)", [whole], |r| r.get::<_, bool>(0))?
+            {
+                return Err(Error::KindBusy);
+            }
+            *held = Held::Kind;
+            return Ok(());
+        }
+        if locked.is_empty() {
+            self.advisory_locks("pg_advisory_xact_lock_shared", &[whole])?;
+        }
+        self.advisory_locks("pg_advisory_xact_lock", &ids)?;
+        locked.extend(ids);
+        Ok(())
+    }
+
+    /// Takes the advisory locks `ids` with `function`, in their order.
+    fn advisory_locks(&self, function: &str, ids: &[i64]) -> Result<()> {
         for chunk in ids.chunks(LOCKS_PER_STATEMENT) {
             let values: Vec<String> = (1..=chunk.len()).map(|i| format!("(CAST(?{i} AS bigint))")).collect();
-            let sql = format!("SELECT pg_advisory_xact_lock(x) FROM (VALUES {}) AS v(x)", values.join(", "));
+            let sql = format!("SELECT {function}(x) FROM (VALUES {}) AS v(x)", values.join(", "));
             self.prepare_cached(&sql)?.execute(params_from_iter(chunk.iter().copied()))?;
         }
         Ok(())
@@ -1089,7 +1179,9 @@ impl Transaction<'_> {
         self.done = true;
         self.conn.shared.set(false);
         let committed = self.conn.execute_batch("COMMIT");
-        if committed.is_err() {
+        if committed.is_ok() {
+            self.conn.whole_from_start.borrow_mut().clear();
+        } else {
             // A commit that fails rolls the transaction back on PostgreSQL. SQLite keeps it
             // open when the file is busy (a reader holds it past the busy timeout): it is
             // rolled back here, or the connection would stay inside it.
