@@ -84,6 +84,10 @@ impl Store {
             return Ok(None);
         }
         let (kept, kept_shared) = kept_beside(&tx, cutoff, cited)?;
+        // Deleting a block has the engine check that no event row names it. Nothing indexes
+        // `record_block` (ingest and reads never need it): without this index, made for the
+        // prune and dropped before it commits, that check read every event row, for each block.
+        tx.execute_batch("CREATE INDEX event_rows_by_record_block ON event_rows (record_block)")?;
         {
             let mut candidates = tx.prepare(&format!(
                 "SELECT {EVENT_COLUMNS}, r.row_id, r.record_block, r.record_slot FROM events e
@@ -120,6 +124,7 @@ impl Store {
                 from += SLICE;
             }
         }
+        tx.execute_batch("DROP INDEX event_rows_by_record_block")?;
         tx.commit()?;
         // SQLite databases are created (or migrated) with incremental auto-vacuum: this truncates
         // the file by the pages the records freed. PostgreSQL's autovacuum reuses them itself.
@@ -221,10 +226,25 @@ mod tests {
         assert_eq!(store.prune_records(LATER, &BTreeSet::new(), worked_out_with).unwrap(), None);
         assert_eq!((kept(&store, "d1"), kept(&store, "d2")), (vec![true], vec![true]), "nothing was dropped");
 
+        let schema = |store: &Store| -> String {
+            store
+                .conn
+                .query_row(
+                    "SELECT group_concat(name, ' ') FROM (SELECT name FROM sqlite_master ORDER BY name)",
+                    [],
+                    |r| r.get(0),
+                )
+                .unwrap()
+        };
+        let before = schema(&store);
         let now = inputs(&store.conn).unwrap();
         let pruned = store.prune_records(LATER, &BTreeSet::new(), now).unwrap().unwrap();
         assert_eq!(pruned.records, 2);
         assert_eq!((kept(&store, "d1"), kept(&store, "d2")), (vec![false], vec![false]));
+        let blocks: i64 =
+            store.conn.query_row("SELECT count(*) FROM record_blocks", [], |r| r.get(0)).unwrap();
+        assert_eq!(blocks, 0, "the blocks left with no record are deleted");
+        assert_eq!(schema(&store), before, "the index the prune made is gone");
     }
 
     #[test]
