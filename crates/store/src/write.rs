@@ -7,7 +7,8 @@ use std::sync::LazyLock;
 
 use crate::db::{
     Connection, Named, Savepoint, ToSql, Transaction, TransactionBehavior, Value, insert_rows,
-    insert_rows_returning_ids, params, params_from_iter, value_rows,
+    insert_rows_returning_ids, params, params_from_iter, query_listed, rows_in_next_statement, typed_rows,
+    value_rows,
 };
 use granttrail_grants::{Caller, Details, Grant, GrantSpec, Invalidation, KmsEvent, fold_grant};
 
@@ -249,51 +250,103 @@ impl<'c> ObjectWriter<'c> {
         }
         // Beside other writers, whether an eventID is new is decided by one at a time.
         self.tx.lock(Named::EventId, events.iter().map(|e| e.event_id.as_str()))?;
-        let stored = rows_with_event_ids(&self.tx, events.iter().map(|e| e.event_id.as_str()))?;
+        let known = rows_with_event_ids(&self.tx, events.iter().map(|e| e.event_id.as_str()))?;
+        // The records of the eventIDs stored already (copies, duplicates, collisions), read
+        // together: a second delivery of a whole object is all of them.
+        let known: Vec<&str> = known.keys().map(String::as_str).collect();
+        let stored = stored_with_ids(&self.tx, &known)?;
         texts::store_all(&self.tx, events.iter().flat_map(texts_of))?;
-        // The blocks go in first, so that the events' rows can name them; the slots of the
-        // duplicates are emptied afterwards (rare: most records are new).
-        let slots = self.insert_blocks(records)?;
+        // The blocks go in first, so that the events' rows can name them. A block of nothing
+        // but records stored already (an object delivered again) is left out; the slots of
+        // other repeats are emptied afterwards (rare: most records are new).
+        let mut earlier: HashMap<&str, Vec<&KmsEvent>> = HashMap::new();
+        let repeats: Vec<bool> = events
+            .iter()
+            .map(|event| {
+                let id = event.event_id.as_str();
+                let stored_already =
+                    stored.get(id).is_some_and(|rows| rows.iter().any(|(_, e, _)| e == event));
+                let repeat = stored_already || earlier.get(id).is_some_and(|seen| seen.contains(&event));
+                earlier.entry(id).or_default().push(event);
+                repeat
+            })
+            .collect();
+        let slots = self.insert_blocks(records, &repeats)?;
         let mut added: HashSet<&str> = HashSet::new();
         let mut count = 0;
         let mut unkept: BTreeMap<i64, BTreeSet<i64>> = BTreeMap::new();
+        let mut copies = BTreeSet::new();
         for (event, slot) in events.iter().zip(slots) {
-            let known = stored.contains_key(&event.event_id) || added.contains(event.event_id.as_str());
-            if self.add_checked(event, slot, known)? {
-                added.insert(&event.event_id);
-                count += 1;
+            let id = event.event_id.as_str();
+            let read_again;
+            let known = if added.contains(id) {
+                // Added by this call: read again, with the rows held back.
+                self.insert_events()?;
+                read_again = stored_with_id(&self.tx, id)?;
+                Some(read_again.as_slice())
             } else {
-                unkept.entry(slot.block).or_default().insert(slot.slot);
+                stored.get(id).map(Vec::as_slice)
+            };
+            match self.add_checked(event, slot, known)? {
+                Added::New => {
+                    added.insert(id);
+                    count += 1;
+                }
+                Added::CopyOf(row) => {
+                    copies.insert(row);
+                    if let Some(slot) = slot {
+                        unkept.entry(slot.block).or_default().insert(slot.slot);
+                    }
+                }
             }
         }
         self.insert_events()?;
+        record_copies(&self.tx, self.object_id, &copies.into_iter().collect::<Vec<_>>())?;
         for (block, slots) in &unkept {
             records::empty_slots(&self.tx, *block, slots)?;
         }
         Ok(count)
     }
 
-    /// Inserts the blocks of `records`, returning each record's slot. Where batches pay, two
+    /// Inserts the blocks of `records` that hold a record not in `repeats`, returning each
+    /// record's slot (none for the records of a block left out). Where batches pay, two
     /// statements for any number of blocks: their ids, taken from the table's sequence, then
     /// the rows.
-    fn insert_blocks(&self, records: &StoredRecords) -> Result<Vec<RecordSlot>> {
-        let ids: Vec<i64> = if self.tx.batches_pay() && records.blocks.len() > 1 {
+    fn insert_blocks(&self, records: &StoredRecords, repeats: &[bool]) -> Result<Vec<Option<RecordSlot>>> {
+        let mut first = 0;
+        let wanted: Vec<bool> = records
+            .blocks
+            .iter()
+            .map(|block| {
+                let of_block = repeats.get(first..first + block.records).unwrap_or_default();
+                first += block.records;
+                of_block.iter().any(|repeat| !repeat)
+            })
+            .collect();
+        let kept: Vec<&records::Block> = records
+            .blocks
+            .iter()
+            .zip(&wanted)
+            .filter(|(_, wanted)| **wanted)
+            .map(|(block, _)| block)
+            .collect();
+        let ids: Vec<i64> = if self.tx.batches_pay() && kept.len() > 1 {
             let mut ids = self
                 .tx
                 .prepare_cached(
                     "SELECT nextval(pg_get_serial_sequence('record_blocks', 'id'))
                      FROM generate_series(1, CAST(?1 AS bigint))",
                 )?
-                .query_map(params![records.blocks.len() as i64], |r| r.get(0))?
+                .query_map(params![kept.len() as i64], |r| r.get(0))?
                 .collect::<Result<Vec<i64>, _>>()?;
-            if ids.len() != records.blocks.len() {
+            if ids.len() != kept.len() {
                 return Err(StoreError::Corrupt("the record blocks' ids were not given".into()));
             }
             // Blocks keep their order in the ids, as one statement each gave them.
             ids.sort_unstable();
             let rows: Vec<[&dyn ToSql; 3]> = ids
                 .iter()
-                .zip(&records.blocks)
+                .zip(&kept)
                 .map(|(id, block)| -> [&dyn ToSql; 3] { [id, &records::DICTIONARY_ID, &block.frame] })
                 .collect();
             insert_rows(&self.tx, "record_blocks (id, dictionary, records)", "", &rows, BLOCKS_PER_INSERT)?;
@@ -307,11 +360,13 @@ impl<'c> ObjectWriter<'c> {
                     )?
                     .ok_or_else(|| StoreError::Corrupt("a block of records was not added".into()))
             };
-            records.blocks.iter().map(insert).collect::<Result<_>>()?
+            kept.iter().copied().map(insert).collect::<Result<_>>()?
         };
+        let mut ids = ids.into_iter();
         let mut slots = Vec::with_capacity(records.len());
-        for (id, block) in ids.into_iter().zip(&records.blocks) {
-            slots.extend((0..block.records as i64).map(|slot| RecordSlot { block: id, slot }));
+        for (block, wanted) in records.blocks.iter().zip(wanted) {
+            let id = if wanted { ids.next() } else { None };
+            slots.extend((0..block.records as i64).map(|slot| id.map(|block| RecordSlot { block, slot })));
         }
         Ok(slots)
     }
@@ -330,8 +385,14 @@ impl<'c> ObjectWriter<'c> {
         Ok(())
     }
 
-    /// Stores `event` unless it is a duplicate; `known` says whether its eventID is stored.
-    fn add_checked(&mut self, event: &KmsEvent, record: RecordSlot, known: bool) -> Result<bool> {
+    /// Stores `event` unless it is a copy of a stored record; `known` has the records stored
+    /// with its eventID, if any.
+    fn add_checked(
+        &mut self,
+        event: &KmsEvent,
+        record: Option<RecordSlot>,
+        known: Option<&[StoredCopy]>,
+    ) -> Result<Added> {
         if event.is_kms() {
             self.counts.kms_events += 1;
         }
@@ -339,20 +400,9 @@ impl<'c> ObjectWriter<'c> {
         // eventID is a collision, kept beside the other (found by the eventID's hash, not by an
         // index on the text: texts.rs says why).
         let event_hash = texts::hash(&event.event_id);
-        if known {
-            // The stored copies are read: the events held back go first.
-            self.insert_events()?;
-            let stored = stored_with_id(&self.tx, &event.event_id)?;
+        if let Some(stored) = known {
             if let Some(&(row, _, _)) = stored.iter().find(|(_, e, _)| e == event) {
-                // Kept for what it says of the evidence: the record rests on this object too.
-                self.tx
-                    .prepare_cached(
-                        "INSERT INTO event_copies (event_rowid, object_id)
-                         SELECT ?1, ?2 WHERE NOT EXISTS (SELECT 1 FROM event_rows WHERE id = ?1 AND object_id = ?2)
-                         ON CONFLICT DO NOTHING",
-                    )?
-                    .execute(params![row, self.object_id])?;
-                return Ok(false);
+                return Ok(Added::CopyOf(row));
             }
             // The grants the other records build are rebuilt: they gain the collision.
             for (_, other, _) in stored.iter().filter(|(_, e, _)| e.is_grant_event() && e.succeeded()) {
@@ -363,15 +413,21 @@ impl<'c> ObjectWriter<'c> {
                     self.deleted_keys.insert(key.clone());
                 }
             }
-            if let Some((_, _, other_object)) = stored.into_iter().next() {
+            if let Some((_, _, other_object)) = stored.first() {
                 self.tx
                     .prepare_cached(
                         "INSERT INTO event_id_collisions (event_id) VALUES (?1) ON CONFLICT DO NOTHING",
                     )?
                     .execute([&event.event_id])?;
-                self.counts.collisions.push(Collision { event_id: event.event_id.clone(), other_object });
+                self.counts
+                    .collisions
+                    .push(Collision { event_id: event.event_id.clone(), other_object: other_object.clone() });
             }
         }
+        // Its record's block was left out only if it repeats one stored already.
+        let record = record.ok_or_else(|| {
+            StoreError::Corrupt(format!("the record of event {} was taken for a repeat", event.event_id))
+        })?;
         let spec = event.grant_spec.as_ref().map(serde_json::to_string).transpose().map_err(json_error)?;
         let details = if event.details.is_empty() { None } else { Some(to_json(&event.details)?) };
         let c = &event.caller;
@@ -439,7 +495,7 @@ impl<'c> ObjectWriter<'c> {
                 }
             }
         }
-        Ok(true)
+        Ok(Added::New)
     }
 
     /// Counts a KMS record that was skipped as malformed.
@@ -700,9 +756,80 @@ pub(crate) fn rows_with_event_ids<'a>(
     Ok(found)
 }
 
+/// What [`ObjectWriter::add_checked`] made of an event.
+enum Added {
+    /// Stored: its eventID was new, or its record differs from those stored with it.
+    New,
+    /// Not stored: the record of this `event_rows` id is the same.
+    CopyOf(i64),
+}
+
+/// A record stored with an eventID: its row id, the event, and the object it was stored from.
+pub(crate) type StoredCopy = (i64, KmsEvent, String);
+
+/// Records that the events of these `event_rows` ids came in `object` too, for what it says of
+/// the evidence: each record rests on every object that delivered it (its own excepted).
+fn record_copies(tx: &Connection, object: i64, rows: &[i64]) -> Result<()> {
+    let mut rest = rows;
+    while !rest.is_empty() {
+        let (now, later) = rest.split_at(rows_in_next_statement(rest.len(), ROWS_PER_INSERT));
+        let sql = format!(
+            "INSERT INTO event_copies (event_rowid, object_id)
+             SELECT delivered.row_id, ?1 FROM (SELECT column1 AS row_id FROM (VALUES {}) AS v) AS delivered
+             WHERE NOT EXISTS (SELECT 1 FROM event_rows WHERE id = delivered.row_id AND object_id = ?1)
+             ON CONFLICT DO NOTHING",
+            typed_rows(now.len(), 1, &["bigint"])
+        );
+        let row_ids = now.iter().map(|row| row as &dyn ToSql);
+        tx.prepare_cached(&sql)?
+            .execute(params_from_iter(std::iter::once(&object as &dyn ToSql).chain(row_ids)))?;
+        rest = later;
+    }
+    Ok(())
+}
+
+/// [`stored_with_id`] of each of `event_ids`, by eventID; where batches pay, for many in one
+/// statement.
+fn stored_with_ids(tx: &Connection, event_ids: &[&str]) -> Result<HashMap<String, Vec<StoredCopy>>> {
+    let mut found: HashMap<String, Vec<StoredCopy>> = HashMap::new();
+    if !tx.batches_pay() {
+        for id in event_ids {
+            found.insert(id.to_string(), stored_with_id(tx, id)?);
+        }
+        return Ok(found);
+    }
+    let hashes: Vec<i64> = event_ids.iter().map(|id| texts::hash(id)).collect();
+    let wanted: Vec<[&dyn ToSql; 2]> =
+        event_ids.iter().zip(&hashes).map(|(id, hash)| [id as &dyn ToSql, hash]).collect();
+    let query = |list: &str| {
+        format!(
+            "SELECT found.* FROM (VALUES {list}) AS wanted (wanted_id, wanted_hash)
+             CROSS JOIN LATERAL (
+                 SELECT {EVENT_COLUMNS}, o.source, e.id AS row_id FROM events e JOIN objects o ON o.id = e.object_id
+                 WHERE e.event_hash = wanted.wanted_hash AND e.event_id = wanted.wanted_id OFFSET 0
+             ) AS found
+             ORDER BY found.row_id"
+        )
+    };
+    query_listed(
+        tx,
+        query,
+        &["text", "bigint"],
+        &[],
+        &wanted,
+        texts::HASHES_PER_LOOKUP,
+        |r| -> Result<()> {
+            let copy: StoredCopy = (r.get(26)?, event_from_row(r)??, r.get(25)?);
+            found.entry(copy.1.event_id.clone()).or_default().push(copy);
+            Ok(())
+        },
+    )?;
+    Ok(found)
+}
+
 /// The records stored with this `eventID` (more than one: a collision), each with its row id
 /// and the object it was stored from.
-pub(crate) fn stored_with_id(tx: &Connection, event_id: &str) -> Result<Vec<(i64, KmsEvent, String)>> {
+pub(crate) fn stored_with_id(tx: &Connection, event_id: &str) -> Result<Vec<StoredCopy>> {
     let mut stmt = tx.prepare_cached(&format!(
         "SELECT {EVENT_COLUMNS}, o.source, e.id FROM events e JOIN objects o ON o.id = e.object_id
          WHERE e.event_hash = granttrail_hash(?1) AND e.event_id = ?1 ORDER BY e.id"
