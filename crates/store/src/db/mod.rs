@@ -1140,7 +1140,7 @@ impl Connection {
         if locked.len() + ids.len() > MOST_NAMES_LOCKED || self.whole_from_start.borrow().contains(&kind) {
             self.whole_from_start.borrow_mut().insert(kind);
             if locked.is_empty() {
-                self.advisory_locks("pg_advisory_xact_lock", &[whole])?;
+                self.advisory_locks(None, &[whole])?;
             } else if !self
                 .query_row("SELECT pg_try_advisory_xact_lock(?1)", [whole], |r| r.get::<_, bool>(0))?
             {
@@ -1149,20 +1149,28 @@ impl Connection {
             *held = Held::Kind;
             return Ok(());
         }
-        if locked.is_empty() {
-            self.advisory_locks("pg_advisory_xact_lock_shared", &[whole])?;
-        }
-        self.advisory_locks("pg_advisory_xact_lock", &ids)?;
+        // The kind shared before its first names, in the same statement.
+        self.advisory_locks(locked.is_empty().then_some(whole), &ids)?;
         locked.extend(ids);
         Ok(())
     }
 
-    /// Takes the advisory locks `ids` with `function`, in their order.
-    fn advisory_locks(&self, function: &str, ids: &[i64]) -> Result<()> {
-        for chunk in ids.chunks(LOCKS_PER_STATEMENT) {
-            let values: Vec<String> = (1..=chunk.len()).map(|i| format!("(CAST(?{i} AS bigint))")).collect();
-            let sql = format!("SELECT {function}(x) FROM (VALUES {}) AS v(x)", values.join(", "));
-            self.prepare_cached(&sql)?.execute(params_from_iter(chunk.iter().copied()))?;
+    /// Takes the advisory lock `shared` (if any) shared, then the locks `ids` exclusively, in
+    /// their order: in one statement for up to [`LOCKS_PER_STATEMENT`] of them.
+    fn advisory_locks(&self, shared: Option<i64>, ids: &[i64]) -> Result<()> {
+        let locks: Vec<(i64, bool)> =
+            shared.map(|id| (id, true)).into_iter().chain(ids.iter().map(|&id| (id, false))).collect();
+        for chunk in locks.chunks(LOCKS_PER_STATEMENT) {
+            let values: Vec<String> = (0..chunk.len())
+                .map(|i| format!("(CAST(?{} AS bigint), CAST(?{} AS boolean))", 2 * i + 1, 2 * i + 2))
+                .collect();
+            let sql = format!(
+                "SELECT CASE WHEN v.shared THEN pg_advisory_xact_lock_shared(v.id) ELSE pg_advisory_xact_lock(v.id) END
+                 FROM (VALUES {}) AS v(id, shared)",
+                values.join(", ")
+            );
+            let params = chunk.iter().flat_map(|(id, shared)| [id as &dyn ToSql, shared as &dyn ToSql]);
+            self.prepare_cached(&sql)?.execute(params_from_iter(params))?;
         }
         Ok(())
     }
