@@ -174,3 +174,32 @@ fn the_file_shrinks() {
     assert!(after < before, "{before} bytes before, {after} after");
     assert_eq!(free, 0, "pages left free in the file after pruning");
 }
+
+#[test]
+fn pruning_on_postgres_drops_what_it_drops_on_sqlite_and_keeps_every_answer() {
+    let Some(pg) = granttrail_testkit::Postgres::start() else { return };
+    let sqlite = Workspace::new();
+    let postgres = Workspace::postgres(pg.database("pruned"));
+    let example = fixtures().join("example");
+    for ws in [&sqlite, &postgres] {
+        ws.ok(&["ingest", "-q", example.to_str().unwrap()]);
+    }
+    let before = answers(&postgres);
+    assert_eq!(before, answers(&sqlite), "the engines answer alike");
+    for ws in [&sqlite, &postgres] {
+        let out = ws.ok(&["prune", "--keep-days", "1", "--as-of", AS_OF]);
+        assert!(out.contains("dropped the records of"), "{out}");
+    }
+    assert_eq!(answers(&postgres), before, "pruning changed an answer");
+    let mut dropped = 0;
+    for (id, ..) in events(&sqlite) {
+        let kept = |ws: &Workspace| ws.run(&["event", &id, "--format", "json"]).status.success();
+        assert_eq!(kept(&postgres), kept(&sqlite), "{id}");
+        dropped += usize::from(!kept(&sqlite));
+    }
+    assert!(dropped > 0, "nothing was old enough to drop");
+    // The index prune makes for its deletes is gone with its transaction.
+    let indexes = pg
+        .psql_in("pruned", "SELECT count(*) FROM pg_indexes WHERE indexname = 'event_rows_by_record_block'");
+    assert_eq!(indexes.trim(), "0", "{indexes}");
+}
