@@ -4,7 +4,9 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::db::{Connection, TransactionBehavior, params, params_from_iter};
+use crate::db::{
+    Connection, TransactionBehavior, params, params_from_iter, rows_in_next_statement, typed_rows,
+};
 use granttrail_grants::findings::RulesConfig;
 use granttrail_grants::{Label, retention};
 
@@ -18,6 +20,9 @@ const SLICE: i64 = 4096;
 
 /// Times prune works its citations out again when other writers keep adding objects.
 const PRUNE_ATTEMPTS: u32 = 3;
+
+/// The event rows marked as having no record in one statement.
+const FORGOTTEN_PER_STATEMENT: usize = 128;
 
 /// The eventIDs looked up in one statement for their sharedEventIDs.
 const SHARED_LOOKUPS: usize = 500;
@@ -95,8 +100,6 @@ impl Store {
                        WHERE id > ?1 AND id <= ?2 AND record_block IS NOT NULL) r ON r.row_id = e.id
                  WHERE e.event_time < ?3 AND e.event_source = 'kms.amazonaws.com'"
             ))?;
-            let mut forget =
-                tx.prepare("UPDATE event_rows SET record_block = NULL, record_slot = NULL WHERE id = ?1")?;
             let last: i64 = tx.query_row("SELECT coalesce(max(id), 0) FROM event_rows", [], |r| r.get(0))?;
             let mut from = 0;
             while from < last {
@@ -113,11 +116,13 @@ impl Store {
                 }
                 // The slots to empty, by block.
                 let mut slots_of: BTreeMap<i64, BTreeSet<i64>> = BTreeMap::new();
+                let mut rows = Vec::with_capacity(doomed.len());
                 for (row, block, slot) in doomed {
-                    forget.execute([row])?;
+                    rows.push(row);
                     slots_of.entry(block).or_default().insert(slot);
                     pruned.records += 1;
                 }
+                forget_records(&tx, &rows)?;
                 for (block, slots) in &slots_of {
                     pruned.bytes += records::empty_slots(&tx, *block, slots)?;
                 }
@@ -131,6 +136,21 @@ impl Store {
         self.conn.give_back_free_pages()?;
         Ok(Some(pruned))
     }
+}
+
+/// Marks the event rows `rows` as having no record, many a statement.
+fn forget_records(tx: &Connection, rows: &[i64]) -> Result<()> {
+    let mut rest = rows;
+    while !rest.is_empty() {
+        let (now, later) = rest.split_at(rows_in_next_statement(rest.len(), FORGOTTEN_PER_STATEMENT));
+        let sql = format!(
+            "UPDATE event_rows SET record_block = NULL, record_slot = NULL WHERE id IN (VALUES {})",
+            typed_rows(now.len(), 0, &["bigint"])
+        );
+        tx.prepare_cached(&sql)?.execute(params_from_iter(now.iter().copied()))?;
+        rest = later;
+    }
+    Ok(())
 }
 
 /// How many objects and imports the database holds: all a label or finding is computed from.
