@@ -110,6 +110,30 @@ fn a_rejected_object_leaves_nothing_and_the_good_ones_stay() {
 }
 
 #[test]
+fn a_database_that_refuses_an_objects_events_is_reported_with_the_object() {
+    let ws = Workspace::new();
+    ws.ok(&["ingest", "-q", fixtures().join("bad/duplicate-keys.json").to_str().unwrap()]);
+    // The database itself refuses one event of one object of the example.
+    let conn = rusqlite::Connection::open(ws.db()).unwrap();
+    conn.execute_batch(
+        "CREATE TRIGGER refuse BEFORE INSERT ON event_rows
+         WHEN NEW.event_id = 'f5ae96c5-8387-5960-9d13-3df3d50c6252'
+         BEGIN SELECT RAISE(ABORT, 'refused by the test'); END",
+    )
+    .unwrap();
+    drop(conn);
+    let out = ws.run(&["ingest", fixtures().join("example").to_str().unwrap()]);
+    assert!(!out.status.success());
+    let said = stderr(&out);
+    assert!(
+        said.contains(
+            "111122223333_CloudTrail_us-east-1_20240501T0910Z_NkYNBRVP1heodYKO.json.gz: database error:"
+        ) && said.contains("refused by the test"),
+        "{said}"
+    );
+}
+
+#[test]
 fn duplicate_keys_keep_the_last_value() {
     let ws = Workspace::new();
     ws.ok(&["ingest", "-q", fixtures().join("bad/duplicate-keys.json").to_str().unwrap()]);

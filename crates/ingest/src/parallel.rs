@@ -263,8 +263,10 @@ fn write_in_order(
             (&first, &second),
             (Ok(Item::Done(..)), None) | (Ok(Item::Events { .. }), Some(Ok(Item::Done(..))))
         );
+        // An error storing this object names it.
+        let in_object = |e: StoreError| e.in_object(name);
         let begun = if whole { batch.begin_whole_object(name) } else { batch.begin_object(name) };
-        let Some(mut writer) = begun? else {
+        let Some(mut writer) = begun.map_err(in_object)? else {
             done.push((index, Outcome::AlreadyIngested));
             continue;
         };
@@ -273,7 +275,7 @@ fn write_in_order(
         let outcome = loop {
             match received.next().unwrap_or_else(|| rx.recv()) {
                 Ok(Item::Events { events, records, skipped, first_skip: skip }) => {
-                    writer.add_records(&events, &records)?;
+                    writer.add_records(&events, &records).map_err(in_object)?;
                     for _ in 0..skipped {
                         writer.skip_record();
                     }
@@ -286,13 +288,14 @@ fn write_in_order(
                         writer.set_content_sha256(sha256);
                     }
                     let format = format!("{:?}", summary.format);
-                    let counts = writer.commit(&format, summary.bytes, summary.records, now)?;
+                    let counts =
+                        writer.commit(&format, summary.bytes, summary.records, now).map_err(in_object)?;
                     batched += summary.bytes;
                     break Outcome::Ingested { counts, first_skip, content_sha256 };
                 }
                 Ok(Item::Failed(error)) => {
                     drop(writer);
-                    batch.record_rejection(name, &error.to_string(), now)?;
+                    batch.record_rejection(name, &error.to_string(), now).map_err(in_object)?;
                     break Outcome::Rejected(error);
                 }
                 Err(_) => {
@@ -301,7 +304,7 @@ fn write_in_order(
                     drop(writer);
                     let error =
                         IngestError::Object(ObjectError::Io(std::io::Error::other("decoder stopped")));
-                    batch.record_rejection(name, &error.to_string(), now)?;
+                    batch.record_rejection(name, &error.to_string(), now).map_err(in_object)?;
                     break Outcome::Rejected(error);
                 }
             }

@@ -271,13 +271,28 @@ pub enum StoreError {
         "the settings differ from those this database was labelled with; run `granttrail rebuild` with the new settings first"
     )]
     SettingsChanged,
+    /// Storing one object failed: which one, and why.
+    #[error("{object}: {source}")]
+    Object { object: String, source: Box<StoreError> },
 }
 
 impl StoreError {
     /// Whether the database undid the work to break a deadlock with another writer: the same
     /// work, done again from the start, may succeed ([`db::Error::is_conflict`]).
     pub fn is_conflict(&self) -> bool {
-        matches!(self, StoreError::Database(e) if e.is_conflict())
+        match self {
+            StoreError::Database(e) => e.is_conflict(),
+            StoreError::Object { source, .. } => source.is_conflict(),
+            _ => false,
+        }
+    }
+
+    /// This error, as what went wrong storing `object`.
+    pub fn in_object(self, object: &str) -> StoreError {
+        match self {
+            named @ StoreError::Object { .. } => named,
+            other => StoreError::Object { object: object.to_string(), source: Box::new(other) },
+        }
     }
 }
 
