@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::db::{Connection, insert_rows, params};
+use crate::db::{Connection, insert_rows, params, params_from_iter, rows_in_next_statement, typed_rows};
 use crate::db::{FromSql, ToSql, ValueRef};
 use granttrail_grants::{Invalidation, NewCalls};
 
@@ -12,8 +12,8 @@ use crate::Result;
 /// The key the calls without an identifiable key are labelled, marked and locked under.
 pub(crate) const KEYLESS: &str = "";
 
-/// The most `new_calls` rows one statement writes.
-const KEYS_PER_INSERT: usize = 64;
+/// The most keys one statement names: `new_calls` rows written, or marks deleted.
+const KEYS_PER_STATEMENT: usize = 64;
 
 /// What a `stale_labels` row names (its `kind` column). Keys that gained calls are in
 /// `new_calls`, one row per key and object.
@@ -78,7 +78,7 @@ pub(crate) fn mark_stale(conn: &Connection, object_id: i64, dirty: &Invalidation
          SET since = CASE WHEN excluded.since < new_calls.since THEN excluded.since ELSE new_calls.since END,
              calls = new_calls.calls + excluded.calls",
         &new_calls,
-        KEYS_PER_INSERT,
+        KEYS_PER_STATEMENT,
     )?;
     let mut insert =
         conn.prepare_cached("INSERT INTO stale_labels (kind, value) VALUES (?1, ?2) ON CONFLICT DO NOTHING")?;
@@ -171,20 +171,39 @@ pub(crate) fn mark_labelled(
         conn.execute_batch("DELETE FROM stale_labels; DELETE FROM stale_since; DELETE FROM new_calls;")?;
         return Ok(());
     }
-    let mut calls = conn.prepare_cached("DELETE FROM new_calls WHERE key_arn = ?1")?;
-    let mut since = conn.prepare_cached("DELETE FROM stale_since WHERE key_arn = ?1")?;
-    let mut marks = conn.prepare_cached("DELETE FROM stale_labels WHERE kind = ?1 AND value = ?2")?;
-    for key in keys {
-        if key == KEYLESS {
-            marks.execute(params![StaleKind::Keyless, ""])?;
-            continue;
-        }
-        calls.execute([key])?;
-        since.execute([key])?;
-        marks.execute(params![StaleKind::KeyContext, key])?;
+    if keys.contains(KEYLESS) {
+        conn.prepare_cached("DELETE FROM stale_labels WHERE kind = ?1 AND value = ?2")?
+            .execute(params![StaleKind::Keyless, ""])?;
     }
-    for account in accounts {
-        marks.execute(params![StaleKind::Account, account])?;
+    let keys: Vec<&str> = keys.iter().map(String::as_str).filter(|key| *key != KEYLESS).collect();
+    let accounts: Vec<&str> = accounts.iter().map(String::as_str).collect();
+    delete_listed(conn, "DELETE FROM new_calls WHERE key_arn", &[], &keys)?;
+    delete_listed(conn, "DELETE FROM stale_since WHERE key_arn", &[], &keys)?;
+    delete_listed(
+        conn,
+        "DELETE FROM stale_labels WHERE kind = ?1 AND value",
+        &[&StaleKind::KeyContext],
+        &keys,
+    )?;
+    delete_listed(
+        conn,
+        "DELETE FROM stale_labels WHERE kind = ?1 AND value",
+        &[&StaleKind::Account],
+        &accounts,
+    )?;
+    Ok(())
+}
+
+/// Runs `delete`, a statement to end in `IN (list)`, with `first` bound before the list, for
+/// `values`, many a statement.
+fn delete_listed(conn: &Connection, delete: &str, first: &[&dyn ToSql], values: &[&str]) -> Result<()> {
+    let mut rest = values;
+    while !rest.is_empty() {
+        let (now, later) = rest.split_at(rows_in_next_statement(rest.len(), KEYS_PER_STATEMENT));
+        let sql = format!("{delete} IN (VALUES {})", typed_rows(now.len(), first.len(), &["text"]));
+        let listed = now.iter().map(|value| value as &dyn ToSql);
+        conn.prepare_cached(&sql)?.execute(params_from_iter(first.iter().copied().chain(listed)))?;
+        rest = later;
     }
     Ok(())
 }
@@ -219,5 +238,27 @@ mod tests {
         .unwrap();
         let error = stale(conn).unwrap_err().to_string();
         assert!(error.contains("\"keys\""), "{error}");
+    }
+
+    #[test]
+    fn a_relabelling_forgets_the_marks_of_what_it_relabelled_and_no_others() {
+        let store = Store::open_in_memory().unwrap();
+        let conn = store.conn();
+        let mut marked = Invalidation { keyless: true, ..Invalidation::default() };
+        for key in ["k1", "k2", "k3"] {
+            marked.new_calls.insert(key.to_string(), NewCalls { earliest: 7, count: 1 });
+            marked.context_keys.insert(key.to_string());
+            marked.since.insert(key.to_string(), 5);
+        }
+        marked.accounts.extend(["111122223333".to_string(), "444455556666".to_string()]);
+        mark_stale(conn, 1, &marked).unwrap();
+        let keys: BTreeSet<String> = ["k1", "k3", KEYLESS].map(String::from).into();
+        mark_labelled(conn, &keys, &BTreeSet::from(["444455556666".to_string()]), false).unwrap();
+        let mut left = Invalidation::default();
+        left.new_calls.insert("k2".to_string(), NewCalls { earliest: 7, count: 1 });
+        left.context_keys.insert("k2".to_string());
+        left.since.insert("k2".to_string(), 5);
+        left.accounts.insert("111122223333".to_string());
+        assert_eq!(stale(conn).unwrap(), left);
     }
 }
