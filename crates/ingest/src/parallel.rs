@@ -94,16 +94,25 @@ pub fn ingest_parallel<S: Sync>(
             // A conflict with another writer undid the open batch: its objects, and those
             // after it, are read and written again. The attempts count conflicts in a row: a
             // long run may meet many, with objects committed between them.
-            Err(e) if e.is_conflict() && attempt < CONFLICT_ATTEMPTS => {
+            Err(e) if e.is_conflict() => {
                 let before = pending.len();
                 pending.retain(|&i| !reported[i]);
-                attempt = if pending.len() < before { 1 } else { attempt };
-                std::thread::sleep(conflict_pause(attempt));
-                attempt += 1;
+                let Some(this) = attempt_after_conflict(attempt, pending.len() < before) else {
+                    return Err(e);
+                };
+                std::thread::sleep(conflict_pause(this));
+                attempt = this + 1;
             }
             result => return result,
         }
     }
+}
+
+/// Which attempt a conflict ended, counting conflicts in a row: from 1 again when objects were
+/// committed since the last. `None` once [`CONFLICT_ATTEMPTS`] came in a row: give up.
+fn attempt_after_conflict(attempt: u32, committed_since: bool) -> Option<u32> {
+    let attempt = if committed_since { 1 } else { attempt };
+    (attempt < CONFLICT_ATTEMPTS).then_some(attempt)
 }
 
 /// [`ingest_parallel`] of the sources at `indices`, once.
@@ -324,4 +333,19 @@ fn write_in_order(
         report(index, &names[index], outcome);
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn conflicts_are_counted_in_a_row() {
+        assert_eq!(attempt_after_conflict(1, false), Some(1));
+        assert_eq!(attempt_after_conflict(CONFLICT_ATTEMPTS - 1, false), Some(CONFLICT_ATTEMPTS - 1));
+        assert_eq!(attempt_after_conflict(CONFLICT_ATTEMPTS, false), None, "as many in a row as allowed");
+        // Objects committed since the last conflict: this one is the first in a row.
+        assert_eq!(attempt_after_conflict(CONFLICT_ATTEMPTS, true), Some(1));
+        assert_eq!(attempt_after_conflict(3, true), Some(1));
+    }
 }
