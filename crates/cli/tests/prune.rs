@@ -186,10 +186,25 @@ fn pruning_on_postgres_drops_what_it_drops_on_sqlite_and_keeps_every_answer() {
     }
     let before = answers(&postgres);
     assert_eq!(before, answers(&sqlite), "the engines answer alike");
+    // A reader in the middle of a long transaction on the events: the prune neither waits for
+    // it nor makes other readers wait (no lock on the table beyond its rows).
+    let mut reader = pg
+        .psql_in_background("pruned", "BEGIN; SELECT count(*) FROM event_rows; SELECT pg_sleep(30); COMMIT;");
+    let holding = "SELECT count(*) FROM pg_locks l JOIN pg_class c ON c.oid = l.relation
+                   WHERE c.relname = 'event_rows' AND l.granted AND l.pid <> pg_backend_pid()";
+    while pg.psql_in("pruned", holding) == "0" {
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
     for ws in [&sqlite, &postgres] {
         let out = ws.ok(&["prune", "--keep-days", "1", "--as-of", AS_OF]);
         assert!(out.contains("dropped the records of"), "{out}");
     }
+    assert!(reader.try_wait().unwrap().is_none(), "the prune waited for the reader");
+    pg.psql_in(
+        "pruned",
+        "SELECT pg_terminate_backend(pid) FROM pg_stat_activity WHERE query LIKE '%pg_sleep(30)%' AND pid <> pg_backend_pid()",
+    );
+    let _ = reader.wait();
     assert_eq!(answers(&postgres), before, "pruning changed an answer");
     let mut dropped = 0;
     for (id, ..) in events(&sqlite) {

@@ -5,7 +5,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 
 use crate::db::{
-    Connection, TransactionBehavior, params, params_from_iter, rows_in_next_statement, typed_rows,
+    Connection, Engine, TransactionBehavior, params, params_from_iter, rows_in_next_statement, typed_rows,
 };
 use granttrail_grants::findings::RulesConfig;
 use granttrail_grants::{Label, retention};
@@ -89,10 +89,14 @@ impl Store {
             return Ok(None);
         }
         let (kept, kept_shared) = kept_beside(&tx, cutoff, cited)?;
-        // Deleting a block has the engine check that no event row names it. Nothing indexes
-        // `record_block` (ingest and reads never need it): without this index, made for the
-        // prune and dropped before it commits, that check read every event row, for each block.
-        tx.execute_batch("CREATE INDEX event_rows_by_record_block ON event_rows (record_block)")?;
+        // Deleting a block (on SQLite: records::empty_slots) has the engine check that no event
+        // row names it. Nothing indexes `record_block` (ingest and reads never need it):
+        // without this index, made for the prune and dropped before it commits, that check read
+        // every event row, for each block.
+        let sqlite = tx.engine() == Engine::Sqlite;
+        if sqlite {
+            tx.execute_batch("CREATE INDEX event_rows_by_record_block ON event_rows (record_block)")?;
+        }
         {
             let mut candidates = tx.prepare(&format!(
                 "SELECT {EVENT_COLUMNS}, r.row_id, r.record_block, r.record_slot FROM events e
@@ -129,7 +133,9 @@ impl Store {
                 from += SLICE;
             }
         }
-        tx.execute_batch("DROP INDEX event_rows_by_record_block")?;
+        if sqlite {
+            tx.execute_batch("DROP INDEX event_rows_by_record_block")?;
+        }
         tx.commit()?;
         // SQLite databases are created (or migrated) with incremental auto-vacuum: this truncates
         // the file by the pages the records freed. PostgreSQL's autovacuum reuses them itself.

@@ -16,7 +16,7 @@
 use std::cell::RefCell;
 use std::collections::BTreeSet;
 
-use crate::db::{Connection, OptionalExtension, params};
+use crate::db::{Connection, Engine, OptionalExtension, params};
 
 use crate::{Result, StoreError};
 
@@ -193,7 +193,12 @@ pub(crate) fn decompress(
 }
 
 /// Empties `slots` of block `block` (records no event keeps), deleting the block once no
-/// record is left in it. Returns how many stored bytes that freed.
+/// record is left in it on SQLite. Returns how many stored bytes that freed.
+///
+/// On PostgreSQL a block with no record left stays, a few bytes with every slot empty: its
+/// delete would have the server look for an event row naming it, through every row (nothing
+/// indexes `record_block`), and a table's space freed is reused there, not given back. SQLite
+/// gives the pages back; `prune` indexes `record_block` for its deletes there.
 pub(crate) fn empty_slots(conn: &Connection, block: i64, slots: &BTreeSet<i64>) -> Result<u64> {
     let Some((dictionary, frame)): Option<(i64, Vec<u8>)> = conn
         .query_row("SELECT dictionary, records FROM record_blocks WHERE id = ?1", [block], |r| {
@@ -210,7 +215,7 @@ pub(crate) fn empty_slots(conn: &Connection, block: i64, slots: &BTreeSet<i64>) 
         }
     }
     let before = frame.len() as u64;
-    if records.iter().all(Option::is_none) {
+    if records.iter().all(Option::is_none) && conn.engine() == Engine::Sqlite {
         conn.execute("DELETE FROM record_blocks WHERE id = ?1", [block])?;
         return Ok(before);
     }

@@ -192,8 +192,19 @@ impl Postgres {
         self.psql_on("postgres", sql)
     }
 
-    fn psql_on(&self, database: &str, sql: &str) -> String {
-        let out = Command::new(self.bin.join("psql"))
+    /// `psql` running `sql` in the database `name`, started and left running: a session that
+    /// holds what it locks while the test does something else.
+    pub fn psql_in_background(&self, name: &str, sql: &str) -> std::process::Child {
+        self.psql_command(name, sql)
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("psql starts")
+    }
+
+    fn psql_command(&self, database: &str, sql: &str) -> Command {
+        let mut command = Command::new(self.bin.join("psql"));
+        command
             .args([
                 "-X",
                 "-q",
@@ -207,9 +218,12 @@ impl Postgres {
                 "-d",
                 database,
             ])
-            .args(["-p", &self.port.to_string(), "-c", sql])
-            .output()
-            .expect("psql runs");
+            .args(["-p", &self.port.to_string(), "-c", sql]);
+        command
+    }
+
+    fn psql_on(&self, database: &str, sql: &str) -> String {
+        let out = self.psql_command(database, sql).output().expect("psql runs");
         assert!(out.status.success(), "psql {sql:?}: {}", String::from_utf8_lossy(&out.stderr));
         String::from_utf8_lossy(&out.stdout).trim_end().to_string()
     }
