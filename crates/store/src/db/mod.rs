@@ -409,7 +409,8 @@ const LOCKS_PER_STATEMENT: usize = 128;
 /// The most names of one kind a transaction locks one by one. Each lock takes a slot of the
 /// server's lock table until the commit, and the table is shared: `max_locks_per_transaction`
 /// (64 by default) times the connections. Past this many, the transaction locks the whole
-/// kind instead ([`Connection::lock`]), so that an object of any size fits a stock server.
+/// kind instead ([`Connection::lock`]): a writer's locks are bounded whatever its object's
+/// size, though enough writers at once can still fill a stock server's table.
 const MOST_NAMES_LOCKED: usize = 512;
 
 /// What a transaction beside others holds of one kind of name.
