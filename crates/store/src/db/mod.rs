@@ -818,7 +818,10 @@ impl Connection {
     fn roll_back(&self, to_savepoint: bool) -> Result<()> {
         *self.ids.borrow_mut() = Remembered::default();
         // A savepoint rolled back releases the locks taken since: forgotten here, they are
-        // taken again if needed (taking a lock held already is harmless).
+        // taken again if needed (taking a lock held already is harmless). Those taken before
+        // it are forgotten too, so the count of names starts again; on PostgreSQL the only
+        // savepoint opens its transaction (an object of a batch, one object a commit), so
+        // nothing was taken before it.
         self.held.borrow_mut().clear();
         if !to_savepoint {
             self.shared.set(false);
