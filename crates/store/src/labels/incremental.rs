@@ -13,10 +13,10 @@ use granttrail_grants::{
 
 use super::rows::update_labels;
 use super::{KEY_CONTEXT, Shared, Strategy, imported_key_policies, load_events, select_events};
-use crate::Result;
 use crate::codes::Code;
 use crate::read::grants_not_ended_before;
 use crate::texts::{self, KEY};
+use crate::{Result, StoreError};
 
 /// A key with more calls than this to recheck is relabelled whole, which is cheaper per call
 /// than looking each one's neighbours up, and bounds the memory of an incremental relabelling.
@@ -216,9 +216,9 @@ pub(super) fn relabel_incrementally(
         (stored.difference(&fresh).collect(), fresh.difference(&stored).collect());
 
     // The times between which each changed observation was or becomes someone's nearest.
+    let changed: Vec<&Observation> = gone.iter().chain(&added).copied().collect();
     let mut spans: Vec<(i64, i64, i64)> = Vec::new();
-    for o in gone.iter().chain(&added) {
-        let [before, after] = stored_neighbours(conn, key_id, o)?;
+    for (o, [before, after]) in changed.iter().zip(stored_neighbours(conn, key_id, &changed)?) {
         spans.push((o.group, before.unwrap_or(i64::MIN), after.unwrap_or(i64::MAX)));
     }
     spans.sort_unstable();
@@ -243,20 +243,8 @@ pub(super) fn relabel_incrementally(
         OBSERVATIONS_PER_INSERT,
     )?;
     let rechecked: HashSet<&str> = recheck_events.iter().map(|e| e.event_id.as_str()).collect();
-    let mut affected_ids: BTreeSet<String> = BTreeSet::new();
-    let mut in_span = conn.prepare_cached(
-        "SELECT e.event_id FROM call_labels c JOIN event_rows e ON e.id = c.event
-         WHERE c.key = ?1 AND c.behaviour_group = ?2 AND c.event_time BETWEEN ?3 AND ?4",
-    )?;
-    for (group, from, to) in merge_spans(spans) {
-        let ids = in_span.query_map(params![key_id, group, from, to], |r| r.get::<_, String>(0))?;
-        for id in ids {
-            let id = id?;
-            if !rechecked.contains(id.as_str()) {
-                affected_ids.insert(id);
-            }
-        }
-    }
+    let mut affected_ids: BTreeSet<String> = calls_in_spans(conn, key_id, &merge_spans(spans))?;
+    affected_ids.retain(|id| !rechecked.contains(id.as_str()));
     let affected_events = calls_with_copies(conn, key, &affected_ids)?;
     let affected = logical_event_refs(affected_events.iter());
 
@@ -290,27 +278,104 @@ const AFTER: &str = "SELECT event_time, event_id FROM observations
      WHERE key = ?1 AND behaviour_group = ?2 AND kind = ?3 AND event_time > ?4
      ORDER BY event_time, event_id LIMIT 1";
 
-/// The times of the stored observations ordered just before and just after `o` in its group
-/// and kind (not `o` itself, which an import may have stored already).
-fn stored_neighbours(conn: &Connection, key: i64, o: &Observation) -> Result<[Option<i64>; 2]> {
-    let kind = Code(o.kind);
-    let before = conn
-        .prepare_cached(
-            "SELECT event_time FROM observations
-             WHERE key = ?1 AND behaviour_group = ?2 AND kind = ?3 AND (event_time, event_id) < (?4, ?5)
-             ORDER BY event_time DESC, event_id DESC LIMIT 1",
-        )?
-        .query_row(params![key, o.group, kind, o.time, o.event_id], |r| r.get(0))
-        .optional()?;
-    let after = conn
-        .prepare_cached(
-            "SELECT event_time FROM observations
-             WHERE key = ?1 AND behaviour_group = ?2 AND kind = ?3 AND (event_time, event_id) > (?4, ?5)
-             ORDER BY event_time, event_id LIMIT 1",
-        )?
-        .query_row(params![key, o.group, kind, o.time, o.event_id], |r| r.get(0))
-        .optional()?;
-    Ok([before, after])
+/// For each of `observations`, the times of the stored observations ordered just before and
+/// just after it in its group and kind (not itself, which an import may have stored already).
+/// Where batches pay, many in one statement.
+fn stored_neighbours(
+    conn: &Connection,
+    key: i64,
+    observations: &[&Observation],
+) -> Result<Vec<[Option<i64>; 2]>> {
+    const NEAREST: [&str; 2] = [
+        "SELECT event_time FROM observations
+         WHERE key = ?1 AND behaviour_group = ?2 AND kind = ?3 AND (event_time, event_id) < (?4, ?5)
+         ORDER BY event_time DESC, event_id DESC LIMIT 1",
+        "SELECT event_time FROM observations
+         WHERE key = ?1 AND behaviour_group = ?2 AND kind = ?3 AND (event_time, event_id) > (?4, ?5)
+         ORDER BY event_time, event_id LIMIT 1",
+    ];
+    if !conn.batches_pay() {
+        return observations
+            .iter()
+            .map(|o| {
+                let params = params![key, o.group, Code(o.kind), o.time, o.event_id];
+                let nearest = |sql| conn.prepare_cached(sql)?.query_row(params, |r| r.get(0)).optional();
+                Ok([nearest(NEAREST[0])?, nearest(NEAREST[1])?])
+            })
+            .collect();
+    }
+    let places: Vec<i64> = (0..observations.len() as i64).collect();
+    let kinds: Vec<Code<ObservationKind>> = observations.iter().map(|o| Code(o.kind)).collect();
+    let rows: Vec<[&dyn ToSql; 5]> = observations
+        .iter()
+        .zip(&kinds)
+        .zip(&places)
+        .map(|((o, kind), place)| -> [&dyn ToSql; 5] { [place, &o.group, kind, &o.time, &o.event_id] })
+        .collect();
+    let query = |list: &str| {
+        format!(
+            "SELECT listed.i,
+                    (SELECT o.event_time FROM observations o
+                     WHERE o.key = ?1 AND o.behaviour_group = listed.g AND o.kind = listed.k
+                       AND (o.event_time, o.event_id) < (listed.t, listed.id)
+                     ORDER BY o.event_time DESC, o.event_id DESC LIMIT 1),
+                    (SELECT o.event_time FROM observations o
+                     WHERE o.key = ?1 AND o.behaviour_group = listed.g AND o.kind = listed.k
+                       AND (o.event_time, o.event_id) > (listed.t, listed.id)
+                     ORDER BY o.event_time, o.event_id LIMIT 1)
+             FROM (VALUES {list}) AS listed (i, g, k, t, id)"
+        )
+    };
+    let types = &["bigint", "bigint", "bigint", "bigint", "text"];
+    let mut nearest = vec![[None, None]; observations.len()];
+    query_listed(conn, query, types, &[&key], &rows, OBSERVATIONS_PER_LOOKUP, |r| -> Result<()> {
+        let place = usize::try_from(r.get::<_, i64>(0)?).ok().filter(|&p| p < nearest.len());
+        let place = place
+            .ok_or_else(|| StoreError::Corrupt("a neighbour lookup answered for no observation".into()))?;
+        nearest[place] = [r.get(1)?, r.get(2)?];
+        Ok(())
+    })?;
+    Ok(nearest)
+}
+
+/// The eventIDs of the calls labelled on `key` whose time falls in one of `spans` (behaviour
+/// group, from, to) of their group. Where batches pay, many spans in one statement.
+fn calls_in_spans(conn: &Connection, key: i64, spans: &[(i64, i64, i64)]) -> Result<BTreeSet<String>> {
+    let mut ids = BTreeSet::new();
+    if !conn.batches_pay() {
+        let mut in_span = conn.prepare_cached(
+            "SELECT e.event_id FROM call_labels c JOIN event_rows e ON e.id = c.event
+             WHERE c.key = ?1 AND c.behaviour_group = ?2 AND c.event_time BETWEEN ?3 AND ?4",
+        )?;
+        for (group, from, to) in spans {
+            for id in in_span.query_map(params![key, group, from, to], |r| r.get::<_, String>(0))? {
+                ids.insert(id?);
+            }
+        }
+        return Ok(ids);
+    }
+    let rows: Vec<[&dyn ToSql; 3]> =
+        spans.iter().map(|(group, from, to)| -> [&dyn ToSql; 3] { [group, from, to] }).collect();
+    let query = |list: &str| {
+        format!(
+            "SELECT e.event_id FROM (VALUES {list}) AS listed (g, f, t)
+             JOIN call_labels c ON c.key = ?1 AND c.behaviour_group = listed.g AND c.event_time BETWEEN listed.f AND listed.t
+             JOIN event_rows e ON e.id = c.event"
+        )
+    };
+    query_listed(
+        conn,
+        query,
+        &["bigint", "bigint", "bigint"],
+        &[&key],
+        &rows,
+        OBSERVATIONS_PER_LOOKUP,
+        |r| -> Result<()> {
+            ids.insert(r.get(0)?);
+            Ok(())
+        },
+    )?;
+    Ok(ids)
 }
 
 /// Observations looked up in one statement where batches pay.
