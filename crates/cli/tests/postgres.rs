@@ -280,16 +280,21 @@ fn objects_too_big_to_lock_by_name_fit_a_stock_server_beside_other_writers() {
     };
     granttrail_corpus::write_corpus(&options("big", 60_000, 1, 5)).unwrap();
     granttrail_corpus::write_corpus(&options("small", 30_000, 20, 6)).unwrap();
-    // A second copy of every object, under another name, as two trails deliver one event:
-    // the objects differ, their eventIDs are the same.
+    // A second copy of every object, under another name, as two trails deliver one event: the
+    // objects differ, their eventIDs are the same. Its records come in the reverse order, so
+    // that the two writers' first names differ and both come to lock the whole kind at once.
     let copies = |folder: &str| -> Vec<PathBuf> {
         let mut files = granttrail_testkit::files_under(&corpus.path().join(folder));
         files.sort();
         let mut copied = Vec::new();
         for (i, file) in files.iter().enumerate() {
-            let copy = corpus.path().join(format!("{folder}-copy")).join(format!("{i}.json.gz"));
+            let mut log: Value =
+                serde_json::from_reader(flate2::read::GzDecoder::new(std::fs::File::open(file).unwrap()))
+                    .unwrap();
+            log["Records"].as_array_mut().unwrap().reverse();
+            let copy = corpus.path().join(format!("{folder}-copy")).join(format!("{i}.json"));
             std::fs::create_dir_all(copy.parent().unwrap()).unwrap();
-            std::fs::copy(file, &copy).unwrap();
+            std::fs::write(&copy, serde_json::to_vec(&log).unwrap()).unwrap();
             copied.push(copy);
         }
         files.into_iter().chain(copied).collect()
@@ -333,6 +338,12 @@ fn objects_too_big_to_lock_by_name_fit_a_stock_server_beside_other_writers() {
     let ws = Workspace::postgres(url);
     assert_eq!(ok(&ws, None, &["grants", "--format", "json"]), grants, "grants");
     assert_eq!(ok(&ws, None, &["calls", "--format", "json"]), calls, "calls");
+    // Each eventID stored once, and each other delivery of it recorded as a copy: no two
+    // writers both took an eventID for new.
+    let rows = "SELECT (SELECT count(*) FROM event_rows) || ' ' || (SELECT count(*) FROM event_copies)";
+    let conn = rusqlite::Connection::open(sqlite.db()).unwrap();
+    let on_sqlite: String = conn.query_row(rows, [], |r| r.get(0)).unwrap();
+    assert_eq!(pg.psql_in("big_objects", rows), on_sqlite, "event rows and copies");
 }
 
 /// What a kill test compares: every grant, every call and every finding, as JSON.
