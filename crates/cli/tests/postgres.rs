@@ -8,7 +8,6 @@
 mod common;
 
 use std::path::{Path, PathBuf};
-use std::process::{Command, Stdio};
 use std::time::Instant;
 
 use common::{Workspace, fixtures, read_json, scenario_imports as imports};
@@ -196,6 +195,23 @@ fn pick(i: usize, round: usize, salt: usize, n: usize) -> usize {
     (x % n as u64) as usize
 }
 
+/// One `granttrail ingest` process for each of `shares`, all at once into the database of `ws`;
+/// each must succeed.
+fn ingest_at_once(ws: &Workspace, shares: &[Vec<&PathBuf>], what: &str) {
+    let children: Vec<_> = shares
+        .iter()
+        .map(|share| {
+            let mut args = vec!["ingest", "-q"];
+            args.extend(share.iter().map(|file| file.to_str().unwrap()));
+            ws.spawn(&args)
+        })
+        .collect();
+    for child in children {
+        let out = child.wait_with_output().unwrap();
+        assert!(out.status.success(), "{what}: {}", String::from_utf8_lossy(&out.stderr));
+    }
+}
+
 #[test]
 fn concurrent_ingests_into_postgres_give_one_sqlite_ingests_answer() {
     let Some(pg) = Postgres::start() else { return };
@@ -233,25 +249,8 @@ fn concurrent_ingests_into_postgres_give_one_sqlite_ingests_answer() {
                 shares[(first + 1 + pick(i, round, 2, writers - 1)) % writers].push(file);
             }
         }
-        let children: Vec<_> = shares
-            .iter()
-            .map(|share| {
-                Command::new(env!("CARGO_BIN_EXE_granttrail"))
-                    .args(["--db", &url, "ingest", "-q"])
-                    .args(share.iter())
-                    .env_remove("GRANTTRAIL_DB")
-                    .stdin(Stdio::null())
-                    .stdout(Stdio::null())
-                    .stderr(Stdio::piped())
-                    .spawn()
-                    .unwrap()
-            })
-            .collect();
-        for child in children {
-            let out = child.wait_with_output().unwrap();
-            assert!(out.status.success(), "round {round}: {}", String::from_utf8_lossy(&out.stderr));
-        }
         let ws = Workspace::postgres(url);
+        ingest_at_once(&ws, &shares, &format!("round {round}"));
         assert_eq!(ok(&ws, None, &["grants", "--format", "json"]), grants, "round {round}: grants");
         assert_eq!(ok(&ws, None, &["calls", "--format", "json"]), calls, "round {round}: calls");
         assert_eq!(ok(&ws, None, &["findings", "--format", "json"]), findings, "round {round}: findings");
@@ -317,25 +316,8 @@ fn objects_too_big_to_lock_by_name_fit_a_stock_server_beside_other_writers() {
         std::iter::once(&big[1]).chain(second).collect(),
         small_copies.iter().collect(),
     ];
-    let children: Vec<_> = shares
-        .iter()
-        .map(|share| {
-            Command::new(env!("CARGO_BIN_EXE_granttrail"))
-                .args(["--db", &url, "ingest", "-q"])
-                .args(share.iter())
-                .env_remove("GRANTTRAIL_DB")
-                .stdin(Stdio::null())
-                .stdout(Stdio::null())
-                .stderr(Stdio::piped())
-                .spawn()
-                .unwrap()
-        })
-        .collect();
-    for child in children {
-        let out = child.wait_with_output().unwrap();
-        assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
-    }
     let ws = Workspace::postgres(url);
+    ingest_at_once(&ws, &shares, "big objects");
     assert_eq!(ok(&ws, None, &["grants", "--format", "json"]), grants, "grants");
     assert_eq!(ok(&ws, None, &["calls", "--format", "json"]), calls, "calls");
     // Each eventID stored once, and each other delivery of it recorded as a copy: no two
