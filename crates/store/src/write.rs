@@ -259,16 +259,17 @@ impl<'c> ObjectWriter<'c> {
         // The blocks go in first, so that the events' rows can name them. A block of nothing
         // but records stored already (an object delivered again) is left out; the slots of
         // other repeats are emptied afterwards (rare: most records are new).
-        let mut earlier: HashMap<&str, Vec<&KmsEvent>> = HashMap::new();
+        let mut seen: HashSet<&str> = HashSet::with_capacity(events.len());
         let repeats: Vec<bool> = events
             .iter()
-            .map(|event| {
+            .enumerate()
+            .map(|(at, event)| {
                 let id = event.event_id.as_str();
                 let stored_already =
                     stored.get(id).is_some_and(|rows| rows.iter().any(|(_, e, _)| e == event));
-                let repeat = stored_already || earlier.get(id).is_some_and(|seen| seen.contains(&event));
-                earlier.entry(id).or_default().push(event);
-                repeat
+                // An eventID met earlier in these events (rare) is compared with them.
+                let earlier = !seen.insert(id) && events[..at].contains(event);
+                stored_already || earlier
             })
             .collect();
         let slots = self.insert_blocks(records, &repeats)?;
