@@ -4,9 +4,7 @@
 
 use std::collections::{BTreeMap, BTreeSet};
 
-use crate::db::{
-    Connection, Engine, TransactionBehavior, params, params_from_iter, rows_in_next_statement, typed_rows,
-};
+use crate::db::{Connection, Engine, TransactionBehavior, execute_listed, params, params_from_iter};
 use granttrail_grants::findings::RulesConfig;
 use granttrail_grants::{Label, retention};
 
@@ -146,16 +144,10 @@ impl Store {
 
 /// Marks the event rows `rows` as having no record, many a statement.
 fn forget_records(tx: &Connection, rows: &[i64]) -> Result<()> {
-    let mut rest = rows;
-    while !rest.is_empty() {
-        let (now, later) = rest.split_at(rows_in_next_statement(rest.len(), FORGOTTEN_PER_STATEMENT));
-        let sql = format!(
-            "UPDATE event_rows SET record_block = NULL, record_slot = NULL WHERE id IN (VALUES {})",
-            typed_rows(now.len(), 0, &["bigint"])
-        );
-        tx.prepare_cached(&sql)?.execute(params_from_iter(now.iter().copied()))?;
-        rest = later;
-    }
+    let update = |list: &str| {
+        format!("UPDATE event_rows SET record_block = NULL, record_slot = NULL WHERE id IN (VALUES {list})")
+    };
+    execute_listed(tx, update, "bigint", &[], rows, FORGOTTEN_PER_STATEMENT)?;
     Ok(())
 }
 

@@ -6,9 +6,8 @@ use std::collections::{BTreeMap, BTreeSet};
 use std::sync::LazyLock;
 
 use crate::db::{
-    Connection, Named, Savepoint, ToSql, Transaction, TransactionBehavior, Value, insert_rows,
-    insert_rows_returning_ids, params, params_from_iter, query_listed, rows_in_next_statement, typed_rows,
-    value_rows,
+    Connection, Named, Savepoint, ToSql, Transaction, TransactionBehavior, Value, execute_listed,
+    insert_rows, insert_rows_returning_ids, params, params_from_iter, query_listed, value_rows,
 };
 use granttrail_grants::{Caller, Details, Grant, GrantSpec, Invalidation, KmsEvent, fold_grant};
 
@@ -771,21 +770,15 @@ pub(crate) type StoredCopy = (i64, KmsEvent, String);
 /// Records that the events of these `event_rows` ids came in `object` too, for what it says of
 /// the evidence: each record rests on every object that delivered it (its own excepted).
 fn record_copies(tx: &Connection, object: i64, rows: &[i64]) -> Result<()> {
-    let mut rest = rows;
-    while !rest.is_empty() {
-        let (now, later) = rest.split_at(rows_in_next_statement(rest.len(), ROWS_PER_INSERT));
-        let sql = format!(
+    let insert = |list: &str| {
+        format!(
             "INSERT INTO event_copies (event_rowid, object_id)
-             SELECT delivered.row_id, ?1 FROM (SELECT column1 AS row_id FROM (VALUES {}) AS v) AS delivered
+             SELECT delivered.row_id, ?1 FROM (SELECT column1 AS row_id FROM (VALUES {list}) AS v) AS delivered
              WHERE NOT EXISTS (SELECT 1 FROM event_rows WHERE id = delivered.row_id AND object_id = ?1)
-             ON CONFLICT DO NOTHING",
-            typed_rows(now.len(), 1, &["bigint"])
-        );
-        let row_ids = now.iter().map(|row| row as &dyn ToSql);
-        tx.prepare_cached(&sql)?
-            .execute(params_from_iter(std::iter::once(&object as &dyn ToSql).chain(row_ids)))?;
-        rest = later;
-    }
+             ON CONFLICT DO NOTHING"
+        )
+    };
+    execute_listed(tx, insert, "bigint", &[&object], rows, ROWS_PER_INSERT)?;
     Ok(())
 }
 

@@ -617,6 +617,30 @@ pub(crate) fn query_listed<const N: usize, E: From<Error>>(
     Ok(())
 }
 
+/// The statement counterpart of [`query_listed`]: runs `statement(list)` for `values`, up to
+/// `most` a statement, `list` being a `VALUES` list of some of them (cast to `ty`, numbered after
+/// the parameters `first`, which every statement binds before them). Returns the rows changed.
+pub(crate) fn execute_listed<T: ToSql>(
+    conn: &Connection,
+    statement: impl Fn(&str) -> String,
+    ty: &str,
+    first: &[&dyn ToSql],
+    values: &[T],
+    most: usize,
+) -> Result<usize> {
+    let mut changed = 0;
+    let mut rest = values;
+    while !rest.is_empty() {
+        let (now, later) = rest.split_at(rows_in_next_statement(rest.len(), most));
+        let sql = statement(&typed_rows(now.len(), first.len(), &[ty]));
+        let listed = now.iter().map(|value| value as &dyn ToSql);
+        changed +=
+            conn.prepare_cached(&sql)?.execute(params_from_iter(first.iter().copied().chain(listed)))?;
+        rest = later;
+    }
+    Ok(changed)
+}
+
 /// [`insert_rows`] for rows whose new `id`s are wanted: returns each row's, in the rows' order
 /// (`None` for a row `suffix`'s `ON CONFLICT DO NOTHING` left out). On PostgreSQL the rows a
 /// statement returns are matched to the rows sent by the text column `key` (its index in a row,
@@ -1165,13 +1189,10 @@ impl Connection {
         let locks: Vec<(i64, bool)> =
             shared.map(|id| (id, true)).into_iter().chain(ids.iter().map(|&id| (id, false))).collect();
         for chunk in locks.chunks(LOCKS_PER_STATEMENT) {
-            let values: Vec<String> = (0..chunk.len())
-                .map(|i| format!("(CAST(?{} AS bigint), CAST(?{} AS boolean))", 2 * i + 1, 2 * i + 2))
-                .collect();
             let sql = format!(
                 "SELECT CASE WHEN v.shared THEN pg_advisory_xact_lock_shared(v.id) ELSE pg_advisory_xact_lock(v.id) END
                  FROM (VALUES {}) AS v(id, shared)",
-                values.join(", ")
+                typed_rows(chunk.len(), 0, &["bigint", "boolean"])
             );
             let params = chunk.iter().flat_map(|(id, shared)| [id as &dyn ToSql, shared as &dyn ToSql]);
             self.prepare_cached(&sql)?.execute(params_from_iter(params))?;

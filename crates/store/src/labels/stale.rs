@@ -3,7 +3,7 @@
 
 use std::collections::BTreeSet;
 
-use crate::db::{Connection, insert_rows, params, params_from_iter, rows_in_next_statement, typed_rows};
+use crate::db::{Connection, execute_listed, insert_rows, params};
 use crate::db::{FromSql, ToSql, ValueRef};
 use granttrail_grants::{Invalidation, NewCalls};
 
@@ -197,14 +197,14 @@ pub(crate) fn mark_labelled(
 /// Runs `delete`, a statement to end in `IN (list)`, with `first` bound before the list, for
 /// `values`, many a statement.
 fn delete_listed(conn: &Connection, delete: &str, first: &[&dyn ToSql], values: &[&str]) -> Result<()> {
-    let mut rest = values;
-    while !rest.is_empty() {
-        let (now, later) = rest.split_at(rows_in_next_statement(rest.len(), KEYS_PER_STATEMENT));
-        let sql = format!("{delete} IN (VALUES {})", typed_rows(now.len(), first.len(), &["text"]));
-        let listed = now.iter().map(|value| value as &dyn ToSql);
-        conn.prepare_cached(&sql)?.execute(params_from_iter(first.iter().copied().chain(listed)))?;
-        rest = later;
-    }
+    execute_listed(
+        conn,
+        |list| format!("{delete} IN (VALUES {list})"),
+        "text",
+        first,
+        values,
+        KEYS_PER_STATEMENT,
+    )?;
     Ok(())
 }
 
