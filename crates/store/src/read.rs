@@ -342,6 +342,7 @@ fn grant_listing(filter: &GrantFilter) -> (String, Vec<Value>) {
 /// The grants on `key_arn` that had not ended before `t` (or never ended).
 pub(crate) fn grants_not_ended_before(
     conn: &crate::db::Connection,
+    texts: &mut texts::TextReader,
     key_arn: &str,
     t: i64,
 ) -> Result<Vec<Grant>> {
@@ -349,7 +350,11 @@ pub(crate) fn grants_not_ended_before(
         "SELECT {GRANT_COLUMNS} FROM grant_rows g WHERE key = {KEY} AND ended_at IS NULL
          UNION ALL SELECT {GRANT_COLUMNS} FROM grant_rows g WHERE key = {KEY} AND ended_at >= ?2"
     );
-    read_grants(conn, &sql, crate::db::params![key_arn, t])
+    let rows: Vec<GrantRow> = conn
+        .prepare_cached(&sql)?
+        .query_map(crate::db::params![key_arn, t], GrantRow::from_row)?
+        .collect::<crate::db::Result<_>>()?;
+    GrantRow::read(conn, rows, texts)
 }
 
 /// One grant as stored, if it is, in one statement: its texts come with its row (a lookup

@@ -881,24 +881,59 @@ pub(crate) fn event_from_row(r: &crate::db::Row<'_>) -> crate::db::Result<Result
     Ok(event_from(r, &mut |at| Ok(r.get(at)?)))
 }
 
-/// Reads a row of [`RAW_EVENT_COLUMNS`] (from `event_rows`, texts as ids) back into a
-/// [`KmsEvent`], reading the texts through `texts`: the events of a key name a few texts
-/// again and again, which the `events` view looks up once per column and row.
-pub(crate) fn event_from_ids(
-    conn: &Connection,
-    r: &crate::db::Row<'_>,
-    texts: &mut texts::TextReader,
-) -> Result<KmsEvent> {
-    event_from(r, &mut |at| texts.get(conn, r.get(at)?, "an event"))
-}
-
-/// The columns of `event_rows` in the order of [`EVENT_COLUMNS`]: those [`event_from`] reads
-/// as texts hold the ids of texts.
+/// The columns of `event_rows` in the order of [`EVENT_COLUMNS`]: those [`TEXT_COLUMNS`]
+/// names hold the ids of texts. An event's details are most often its own text, not one its
+/// key's other events name again: they come with the row.
 pub(crate) const RAW_EVENT_COLUMNS: &str =
     "event_id, shared_event_id, event_time, event_name, event_type, aws_region,
     recipient_account_id, error_code, error_message, caller_type, caller_arn, caller_principal_id,
     caller_account_id, session_issuer_arn, invoked_by, source_ip, user_agent, key, destination_key,
-    request_key_id, grant_id, grant_spec, dry_run, event_source, details";
+    request_key_id, grant_id, grant_spec, dry_run, event_source,
+    (SELECT text FROM texts WHERE texts.id = event_rows.details)";
+
+/// The positions in [`EVENT_COLUMNS`] of the texts `event_rows` keeps by id and
+/// [`RAW_EVENT_COLUMNS`] reads as ids: those [`set_texts`] fills in.
+const TEXT_COLUMNS: [usize; 12] = [4, 5, 6, 9, 10, 12, 13, 14, 16, 17, 18, 19];
+
+/// A row of [`RAW_EVENT_COLUMNS`] whose texts are not read yet: the rows of a query are read
+/// first and the texts they name after, a batch to a statement ([`TextlessEvent::read`]). A key's
+/// events name a few texts again and again, which a lookup per column and row (the `events`
+/// view) would find once each time: on PostgreSQL, planning those lookups cost more than
+/// running them.
+pub(crate) struct TextlessEvent {
+    /// Every column but the texts.
+    event: KmsEvent,
+    /// The ids in the columns of [`TEXT_COLUMNS`], in its order.
+    text_ids: [Option<i64>; TEXT_COLUMNS.len()],
+}
+
+impl TextlessEvent {
+    pub(crate) fn from_row(r: &crate::db::Row<'_>) -> crate::db::Result<Result<TextlessEvent>> {
+        let mut text_ids = [None; TEXT_COLUMNS.len()];
+        for (id, at) in text_ids.iter_mut().zip(TEXT_COLUMNS) {
+            *id = r.get(at)?;
+        }
+        Ok(event_without_texts(r).map(|event| TextlessEvent { event, text_ids }))
+    }
+
+    /// The events of `rows`, their texts looked up together.
+    pub(crate) fn read(
+        conn: &Connection,
+        rows: Vec<TextlessEvent>,
+        texts: &mut texts::TextReader,
+    ) -> Result<Vec<KmsEvent>> {
+        texts.read_ahead(conn, rows.iter().flat_map(|r| r.text_ids.iter().flatten().copied()))?;
+        rows.into_iter()
+            .map(|TextlessEvent { mut event, text_ids }| {
+                set_texts(&mut event, &mut |at| {
+                    let slot = TEXT_COLUMNS.iter().position(|&c| c == at);
+                    texts.get(conn, slot.and_then(|s| text_ids[s]), "an event")
+                })?;
+                Ok(event)
+            })
+            .collect()
+    }
+}
 
 /// A [`KmsEvent`] from a row in the order of [`EVENT_COLUMNS`], the columns that
 /// `event_rows` keeps as ids of texts read by `text` (by column).
@@ -906,9 +941,17 @@ fn event_from(
     r: &crate::db::Row<'_>,
     text: &mut dyn FnMut(usize) -> Result<Option<String>>,
 ) -> Result<KmsEvent> {
+    let mut event = event_without_texts(r)?;
+    set_texts(&mut event, text)?;
+    Ok(event)
+}
+
+/// A [`KmsEvent`] from a row in the order of [`EVENT_COLUMNS`], but for the texts of
+/// [`TEXT_COLUMNS`]: those are left empty for [`set_texts`].
+fn event_without_texts(r: &crate::db::Row<'_>) -> Result<KmsEvent> {
     let spec: Option<String> = r.get(21)?;
     let grant_spec = spec.map(|s| serde_json::from_str::<GrantSpec>(&s)).transpose().map_err(json_error)?;
-    let details = text(24)?;
+    let details: Option<String> = r.get(24)?;
     let details = details
         .map(|d| serde_json::from_str::<Details>(&d))
         .transpose()
@@ -919,30 +962,40 @@ fn event_from(
         shared_event_id: r.get(1)?,
         event_time: r.get(2)?,
         event_name: r.get(3)?,
-        event_type: text(4)?,
-        aws_region: text(5)?,
-        recipient_account_id: text(6)?,
+        event_type: None,
+        aws_region: None,
+        recipient_account_id: None,
         error_code: r.get(7)?,
         error_message: r.get(8)?,
-        caller: Caller {
-            kind: text(9)?,
-            arn: text(10)?,
-            principal_id: r.get(11)?,
-            account_id: text(12)?,
-            session_issuer_arn: text(13)?,
-            invoked_by: text(14)?,
-        },
+        caller: Caller { principal_id: r.get(11)?, ..Caller::default() },
         source_ip: r.get(15)?,
-        user_agent: text(16)?,
-        key_arn: text(17)?,
-        destination_key_arn: text(18)?,
-        request_key_id: text(19)?,
+        user_agent: None,
+        key_arn: None,
+        destination_key_arn: None,
+        request_key_id: None,
         grant_id: r.get(20)?,
         grant_spec,
         dry_run: r.get(22)?,
         event_source: r.get(23)?,
         details,
     })
+}
+
+/// Fills in the texts of `event` from `text` (by column of [`EVENT_COLUMNS`]).
+fn set_texts(event: &mut KmsEvent, text: &mut dyn FnMut(usize) -> Result<Option<String>>) -> Result<()> {
+    event.event_type = text(4)?;
+    event.aws_region = text(5)?;
+    event.recipient_account_id = text(6)?;
+    event.caller.kind = text(9)?;
+    event.caller.arn = text(10)?;
+    event.caller.account_id = text(12)?;
+    event.caller.session_issuer_arn = text(13)?;
+    event.caller.invoked_by = text(14)?;
+    event.user_agent = text(16)?;
+    event.key_arn = text(17)?;
+    event.destination_key_arn = text(18)?;
+    event.request_key_id = text(19)?;
+    Ok(())
 }
 
 /// The texts a grant's row refers to by id.

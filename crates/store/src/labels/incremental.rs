@@ -12,10 +12,10 @@ use granttrail_grants::{
 };
 
 use super::rows::update_labels;
-use super::{KEY_CONTEXT, Shared, Strategy, imported_key_policies, load_events, select_events};
+use super::{KEY_CONTEXT, SELECT_EVENTS, Shared, Strategy, imported_key_policies, load_events};
 use crate::codes::Code;
 use crate::read::grants_not_ended_before;
-use crate::texts::{self, KEY};
+use crate::texts::{self, KEY, TextReader};
 use crate::{Result, StoreError};
 
 /// A key with more calls than this to recheck is relabelled whole, which is cheaper per call
@@ -82,12 +82,18 @@ const NEW_OBJECTS: &str = "SELECT object_id FROM new_calls WHERE key_arn = ?1";
 /// The new events on `key` (its own and the ReEncrypts into it), or `None` when one of them
 /// is another copy of a stored call: which copy a label describes may change, so the key is
 /// relabelled whole.
-fn new_events(conn: &Connection, key: &str, increment: &Increment) -> Result<Option<Vec<KmsEvent>>> {
+fn new_events(
+    conn: &Connection,
+    texts: &mut TextReader,
+    key: &str,
+    increment: &Increment,
+) -> Result<Option<Vec<KmsEvent>>> {
     let Some(from) = increment.new_from else { return Ok(Some(Vec::new())) };
     // The key index from the earliest new event's time: a new delivery's calls are recent.
-    let select = select_events(conn);
+    let select = SELECT_EVENTS.as_str();
     let events = load_events(
         conn,
+        texts,
         &format!(
             "{select} WHERE key = {KEY} AND event_time >= ?2 AND object_id IN ({NEW_OBJECTS})
              UNION ALL
@@ -152,20 +158,23 @@ const CALLS_PER_LOOKUP: usize = 128;
 /// nothing, when the key must be relabelled whole after all.
 pub(super) fn relabel_incrementally(
     conn: &Connection,
+    texts: &mut TextReader,
     key: &str,
     increment: &Increment,
     shared: &Shared,
     settings: &Settings,
 ) -> Result<bool> {
-    let Some(new_events) = new_events(conn, key, increment)? else { return Ok(false) };
+    let Some(new_events) = new_events(conn, texts, key, increment)? else { return Ok(false) };
     let key_id = texts::id(conn, key)?;
-    let context = load_events(conn, &format!("{} WHERE {}", select_events(conn), *KEY_CONTEXT), [key])?;
+    let context =
+        load_events(conn, texts, &format!("{} WHERE {}", SELECT_EVENTS.as_str(), *KEY_CONTEXT), [key])?;
     let policies = imported_key_policies(conn, key)?;
     let mut recheck_events = new_events;
     if let Some(since) = increment.since {
-        let select = select_events(conn);
+        let select = SELECT_EVENTS.as_str();
         let later = load_events(
             conn,
+            texts,
             &format!(
                 "{select} WHERE key = {KEY} AND event_time >= ?2
                  UNION ALL
@@ -175,7 +184,7 @@ pub(super) fn relabel_incrementally(
             params![key, since],
         )?;
         // A call is rechecked whole, with its copies from before `since` (as a whole pass reads it).
-        recheck_events.extend(super::whole::copies_before(conn, key, &later, since)?);
+        recheck_events.extend(super::whole::copies_before(conn, texts, key, &later, since)?);
         recheck_events.extend(later);
     }
     // Only the grants that can cover a call classified here are read, so a key's long-dead
@@ -184,7 +193,7 @@ pub(super) fn relabel_incrementally(
         grants_ended_before_are_dead(events.iter().map(|e| e.event_time).min().unwrap_or(i64::MAX), settings)
     };
     let recheck_from = alive_after(&recheck_events);
-    let grants = grants_not_ended_before(conn, key, recheck_from)?;
+    let grants = grants_not_ended_before(conn, texts, key, recheck_from)?;
     let inputs = KeyInputs {
         key_arn: key,
         grants: &grants,
@@ -245,7 +254,7 @@ pub(super) fn relabel_incrementally(
     let rechecked: HashSet<&str> = recheck_events.iter().map(|e| e.event_id.as_str()).collect();
     let mut affected_ids: BTreeSet<String> = calls_in_spans(conn, key_id, &merge_spans(spans))?;
     affected_ids.retain(|id| !rechecked.contains(id.as_str()));
-    let affected_events = calls_with_copies(conn, key, &affected_ids)?;
+    let affected_events = calls_with_copies(conn, texts, key, &affected_ids)?;
     let affected = logical_event_refs(affected_events.iter());
 
     let relabelled: Vec<_> = calls.iter().chain(affected.iter()).collect();
@@ -254,7 +263,7 @@ pub(super) fn relabel_incrementally(
     // Labels of earlier calls may need grants that ended before the rechecked calls.
     let affected_from = alive_after(&affected_events);
     let wider = if affected_from < recheck_from {
-        Some(grants_not_ended_before(conn, key, affected_from)?)
+        Some(grants_not_ended_before(conn, texts, key, affected_from)?)
     } else {
         None
     };
@@ -484,8 +493,13 @@ fn nearest_observations<'e>(
 
 /// The stored calls `ids` on `key` with every copy of each (the label of a call shared by
 /// several accounts describes one copy, completed from the others).
-fn calls_with_copies(conn: &Connection, key: &str, ids: &BTreeSet<String>) -> Result<Vec<KmsEvent>> {
-    let select = select_events(conn);
+fn calls_with_copies(
+    conn: &Connection,
+    texts: &mut TextReader,
+    key: &str,
+    ids: &BTreeSet<String>,
+) -> Result<Vec<KmsEvent>> {
+    let select = SELECT_EVENTS.as_str();
     let by_id = format!("{select} WHERE event_hash = granttrail_hash(?1) AND event_id = ?1");
     let copies = format!(
         "{select} WHERE shared_event_id = ?1
@@ -493,9 +507,9 @@ fn calls_with_copies(conn: &Connection, key: &str, ids: &BTreeSet<String>) -> Re
     );
     let mut out = Vec::new();
     for id in ids {
-        for e in load_events(conn, &by_id, [id])? {
+        for e in load_events(conn, texts, &by_id, [id])? {
             let copy_of = e.shared_event_id.clone().unwrap_or_else(|| e.event_id.clone());
-            out.extend(load_events(conn, &copies, [&copy_of])?);
+            out.extend(load_events(conn, texts, &copies, [&copy_of])?);
             out.push(e);
         }
     }

@@ -29,8 +29,8 @@ use granttrail_grants::{
     IamSnapshot, ImportedIam, ImportedKeyPolicy, Invalidation, KmsEvent, Policy, Settings, classify_keyless,
 };
 
-use crate::texts::KEY;
-use crate::write::{EVENT_COLUMNS, RAW_EVENT_COLUMNS, event_from_ids, event_from_row};
+use crate::texts::{KEY, TextReader};
+use crate::write::{RAW_EVENT_COLUMNS, TextlessEvent};
 use crate::{Result, StoreError};
 use incremental::{incremental_plan, relabel_incrementally};
 use rows::replace_labels;
@@ -69,40 +69,23 @@ static KEY_CONTEXT: LazyLock<String> = LazyLock::new(|| format!("key = {KEY} AND
 static PERMISSION_CHANGES: LazyLock<String> =
     LazyLock::new(|| format!("event_source <> '{KMS_SOURCE}' AND event_source <> '{CLOUDTRAIL_SOURCE}'"));
 
-/// Labelling's queries select events as [`select_events`] says, by engine.
-static FROM_EVENT_ROWS: LazyLock<String> =
+/// How each part of a query [`load_events`] runs begins (`... WHERE`, on `event_rows`).
+pub(super) static SELECT_EVENTS: LazyLock<String> =
     LazyLock::new(|| format!("SELECT {RAW_EVENT_COLUMNS} FROM event_rows"));
-static FROM_EVENTS_VIEW: LazyLock<String> = LazyLock::new(|| format!("SELECT {EVENT_COLUMNS} FROM events"));
 
-/// Whether [`load_events`] finds the texts of the events it reads itself, each once (SQLite),
-/// or has the `events` view find them on the server (PostgreSQL, where finding one here would
-/// be a round trip).
-fn reads_text_ids(conn: &Connection) -> bool {
-    !conn.batches_pay()
-}
-
-/// How each part of a query [`load_events`] runs begins (`... WHERE`, on the columns
-/// `event_rows` and the `events` view share).
-pub(super) fn select_events(conn: &Connection) -> &'static str {
-    if reads_text_ids(conn) { FROM_EVENT_ROWS.as_str() } else { FROM_EVENTS_VIEW.as_str() }
-}
-
-/// The events `sql` selects, its parts begun by [`select_events`].
-fn load_events(conn: &Connection, sql: &str, args: impl crate::db::Params) -> Result<Vec<KmsEvent>> {
-    let mut events = Vec::new();
-    let mut stmt = conn.prepare_cached(sql)?;
-    let mut rows = stmt.query(args)?;
-    if reads_text_ids(conn) {
-        let mut texts = crate::texts::TextReader::default();
-        while let Some(r) = rows.next()? {
-            events.push(event_from_ids(conn, &r, &mut texts)?);
-        }
-    } else {
-        while let Some(r) = rows.next()? {
-            events.push(event_from_row(&r)??);
-        }
+/// The events `sql` selects, its parts begun by [`SELECT_EVENTS`], their texts read through
+/// `texts`: one reader for a key's reads finds each text the key's events name once.
+fn load_events(
+    conn: &Connection,
+    texts: &mut TextReader,
+    sql: &str,
+    args: impl crate::db::Params,
+) -> Result<Vec<KmsEvent>> {
+    let mut rows = Vec::new();
+    for row in conn.prepare_cached(sql)?.query_map(args, TextlessEvent::from_row)? {
+        rows.push(row??);
     }
-    Ok(events)
+    TextlessEvent::read(conn, rows, texts)
 }
 
 fn all_keys(conn: &Connection) -> Result<BTreeSet<String>> {
@@ -200,14 +183,17 @@ pub(crate) fn recompute(
     let shared = Shared {
         policy_changes: load_events(
             conn,
-            &format!("{} WHERE {}", select_events(conn), *PERMISSION_CHANGES),
+            &mut TextReader::default(),
+            &format!("{} WHERE {}", SELECT_EVENTS.as_str(), *PERMISSION_CHANGES),
             [],
         )?,
         iam: imported_iam(conn)?,
     };
     let mut undone = Vec::new();
+    // Texts are only ever added: what one key's reads found serves the next.
+    let mut texts = TextReader::default();
     for (key, increment) in &incremental {
-        if !relabel_incrementally(conn, key, increment, &shared, settings)? {
+        if !relabel_incrementally(conn, &mut texts, key, increment, &shared, settings)? {
             undone.push(key.clone());
         }
     }
@@ -220,10 +206,11 @@ pub(crate) fn recompute(
     if dirty.keyless || dirty.everything {
         let events = load_events(
             conn,
+            &mut TextReader::default(),
             &format!(
                 "{} WHERE key IS NULL AND destination_key IS NULL
                    AND event_source = 'kms.amazonaws.com'",
-                select_events(conn)
+                SELECT_EVENTS.as_str()
             ),
             [],
         )?;
@@ -319,7 +306,7 @@ mod tests {
 
     fn plan(condition: &str, args: impl crate::db::Params) -> Vec<String> {
         let store = Store::open_in_memory().unwrap();
-        let sql = format!("EXPLAIN QUERY PLAN {} WHERE {condition}", super::select_events(store.conn()));
+        let sql = format!("EXPLAIN QUERY PLAN {} WHERE {condition}", super::SELECT_EVENTS.as_str());
         let mut stmt = store.conn().prepare(&sql).unwrap();
         stmt.query_map(args, |r| r.get::<_, String>(3)).unwrap().collect::<Result<_, _>>().unwrap()
     }
@@ -330,6 +317,47 @@ mod tests {
     fn a_keys_context_events_are_read_through_their_partial_index() {
         let plan = plan(&KEY_CONTEXT, ["arn:aws:kms:us-east-1:111122223333:key/k"]);
         assert!(plan.iter().any(|step| step.contains("events_key_context")), "{plan:#?}");
+    }
+
+    /// Events read with their texts looked up apart are the events the `events` view reads,
+    /// every text in its field: a ReEncrypt between two keys with every text column set.
+    #[test]
+    fn events_read_from_their_rows_equal_those_the_events_view_reads() {
+        let mut store = Store::open_in_memory().unwrap();
+        let raw = r#"{"eventVersion":"1.08","eventSource":"kms.amazonaws.com","eventID":"e1",
+            "eventName":"ReEncrypt","eventType":"AwsApiCall","awsRegion":"eu-west-1",
+            "eventTime":"2024-01-01T00:00:00Z","recipientAccountId":"111122223333",
+            "sourceIPAddress":"192.0.2.1","userAgent":"aws-cli/2.15",
+            "userIdentity":{"type":"AssumedRole","principalId":"AROA:s",
+              "arn":"arn:aws:sts::111122223333:assumed-role/r/s","accountId":"111122223333",
+              "invokedBy":"ec2.amazonaws.com",
+              "sessionContext":{"sessionIssuer":{"arn":"arn:aws:iam::111122223333:role/r"}}},
+            "requestParameters":{"keyId":"alias/src","sourceKeyId":"alias/src","destinationKeyId":"arn:aws:kms:eu-west-1:111122223333:key/d",
+              "sourceEncryptionContext":{"a":"1"},"destinationEncryptionContext":{"b":"2"}},
+            "resources":[{"ARN":"arn:aws:kms:eu-west-1:111122223333:key/s"},
+                         {"ARN":"arn:aws:kms:eu-west-1:111122223333:key/d"}]}"#;
+        let mut writer = store.begin_object("s3://b/k").unwrap().unwrap();
+        writer.add(&granttrail_grants::normalise(raw.as_bytes()).unwrap().unwrap(), raw).unwrap();
+        writer.commit("Json", 0, 1, 0).unwrap();
+
+        let conn = store.conn();
+        let read = super::load_events(
+            conn,
+            &mut Default::default(),
+            &format!("{} WHERE event_id = ?1", *super::SELECT_EVENTS),
+            ["e1"],
+        );
+        let sql = format!("SELECT {} FROM events WHERE event_id = 'e1'", crate::write::EVENT_COLUMNS);
+        let viewed =
+            conn.prepare(&sql).unwrap().query_row([], crate::write::event_from_row).unwrap().unwrap();
+        assert_eq!(read.unwrap(), std::slice::from_ref(&viewed));
+        // Every text column is set, so none can stand in for another unnoticed.
+        let c = &viewed.caller;
+        let texts = [&viewed.event_type, &viewed.aws_region, &viewed.recipient_account_id, &c.kind, &c.arn];
+        let more = [&c.account_id, &c.session_issuer_arn, &c.invoked_by, &viewed.user_agent, &viewed.key_arn];
+        let last = [&viewed.destination_key_arn, &viewed.request_key_id];
+        assert!(texts.iter().chain(&more).chain(&last).all(|t| t.is_some()), "{viewed:#?}");
+        assert!(viewed.details.destination_encryption_context.is_some(), "{viewed:#?}");
     }
 
     #[test]

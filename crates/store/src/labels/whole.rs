@@ -14,10 +14,10 @@ use granttrail_grants::{
 };
 
 use super::rows::{replace_labels, replace_labels_between, replace_observations};
-use super::{KEY_CONTEXT, Shared, imported_key_policies, load_events, select_events};
+use super::{KEY_CONTEXT, SELECT_EVENTS, Shared, imported_key_policies, load_events};
 use crate::Result;
 use crate::read::{GrantFilter, query_grants};
-use crate::texts::KEY;
+use crate::texts::{KEY, TextReader};
 
 /// What reading and classifying a key hands to the writer, in this order: `Whole`, or
 /// `Observations` then one `Window` per window of time. Labels come with the key's grants they
@@ -67,12 +67,14 @@ pub(super) fn classify_whole_key(
         settings,
     };
     let starts = window_starts(conn, key, window_events)?;
+    let mut texts = TextReader::default();
     if starts.is_empty() {
-        let events = load_events(conn, &window_sql(conn), params![key, i64::MIN, i64::MAX])?;
+        let events = load_events(conn, &mut texts, &window_sql(), params![key, i64::MIN, i64::MAX])?;
         return write(KeyWrite::Whole(classify_key(&inputs(&events)), grants.clone()));
     }
 
-    let context = load_events(conn, &format!("{} WHERE {}", select_events(conn), *KEY_CONTEXT), [key])?;
+    let context =
+        load_events(conn, &mut texts, &format!("{} WHERE {}", SELECT_EVENTS.as_str(), *KEY_CONTEXT), [key])?;
     let context_inputs = inputs(&context);
     let classifier = KeyClassifier::new(&context_inputs);
     let windows: Vec<(i64, i64)> = std::iter::once(i64::MIN)
@@ -82,14 +84,14 @@ pub(super) fn classify_whole_key(
 
     let mut observations: Vec<Observation> = Vec::new();
     for &(from, to) in &windows {
-        let events = window_events_of(conn, key, from, to)?;
+        let events = window_events_of(conn, &mut texts, key, from, to)?;
         let calls = logical_event_refs(events.iter().filter(|e| e.is_kms()));
         observations.extend(calls.iter().filter_map(|c| classifier.observation(c)));
     }
     let index = ObservationIndex::new(&observations);
     write(KeyWrite::Observations(observations))?;
     for &(from, to) in &windows {
-        let events = window_events_of(conn, key, from, to)?;
+        let events = window_events_of(conn, &mut texts, key, from, to)?;
         let calls = logical_event_refs(events.iter().filter(|e| e.is_kms()));
         let mut labels: Vec<CallLabel> = calls.iter().flat_map(|c| classifier.label(c, &index)).collect();
         mark_collisions(&mut labels, &events);
@@ -162,8 +164,8 @@ fn window_starts(conn: &Connection, key: &str, window_events: usize) -> Result<V
 
 /// The events on a key (its own and the ReEncrypts into it) timed in `[?2, ?3)`, each once: a
 /// ReEncrypt from a key to itself matches both halves.
-fn window_sql(conn: &Connection) -> String {
-    let select = select_events(conn);
+fn window_sql() -> String {
+    let select = SELECT_EVENTS.as_str();
     format!(
         "{select} WHERE key = {KEY} AND event_time >= ?2 AND event_time < ?3
          UNION ALL
@@ -175,12 +177,18 @@ fn window_sql(conn: &Connection) -> String {
 /// The events of the calls whose earliest copy on `key` is in `[from, to)`, with all their
 /// copies on the key. Copies of one call share their time in CloudTrail, but the logs are
 /// not trusted to: a call is read whole in the window where it begins, as a single pass sees it.
-fn window_events_of(conn: &Connection, key: &str, from: i64, to: i64) -> Result<Vec<KmsEvent>> {
-    let mut events = load_events(conn, &window_sql(conn), params![key, from, to])?;
+fn window_events_of(
+    conn: &Connection,
+    texts: &mut TextReader,
+    key: &str,
+    from: i64,
+    to: i64,
+) -> Result<Vec<KmsEvent>> {
+    let mut events = load_events(conn, texts, &window_sql(), params![key, from, to])?;
     // Another account's copy of the call, or a different record with its eventID (a collision):
     // either way the call is read whole where it begins.
     let referenced = referenced_ids(conn, events.iter().filter(|e| e.shared_event_id.is_none()))?;
-    let select = select_events(conn);
+    let select = SELECT_EVENTS.as_str();
     let copies_sql = copies_sql(select);
     // Calls with copies, by the id that groups them: where each begins, and the copies outside.
     let mut spread: HashMap<String, (i64, Vec<KmsEvent>)> = HashMap::new();
@@ -189,8 +197,10 @@ fn window_events_of(conn: &Connection, key: &str, from: i64, to: i64) -> Result<
         if spread.contains_key(group) || (e.shared_event_id.is_none() && !referenced.contains(group)) {
             continue;
         }
-        let copies: Vec<KmsEvent> =
-            load_events(conn, &copies_sql, [group])?.into_iter().filter(|c| c.is_on_key(key)).collect();
+        let copies: Vec<KmsEvent> = load_events(conn, texts, &copies_sql, [group])?
+            .into_iter()
+            .filter(|c| c.is_on_key(key))
+            .collect();
         let begins = copies.iter().map(|c| c.event_time).min().unwrap_or(e.event_time);
         let outside = copies.into_iter().filter(|c| c.event_time >= to).collect();
         spread.insert(group.to_string(), (begins, outside));
@@ -217,12 +227,13 @@ fn window_events_of(conn: &Connection, key: &str, from: i64, to: i64) -> Result<
 /// the logs are not trusted to: a call rechecked from `since` on is rechecked whole.
 pub(super) fn copies_before(
     conn: &Connection,
+    texts: &mut TextReader,
     key: &str,
     events: &[KmsEvent],
     since: i64,
 ) -> Result<Vec<KmsEvent>> {
     let mut out = Vec::new();
-    let select = select_events(conn);
+    let select = SELECT_EVENTS.as_str();
     let shared: Vec<&str> = events
         .iter()
         .filter_map(|e| e.shared_event_id.as_deref())
@@ -236,13 +247,15 @@ pub(super) fn copies_before(
         let sql = format!("{select} WHERE shared_event_id IN ({}) AND event_time < ?1", list.join(", "));
         let args: Vec<&dyn ToSql> =
             std::iter::once(&since as &dyn ToSql).chain(now.iter().map(|id| id as &dyn ToSql)).collect();
-        out.extend(load_events(conn, &sql, params_from_iter(args))?.into_iter().filter(|c| c.is_on_key(key)));
+        out.extend(
+            load_events(conn, texts, &sql, params_from_iter(args))?.into_iter().filter(|c| c.is_on_key(key)),
+        );
         rest = later;
     }
     let copies_sql = copies_sql(select);
     for id in referenced_ids(conn, events.iter().filter(|e| e.shared_event_id.is_none()))? {
         out.extend(
-            load_events(conn, &copies_sql, [id])?
+            load_events(conn, texts, &copies_sql, [id])?
                 .into_iter()
                 .filter(|c| c.is_on_key(key) && c.event_time < since),
         );
@@ -308,8 +321,7 @@ mod tests {
     #[test]
     fn a_window_is_read_through_the_key_and_time_indexes() {
         let store = crate::Store::open_in_memory().unwrap();
-        let mut stmt =
-            store.conn.prepare(&format!("EXPLAIN QUERY PLAN {}", super::window_sql(&store.conn))).unwrap();
+        let mut stmt = store.conn.prepare(&format!("EXPLAIN QUERY PLAN {}", super::window_sql())).unwrap();
         let plan: Vec<String> = stmt
             .query_map(crate::db::params!["k", 0, 1], |r| r.get(3))
             .unwrap()
