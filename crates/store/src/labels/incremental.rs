@@ -12,7 +12,7 @@ use granttrail_grants::{
 };
 
 use super::rows::update_labels;
-use super::{KEY_CONTEXT, SELECT_EVENTS, Shared, Strategy, imported_key_policies, load_events};
+use super::{KEY_CONTEXT, SELECT_EVENTS, Shared, Strategy, load_events};
 use crate::codes::Code;
 use crate::read::grants_not_ended_before;
 use crate::texts::{self, KEY, TextReader};
@@ -168,7 +168,6 @@ pub(super) fn relabel_incrementally(
     let key_id = texts::id(conn, key)?;
     let context =
         load_events(conn, texts, &format!("{} WHERE {}", SELECT_EVENTS.as_str(), *KEY_CONTEXT), [key])?;
-    let policies = imported_key_policies(conn, key)?;
     let mut recheck_events = new_events;
     if let Some(since) = increment.since {
         let select = SELECT_EVENTS.as_str();
@@ -199,7 +198,7 @@ pub(super) fn relabel_incrementally(
         grants: &grants,
         events: &context,
         policy_changes: &shared.policy_changes,
-        imported_key_policies: &policies,
+        imported_key_policies: shared.key_policies(key),
         imported_iam: &shared.iam,
         settings,
     };

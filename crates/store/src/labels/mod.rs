@@ -19,6 +19,7 @@ mod rows;
 mod stale;
 mod whole;
 
+use foldhash::{HashMap, HashMapExt};
 use std::collections::BTreeSet;
 use std::sync::LazyLock;
 
@@ -106,18 +107,22 @@ pub(crate) fn keys_used_by_account(conn: &Connection, account: &str) -> Result<B
     Ok(keys)
 }
 
-fn imported_key_policies(conn: &Connection, key: &str) -> Result<Vec<ImportedKeyPolicy>> {
+/// Every imported key policy, by key, each key's in the order they were imported (the
+/// classifier takes the first of two equally near). A few, imported by hand: read once for
+/// all the keys a pass relabels, not once per key.
+fn imported_key_policies(conn: &Connection) -> Result<HashMap<String, Vec<ImportedKeyPolicy>>> {
     let mut stmt =
-        conn.prepare_cached("SELECT at, policy, source FROM imported_key_policies WHERE key_arn = ?1")?;
-    let rows: Vec<(i64, String, String)> =
-        stmt.query_map([key], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?)))?.collect::<Result<_, _>>()?;
-    rows.into_iter()
-        .map(|(at, text, source)| {
-            let policy =
-                Policy::parse(&text).map_err(|e| StoreError::Corrupt(format!("imported key policy: {e}")))?;
-            Ok(ImportedKeyPolicy { at, policy, source })
-        })
-        .collect()
+        conn.prepare_cached("SELECT key_arn, at, policy, source FROM imported_key_policies ORDER BY id")?;
+    let rows: Vec<(String, i64, String, String)> = stmt
+        .query_map([], |r| Ok((r.get(0)?, r.get(1)?, r.get(2)?, r.get(3)?)))?
+        .collect::<Result<_, _>>()?;
+    let mut by_key: HashMap<String, Vec<ImportedKeyPolicy>> = HashMap::new();
+    for (key, at, text, source) in rows {
+        let policy =
+            Policy::parse(&text).map_err(|e| StoreError::Corrupt(format!("imported key policy: {e}")))?;
+        by_key.entry(key).or_default().push(ImportedKeyPolicy { at, policy, source });
+    }
+    Ok(by_key)
 }
 
 fn imported_iam(conn: &Connection) -> Result<Vec<ImportedIam>> {
@@ -134,10 +139,19 @@ fn imported_iam(conn: &Connection) -> Result<Vec<ImportedIam>> {
         .collect()
 }
 
-/// What every key's classification shares: permission changes outside KMS and IAM imports.
+/// What every key's classification shares: permission changes outside KMS, IAM imports and
+/// the imported key policies.
 struct Shared {
     policy_changes: Vec<KmsEvent>,
     iam: Vec<ImportedIam>,
+    key_policies: HashMap<String, Vec<ImportedKeyPolicy>>,
+}
+
+impl Shared {
+    /// The key policies imported for `key`.
+    fn key_policies(&self, key: &str) -> &[ImportedKeyPolicy] {
+        self.key_policies.get(key).map_or(&[], Vec::as_slice)
+    }
 }
 
 /// What a relabelling did: how many keys it read whole (and of those, how many on a second
@@ -188,6 +202,7 @@ pub(crate) fn recompute(
             [],
         )?,
         iam: imported_iam(conn)?,
+        key_policies: imported_key_policies(conn)?,
     };
     let mut undone = Vec::new();
     // Texts are only ever added: what one key's reads found serves the next.
@@ -358,6 +373,26 @@ mod tests {
         let last = [&viewed.destination_key_arn, &viewed.request_key_id];
         assert!(texts.iter().chain(&more).chain(&last).all(|t| t.is_some()), "{viewed:#?}");
         assert!(viewed.details.destination_encryption_context.is_some(), "{viewed:#?}");
+    }
+
+    /// Imported key policies are read once for a pass, each under its own key and in the order
+    /// they were imported: the classifier takes the first of two as near to a call.
+    #[test]
+    fn imported_key_policies_are_read_by_key_in_the_order_imported() {
+        const POLICY: &str = r#"{"Version":"2012-10-17","Statement":[]}"#;
+        let (a, b) = ("arn:aws:kms:us-east-1:111122223333:key/a", "arn:aws:kms:us-east-1:111122223333:key/b");
+        let mut store = Store::open_in_memory().unwrap();
+        for (key, at, source) in [(a, 200, "second"), (b, 100, "b's"), (a, 100, "third"), (a, 200, "fourth")]
+        {
+            store.import_key_policy(key, at, POLICY, source).unwrap();
+        }
+        let by_key = super::imported_key_policies(store.conn()).unwrap();
+        let sources = |key: &str| -> Vec<(i64, &str)> {
+            by_key[key].iter().map(|p| (p.at, p.source.as_str())).collect()
+        };
+        assert_eq!(sources(a), [(200, "second"), (100, "third"), (200, "fourth")]);
+        assert_eq!(sources(b), [(100, "b's")]);
+        assert_eq!(by_key.len(), 2);
     }
 
     #[test]

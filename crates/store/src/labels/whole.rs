@@ -14,7 +14,7 @@ use granttrail_grants::{
 };
 
 use super::rows::{replace_labels, replace_labels_between, replace_observations};
-use super::{KEY_CONTEXT, SELECT_EVENTS, Shared, imported_key_policies, load_events};
+use super::{KEY_CONTEXT, SELECT_EVENTS, Shared, load_events};
 use crate::Result;
 use crate::read::{GrantFilter, query_grants};
 use crate::texts::{KEY, TextReader};
@@ -56,13 +56,12 @@ pub(super) fn classify_whole_key(
 ) -> Result<()> {
     let grants: Arc<[Grant]> =
         query_grants(conn, &GrantFilter { key_arn: Some(key.to_string()), ..GrantFilter::default() })?.into();
-    let policies = imported_key_policies(conn, key)?;
     let inputs = |events| KeyInputs {
         key_arn: key,
         grants: &grants,
         events,
         policy_changes: &shared.policy_changes,
-        imported_key_policies: &policies,
+        imported_key_policies: shared.key_policies(key),
         imported_iam: &shared.iam,
         settings,
     };
