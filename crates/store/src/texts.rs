@@ -184,7 +184,8 @@ impl TextReader {
         id_list(json)?.into_iter().map(|id| self.text(conn, id, "a label")).collect()
     }
 
-    /// Reads the texts of `ids` not read yet, [`HASHES_PER_LOOKUP`] to a statement: rows
+    /// Reads the texts of `ids` not read yet, [`HASHES_PER_LOOKUP`] to a statement, and has the
+    /// connection remember their ids ([`Connection::remember`]): rows
     /// that name their texts by id are read a batch at a time, with one lookup per batch,
     /// where a lookup per column and row (the `grants` view) cost ten times the rows' reading.
     pub(crate) fn read_ahead(&mut self, conn: &Connection, ids: impl IntoIterator<Item = i64>) -> Result<()> {
@@ -207,7 +208,10 @@ impl TextReader {
             let mut stmt = conn.prepare_cached(&sql)?;
             let mut rows = stmt.query(params_from_iter(listed))?;
             while let Some(r) = rows.next()? {
-                self.read.insert(r.get(0)?, r.get(1)?);
+                let (id, text): (i64, String) = (r.get(0)?, r.get(1)?);
+                // The other way round too: a key's events name its ARN, whose id comes next.
+                conn.remember(&text, id);
+                self.read.insert(id, text);
             }
         }
         Ok(())
@@ -321,6 +325,26 @@ mod tests {
         let text: String =
             conn.query_row("SELECT text FROM texts WHERE id = ?1", [again], |r| r.get(0)).expect("stored");
         assert_eq!(text, "rolled back");
+    }
+
+    /// Texts read by id are then found by text without a statement: a key's events name its
+    /// ARN, whose id labelling asks for next.
+    #[test]
+    fn a_text_read_by_id_is_remembered_by_text() {
+        let conn = Connection::open_in_memory().expect("database");
+        conn.execute_batch(
+            "CREATE TABLE texts (id INTEGER PRIMARY KEY, hash INTEGER NOT NULL, text TEXT NOT NULL);
+             INSERT INTO texts (id, hash, text) VALUES (7, 0, 'arn:aws:kms:us-east-1:111122223333:key/k')",
+        )
+        .expect("table");
+        assert_eq!(conn.remembered("arn:aws:kms:us-east-1:111122223333:key/k"), None);
+        let mut reader = TextReader::default();
+        reader.read_ahead(&conn, [7]).expect("read");
+        assert_eq!(
+            reader.get(&conn, Some(7), "a test").expect("text").as_deref(),
+            Some("arn:aws:kms:us-east-1:111122223333:key/k")
+        );
+        assert_eq!(conn.remembered("arn:aws:kms:us-east-1:111122223333:key/k"), Some(7));
     }
 
     #[test]
