@@ -254,7 +254,11 @@ impl<'c> ObjectWriter<'c> {
         // together: a second delivery of a whole object is all of them.
         let known: Vec<&str> = known.keys().map(String::as_str).collect();
         let stored = stored_with_ids(&self.tx, &known)?;
-        texts::store_all(&self.tx, events.iter().flat_map(texts_of))?;
+        // Most events' details are a text of their own: stored with the others, not apart one
+        // by one.
+        let details: Vec<Option<String>> = events.iter().map(details_text).collect::<Result<_>>()?;
+        let all_details = details.iter().flatten().map(String::as_str);
+        texts::store_all(&self.tx, events.iter().flat_map(texts_of).chain(all_details))?;
         // The blocks go in first, so that the events' rows can name them. A block of nothing
         // but records stored already (an object delivered again) is left out; the slots of
         // other repeats are emptied afterwards (rare: most records are new).
@@ -276,7 +280,7 @@ impl<'c> ObjectWriter<'c> {
         let mut count = 0;
         let mut unkept: BTreeMap<i64, BTreeSet<i64>> = BTreeMap::new();
         let mut copies = BTreeSet::new();
-        for (event, slot) in events.iter().zip(slots) {
+        for ((event, details), slot) in events.iter().zip(&details).zip(slots) {
             let id = event.event_id.as_str();
             let read_again;
             let known = if added.contains(id) {
@@ -287,7 +291,7 @@ impl<'c> ObjectWriter<'c> {
             } else {
                 stored.get(id).map(Vec::as_slice)
             };
-            match self.add_checked(event, slot, known)? {
+            match self.add_checked(event, details.as_deref(), slot, known)? {
                 Added::New => {
                     added.insert(id);
                     count += 1;
@@ -385,11 +389,12 @@ impl<'c> ObjectWriter<'c> {
         Ok(())
     }
 
-    /// Stores `event` unless it is a copy of a stored record; `known` has the records stored
-    /// with its eventID, if any.
+    /// Stores `event` (its details as [`details_text`] writes them) unless it is a copy of a
+    /// stored record; `known` has the records stored with its eventID, if any.
     fn add_checked(
         &mut self,
         event: &KmsEvent,
+        details: Option<&str>,
         record: Option<RecordSlot>,
         known: Option<&[StoredCopy]>,
     ) -> Result<Added> {
@@ -429,13 +434,12 @@ impl<'c> ObjectWriter<'c> {
             StoreError::Corrupt(format!("the record of event {} was taken for a repeat", event.event_id))
         })?;
         let spec = event.grant_spec.as_ref().map(serde_json::to_string).transpose().map_err(json_error)?;
-        let details = if event.details.is_empty() { None } else { Some(to_json(&event.details)?) };
         let c = &event.caller;
         let tx = &*self.tx;
         let text = |value: &Option<String>| -> Result<Option<i64>> {
             value.as_deref().map(|v| texts::id(tx, v)).transpose()
         };
-        let details = text(&details)?;
+        let details = details.map(|d| texts::id(tx, d)).transpose()?;
         let row: &[&dyn ToSql] = params![
             event.event_id,
             event_hash,
@@ -668,6 +672,11 @@ fn recompute_together(tx: &Connection, pairs: &[&(String, String)]) -> Result<us
 
 /// The texts an event's row refers to by id (but its details, rarely new), to be stored
 /// together before the events of a batch are.
+/// The text an event's details are stored as, if it has any.
+fn details_text(event: &KmsEvent) -> Result<Option<String>> {
+    if event.details.is_empty() { Ok(None) } else { to_json(&event.details).map(Some) }
+}
+
 fn texts_of(event: &KmsEvent) -> impl Iterator<Item = &str> {
     let c = &event.caller;
     [
