@@ -339,20 +339,21 @@ fn grant_listing(filter: &GrantFilter) -> (String, Vec<Value>) {
     (sql, args)
 }
 
-/// The grants on `key_arn` that had not ended before `t` (or never ended).
+/// The grants on the key whose text id is `key` that had not ended before `t` (or never
+/// ended).
 pub(crate) fn grants_not_ended_before(
     conn: &crate::db::Connection,
     texts: &mut texts::TextReader,
-    key_arn: &str,
+    key: i64,
     t: i64,
 ) -> Result<Vec<Grant>> {
     let sql = format!(
-        "SELECT {GRANT_COLUMNS} FROM grant_rows g WHERE key = {KEY} AND ended_at IS NULL
-         UNION ALL SELECT {GRANT_COLUMNS} FROM grant_rows g WHERE key = {KEY} AND ended_at >= ?2"
+        "SELECT {GRANT_COLUMNS} FROM grant_rows g WHERE key = ?1 AND ended_at IS NULL
+         UNION ALL SELECT {GRANT_COLUMNS} FROM grant_rows g WHERE key = ?1 AND ended_at >= ?2"
     );
     let rows: Vec<GrantRow> = conn
         .prepare_cached(&sql)?
-        .query_map(crate::db::params![key_arn, t], GrantRow::from_row)?
+        .query_map(crate::db::params![key, t], GrantRow::from_row)?
         .collect::<crate::db::Result<_>>()?;
     GrantRow::read(conn, rows, texts)
 }

@@ -159,6 +159,9 @@ pub(crate) fn hash_list(chunk: &[&str]) -> Vec<i64> {
 
 /// The id of `text`, if it is stored. A filter on a text never stored matches nothing.
 pub(crate) fn find(conn: &Connection, text: &str) -> Result<Option<i64>> {
+    if let Some(id) = conn.remembered(text) {
+        return Ok(Some(id));
+    }
     Ok(conn
         .prepare_cached("SELECT id FROM texts WHERE hash = ?1 AND text = ?2")?
         .query_row(crate::db::params![hash(text), text], |r| r.get(0))

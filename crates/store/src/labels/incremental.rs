@@ -15,7 +15,7 @@ use super::rows::update_labels;
 use super::{KEY_CONTEXT, SELECT_EVENTS, Shared, Strategy, load_events};
 use crate::codes::Code;
 use crate::read::grants_not_ended_before;
-use crate::texts::{self, KEY, TextReader};
+use crate::texts::{self, TextReader};
 use crate::{Result, StoreError};
 
 /// A key with more calls than this to recheck is relabelled whole, which is cheaper per call
@@ -30,6 +30,8 @@ const OBSERVATIONS_PER_INSERT: usize = 128;
 /// differently.
 #[derive(Debug)]
 pub(super) struct Increment {
+    /// The id of the key's text.
+    key_id: i64,
     /// The earliest time of a new event on the key.
     new_from: Option<i64>,
     since: Option<i64>,
@@ -50,25 +52,28 @@ pub(super) fn incremental_plan(
     if candidates.is_empty() {
         return Ok(BTreeMap::new());
     }
-    let mut calls_since = conn
-        .prepare_cached(&format!("SELECT count(*) FROM event_rows WHERE key = {KEY} AND event_time >= ?2"))?;
-    let mut history = conn.prepare_cached(&format!(
-        "SELECT count(*) FROM (SELECT 1 FROM call_labels WHERE key = {KEY} LIMIT ?2) AS c"
-    ))?;
+    // The keys' ids, which each query below and the relabelling ask by: where batches pay,
+    // looked up together (and added, were one missing) as `texts::id` does one by one.
+    texts::store_all(conn, candidates.iter().map(|k| k.as_str()))?;
+    let mut calls_since =
+        conn.prepare_cached("SELECT count(*) FROM event_rows WHERE key = ?1 AND event_time >= ?2")?;
+    let mut history =
+        conn.prepare_cached("SELECT count(*) FROM (SELECT 1 FROM call_labels WHERE key = ?1 LIMIT ?2) AS c")?;
     let mut out = BTreeMap::new();
     for key in candidates {
+        let key_id = texts::id(conn, key)?;
         let since = dirty.since.get(key).map(|t| recheck_from(*t, settings));
         let on_key = dirty.new_calls.get(key.as_str());
         let mut recheck = on_key.map_or(0, |c| c.count);
         if let Some(since) = since {
-            recheck += calls_since.query_row(params![key, since], |r| r.get::<_, i64>(0))?;
+            recheck += calls_since.query_row(params![key_id, since], |r| r.get::<_, i64>(0))?;
         }
         let wanted = recheck.saturating_mul(strategy.history_per_rechecked_call);
         let incremental = (on_key.is_some() || since.is_some())
             && recheck <= INCREMENTAL_LIMIT
-            && history.query_row(params![key, wanted], |r| r.get::<_, i64>(0))? >= wanted;
+            && history.query_row(params![key_id, wanted], |r| r.get::<_, i64>(0))? >= wanted;
         if incremental {
-            out.insert(key.clone(), Increment { new_from: on_key.map(|c| c.earliest), since });
+            out.insert(key.clone(), Increment { key_id, new_from: on_key.map(|c| c.earliest), since });
         } else {
             whole.insert(key.clone());
         }
@@ -85,7 +90,7 @@ const NEW_OBJECTS: &str = "SELECT object_id FROM new_calls WHERE key_arn = ?1";
 fn new_events(
     conn: &Connection,
     texts: &mut TextReader,
-    key: &str,
+    (key, key_id): (&str, i64),
     increment: &Increment,
 ) -> Result<Option<Vec<KmsEvent>>> {
     let Some(from) = increment.new_from else { return Ok(Some(Vec::new())) };
@@ -95,13 +100,13 @@ fn new_events(
         conn,
         texts,
         &format!(
-            "{select} WHERE key = {KEY} AND event_time >= ?2 AND object_id IN ({NEW_OBJECTS})
+            "{select} WHERE key = ?3 AND event_time >= ?2 AND object_id IN ({NEW_OBJECTS})
              UNION ALL
              {select}
-             WHERE destination_key = {KEY} AND key IS DISTINCT FROM {KEY} AND event_time >= ?2
+             WHERE destination_key = ?3 AND key IS DISTINCT FROM ?3 AND event_time >= ?2
                AND object_id IN ({NEW_OBJECTS})"
         ),
-        params![key, from],
+        params![key, from, key_id],
     )?;
     let calls: BTreeSet<&str> =
         events.iter().map(|e| e.shared_event_id.as_deref().unwrap_or(&e.event_id)).collect();
@@ -164,10 +169,10 @@ pub(super) fn relabel_incrementally(
     shared: &Shared,
     settings: &Settings,
 ) -> Result<bool> {
-    let Some(new_events) = new_events(conn, texts, key, increment)? else { return Ok(false) };
-    let key_id = texts::id(conn, key)?;
+    let key_id = increment.key_id;
+    let Some(new_events) = new_events(conn, texts, (key, key_id), increment)? else { return Ok(false) };
     let context =
-        load_events(conn, texts, &format!("{} WHERE {}", SELECT_EVENTS.as_str(), *KEY_CONTEXT), [key])?;
+        load_events(conn, texts, &format!("{} WHERE {}", SELECT_EVENTS.as_str(), *KEY_CONTEXT), [key_id])?;
     let mut recheck_events = new_events;
     if let Some(since) = increment.since {
         let select = SELECT_EVENTS.as_str();
@@ -175,12 +180,12 @@ pub(super) fn relabel_incrementally(
             conn,
             texts,
             &format!(
-                "{select} WHERE key = {KEY} AND event_time >= ?2
+                "{select} WHERE key = ?1 AND event_time >= ?2
                  UNION ALL
                  {select}
-                 WHERE destination_key = {KEY} AND key IS DISTINCT FROM {KEY} AND event_time >= ?2"
+                 WHERE destination_key = ?1 AND key IS DISTINCT FROM ?1 AND event_time >= ?2"
             ),
-            params![key, since],
+            params![key_id, since],
         )?;
         // A call is rechecked whole, with its copies from before `since` (as a whole pass reads it).
         recheck_events.extend(super::whole::copies_before(conn, texts, key, &later, since)?);
@@ -192,7 +197,7 @@ pub(super) fn relabel_incrementally(
         grants_ended_before_are_dead(events.iter().map(|e| e.event_time).min().unwrap_or(i64::MAX), settings)
     };
     let recheck_from = alive_after(&recheck_events);
-    let grants = grants_not_ended_before(conn, texts, key, recheck_from)?;
+    let grants = grants_not_ended_before(conn, texts, key_id, recheck_from)?;
     let inputs = KeyInputs {
         key_arn: key,
         grants: &grants,
@@ -262,7 +267,7 @@ pub(super) fn relabel_incrementally(
     // Labels of earlier calls may need grants that ended before the rechecked calls.
     let affected_from = alive_after(&affected_events);
     let wider = if affected_from < recheck_from {
-        Some(grants_not_ended_before(conn, texts, key, affected_from)?)
+        Some(grants_not_ended_before(conn, texts, key_id, affected_from)?)
     } else {
         None
     };

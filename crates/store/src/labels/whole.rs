@@ -17,7 +17,7 @@ use super::rows::{replace_labels, replace_labels_between, replace_observations};
 use super::{KEY_CONTEXT, SELECT_EVENTS, Shared, load_events};
 use crate::Result;
 use crate::read::{GrantFilter, query_grants};
-use crate::texts::{KEY, TextReader};
+use crate::texts::{self, TextReader};
 
 /// What reading and classifying a key hands to the writer, in this order: `Whole`, or
 /// `Observations` then one `Window` per window of time. Labels come with the key's grants they
@@ -65,15 +65,23 @@ pub(super) fn classify_whole_key(
         imported_iam: &shared.iam,
         settings,
     };
-    let starts = window_starts(conn, key, window_events)?;
+    // Events name their key by the id of its text; a key with no text has no events.
+    let Some(key_id) = texts::find(conn, key)? else {
+        return write(KeyWrite::Whole(classify_key(&inputs(&[])), grants.clone()));
+    };
+    let starts = window_starts(conn, key_id, window_events)?;
     let mut texts = TextReader::default();
     if starts.is_empty() {
-        let events = load_events(conn, &mut texts, &window_sql(), params![key, i64::MIN, i64::MAX])?;
+        let events = load_events(conn, &mut texts, &window_sql(), params![key_id, i64::MIN, i64::MAX])?;
         return write(KeyWrite::Whole(classify_key(&inputs(&events)), grants.clone()));
     }
 
-    let context =
-        load_events(conn, &mut texts, &format!("{} WHERE {}", SELECT_EVENTS.as_str(), *KEY_CONTEXT), [key])?;
+    let context = load_events(
+        conn,
+        &mut texts,
+        &format!("{} WHERE {}", SELECT_EVENTS.as_str(), *KEY_CONTEXT),
+        [key_id],
+    )?;
     let context_inputs = inputs(&context);
     let classifier = KeyClassifier::new(&context_inputs);
     let windows: Vec<(i64, i64)> = std::iter::once(i64::MIN)
@@ -83,14 +91,14 @@ pub(super) fn classify_whole_key(
 
     let mut observations: Vec<Observation> = Vec::new();
     for &(from, to) in &windows {
-        let events = window_events_of(conn, &mut texts, key, from, to)?;
+        let events = window_events_of(conn, &mut texts, (key, key_id), from, to)?;
         let calls = logical_event_refs(events.iter().filter(|e| e.is_kms()));
         observations.extend(calls.iter().filter_map(|c| classifier.observation(c)));
     }
     let index = ObservationIndex::new(&observations);
     write(KeyWrite::Observations(observations))?;
     for &(from, to) in &windows {
-        let events = window_events_of(conn, &mut texts, key, from, to)?;
+        let events = window_events_of(conn, &mut texts, (key, key_id), from, to)?;
         let calls = logical_event_refs(events.iter().filter(|e| e.is_kms()));
         let mut labels: Vec<CallLabel> = calls.iter().flat_map(|c| classifier.label(c, &index)).collect();
         mark_collisions(&mut labels, &events);
@@ -141,13 +149,13 @@ impl<'k> KeyWriter<'k> {
 
 /// The times at which the windows after the first start, about `window_events` events apart
 /// (a window never splits one second); empty when the key's history fits one window.
-fn window_starts(conn: &Connection, key: &str, window_events: usize) -> Result<Vec<i64>> {
-    let mut stmt = conn.prepare_cached(&format!(
-        "SELECT event_time FROM event_rows WHERE key = {KEY}
+fn window_starts(conn: &Connection, key: i64, window_events: usize) -> Result<Vec<i64>> {
+    let mut stmt = conn.prepare_cached(
+        "SELECT event_time FROM event_rows WHERE key = ?1
          UNION ALL
-         SELECT event_time FROM event_rows WHERE destination_key = {KEY} AND key IS DISTINCT FROM {KEY}
-         ORDER BY 1"
-    ))?;
+         SELECT event_time FROM event_rows WHERE destination_key = ?1 AND key IS DISTINCT FROM ?1
+         ORDER BY 1",
+    )?;
     let mut rows = stmt.query([key])?;
     let (mut starts, mut in_window) = (Vec::new(), 0usize);
     while let Some(r) = rows.next()? {
@@ -161,15 +169,15 @@ fn window_starts(conn: &Connection, key: &str, window_events: usize) -> Result<V
     Ok(starts)
 }
 
-/// The events on a key (its own and the ReEncrypts into it) timed in `[?2, ?3)`, each once: a
-/// ReEncrypt from a key to itself matches both halves.
+/// The events on the key whose text id is bound to `?1` (its own and the ReEncrypts into it)
+/// timed in `[?2, ?3)`, each once: a ReEncrypt from a key to itself matches both halves.
 fn window_sql() -> String {
     let select = SELECT_EVENTS.as_str();
     format!(
-        "{select} WHERE key = {KEY} AND event_time >= ?2 AND event_time < ?3
+        "{select} WHERE key = ?1 AND event_time >= ?2 AND event_time < ?3
          UNION ALL
          {select}
-         WHERE destination_key = {KEY} AND key IS DISTINCT FROM {KEY} AND event_time >= ?2 AND event_time < ?3"
+         WHERE destination_key = ?1 AND key IS DISTINCT FROM ?1 AND event_time >= ?2 AND event_time < ?3"
     )
 }
 
@@ -179,11 +187,11 @@ fn window_sql() -> String {
 fn window_events_of(
     conn: &Connection,
     texts: &mut TextReader,
-    key: &str,
+    (key, key_id): (&str, i64),
     from: i64,
     to: i64,
 ) -> Result<Vec<KmsEvent>> {
-    let mut events = load_events(conn, texts, &window_sql(), params![key, from, to])?;
+    let mut events = load_events(conn, texts, &window_sql(), params![key_id, from, to])?;
     // Another account's copy of the call, or a different record with its eventID (a collision):
     // either way the call is read whole where it begins.
     let referenced = referenced_ids(conn, events.iter().filter(|e| e.shared_event_id.is_none()))?;
@@ -321,11 +329,8 @@ mod tests {
     fn a_window_is_read_through_the_key_and_time_indexes() {
         let store = crate::Store::open_in_memory().unwrap();
         let mut stmt = store.conn.prepare(&format!("EXPLAIN QUERY PLAN {}", super::window_sql())).unwrap();
-        let plan: Vec<String> = stmt
-            .query_map(crate::db::params!["k", 0, 1], |r| r.get(3))
-            .unwrap()
-            .map(Result::unwrap)
-            .collect();
+        let plan: Vec<String> =
+            stmt.query_map(crate::db::params![1, 0, 1], |r| r.get(3)).unwrap().map(Result::unwrap).collect();
         // The texts of each event read are found by id; what matters is how events are found.
         let searches: Vec<&String> = plan
             .iter()
