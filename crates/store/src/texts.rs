@@ -192,15 +192,13 @@ impl TextReader {
     /// that name their texts by id are read a batch at a time, with one lookup per batch,
     /// where a lookup per column and row (the `grants` view) cost ten times the rows' reading.
     pub(crate) fn read_ahead(&mut self, conn: &Connection, ids: impl IntoIterator<Item = i64>) -> Result<()> {
-        let wanted: Vec<i64> = ids
-            .into_iter()
-            .filter(|id| !self.read.contains_key(id))
-            .collect::<BTreeSet<_>>()
-            .into_iter()
-            .collect();
-        if self.read.len() + wanted.len() > CACHE_LIMIT {
+        let ids: BTreeSet<i64> = ids.into_iter().collect();
+        // Made room for first, so that every text of these ids is read here, not one by one
+        // after.
+        if self.read.len() + ids.len() > CACHE_LIMIT {
             self.read.clear();
         }
+        let wanted: Vec<i64> = ids.into_iter().filter(|id| !self.read.contains_key(id)).collect();
         let sql = rows_by_hash(conn, "id, text", "texts", "id");
         for chunk in wanted.chunks(HASHES_PER_LOOKUP) {
             // A short chunk repeats its first id, so that one statement serves every chunk.
@@ -348,6 +346,28 @@ mod tests {
             Some("arn:aws:kms:us-east-1:111122223333:key/k")
         );
         assert_eq!(conn.remembered("arn:aws:kms:us-east-1:111122223333:key/k"), Some(7));
+    }
+
+    /// A read ahead that fills the reader makes room first: every text of its ids is then
+    /// known, those it knew before included, and none is looked up alone after.
+    #[test]
+    fn a_full_reader_keeps_every_text_it_reads_ahead() {
+        let conn = Connection::open_in_memory().expect("database");
+        conn.execute_batch(
+            "CREATE TABLE texts (id INTEGER PRIMARY KEY, hash INTEGER NOT NULL, text TEXT NOT NULL);
+             INSERT INTO texts (id, hash, text) VALUES (1, 0, 'known'), (2, 0, 'new')",
+        )
+        .expect("table");
+        let mut reader = TextReader::default();
+        reader.read_ahead(&conn, [1]).expect("read");
+        for id in 3..(CACHE_LIMIT as i64 + 2) {
+            reader.remember(id, String::new());
+        }
+        reader.read_ahead(&conn, [1, 2]).expect("read");
+        // Without the table, a text not read ahead would be an error.
+        conn.execute_batch("DROP TABLE texts").expect("dropped");
+        assert_eq!(reader.get(&conn, Some(1), "a test").expect("known").as_deref(), Some("known"));
+        assert_eq!(reader.get(&conn, Some(2), "a test").expect("new").as_deref(), Some("new"));
     }
 
     #[test]
