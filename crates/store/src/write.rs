@@ -670,13 +670,13 @@ fn recompute_together(tx: &Connection, pairs: &[&(String, String)]) -> Result<us
     Ok(folded.iter().flatten().count())
 }
 
-/// The texts an event's row refers to by id (but its details, rarely new), to be stored
-/// together before the events of a batch are.
 /// The text an event's details are stored as, if it has any.
 fn details_text(event: &KmsEvent) -> Result<Option<String>> {
     if event.details.is_empty() { Ok(None) } else { to_json(&event.details).map(Some) }
 }
 
+/// The texts an event's row refers to by id but its details ([`details_text`]), to be stored
+/// together before the events of a batch are.
 fn texts_of(event: &KmsEvent) -> impl Iterator<Item = &str> {
     let c = &event.caller;
     [
@@ -944,8 +944,8 @@ impl TextlessEvent {
     }
 }
 
-/// A [`KmsEvent`] from a row in the order of [`EVENT_COLUMNS`], the columns that
-/// `event_rows` keeps as ids of texts read by `text` (by column).
+/// A [`KmsEvent`] from a row in the order of [`EVENT_COLUMNS`], the texts of
+/// [`TEXT_COLUMNS`] read by `text` (by column).
 fn event_from(
     r: &crate::db::Row<'_>,
     text: &mut dyn FnMut(usize) -> Result<Option<String>>,
