@@ -887,7 +887,14 @@ fn grant_events(tx: &Connection, key: &str, grant_id: &str) -> Result<Vec<KmsEve
 
 /// Reads a row of [`EVENT_COLUMNS`] back into a [`KmsEvent`].
 pub(crate) fn event_from_row(r: &crate::db::Row<'_>) -> crate::db::Result<Result<KmsEvent>> {
-    Ok(event_from(r, &mut |at| Ok(r.get(at)?)))
+    let mut texts: [Option<String>; TEXT_COLUMNS.len()] = Default::default();
+    for (text, at) in texts.iter_mut().zip(TEXT_COLUMNS) {
+        *text = r.get(at)?;
+    }
+    Ok(event_without_texts(r).map(|mut event| {
+        set_texts(&mut event, texts);
+        event
+    }))
 }
 
 /// The columns of `event_rows` in the order of [`EVENT_COLUMNS`]: those [`TEXT_COLUMNS`]
@@ -901,7 +908,7 @@ pub(crate) const RAW_EVENT_COLUMNS: &str =
     (SELECT text FROM texts WHERE texts.id = event_rows.details)";
 
 /// The positions in [`EVENT_COLUMNS`] of the texts `event_rows` keeps by id and
-/// [`RAW_EVENT_COLUMNS`] reads as ids: those [`set_texts`] fills in.
+/// [`RAW_EVENT_COLUMNS`] reads as ids, in the order [`set_texts`] takes them.
 const TEXT_COLUMNS: [usize; 12] = [4, 5, 6, 9, 10, 12, 13, 14, 16, 17, 18, 19];
 
 /// A row of [`RAW_EVENT_COLUMNS`] whose texts are not read yet: the rows of a query are read
@@ -934,25 +941,15 @@ impl TextlessEvent {
         texts.read_ahead(conn, rows.iter().flat_map(|r| r.text_ids.iter().flatten().copied()))?;
         rows.into_iter()
             .map(|TextlessEvent { mut event, text_ids }| {
-                set_texts(&mut event, &mut |at| {
-                    let slot = TEXT_COLUMNS.iter().position(|&c| c == at);
-                    texts.get(conn, slot.and_then(|s| text_ids[s]), "an event")
-                })?;
+                let mut found: [Option<String>; TEXT_COLUMNS.len()] = Default::default();
+                for (text, id) in found.iter_mut().zip(text_ids) {
+                    *text = texts.get(conn, id, "an event")?;
+                }
+                set_texts(&mut event, found);
                 Ok(event)
             })
             .collect()
     }
-}
-
-/// A [`KmsEvent`] from a row in the order of [`EVENT_COLUMNS`], the texts of
-/// [`TEXT_COLUMNS`] read by `text` (by column).
-fn event_from(
-    r: &crate::db::Row<'_>,
-    text: &mut dyn FnMut(usize) -> Result<Option<String>>,
-) -> Result<KmsEvent> {
-    let mut event = event_without_texts(r)?;
-    set_texts(&mut event, text)?;
-    Ok(event)
 }
 
 /// A [`KmsEvent`] from a row in the order of [`EVENT_COLUMNS`], but for the texts of
@@ -990,21 +987,34 @@ fn event_without_texts(r: &crate::db::Row<'_>) -> Result<KmsEvent> {
     })
 }
 
-/// Fills in the texts of `event` from `text` (by column of [`EVENT_COLUMNS`]).
-fn set_texts(event: &mut KmsEvent, text: &mut dyn FnMut(usize) -> Result<Option<String>>) -> Result<()> {
-    event.event_type = text(4)?;
-    event.aws_region = text(5)?;
-    event.recipient_account_id = text(6)?;
-    event.caller.kind = text(9)?;
-    event.caller.arn = text(10)?;
-    event.caller.account_id = text(12)?;
-    event.caller.session_issuer_arn = text(13)?;
-    event.caller.invoked_by = text(14)?;
-    event.user_agent = text(16)?;
-    event.key_arn = text(17)?;
-    event.destination_key_arn = text(18)?;
-    event.request_key_id = text(19)?;
-    Ok(())
+/// Fills in the texts of `event`: those of the columns [`TEXT_COLUMNS`] lists, in its order.
+fn set_texts(event: &mut KmsEvent, texts: [Option<String>; TEXT_COLUMNS.len()]) {
+    let [
+        event_type,
+        region,
+        recipient,
+        kind,
+        arn,
+        account,
+        issuer,
+        invoked_by,
+        agent,
+        key,
+        destination,
+        request,
+    ] = texts;
+    event.event_type = event_type;
+    event.aws_region = region;
+    event.recipient_account_id = recipient;
+    event.caller.kind = kind;
+    event.caller.arn = arn;
+    event.caller.account_id = account;
+    event.caller.session_issuer_arn = issuer;
+    event.caller.invoked_by = invoked_by;
+    event.user_agent = agent;
+    event.key_arn = key;
+    event.destination_key_arn = destination;
+    event.request_key_id = request;
 }
 
 /// The texts a grant's row refers to by id.

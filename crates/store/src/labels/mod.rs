@@ -334,8 +334,9 @@ mod tests {
         assert!(plan.iter().any(|step| step.contains("events_key_context")), "{plan:#?}");
     }
 
-    /// Events read with their texts looked up apart are the events the `events` view reads,
-    /// every text in its field: a ReEncrypt between two keys with every text column set.
+    /// Events read with their texts looked up apart are the events stored, as the `events`
+    /// view reads them too, every text in its field: a ReEncrypt between two keys with every
+    /// text column set.
     #[test]
     fn events_read_from_their_rows_equal_those_the_events_view_reads() {
         let mut store = Store::open_in_memory().unwrap();
@@ -351,8 +352,9 @@ mod tests {
               "sourceEncryptionContext":{"a":"1"},"destinationEncryptionContext":{"b":"2"}},
             "resources":[{"ARN":"arn:aws:kms:eu-west-1:111122223333:key/s"},
                          {"ARN":"arn:aws:kms:eu-west-1:111122223333:key/d"}]}"#;
+        let stored = granttrail_grants::normalise(raw.as_bytes()).unwrap().unwrap();
         let mut writer = store.begin_object("s3://b/k").unwrap().unwrap();
-        writer.add(&granttrail_grants::normalise(raw.as_bytes()).unwrap().unwrap(), raw).unwrap();
+        writer.add(&stored, raw).unwrap();
         writer.commit("Json", 0, 1, 0).unwrap();
 
         let conn = store.conn();
@@ -365,7 +367,8 @@ mod tests {
         let sql = format!("SELECT {} FROM events WHERE event_id = 'e1'", crate::write::EVENT_COLUMNS);
         let viewed =
             conn.prepare(&sql).unwrap().query_row([], crate::write::event_from_row).unwrap().unwrap();
-        assert_eq!(read.unwrap(), std::slice::from_ref(&viewed));
+        assert_eq!(viewed, stored);
+        assert_eq!(read.unwrap(), std::slice::from_ref(&stored));
         // Every text column is set, so none can stand in for another unnoticed.
         let c = &viewed.caller;
         let texts = [&viewed.event_type, &viewed.aws_region, &viewed.recipient_account_id, &c.kind, &c.arn];
