@@ -112,7 +112,7 @@ impl Store {
             "SELECT {GRANT_COLUMNS} FROM grant_rows g WHERE grant_ref = {} ORDER BY key_arn",
             texts::id_of("?1")
         );
-        let whole = read_grants(self.conn(), &sql, [grant_id])?;
+        let whole = read_grants(self.conn(), &sql, [grant_id], &mut texts::TextReader::default())?;
         if !whole.is_empty() {
             return Ok(whole);
         }
@@ -121,7 +121,7 @@ impl Store {
             "SELECT {GRANT_COLUMNS} FROM grant_rows g JOIN texts t ON t.id = g.grant_ref
              WHERE substr(t.text, 1, length(?1)) = ?1 ORDER BY key_arn, grant_id"
         );
-        read_grants(self.conn(), &sql, [grant_id])
+        read_grants(self.conn(), &sql, [grant_id], &mut texts::TextReader::default())
     }
 
     /// The grant `grant_id` on `key_arn`, if it is stored.
@@ -285,18 +285,19 @@ impl Store {
 /// Grants matching `filter`, ordered by key, creation time and grant id.
 pub(crate) fn query_grants(conn: &crate::db::Connection, filter: &GrantFilter) -> Result<Vec<Grant>> {
     let (sql, args) = grant_listing(filter);
-    read_grants(conn, &sql, params_from_iter(args))
+    read_grants(conn, &sql, params_from_iter(args), &mut texts::TextReader::default())
 }
 
-/// The grants the query `sql` (of [`GRANT_COLUMNS`]) finds.
+/// The grants the query `sql` (of [`GRANT_COLUMNS`]) finds, their texts read through `texts`.
 fn read_grants(
     conn: &crate::db::Connection,
     sql: &str,
     params: impl crate::db::Params,
+    texts: &mut texts::TextReader,
 ) -> Result<Vec<Grant>> {
     let rows: Vec<GrantRow> =
         conn.prepare_cached(sql)?.query_map(params, GrantRow::from_row)?.collect::<crate::db::Result<_>>()?;
-    GrantRow::read(conn, rows, &mut texts::TextReader::default())
+    GrantRow::read(conn, rows, texts)
 }
 
 /// The query of the grants matching `filter`, ordered by key, creation time (grants created
@@ -351,11 +352,7 @@ pub(crate) fn grants_not_ended_before(
         "SELECT {GRANT_COLUMNS} FROM grant_rows g WHERE key = ?1 AND ended_at IS NULL
          UNION ALL SELECT {GRANT_COLUMNS} FROM grant_rows g WHERE key = ?1 AND ended_at >= ?2"
     );
-    let rows: Vec<GrantRow> = conn
-        .prepare_cached(&sql)?
-        .query_map(crate::db::params![key, t], GrantRow::from_row)?
-        .collect::<crate::db::Result<_>>()?;
-    GrantRow::read(conn, rows, texts)
+    read_grants(conn, &sql, crate::db::params![key, t], texts)
 }
 
 /// One grant as stored, if it is, in one statement: its texts come with its row (a lookup
