@@ -657,6 +657,12 @@ mod tests {
             with_credentials("postgres://granttrail@db.internal:5432/g?sslmode=require", secret).unwrap(),
             "postgres://granttrail:p%40ss%3Aw%2Frd@db.internal:5432/g?sslmode=require"
         );
+        // The template's URL: every parameter kept.
+        let checked = "db.internal:5432/g?sslmode=verify-full&sslrootcert=/var/task/global-bundle.pem";
+        assert_eq!(
+            with_credentials(&format!("postgres://granttrail@{checked}"), secret).unwrap(),
+            format!("postgres://granttrail:p%40ss%3Aw%2Frd@{checked}")
+        );
         assert_eq!(
             with_credentials("postgres://db.internal/g", secret).unwrap(),
             "postgres://admin:p%40ss%3Aw%2Frd@db.internal/g"

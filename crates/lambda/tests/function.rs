@@ -765,12 +765,18 @@ impl Drop for Watch {
 /// Aurora mode across a failover and a rotated password: the database server of a warm
 /// instance restarts (every session ends) after its password was changed in the server and
 /// in the secret. The instance opens the database again with the secret read again, and the
-/// message that met the closed connection is written, not returned to the queue.
+/// message that met the closed connection is written, not returned to the queue. As the
+/// template connects it: over TLS only, the server's certificate checked against the
+/// authorities of a file in the package.
 #[test]
 fn a_warm_instance_opens_the_database_again_after_a_restart_and_a_rotated_password() {
-    let Some(pg) = granttrail_testkit::Postgres::start_with_passwords() else { return };
+    let Some(pg) = granttrail_testkit::Postgres::start_tls_with_passwords() else { return };
     let Some(mut d) = Deployment::without_function(Vec::new()) else { return };
-    let url = pg.password_database("rotating", "first password");
+    let url = format!(
+        "{}?sslmode=verify-full&sslrootcert={}",
+        pg.password_database("rotating", "first password"),
+        pg.certificate().display()
+    );
     let secrets = secrets_client(&d.moto);
     let secret = |password: &str| {
         json!({"username": granttrail_testkit::PASSWORD_ROLE, "password": password}).to_string()

@@ -21,6 +21,14 @@ enum Access {
     Tls,
     /// [`PASSWORD_ROLE`] with its password; anyone else as [`Access::Trusted`].
     Passwords,
+    /// As [`Access::Passwords`], over TLS only.
+    TlsPasswords,
+}
+
+impl Access {
+    fn tls(self) -> bool {
+        matches!(self, Access::Tls | Access::TlsPasswords)
+    }
 }
 
 /// A running server; `postgres` may connect without a password from loopback.
@@ -43,6 +51,12 @@ impl Postgres {
     /// [`Postgres::password_database`]); every other role is trusted, as in [`Postgres::start`].
     pub fn start_with_passwords() -> Option<Postgres> {
         Postgres::start_with(Access::Passwords)
+    }
+
+    /// [`Postgres::start_with_passwords`] over TLS only, as [`Postgres::start_tls`]: how a
+    /// deployed function meets Aurora.
+    pub fn start_tls_with_passwords() -> Option<Postgres> {
+        Postgres::start_with(Access::TlsPasswords)
     }
 
     /// A server that takes TLS connections only, with a certificate for `localhost` and
@@ -95,18 +109,23 @@ impl Postgres {
             ],
         );
         let mut tls_options = String::new();
-        if access == Access::Passwords {
+        // TLS connections from loopback only where asked: a plain connection is refused.
+        let (host, plain) =
+            if access.tls() { ("hostssl", "hostnossl all all 127.0.0.1/32 reject\n") } else { ("host", "") };
+        let password = if matches!(access, Access::Passwords | Access::TlsPasswords) {
+            format!("{host} all {PASSWORD_ROLE} 127.0.0.1/32 scram-sha-256\n")
+        } else {
+            String::new()
+        };
+        if access != Access::Trusted {
             std::fs::write(
                 data.join("pg_hba.conf"),
-                format!("host all {PASSWORD_ROLE} 127.0.0.1/32 scram-sha-256\nhost all all 127.0.0.1/32 trust\nlocal all all trust\n"),
+                format!("{password}{host} all all 127.0.0.1/32 trust\n{plain}local all all trust\n"),
             )
             .expect("pg_hba.conf written");
         }
-        if access == Access::Tls {
+        if access.tls() {
             server.make_certificate();
-            // TLS connections from loopback only: a plain connection is refused.
-            std::fs::write(data.join("pg_hba.conf"), "hostssl all all 127.0.0.1/32 trust\nhostnossl all all 127.0.0.1/32 reject\nlocal all all trust\n")
-                .expect("pg_hba.conf written");
             tls_options = format!(
                 " -c ssl=on -c ssl_cert_file={} -c ssl_key_file={}",
                 server.dir.join("server.crt").display(),
