@@ -70,8 +70,7 @@ pub fn analyse(inputs: &[Input], keys: Option<&PublicKeys>, filter: &Filter) -> 
     // reports and counts only its own.
     let mut digest_problems = Vec::new();
     check_locations(&mut digests, &mut digest_problems);
-    check_chains(&mut digests, &mut digest_problems, &|d| filter.owns(&d.object.name));
-    let signatures = check_signatures(&mut digests, keys, &mut digest_problems);
+    let signatures = check_chains(&mut digests, keys, &mut digest_problems, &|d| filter.owns(&d.object.name));
     out.problems.extend(
         digest_problems
             .into_iter()
@@ -306,10 +305,27 @@ fn check_locations(digests: &mut [Read], problems: &mut Vec<Problem>) {
     }
 }
 
-/// Links each hourly chain (per account, region and trail) and checks each digest's hash against
-/// the one the next digest records. A link named but absent is a missing digest, unless it lies
-/// before the earliest digest given (a copy starts somewhere).
-fn check_chains<'a>(digests: &mut [Read<'a>], problems: &mut Vec<Problem>, reports: &dyn Fn(&Read) -> bool) {
+/// Checks each digest's signature and links each hourly chain (per account, region and trail),
+/// checking each digest's hash against the one the next digest records. A digest whose S3
+/// metadata carries a signature the keys verify vouches for itself, and a next digest that is
+/// not trusted cannot discredit it: one planted after a genuine digest, naming it with another
+/// hash or signature, is reported alone. Other digests are only as good as what the next
+/// digest records, trusted or not, so the chain is walked newest first. A link named but absent
+/// is a missing digest, unless it lies before the earliest digest given (a copy starts
+/// somewhere). Returns each digest's signature check.
+fn check_chains<'a>(
+    digests: &mut [Read<'a>],
+    keys: Option<&PublicKeys>,
+    problems: &mut Vec<Problem>,
+    reports: &dyn Fn(&Read) -> bool,
+) -> Vec<Signature> {
+    let mut signatures: Vec<Option<Signature>> = digests
+        .iter_mut()
+        .map(|d| {
+            let own = keys.is_some() && d.object.metadata_signature.is_some();
+            own.then(|| check_signature(d, keys, problems))
+        })
+        .collect();
     let mut chains: BTreeMap<(String, String, String), Vec<usize>> = BTreeMap::new();
     for (i, d) in digests.iter().enumerate() {
         // A moved digest stays a link (it is there, only not trusted), so it is not also missing.
@@ -324,11 +340,18 @@ fn check_chains<'a>(digests: &mut [Read<'a>], problems: &mut Vec<Problem>, repor
             chain.iter().map(|&i| (file_name(&digests[i].digest.digest_s3_object).to_string(), i)).collect();
         // The digests that name each one as their previous: more than one is a fork.
         let mut named_by: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
-        for (position, &i) in chain.iter().enumerate() {
+        for (position, &i) in chain.iter().enumerate().rev() {
+            // What its next digest records of it has been applied: its signature can be checked.
+            if signatures[i].is_none() {
+                signatures[i] = Some(check_signature(&mut digests[i], keys, problems));
+            }
             let Some(previous) = digests[i].digest.previous_digest_s3_object.clone() else { continue };
             match by_file.get(file_name(&previous)) {
                 Some(&p) => {
                     named_by.entry(p).or_default().push(i);
+                    if !digests[i].trusted && signatures[p] == Some(Signature::Valid) {
+                        continue;
+                    }
                     let next: &'a Digest = digests[i].digest;
                     let recorded = next.previous_hash().ok().flatten();
                     digests[p].signature_from_next = next.previous_digest_signature.as_deref();
@@ -360,7 +383,8 @@ fn check_chains<'a>(digests: &mut [Read<'a>], problems: &mut Vec<Problem>, repor
                 None => {}
             }
         }
-        for (p, nexts) in named_by {
+        for (p, mut nexts) in named_by {
+            nexts.reverse(); // in chain order
             if let [first, second, ..] = nexts[..]
                 && reports(&digests[p])
             {
@@ -373,6 +397,16 @@ fn check_chains<'a>(digests: &mut [Read<'a>], problems: &mut Vec<Problem>, repor
             }
         }
     }
+    // Backfill digests are no links: their metadata alone can vouch for them. A digest found
+    // altered after its signature verified is not counted as valid.
+    signatures
+        .into_iter()
+        .zip(digests.iter_mut())
+        .map(|(checked, d)| match checked.unwrap_or_else(|| check_signature(d, keys, problems)) {
+            _ if !d.trusted => Signature::Failed,
+            checked => checked,
+        })
+        .collect()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -382,67 +416,53 @@ enum Signature {
     Unchecked,
 }
 
-/// Checks each still-trusted digest's signature: from its S3 metadata, or as the next digest
+/// Checks a still-trusted digest's signature: from its S3 metadata, or as the next digest
 /// records it.
-fn check_signatures(
-    digests: &mut [Read],
-    keys: Option<&PublicKeys>,
-    problems: &mut Vec<Problem>,
-) -> Vec<Signature> {
-    digests
-        .iter_mut()
-        .map(|d| {
-            if !d.trusted {
-                return Signature::Failed;
-            }
-            let from_metadata = d.object.metadata_signature.as_deref();
-            if keys.is_some() && d.object.bucket.is_some() && from_metadata.is_none() {
-                d.trusted = false;
-                problems.push(problem(
-                    d,
-                    ProblemKind::DigestSignatureInvalid,
-                    "its S3 object carries no signature (x-amz-meta-signature), which CloudTrail sets on every digest"
-                        .to_string(),
-                ));
-                return Signature::Failed;
-            }
-            if let (Some(a), Some(b)) = (from_metadata, d.signature_from_next)
-                && !a.eq_ignore_ascii_case(b)
-            {
-                d.trusted = false;
-                problems.push(problem(
-                    d,
-                    ProblemKind::DigestSignatureInvalid,
-                    "the signature in its S3 metadata differs from the one the next digest records".to_string(),
-                ));
-                return Signature::Failed;
-            }
-            let (Some(keys), Some(signature)) = (keys, from_metadata.or(d.signature_from_next)) else {
-                return Signature::Unchecked;
-            };
-            let fingerprint = &d.digest.digest_public_key_fingerprint;
-            let Some(key) = keys.get(fingerprint) else {
-                d.trusted = false;
-                problems.push(problem(
-                    d,
-                    ProblemKind::DigestKeyUnknown,
-                    format!("signed with the key whose fingerprint is {fingerprint}, which the public keys given do not hold"),
-                ));
-                return Signature::Failed;
-            };
-            if signature_is_valid(key, d.digest.signing_string(&d.sha256).as_bytes(), signature) {
-                Signature::Valid
-            } else {
-                d.trusted = false;
-                problems.push(problem(
-                    d,
-                    ProblemKind::DigestSignatureInvalid,
-                    format!("its signature does not verify with the key whose fingerprint is {fingerprint}"),
-                ));
-                Signature::Failed
-            }
-        })
-        .collect()
+fn check_signature(d: &mut Read, keys: Option<&PublicKeys>, problems: &mut Vec<Problem>) -> Signature {
+    if !d.trusted {
+        return Signature::Failed;
+    }
+    let from_metadata = d.object.metadata_signature.as_deref();
+    if keys.is_some() && d.object.bucket.is_some() && from_metadata.is_none() {
+        d.trusted = false;
+        let reason = "its S3 object carries no signature (x-amz-meta-signature), which CloudTrail sets on every digest";
+        problems.push(problem(d, ProblemKind::DigestSignatureInvalid, reason.to_string()));
+        return Signature::Failed;
+    }
+    if let (Some(a), Some(b)) = (from_metadata, d.signature_from_next)
+        && !a.eq_ignore_ascii_case(b)
+    {
+        d.trusted = false;
+        problems.push(problem(
+            d,
+            ProblemKind::DigestSignatureInvalid,
+            "the signature in its S3 metadata differs from the one the next digest records".to_string(),
+        ));
+        return Signature::Failed;
+    }
+    let (Some(keys), Some(signature)) = (keys, from_metadata.or(d.signature_from_next)) else {
+        return Signature::Unchecked;
+    };
+    let fingerprint = &d.digest.digest_public_key_fingerprint;
+    let Some(key) = keys.get(fingerprint) else {
+        d.trusted = false;
+        let reason = format!(
+            "signed with the key whose fingerprint is {fingerprint}, which the public keys given do not hold"
+        );
+        problems.push(problem(d, ProblemKind::DigestKeyUnknown, reason));
+        return Signature::Failed;
+    };
+    if signature_is_valid(key, d.digest.signing_string(&d.sha256).as_bytes(), signature) {
+        Signature::Valid
+    } else {
+        d.trusted = false;
+        problems.push(problem(
+            d,
+            ProblemKind::DigestSignatureInvalid,
+            format!("its signature does not verify with the key whose fingerprint is {fingerprint}"),
+        ));
+        Signature::Failed
+    }
 }
 
 fn judge_log(

@@ -5,7 +5,8 @@
 //! region, without any I/O:
 //! - a digest must sit where it says it was delivered, hash as the next digest in its chain
 //!   records, and (given the public keys) carry a valid signature; one that fails is not
-//!   trusted, and neither is what it lists;
+//!   trusted, and neither is what it lists. A digest whose own S3 metadata signature verifies
+//!   is not discredited by a next digest that is itself untrusted (planted after it);
 //! - a log file a trusted digest lists is **verified** when its content hashes as listed,
 //!   **altered** otherwise, and **missing** when it is not among the inputs;
 //! - a log file no trusted digest lists is **unlisted** when digests cover the hour after its

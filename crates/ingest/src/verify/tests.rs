@@ -62,6 +62,25 @@ fn file(key: &str) -> String {
     key.rsplit('/').next().unwrap().to_string()
 }
 
+/// Each of `logs` reported unlisted.
+fn unlisted(logs: &[String]) -> Vec<(ProblemKind, String)> {
+    logs.iter().map(|log| (ProblemKind::Unlisted, file(log))).collect()
+}
+
+/// Alters the digest `key` (a space in a field name) and returns its new content.
+fn alter_digest(trail: &mut SignedTrail, key: &str) -> String {
+    let text = trail.content(key).unwrap().replace("\"newestEventTime\"", "\"newestEventTime \"");
+    trail.tamper(key, &text);
+    text
+}
+
+/// Sets one field of the digest `key`.
+fn set_digest_field(trail: &mut SignedTrail, key: &str, field: &str, value: &str) {
+    let mut body: serde_json::Value = serde_json::from_str(&trail.content(key).unwrap()).unwrap();
+    body[field] = json!(value);
+    trail.tamper(key, &body.to_string());
+}
+
 #[test]
 fn an_intact_copy_is_verified_and_only_the_newest_signature_is_left_unchecked() {
     let (trail, logs, _) = three_hours();
@@ -208,17 +227,11 @@ fn a_deleted_digest_breaks_the_chain_and_leaves_its_hour_unverified() {
 #[test]
 fn an_altered_digest_is_caught_by_the_next_one_and_its_files_are_not_vouched_for() {
     let (mut trail, logs, digests) = three_hours();
-    let text = trail.content(&digests[0]).unwrap().replace("\"newestEventTime\"", "\"newestEventTime \"");
-    trail.tamper(&digests[0], &text);
+    alter_digest(&mut trail, &digests[0]);
     let v = analyse(&inputs(&trail, false), Some(&keys(&trail)), &Filter::default());
-    assert_eq!(
-        verdicts(&v),
-        vec![
-            (ProblemKind::Unlisted, file(&logs[0])),
-            (ProblemKind::Unlisted, file(&logs[1])),
-            (ProblemKind::DigestAltered, file(&digests[0])),
-        ]
-    );
+    let mut expected = unlisted(&logs[..2]);
+    expected.push((ProblemKind::DigestAltered, file(&digests[0])));
+    assert_eq!(verdicts(&v), expected);
 }
 
 #[test]
@@ -569,4 +582,42 @@ fn a_digest_in_s3_without_its_signature_is_not_trusted() {
     );
     // Without keys nothing is said of signatures, present or not.
     assert_eq!(verdicts(&analyse(&read, None, &Filter::default())), vec![]);
+}
+
+/// A digest planted after the newest one, naming it as previous with another hash or another
+/// signature: read from S3 with the keys, the planted digest's own signature fails, so what it
+/// records of the genuine digest counts for nothing; the genuine one and its files stay
+/// verified, and only the planted digest is reported.
+#[test]
+fn a_planted_digest_that_fails_its_own_checks_does_not_discredit_the_one_it_names() {
+    for field in ["previousDigestHashValue", "previousDigestSignature"] {
+        let (mut trail, _, digests) = three_hours();
+        let planted = trail.digest("2025-03-04T13:00:00Z", "2025-03-04T14:00:00Z");
+        let body: serde_json::Value = serde_json::from_str(&trail.content(&planted).unwrap()).unwrap();
+        let recorded = body[field].as_str().unwrap();
+        let other = format!("{}{}", if recorded.starts_with('0') { "1" } else { "0" }, &recorded[1..]);
+        set_digest_field(&mut trail, &planted, field, &other);
+        let v = analyse(&inputs(&trail, true), Some(&keys(&trail)), &Filter::default());
+        assert_eq!(verdicts(&v), vec![(ProblemKind::DigestSignatureInvalid, file(&planted))], "{field}");
+        let s = &v.summaries[0];
+        assert_eq!((s.verified, s.unlisted, s.digests, s.digests_trusted), (6, 0, 4, 3), "{field}");
+        assert!(v.log_files.iter().all(|(_, verdict, _)| *verdict == LogVerdict::Verified), "{field}");
+        assert!(!v.problems.iter().any(|p| p.object.ends_with(&file(&digests[2]))), "{field}");
+    }
+}
+
+/// The other way round, offline where a digest's signature is known only from the next one: a
+/// digest altered together with the next digest's record of its hash is still not vouched for
+/// by that record, whose own digest no longer hashes as the one after it records.
+#[test]
+fn a_digest_altered_with_the_next_ones_record_of_it_is_still_caught() {
+    use granttrail_cloudtrail::digest::{hex, sha256};
+    let (mut trail, logs, digests) = three_hours();
+    let altered = alter_digest(&mut trail, &digests[0]);
+    set_digest_field(&mut trail, &digests[1], "previousDigestHashValue", &hex(&sha256(altered.as_bytes())));
+    let v = analyse(&inputs(&trail, false), Some(&keys(&trail)), &Filter::default());
+    let mut expected = unlisted(&logs[..4]);
+    expected.push((ProblemKind::DigestAltered, file(&digests[1])));
+    expected.push((ProblemKind::DigestSignatureInvalid, file(&digests[0])));
+    assert_eq!(verdicts(&v), expected);
 }
