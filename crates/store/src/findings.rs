@@ -65,6 +65,8 @@ impl Store {
         Ok(keys.into_iter().collect())
     }
 
+    /// Every rule looks at one key's grants, calls and listings: the findings are worked out a
+    /// key at a time, so memory holds one key's calls, not the database's.
     fn findings_where(
         &self,
         rules: &RulesConfig,
@@ -75,37 +77,43 @@ impl Store {
     ) -> Result<Vec<Finding>> {
         let settings = self.settings();
         let window = settings.consistency_window_seconds;
-        let (mut grants, mut covered, mut denials, mut after_end) =
-            (Vec::new(), Vec::new(), Vec::new(), Vec::new());
-        let scopes: Vec<Option<&str>> = match keys {
-            None => vec![None],
-            Some(keys) => keys.iter().map(|k| Some(k.as_str())).collect(),
-        };
-        for key in scopes {
-            grants.extend(
-                self.grants(&GrantFilter { key_arn: key.map(str::to_string), ..GrantFilter::default() })?,
-            );
-            covered.extend(self.covered_calls(key)?);
-            denials.extend(self.access_denials(key)?);
-            after_end.extend(self.calls_after_grant_ends(window, key)?);
-        }
-        let uses = grant_uses(&grants, &covered);
-        let deletions = self.principal_deletions()?;
-        let mut found = evaluate(&FindingInputs {
-            grants: &grants,
-            uses: &uses,
-            principal_deletions: &deletions,
-            denials: &denials,
-            calls_after_end: &after_end,
-            settings,
-            config: rules,
-            now,
-            logs_end,
-        });
+        let mut snapshots: BTreeMap<String, Vec<Snapshot>> = BTreeMap::new();
         for snapshot in self.grant_lists()? {
-            if keys.is_none_or(|keys| keys.contains(&snapshot.key_arn)) {
-                found.extend(reconcile::reconcile(&snapshot, &grants, rules, window));
+            snapshots.entry(snapshot.key_arn.clone()).or_default().push(snapshot);
+        }
+        let scopes: Vec<String> = match keys {
+            Some(keys) => keys.to_vec(),
+            None => {
+                let mut all = self.grant_keys()?;
+                all.extend(snapshots.keys().cloned());
+                all.sort_unstable();
+                all.dedup();
+                all
             }
+        };
+        let deletions = self.principal_deletions()?;
+        let untrusted: HashMap<String, FileVerdict> =
+            self.untrusted_log_files()?.into_iter().map(|f| (f.file_name.clone(), f)).collect();
+        let mut found = Vec::new();
+        for key in &scopes {
+            let grants =
+                self.grants(&GrantFilter { key_arn: Some(key.clone()), ..GrantFilter::default() })?;
+            let uses = grant_uses(&grants, &self.covered_calls(Some(key))?);
+            found.extend(evaluate(&FindingInputs {
+                grants: &grants,
+                uses: &uses,
+                principal_deletions: &deletions,
+                denials: &self.access_denials(Some(key))?,
+                calls_after_end: &self.calls_after_grant_ends(window, Some(key))?,
+                settings,
+                config: rules,
+                now,
+                logs_end,
+            }));
+            for snapshot in snapshots.get(key).into_iter().flatten() {
+                found.extend(reconcile::reconcile(snapshot, &grants, rules, window));
+            }
+            found.extend(self.grant_evidence_findings(rules, &grants, &uses, &untrusted)?);
         }
         let checked = !rules.disabled_rules.iter().any(|r| r == last_usage::USE_NOT_LOGGED.id);
         for imported in self.key_last_usages(None)?.into_iter().filter(|_| checked) {
@@ -119,30 +127,28 @@ impl Store {
             let logged = self.logged_use(key, event_id)?;
             found.extend(last_usage::check(key, &imported.usage, logged, &imported.source));
         }
-        found.extend(self.integrity_findings(rules, &grants, &uses, file_findings)?);
+        let on = |rule: &findings::Rule| !rules.disabled_rules.iter().any(|r| r == rule.id);
+        if file_findings && on(&integrity::LOG_FILE_ALTERED) {
+            found.extend(untrusted.values().filter_map(integrity::altered));
+        }
+        if file_findings && on(&integrity::LOG_FILE_MISSING) {
+            found.extend(self.missing_log_files()?.iter().map(integrity::missing));
+        }
         findings::sort(&mut found);
         Ok(found)
     }
 
-    /// GT106 on grants whose events were read from altered or unlisted log files; with
-    /// `files`, also GT107 and GT108 on the files themselves (they belong to no key).
-    fn integrity_findings(
+    /// GT106 on `grants` whose events were read from `untrusted` (altered or unlisted) log
+    /// files, by file name. (GT107 and GT108, on the files themselves, belong to no key.)
+    fn grant_evidence_findings(
         &self,
         rules: &RulesConfig,
         grants: &[Grant],
         uses: &BTreeMap<(String, String), GrantUse>,
-        files: bool,
+        untrusted: &HashMap<String, FileVerdict>,
     ) -> Result<Vec<Finding>> {
         let on = |rule: &findings::Rule| !rules.disabled_rules.iter().any(|r| r == rule.id);
-        let untrusted: HashMap<String, FileVerdict> =
-            self.untrusted_log_files()?.into_iter().map(|f| (f.file_name.clone(), f)).collect();
         let mut out = Vec::new();
-        if files && on(&integrity::LOG_FILE_ALTERED) {
-            out.extend(untrusted.values().filter_map(integrity::altered));
-        }
-        if files && on(&integrity::LOG_FILE_MISSING) {
-            out.extend(self.missing_log_files()?.iter().map(integrity::missing));
-        }
         if untrusted.is_empty() || !on(&integrity::UNVERIFIED_GRANT_EVIDENCE) {
             return Ok(out);
         }

@@ -78,6 +78,16 @@ impl Store {
         query_grants(self.conn(), filter)
     }
 
+    /// The key ARNs of every grant, sorted (by byte, whatever the engine's collation).
+    pub fn grant_keys(&self) -> Result<Vec<String>> {
+        let mut stmt = self
+            .conn()
+            .prepare_cached("SELECT text FROM texts WHERE id IN (SELECT DISTINCT key FROM grant_rows)")?;
+        let mut keys: Vec<String> = stmt.query_map([], |r| r.get(0))?.collect::<crate::db::Result<_>>()?;
+        keys.sort_unstable();
+        Ok(keys)
+    }
+
     /// [`Store::grants`] one at a time, for listings too long to hold: memory stays flat on
     /// either engine (SQLite sorts in bounded memory; PostgreSQL's rows are fetched from a
     /// cursor a thousand at a time, [`crate::db::Connection::for_each_row`]).
@@ -746,13 +756,21 @@ impl Store {
 impl Store {
     /// Every labelled call side with each grant it names (on `key` only, when given).
     pub fn covered_calls(&self, key: Option<&str>) -> Result<Vec<granttrail_grants::findings::CoveredCall>> {
+        // On one key: from the lists naming the key's grants (a plan from the key's labels
+        // would search the lists for each of them).
+        let filter = match key {
+            Some(_) => format!(
+                "m.grant_ref IN (SELECT grant_ref FROM grant_rows WHERE key = {KEY}) AND +c.key = {KEY}"
+            ),
+            None => "CAST(?1 AS TEXT) IS NULL".to_string(),
+        };
         let mut stmt = self.conn().prepare_cached(&format!(
             "SELECT k.text, g.text, o.text, c.label, p.text, e.event_id, f.text
              FROM grant_list_members m JOIN call_labels c ON c.grant_ids = m.list
              JOIN texts g ON g.id = m.grant_ref JOIN event_rows e ON e.id = c.event JOIN texts k ON k.id = c.key
              LEFT JOIN texts o ON o.id = c.operation LEFT JOIN texts p ON p.id = c.principal
              JOIN texts f ON f.id = c.flags
-             WHERE c.grant_ids <> 0 AND (CAST(?1 AS TEXT) IS NULL OR c.key = {KEY})
+             WHERE c.grant_ids <> 0 AND {filter}
              ORDER BY g.text, c.event_time, e.event_id"
         ))?;
         let rows = stmt.query_map([key], |r| {
