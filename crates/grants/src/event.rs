@@ -95,7 +95,7 @@ impl Caller {
 }
 
 /// Encryption-context constraints of a grant, as `CreateGrant` recorded them.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct Constraints {
     #[serde(skip_serializing_if = "Option::is_none", default)]
     pub encryption_context_equals: Option<BTreeMap<String, String>>,
@@ -108,7 +108,7 @@ pub struct Constraints {
 
 /// What a `CreateGrant` asked for. `None` means CloudTrail did not say (missing, omitted or
 /// of the wrong type), which is different from an empty list.
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
 pub struct GrantSpec {
     pub grantee_principal: Option<String>,
     pub retiring_principal: Option<String>,

@@ -1,11 +1,11 @@
 //! What the rules look up beyond one grant: denials before it, the grants it was created
 //! through, and the calls that succeeded after it ended.
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 
 use super::service::is_service_principal;
 use super::{FindingInputs, uses::principal_family};
-use crate::event::{KmsEvent, arn_account};
+use crate::event::{GrantSpec, KmsEvent, arn_account};
 use crate::lifecycle::{Grant, GrantState, logical_events};
 use crate::matching::{Coverage, Tri, World, call_sides, covers, grant_operation};
 
@@ -85,6 +85,8 @@ pub(super) struct Context<'a> {
     inputs: &'a FindingInputs<'a>,
     pub(super) by_id: BTreeMap<(&'a str, &'a str), &'a Grant>,
     by_key: BTreeMap<&'a str, Vec<&'a Grant>>,
+    /// The first grant of each key and specification that ended after a logged creation.
+    ended_by_spec: HashMap<(&'a str, &'a GrantSpec), &'a Grant>,
     /// `(key, eventID of a CreateGrant)` → the grants that covered it, and how certainly.
     delegated_through: BTreeMap<(&'a str, &'a str), Vec<(&'a str, bool)>>,
     denials_by_key: BTreeMap<&'a str, Vec<&'a KmsEvent>>,
@@ -97,9 +99,13 @@ impl<'a> Context<'a> {
     pub(super) fn new(inputs: &'a FindingInputs<'a>) -> Context<'a> {
         let mut by_id = BTreeMap::new();
         let mut by_key: BTreeMap<&str, Vec<&Grant>> = BTreeMap::new();
+        let mut ended_by_spec = HashMap::new();
         for g in inputs.grants {
             by_id.insert((g.key_arn.as_str(), g.grant_id.as_str()), g);
             by_key.entry(g.key_arn.as_str()).or_default().push(g);
+            if g.state != GrantState::Active && g.creation_seen {
+                ended_by_spec.entry((g.key_arn.as_str(), &g.spec)).or_insert(g);
+            }
         }
         let mut delegated_through: BTreeMap<(&str, &str), Vec<(&str, bool)>> = BTreeMap::new();
         for ((key, grant_id), u) in inputs.uses {
@@ -138,11 +144,18 @@ impl<'a> Context<'a> {
             inputs,
             by_id,
             by_key,
+            ended_by_spec,
             delegated_through,
             denials_by_key,
             after_end_by_key,
             facts: Facts { principal_deletions: inputs.principal_deletions },
         }
+    }
+
+    /// The first grant on `g`'s key with `g`'s specification that is no longer active, its
+    /// creation logged (`g` itself, when `g` is such a grant).
+    pub(super) fn ended_twin(&self, g: &Grant) -> Option<&'a Grant> {
+        self.ended_by_spec.get(&(g.key_arn.as_str(), &g.spec)).copied()
     }
 
     /// The grants `g` may have been created through: those that covered its CreateGrant.

@@ -346,14 +346,8 @@ fn duplicate_leftover(s: &Subject<'_>, hits: &mut Vec<Hit>) {
     if !s.active {
         return;
     }
-    let twin = s.inputs.grants.iter().find(|o| {
-        o.grant_id != g.grant_id
-            && o.key_arn == g.key_arn
-            && o.state != GrantState::Active
-            && o.creation_seen
-            && o.spec == g.spec
-    });
-    if let Some(t) = twin {
+    // `g` is active, so its ended twin is another grant.
+    if let Some(t) = s.ctx.ended_twin(g) {
         let detail = format!("identical to grant {}, which was {}", t.grant_id, t.state.as_str());
         hits.push(
             Hit::new(DUPLICATE_LEFTOVER, detail)

@@ -232,6 +232,13 @@ fn each_rule_fires_and_a_close_variant_does_not() {
     let mut other = ended.clone();
     other.spec.name = Some("different".into());
     assert!(rules_fired(&[other, base.clone()], &calls, &cfg, DAY).is_empty());
+    // Only an ended grant of the same key, its creation logged, is a twin.
+    let mut elsewhere = ended.clone();
+    elsewhere.key_arn = base.key_arn.replace("key/", "key/other-");
+    assert!(rules_fired(&[elsewhere, base.clone()], &calls, &cfg, DAY).is_empty());
+    let mut unseen = ended.clone();
+    unseen.creation_seen = false;
+    assert!(rules_fired(&[unseen, base.clone()], &calls, &cfg, DAY).is_empty());
 }
 
 const APP: &str = "arn:aws:iam::111122223333:role/app";
