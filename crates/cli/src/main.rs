@@ -166,10 +166,13 @@ fn describe(e: &anyhow::Error) -> String {
     said.join(": ")
 }
 
-/// `granttrail grants | head` closes the pipe early; that is not an error.
+/// `granttrail grants | head` closes the pipe early; that is not an error. (serde_json keeps
+/// the I/O error it met inside its own.)
 fn is_broken_pipe(e: &anyhow::Error) -> bool {
+    let broken = Some(std::io::ErrorKind::BrokenPipe);
     e.chain().any(|c| {
-        c.downcast_ref::<std::io::Error>().is_some_and(|io| io.kind() == std::io::ErrorKind::BrokenPipe)
+        c.downcast_ref::<std::io::Error>().map(std::io::Error::kind) == broken
+            || c.downcast_ref::<serde_json::Error>().and_then(serde_json::Error::io_error_kind) == broken
     })
 }
 

@@ -364,6 +364,8 @@ fn a_reader_that_stops_early_is_not_an_error() {
         vec!["grants"],
         vec!["calls", "--format", "csv"],
         vec!["findings"],
+        vec!["findings", "--format", "jsonl"],
+        vec!["grants", "--format", "jsonl"],
         vec!["rebuild"],
     ] {
         let (reader, writer) = std::io::pipe().unwrap();
