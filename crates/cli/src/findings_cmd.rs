@@ -13,7 +13,7 @@ use granttrail_store::Store;
 use crate::config::Config;
 use crate::finding_formats::{self, Reported};
 use crate::grants_cmd::{latest_event, open_existing};
-use crate::output::{Table, print_json};
+use crate::output::{JsonArrayOut, Table, print_json_line};
 use crate::{parse_time, parse_when};
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -72,35 +72,40 @@ pub fn run(db: &Location, config: &Config, args: &FindingsArgs) -> anyhow::Resul
         .filter(|f| since.is_none_or(|t| f.observed_at.is_some_and(|o| o >= t)))
         .collect();
     let snapshots = store.grant_lists()?;
-    let mut reported = Vec::new();
-    if args.format != FindingsFormat::Table {
-        for f in &listed {
-            reported.push(Reported { finding: f, evidence: store.finding_evidence(f, &snapshots)? });
-        }
-    }
+    let reported = || -> anyhow::Result<Vec<Reported<'_>>> {
+        listed
+            .iter()
+            .map(|f| Ok(Reported { finding: f, evidence: store.finding_evidence(f, &snapshots)? }))
+            .collect()
+    };
+    // JSON is printed a finding at a time, its evidence read as it goes: the whole
+    // database's findings may be millions.
+    let view = |f: &Finding| -> anyhow::Result<FindingView> {
+        Ok(FindingView::new(f, grant_name(&store, f)?, store.finding_evidence(f, &snapshots)?, now))
+    };
     let mut out = std::io::stdout().lock();
     match args.format {
-        FindingsFormat::Json | FindingsFormat::Jsonl => {
-            let mut views = Vec::with_capacity(reported.len());
-            for r in &reported {
-                views.push(FindingView::new(
-                    r.finding,
-                    grant_name(&store, r.finding)?,
-                    r.evidence.clone(),
-                    now,
-                ));
+        FindingsFormat::Jsonl => {
+            for f in &listed {
+                print_json_line(&view(f)?, &mut out)?;
             }
-            print_json(&views, args.format == FindingsFormat::Jsonl, &mut out)?;
         }
-        FindingsFormat::Sarif => write_document(&finding_formats::sarif(&reported), &mut out)?,
+        FindingsFormat::Json => {
+            let mut array = JsonArrayOut::new(&mut out);
+            for f in &listed {
+                array.item(&view(f)?)?;
+            }
+            array.finish()?;
+        }
+        FindingsFormat::Sarif => write_document(&finding_formats::sarif(&reported()?), &mut out)?,
         FindingsFormat::Asff => {
-            let asff = finding_formats::asff(&reported, now);
+            let asff = finding_formats::asff(&reported()?, now);
             for reason in &asff.skipped {
                 eprintln!("granttrail: {reason}");
             }
             write_document(&asff.findings, &mut out)?;
         }
-        FindingsFormat::Ocsf => write_document(&finding_formats::ocsf(&reported, now), &mut out)?,
+        FindingsFormat::Ocsf => write_document(&finding_formats::ocsf(&reported()?, now), &mut out)?,
         FindingsFormat::Table => {
             let mut table = Table::new(vec!["SEVERITY", "RULE", "TITLE", "GRANT", "DETAIL"]);
             for f in &listed {
