@@ -70,7 +70,9 @@ pub fn analyse(inputs: &[Input], keys: Option<&PublicKeys>, filter: &Filter) -> 
     // reports and counts only its own.
     let mut digest_problems = Vec::new();
     check_locations(&mut digests, &mut digest_problems);
-    let signatures = check_chains(&mut digests, keys, &mut digest_problems, &|d| filter.owns(&d.object.name));
+    let self_signed: Vec<bool> = digests.iter().map(|d| signed_in_metadata(d, keys)).collect();
+    check_chains(&mut digests, &self_signed, &mut digest_problems, &|d| filter.owns(&d.object.name));
+    let signatures = check_signatures(&mut digests, keys, &mut digest_problems);
     out.problems.extend(
         digest_problems
             .into_iter()
@@ -305,27 +307,26 @@ fn check_locations(digests: &mut [Read], problems: &mut Vec<Problem>) {
     }
 }
 
-/// Checks each digest's signature and links each hourly chain (per account, region and trail),
-/// checking each digest's hash against the one the next digest records. A digest whose S3
-/// metadata carries a signature the keys verify vouches for itself, and a next digest that is
-/// not trusted cannot discredit it: one planted after a genuine digest, naming it with another
-/// hash or signature, is reported alone. Other digests are only as good as what the next
-/// digest records, trusted or not, so the chain is walked newest first. A link named but absent
-/// is a missing digest, unless it lies before the earliest digest given (a copy starts
-/// somewhere). Returns each digest's signature check.
+/// Does the digest's S3 metadata carry a signature the keys verify? Such a digest vouches for
+/// itself, whatever a next digest records of it.
+fn signed_in_metadata(d: &Read, keys: Option<&PublicKeys>) -> bool {
+    let (Some(keys), Some(signature)) = (keys, d.object.metadata_signature.as_deref()) else { return false };
+    keys.get(&d.digest.digest_public_key_fingerprint)
+        .is_some_and(|key| signature_is_valid(key, d.digest.signing_string(&d.sha256).as_bytes(), signature))
+}
+
+/// Links each hourly chain (per account, region and trail) and checks each digest's hash against
+/// the one the next digest records. A link named but absent is a missing digest, unless it lies
+/// before the earliest digest given (a copy starts somewhere). What a next digest records of a
+/// digest that vouches for itself (`self_signed`) counts only if the next one vouches for
+/// itself too and is where it says: one planted after a genuine digest, naming it with another
+/// hash or signature, cannot discredit it (its own signature fails later, alone).
 fn check_chains<'a>(
     digests: &mut [Read<'a>],
-    keys: Option<&PublicKeys>,
+    self_signed: &[bool],
     problems: &mut Vec<Problem>,
     reports: &dyn Fn(&Read) -> bool,
-) -> Vec<Signature> {
-    let mut signatures: Vec<Option<Signature>> = digests
-        .iter_mut()
-        .map(|d| {
-            let own = keys.is_some() && d.object.metadata_signature.is_some();
-            own.then(|| check_signature(d, keys, problems))
-        })
-        .collect();
+) {
     let mut chains: BTreeMap<(String, String, String), Vec<usize>> = BTreeMap::new();
     for (i, d) in digests.iter().enumerate() {
         // A moved digest stays a link (it is there, only not trusted), so it is not also missing.
@@ -340,16 +341,12 @@ fn check_chains<'a>(
             chain.iter().map(|&i| (file_name(&digests[i].digest.digest_s3_object).to_string(), i)).collect();
         // The digests that name each one as their previous: more than one is a fork.
         let mut named_by: BTreeMap<usize, Vec<usize>> = BTreeMap::new();
-        for (position, &i) in chain.iter().enumerate().rev() {
-            // What its next digest records of it has been applied: its signature can be checked.
-            if signatures[i].is_none() {
-                signatures[i] = Some(check_signature(&mut digests[i], keys, problems));
-            }
+        for (position, &i) in chain.iter().enumerate() {
             let Some(previous) = digests[i].digest.previous_digest_s3_object.clone() else { continue };
             match by_file.get(file_name(&previous)) {
                 Some(&p) => {
                     named_by.entry(p).or_default().push(i);
-                    if !digests[i].trusted && signatures[p] == Some(Signature::Valid) {
+                    if self_signed[p] && !(self_signed[i] && digests[i].trusted) {
                         continue;
                     }
                     let next: &'a Digest = digests[i].digest;
@@ -383,8 +380,7 @@ fn check_chains<'a>(
                 None => {}
             }
         }
-        for (p, mut nexts) in named_by {
-            nexts.reverse(); // in chain order
+        for (p, nexts) in named_by {
             if let [first, second, ..] = nexts[..]
                 && reports(&digests[p])
             {
@@ -397,16 +393,6 @@ fn check_chains<'a>(
             }
         }
     }
-    // Backfill digests are no links: their metadata alone can vouch for them. A digest found
-    // altered after its signature verified is not counted as valid.
-    signatures
-        .into_iter()
-        .zip(digests.iter_mut())
-        .map(|(checked, d)| match checked.unwrap_or_else(|| check_signature(d, keys, problems)) {
-            _ if !d.trusted => Signature::Failed,
-            checked => checked,
-        })
-        .collect()
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -416,53 +402,67 @@ enum Signature {
     Unchecked,
 }
 
-/// Checks a still-trusted digest's signature: from its S3 metadata, or as the next digest
+/// Checks each still-trusted digest's signature: from its S3 metadata, or as the next digest
 /// records it.
-fn check_signature(d: &mut Read, keys: Option<&PublicKeys>, problems: &mut Vec<Problem>) -> Signature {
-    if !d.trusted {
-        return Signature::Failed;
-    }
-    let from_metadata = d.object.metadata_signature.as_deref();
-    if keys.is_some() && d.object.bucket.is_some() && from_metadata.is_none() {
-        d.trusted = false;
-        let reason = "its S3 object carries no signature (x-amz-meta-signature), which CloudTrail sets on every digest";
-        problems.push(problem(d, ProblemKind::DigestSignatureInvalid, reason.to_string()));
-        return Signature::Failed;
-    }
-    if let (Some(a), Some(b)) = (from_metadata, d.signature_from_next)
-        && !a.eq_ignore_ascii_case(b)
-    {
-        d.trusted = false;
-        problems.push(problem(
-            d,
-            ProblemKind::DigestSignatureInvalid,
-            "the signature in its S3 metadata differs from the one the next digest records".to_string(),
-        ));
-        return Signature::Failed;
-    }
-    let (Some(keys), Some(signature)) = (keys, from_metadata.or(d.signature_from_next)) else {
-        return Signature::Unchecked;
-    };
-    let fingerprint = &d.digest.digest_public_key_fingerprint;
-    let Some(key) = keys.get(fingerprint) else {
-        d.trusted = false;
-        let reason = format!(
-            "signed with the key whose fingerprint is {fingerprint}, which the public keys given do not hold"
-        );
-        problems.push(problem(d, ProblemKind::DigestKeyUnknown, reason));
-        return Signature::Failed;
-    };
-    if signature_is_valid(key, d.digest.signing_string(&d.sha256).as_bytes(), signature) {
-        Signature::Valid
-    } else {
-        d.trusted = false;
-        problems.push(problem(
-            d,
-            ProblemKind::DigestSignatureInvalid,
-            format!("its signature does not verify with the key whose fingerprint is {fingerprint}"),
-        ));
-        Signature::Failed
-    }
+fn check_signatures(
+    digests: &mut [Read],
+    keys: Option<&PublicKeys>,
+    problems: &mut Vec<Problem>,
+) -> Vec<Signature> {
+    digests
+        .iter_mut()
+        .map(|d| {
+            if !d.trusted {
+                return Signature::Failed;
+            }
+            let from_metadata = d.object.metadata_signature.as_deref();
+            if keys.is_some() && d.object.bucket.is_some() && from_metadata.is_none() {
+                d.trusted = false;
+                problems.push(problem(
+                    d,
+                    ProblemKind::DigestSignatureInvalid,
+                    "its S3 object carries no signature (x-amz-meta-signature), which CloudTrail sets on every digest"
+                        .to_string(),
+                ));
+                return Signature::Failed;
+            }
+            if let (Some(a), Some(b)) = (from_metadata, d.signature_from_next)
+                && !a.eq_ignore_ascii_case(b)
+            {
+                d.trusted = false;
+                problems.push(problem(
+                    d,
+                    ProblemKind::DigestSignatureInvalid,
+                    "the signature in its S3 metadata differs from the one the next digest records".to_string(),
+                ));
+                return Signature::Failed;
+            }
+            let (Some(keys), Some(signature)) = (keys, from_metadata.or(d.signature_from_next)) else {
+                return Signature::Unchecked;
+            };
+            let fingerprint = &d.digest.digest_public_key_fingerprint;
+            let Some(key) = keys.get(fingerprint) else {
+                d.trusted = false;
+                problems.push(problem(
+                    d,
+                    ProblemKind::DigestKeyUnknown,
+                    format!("signed with the key whose fingerprint is {fingerprint}, which the public keys given do not hold"),
+                ));
+                return Signature::Failed;
+            };
+            if signature_is_valid(key, d.digest.signing_string(&d.sha256).as_bytes(), signature) {
+                Signature::Valid
+            } else {
+                d.trusted = false;
+                problems.push(problem(
+                    d,
+                    ProblemKind::DigestSignatureInvalid,
+                    format!("its signature does not verify with the key whose fingerprint is {fingerprint}"),
+                ));
+                Signature::Failed
+            }
+        })
+        .collect()
 }
 
 fn judge_log(

@@ -621,3 +621,25 @@ fn a_digest_altered_with_the_next_ones_record_of_it_is_still_caught() {
     expected.push((ProblemKind::DigestSignatureInvalid, file(&digests[0])));
     assert_eq!(verdicts(&v), expected);
 }
+
+/// Offline, a digest altered to claim a later end than the digest after it, with that digest's
+/// record of its hash altered to match, is still checked against the signature that record
+/// carries: the order digests claim does not decide when a signature is checked.
+#[test]
+fn a_digest_moved_after_the_next_one_in_time_is_still_checked() {
+    use granttrail_cloudtrail::digest::{hex, sha256};
+    let (mut trail, _, digests) = three_hours();
+    let mut body: serde_json::Value = serde_json::from_str(&trail.content(&digests[1]).unwrap()).unwrap();
+    body["digestEndTime"] = json!("2025-03-04T14:00:00Z");
+    body["previousDigestS3Object"] = serde_json::Value::Null;
+    body["logFiles"] = json!([]);
+    let altered = body.to_string();
+    trail.tamper(&digests[1], &altered);
+    set_digest_field(&mut trail, &digests[2], "previousDigestHashValue", &hex(&sha256(altered.as_bytes())));
+    let v = analyse(&inputs(&trail, false), Some(&keys(&trail)), &Filter::default());
+    assert!(
+        verdicts(&v).contains(&(ProblemKind::DigestSignatureInvalid, file(&digests[1]))),
+        "{:?}",
+        verdicts(&v)
+    );
+}
