@@ -72,7 +72,7 @@ pub fn analyse(inputs: &[Input], keys: Option<&PublicKeys>, filter: &Filter) -> 
     check_locations(&mut digests, &mut digest_problems);
     let self_signed: Vec<bool> = digests.iter().map(|d| signed_in_metadata(d, keys)).collect();
     check_chains(&mut digests, &self_signed, &mut digest_problems, &|d| filter.owns(&d.object.name));
-    let signatures = check_signatures(&mut digests, keys, &mut digest_problems);
+    let signatures = check_signatures(&mut digests, keys, &self_signed, &mut digest_problems);
     out.problems.extend(
         digest_problems
             .into_iter()
@@ -407,11 +407,13 @@ enum Signature {
 fn check_signatures(
     digests: &mut [Read],
     keys: Option<&PublicKeys>,
+    self_signed: &[bool],
     problems: &mut Vec<Problem>,
 ) -> Vec<Signature> {
     digests
         .iter_mut()
-        .map(|d| {
+        .zip(self_signed)
+        .map(|(d, &self_signed)| {
             if !d.trusted {
                 return Signature::Failed;
             }
@@ -450,7 +452,13 @@ fn check_signatures(
                 ));
                 return Signature::Failed;
             };
-            if signature_is_valid(key, d.digest.signing_string(&d.sha256).as_bytes(), signature) {
+            // A signature from the metadata was verified with the chains ([`signed_in_metadata`]).
+            let valid = if from_metadata.is_some() {
+                self_signed
+            } else {
+                signature_is_valid(key, d.digest.signing_string(&d.sha256).as_bytes(), signature)
+            };
+            if valid {
                 Signature::Valid
             } else {
                 d.trusted = false;
